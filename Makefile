@@ -1,0 +1,48 @@
+# necos — build, test and generate. See README.md.
+SHELL := /bin/bash
+GO ?= go
+BIN := bin
+PLUGIN_DIR := $(BIN)/plugins
+PLUGINS := $(notdir $(wildcard plugins/*))
+PROTO_SRC := $(wildcard sdk/proto/necos/plugin/v1/*.proto)
+
+.PHONY: all build plugins proto proto-check test test-unit lint bench clean
+
+all: build
+
+build: plugins
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+plugins:
+	@mkdir -p $(PLUGIN_DIR)
+	@for p in $(PLUGINS); do \
+	  echo "build plugin $$p"; \
+	  $(GO) build -o $(PLUGIN_DIR)/necos-plugin-$$p ./plugins/$$p || exit 1; \
+	done
+
+$(BIN)/tools/protoc-gen-go $(BIN)/tools/protoc-gen-go-grpc: go.mod
+	@mkdir -p $(BIN)/tools
+	$(GO) build -o $(BIN)/tools/ google.golang.org/protobuf/cmd/protoc-gen-go google.golang.org/grpc/cmd/protoc-gen-go-grpc
+
+# Regenerates the plugin API's Go code (needs Debian's protobuf-compiler and libprotobuf-dev).
+proto: $(BIN)/tools/protoc-gen-go $(BIN)/tools/protoc-gen-go-grpc
+	protoc -I sdk/proto \
+	  --plugin=protoc-gen-go=$(BIN)/tools/protoc-gen-go \
+	  --plugin=protoc-gen-go-grpc=$(BIN)/tools/protoc-gen-go-grpc \
+	  --go_out=. --go_opt=module=github.com/necos/necos \
+	  --go-grpc_out=. --go-grpc_opt=module=github.com/necos/necos \
+	  $(PROTO_SRC)
+
+# Fails when the committed generated code differs from what `make proto` produces.
+proto-check: proto
+	@git diff --exit-code -- sdk/proto/pluginv1 || { echo "generated code is stale: run make proto and commit"; exit 1; }
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); [ -z "$$out" ] || { echo "gofmt needed: $$out"; exit 1; }
+	$(GO) vet ./...
+
+test:
+	./scripts/test.sh
+
+clean:
+	rm -rf $(BIN)

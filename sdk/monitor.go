@@ -1,0 +1,48 @@
+package sdk
+
+import (
+	"context"
+	"time"
+)
+
+// Monitor stores and reads metric points.
+type Monitor interface {
+	// Write queues points and returns without waiting for the backend. An error of an
+	// earlier background write is returned by the next Write or Flush.
+	Write(ctx context.Context, points []Point) error
+	// Flush waits until every queued point is stored.
+	Flush(ctx context.Context) error
+	// Query reads points back.
+	Query(ctx context.Context, q Query) ([]Point, error)
+	// Health reports whether the backend answers.
+	Health(ctx context.Context) error
+}
+
+// Tag keys the core writes on every point it takes from a VIM.
+const (
+	TagSlice = "slice"
+	TagPart  = "part"
+	// TagResourceID is the node's name, as the original NECOS monitoring tagged it.
+	TagResourceID = "ResourceID"
+	TagNodeType   = "node-type"
+)
+
+// Point is one value of one metric at one time.
+type Point struct {
+	Metric string
+	Tags   map[string]string
+	Value  float64
+	Time   time.Time
+}
+
+// Query selects points of one metric.
+type Query struct {
+	Metric string
+	// Tags keeps only series whose tags hold these values.
+	Tags map[string]string
+	// Last keeps the last N points of each series; zero means all.
+	Last int
+	// Start and End bound the time window; zero values mean unbounded.
+	Start time.Time
+	End   time.Time
+}

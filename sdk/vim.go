@@ -1,0 +1,315 @@
+package sdk
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// VIM provisions and runs DC slice parts (compute) at one resource provider.
+//
+// Every call is idempotent and keyed by [PartRef]: the core may retry any call, and a
+// Create for a part that already exists returns that part. Errors carry a [Code]:
+// CodeInvalidArgument for a bad request, CodeResourceExhausted when the provider lacks
+// room, CodeNotFound for an unknown part (except Delete, where an unknown part is done).
+type VIM interface {
+	// Offer says whether the provider can host the part now and at what price. A refusal
+	// is an Offer with Accepted false and a Reason, not an error.
+	Offer(ctx context.Context, part PartSpec) (Offer, error)
+	// Create builds the part and returns it once its nodes run.
+	Create(ctx context.Context, part PartSpec) (Part, error)
+	// Describe returns the part as the backend holds it now.
+	Describe(ctx context.Context, ref PartRef) (Part, error)
+	// Resize changes the vCPUs and/or memory of a VDU's nodes (vertical elasticity).
+	Resize(ctx context.Context, req ResizeRequest) (Part, error)
+	// Scale sets the number of instances of a VDU (nodes in the part).
+	Scale(ctx context.Context, req ScaleRequest) (Part, error)
+	// Delete removes the part and everything it holds; an unknown part is not an error.
+	Delete(ctx context.Context, ref PartRef) error
+	// Metrics measures the part's nodes now. names filters the metrics; empty means all.
+	Metrics(ctx context.Context, ref PartRef, names []string) ([]Sample, error)
+}
+
+// PartRef names a DC slice part: the slice's id and the part's id within it.
+type PartRef struct {
+	SliceID string
+	PartID  string
+}
+
+// String returns "slice/part".
+func (r PartRef) String() string { return r.SliceID + "/" + r.PartID }
+
+// Validate checks that both ids are set.
+func (r PartRef) Validate() error {
+	if r.SliceID == "" || r.PartID == "" {
+		return Errorf(CodeInvalidArgument, "ref: slice_id and part_id are required (got %q)", r.String())
+	}
+	return nil
+}
+
+// Node types of a VDU.
+const (
+	NodeMaster = "master"
+	NodeWorker = "worker"
+)
+
+// VDUSpec is one virtual deployment unit of a part: a node template and how many.
+type VDUSpec struct {
+	// Name is the VDU's name; its nodes are named NodeName(Name, i).
+	Name        string
+	Description string
+	// Image is the VDU's image (vdu-image).
+	Image string
+	// Instances is how many nodes of this VDU the part has.
+	Instances int
+	// CPUs, MemoryMB and StorageGB size each node.
+	CPUs      int
+	MemoryMB  int64
+	StorageGB int64
+	// Type is NodeMaster, NodeWorker or empty.
+	Type            string
+	CPUArchitecture string
+	// OS holds os-properties (architecture, type, distribution, version).
+	OS map[string]string
+}
+
+// NodeName returns the name of the i-th (from 1) instance of a VDU.
+func NodeName(vdu string, i int) string { return fmt.Sprintf("%s-%d", vdu, i) }
+
+// PartSpec is a DC slice part to build.
+type PartSpec struct {
+	Ref PartRef
+	// Name is the part's name in the tenant's spec, e.g. "core-dc".
+	Name string
+	// Type is "DC" or "EDGE".
+	Type     string
+	Location string
+	// Bridge is the per-slice bridge at the provider's site that nodes attach to.
+	Bridge string
+	Tenant string
+	VDUs   []VDUSpec
+	// Labels are extra key/values to tag the part's resources with.
+	Labels map[string]string
+}
+
+// Resources returns what the part needs in total.
+func (p PartSpec) Resources() Resources {
+	var r Resources
+	for _, v := range p.VDUs {
+		r.Nodes += v.Instances
+		r.CPUs += v.CPUs * v.Instances
+		r.MemoryMB += v.MemoryMB * int64(v.Instances)
+		r.StorageGB += v.StorageGB * int64(v.Instances)
+	}
+	return r
+}
+
+// VDU returns the named VDU.
+func (p PartSpec) VDU(name string) (VDUSpec, bool) {
+	for _, v := range p.VDUs {
+		if v.Name == name {
+			return v, true
+		}
+	}
+	return VDUSpec{}, false
+}
+
+// Validate checks what every VIM needs of a part spec and reports every problem at once,
+// each naming its field.
+func (p PartSpec) Validate() error {
+	var problems []string
+	if err := p.Ref.Validate(); err != nil {
+		problems = append(problems, err.Error())
+	}
+	if len(p.VDUs) == 0 {
+		problems = append(problems, "vdus: at least one VDU is required")
+	}
+	seen := map[string]bool{}
+	for i, v := range p.VDUs {
+		at := fmt.Sprintf("vdus[%d]", i)
+		switch {
+		case v.Name == "":
+			problems = append(problems, at+".name: required")
+		case seen[v.Name]:
+			problems = append(problems, fmt.Sprintf("%s.name: duplicate VDU %q", at, v.Name))
+		}
+		seen[v.Name] = true
+		if v.Instances < 0 {
+			problems = append(problems, fmt.Sprintf("%s.instances: must be >= 0, got %d", at, v.Instances))
+		}
+		if v.CPUs <= 0 {
+			problems = append(problems, fmt.Sprintf("%s.cpus: must be > 0, got %d", at, v.CPUs))
+		}
+		if v.MemoryMB <= 0 {
+			problems = append(problems, fmt.Sprintf("%s.memory_mb: must be > 0, got %d", at, v.MemoryMB))
+		}
+		if v.StorageGB < 0 {
+			problems = append(problems, fmt.Sprintf("%s.storage_gb: must be >= 0, got %d", at, v.StorageGB))
+		}
+	}
+	if len(problems) > 0 {
+		return Errorf(CodeInvalidArgument, "%s", strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// Resources is an amount of compute.
+type Resources struct {
+	CPUs      int
+	MemoryMB  int64
+	StorageGB int64
+	Nodes     int
+}
+
+// Fits reports whether r fits in free, and if not, which resource is short.
+func (r Resources) Fits(free Resources) (bool, string) {
+	switch {
+	case r.CPUs > free.CPUs:
+		return false, fmt.Sprintf("not enough CPUs: need %d, %d free", r.CPUs, free.CPUs)
+	case r.MemoryMB > free.MemoryMB:
+		return false, fmt.Sprintf("not enough memory: need %d MB, %d MB free", r.MemoryMB, free.MemoryMB)
+	case r.StorageGB > free.StorageGB:
+		return false, fmt.Sprintf("not enough storage: need %d GB, %d GB free", r.StorageGB, free.StorageGB)
+	}
+	return true, ""
+}
+
+// Sub returns r minus o.
+func (r Resources) Sub(o Resources) Resources {
+	return Resources{CPUs: r.CPUs - o.CPUs, MemoryMB: r.MemoryMB - o.MemoryMB,
+		StorageGB: r.StorageGB - o.StorageGB, Nodes: r.Nodes - o.Nodes}
+}
+
+// Add returns r plus o.
+func (r Resources) Add(o Resources) Resources {
+	return Resources{CPUs: r.CPUs + o.CPUs, MemoryMB: r.MemoryMB + o.MemoryMB,
+		StorageGB: r.StorageGB + o.StorageGB, Nodes: r.Nodes + o.Nodes}
+}
+
+// Offer is a provider's answer to "can you host this part?".
+type Offer struct {
+	// Accepted is false when the provider cannot host the part; Reason says why.
+	Accepted bool
+	Reason   string
+	// PricePerDay is the price of the whole part per day, in euros.
+	PricePerDay float64
+	// Requested is what the part needs; Free what the provider has left without it.
+	Requested Resources
+	Free      Resources
+}
+
+// States of a part and of its nodes.
+const (
+	StateCreating = "creating"
+	StateReady    = "ready"
+	StateRunning  = "running"
+	StateStopped  = "stopped"
+	StateFailed   = "failed"
+	StateDeleting = "deleting"
+)
+
+// Node is one VDU instance of a part.
+type Node struct {
+	// Name is NodeName(VDU, i).
+	Name string
+	VDU  string
+	// ID is the backend's identifier (domain UUID, ...).
+	ID        string
+	Type      string
+	State     string
+	CPUs      int
+	MemoryMB  int64
+	StorageGB int64
+	IPs       []string
+}
+
+// Endpoint is how a tenant reaches a part's VIM (the NECOS vim-ref).
+type Endpoint struct {
+	IPAPI   string
+	PortAPI int
+	IPSSH   string
+	PortSSH int
+}
+
+// Credential kinds.
+const (
+	CredentialKubeconfig = "kubeconfig"
+	CredentialSSHKey     = "ssh-key"
+	CredentialPassword   = "password"
+)
+
+// Credential is what a tenant uses to reach its part.
+type Credential struct {
+	// Kind is CredentialKubeconfig, CredentialSSHKey, CredentialPassword or empty.
+	Kind string
+	User string
+	// Secret is the kubeconfig, private key or password.
+	Secret string
+	// HostKey is the SSH host public key (authorized_keys format) pinned at creation.
+	HostKey string
+	// Expires is when Secret stops working; zero means never.
+	Expires time.Time
+}
+
+// Part is a DC slice part as the backend holds it.
+type Part struct {
+	Ref        PartRef
+	Name       string
+	State      string
+	Message    string
+	Nodes      []Node
+	VIMRef     Endpoint
+	Credential Credential
+	Bridge     string
+	// Allocated is what the part holds; Used what its workloads use, when known.
+	Allocated Resources
+	Used      Resources
+	// Attributes are backend-specific facts (namespace, URI...).
+	Attributes map[string]string
+}
+
+// NodesOf returns the part's nodes of one VDU.
+func (p Part) NodesOf(vdu string) []Node {
+	var out []Node
+	for _, n := range p.Nodes {
+		if n.VDU == vdu {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// ResizeRequest changes the size of a VDU's nodes.
+type ResizeRequest struct {
+	Ref PartRef
+	VDU string
+	// Node limits the change to one node; empty means every instance of VDU.
+	Node string
+	// CPUs and MemoryMB are the new values; zero leaves a value unchanged.
+	CPUs     int
+	MemoryMB int64
+}
+
+// ScaleRequest sets the number of instances of a VDU.
+type ScaleRequest struct {
+	Ref       PartRef
+	VDU       string
+	Instances int
+}
+
+// Metric names measured by VIMs, as NECOS named them where it did.
+const (
+	MetricCPUPercent   = "PERCENT_CPU_UTILIZATION"
+	MetricMemoryUsedMB = "MEMORY_USED_MB"
+	MetricMemoryPct    = "PERCENT_MEMORY_UTILIZATION"
+)
+
+// Sample is one measurement of one node.
+type Sample struct {
+	Node     string
+	NodeType string
+	Metric   string
+	Value    float64
+	Time     time.Time
+}

@@ -1,0 +1,73 @@
+package sdk
+
+import "context"
+
+// WAN builds net slice parts: links joining the per-slice bridges of two DC slice parts
+// at different sites. Every call is idempotent and keyed by [LinkRef].
+type WAN interface {
+	// OfferLink says whether the link can be built and at what price. A refusal is an
+	// offer with Accepted false and a Reason, not an error.
+	OfferLink(ctx context.Context, link LinkSpec) (LinkOffer, error)
+	// Connect builds the link (and the bridges it needs) and returns it.
+	Connect(ctx context.Context, link LinkSpec) (Link, error)
+	// DescribeLink returns the link as the backend holds it now.
+	DescribeLink(ctx context.Context, ref LinkRef) (Link, error)
+	// Disconnect removes every device the link made; an unknown link is not an error.
+	Disconnect(ctx context.Context, ref LinkRef) error
+}
+
+// LinkRef names a net slice part: the slice's id and the link's id within it.
+type LinkRef struct {
+	SliceID string
+	LinkID  string
+}
+
+// String returns "slice/link".
+func (r LinkRef) String() string { return r.SliceID + "/" + r.LinkID }
+
+// LinkEnd is one side of a link: a DC part's bridge at its provider's site.
+type LinkEnd struct {
+	// Site is the provider's name.
+	Site string
+	// Part is the DC part's name.
+	Part string
+	// Underlay is the site's WAN endpoint address.
+	Underlay string
+	// Netns is the named network namespace holding the site's devices; empty is the host's.
+	Netns string
+	// Bridge is the part's per-slice bridge.
+	Bridge string
+}
+
+// LinkSpec is a link to build.
+type LinkSpec struct {
+	Ref  LinkRef
+	Name string
+	End1 LinkEnd
+	End2 LinkEnd
+	// BandwidthBps is the rate limit in bits per second in each direction; zero is none.
+	BandwidthBps uint64
+	// VNI is the VXLAN network identifier chosen by the caller; zero lets the plugin choose.
+	VNI uint32
+}
+
+// Link is a link as the backend holds it.
+type Link struct {
+	Ref          LinkRef
+	Name         string
+	State        string
+	Message      string
+	VNI          uint32
+	End1         LinkEnd
+	End2         LinkEnd
+	BandwidthBps uint64
+}
+
+// LinkOffer is the answer to "can you build this link?".
+type LinkOffer struct {
+	Accepted    bool
+	Reason      string
+	PricePerDay float64
+	// AvailableBps is the bandwidth still free between the two sites.
+	AvailableBps uint64
+}
