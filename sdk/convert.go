@@ -71,12 +71,12 @@ func partSpecFromPB(p *pb.PartSpec) PartSpec {
 
 func offerToPB(o Offer) *pb.VIMOfferResponse {
 	return &pb.VIMOfferResponse{Accepted: o.Accepted, Reason: o.Reason, PricePerDay: o.PricePerDay,
-		Requested: resourcesToPB(o.Requested), Free: resourcesToPB(o.Free)}
+		Requested: resourcesToPB(o.Requested), Free: resourcesToPB(o.Free), Capacity: resourcesToPB(o.Capacity)}
 }
 
 func offerFromPB(o *pb.VIMOfferResponse) Offer {
 	return Offer{Accepted: o.Accepted, Reason: o.Reason, PricePerDay: o.PricePerDay,
-		Requested: resourcesFromPB(o.Requested), Free: resourcesFromPB(o.Free)}
+		Requested: resourcesFromPB(o.Requested), Free: resourcesFromPB(o.Free), Capacity: resourcesFromPB(o.Capacity)}
 }
 
 func partToPB(p Part) *pb.Part {

@@ -194,9 +194,11 @@ type Offer struct {
 	Reason   string
 	// PricePerDay is the price of the whole part per day, in euros.
 	PricePerDay float64
-	// Requested is what the part needs; Free what the provider has left without it.
+	// Requested is what the part needs; Free what the provider has left without it;
+	// Capacity the provider's total.
 	Requested Resources
 	Free      Resources
+	Capacity  Resources
 }
 
 // States of a part and of its nodes.

@@ -345,7 +345,9 @@ type VIMOfferResponse struct {
 	PricePerDay float64    `protobuf:"fixed64,3,opt,name=price_per_day,json=pricePerDay,proto3" json:"price_per_day,omitempty"`
 	Requested   *Resources `protobuf:"bytes,4,opt,name=requested,proto3" json:"requested,omitempty"`
 	// What is still free before this part.
-	Free          *Resources `protobuf:"bytes,5,opt,name=free,proto3" json:"free,omitempty"`
+	Free *Resources `protobuf:"bytes,5,opt,name=free,proto3" json:"free,omitempty"`
+	// The provider's total capacity.
+	Capacity      *Resources `protobuf:"bytes,6,opt,name=capacity,proto3" json:"capacity,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -411,6 +413,13 @@ func (x *VIMOfferResponse) GetRequested() *Resources {
 func (x *VIMOfferResponse) GetFree() *Resources {
 	if x != nil {
 		return x.Free
+	}
+	return nil
+}
+
+func (x *VIMOfferResponse) GetCapacity() *Resources {
+	if x != nil {
+		return x.Capacity
 	}
 	return nil
 }
@@ -1486,13 +1495,14 @@ const file_necos_plugin_v1_vim_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"@\n" +
 	"\x0fVIMOfferRequest\x12-\n" +
-	"\x04part\x18\x01 \x01(\v2\x19.necos.plugin.v1.PartSpecR\x04part\"\xd4\x01\n" +
+	"\x04part\x18\x01 \x01(\v2\x19.necos.plugin.v1.PartSpecR\x04part\"\x8c\x02\n" +
 	"\x10VIMOfferResponse\x12\x1a\n" +
 	"\baccepted\x18\x01 \x01(\bR\baccepted\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\"\n" +
 	"\rprice_per_day\x18\x03 \x01(\x01R\vpricePerDay\x128\n" +
 	"\trequested\x18\x04 \x01(\v2\x1a.necos.plugin.v1.ResourcesR\trequested\x12.\n" +
-	"\x04free\x18\x05 \x01(\v2\x1a.necos.plugin.v1.ResourcesR\x04free\"\xc8\x01\n" +
+	"\x04free\x18\x05 \x01(\v2\x1a.necos.plugin.v1.ResourcesR\x04free\x126\n" +
+	"\bcapacity\x18\x06 \x01(\v2\x1a.necos.plugin.v1.ResourcesR\bcapacity\"\xc8\x01\n" +
 	"\x04Node\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03vdu\x18\x02 \x01(\tR\x03vdu\x12\x0e\n" +
@@ -1631,45 +1641,46 @@ var file_necos_plugin_v1_vim_proto_depIdxs = []int32{
 	2,  // 4: necos.plugin.v1.VIMOfferRequest.part:type_name -> necos.plugin.v1.PartSpec
 	25, // 5: necos.plugin.v1.VIMOfferResponse.requested:type_name -> necos.plugin.v1.Resources
 	25, // 6: necos.plugin.v1.VIMOfferResponse.free:type_name -> necos.plugin.v1.Resources
-	26, // 7: necos.plugin.v1.Credential.expires:type_name -> google.protobuf.Timestamp
-	0,  // 8: necos.plugin.v1.Part.ref:type_name -> necos.plugin.v1.PartRef
-	5,  // 9: necos.plugin.v1.Part.nodes:type_name -> necos.plugin.v1.Node
-	6,  // 10: necos.plugin.v1.Part.vim_ref:type_name -> necos.plugin.v1.Endpoint
-	7,  // 11: necos.plugin.v1.Part.credential:type_name -> necos.plugin.v1.Credential
-	25, // 12: necos.plugin.v1.Part.allocated:type_name -> necos.plugin.v1.Resources
-	25, // 13: necos.plugin.v1.Part.used:type_name -> necos.plugin.v1.Resources
-	24, // 14: necos.plugin.v1.Part.attributes:type_name -> necos.plugin.v1.Part.AttributesEntry
-	2,  // 15: necos.plugin.v1.CreateRequest.part:type_name -> necos.plugin.v1.PartSpec
-	8,  // 16: necos.plugin.v1.CreateResponse.part:type_name -> necos.plugin.v1.Part
-	0,  // 17: necos.plugin.v1.DescribeRequest.ref:type_name -> necos.plugin.v1.PartRef
-	8,  // 18: necos.plugin.v1.DescribeResponse.part:type_name -> necos.plugin.v1.Part
-	0,  // 19: necos.plugin.v1.ResizeRequest.ref:type_name -> necos.plugin.v1.PartRef
-	8,  // 20: necos.plugin.v1.ResizeResponse.part:type_name -> necos.plugin.v1.Part
-	0,  // 21: necos.plugin.v1.ScaleRequest.ref:type_name -> necos.plugin.v1.PartRef
-	8,  // 22: necos.plugin.v1.ScaleResponse.part:type_name -> necos.plugin.v1.Part
-	0,  // 23: necos.plugin.v1.DeleteRequest.ref:type_name -> necos.plugin.v1.PartRef
-	0,  // 24: necos.plugin.v1.MetricsRequest.ref:type_name -> necos.plugin.v1.PartRef
-	26, // 25: necos.plugin.v1.Sample.time:type_name -> google.protobuf.Timestamp
-	20, // 26: necos.plugin.v1.MetricsResponse.samples:type_name -> necos.plugin.v1.Sample
-	3,  // 27: necos.plugin.v1.VIM.Offer:input_type -> necos.plugin.v1.VIMOfferRequest
-	9,  // 28: necos.plugin.v1.VIM.Create:input_type -> necos.plugin.v1.CreateRequest
-	11, // 29: necos.plugin.v1.VIM.Describe:input_type -> necos.plugin.v1.DescribeRequest
-	13, // 30: necos.plugin.v1.VIM.Resize:input_type -> necos.plugin.v1.ResizeRequest
-	15, // 31: necos.plugin.v1.VIM.Scale:input_type -> necos.plugin.v1.ScaleRequest
-	17, // 32: necos.plugin.v1.VIM.Delete:input_type -> necos.plugin.v1.DeleteRequest
-	19, // 33: necos.plugin.v1.VIM.Metrics:input_type -> necos.plugin.v1.MetricsRequest
-	4,  // 34: necos.plugin.v1.VIM.Offer:output_type -> necos.plugin.v1.VIMOfferResponse
-	10, // 35: necos.plugin.v1.VIM.Create:output_type -> necos.plugin.v1.CreateResponse
-	12, // 36: necos.plugin.v1.VIM.Describe:output_type -> necos.plugin.v1.DescribeResponse
-	14, // 37: necos.plugin.v1.VIM.Resize:output_type -> necos.plugin.v1.ResizeResponse
-	16, // 38: necos.plugin.v1.VIM.Scale:output_type -> necos.plugin.v1.ScaleResponse
-	18, // 39: necos.plugin.v1.VIM.Delete:output_type -> necos.plugin.v1.DeleteResponse
-	21, // 40: necos.plugin.v1.VIM.Metrics:output_type -> necos.plugin.v1.MetricsResponse
-	34, // [34:41] is the sub-list for method output_type
-	27, // [27:34] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	25, // 7: necos.plugin.v1.VIMOfferResponse.capacity:type_name -> necos.plugin.v1.Resources
+	26, // 8: necos.plugin.v1.Credential.expires:type_name -> google.protobuf.Timestamp
+	0,  // 9: necos.plugin.v1.Part.ref:type_name -> necos.plugin.v1.PartRef
+	5,  // 10: necos.plugin.v1.Part.nodes:type_name -> necos.plugin.v1.Node
+	6,  // 11: necos.plugin.v1.Part.vim_ref:type_name -> necos.plugin.v1.Endpoint
+	7,  // 12: necos.plugin.v1.Part.credential:type_name -> necos.plugin.v1.Credential
+	25, // 13: necos.plugin.v1.Part.allocated:type_name -> necos.plugin.v1.Resources
+	25, // 14: necos.plugin.v1.Part.used:type_name -> necos.plugin.v1.Resources
+	24, // 15: necos.plugin.v1.Part.attributes:type_name -> necos.plugin.v1.Part.AttributesEntry
+	2,  // 16: necos.plugin.v1.CreateRequest.part:type_name -> necos.plugin.v1.PartSpec
+	8,  // 17: necos.plugin.v1.CreateResponse.part:type_name -> necos.plugin.v1.Part
+	0,  // 18: necos.plugin.v1.DescribeRequest.ref:type_name -> necos.plugin.v1.PartRef
+	8,  // 19: necos.plugin.v1.DescribeResponse.part:type_name -> necos.plugin.v1.Part
+	0,  // 20: necos.plugin.v1.ResizeRequest.ref:type_name -> necos.plugin.v1.PartRef
+	8,  // 21: necos.plugin.v1.ResizeResponse.part:type_name -> necos.plugin.v1.Part
+	0,  // 22: necos.plugin.v1.ScaleRequest.ref:type_name -> necos.plugin.v1.PartRef
+	8,  // 23: necos.plugin.v1.ScaleResponse.part:type_name -> necos.plugin.v1.Part
+	0,  // 24: necos.plugin.v1.DeleteRequest.ref:type_name -> necos.plugin.v1.PartRef
+	0,  // 25: necos.plugin.v1.MetricsRequest.ref:type_name -> necos.plugin.v1.PartRef
+	26, // 26: necos.plugin.v1.Sample.time:type_name -> google.protobuf.Timestamp
+	20, // 27: necos.plugin.v1.MetricsResponse.samples:type_name -> necos.plugin.v1.Sample
+	3,  // 28: necos.plugin.v1.VIM.Offer:input_type -> necos.plugin.v1.VIMOfferRequest
+	9,  // 29: necos.plugin.v1.VIM.Create:input_type -> necos.plugin.v1.CreateRequest
+	11, // 30: necos.plugin.v1.VIM.Describe:input_type -> necos.plugin.v1.DescribeRequest
+	13, // 31: necos.plugin.v1.VIM.Resize:input_type -> necos.plugin.v1.ResizeRequest
+	15, // 32: necos.plugin.v1.VIM.Scale:input_type -> necos.plugin.v1.ScaleRequest
+	17, // 33: necos.plugin.v1.VIM.Delete:input_type -> necos.plugin.v1.DeleteRequest
+	19, // 34: necos.plugin.v1.VIM.Metrics:input_type -> necos.plugin.v1.MetricsRequest
+	4,  // 35: necos.plugin.v1.VIM.Offer:output_type -> necos.plugin.v1.VIMOfferResponse
+	10, // 36: necos.plugin.v1.VIM.Create:output_type -> necos.plugin.v1.CreateResponse
+	12, // 37: necos.plugin.v1.VIM.Describe:output_type -> necos.plugin.v1.DescribeResponse
+	14, // 38: necos.plugin.v1.VIM.Resize:output_type -> necos.plugin.v1.ResizeResponse
+	16, // 39: necos.plugin.v1.VIM.Scale:output_type -> necos.plugin.v1.ScaleResponse
+	18, // 40: necos.plugin.v1.VIM.Delete:output_type -> necos.plugin.v1.DeleteResponse
+	21, // 41: necos.plugin.v1.VIM.Metrics:output_type -> necos.plugin.v1.MetricsResponse
+	35, // [35:42] is the sub-list for method output_type
+	28, // [28:35] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_necos_plugin_v1_vim_proto_init() }
