@@ -1,0 +1,162 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Event is one thing that happened to a slice, for tenants (server-sent events) and
+// operators.
+type Event struct {
+	// Seq orders events of a slice (the store revision that wrote it).
+	Seq   int64     `json:"seq"`
+	Time  time.Time `json:"time"`
+	Slice string    `json:"slice"`
+	// Type says what happened, e.g. "part.ready", "slice.failed", "elastic.fired".
+	Type    string            `json:"type"`
+	Part    string            `json:"part,omitempty"`
+	Link    string            `json:"link,omitempty"`
+	Message string            `json:"message,omitempty"`
+	Data    map[string]string `json:"data,omitempty"`
+}
+
+func (s *Store) eventKey(slice string, t time.Time) string {
+	return s.key("events", slice, fmt.Sprintf("%020d-%s", t.UnixNano(), NewID("")[:6]))
+}
+
+func (s *Store) eventOp(ev Event) op {
+	if ev.Time.IsZero() {
+		ev.Time = time.Now().UTC()
+	}
+	return op{key: s.eventKey(ev.Slice, ev.Time), v: ev, rev: anyRev}
+}
+
+func (s *Store) eventOps(slice string, evs []Event) []op {
+	ops := make([]op, 0, len(evs))
+	for _, ev := range evs {
+		ev.Slice = slice
+		ops = append(ops, s.eventOp(ev))
+	}
+	return ops
+}
+
+// AddEvents records events of a slice.
+func (s *Store) AddEvents(ctx context.Context, slice string, evs ...Event) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	_, err := s.commit(ctx, s.eventOps(slice, evs)...)
+	return err
+}
+
+// Events lists a slice's events, oldest first.
+func (s *Store) Events(ctx context.Context, slice string) ([]Event, error) {
+	var out []Event
+	err := s.list(ctx, s.key("events", slice)+"/", func(key string, rev int64, raw []byte) error {
+		var ev Event
+		if err := jsonUnmarshal(key, raw, &ev); err != nil {
+			return err
+		}
+		ev.Seq = rev
+		out = append(out, ev)
+		return nil
+	})
+	return out, err
+}
+
+// WatchEvents sends a slice's events written after revision since (0: from now) until
+// ctx ends. The channel closes when ctx ends or the watch fails.
+func (s *Store) WatchEvents(ctx context.Context, slice string, since int64) <-chan Event {
+	out := make(chan Event, 64)
+	opts := []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithFilterDelete()}
+	if since > 0 {
+		opts = append(opts, clientv3.WithRev(since+1))
+	}
+	wch := s.cli.Watch(clientv3.WithRequireLeader(ctx), s.key("events", slice)+"/", opts...)
+	go func() {
+		defer close(out)
+		for resp := range wch {
+			if resp.Err() != nil {
+				return
+			}
+			for _, e := range resp.Events {
+				var ev Event
+				if json.Unmarshal(e.Kv.Value, &ev) != nil {
+					continue
+				}
+				ev.Seq = e.Kv.ModRevision
+				select {
+				case out <- ev:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	return out
+}
+
+// WatchSlices reports the id of every slice written or deleted from now on, until ctx
+// ends. Reconcilers use it to learn of work.
+func (s *Store) WatchSlices(ctx context.Context) <-chan string {
+	out := make(chan string, 256)
+	prefix := s.key("slices") + "/"
+	wch := s.cli.Watch(clientv3.WithRequireLeader(ctx), prefix, clientv3.WithPrefix(), clientv3.WithPrevKV())
+	go func() {
+		defer close(out)
+		for resp := range wch {
+			if resp.Err() != nil {
+				return
+			}
+			for _, e := range resp.Events {
+				select {
+				case out <- trimKey(prefix, string(e.Kv.Key)):
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	return out
+}
+
+// WaitSlice waits until a slice satisfies done (checked on every write of it) or is
+// deleted (then it returns ErrNotFound), or ctx ends.
+func (s *Store) WaitSlice(ctx context.Context, id string, done func(*Slice) bool) (*Slice, error) {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sl, err := s.GetSlice(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if done(sl) {
+		return sl, nil
+	}
+	wch := s.cli.Watch(clientv3.WithRequireLeader(wctx), s.sliceKey(id), clientv3.WithRev(sl.Rev+1))
+	for resp := range wch {
+		if err := resp.Err(); err != nil {
+			return nil, fmt.Errorf("watch slice %s: %w", id, err)
+		}
+		for _, e := range resp.Events {
+			if e.Type == clientv3.EventTypeDelete {
+				return nil, fmt.Errorf("slice %s: %w", id, ErrNotFound)
+			}
+			var next Slice
+			if err := json.Unmarshal(e.Kv.Value, &next); err != nil {
+				return nil, fmt.Errorf("decode slice %s: %w", id, err)
+			}
+			next.Rev = e.Kv.ModRevision
+			if done(&next) {
+				return &next, nil
+			}
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return nil, fmt.Errorf("watch slice %s: closed", id)
+}

@@ -1,0 +1,353 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/necos/necos/sdk"
+)
+
+// SliceState is where a slice is in its life.
+type SliceState string
+
+// Slice states. Pending → Creating → Ready; a failure goes RollingBack → Failed; a
+// decommission goes Deleting → (gone).
+const (
+	SlicePending     SliceState = "Pending"
+	SliceCreating    SliceState = "Creating"
+	SliceReady       SliceState = "Ready"
+	SliceRollingBack SliceState = "RollingBack"
+	SliceFailed      SliceState = "Failed"
+	SliceDeleting    SliceState = "Deleting"
+)
+
+// Terminal reports whether the reconciler has nothing more to do in this state.
+func (s SliceState) Terminal() bool { return s == SliceReady || s == SliceFailed }
+
+// Slice is a tenant's slice: its spec and where it is.
+type Slice struct {
+	ID     string `json:"id"`
+	Name   string `json:"name"`
+	Tenant string `json:"tenant"`
+	// Spec is the tenant's NECOS slice YAML as received.
+	Spec    string     `json:"spec"`
+	State   SliceState `json:"state"`
+	Message string     `json:"message,omitempty"`
+	// Deleting is set when the tenant asked for decommission.
+	Deleting  bool      `json:"deleting,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+	ReadyAt   time.Time `json:"ready_at,omitempty"`
+	// Rev is the record's revision in the store (not stored).
+	Rev int64 `json:"-"`
+}
+
+// PartState is where a DC part is.
+type PartState string
+
+// Part states.
+const (
+	PartPlanned  PartState = "Planned"
+	PartCreating PartState = "Creating"
+	PartReady    PartState = "Ready"
+	PartFailed   PartState = "Failed"
+	PartDeleting PartState = "Deleting"
+	PartDeleted  PartState = "Deleted"
+)
+
+// Part is a DC slice part: what was asked, where it went, what the backend holds.
+type Part struct {
+	SliceID string `json:"slice_id"`
+	// Name is the part's name in the spec (and its id within the slice).
+	Name string `json:"name"`
+	// UUID identifies the part towards tenants (slice-part-uuid).
+	UUID     string `json:"uuid"`
+	Provider string `json:"provider"`
+	// Spec is what the VIM plugin is asked to build.
+	Spec        sdk.PartSpec `json:"spec"`
+	PricePerDay float64      `json:"price_per_day"`
+	State       PartState    `json:"state"`
+	Message     string       `json:"message,omitempty"`
+	// Observed is the part as its VIM last described it.
+	Observed *sdk.Part `json:"observed,omitempty"`
+	// Elastic marks a part added by horizontal elasticity.
+	Elastic   bool      `json:"elastic,omitempty"`
+	UpdatedAt time.Time `json:"updated_at"`
+	Rev       int64     `json:"-"`
+}
+
+// Ref returns the part's plugin reference.
+func (p *Part) Ref() sdk.PartRef { return sdk.PartRef{SliceID: p.SliceID, PartID: p.Name} }
+
+// LinkState is where a net slice part is.
+type LinkState string
+
+// Link states.
+const (
+	LinkPlanned  LinkState = "Planned"
+	LinkCreating LinkState = "Creating"
+	LinkReady    LinkState = "Ready"
+	LinkFailed   LinkState = "Failed"
+	// LinkNotBuilt: no WAN provider can build links here; the link is recorded only.
+	LinkNotBuilt LinkState = "NotBuilt"
+	LinkDeleting LinkState = "Deleting"
+)
+
+// Link is a net slice part between two DC parts.
+type Link struct {
+	SliceID     string       `json:"slice_id"`
+	Name        string       `json:"name"`
+	UUID        string       `json:"uuid"`
+	Provider    string       `json:"provider,omitempty"`
+	Spec        sdk.LinkSpec `json:"spec"`
+	PricePerDay float64      `json:"price_per_day"`
+	State       LinkState    `json:"state"`
+	Message     string       `json:"message,omitempty"`
+	Observed    *sdk.Link    `json:"observed,omitempty"`
+	Elastic     bool         `json:"elastic,omitempty"`
+	UpdatedAt   time.Time    `json:"updated_at"`
+	Rev         int64        `json:"-"`
+}
+
+// Ref returns the link's plugin reference.
+func (l *Link) Ref() sdk.LinkRef { return sdk.LinkRef{SliceID: l.SliceID, LinkID: l.Name} }
+
+// NewID returns a random identifier with a readable prefix, e.g. "s-3f9a0c1b2d4e".
+func NewID(prefix string) string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return prefix + hex.EncodeToString(b)
+}
+
+// NewUUID returns a random RFC 4122 version 4 UUID.
+func NewUUID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b)
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+func (s *Store) sliceKey(id string) string        { return s.key("slices", id) }
+func (s *Store) nameKey(tenant, name string) string { return s.key("names", tenant, name) }
+func (s *Store) partKey(slice, name string) string  { return s.key("parts", slice, name) }
+func (s *Store) linkKey(slice, name string) string  { return s.key("links", slice, name) }
+
+// CreateSlice stores a new slice. A tenant's slice names are unique among its live
+// slices: a second one with the same name gets ErrExists.
+func (s *Store) CreateSlice(ctx context.Context, sl *Slice, ev Event) error {
+	now := time.Now().UTC()
+	sl.CreatedAt, sl.UpdatedAt = now, now
+	ev.Slice = sl.ID
+	rev, err := s.commit(ctx,
+		op{key: s.nameKey(sl.Tenant, sl.Name), v: sl.ID, rev: 0},
+		op{key: s.sliceKey(sl.ID), v: sl, rev: 0},
+		s.eventOp(ev),
+	)
+	if err != nil {
+		if errors.Is(err, ErrExists) {
+			return fmt.Errorf("slice %q of tenant %s: %w", sl.Name, sl.Tenant, ErrExists)
+		}
+		return err
+	}
+	sl.Rev = rev
+	return nil
+}
+
+// GetSlice reads a slice.
+func (s *Store) GetSlice(ctx context.Context, id string) (*Slice, error) {
+	var sl Slice
+	rev, err := s.get(ctx, s.sliceKey(id), &sl)
+	if err != nil {
+		return nil, fmt.Errorf("slice %s: %w", id, err)
+	}
+	sl.Rev = rev
+	return &sl, nil
+}
+
+// SliceIDByName finds a tenant's slice by its spec name.
+func (s *Store) SliceIDByName(ctx context.Context, tenant, name string) (string, error) {
+	var id string
+	if _, err := s.get(ctx, s.nameKey(tenant, name), &id); err != nil {
+		return "", fmt.Errorf("slice %q of tenant %s: %w", name, tenant, err)
+	}
+	return id, nil
+}
+
+// ListSlices lists slices, of one tenant or (tenant "") all.
+func (s *Store) ListSlices(ctx context.Context, tenant string) ([]*Slice, error) {
+	var out []*Slice
+	err := s.list(ctx, s.key("slices")+"/", func(key string, rev int64, raw []byte) error {
+		var sl Slice
+		if err := jsonUnmarshal(key, raw, &sl); err != nil {
+			return err
+		}
+		if tenant == "" || sl.Tenant == tenant {
+			sl.Rev = rev
+			out = append(out, &sl)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// UpdateSlice changes a slice with fn (retried on concurrent writes) and records the
+// events fn returns in the same transaction.
+func (s *Store) UpdateSlice(ctx context.Context, id string, fn func(*Slice) ([]Event, error)) (*Slice, error) {
+	sl, err := update(ctx, s, s.sliceKey(id), func(sl *Slice) ([]op, error) {
+		evs, err := fn(sl)
+		if err != nil {
+			return nil, err
+		}
+		sl.UpdatedAt = time.Now().UTC()
+		return s.eventOps(id, evs), nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("slice %s: %w", id, err)
+	}
+	return &sl, nil
+}
+
+// SavePlan records the parts and links chosen for a slice and moves the slice to state,
+// atomically, provided the slice is still at revision sliceRev.
+func (s *Store) SavePlan(ctx context.Context, sl *Slice, parts []*Part, links []*Link, state SliceState, evs ...Event) error {
+	now := time.Now().UTC()
+	next := *sl
+	next.State, next.UpdatedAt = state, now
+	ops := []op{{key: s.sliceKey(sl.ID), v: &next, rev: sl.Rev}}
+	for _, p := range parts {
+		p.UpdatedAt = now
+		ops = append(ops, op{key: s.partKey(p.SliceID, p.Name), v: p, rev: anyRev})
+	}
+	for _, l := range links {
+		l.UpdatedAt = now
+		ops = append(ops, op{key: s.linkKey(l.SliceID, l.Name), v: l, rev: anyRev})
+	}
+	ops = append(ops, s.eventOps(sl.ID, evs)...)
+	rev, err := s.commit(ctx, ops...)
+	if err != nil {
+		return fmt.Errorf("save plan of slice %s: %w", sl.ID, err)
+	}
+	*sl = next
+	sl.Rev = rev
+	return nil
+}
+
+// PutPart creates or replaces a part (used when elasticity adds one).
+func (s *Store) PutPart(ctx context.Context, p *Part, evs ...Event) error {
+	p.UpdatedAt = time.Now().UTC()
+	ops := append([]op{{key: s.partKey(p.SliceID, p.Name), v: p, rev: anyRev}}, s.eventOps(p.SliceID, evs)...)
+	_, err := s.commit(ctx, ops...)
+	return err
+}
+
+// PutLink creates or replaces a link.
+func (s *Store) PutLink(ctx context.Context, l *Link, evs ...Event) error {
+	l.UpdatedAt = time.Now().UTC()
+	ops := append([]op{{key: s.linkKey(l.SliceID, l.Name), v: l, rev: anyRev}}, s.eventOps(l.SliceID, evs)...)
+	_, err := s.commit(ctx, ops...)
+	return err
+}
+
+// ListParts lists a slice's parts, by name.
+func (s *Store) ListParts(ctx context.Context, sliceID string) ([]*Part, error) {
+	var out []*Part
+	err := s.list(ctx, s.key("parts", sliceID)+"/", func(key string, rev int64, raw []byte) error {
+		var p Part
+		if err := jsonUnmarshal(key, raw, &p); err != nil {
+			return err
+		}
+		p.Rev = rev
+		out = append(out, &p)
+		return nil
+	})
+	return out, err
+}
+
+// ListLinks lists a slice's links, by name.
+func (s *Store) ListLinks(ctx context.Context, sliceID string) ([]*Link, error) {
+	var out []*Link
+	err := s.list(ctx, s.key("links", sliceID)+"/", func(key string, rev int64, raw []byte) error {
+		var l Link
+		if err := jsonUnmarshal(key, raw, &l); err != nil {
+			return err
+		}
+		l.Rev = rev
+		out = append(out, &l)
+		return nil
+	})
+	return out, err
+}
+
+// UpdatePart changes one part with fn (retried on concurrent writes) and records the
+// events fn returns in the same transaction.
+func (s *Store) UpdatePart(ctx context.Context, sliceID, name string, fn func(*Part) ([]Event, error)) (*Part, error) {
+	p, err := update(ctx, s, s.partKey(sliceID, name), func(p *Part) ([]op, error) {
+		evs, err := fn(p)
+		if err != nil {
+			return nil, err
+		}
+		p.UpdatedAt = time.Now().UTC()
+		return s.eventOps(sliceID, evs), nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("part %s/%s: %w", sliceID, name, err)
+	}
+	return &p, nil
+}
+
+// UpdateLink changes one link with fn, like UpdatePart.
+func (s *Store) UpdateLink(ctx context.Context, sliceID, name string, fn func(*Link) ([]Event, error)) (*Link, error) {
+	l, err := update(ctx, s, s.linkKey(sliceID, name), func(l *Link) ([]op, error) {
+		evs, err := fn(l)
+		if err != nil {
+			return nil, err
+		}
+		l.UpdatedAt = time.Now().UTC()
+		return s.eventOps(sliceID, evs), nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("link %s/%s: %w", sliceID, name, err)
+	}
+	return &l, nil
+}
+
+// DeletePart removes a part record.
+func (s *Store) DeletePart(ctx context.Context, sliceID, name string, evs ...Event) error {
+	ops := append([]op{{key: s.partKey(sliceID, name), rev: anyRev}}, s.eventOps(sliceID, evs)...)
+	_, err := s.commit(ctx, ops...)
+	return err
+}
+
+// DeleteLink removes a link record.
+func (s *Store) DeleteLink(ctx context.Context, sliceID, name string, evs ...Event) error {
+	ops := append([]op{{key: s.linkKey(sliceID, name), rev: anyRev}}, s.eventOps(sliceID, evs)...)
+	_, err := s.commit(ctx, ops...)
+	return err
+}
+
+// DeleteSlice removes a slice with its name, parts, links and events. The caller has made
+// sure every backend let go of them first.
+func (s *Store) DeleteSlice(ctx context.Context, sl *Slice) error {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	_, err := s.cli.Txn(ctx).Then(
+		clientOpDelete(s.sliceKey(sl.ID), false),
+		clientOpDelete(s.nameKey(sl.Tenant, sl.Name), false),
+		clientOpDelete(s.key("parts", sl.ID)+"/", true),
+		clientOpDelete(s.key("links", sl.ID)+"/", true),
+		clientOpDelete(s.key("events", sl.ID)+"/", true),
+	).Commit()
+	if err != nil {
+		return fmt.Errorf("delete slice %s: %w", sl.ID, err)
+	}
+	return nil
+}
+
+func trimKey(prefix, key string) string { return strings.TrimPrefix(key, prefix) }

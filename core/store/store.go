@@ -1,0 +1,235 @@
+// Package store is the slice database: slices, parts, links, provider reservations,
+// tenants and events, kept in etcd. The embedded default runs a single-member etcd inside
+// the process with its data under a directory; beyond one machine the same code talks to
+// an existing etcd cluster. Every update is a compare-and-swap on the record's revision,
+// so concurrent writers (API handlers, reconcilers, several necosd replicas) never lose
+// an update.
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Errors callers act on.
+var (
+	// ErrNotFound: no record under that key.
+	ErrNotFound = errors.New("not found")
+	// ErrExists: a record that must be new already exists.
+	ErrExists = errors.New("already exists")
+	// ErrConflict: the record changed since it was read; read it again.
+	ErrConflict = errors.New("revision conflict")
+)
+
+// DefaultPrefix is where necos keeps its keys, so that one etcd can serve other users.
+const DefaultPrefix = "/necos/"
+
+// requestTimeout bounds each etcd round trip.
+const requestTimeout = 10 * time.Second
+
+// Store is the slice database. It is safe for concurrent use.
+type Store struct {
+	cli    *clientv3.Client
+	prefix string
+	logger hclog.Logger
+	close  func() error
+}
+
+// Options configure Open.
+type Options struct {
+	// Endpoints of an existing etcd cluster. Empty means the embedded etcd under Dir.
+	Endpoints []string
+	// Dir holds the embedded etcd's data.
+	Dir string
+	// Prefix under which keys live; default DefaultPrefix.
+	Prefix string
+	// DialTimeout for an external cluster; default 5 s.
+	DialTimeout time.Duration
+	Logger      hclog.Logger
+}
+
+// Open connects to the store described by opts: an external etcd cluster when Endpoints
+// are given, else an embedded single-member etcd with its data under Dir.
+func Open(ctx context.Context, opts Options) (*Store, error) {
+	logger := opts.Logger
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	prefix := opts.Prefix
+	if prefix == "" {
+		prefix = DefaultPrefix
+	}
+	if !strings.HasSuffix(prefix, "/") {
+		prefix += "/"
+	}
+	s := &Store{prefix: prefix, logger: logger}
+	if len(opts.Endpoints) > 0 {
+		timeout := opts.DialTimeout
+		if timeout == 0 {
+			timeout = 5 * time.Second
+		}
+		cli, err := clientv3.New(clientv3.Config{Endpoints: opts.Endpoints, DialTimeout: timeout, Context: ctx})
+		if err != nil {
+			return nil, fmt.Errorf("connect etcd %v: %w", opts.Endpoints, err)
+		}
+		cctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		if _, err := cli.Status(cctx, opts.Endpoints[0]); err != nil {
+			cli.Close()
+			return nil, fmt.Errorf("etcd %s does not answer: %w", opts.Endpoints[0], err)
+		}
+		s.cli, s.close = cli, cli.Close
+		return s, nil
+	}
+	if opts.Dir == "" {
+		return nil, errors.New("store: neither etcd endpoints nor a data directory given")
+	}
+	cli, stop, err := startEmbedded(ctx, opts.Dir, logger)
+	if err != nil {
+		return nil, err
+	}
+	s.cli, s.close = cli, stop
+	return s, nil
+}
+
+// Client returns the etcd client, for leader election.
+func (s *Store) Client() *clientv3.Client { return s.cli }
+
+// Prefix returns the key prefix.
+func (s *Store) Prefix() string { return s.prefix }
+
+// Close releases the store (and stops the embedded etcd).
+func (s *Store) Close() error { return s.close() }
+
+func (s *Store) key(parts ...string) string { return s.prefix + strings.Join(parts, "/") }
+
+func withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, requestTimeout)
+}
+
+// get reads one JSON record and its mod revision.
+func (s *Store) get(ctx context.Context, key string, v any) (int64, error) {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	r, err := s.cli.Get(ctx, key)
+	if err != nil {
+		return 0, fmt.Errorf("get %s: %w", key, err)
+	}
+	if len(r.Kvs) == 0 {
+		return 0, ErrNotFound
+	}
+	if err := json.Unmarshal(r.Kvs[0].Value, v); err != nil {
+		return 0, fmt.Errorf("decode %s: %w", key, err)
+	}
+	return r.Kvs[0].ModRevision, nil
+}
+
+// list reads every JSON record under a key prefix, calling each for every one.
+func (s *Store) list(ctx context.Context, prefix string, each func(key string, rev int64, raw []byte) error) error {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	r, err := s.cli.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
+	if err != nil {
+		return fmt.Errorf("list %s: %w", prefix, err)
+	}
+	for _, kv := range r.Kvs {
+		if err := each(string(kv.Key), kv.ModRevision, kv.Value); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// op is one write of a transaction: a put of a JSON value, or a delete when v is nil.
+type op struct {
+	key string
+	v   any
+	// rev: >0 the key must be at that revision; 0 the key must not exist; -1 no condition.
+	rev int64
+}
+
+const anyRev = -1
+
+// commit applies ops atomically when every condition holds, else returns ErrConflict
+// (or ErrExists when a key that must be new exists).
+func (s *Store) commit(ctx context.Context, ops ...op) (int64, error) {
+	var conds []clientv3.Cmp
+	var puts []clientv3.Op
+	for _, o := range ops {
+		switch {
+		case o.rev == 0:
+			conds = append(conds, clientv3.Compare(clientv3.CreateRevision(o.key), "=", 0))
+		case o.rev > 0:
+			conds = append(conds, clientv3.Compare(clientv3.ModRevision(o.key), "=", o.rev))
+		}
+		if o.v == nil {
+			puts = append(puts, clientv3.OpDelete(o.key))
+			continue
+		}
+		b, err := json.Marshal(o.v)
+		if err != nil {
+			return 0, fmt.Errorf("encode %s: %w", o.key, err)
+		}
+		puts = append(puts, clientv3.OpPut(o.key, string(b)))
+	}
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	r, err := s.cli.Txn(ctx).If(conds...).Then(puts...).Commit()
+	if err != nil {
+		return 0, fmt.Errorf("commit %s: %w", describeOps(ops), err)
+	}
+	if !r.Succeeded {
+		for _, o := range ops {
+			if o.rev == 0 {
+				return 0, fmt.Errorf("%s: %w", strings.TrimPrefix(o.key, s.prefix), ErrExists)
+			}
+		}
+		return 0, fmt.Errorf("%s: %w", describeOps(ops), ErrConflict)
+	}
+	return r.Header.Revision, nil
+}
+
+func describeOps(ops []op) string {
+	keys := make([]string, 0, len(ops))
+	for _, o := range ops {
+		keys = append(keys, o.key)
+	}
+	return strings.Join(keys, ",")
+}
+
+// maxCASAttempts bounds read-modify-write retries under contention.
+const maxCASAttempts = 64
+
+// update reads the JSON record at key into a fresh T, lets fn change it, and writes it
+// back if nobody wrote in between, retrying on conflicts. fn may be called several times.
+// extra ops are committed in the same transaction (e.g. an event).
+func update[T any](ctx context.Context, s *Store, key string, fn func(*T) ([]op, error)) (T, error) {
+	var zero T
+	for attempt := 0; attempt < maxCASAttempts; attempt++ {
+		var v T
+		rev, err := s.get(ctx, key, &v)
+		if err != nil {
+			return zero, err
+		}
+		extra, err := fn(&v)
+		if err != nil {
+			return zero, err
+		}
+		ops := append([]op{{key: key, v: &v, rev: rev}}, extra...)
+		if _, err := s.commit(ctx, ops...); err != nil {
+			if errors.Is(err, ErrConflict) {
+				continue
+			}
+			return zero, err
+		}
+		return v, nil
+	}
+	return zero, fmt.Errorf("update %s: gave up after %d conflicting writers: %w", key, maxCASAttempts, ErrConflict)
+}

@@ -1,0 +1,326 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/necos/necos/sdk"
+	"github.com/necos/necos/sdk/plugintest"
+)
+
+func openEmbedded(t *testing.T, dir string) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), Options{Dir: dir})
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func newSlice(tenant, name string) *Slice {
+	return &Slice{ID: NewID("s-"), Name: name, Tenant: tenant, State: SlicePending, Spec: "slices: {}"}
+}
+
+func TestSliceLifecycleAndNames(t *testing.T) {
+	ctx := context.Background()
+	s := openEmbedded(t, t.TempDir())
+	a := newSlice("alice", "cdn")
+	if err := s.CreateSlice(ctx, a, Event{Type: "slice.accepted"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateSlice(ctx, newSlice("alice", "cdn"), Event{}); !errors.Is(err, ErrExists) {
+		t.Fatalf("second slice with the same name: got %v, want ErrExists", err)
+	}
+	if err := s.CreateSlice(ctx, newSlice("bob", "cdn"), Event{}); err != nil {
+		t.Fatalf("another tenant may use the name: %v", err)
+	}
+	id, err := s.SliceIDByName(ctx, "alice", "cdn")
+	if err != nil || id != a.ID {
+		t.Fatalf("by name: %q %v", id, err)
+	}
+	parts := []*Part{{SliceID: a.ID, Name: "core", State: PartPlanned}, {SliceID: a.ID, Name: "edge", State: PartPlanned}}
+	links := []*Link{{SliceID: a.ID, Name: "core-edge", State: LinkPlanned}}
+	if err := s.SavePlan(ctx, a, parts, links, SliceCreating, Event{Type: "slice.planned"}); err != nil {
+		t.Fatal(err)
+	}
+	stale := *a
+	stale.Rev--
+	if err := s.SavePlan(ctx, &stale, parts, links, SliceCreating); !errors.Is(err, ErrConflict) {
+		t.Fatalf("plan on a stale slice: got %v, want ErrConflict", err)
+	}
+	got, _ := s.ListParts(ctx, a.ID)
+	if len(got) != 2 || got[0].Name != "core" {
+		t.Fatalf("parts: %+v", got)
+	}
+	evs, _ := s.Events(ctx, a.ID)
+	if len(evs) != 2 || evs[0].Type != "slice.accepted" || evs[1].Type != "slice.planned" {
+		t.Fatalf("events: %+v", evs)
+	}
+	if err := s.DeleteSlice(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetSlice(ctx, a.ID); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("deleted slice: %v", err)
+	}
+	if got, _ := s.ListParts(ctx, a.ID); len(got) != 0 {
+		t.Fatalf("parts left: %d", len(got))
+	}
+	if err := s.CreateSlice(ctx, newSlice("alice", "cdn"), Event{}); err != nil {
+		t.Fatalf("name is free again after delete: %v", err)
+	}
+}
+
+// Concurrent read-modify-write on one record never loses an update.
+func TestConcurrentUpdatesNeverLost(t *testing.T) {
+	ctx := context.Background()
+	s := openEmbedded(t, t.TempDir())
+	sl := newSlice("t", "counter")
+	if err := s.CreateSlice(ctx, sl, Event{}); err != nil {
+		t.Fatal(err)
+	}
+	const writers, each = 8, 10
+	var wg sync.WaitGroup
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				if _, err := s.UpdateSlice(ctx, sl.ID, func(x *Slice) ([]Event, error) {
+					x.Message += "x"
+					return nil, nil
+				}); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	got, _ := s.GetSlice(ctx, sl.ID)
+	if len(got.Message) != writers*each {
+		t.Fatalf("lost updates: %d of %d", len(got.Message), writers*each)
+	}
+}
+
+// 50 concurrent reservations against room for 10 yield exactly 10.
+func TestReservationsAreAtomic(t *testing.T) {
+	ctx := context.Background()
+	s := openEmbedded(t, t.TempDir())
+	capacity := Hold{Resources: sdk.Resources{CPUs: 20, MemoryMB: 20 * 1024}}
+	part := Hold{Resources: sdk.Resources{CPUs: 2, MemoryMB: 1024, Nodes: 1}}
+	var ok, refused atomic.Int32
+	var wg sync.WaitGroup
+	for i := 0; i < 50; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := s.Reserve(ctx, "p1", fmt.Sprintf("s%d/core", i), part, capacity)
+			switch {
+			case err == nil:
+				ok.Add(1)
+			case errors.Is(err, ErrNoRoom):
+				refused.Add(1)
+			default:
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if ok.Load() != 10 || refused.Load() != 40 {
+		t.Fatalf("granted %d refused %d, want 10 and 40", ok.Load(), refused.Load())
+	}
+	l, _ := s.GetLedger(ctx, "p1")
+	if got := l.Total().Resources.CPUs; got != 20 {
+		t.Fatalf("ledger holds %d CPUs", got)
+	}
+	// Reserving again for the same holder replaces, it does not add.
+	h := l.Holders()[0]
+	if err := s.Reserve(ctx, "p1", h, part, capacity); err != nil {
+		t.Fatalf("re-reserve same holder: %v", err)
+	}
+	if err := s.Release(ctx, "p1", h); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Release(ctx, "p1", h); err != nil {
+		t.Fatalf("second release: %v", err)
+	}
+	if err := s.Reserve(ctx, "p1", "new/part", part, capacity); err != nil {
+		t.Fatalf("room after release: %v", err)
+	}
+}
+
+func TestVNIsAreUnique(t *testing.T) {
+	ctx := context.Background()
+	s := openEmbedded(t, t.TempDir())
+	var mu sync.Mutex
+	seen := map[uint32]string{}
+	var wg sync.WaitGroup
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			holder := fmt.Sprintf("s%d/l", i)
+			v, err := s.AllocateVNI(ctx, holder, 100, 200)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if other, dup := seen[v]; dup {
+				t.Errorf("VNI %d given to %s and %s", v, other, holder)
+			}
+			seen[v] = holder
+		}()
+	}
+	wg.Wait()
+	v1, _ := s.AllocateVNI(ctx, "s1/l", 100, 200)
+	v2, _ := s.AllocateVNI(ctx, "s1/l", 100, 200)
+	if v1 != v2 {
+		t.Fatalf("allocation is not idempotent: %d then %d", v1, v2)
+	}
+	if err := s.ReleaseVNI(ctx, "s1/l"); err != nil {
+		t.Fatal(err)
+	}
+	if v3, _ := s.AllocateVNI(ctx, "other", 100, 200); v3 != v1 {
+		t.Fatalf("released VNI %d not reused (got %d)", v1, v3)
+	}
+}
+
+func TestEmbeddedDataSurvivesRestart(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := Open(ctx, Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sl := newSlice("t", "persist")
+	if err := s.CreateSlice(ctx, sl, Event{}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s2 := openEmbedded(t, dir)
+	if _, err := s2.GetSlice(ctx, sl.ID); err != nil {
+		t.Fatalf("after restart: %v", err)
+	}
+}
+
+func TestTokens(t *testing.T) {
+	ctx := context.Background()
+	s := openEmbedded(t, t.TempDir())
+	tok := NewToken()
+	if err := s.AddToken(ctx, "demo", tok); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.TenantByToken(ctx, tok); err != nil || got != "demo" {
+		t.Fatalf("token lookup: %q %v", got, err)
+	}
+	if _, err := s.TenantByToken(ctx, tok+"x"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("unknown token: %v", err)
+	}
+}
+
+func TestWatchEventsAndWaitSlice(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	s := openEmbedded(t, t.TempDir())
+	sl := newSlice("t", "watch")
+	if err := s.CreateSlice(ctx, sl, Event{Type: "slice.accepted"}); err != nil {
+		t.Fatal(err)
+	}
+	evs := s.WatchEvents(ctx, sl.ID, sl.Rev)
+	done := make(chan *Slice, 1)
+	go func() {
+		got, err := s.WaitSlice(ctx, sl.ID, func(x *Slice) bool { return x.State.Terminal() })
+		if err != nil {
+			t.Error(err)
+		}
+		done <- got
+	}()
+	for _, st := range []SliceState{SliceCreating, SliceReady} {
+		if _, err := s.UpdateSlice(ctx, sl.ID, func(x *Slice) ([]Event, error) {
+			x.State = st
+			return []Event{{Type: "slice." + string(st)}}, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, want := range []string{"slice.Creating", "slice.Ready"} {
+		select {
+		case ev := <-evs:
+			if ev.Type != want {
+				t.Fatalf("event %q, want %q", ev.Type, want)
+			}
+		case <-ctx.Done():
+			t.Fatalf("no event %s", want)
+		}
+	}
+	if got := <-done; got == nil || got.State != SliceReady {
+		t.Fatalf("WaitSlice returned %+v", got)
+	}
+}
+
+// The same code runs against an existing etcd server (here etcd built for the Kubernetes
+// tests, started as a separate process).
+func TestExternalEtcd(t *testing.T) {
+	assets := os.Getenv("KUBEBUILDER_ASSETS")
+	bin := filepath.Join(assets, "etcd")
+	if _, err := os.Stat(bin); assets == "" || err != nil {
+		plugintest.NeedBackend(t, "KUBEBUILDER_ASSETS with an etcd binary (scripts/kube-binaries.sh)")
+	}
+	client, peer := freeAddr(t), freeAddr(t)
+	cmd := exec.Command(bin, "--data-dir", t.TempDir(), "--name", "ext",
+		"--listen-client-urls", "http://"+client, "--advertise-client-urls", "http://"+client,
+		"--listen-peer-urls", "http://"+peer, "--initial-advertise-peer-urls", "http://"+peer,
+		"--initial-cluster", "ext=http://"+peer, "--log-level", "error")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	ctx := context.Background()
+	var s *Store
+	var err error
+	for i := 0; i < 50; i++ {
+		if s, err = Open(ctx, Options{Endpoints: []string{"http://" + client}, Prefix: "/test/", DialTimeout: time.Second}); err == nil {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("open external etcd: %v", err)
+	}
+	defer s.Close()
+	var ok atomic.Int32
+	var wg sync.WaitGroup
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if s.Reserve(ctx, "p", fmt.Sprint(i), Hold{Resources: sdk.Resources{CPUs: 1}}, Hold{Resources: sdk.Resources{CPUs: 5}}) == nil {
+				ok.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if ok.Load() != 5 {
+		t.Fatalf("external etcd: %d reservations granted, want 5", ok.Load())
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
