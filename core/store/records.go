@@ -134,7 +134,7 @@ func NewUUID() string {
 	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
 }
 
-func (s *Store) sliceKey(id string) string        { return s.key("slices", id) }
+func (s *Store) sliceKey(id string) string          { return s.key("slices", id) }
 func (s *Store) nameKey(tenant, name string) string { return s.key("names", tenant, name) }
 func (s *Store) partKey(slice, name string) string  { return s.key("parts", slice, name) }
 func (s *Store) linkKey(slice, name string) string  { return s.key("links", slice, name) }
