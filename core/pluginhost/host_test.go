@@ -1,0 +1,219 @@
+package pluginhost_test
+
+import (
+	"errors"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/necos/necos/core/pluginhost"
+	"github.com/necos/necos/sdk"
+)
+
+func TestStartRefusesTamperedBinary(t *testing.T) {
+	dir := pluginDir(t, "memvim")
+	h, _ := newHost(t, dir, pluginhost.Options{})
+	path := filepath.Join(dir, "necos-plugin-memvim")
+	tamper(t, path)
+
+	_, err := h.Start(ctxT(t), pluginhost.InstanceConfig{Name: "spain", Plugin: "memvim", Config: memvimConfig("", "")})
+	if !errors.Is(err, pluginhost.ErrHashMismatch) {
+		t.Fatalf("want ErrHashMismatch, got %v", err)
+	}
+	for _, s := range []string{path, h.LockFile(), "necosctl plugins lock", `instance "spain"`} {
+		if !strings.Contains(err.Error(), s) {
+			t.Errorf("error %q should contain %q", err, s)
+		}
+	}
+	t.Logf("refused: %v", err)
+	if n := len(h.Instances()); n != 0 {
+		t.Errorf("a refused instance is listed (%d instances)", n)
+	}
+}
+
+func TestStartRefusesUnlistedBinary(t *testing.T) {
+	dir := pluginDir(t, "memvim")
+	h, _ := newHost(t, dir, pluginhost.Options{})
+	// Dropped in after the lock was written.
+	extra := filepath.Join(dir, "necos-plugin-extra")
+	copyFile(t, binary(t, "plugins/memvim"), extra)
+
+	_, err := h.Start(ctxT(t), pluginhost.InstanceConfig{Name: "greece", Plugin: "extra", Config: memvimConfig("", "")})
+	if !errors.Is(err, pluginhost.ErrNotLocked) {
+		t.Fatalf("want ErrNotLocked, got %v", err)
+	}
+	for _, s := range []string{extra, h.LockFile(), "necosctl plugins lock"} {
+		if !strings.Contains(err.Error(), s) {
+			t.Errorf("error %q should contain %q", err, s)
+		}
+	}
+	t.Logf("refused: %v", err)
+
+	_, err = h.Start(ctxT(t), pluginhost.InstanceConfig{Name: "x", Plugin: "missing"})
+	if err == nil || !strings.Contains(err.Error(), filepath.Join(dir, "necos-plugin-missing")) {
+		t.Errorf("missing binary: want an error naming its path, got %v", err)
+	}
+	_, err = h.Start(ctxT(t), pluginhost.InstanceConfig{Name: "x", Plugin: "../memvim"})
+	if err == nil {
+		t.Errorf("a path-like plugin name must be refused")
+	}
+}
+
+func TestUnsupportedAPIVersion(t *testing.T) {
+	dir := pluginDir(t, "futureapi")
+	h, _ := newHost(t, dir, pluginhost.Options{})
+	_, err := h.Start(ctxT(t), pluginhost.InstanceConfig{Name: "future", Plugin: "futureapi"})
+	if err == nil {
+		t.Fatal("a plugin speaking only v7 and v8 was accepted")
+	}
+	for _, s := range []string{"host speaks v1", "plugin speaks v7, v8", "futureapi"} {
+		if !strings.Contains(err.Error(), s) {
+			t.Errorf("error %q should contain %q", err, s)
+		}
+	}
+	if c := sdk.CodeOf(err); c != sdk.CodeFailedPrecondition {
+		t.Errorf("code: got %s, want FailedPrecondition", c)
+	}
+	t.Logf("refused: %v", err)
+}
+
+func TestConfigSchemaError(t *testing.T) {
+	dir := pluginDir(t, "memvim")
+	h, _ := newHost(t, dir, pluginhost.Options{})
+	_, err := h.Start(ctxT(t), pluginhost.InstanceConfig{Name: "spain", Plugin: "memvim",
+		Config: []byte(`{"state_dir": 5, "bogus": true, "healthy": "yes"}`)})
+	if err == nil {
+		t.Fatal("a bad configuration was accepted")
+	}
+	// Every problem at once, each naming its key.
+	for _, s := range []string{`instance "spain"`, "bogus: unknown key", "state_dir: expected a string",
+		"healthy: expected true or false", "capacity_cpus: required"} {
+		if !strings.Contains(err.Error(), s) {
+			t.Errorf("error %q should contain %q", err, s)
+		}
+	}
+	if c := sdk.CodeOf(err); c != sdk.CodeInvalidArgument {
+		t.Errorf("code: got %s, want InvalidArgument", c)
+	}
+	t.Logf("refused: %v", err)
+	if n := len(h.Instances()); n != 0 {
+		t.Errorf("a refused instance is listed")
+	}
+	// The name is free again for a good configuration.
+	startMemvim(t, h, "spain", "")
+}
+
+func TestInstancesShareABinary(t *testing.T) {
+	dir := pluginDir(t, "memvim", "futureapi")
+	h, logs := newHost(t, dir, pluginhost.Options{})
+	spain := startMemvim(t, h, "spain", t.TempDir())
+	greece := startMemvim(t, h, "greece", t.TempDir())
+
+	ctx := ctxT(t)
+	for _, in := range []*pluginhost.Instance{spain, greece} {
+		part, err := vimOf(t, in).Create(ctx, smallPart("s1", "edge"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Each process got its own provider identity.
+		if part.Attributes["provider"] != in.Name() {
+			t.Errorf("%s: part made by provider %q", in.Name(), part.Attributes["provider"])
+		}
+		if strconv.Itoa(in.Status().Pid) != part.Attributes["pid"] {
+			t.Errorf("%s: answered by pid %s, status says %d", in.Name(), part.Attributes["pid"], in.Status().Pid)
+		}
+	}
+
+	list := h.Instances()
+	if len(list) != 2 || list[0].Name != "greece" || list[1].Name != "spain" {
+		t.Fatalf("instances: %+v", list)
+	}
+	if list[0].Pid == list[1].Pid || list[0].Pid == 0 {
+		t.Errorf("two instances should be two processes: pids %d and %d", list[0].Pid, list[1].Pid)
+	}
+	bins := mustDiscover(t, h)
+	for _, s := range list {
+		if s.Plugin != "memvim" || s.Version != "0.1.0" || s.APIVersion != "v1" || s.State != pluginhost.StateRunning ||
+			s.Restarts != 0 || s.Path != filepath.Join(dir, "necos-plugin-memvim") || s.Provider != s.Name ||
+			len(s.Kinds) != 2 || s.Kinds[0] != sdk.KindVIM || s.Kinds[1] != sdk.KindMonitor || s.Started.IsZero() {
+			t.Errorf("status: %+v", s)
+		}
+		for _, b := range bins {
+			if b.Name == "memvim" && b.SHA256 != s.SHA256 {
+				t.Errorf("status sha256 %s, binary %s", s.SHA256, b.SHA256)
+			}
+		}
+	}
+	if info := spain.Info(); info.Name != "memvim" || !info.Serves(sdk.KindVIM) {
+		t.Errorf("info: %+v", info)
+	}
+
+	// Plugin logs come back through hclog, under the instance's name.
+	waitFor(t, "plugin log forwarded", 10e9, func() bool {
+		for _, line := range strings.Split(logs.String(), "\n") {
+			if strings.Contains(line, "necosd.plugin.greece") && strings.Contains(line, "part created") &&
+				strings.Contains(line, "part=s1/edge") {
+				return true
+			}
+		}
+		return false
+	})
+
+	if _, err := spain.WAN(); sdk.CodeOf(err) != sdk.CodeUnimplemented {
+		t.Errorf("WAN of a VIM plugin: want Unimplemented, got %v", err)
+	}
+	_, err := h.Start(ctxT(t), pluginhost.InstanceConfig{Name: "spain", Plugin: "memvim", Config: memvimConfig("", "")})
+	if sdk.CodeOf(err) != sdk.CodeAlreadyExists {
+		t.Errorf("duplicate name: want AlreadyExists, got %v", err)
+	}
+}
+
+func TestStopAndClose(t *testing.T) {
+	dir := pluginDir(t, "memvim")
+	h, _ := newHost(t, dir, pluginhost.Options{})
+	names := []string{"core", "edge1", "edge2"}
+	var pids []int
+	var ins []*pluginhost.Instance
+	for _, n := range names {
+		in := startMemvim(t, h, n, "")
+		ins = append(ins, in)
+		pids = append(pids, in.Status().Pid)
+	}
+	ctx := ctxT(t)
+
+	if err := h.Stop("core"); err != nil {
+		t.Fatal(err)
+	}
+	if !processGone(pids[0]) {
+		t.Errorf("stopped instance's process %d still runs", pids[0])
+	}
+	if _, err := vimOf(t, ins[0]).Describe(ctx, sdk.PartRef{SliceID: "s", PartID: "p"}); !errors.Is(err, pluginhost.ErrClosed) {
+		t.Errorf("call on a stopped instance: want ErrClosed, got %v", err)
+	}
+	if st := ins[0].Status(); st.State != pluginhost.StateStopped || st.Pid != 0 {
+		t.Errorf("stopped status: %+v", st)
+	}
+	if err := h.Stop("core"); sdk.CodeOf(err) != sdk.CodeNotFound {
+		t.Errorf("stop twice: want NotFound, got %v", err)
+	}
+
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Close waits for the processes: they are gone when it returns.
+	for _, pid := range pids {
+		if !processGone(pid) {
+			t.Errorf("plugin process %d still runs after Close", pid)
+		}
+	}
+	if n := len(h.Instances()); n != 0 {
+		t.Errorf("%d instances listed after Close", n)
+	}
+	if _, err := vimOf(t, ins[1]).Describe(ctx, sdk.PartRef{SliceID: "s", PartID: "p"}); !errors.Is(err, pluginhost.ErrClosed) {
+		t.Errorf("call after Close: want ErrClosed, got %v", err)
+	}
+	if _, err := h.Start(ctx, pluginhost.InstanceConfig{Name: "late", Plugin: "memvim"}); !errors.Is(err, pluginhost.ErrClosed) {
+		t.Errorf("Start after Close: want ErrClosed, got %v", err)
+	}
+}

@@ -1,0 +1,9 @@
+// Command memvim serves the in-memory test VIM as a plugin.
+package main
+
+import (
+	"github.com/necos/necos/core/pluginhost/testdata/memvim"
+	"github.com/necos/necos/sdk"
+)
+
+func main() { sdk.Serve(memvim.New()) }
