@@ -1,0 +1,554 @@
+package spec
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Default limits of a [Parser]. A real slice spec is a few kilobytes and a few hundred
+// nodes deep at most ten levels; the limits leave ample room above that.
+const (
+	DefaultMaxBytes = 1 << 20
+	DefaultMaxNodes = 100_000
+	DefaultMaxDepth = 64
+)
+
+// Parser reads the NECOS documents with limits against hostile input. The zero value
+// uses the default limits; the package-level functions use a zero Parser.
+type Parser struct {
+	// MaxBytes bounds the size of a document (DefaultMaxBytes when 0).
+	MaxBytes int
+	// MaxNodes bounds the YAML nodes of a document counted with every alias expanded,
+	// which is what stops a "billion laughs" document (DefaultMaxNodes when 0).
+	MaxNodes int
+	// MaxDepth bounds the nesting of mappings and lists (DefaultMaxDepth when 0).
+	MaxDepth int
+}
+
+func (p Parser) maxBytes() int { return orDefault(p.MaxBytes, DefaultMaxBytes) }
+func (p Parser) maxNodes() int { return orDefault(p.MaxNodes, DefaultMaxNodes) }
+func (p Parser) maxDepth() int { return orDefault(p.MaxDepth, DefaultMaxDepth) }
+
+func orDefault(v, d int) int {
+	if v <= 0 {
+		return d
+	}
+	return v
+}
+
+// ReadAll reads a document from r, refusing one larger than MaxBytes without reading
+// more than one byte past the limit (for request bodies).
+func (p Parser) ReadAll(r io.Reader) ([]byte, error) {
+	data, err := io.ReadAll(io.LimitReader(r, int64(p.maxBytes())+1))
+	if err != nil {
+		return nil, fmt.Errorf("read document: %w", err)
+	}
+	if len(data) > p.maxBytes() {
+		return nil, tooLarge(p.maxBytes())
+	}
+	return data, nil
+}
+
+func tooLarge(max int) error {
+	return &Error{Problems: []FieldError{{Message: fmt.Sprintf("document is larger than %d bytes", max)}}, cause: ErrTooLarge}
+}
+
+// load parses one YAML (or JSON) document into a tree without aliases or merge keys,
+// within the parser's limits. It returns nil for an empty document.
+func (p Parser) load(data []byte) (root *yaml.Node, err error) {
+	if len(data) > p.maxBytes() {
+		return nil, tooLarge(p.maxBytes())
+	}
+	// yaml.v3 has panicked on malformed input in the past; a request must never take
+	// the daemon down, so a panic becomes a syntax error.
+	defer func() {
+		if r := recover(); r != nil {
+			root, err = nil, syntaxError(fmt.Errorf("%v", r))
+		}
+	}()
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, nil
+		}
+		return nil, syntaxError(err)
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		if err != nil {
+			return nil, syntaxError(err)
+		}
+		return nil, &Error{Problems: []FieldError{{Message: "expected one YAML document, got several (---)"}}}
+	}
+	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 {
+		return nil, nil
+	}
+	x := expander{budget: p.maxNodes(), maxDepth: p.maxDepth()}
+	out, err := x.copy(doc.Content[0], 0)
+	if err != nil {
+		return nil, &Error{Problems: []FieldError{{Message: err.Error()}}, cause: ErrTooComplex}
+	}
+	return out, nil
+}
+
+func syntaxError(err error) error {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	return &Error{Problems: []FieldError{{Message: "not valid YAML: " + msg}}}
+}
+
+// expander copies a node tree, replacing each alias by a copy of what it names and
+// applying merge keys (<<), and counts every node it makes: a document of a few
+// hundred bytes can name a tree of billions of nodes through nested aliases, and
+// counting while copying refuses it after MaxNodes, never materialising it.
+type expander struct {
+	budget   int
+	maxDepth int
+}
+
+func (x *expander) copy(n *yaml.Node, depth int) (*yaml.Node, error) {
+	if depth > x.maxDepth {
+		return nil, fmt.Errorf("document is nested deeper than %d levels", x.maxDepth)
+	}
+	for n.Kind == yaml.AliasNode {
+		if n.Alias == nil {
+			return nil, fmt.Errorf("line %d: alias to nothing", n.Line)
+		}
+		n = n.Alias
+		if x.budget--; x.budget < 0 {
+			return nil, x.tooMany()
+		}
+	}
+	if x.budget--; x.budget < 0 {
+		return nil, x.tooMany()
+	}
+	c := &yaml.Node{Kind: n.Kind, Style: n.Style, Tag: n.Tag, Value: n.Value, Line: n.Line, Column: n.Column}
+	switch n.Kind {
+	case yaml.SequenceNode:
+		c.Content = make([]*yaml.Node, 0, len(n.Content))
+		for _, e := range n.Content {
+			ce, err := x.copy(e, depth+1)
+			if err != nil {
+				return nil, err
+			}
+			c.Content = append(c.Content, ce)
+		}
+	case yaml.MappingNode:
+		var merged []*yaml.Node
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			if k.Kind == yaml.ScalarNode && k.ShortTag() == "!!merge" {
+				m, err := x.merge(v, depth+1)
+				if err != nil {
+					return nil, err
+				}
+				merged = append(merged, m...)
+				continue
+			}
+			ck, err := x.copy(k, depth+1)
+			if err != nil {
+				return nil, err
+			}
+			cv, err := x.copy(v, depth+1)
+			if err != nil {
+				return nil, err
+			}
+			c.Content = append(c.Content, ck, cv)
+		}
+		// Merged keys yield to the mapping's own keys, as YAML's merge key says.
+		for i := 0; i+1 < len(merged); i += 2 {
+			if !hasKey(c, merged[i]) {
+				c.Content = append(c.Content, merged[i], merged[i+1])
+			}
+		}
+	}
+	return c, nil
+}
+
+// merge returns the key/value nodes a merge key brings in: those of a mapping, or of a
+// list of mappings (earlier ones win).
+func (x *expander) merge(v *yaml.Node, depth int) ([]*yaml.Node, error) {
+	m, err := x.copy(v, depth)
+	if err != nil {
+		return nil, err
+	}
+	switch m.Kind {
+	case yaml.MappingNode:
+		return m.Content, nil
+	case yaml.SequenceNode:
+		var out []*yaml.Node
+		for _, e := range m.Content {
+			if e.Kind != yaml.MappingNode {
+				return nil, fmt.Errorf("line %d: merge key (<<) takes a mapping or a list of mappings", e.Line)
+			}
+			for i := 0; i+1 < len(e.Content); i += 2 {
+				if !hasKeyIn(out, e.Content[i]) {
+					out = append(out, e.Content[i], e.Content[i+1])
+				}
+			}
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("line %d: merge key (<<) takes a mapping or a list of mappings", v.Line)
+}
+
+func hasKey(m *yaml.Node, k *yaml.Node) bool { return hasKeyIn(m.Content, k) }
+
+func hasKeyIn(content []*yaml.Node, k *yaml.Node) bool {
+	for i := 0; i+1 < len(content); i += 2 {
+		if content[i].Kind == yaml.ScalarNode && k.Kind == yaml.ScalarNode && content[i].Value == k.Value {
+			return true
+		}
+	}
+	return false
+}
+
+func (x *expander) tooMany() error {
+	return errors.New("document has too many nodes once aliases are expanded (alias bomb?)")
+}
+
+// kindOf names what a node holds, for messages ("got a list").
+func kindOf(n *yaml.Node) string {
+	if n == nil {
+		return "nothing"
+	}
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		switch n.ShortTag() {
+		case "!!null":
+			return "null"
+		case "!!str":
+			return fmt.Sprintf("string %s", quote(n.Value))
+		case "!!int", "!!float":
+			return n.Value
+		case "!!bool":
+			return "boolean " + n.Value
+		default:
+			return fmt.Sprintf("a %s value", n.ShortTag())
+		}
+	}
+	return "an unexpected node"
+}
+
+// quote quotes s for a message, shortened so that a huge value does not flood it.
+func quote(s string) string {
+	const max = 64
+	if len(s) > max {
+		s = s[:max] + "..."
+	}
+	return strconv.Quote(s)
+}
+
+func isNull(n *yaml.Node) bool {
+	return n == nil || (n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null")
+}
+
+// obj is a YAML mapping being read: its keys in order, which of them were read, and
+// where it sits in the document.
+type obj struct {
+	d     *decoder
+	path  string
+	keys  []string
+	vals  map[string]*yaml.Node
+	used  map[string]bool
+	empty bool
+}
+
+// decoder reads typed values out of node trees, recording each problem with its path.
+type decoder struct {
+	p *problems
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+func index(path string, i int) string { return fmt.Sprintf("%s[%d]", path, i) }
+
+// mapping reads n as a mapping. A null node gives an empty mapping; anything else but a
+// mapping is an error and gives an empty mapping too, so that reading goes on.
+func (d *decoder) mapping(n *yaml.Node, path string) *obj {
+	o := &obj{d: d, path: path, vals: map[string]*yaml.Node{}, used: map[string]bool{}}
+	if isNull(n) {
+		o.empty = true
+		return o
+	}
+	if n.Kind != yaml.MappingNode {
+		d.p.add(path, "must be a mapping, got %s", kindOf(n))
+		o.empty = true
+		return o
+	}
+	o.addPairs(n.Content)
+	return o
+}
+
+// addPairs adds key/value nodes to the mapping; a key given twice is an error.
+func (o *obj) addPairs(content []*yaml.Node) {
+	for i := 0; i+1 < len(content); i += 2 {
+		k, v := content[i], content[i+1]
+		if k.Kind != yaml.ScalarNode {
+			o.d.p.add(o.path, "keys must be plain strings, got %s", kindOf(k))
+			continue
+		}
+		if _, dup := o.vals[k.Value]; dup {
+			o.d.p.add(join(o.path, k.Value), "given twice")
+			continue
+		}
+		o.keys = append(o.keys, k.Value)
+		o.vals[k.Value] = v
+	}
+}
+
+// has reports whether key is present, null or not.
+func (o *obj) has(key string) bool { _, ok := o.vals[key]; return ok }
+
+// node returns the value of key (nil when absent) and marks the key read.
+func (o *obj) node(key string) *yaml.Node {
+	o.used[key] = true
+	return o.vals[key]
+}
+
+func (o *obj) at(key string) string { return join(o.path, key) }
+
+// str reads a string. Numbers are taken as written ("18.04", "1.0"); null or absent
+// gives "".
+func (o *obj) str(key string) string {
+	n := o.node(key)
+	if isNull(n) {
+		return ""
+	}
+	if n.Kind != yaml.ScalarNode {
+		o.d.p.add(o.at(key), "must be a string, got %s", kindOf(n))
+		return ""
+	}
+	switch n.ShortTag() {
+	case "!!str", "!!int", "!!float", "!!bool":
+		return n.Value
+	}
+	o.d.p.add(o.at(key), "must be a string, got %s", kindOf(n))
+	return ""
+}
+
+// integer reads an integer; ok is false when absent or wrong (then reported).
+func (o *obj) integer(key string) (v int64, ok bool) {
+	n := o.node(key)
+	if isNull(n) {
+		return 0, false
+	}
+	return o.d.integer(n, o.at(key))
+}
+
+func (d *decoder) integer(n *yaml.Node, path string) (int64, bool) {
+	if n.Kind == yaml.ScalarNode {
+		switch n.ShortTag() {
+		case "!!int":
+			var v int64
+			if err := n.Decode(&v); err == nil {
+				return v, true
+			}
+			d.p.add(path, "must be an integer, got %s (out of range)", n.Value)
+			return 0, false
+		case "!!float":
+			var f float64
+			if err := n.Decode(&f); err == nil && f == math.Trunc(f) && math.Abs(f) < 1<<53 {
+				return int64(f), true
+			}
+		}
+	}
+	d.p.add(path, "must be an integer, got %s", kindOf(n))
+	return 0, false
+}
+
+// number reads a finite number; ok is false when absent or wrong (then reported).
+func (o *obj) number(key string) (v float64, ok bool) {
+	n := o.node(key)
+	if isNull(n) {
+		return 0, false
+	}
+	return o.d.number(n, o.at(key))
+}
+
+func (d *decoder) number(n *yaml.Node, path string) (float64, bool) {
+	if n.Kind == yaml.ScalarNode && (n.ShortTag() == "!!int" || n.ShortTag() == "!!float") {
+		var f float64
+		if err := n.Decode(&f); err == nil && !math.IsNaN(f) && !math.IsInf(f, 0) {
+			return f, true
+		}
+		d.p.add(path, "must be a finite number, got %s", n.Value)
+		return 0, false
+	}
+	d.p.add(path, "must be a number, got %s", kindOf(n))
+	return 0, false
+}
+
+// boolean reads true or false; absent or null gives false.
+func (o *obj) boolean(key string) bool {
+	n := o.node(key)
+	if isNull(n) {
+		return false
+	}
+	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!bool" {
+		var b bool
+		if err := n.Decode(&b); err == nil {
+			return b
+		}
+	}
+	o.d.p.add(o.at(key), "must be true or false, got %s", kindOf(n))
+	return false
+}
+
+// list reads a list; null or absent gives nil.
+func (o *obj) list(key string) []*yaml.Node {
+	n := o.node(key)
+	if isNull(n) {
+		return nil
+	}
+	if n.Kind != yaml.SequenceNode {
+		o.d.p.add(o.at(key), "must be a list, got %s", kindOf(n))
+		return nil
+	}
+	return n.Content
+}
+
+// strings reads a list of strings; a single string is taken as a list of one.
+func (o *obj) strings(key string) []string {
+	n := o.node(key)
+	if isNull(n) {
+		return nil
+	}
+	if n.Kind == yaml.ScalarNode {
+		if s := o.str(key); s != "" {
+			return []string{s}
+		}
+		return nil
+	}
+	if n.Kind != yaml.SequenceNode {
+		o.d.p.add(o.at(key), "must be a list of strings, got %s", kindOf(n))
+		return nil
+	}
+	out := make([]string, 0, len(n.Content))
+	for i, e := range n.Content {
+		if e.Kind != yaml.ScalarNode || isNull(e) {
+			o.d.p.add(index(o.at(key), i), "must be a string, got %s", kindOf(e))
+			continue
+		}
+		out = append(out, e.Value)
+	}
+	return out
+}
+
+// sub reads key as a mapping.
+func (o *obj) sub(key string) *obj {
+	return o.d.mapping(o.node(key), o.at(key))
+}
+
+// rest returns the keys not read as plain values, for rendering them back, and warns
+// about each of them unless it is listed in known (keys of the format this package
+// accepts without modelling them).
+func (o *obj) rest(known ...string) map[string]any {
+	var out map[string]any
+	for _, k := range o.keys {
+		if o.used[k] {
+			continue
+		}
+		if !contains(known, k) {
+			if s := suggest(k, o.used); s != "" {
+				o.d.p.warn(o.at(k), "unknown key (did you mean %s?)", s)
+			} else {
+				o.d.p.warn(o.at(k), "unknown key")
+			}
+		}
+		if out == nil {
+			out = map[string]any{}
+		}
+		out[k] = plain(o.vals[k])
+	}
+	return out
+}
+
+// suggest returns a read key that differs from k only in case or separators.
+func suggest(k string, used map[string]bool) string {
+	norm := func(s string) string {
+		return strings.NewReplacer("-", "", "_", "").Replace(strings.ToLower(s))
+	}
+	var cands []string
+	for u := range used {
+		if norm(u) == norm(k) {
+			cands = append(cands, u)
+		}
+	}
+	sort.Strings(cands)
+	if len(cands) > 0 {
+		return cands[0]
+	}
+	return ""
+}
+
+func contains(list []string, s string) bool {
+	for _, e := range list {
+		if e == s {
+			return true
+		}
+	}
+	return false
+}
+
+// plain converts an alias-free node tree to plain Go values that encode as both YAML
+// and JSON: map[string]any, []any, string, int64, float64, bool and nil.
+func plain(n *yaml.Node) any {
+	if n == nil {
+		return nil
+	}
+	switch n.Kind {
+	case yaml.MappingNode:
+		m := make(map[string]any, len(n.Content)/2)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			m[n.Content[i].Value] = plain(n.Content[i+1])
+		}
+		return m
+	case yaml.SequenceNode:
+		l := make([]any, 0, len(n.Content))
+		for _, e := range n.Content {
+			l = append(l, plain(e))
+		}
+		return l
+	case yaml.ScalarNode:
+		switch n.ShortTag() {
+		case "!!null":
+			return nil
+		case "!!bool":
+			var b bool
+			if n.Decode(&b) == nil {
+				return b
+			}
+		case "!!int":
+			var i int64
+			if n.Decode(&i) == nil {
+				return i
+			}
+		case "!!float":
+			var f float64
+			// NaN and infinities have no JSON form; they stay as written.
+			if n.Decode(&f) == nil && !math.IsNaN(f) && !math.IsInf(f, 0) {
+				return f
+			}
+		}
+		return n.Value
+	}
+	return nil
+}
