@@ -74,7 +74,7 @@ func TestDiscoverAndLock(t *testing.T) {
 		t.Fatalf("lock changes: %+v", changes)
 	}
 	var lf struct {
-		Version int                               `json:"version"`
+		Version int                                `json:"version"`
 		Plugins map[string]struct{ SHA256 string } `json:"plugins"`
 	}
 	raw, err := os.ReadFile(filepath.Join(dir, pluginhost.DefaultLockFile))

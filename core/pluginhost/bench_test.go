@@ -1,0 +1,154 @@
+package pluginhost_test
+
+import (
+	"context"
+	"encoding/hex"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/necos/necos/core/pluginhost"
+	"github.com/necos/necos/core/pluginhost/testdata/memvim"
+	"github.com/necos/necos/sdk"
+	"github.com/necos/necos/sdk/plugintest"
+)
+
+// reportLatency reports the median and 99th percentile of per-op durations.
+func reportLatency(b *testing.B, d []time.Duration, unit time.Duration, suffix string) {
+	if len(d) == 0 {
+		return
+	}
+	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+	at := func(q float64) float64 {
+		i := int(q * float64(len(d)-1))
+		return float64(d[i]) / float64(unit)
+	}
+	b.ReportMetric(at(0.50), "p50-"+suffix)
+	b.ReportMetric(at(0.99), "p99-"+suffix)
+}
+
+// benchDescribe times VIM.Describe of a small part (two nodes) through vim.
+func benchDescribe(b *testing.B, vim sdk.VIM) {
+	ctx := context.Background()
+	if _, err := vim.Create(ctx, smallPart("bench", "core")); err != nil {
+		b.Fatal(err)
+	}
+	ref := sdk.PartRef{SliceID: "bench", PartID: "core"}
+	for range 200 { // warm connections, caches and the plugin's goroutines
+		if _, err := vim.Describe(ctx, ref); err != nil {
+			b.Fatal(err)
+		}
+	}
+	durs := make([]time.Duration, 0, b.N)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		start := time.Now()
+		_, err := vim.Describe(ctx, ref)
+		durs = append(durs, time.Since(start))
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	reportLatency(b, durs, time.Microsecond, "µs")
+}
+
+// BenchmarkDescribe compares one plugin call through the real plugin process (go-plugin,
+// gRPC over a Unix socket, AutoMTLS) via the host's instance, the same without the host's
+// wrapper, through go-plugin's in-process connection (gRPC on loopback, no TLS, no exec),
+// and as a plain Go call.
+func BenchmarkDescribe(b *testing.B) {
+	b.Run("process", func(b *testing.B) {
+		h, _ := newHost(b, pluginDir(b, "memvim"), pluginhost.Options{Logger: hclog.NewNullLogger()})
+		in := startMemvim(b, h, "bench", "")
+		benchDescribe(b, vimOf(b, in))
+	})
+	b.Run("process-sdk", func(b *testing.B) {
+		// The same process path without the host's wrapper: what supervision costs.
+		b.Setenv(sdk.EnvLogLevel, "error")
+		c := plugintest.Binary(b, binary(b, "plugins/memvim"), plugintest.Provider, memvimConfig("", ""))
+		vim, err := c.VIM()
+		if err != nil {
+			b.Fatal(err)
+		}
+		benchDescribe(b, vim)
+	})
+	b.Run("in-process", func(b *testing.B) {
+		b.Setenv(sdk.EnvLogLevel, "error")
+		c := plugintest.InProcess(b, memvim.New(), plugintest.Provider, memvimConfig("", ""))
+		vim, err := c.VIM()
+		if err != nil {
+			b.Fatal(err)
+		}
+		benchDescribe(b, vim)
+	})
+	b.Run("direct", func(b *testing.B) {
+		b.Setenv(sdk.EnvLogLevel, "error")
+		p := memvim.New()
+		if err := p.Configure(context.Background(), sdk.Config{APIVersion: sdk.APIVersion1,
+			Provider: plugintest.Provider, JSON: memvimConfig("", "")}); err != nil {
+			b.Fatal(err)
+		}
+		benchDescribe(b, p)
+	})
+}
+
+// BenchmarkColdStart times a plugin's start. "exec-to-info" is sdk.Launch with the
+// lock's hash: hash check, exec, go-plugin handshake with AutoMTLS, first Info answer.
+// "host-start" is all of Host.Start: lock read, the same launch, API negotiation, schema
+// validation, Configure.
+func BenchmarkColdStart(b *testing.B) {
+	dir := pluginDir(b, "memvim")
+	h, _ := newHost(b, dir, pluginhost.Options{Logger: hclog.NewNullLogger()})
+	bins, err := h.Discover()
+	if err != nil || len(bins) != 1 {
+		b.Fatalf("discover: %v %v", bins, err)
+	}
+	sum := decodeHex(b, bins[0].SHA256)
+
+	b.Run("exec-to-info", func(b *testing.B) {
+		durs := make([]time.Duration, 0, b.N)
+		for range b.N {
+			start := time.Now()
+			c, err := sdk.Launch(context.Background(), sdk.LaunchConfig{Path: bins[0].Path, SHA256: sum})
+			durs = append(durs, time.Since(start))
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			c.Kill()
+			b.StartTimer()
+		}
+		b.StopTimer()
+		reportLatency(b, durs, time.Millisecond, "ms")
+	})
+	b.Run("host-start", func(b *testing.B) {
+		durs := make([]time.Duration, 0, b.N)
+		for range b.N {
+			start := time.Now()
+			_, err := h.Start(context.Background(), pluginhost.InstanceConfig{Name: "cold", Plugin: "memvim",
+				Config: memvimConfig("", "")})
+			durs = append(durs, time.Since(start))
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			if err := h.Stop("cold"); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+		}
+		b.StopTimer()
+		reportLatency(b, durs, time.Millisecond, "ms")
+	})
+}
+
+func decodeHex(b *testing.B, s string) []byte {
+	out, err := hex.DecodeString(s)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return out
+}
