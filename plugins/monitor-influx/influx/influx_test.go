@@ -1,0 +1,263 @@
+package influx_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/necos/necos/plugins/monitor-influx/influx"
+	"github.com/necos/necos/plugins/monitor-influx/influxtest"
+	"github.com/necos/necos/sdk"
+	"github.com/necos/necos/sdk/plugintest"
+)
+
+// config returns the plugin configuration for srv, with extra keys merged in.
+func config(t testing.TB, srv *influxtest.Server, extra map[string]any) []byte {
+	t.Helper()
+	c := map[string]any{"url": srv.URL, "create_database": true, "flush_interval_ms": 200}
+	for k, v := range extra {
+		c[k] = v
+	}
+	b, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func monitor(t testing.TB, c *sdk.Client) sdk.Monitor {
+	t.Helper()
+	m, err := c.Monitor()
+	if err != nil {
+		t.Fatalf("monitor: %v", err)
+	}
+	return m
+}
+
+func callCtx(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// TestInfluxDB runs everything against one real influxd: it takes 7-10 s to start, so
+// the checks share it (each under names of its own) and the one that stops the server
+// runs last.
+func TestInfluxDB(t *testing.T) {
+	srv := influxtest.Start(t)
+
+	t.Run("Conformance/InProcess", func(t *testing.T) {
+		c := plugintest.InProcess(t, influx.New(plugintest.TestLogger(t)), plugintest.Provider, config(t, srv, nil))
+		plugintest.RunMonitor(t, c, plugintest.MonitorOptions{})
+	})
+	t.Run("Conformance/Binary", func(t *testing.T) {
+		bin := plugintest.Build(t, "github.com/necos/necos/plugins/monitor-influx")
+		c := plugintest.Binary(t, bin, plugintest.Provider, config(t, srv, nil))
+		if info := c.Info(); info.Name != influx.Name || !info.Serves(sdk.KindMonitor) {
+			t.Fatalf("info: %+v", info)
+		}
+		plugintest.RunMonitor(t, c, plugintest.MonitorOptions{})
+	})
+	t.Run("Conformance/PrecisionSeconds", func(t *testing.T) {
+		// Own database and retention policy, through the "database/rp" bucket.
+		db := "necos_seconds"
+		c := plugintest.InProcess(t, influx.New(plugintest.TestLogger(t)), plugintest.Provider,
+			config(t, srv, map[string]any{"database": db, "precision": "s", "batch_size": 777}))
+		srv.Query(t, fmt.Sprintf(`CREATE RETENTION POLICY "week" ON %q DURATION 100000h REPLICATION 1`, db))
+		c2 := plugintest.InProcess(t, influx.New(plugintest.TestLogger(t)), plugintest.Provider,
+			config(t, srv, map[string]any{"database": db, "retention_policy": "week", "precision": "s", "create_database": false}))
+		plugintest.RunMonitor(t, c, plugintest.MonitorOptions{Precision: time.Second, BatchPoints: 5000})
+		plugintest.RunMonitor(t, c2, plugintest.MonitorOptions{Precision: time.Second, BatchPoints: 2000})
+	})
+	t.Run("CreateDatabase", func(t *testing.T) { testCreateDatabase(t, srv) })
+	t.Run("MissingDatabase", func(t *testing.T) { testMissingDatabase(t, srv) })
+	t.Run("RefusedPoints", func(t *testing.T) { testRefusedPoints(t, srv) })
+	t.Run("QueueFull", func(t *testing.T) { testQueueFull(t, srv) })
+	t.Run("WriteErrorSurfaces", func(t *testing.T) { testWriteErrorSurfaces(t, srv) })
+}
+
+func testCreateDatabase(t *testing.T, srv *influxtest.Server) {
+	db := fmt.Sprintf("necos_created_%d", time.Now().UnixNano())
+	if strings.Contains(srv.Query(t, "SHOW DATABASES"), db) {
+		t.Fatalf("database %s exists before Configure", db)
+	}
+	cfg := config(t, srv, map[string]any{"database": db, "create_database": true})
+	c := plugintest.InProcess(t, influx.New(plugintest.TestLogger(t)), plugintest.Provider, cfg)
+	if !strings.Contains(srv.Query(t, "SHOW DATABASES"), `"`+db+`"`) {
+		t.Fatalf("Configure with create_database did not create %s: %s", db, srv.Query(t, "SHOW DATABASES"))
+	}
+	// Configuring again when it exists is fine (CREATE DATABASE is idempotent).
+	plugintest.InProcess(t, influx.New(plugintest.TestLogger(t)), plugintest.Provider, cfg)
+
+	m := monitor(t, c)
+	ctx := callCtx(t)
+	p := sdk.Point{Metric: "cpu", Tags: map[string]string{sdk.TagResourceID: "node-1"}, Value: 81.5, Time: time.Now().Truncate(time.Second)}
+	if err := m.Write(ctx, []sdk.Point{p}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The point is where the original demo's tools look for it: InfluxQL on the database.
+	out := srv.Query(t, fmt.Sprintf(`SELECT "value" FROM %q..cpu WHERE "ResourceID" = 'node-1'`, db))
+	if !strings.Contains(out, "81.5") {
+		t.Fatalf("InfluxQL does not see the point: %s", out)
+	}
+}
+
+func testMissingDatabase(t *testing.T, srv *influxtest.Server) {
+	cfg := config(t, srv, map[string]any{"database": "necos_never_created", "create_database": false})
+	c := plugintest.InProcess(t, influx.New(plugintest.TestLogger(t)), plugintest.Provider, cfg)
+	m := monitor(t, c)
+	ctx := callCtx(t)
+	_, err := m.Query(ctx, sdk.Query{Metric: "cpu"})
+	if sdk.CodeOf(err) != sdk.CodeFailedPrecondition {
+		t.Errorf("Query of a missing database: got %v (code %v), want FailedPrecondition", err, sdk.CodeOf(err))
+	}
+	p := sdk.Point{Metric: "cpu", Value: 1}
+	if err := m.Write(ctx, []sdk.Point{p}); err != nil {
+		t.Fatalf("Write queues without waiting for InfluxDB: %v", err)
+	}
+	err = m.Flush(ctx)
+	if sdk.CodeOf(err) != sdk.CodeFailedPrecondition || !strings.Contains(err.Error(), "dropped") {
+		t.Errorf("Flush into a missing database: got %v (code %v), want FailedPrecondition, points dropped", err, sdk.CodeOf(err))
+	}
+	// Reported once: the next Flush has nothing left to say.
+	if err := m.Flush(ctx); err != nil {
+		t.Errorf("second Flush: %v", err)
+	}
+}
+
+func testRefusedPoints(t *testing.T, srv *influxtest.Server) {
+	c := plugintest.InProcess(t, influx.New(plugintest.TestLogger(t)), plugintest.Provider, config(t, srv, nil))
+	m := monitor(t, c)
+	ctx := callCtx(t)
+	now := time.Now()
+	cases := map[string]sdk.Point{
+		"NaN":               {Metric: "cpu", Value: nanValue(), Time: now},
+		"backslash":         {Metric: "cpu", Tags: map[string]string{"k": `a\`}, Value: 1, Time: now},
+		"newline in tag":    {Metric: "cpu", Tags: map[string]string{"k": "a\nb"}, Value: 1, Time: now},
+		"reserved tag key":  {Metric: "cpu", Tags: map[string]string{"_field": "x"}, Value: 1, Time: now},
+		"empty tag value":   {Metric: "cpu", Tags: map[string]string{"k": ""}, Value: 1, Time: now},
+		"comment metric":    {Metric: "#cpu", Value: 1, Time: now},
+		"time out of range": {Metric: "cpu", Value: 1, Time: time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC)},
+	}
+	for name, p := range cases {
+		err := m.Write(ctx, []sdk.Point{p})
+		if sdk.CodeOf(err) != sdk.CodeInvalidArgument || !strings.Contains(err.Error(), "point 0") {
+			t.Errorf("%s: got %v (code %v), want InvalidArgument naming point 0", name, err, sdk.CodeOf(err))
+		}
+	}
+}
+
+func nanValue() float64 {
+	var zero float64
+	return zero / zero
+}
+
+func testQueueFull(t *testing.T, srv *influxtest.Server) {
+	cfg := config(t, srv, map[string]any{"queue_size": 100, "batch_size": 100, "flush_interval_ms": 60000})
+	c := plugintest.InProcess(t, influx.New(plugintest.TestLogger(t)), plugintest.Provider, cfg)
+	m := monitor(t, c)
+	ctx := callCtx(t)
+	points := make([]sdk.Point, 101)
+	for i := range points {
+		points[i] = sdk.Point{Metric: "queue_full", Value: float64(i), Time: time.Unix(int64(i), 0)}
+	}
+	if err := m.Write(ctx, points); sdk.CodeOf(err) != sdk.CodeResourceExhausted {
+		t.Fatalf("Write beyond queue_size: got %v (code %v), want ResourceExhausted", err, sdk.CodeOf(err))
+	}
+	if err := m.Write(ctx, points[:100]); err != nil {
+		t.Fatalf("Write up to queue_size: %v", err)
+	}
+	if err := m.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// testWriteErrorSurfaces stops InfluxDB under a configured plugin: the failure of the
+// background write must come back on the next Flush and Write, the points must stay
+// queued while the retry time lasts, and reach InfluxDB once it is back.
+func testWriteErrorSurfaces(t *testing.T, srv *influxtest.Server) {
+	cfg := config(t, srv, map[string]any{"database": "necos_outage", "max_retry_time_ms": 120000, "timeout_ms": 2000})
+	c := plugintest.InProcess(t, influx.New(plugintest.TestLogger(t)), plugintest.Provider, cfg)
+	m := monitor(t, c)
+	ctx := callCtx(t)
+	node := map[string]string{sdk.TagResourceID: "node-1"}
+	at := time.Now().Add(-time.Minute).Truncate(time.Second)
+	point := func(i int) sdk.Point {
+		return sdk.Point{Metric: "cpu", Tags: node, Value: float64(i), Time: at.Add(time.Duration(i) * time.Second)}
+	}
+	if err := m.Write(ctx, []sdk.Point{point(0)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	srv.Stop()
+	if err := m.Health(ctx); sdk.CodeOf(err) != sdk.CodeUnavailable {
+		t.Errorf("Health with InfluxDB stopped: got %v, want Unavailable", err)
+	}
+	// Write still returns at once: the failure happens in the background.
+	if err := m.Write(ctx, []sdk.Point{point(1), point(2)}); err != nil {
+		t.Fatalf("Write with InfluxDB stopped: %v (want it queued)", err)
+	}
+	err := m.Flush(ctx)
+	if sdk.CodeOf(err) != sdk.CodeUnavailable || !strings.Contains(err.Error(), "retrying") {
+		t.Fatalf("Flush with InfluxDB stopped: got %v (code %v), want Unavailable, retrying", err, sdk.CodeOf(err))
+	}
+	t.Logf("Flush: %v", err)
+	// Without Flush, a later Write reports the failure, and refuses its points.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err = m.Write(ctx, []sdk.Point{point(3)})
+		if err != nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if sdk.CodeOf(err) != sdk.CodeUnavailable || !strings.Contains(err.Error(), "not queued") {
+		t.Fatalf("Write after a failed background write: got %v (code %v), want Unavailable, not queued", err, sdk.CodeOf(err))
+	}
+	t.Logf("Write: %v", err)
+
+	srv.Restart(t)
+	if err := m.Health(ctx); err != nil {
+		t.Fatalf("Health after restart: %v", err)
+	}
+	// Retried as a caller would: a refused call is made again. Until the sender's next
+	// attempt (it backs off up to 5 s) the queued points are still undelivered, and a
+	// Write may still say so.
+	for {
+		err := m.Write(ctx, []sdk.Point{point(3)})
+		if err == nil {
+			break
+		}
+		if sdk.CodeOf(err) != sdk.CodeUnavailable {
+			t.Fatalf("Write after restart: %v", err)
+		}
+		t.Logf("Write while the retry backs off: %v", err)
+		time.Sleep(200 * time.Millisecond)
+	}
+	for {
+		err := m.Flush(ctx)
+		if err == nil {
+			break
+		}
+		if sdk.CodeOf(err) != sdk.CodeUnavailable {
+			t.Fatalf("Flush after restart: %v", err)
+		}
+		t.Logf("Flush while the retry backs off: %v", err)
+	}
+	got, err := m.Query(ctx, sdk.Query{Metric: "cpu", Tags: node})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 4 {
+		t.Fatalf("after the outage: %d points stored, want 4 (the queued ones delivered): %v", len(got), got)
+	}
+}
