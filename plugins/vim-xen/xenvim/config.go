@@ -1,0 +1,182 @@
+package xenvim
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/necos/necos/sdk"
+)
+
+// DefaultURI is the libvirt connection used when the configuration names none.
+const DefaultURI = "xen:///system"
+
+// Config is the plugin's configuration, one per provider. Its JSON keys are those of
+// [Plugin.ConfigSchema].
+type Config struct {
+	// URI is the libvirt connection, e.g. "xen:///system", "qemu:///system" or, in tests,
+	// "test:///default".
+	URI string `json:"uri"`
+	// DomainType overrides the libvirt domain type derived from the URI.
+	DomainType string `json:"domain_type"`
+	// Capacity is what the provider sells; offers and creates never exceed it.
+	Capacity Capacity `json:"capacity"`
+	// MaxNode caps a single node; it is also how far Resize can grow a node while it
+	// runs (its maximum vCPUs and memory). Zero fields mean the provider's capacity.
+	MaxNode NodeLimit `json:"max_node"`
+	// PricePerNodeDay is the price of one node for one day, in euros; an offer costs
+	// nodes × PricePerNodeDay.
+	PricePerNodeDay float64 `json:"price_per_node_day"`
+	// Subnet is the CIDR node addresses are assigned from (lowest free address first).
+	Subnet string `json:"subnet"`
+	// Network is the libvirt network that nodes of a part without a bridge attach to;
+	// empty means such nodes get no NIC.
+	Network string `json:"network"`
+	// SSH and API are the endpoints handed to tenants as the part's vim-ref.
+	SSH *Endpoint `json:"ssh"`
+	API *Endpoint `json:"api"`
+}
+
+// Capacity is the compute a provider sells.
+type Capacity struct {
+	CPUs      int   `json:"cpus"`
+	MemoryMB  int64 `json:"memory_mb"`
+	StorageGB int64 `json:"storage_gb"`
+}
+
+// NodeLimit is the largest node a provider makes.
+type NodeLimit struct {
+	CPUs     int   `json:"cpus"`
+	MemoryMB int64 `json:"memory_mb"`
+}
+
+// Endpoint is an address and port tenants reach the provider at.
+type Endpoint struct {
+	IP   string `json:"ip"`
+	Port int    `json:"port"`
+}
+
+// schema is what ConfigSchema returns; kept next to Config so both change together.
+var schema = sdk.ConfigSchema{Fields: []sdk.ConfigField{
+	{Name: "uri", Type: sdk.FieldString, Default: DefaultURI,
+		Description: "libvirt connection URI (xen:///system, qemu:///system, test:///default for tests)"},
+	{Name: "domain_type", Type: sdk.FieldString,
+		Description: "libvirt domain type; default from the URI: xen for xen:// and test://, kvm (or qemu without KVM) for qemu://"},
+	{Name: "capacity", Type: sdk.FieldObject, Required: true,
+		Description: "what the provider sells: {cpus, memory_mb, storage_gb}; offers and creates never exceed it"},
+	{Name: "max_node", Type: sdk.FieldObject,
+		Description: "largest node, and how far Resize grows a running node: {cpus, memory_mb}; default the capacity"},
+	{Name: "price_per_node_day", Type: sdk.FieldNumber, Default: 0.0,
+		Description: "euros per node per day; an offer costs nodes × this"},
+	{Name: "subnet", Type: sdk.FieldString,
+		Description: "CIDR node addresses are assigned from and recorded in (and set on the node's NIC on Xen)"},
+	{Name: "network", Type: sdk.FieldString,
+		Description: "libvirt network for nodes of parts without a bridge; empty: such nodes get no NIC"},
+	{Name: "ssh", Type: sdk.FieldObject, Description: "SSH endpoint handed to tenants (vim-ref ip-ssh/port-ssh): {ip, port}"},
+	{Name: "api", Type: sdk.FieldObject, Description: "API endpoint handed to tenants (vim-ref ip-api/port-api): {ip, port}"},
+}}
+
+// settings is a checked Config with defaults applied.
+type settings struct {
+	uri        string
+	domainType string // empty until the connection tells (qemu://)
+	capacity   sdk.Resources
+	maxCPUs    int
+	maxMemMB   int64
+	price      float64
+	subnet     netip.Prefix // invalid when no subnet
+	network    string
+	vimRef     sdk.Endpoint
+	provider   sdk.Provider
+}
+
+// check validates c and reports every problem at once, each naming its key.
+func (c Config) check(provider sdk.Provider) (settings, error) {
+	var problems []string
+	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	s := settings{uri: c.URI, domainType: c.DomainType, price: c.PricePerNodeDay, network: c.Network,
+		provider: provider}
+	if s.uri == "" {
+		s.uri = DefaultURI
+	}
+	if s.domainType == "" {
+		switch scheme(s.uri) {
+		case "xen", "test":
+			// The test driver accepts (and keeps) type='xen', so tests define the same
+			// domains production does.
+			s.domainType = "xen"
+		case "qemu":
+			// Decided at connect time from the host's capabilities: kvm when offered.
+		default:
+			bad("domain_type: required for URI scheme %q (e.g. xen, kvm, qemu)", scheme(s.uri))
+		}
+	}
+	if c.Capacity.CPUs <= 0 {
+		bad("capacity.cpus: must be > 0, got %d", c.Capacity.CPUs)
+	}
+	if c.Capacity.MemoryMB <= 0 {
+		bad("capacity.memory_mb: must be > 0, got %d", c.Capacity.MemoryMB)
+	}
+	if c.Capacity.StorageGB < 0 {
+		bad("capacity.storage_gb: must be >= 0, got %d", c.Capacity.StorageGB)
+	}
+	s.capacity = sdk.Resources{CPUs: c.Capacity.CPUs, MemoryMB: c.Capacity.MemoryMB, StorageGB: c.Capacity.StorageGB}
+	s.maxCPUs, s.maxMemMB = c.MaxNode.CPUs, c.MaxNode.MemoryMB
+	switch {
+	case s.maxCPUs < 0:
+		bad("max_node.cpus: must be >= 0, got %d", s.maxCPUs)
+	case s.maxCPUs == 0 || s.maxCPUs > s.capacity.CPUs:
+		s.maxCPUs = s.capacity.CPUs
+	}
+	switch {
+	case s.maxMemMB < 0:
+		bad("max_node.memory_mb: must be >= 0, got %d", s.maxMemMB)
+	case s.maxMemMB == 0 || s.maxMemMB > s.capacity.MemoryMB:
+		s.maxMemMB = s.capacity.MemoryMB
+	}
+	if c.PricePerNodeDay < 0 {
+		bad("price_per_node_day: must be >= 0, got %g", c.PricePerNodeDay)
+	}
+	if c.Subnet != "" {
+		p, err := netip.ParsePrefix(c.Subnet)
+		switch {
+		case err != nil:
+			bad("subnet: expected a CIDR such as 10.10.2.0/24: %v", err)
+		case hostCount(p.Masked()) < 1:
+			bad("subnet: %s holds no host address", c.Subnet)
+		default:
+			s.subnet = p.Masked()
+		}
+	}
+	if e := c.SSH; e != nil {
+		s.vimRef.IPSSH, s.vimRef.PortSSH = e.IP, e.Port
+		checkEndpoint("ssh", *e, bad)
+	}
+	if e := c.API; e != nil {
+		s.vimRef.IPAPI, s.vimRef.PortAPI = e.IP, e.Port
+		checkEndpoint("api", *e, bad)
+	}
+	if len(problems) > 0 {
+		return settings{}, sdk.Errorf(sdk.CodeInvalidArgument, "config: %s", strings.Join(problems, "; "))
+	}
+	return s, nil
+}
+
+func checkEndpoint(key string, e Endpoint, bad func(string, ...any)) {
+	if _, err := netip.ParseAddr(e.IP); err != nil {
+		bad("%s.ip: expected an IP address, got %q", key, e.IP)
+	}
+	if e.Port <= 0 || e.Port > 65535 {
+		bad("%s.port: expected 1-65535, got %d", key, e.Port)
+	}
+}
+
+// scheme returns the driver part of a libvirt URI: "xen" for "xen+ssh://host/system".
+func scheme(uri string) string {
+	s, _, ok := strings.Cut(uri, ":")
+	if !ok {
+		return ""
+	}
+	s, _, _ = strings.Cut(s, "+")
+	return strings.ToLower(s)
+}

@@ -1,0 +1,349 @@
+package xenvim
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/xml"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/necos/necos/sdk"
+)
+
+// Namespace is the XML namespace of the metadata the plugin writes into every domain it
+// makes. The metadata is the plugin's only state: after any restart it finds its
+// domains, and the parts they form, by reading it back.
+const Namespace = "urn:necos:vim-xen:v1"
+
+// namePrefix starts the name of every domain the plugin makes, so listing skips other
+// domains without reading their XML.
+const namePrefix = "necos."
+
+// nodeMeta is the metadata element of one domain: which node of which part it is, and
+// a copy of the part's record.
+type nodeMeta struct {
+	XMLName   xml.Name   `xml:"urn:necos:vim-xen:v1 node"`
+	Provider  string     `xml:"provider"`
+	Slice     string     `xml:"slice"`
+	Part      string     `xml:"part"`
+	VDU       string     `xml:"vdu"`
+	Name      string     `xml:"name"`
+	Index     int        `xml:"index"`
+	Type      string     `xml:"type,omitempty"`
+	StorageGB int64      `xml:"storage-gb"`
+	IP        string     `xml:"ip,omitempty"`
+	Created   string     `xml:"created,omitempty"`
+	Record    partRecord `xml:"part-record"`
+}
+
+// partRecord is the desired state of a part: what Create asked for, as changed since by
+// Resize and Scale. Every domain of the part carries a copy, and the copy with the
+// highest generation wins, so the record survives as long as one node does, also when
+// a crash interrupted an update half-way.
+type partRecord struct {
+	Generation int         `xml:"generation,attr"`
+	Name       string      `xml:"name,attr,omitempty"`
+	Type       string      `xml:"type,attr,omitempty"`
+	Location   string      `xml:"location,attr,omitempty"`
+	Bridge     string      `xml:"bridge,attr,omitempty"`
+	Tenant     string      `xml:"tenant,attr,omitempty"`
+	VDUs       []vduRecord `xml:"vdu"`
+	Labels     []keyValue  `xml:"label"`
+}
+
+// vduRecord is one VDU's template: new nodes of the VDU are made from it.
+type vduRecord struct {
+	Name        string     `xml:"name,attr"`
+	Instances   int        `xml:"instances,attr"`
+	CPUs        int        `xml:"cpus,attr"`
+	MemoryMB    int64      `xml:"memory-mb,attr"`
+	StorageGB   int64      `xml:"storage-gb,attr"`
+	Type        string     `xml:"type,attr,omitempty"`
+	Image       string     `xml:"image,attr,omitempty"`
+	CPUArch     string     `xml:"cpu-architecture,attr,omitempty"`
+	Description string     `xml:"description,omitempty"`
+	OS          []keyValue `xml:"os"`
+}
+
+type keyValue struct {
+	Key   string `xml:"key,attr"`
+	Value string `xml:"value,attr"`
+}
+
+func recordOf(p sdk.PartSpec) partRecord {
+	r := partRecord{Generation: 1, Name: p.Name, Type: p.Type, Location: p.Location, Bridge: p.Bridge,
+		Tenant: p.Tenant, Labels: sortedPairs(p.Labels)}
+	for _, v := range p.VDUs {
+		r.VDUs = append(r.VDUs, vduRecord{Name: v.Name, Instances: v.Instances, CPUs: v.CPUs,
+			MemoryMB: v.MemoryMB, StorageGB: v.StorageGB, Type: v.Type, Image: v.Image,
+			CPUArch: v.CPUArchitecture, Description: v.Description, OS: sortedPairs(v.OS)})
+	}
+	return r
+}
+
+func (r partRecord) vdu(name string) (vduRecord, bool) {
+	for _, v := range r.VDUs {
+		if v.Name == name {
+			return v, true
+		}
+	}
+	return vduRecord{}, false
+}
+
+// with returns a copy of r at the next generation with VDU name changed by f.
+func (r partRecord) with(name string, f func(*vduRecord)) partRecord {
+	out := r
+	out.Generation++
+	out.VDUs = append([]vduRecord(nil), r.VDUs...)
+	for i := range out.VDUs {
+		if out.VDUs[i].Name == name {
+			f(&out.VDUs[i])
+		}
+	}
+	return out
+}
+
+func (r partRecord) labels() map[string]string { return pairsMap(r.Labels) }
+
+func sortedPairs(m map[string]string) []keyValue {
+	out := make([]keyValue, 0, len(m))
+	for k, v := range m {
+		out = append(out, keyValue{Key: k, Value: v})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out
+}
+
+func pairsMap(kv []keyValue) map[string]string {
+	if len(kv) == 0 {
+		return nil
+	}
+	m := make(map[string]string, len(kv))
+	for _, p := range kv {
+		m[p.Key] = p.Value
+	}
+	return m
+}
+
+// domainName names a node's domain "necos.<slice>.<part>.<node>.<hash>": readable in
+// virsh list, restricted to characters every hypervisor accepts, and unique because the
+// hash covers the exact, unsanitized ids (and the provider, which may share a host).
+func domainName(provider string, ref sdk.PartRef, node string) string {
+	sum := sha256.Sum256([]byte(provider + "\x00" + ref.SliceID + "\x00" + ref.PartID + "\x00" + node))
+	return namePrefix + cleanName(ref.SliceID) + "." + cleanName(ref.PartID) + "." + cleanName(node) + "." +
+		hex.EncodeToString(sum[:4])
+}
+
+// cleanName keeps letters, digits, '-' and '_' (anything else becomes '_') and at most
+// 40 characters.
+func cleanName(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if b.Len() >= 40 {
+			break
+		}
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_':
+			b.WriteRune(r)
+		default:
+			b.WriteByte('_')
+		}
+	}
+	if b.Len() == 0 {
+		return "_"
+	}
+	return b.String()
+}
+
+// nodeIndex parses the index out of a node name made by sdk.NodeName.
+func nodeIndex(vdu, node string) (int, bool) {
+	rest, ok := strings.CutPrefix(node, vdu+"-")
+	if !ok {
+		return 0, false
+	}
+	i, err := strconv.Atoi(rest)
+	return i, err == nil && i > 0
+}
+
+// domainSpec is everything needed to define one node's domain.
+type domainSpec struct {
+	Name     string
+	Type     string // libvirt domain type
+	Meta     nodeMeta
+	CPUs     int
+	MaxCPUs  int
+	MemoryMB int64
+	MaxMemMB int64
+	Bridge   string // NIC on this bridge, or
+	Network  string // NIC on this libvirt network, or no NIC
+	IP       string
+	Prefix   int
+	// GuestIP puts the address on the NIC (<ip>). Xen's libxl hands it to the vif;
+	// QEMU refuses guest addresses on bridged NICs, so there it is only recorded.
+	GuestIP bool
+}
+
+// The domain XML the plugin writes. Only the elements it sets are modelled.
+type domainXML struct {
+	XMLName       xml.Name    `xml:"domain"`
+	Type          string      `xml:"type,attr"`
+	Name          string      `xml:"name"`
+	Title         string      `xml:"title,omitempty"`
+	Description   string      `xml:"description,omitempty"`
+	Metadata      metadataXML `xml:"metadata"`
+	Memory        sizeXML     `xml:"memory"`
+	CurrentMemory sizeXML     `xml:"currentMemory"`
+	VCPU          vcpuXML     `xml:"vcpu"`
+	OS            osXML       `xml:"os"`
+	OnPoweroff    string      `xml:"on_poweroff"`
+	OnReboot      string      `xml:"on_reboot"`
+	OnCrash       string      `xml:"on_crash"`
+	Devices       devicesXML  `xml:"devices"`
+}
+
+type metadataXML struct {
+	Node *nodeMeta
+}
+
+type sizeXML struct {
+	Unit  string `xml:"unit,attr,omitempty"`
+	Value uint64 `xml:",chardata"`
+}
+
+type vcpuXML struct {
+	Placement string `xml:"placement,attr,omitempty"`
+	Current   int    `xml:"current,attr,omitempty"`
+	Max       int    `xml:",chardata"`
+}
+
+type osXML struct {
+	Type string  `xml:"type"`
+	Boot bootXML `xml:"boot"`
+}
+
+type bootXML struct {
+	Dev string `xml:"dev,attr"`
+}
+
+type devicesXML struct {
+	Interfaces []interfaceXML `xml:"interface"`
+}
+
+type interfaceXML struct {
+	Type   string    `xml:"type,attr"`
+	Source sourceXML `xml:"source"`
+	IP     []ipXML   `xml:"ip"`
+}
+
+type sourceXML struct {
+	Bridge  string `xml:"bridge,attr,omitempty"`
+	Network string `xml:"network,attr,omitempty"`
+}
+
+type ipXML struct {
+	Address string `xml:"address,attr"`
+	Prefix  int    `xml:"prefix,attr,omitempty"`
+}
+
+// xml renders the domain definition.
+func (d domainSpec) xml() (string, error) {
+	meta := d.Meta
+	x := domainXML{
+		Type:          d.Type,
+		Name:          d.Name,
+		Title:         fmt.Sprintf("necos slice %s part %s node %s", oneLine(meta.Slice), oneLine(meta.Part), oneLine(meta.Name)),
+		Description:   fmt.Sprintf("necos slice part %q of tenant %q, node %s", meta.Record.Name, meta.Record.Tenant, meta.Name),
+		Metadata:      metadataXML{Node: &meta},
+		Memory:        sizeXML{Unit: "MiB", Value: uint64(d.MaxMemMB)},
+		CurrentMemory: sizeXML{Unit: "MiB", Value: uint64(d.MemoryMB)},
+		VCPU:          vcpuXML{Placement: "static", Current: d.CPUs, Max: d.MaxCPUs},
+		// HVM boots any guest (Xen HVM/PVHVM, QEMU/KVM) without a kernel on the host.
+		OS:         osXML{Type: "hvm", Boot: bootXML{Dev: "hd"}},
+		OnPoweroff: "destroy",
+		OnReboot:   "restart",
+		OnCrash:    "restart",
+	}
+	var nic *interfaceXML
+	switch {
+	case d.Bridge != "":
+		nic = &interfaceXML{Type: "bridge", Source: sourceXML{Bridge: d.Bridge}}
+	case d.Network != "":
+		nic = &interfaceXML{Type: "network", Source: sourceXML{Network: d.Network}}
+	}
+	if nic != nil {
+		if d.GuestIP && d.IP != "" {
+			nic.IP = []ipXML{{Address: d.IP, Prefix: d.Prefix}}
+		}
+		x.Devices.Interfaces = []interfaceXML{*nic}
+	}
+	b, err := xml.MarshalIndent(x, "", "  ")
+	if err != nil {
+		return "", fmt.Errorf("render domain %s: %w", d.Name, err)
+	}
+	return string(b), nil
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// liveXML is what the plugin reads back from a domain's XML.
+type liveXML struct {
+	Name          string  `xml:"name"`
+	UUID          string  `xml:"uuid"`
+	Memory        sizeXML `xml:"memory"`
+	CurrentMemory sizeXML `xml:"currentMemory"`
+	VCPU          vcpuXML `xml:"vcpu"`
+	Metadata      struct {
+		Node *nodeMeta `xml:"urn:necos:vim-xen:v1 node"`
+	} `xml:"metadata"`
+}
+
+func parseDomain(s string) (liveXML, error) {
+	var x liveXML
+	if err := xml.Unmarshal([]byte(s), &x); err != nil {
+		return liveXML{}, fmt.Errorf("parse domain XML: %w", err)
+	}
+	return x, nil
+}
+
+// mebibytes converts a libvirt size element to MiB (libvirt writes KiB; other units
+// appear only in hand-written XML).
+func (s sizeXML) mebibytes() int64 {
+	v := s.Value
+	switch strings.ToLower(s.Unit) {
+	case "b", "bytes":
+		return int64(v >> 20)
+	case "", "k", "kib":
+		return int64(v >> 10)
+	case "kb":
+		return int64(v * 1000 >> 20)
+	case "m", "mib":
+		return int64(v)
+	case "mb":
+		return int64(v * 1000 * 1000 >> 20)
+	case "g", "gib":
+		return int64(v << 10)
+	case "gb":
+		return int64(v * 1000 * 1000 * 1000 >> 20)
+	}
+	return int64(v >> 10)
+}
+
+// current returns the vCPUs the domain runs with.
+func (v vcpuXML) current() int {
+	if v.Current > 0 {
+		return v.Current
+	}
+	return v.Max
+}
+
+// metadataContent renders meta for virDomainSetMetadata, which wants the element without
+// its namespace (libvirt adds the namespace it is given).
+func metadataContent(meta nodeMeta) (string, error) {
+	b, err := xml.Marshal(meta)
+	if err != nil {
+		return "", fmt.Errorf("render metadata of %s: %w", meta.Name, err)
+	}
+	return strings.Replace(string(b), ` xmlns="`+Namespace+`"`, "", 1), nil
+}

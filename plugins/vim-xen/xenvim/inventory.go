@@ -1,0 +1,225 @@
+package xenvim
+
+import (
+	"sort"
+	"strings"
+
+	"github.com/necos/necos/sdk"
+	"libvirt.org/go/libvirt"
+)
+
+// node is one of the plugin's domains as libvirt holds it now.
+type node struct {
+	uuid     string
+	domain   string // libvirt name
+	meta     nodeMeta
+	state    libvirt.DomainState
+	cpus     int
+	maxCPUs  int
+	memMB    int64
+	maxMemMB int64
+}
+
+func (n node) ref() sdk.PartRef { return sdk.PartRef{SliceID: n.meta.Slice, PartID: n.meta.Part} }
+
+func (n node) active() bool {
+	switch n.state {
+	case libvirt.DOMAIN_SHUTOFF, libvirt.DOMAIN_CRASHED:
+		return false
+	}
+	return true
+}
+
+// usage is what the node holds of the provider's capacity.
+func (n node) usage() sdk.Resources {
+	return sdk.Resources{CPUs: n.cpus, MemoryMB: n.memMB, StorageGB: n.meta.StorageGB, Nodes: 1}
+}
+
+// inventory lists this provider's domains, read from libvirt (no cache: libvirt is the
+// only state). Domains that vanish while being read are skipped.
+func (p *Plugin) inventory(conn *libvirt.Connect, s *settings) ([]node, error) {
+	doms, err := conn.ListAllDomains(0)
+	if err != nil {
+		return nil, lvError(err, "list domains at %s", s.uri)
+	}
+	defer func() {
+		for i := range doms {
+			_ = doms[i].Free()
+		}
+	}()
+	var out []node
+	for i := range doms {
+		d := &doms[i]
+		name, err := d.GetName()
+		if err != nil || !strings.HasPrefix(name, namePrefix) {
+			continue
+		}
+		n, ok, err := readNode(d, s)
+		if err != nil {
+			if isLibvirtCode(err, libvirt.ERR_NO_DOMAIN) {
+				continue
+			}
+			return nil, lvError(err, "read domain %s", name)
+		}
+		if ok {
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
+// readNode reads one domain; ok is false for domains that are not this provider's.
+func readNode(d *libvirt.Domain, s *settings) (node, bool, error) {
+	desc, err := d.GetXMLDesc(0)
+	if err != nil {
+		return node{}, false, err
+	}
+	x, err := parseDomain(desc)
+	if err != nil {
+		return node{}, false, err
+	}
+	if x.Metadata.Node == nil || x.Metadata.Node.Provider != s.provider.Name {
+		return node{}, false, nil
+	}
+	state, _, err := d.GetState()
+	if err != nil {
+		return node{}, false, err
+	}
+	return node{
+		uuid:     x.UUID,
+		domain:   x.Name,
+		meta:     *x.Metadata.Node,
+		state:    state,
+		cpus:     x.VCPU.current(),
+		maxCPUs:  x.VCPU.Max,
+		memMB:    x.CurrentMemory.mebibytes(),
+		maxMemMB: x.Memory.mebibytes(),
+	}, true, nil
+}
+
+// partNodes returns the nodes of one part.
+func (p *Plugin) partNodes(conn *libvirt.Connect, s *settings, ref sdk.PartRef) ([]node, error) {
+	all, err := p.inventory(conn, s)
+	if err != nil {
+		return nil, err
+	}
+	var out []node
+	for _, n := range all {
+		if n.ref() == ref {
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
+func usage(nodes []node) sdk.Resources {
+	var r sdk.Resources
+	for _, n := range nodes {
+		r = r.Add(n.usage())
+	}
+	return r
+}
+
+// free is the capacity left, never below zero (the capacity may have been lowered
+// under running parts).
+func free(s *settings, used sdk.Resources) sdk.Resources {
+	f := s.capacity.Sub(used)
+	f.CPUs, f.MemoryMB, f.StorageGB, f.Nodes = max(f.CPUs, 0), max(f.MemoryMB, 0), max(f.StorageGB, 0), 0
+	return f
+}
+
+func addresses(nodes []node) []string {
+	var out []string
+	for _, n := range nodes {
+		if n.meta.IP != "" {
+			out = append(out, n.meta.IP)
+		}
+	}
+	return out
+}
+
+// latestRecord returns the part record of highest generation among the part's nodes.
+func latestRecord(nodes []node) partRecord {
+	var best partRecord
+	for i, n := range nodes {
+		if i == 0 || n.meta.Record.Generation > best.Generation {
+			best = n.meta.Record
+		}
+	}
+	return best
+}
+
+// sortNodes orders nodes as the record lists their VDUs, then by index.
+func sortNodes(nodes []node, r partRecord) {
+	order := map[string]int{}
+	for i, v := range r.VDUs {
+		order[v.Name] = i
+	}
+	rank := func(n node) int {
+		if o, ok := order[n.meta.VDU]; ok {
+			return o
+		}
+		return len(order)
+	}
+	sort.SliceStable(nodes, func(i, j int) bool {
+		a, b := nodes[i], nodes[j]
+		if ra, rb := rank(a), rank(b); ra != rb {
+			return ra < rb
+		}
+		if a.meta.VDU != b.meta.VDU {
+			return a.meta.VDU < b.meta.VDU
+		}
+		return a.meta.Index < b.meta.Index
+	})
+}
+
+func nodeState(st libvirt.DomainState) string {
+	switch st {
+	case libvirt.DOMAIN_RUNNING, libvirt.DOMAIN_BLOCKED, libvirt.DOMAIN_NOSTATE:
+		// Xen reports an idle guest as blocked; it still runs.
+		return sdk.StateRunning
+	case libvirt.DOMAIN_CRASHED:
+		return sdk.StateFailed
+	}
+	return sdk.StateStopped
+}
+
+// partOf builds the part the tenant sees from its nodes.
+func partOf(s *settings, ref sdk.PartRef, nodes []node) sdk.Part {
+	rec := latestRecord(nodes)
+	sortNodes(nodes, rec)
+	part := sdk.Part{Ref: ref, Name: rec.Name, State: sdk.StateReady, VIMRef: s.vimRef, Bridge: rec.Bridge,
+		Attributes: map[string]string{"uri": s.uri, "domain_type": s.domainType}}
+	if s.subnet.IsValid() {
+		part.Attributes["subnet"] = s.subnet.String()
+	}
+	var down, failed []string
+	for _, n := range nodes {
+		st := nodeState(n.state)
+		out := sdk.Node{Name: n.meta.Name, VDU: n.meta.VDU, ID: n.uuid, Type: n.meta.Type, State: st,
+			CPUs: n.cpus, MemoryMB: n.memMB, StorageGB: n.meta.StorageGB}
+		if n.meta.IP != "" {
+			out.IPs = []string{n.meta.IP}
+		}
+		part.Nodes = append(part.Nodes, out)
+		part.Allocated = part.Allocated.Add(n.usage())
+		switch st {
+		case sdk.StateFailed:
+			failed = append(failed, n.meta.Name)
+		case sdk.StateStopped:
+			down = append(down, n.meta.Name)
+		}
+	}
+	switch {
+	case len(failed) > 0:
+		part.State = sdk.StateFailed
+		part.Message = "crashed: " + strings.Join(failed, ", ")
+		if len(down) > 0 {
+			part.Message += "; not running: " + strings.Join(down, ", ")
+		}
+	case len(down) > 0:
+		part.State = sdk.StateStopped
+		part.Message = "not running: " + strings.Join(down, ", ")
+	}
+	return part
+}
