@@ -558,11 +558,15 @@ func (d *decoder) vdus(v *obj) ([]VDU, []NodeStatus) {
 			continue
 		}
 		node.VDU = group
-		_ = typ
 		if j, ok := byName[group]; ok {
 			out[j].Instances++
 		} else {
 			u.Name, u.ID, u.Instances = group, o.str("vdu-id"), 1
+			// The entry's type is the node's; the VDU keeps one only where its name
+			// does not say it already.
+			if typ := strings.ToLower(typ); typ == NodeTypeOf(group) {
+				u.Type = ""
+			}
 			byName[group] = len(out)
 			out = append(out, u)
 		}

@@ -140,7 +140,6 @@ func (part *DCPart) check(p *problems, path string, request bool) {
 		p.add(join(path, "VIM.vdus"), "required: at least one vdu")
 	}
 	vdus := map[string]string{}
-	nodes := map[string]string{}
 	for i := range part.VIM.VDUs {
 		v := &part.VIM.VDUs[i]
 		at := vduPath(path, v, i)
@@ -150,16 +149,9 @@ func (part *DCPart) check(p *problems, path string, request bool) {
 		} else {
 			vdus[v.Name] = at
 		}
+		// Distinct VDU names give distinct node names: "<vdu>-<i>" never equals
+		// "<other>-<j>" for an integer i unless the VDU names are equal.
 		v.check(p, at, request)
-		if v.Instances > 0 && v.Instances <= maxInstances && nameRE.MatchString(v.Name) {
-			for _, n := range v.NodeNames() {
-				if first, ok := nodes[n]; ok {
-					p.add(join(at, "name"), "node %s would also be a node of the VDU at %s", n, first)
-					break
-				}
-				nodes[n] = at
-			}
-		}
 	}
 	if st := part.Status; st != nil {
 		checkCost(p, join(path, "cost"), st.Cost)
