@@ -134,3 +134,20 @@ func (l *Ledger) Holders() []string {
 	sort.Strings(out)
 	return out
 }
+
+// ReleaseMatching drops every hold at provider whose holder satisfies match (e.g. all
+// holds of one slice, left over by an interrupted placement).
+func (s *Store) ReleaseMatching(ctx context.Context, provider string, match func(holder string) bool) error {
+	l, err := s.GetLedger(ctx, provider)
+	if err != nil {
+		return err
+	}
+	for _, h := range l.Holders() {
+		if match(h) {
+			if err := s.Release(ctx, provider, h); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

@@ -50,12 +50,12 @@ func (s *Store) AllocateVNI(ctx context.Context, holder string, min, max uint32)
 	return 0, fmt.Errorf("no free VNI in [%d, %d]: %w", min, max, ErrNoRoom)
 }
 
-// ReleaseVNI frees the VNI held by holder, if any.
-func (s *Store) ReleaseVNI(ctx context.Context, holder string) error {
+// ReleaseVNIs frees every VNI whose holder satisfies match.
+func (s *Store) ReleaseVNIs(ctx context.Context, match func(holder string) bool) error {
 	var release []string
 	err := s.list(ctx, s.key("vnis")+"/", func(key string, _ int64, raw []byte) error {
 		var h string
-		if err := jsonUnmarshal(key, raw, &h); err == nil && h == holder {
+		if err := jsonUnmarshal(key, raw, &h); err == nil && match(h) {
 			release = append(release, key)
 		}
 		return nil
@@ -69,4 +69,9 @@ func (s *Store) ReleaseVNI(ctx context.Context, holder string) error {
 		}
 	}
 	return nil
+}
+
+// ReleaseVNI frees the VNI held by holder, if any.
+func (s *Store) ReleaseVNI(ctx context.Context, holder string) error {
+	return s.ReleaseVNIs(ctx, func(h string) bool { return h == holder })
 }

@@ -1,0 +1,291 @@
+// Package sro is the Slice Resource Orchestrator: it reconciles every slice in the store
+// to what its tenant asked for. Level-triggered and crash-safe: each step reads the
+// slice, parts and links from the store, takes the next idempotent step through the
+// plugins, and records its result before the next, so a necosd killed at any point
+// resumes where it was — a create ends Ready or rolled back, a decommission ends with
+// nothing left at any provider.
+package sro
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/necos/necos/core/broker"
+	"github.com/necos/necos/core/providers"
+	"github.com/necos/necos/core/store"
+	"github.com/necos/necos/sdk"
+	"go.etcd.io/etcd/client/v3/concurrency"
+	"k8s.io/client-go/util/workqueue"
+)
+
+// Plugins gives the engine the plugin clients of providers.
+type Plugins interface {
+	VIM(ctx context.Context, provider string) (sdk.VIM, error)
+	WAN(ctx context.Context, provider string) (sdk.WAN, error)
+}
+
+// Listener learns when slices become Ready and when they are gone, e.g. to start and
+// stop monitoring them. Calls come from reconcile workers: return quickly.
+type Listener interface {
+	SliceReady(v *View)
+	SliceGone(sliceID string)
+}
+
+// Options configure an Engine.
+type Options struct {
+	Store     *store.Store
+	Catalogue *providers.Catalogue
+	Plugins   Plugins
+	Logger    hclog.Logger
+	// Workers reconcile that many slices at once; default 64.
+	Workers int
+	// CallTimeout bounds each plugin call; default 5 minutes.
+	CallTimeout time.Duration
+	// VNIMin and VNIMax bound the VXLAN identifiers given to links; default 1000–16000000.
+	VNIMin, VNIMax uint32
+	// Resync reconciles every slice this often, to catch anything missed; default 5 min.
+	Resync time.Duration
+	// Identity names this engine in leader election; default hostname/pid.
+	Identity string
+	// Metrics receives phase latencies; nil disables them.
+	Metrics *Metrics
+}
+
+// Engine creates, watches and decommissions slices.
+type Engine struct {
+	opts   Options
+	store  *store.Store
+	cat    *providers.Catalogue
+	broker *broker.Broker
+	log    hclog.Logger
+	queue  workqueue.TypedRateLimitingInterface[string]
+
+	mu        sync.Mutex
+	listeners []Listener
+	leader    bool
+	announced map[string]bool // Ready slices announced to listeners
+}
+
+// New returns an engine. Call Run to start reconciling.
+func New(opts Options) *Engine {
+	if opts.Logger == nil {
+		opts.Logger = hclog.NewNullLogger()
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = 64
+	}
+	if opts.CallTimeout <= 0 {
+		opts.CallTimeout = 5 * time.Minute
+	}
+	if opts.VNIMin == 0 {
+		opts.VNIMin = 1000
+	}
+	if opts.VNIMax == 0 {
+		opts.VNIMax = 16_000_000
+	}
+	if opts.Resync <= 0 {
+		opts.Resync = 5 * time.Minute
+	}
+	if opts.Identity == "" {
+		host, _ := os.Hostname()
+		opts.Identity = fmt.Sprintf("%s/%d", host, os.Getpid())
+	}
+	e := &Engine{
+		opts:   opts,
+		store:  opts.Store,
+		cat:    opts.Catalogue,
+		broker: broker.New(opts.Catalogue, opts.Plugins, opts.Store, opts.Logger.Named("broker")),
+		log:    opts.Logger,
+	}
+	e.queue = workqueue.NewTypedRateLimitingQueueWithConfig(
+		workqueue.NewTypedItemExponentialFailureRateLimiter[string](200*time.Millisecond, 30*time.Second),
+		workqueue.TypedRateLimitingQueueConfig[string]{})
+	return e
+}
+
+// Broker returns the engine's marketplace.
+func (e *Engine) Broker() *broker.Broker { return e.broker }
+
+// Catalogue returns the providers' catalogue.
+func (e *Engine) Catalogue() *providers.Catalogue { return e.cat }
+
+// Store returns the slice database.
+func (e *Engine) Store() *store.Store { return e.store }
+
+// AddListener registers l for slice readiness and removal.
+func (e *Engine) AddListener(l Listener) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.listeners = append(e.listeners, l)
+}
+
+func (e *Engine) notifyReady(v *View) {
+	e.mu.Lock()
+	ls := append([]Listener(nil), e.listeners...)
+	e.mu.Unlock()
+	for _, l := range ls {
+		l.SliceReady(v)
+	}
+}
+
+func (e *Engine) notifyGone(id string) {
+	e.mu.Lock()
+	ls := append([]Listener(nil), e.listeners...)
+	e.mu.Unlock()
+	for _, l := range ls {
+		l.SliceGone(id)
+	}
+}
+
+// IsLeader reports whether this engine currently reconciles.
+func (e *Engine) IsLeader() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.leader
+}
+
+// Enqueue asks for a slice to be reconciled soon (by whichever engine leads).
+func (e *Engine) Enqueue(id string) { e.queue.Add(id) }
+
+// Run reconciles slices until ctx ends. Several engines may share one store: they elect
+// a leader through it and only the leader reconciles; the others wait their turn.
+func (e *Engine) Run(ctx context.Context) error {
+	defer e.queue.ShutDown()
+	for {
+		err := e.lead(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		e.log.Warn("lost leadership, campaigning again", "error", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// lead campaigns for leadership, then reconciles until leadership or ctx is lost.
+func (e *Engine) lead(ctx context.Context) error {
+	sess, err := concurrency.NewSession(e.store.Client(), concurrency.WithTTL(10), concurrency.WithContext(ctx))
+	if err != nil {
+		return fmt.Errorf("election session: %w", err)
+	}
+	defer sess.Close()
+	el := concurrency.NewElection(sess, e.store.Prefix()+"leader")
+	if err := el.Campaign(ctx, e.opts.Identity); err != nil {
+		return fmt.Errorf("campaign: %w", err)
+	}
+	e.log.Info("leading: reconciling slices", "identity", e.opts.Identity)
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-sess.Done():
+			cancel()
+		case <-lctx.Done():
+		}
+	}()
+	e.setLeader(true)
+	defer e.setLeader(false)
+
+	var wg sync.WaitGroup
+	work := make(chan string)
+	for i := 0; i < e.opts.Workers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for id := range work {
+				e.process(lctx, id)
+			}
+		}()
+	}
+	// The queue outlives a leadership term; feed workers from it until this term ends.
+	go func() {
+		defer close(work)
+		for {
+			id, shutdown := e.queue.Get()
+			if shutdown {
+				return
+			}
+			select {
+			case work <- id:
+			case <-lctx.Done():
+				e.queue.Done(id)
+				e.queue.Add(id)
+				return
+			}
+		}
+	}()
+	watch := e.store.WatchSlices(lctx)
+	e.resyncAll(lctx)
+	ticker := time.NewTicker(e.opts.Resync)
+	defer ticker.Stop()
+loop:
+	for {
+		select {
+		case <-lctx.Done():
+			break loop
+		case id, ok := <-watch:
+			if !ok {
+				break loop
+			}
+			e.queue.Add(id)
+		case <-ticker.C:
+			e.resyncAll(lctx)
+		}
+	}
+	cancel()
+	// Unblock the feeder if it waits on Get: a no-op item is harmless.
+	e.queue.Add("")
+	wg.Wait()
+	_ = el.Resign(context.Background())
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return errors.New("leadership lost")
+}
+
+func (e *Engine) setLeader(v bool) {
+	e.mu.Lock()
+	e.leader = v
+	e.mu.Unlock()
+}
+
+func (e *Engine) resyncAll(ctx context.Context) {
+	slices, err := e.store.ListSlices(ctx, "")
+	if err != nil {
+		e.log.Error("resync: list slices", "error", err)
+		return
+	}
+	for _, sl := range slices {
+		e.queue.Add(sl.ID)
+	}
+}
+
+func (e *Engine) process(ctx context.Context, id string) {
+	defer e.queue.Done(id)
+	if id == "" {
+		e.queue.Forget(id)
+		return
+	}
+	if err := e.reconcile(ctx, id); err != nil {
+		if ctx.Err() != nil {
+			return
+		}
+		e.log.Warn("reconcile failed, will retry", "slice", id, "error", err)
+		e.queue.AddRateLimited(id)
+		return
+	}
+	e.queue.Forget(id)
+}
+
+// callCtx bounds one plugin call.
+func (e *Engine) callCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, e.opts.CallTimeout)
+}

@@ -1,0 +1,525 @@
+package sro
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/necos/necos/core/broker"
+	"github.com/necos/necos/core/builder"
+	"github.com/necos/necos/core/spec"
+	"github.com/necos/necos/core/store"
+	"github.com/necos/necos/sdk"
+)
+
+// Event types the engine records.
+const (
+	EvAccepted    = "slice.accepted"
+	EvPlanned     = "slice.planned"
+	EvRefused     = "slice.refused"
+	EvPartCreate  = "part.creating"
+	EvPartReady   = "part.ready"
+	EvPartFailed  = "part.failed"
+	EvPartDeleted = "part.deleted"
+	EvLinkCreate  = "link.connecting"
+	EvLinkReady   = "link.ready"
+	EvLinkFailed  = "link.failed"
+	EvLinkNoWAN   = "link.not-built"
+	EvLinkDeleted = "link.deleted"
+	EvReady       = "slice.ready"
+	EvRollingBack = "slice.rolling-back"
+	EvFailed      = "slice.failed"
+	EvDeleting    = "slice.deleting"
+	EvDeleted     = "slice.deleted"
+)
+
+func (e *Engine) reconcile(ctx context.Context, id string) error {
+	sl, err := e.store.GetSlice(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if sl.Deleting {
+		return e.decommission(ctx, sl)
+	}
+	switch sl.State {
+	case store.SlicePending:
+		if err := e.plan(ctx, sl); err != nil {
+			return err
+		}
+		if sl.State != store.SliceCreating {
+			return nil
+		}
+		return e.build(ctx, sl)
+	case store.SliceCreating:
+		return e.build(ctx, sl)
+	case store.SliceRollingBack:
+		return e.rollback(ctx, sl)
+	case store.SliceReady:
+		e.announceReady(ctx, sl)
+	}
+	return nil
+}
+
+// plan places the slice's parts and links at providers (reserving them) and records the
+// plan, moving the slice to Creating; a slice nothing can host ends Failed with the
+// reasons.
+func (e *Engine) plan(ctx context.Context, sl *store.Slice) error {
+	start := time.Now()
+	s, err := spec.ParseSlice([]byte(sl.Spec))
+	if err != nil {
+		return e.finish(ctx, sl, store.SliceFailed, EvRefused, fmt.Sprintf("spec no longer valid: %v", err))
+	}
+	p := builder.New(sl.ID, sl.Tenant, s)
+	// A plan interrupted before it was recorded may have left reservations behind.
+	if err := e.releaseAll(ctx, sl.ID); err != nil {
+		return err
+	}
+	placed, err := e.broker.PlaceParts(ctx, sl.ID, p.Requests(), p.DCBudget)
+	var refused *broker.NoPlacementError
+	if errors.As(err, &refused) {
+		return e.finish(ctx, sl, store.SliceFailed, EvRefused, err.Error())
+	}
+	if err != nil {
+		return fmt.Errorf("place parts: %w", err)
+	}
+	at := map[string]broker.Placement{}
+	for _, pl := range placed {
+		at[pl.Part] = pl
+	}
+	links, lerr := e.planLinks(ctx, sl, p, at)
+	if lerr != nil {
+		if err := e.releaseAll(ctx, sl.ID); err != nil {
+			return err
+		}
+		if errors.As(lerr, &refused) {
+			return e.finish(ctx, sl, store.SliceFailed, EvRefused, lerr.Error())
+		}
+		return lerr
+	}
+	var parts []*store.Part
+	data := map[string]string{}
+	for _, pp := range p.Parts {
+		pl := at[pp.Spec.Ref.PartID]
+		parts = append(parts, &store.Part{SliceID: sl.ID, Name: pp.Spec.Name, UUID: store.NewUUID(),
+			Provider: pl.Provider, Spec: pp.Spec, PricePerDay: pl.Offer.PricePerDay, State: store.PartPlanned})
+		data[pp.Spec.Name] = pl.Provider
+	}
+	err = e.store.SavePlan(ctx, sl, parts, links, store.SliceCreating,
+		store.Event{Type: EvPlanned, Message: planMessage(parts, links), Data: data})
+	if err != nil {
+		cur, gerr := e.store.GetSlice(ctx, sl.ID)
+		if gerr == nil && cur.State == store.SlicePending {
+			if rerr := e.releaseAll(ctx, sl.ID); rerr != nil {
+				e.log.Warn("release after failed plan", "slice", sl.ID, "error", rerr)
+			}
+		}
+		return err
+	}
+	e.opts.Metrics.observe("plan", start)
+	return nil
+}
+
+func planMessage(parts []*store.Part, links []*store.Link) string {
+	var b strings.Builder
+	for i, p := range parts {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s at %s", p.Name, p.Provider)
+	}
+	for _, l := range links {
+		if l.Provider != "" {
+			fmt.Fprintf(&b, ", %s by %s", l.Name, l.Provider)
+		} else {
+			fmt.Fprintf(&b, ", %s not built (no WAN provider)", l.Name)
+		}
+	}
+	return b.String()
+}
+
+// planLinks gives each link its ends (the parts' bridges at their providers' sites), a
+// VNI, and a WAN provider.
+func (e *Engine) planLinks(ctx context.Context, sl *store.Slice, p *builder.Plan, at map[string]broker.Placement) ([]*store.Link, error) {
+	if len(p.Links) == 0 {
+		return nil, nil
+	}
+	hasWAN := false
+	for _, pr := range e.cat.Providers {
+		hasWAN = hasWAN || pr.WAN != nil
+	}
+	reqs := make([]broker.LinkRequest, len(p.Links))
+	var refusals []broker.Refusal
+	for i, l := range p.Links {
+		end1, err1 := e.linkEnd(sl.ID, l.Part1, at)
+		end2, err2 := e.linkEnd(sl.ID, l.Part2, at)
+		if hasWAN && (err1 != nil || err2 != nil) {
+			refusals = append(refusals, broker.Refusal{Part: l.Name, Reasons: []string{errors.Join(err1, err2).Error()}})
+			continue
+		}
+		reqs[i] = broker.LinkRequest{Spec: builder.LinkSpec(sl.ID, l, end1, end2, 0), WIM: l.WIM}
+	}
+	if len(refusals) > 0 {
+		return nil, &broker.NoPlacementError{Refusals: refusals}
+	}
+	placed, err := e.broker.PlaceLinks(ctx, reqs, p.NetBudget)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*store.Link, len(p.Links))
+	for i, l := range p.Links {
+		rec := &store.Link{SliceID: sl.ID, Name: l.Name, UUID: store.NewUUID(), Spec: reqs[i].Spec,
+			Provider: placed[i].Provider, PricePerDay: placed[i].Offer.PricePerDay, State: store.LinkPlanned}
+		if rec.Provider == "" {
+			rec.State = store.LinkNotBuilt
+			rec.Message = "no WAN provider in the catalogue: link recorded, not built"
+		} else {
+			vni, err := e.store.AllocateVNI(ctx, vniHolder(sl.ID, l.Name), e.opts.VNIMin, e.opts.VNIMax)
+			if err != nil {
+				return nil, fmt.Errorf("link %s: %w", l.Name, err)
+			}
+			rec.Spec.VNI = vni
+		}
+		out[i] = rec
+	}
+	return out, nil
+}
+
+func vniHolder(slice, link string) string { return slice + "/" + link }
+
+func (e *Engine) linkEnd(sliceID, part string, at map[string]broker.Placement) (sdk.LinkEnd, error) {
+	pl, ok := at[part]
+	if !ok {
+		return sdk.LinkEnd{}, fmt.Errorf("part %s is not in this slice", part)
+	}
+	pr, ok := e.cat.Provider(pl.Provider)
+	if !ok || pr.Site == nil {
+		return sdk.LinkEnd{}, fmt.Errorf("provider %s of part %s has no WAN site in the catalogue", pl.Provider, part)
+	}
+	return builder.LinkEnd(sliceID, part, pr.Name, pr.Site.Underlay, pr.Site.Netns), nil
+}
+
+// releaseAll drops every reservation and VNI the slice holds.
+func (e *Engine) releaseAll(ctx context.Context, sliceID string) error {
+	prefix := sliceID + "/"
+	match := func(h string) bool { return strings.HasPrefix(h, prefix) }
+	for _, pr := range e.cat.Providers {
+		if err := e.store.ReleaseMatching(ctx, pr.Name, match); err != nil {
+			return fmt.Errorf("release reservations of %s at %s: %w", sliceID, pr.Name, err)
+		}
+	}
+	if err := e.store.ReleaseVNIs(ctx, match); err != nil {
+		return fmt.Errorf("release VNIs of %s: %w", sliceID, err)
+	}
+	return nil
+}
+
+// finish moves a slice to a final state with an event.
+func (e *Engine) finish(ctx context.Context, sl *store.Slice, state store.SliceState, evType, msg string) error {
+	next, err := e.store.UpdateSlice(ctx, sl.ID, func(s *store.Slice) ([]store.Event, error) {
+		s.State, s.Message = state, msg
+		return []store.Event{{Type: evType, Message: msg}}, nil
+	})
+	if err != nil {
+		return err
+	}
+	*sl = *next
+	e.log.Info("slice "+string(state), "slice", sl.ID, "message", msg)
+	return nil
+}
+
+// build creates every part not yet Ready in parallel, then connects the links, then
+// declares the slice Ready; any failure rolls the slice back.
+func (e *Engine) build(ctx context.Context, sl *store.Slice) error {
+	start := time.Now()
+	parts, err := e.store.ListParts(ctx, sl.ID)
+	if err != nil {
+		return err
+	}
+	errs := make([]error, len(parts))
+	var wg sync.WaitGroup
+	for i, p := range parts {
+		if p.State == store.PartReady {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = e.createPart(ctx, p)
+		}()
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if err := errors.Join(errs...); err != nil {
+		return e.startRollback(ctx, sl, err)
+	}
+	e.opts.Metrics.observe("parts", start)
+
+	if cur, err := e.store.GetSlice(ctx, sl.ID); err != nil || cur.Deleting {
+		return err // the tenant gave up on the slice: decommission takes over
+	}
+	lstart := time.Now()
+	links, err := e.store.ListLinks(ctx, sl.ID)
+	if err != nil {
+		return err
+	}
+	lerrs := make([]error, len(links))
+	for i, l := range links {
+		if l.Provider == "" || l.State == store.LinkReady {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			lerrs[i] = e.connectLink(ctx, l)
+		}()
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if err := errors.Join(lerrs...); err != nil {
+		return e.startRollback(ctx, sl, err)
+	}
+	e.opts.Metrics.observe("links", lstart)
+
+	next, err := e.store.UpdateSlice(ctx, sl.ID, func(s *store.Slice) ([]store.Event, error) {
+		if s.State != store.SliceCreating || s.Deleting {
+			return nil, errNoChange
+		}
+		s.State, s.Message, s.ReadyAt = store.SliceReady, "", time.Now().UTC()
+		return []store.Event{{Type: EvReady, Message: fmt.Sprintf("%d parts, %d links", len(parts), len(links))}}, nil
+	})
+	if errors.Is(err, errNoChange) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	*sl = *next
+	e.opts.Metrics.observe("create", sl.CreatedAt)
+	e.log.Info("slice ready", "slice", sl.ID, "parts", len(parts), "links", len(links), "took", time.Since(sl.CreatedAt))
+	e.announceReady(ctx, sl)
+	return nil
+}
+
+var errNoChange = errors.New("no change")
+
+func (e *Engine) createPart(ctx context.Context, p *store.Part) error {
+	if _, err := e.store.UpdatePart(ctx, p.SliceID, p.Name, func(x *store.Part) ([]store.Event, error) {
+		x.State, x.Message = store.PartCreating, ""
+		return []store.Event{{Type: EvPartCreate, Part: p.Name, Message: "at " + p.Provider}}, nil
+	}); err != nil {
+		return err
+	}
+	obs, err := e.callVIM(ctx, p.Provider, "create", func(ctx context.Context, vim sdk.VIM) (sdk.Part, error) {
+		return vim.Create(ctx, p.Spec)
+	})
+	if err != nil {
+		err = fmt.Errorf("part %s at %s: %w", p.Name, p.Provider, err)
+		if _, uerr := e.store.UpdatePart(ctx, p.SliceID, p.Name, func(x *store.Part) ([]store.Event, error) {
+			x.State, x.Message = store.PartFailed, err.Error()
+			return []store.Event{{Type: EvPartFailed, Part: p.Name, Message: err.Error()}}, nil
+		}); uerr != nil {
+			e.log.Warn("record part failure", "part", p.Name, "error", uerr)
+		}
+		return err
+	}
+	_, err = e.store.UpdatePart(ctx, p.SliceID, p.Name, func(x *store.Part) ([]store.Event, error) {
+		x.State, x.Message, x.Observed = store.PartReady, "", &obs
+		return []store.Event{{Type: EvPartReady, Part: p.Name, Message: fmt.Sprintf("%d nodes at %s", len(obs.Nodes), p.Provider)}}, nil
+	})
+	return err
+}
+
+func (e *Engine) callVIM(ctx context.Context, provider, call string, f func(context.Context, sdk.VIM) (sdk.Part, error)) (sdk.Part, error) {
+	cctx, cancel := e.callCtx(ctx)
+	defer cancel()
+	start := time.Now()
+	vim, err := e.opts.Plugins.VIM(cctx, provider)
+	if err != nil {
+		return sdk.Part{}, err
+	}
+	p, err := f(cctx, vim)
+	e.opts.Metrics.observePlugin("vim", call, start)
+	return p, err
+}
+
+func (e *Engine) connectLink(ctx context.Context, l *store.Link) error {
+	if _, err := e.store.UpdateLink(ctx, l.SliceID, l.Name, func(x *store.Link) ([]store.Event, error) {
+		x.State, x.Message = store.LinkCreating, ""
+		return []store.Event{{Type: EvLinkCreate, Link: l.Name, Message: "by " + l.Provider}}, nil
+	}); err != nil {
+		return err
+	}
+	cctx, cancel := e.callCtx(ctx)
+	defer cancel()
+	start := time.Now()
+	wan, err := e.opts.Plugins.WAN(cctx, l.Provider)
+	var obs sdk.Link
+	if err == nil {
+		obs, err = wan.Connect(cctx, l.Spec)
+	}
+	e.opts.Metrics.observePlugin("wan", "connect", start)
+	if err != nil {
+		err = fmt.Errorf("link %s by %s: %w", l.Name, l.Provider, err)
+		if _, uerr := e.store.UpdateLink(ctx, l.SliceID, l.Name, func(x *store.Link) ([]store.Event, error) {
+			x.State, x.Message = store.LinkFailed, err.Error()
+			return []store.Event{{Type: EvLinkFailed, Link: l.Name, Message: err.Error()}}, nil
+		}); uerr != nil {
+			e.log.Warn("record link failure", "link", l.Name, "error", uerr)
+		}
+		return err
+	}
+	_, err = e.store.UpdateLink(ctx, l.SliceID, l.Name, func(x *store.Link) ([]store.Event, error) {
+		x.State, x.Message, x.Observed = store.LinkReady, "", &obs
+		return []store.Event{{Type: EvLinkReady, Link: l.Name, Message: fmt.Sprintf("VNI %d between %s and %s", obs.VNI, obs.End1.Underlay, obs.End2.Underlay)}}, nil
+	})
+	return err
+}
+
+func (e *Engine) startRollback(ctx context.Context, sl *store.Slice, cause error) error {
+	msg := cause.Error()
+	next, err := e.store.UpdateSlice(ctx, sl.ID, func(s *store.Slice) ([]store.Event, error) {
+		if s.State != store.SliceCreating {
+			return nil, errNoChange
+		}
+		s.State, s.Message = store.SliceRollingBack, msg
+		return []store.Event{{Type: EvRollingBack, Message: msg}}, nil
+	})
+	if errors.Is(err, errNoChange) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	*sl = *next
+	if sl.Deleting {
+		return nil // decommission takes over on the next reconcile
+	}
+	return e.rollback(ctx, sl)
+}
+
+// rollback removes whatever a failed create made, then marks the slice Failed (the record
+// stays, with the reason, until the tenant deletes it).
+func (e *Engine) rollback(ctx context.Context, sl *store.Slice) error {
+	start := time.Now()
+	if err := e.teardown(ctx, sl); err != nil {
+		return err
+	}
+	e.opts.Metrics.observe("rollback", start)
+	return e.finish(ctx, sl, store.SliceFailed, EvFailed, sl.Message)
+}
+
+// decommission removes every link, then every part, then the slice's record.
+func (e *Engine) decommission(ctx context.Context, sl *store.Slice) error {
+	start := time.Now()
+	e.forgetReady(sl.ID)
+	e.notifyGone(sl.ID)
+	if sl.State != store.SliceDeleting {
+		next, err := e.store.UpdateSlice(ctx, sl.ID, func(s *store.Slice) ([]store.Event, error) {
+			s.State = store.SliceDeleting
+			return []store.Event{{Type: EvDeleting}}, nil
+		})
+		if err != nil {
+			return err
+		}
+		*sl = *next
+	}
+	if err := e.teardown(ctx, sl); err != nil {
+		return err
+	}
+	if err := e.store.AddEvents(ctx, sl.ID, store.Event{Type: EvDeleted}); err != nil {
+		return err
+	}
+	if err := e.store.DeleteSlice(ctx, sl); err != nil {
+		return err
+	}
+	e.opts.Metrics.observe("decommission", start)
+	e.log.Info("slice decommissioned", "slice", sl.ID, "took", time.Since(start))
+	return nil
+}
+
+// teardown disconnects every link and then deletes every part, in parallel, removing
+// each record (and its reservation or VNI) once its backend confirmed. Idempotent.
+func (e *Engine) teardown(ctx context.Context, sl *store.Slice) error {
+	links, err := e.store.ListLinks(ctx, sl.ID)
+	if err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	lerrs := make([]error, len(links))
+	for i, l := range links {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			lerrs[i] = e.disconnectLink(ctx, l)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(lerrs...); err != nil {
+		return err // parts stay until their links are gone
+	}
+	parts, err := e.store.ListParts(ctx, sl.ID)
+	if err != nil {
+		return err
+	}
+	perrs := make([]error, len(parts))
+	for i, p := range parts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			perrs[i] = e.deletePart(ctx, p)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(perrs...); err != nil {
+		return err
+	}
+	return e.releaseAll(ctx, sl.ID)
+}
+
+func (e *Engine) disconnectLink(ctx context.Context, l *store.Link) error {
+	if l.Provider != "" {
+		cctx, cancel := e.callCtx(ctx)
+		defer cancel()
+		start := time.Now()
+		wan, err := e.opts.Plugins.WAN(cctx, l.Provider)
+		if err == nil {
+			err = wan.Disconnect(cctx, l.Ref())
+		}
+		e.opts.Metrics.observePlugin("wan", "disconnect", start)
+		if err != nil {
+			return fmt.Errorf("disconnect link %s by %s: %w", l.Name, l.Provider, err)
+		}
+		if err := e.store.ReleaseVNI(ctx, vniHolder(l.SliceID, l.Name)); err != nil {
+			return err
+		}
+	}
+	return e.store.DeleteLink(ctx, l.SliceID, l.Name, store.Event{Type: EvLinkDeleted, Link: l.Name})
+}
+
+func (e *Engine) deletePart(ctx context.Context, p *store.Part) error {
+	cctx, cancel := e.callCtx(ctx)
+	defer cancel()
+	start := time.Now()
+	vim, err := e.opts.Plugins.VIM(cctx, p.Provider)
+	if err == nil {
+		err = vim.Delete(cctx, p.Ref())
+	}
+	e.opts.Metrics.observePlugin("vim", "delete", start)
+	if err != nil {
+		return fmt.Errorf("delete part %s at %s: %w", p.Name, p.Provider, err)
+	}
+	if err := e.broker.ReleasePart(ctx, p.SliceID, p.Name, p.Provider); err != nil {
+		return err
+	}
+	return e.store.DeletePart(ctx, p.SliceID, p.Name, store.Event{Type: EvPartDeleted, Part: p.Name})
+}
