@@ -1,0 +1,299 @@
+package vxlan
+
+import (
+	"errors"
+	"fmt"
+	"net"
+
+	"github.com/necos/necos/sdk"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// VXLAN encapsulation overhead: outer IP + UDP + VXLAN + inner Ethernet headers.
+const (
+	overheadIPv4 = 20 + 8 + 8 + 14
+	overheadIPv6 = 40 + 8 + 8 + 14
+)
+
+// Token bucket shape: the bucket holds tbfBurstTime of traffic (at least tbfMinFrames
+// full frames, so a frame always fits), and the queue tbfLatency more before tbf drops.
+const (
+	tbfBurstDiv  = 100 // 10 ms
+	tbfMinFrames = 10
+	tbfLatencyMs = 50
+)
+
+// ensureEnd makes end n (1 or 2) of the link exist as spec says: the bridge, the VXLAN
+// device on it, up, with its rate limit. What it creates is pushed on made.
+func (p *Plugin) ensureEnd(spec sdk.LinkSpec, n int, vni uint32, made *undoStack) error {
+	end, peer := spec.End1, spec.End2
+	if n == 2 {
+		end, peer = peer, end
+	}
+	where := nsLabel(end.Netns)
+	h, err := p.handle(end.Netns)
+	if err != nil {
+		return fmt.Errorf("end%d: %w", n, err)
+	}
+	defer h.Close()
+
+	local, remote := net.ParseIP(end.Underlay), net.ParseIP(peer.Underlay)
+	under, err := underlayDevice(h, local)
+	if err != nil {
+		return fmt.Errorf("end%d: %w", n, err)
+	}
+	if under == nil {
+		return sdk.Errorf(sdk.CodeFailedPrecondition, "end%d.underlay: %s is not an address in %s", n, local, where)
+	}
+	mtu := p.cfg.MTU
+	if mtu == 0 {
+		mtu = under.Attrs().MTU - overheadIPv4
+		if local.To4() == nil {
+			mtu = under.Attrs().MTU - overheadIPv6
+		}
+	}
+
+	br, err := p.ensureBridge(h, n, end.Netns, end.Bridge, made)
+	if err != nil {
+		return err
+	}
+
+	alias, err := tag{
+		Provider: p.provider, Ref: spec.Ref, End: n,
+		Site: end.Site, Part: end.Part, Bridge: end.Bridge, PeerSite: peer.Site,
+		BandwidthBps: spec.BandwidthBps, Name: spec.Name,
+	}.encode()
+	if err != nil {
+		return err
+	}
+	name := deviceName(vni)
+	dev, err := h.LinkByName(name)
+	switch {
+	case isNotFound(err):
+		attrs := netlink.NewLinkAttrs()
+		attrs.Name, attrs.MTU, attrs.MasterIndex = name, mtu, br.Attrs().Index
+		vx := &netlink.Vxlan{LinkAttrs: attrs, VxlanId: int(vni), SrcAddr: local, Group: remote,
+			Port: p.cfg.UDPPort, Learning: true}
+		if err := h.LinkAdd(vx); err != nil {
+			return fmt.Errorf("end%d: create %s in %s: %w", n, name, where, err)
+		}
+		made.push(func() error { return p.deleteDevice(end.Netns, name) })
+		if dev, err = h.LinkByName(name); err != nil {
+			return fmt.Errorf("end%d: read back %s in %s: %w", n, name, where, err)
+		}
+		// The kernel ignores IFLA_IFALIAS when it creates a device: set it now.
+		if err := h.LinkSetAlias(dev, alias); err != nil {
+			return fmt.Errorf("end%d: record link on %s in %s: %w", n, name, where, err)
+		}
+	case err != nil:
+		return fmt.Errorf("end%d: look up %s in %s: %w", n, name, where, err)
+	default:
+		if err := p.adopt(h, n, dev, spec.Ref, vni, local, remote, alias, br, where); err != nil {
+			return err
+		}
+	}
+	if err := h.LinkSetUp(dev); err != nil {
+		return fmt.Errorf("end%d: set %s up in %s: %w", n, name, where, err)
+	}
+	if err := setRate(h, dev, spec.BandwidthBps, mtu); err != nil {
+		return fmt.Errorf("end%d: rate limit on %s in %s: %w", n, name, where, err)
+	}
+	return nil
+}
+
+// adopt checks that an existing vx<VNI> device is this link's end and brings its alias
+// (bandwidth, name) and bridge up to date.
+func (p *Plugin) adopt(h *netlink.Handle, n int, dev netlink.Link, ref sdk.LinkRef, vni uint32,
+	local, remote net.IP, alias string, br netlink.Link, where string) error {
+	name := dev.Attrs().Name
+	vx, ok := dev.(*netlink.Vxlan)
+	t, tagged := parseTag(dev.Attrs().Alias)
+	if !ok || !tagged || t.Provider != p.provider || t.Ref != ref || t.End != n {
+		return sdk.Errorf(sdk.CodeAlreadyExists, "end%d: device %s in %s exists and is not this link's end%d", n, name, where, n)
+	}
+	if uint32(vx.VxlanId) != vni || !vx.SrcAddr.Equal(local) || !vx.Group.Equal(remote) {
+		return sdk.Errorf(sdk.CodeFailedPrecondition,
+			"end%d: device %s in %s has VNI %d, local %s, remote %s; want %d, %s, %s",
+			n, name, where, vx.VxlanId, ipString(vx.SrcAddr), ipString(vx.Group), vni, local, remote)
+	}
+	if dev.Attrs().Alias != alias {
+		if err := h.LinkSetAlias(dev, alias); err != nil {
+			return fmt.Errorf("end%d: update alias of %s in %s: %w", n, name, where, err)
+		}
+	}
+	if dev.Attrs().MasterIndex != br.Attrs().Index {
+		if err := h.LinkSetMaster(dev, br); err != nil {
+			return fmt.Errorf("end%d: put %s on bridge %s in %s: %w", n, name, br.Attrs().Name, where, err)
+		}
+	}
+	return nil
+}
+
+// ensureBridge returns the bridge named name, creating it (marked as the plugin's) when
+// missing.
+func (p *Plugin) ensureBridge(h *netlink.Handle, n int, ns, name string, made *undoStack) (netlink.Link, error) {
+	where := nsLabel(ns)
+	br, err := h.LinkByName(name)
+	switch {
+	case isNotFound(err):
+		attrs := netlink.NewLinkAttrs()
+		attrs.Name = name
+		if err := h.LinkAdd(&netlink.Bridge{LinkAttrs: attrs}); err != nil {
+			return nil, fmt.Errorf("end%d: create bridge %s in %s: %w", n, name, where, err)
+		}
+		made.push(func() error { return p.deleteDevice(ns, name) })
+		if br, err = h.LinkByName(name); err != nil {
+			return nil, fmt.Errorf("end%d: read back bridge %s in %s: %w", n, name, where, err)
+		}
+		if err := h.LinkSetAlias(br, bridgeAlias); err != nil {
+			return nil, fmt.Errorf("end%d: mark bridge %s in %s as the plugin's: %w", n, name, where, err)
+		}
+		p.log.Debug("bridge created", "bridge", name, "where", where)
+	case err != nil:
+		return nil, fmt.Errorf("end%d: look up bridge %s in %s: %w", n, name, where, err)
+	case br.Type() != "bridge":
+		return nil, sdk.Errorf(sdk.CodeFailedPrecondition, "end%d.bridge: %s in %s is a %s device, not a bridge",
+			n, name, where, br.Type())
+	}
+	// A bridge someone else made may be down; the link needs it up. Setting it up is
+	// idempotent and changes nothing else of it.
+	if err := h.LinkSetUp(br); err != nil {
+		return nil, fmt.Errorf("end%d: set bridge %s up in %s: %w", n, name, where, err)
+	}
+	return br, nil
+}
+
+// removeEnd deletes one end's VXLAN device, then its bridge if the plugin made it and
+// no other necos-wan link uses it.
+func (p *Plugin) removeEnd(d *vxdev) error {
+	h, err := p.handle(d.ns)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	name := d.link.Attrs().Name
+	if err := h.LinkDel(d.link); err != nil && !isGone(err) {
+		return fmt.Errorf("delete %s in %s: %w", name, nsLabel(d.ns), err)
+	}
+	return p.releaseBridge(h, d.ns, d.tag.Bridge)
+}
+
+// releaseBridge deletes the bridge when the plugin created it (its alias says so) and
+// no necos-wan VXLAN device is on it or meant for it. Other ports (the VIM's) do not keep
+// it: the plugin made the bridge for its links, and removes it with the last one.
+func (p *Plugin) releaseBridge(h *netlink.Handle, ns, name string) error {
+	if name == "" {
+		return nil
+	}
+	br, err := h.LinkByName(name)
+	if isNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("look up bridge %s in %s: %w", name, nsLabel(ns), err)
+	}
+	if br.Type() != "bridge" || br.Attrs().Alias != bridgeAlias {
+		p.log.Debug("bridge kept: not created by the plugin", "bridge", name, "netns", ns)
+		return nil
+	}
+	links, err := linkList(h)
+	if err != nil {
+		return fmt.Errorf("list devices in %s: %w", nsLabel(ns), err)
+	}
+	var others []string
+	for _, l := range links {
+		t, ours := parseTag(l.Attrs().Alias)
+		if _, isVx := l.(*netlink.Vxlan); !isVx || !ours {
+			if l.Attrs().MasterIndex == br.Attrs().Index {
+				others = append(others, l.Attrs().Name)
+			}
+			continue
+		}
+		if l.Attrs().MasterIndex == br.Attrs().Index || t.Bridge == name {
+			p.log.Debug("bridge kept: still used", "bridge", name, "netns", ns, "by", t.Ref.String())
+			return nil
+		}
+	}
+	if err := h.LinkDel(br); err != nil && !isGone(err) {
+		return fmt.Errorf("delete bridge %s in %s: %w", name, nsLabel(ns), err)
+	}
+	p.log.Info("bridge removed with its last link", "bridge", name, "netns", ns, "detached_ports", others)
+	return nil
+}
+
+// deleteDevice deletes device name in namespace ns, if it is there. Undo steps use it
+// with a handle of their own: the Connect's handles are closed by the time they run.
+func (p *Plugin) deleteDevice(ns, name string) error {
+	h, err := p.handle(ns)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	l, err := h.LinkByName(name)
+	if isNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("look up %s in %s: %w", name, nsLabel(ns), err)
+	}
+	if err := h.LinkDel(l); err != nil && !isGone(err) {
+		return fmt.Errorf("delete %s in %s: %w", name, nsLabel(ns), err)
+	}
+	p.log.Debug("removed after a failed connect", "device", name, "netns", ns)
+	return nil
+}
+
+// setRate puts a root tbf limiting dev's egress to bps bits/s, or removes it for 0.
+func setRate(h *netlink.Handle, dev netlink.Link, bps uint64, mtu int) error {
+	if bps == 0 {
+		cur, err := rootTbf(h, dev)
+		if err != nil || cur == nil {
+			return err
+		}
+		return h.QdiscDel(cur)
+	}
+	return h.QdiscReplace(tbf(dev.Attrs().Index, bps, mtu))
+}
+
+// tbf returns the token bucket for a rate of bps bits/s on a device of the given MTU.
+func tbf(index int, bps uint64, mtu int) *netlink.Tbf {
+	rate := bps / 8
+	burst := max(rate/tbfBurstDiv, uint64(tbfMinFrames*(mtu+14)))
+	burst = min(burst, 1<<30)
+	limit := min(rate*tbfLatencyMs/1000+burst, 1<<31)
+	return &netlink.Tbf{
+		QdiscAttrs: netlink.QdiscAttrs{LinkIndex: index, Handle: netlink.MakeHandle(1, 0), Parent: netlink.HANDLE_ROOT},
+		Rate:       rate,
+		Limit:      uint32(limit),
+		// The kernel takes the bucket size as the time to send it, in ticks.
+		Buffer: netlink.Xmittime(rate, uint32(burst)),
+	}
+}
+
+// underlayDevice returns the device holding address ip, or nil.
+func underlayDevice(h *netlink.Handle, ip net.IP) (netlink.Link, error) {
+	family := netlink.FAMILY_V4
+	if ip.To4() == nil {
+		family = netlink.FAMILY_V6
+	}
+	addrs, err := h.AddrList(nil, family)
+	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+		return nil, fmt.Errorf("list addresses: %w", err)
+	}
+	for _, a := range addrs {
+		if a.IP.Equal(ip) {
+			return h.LinkByIndex(a.LinkIndex)
+		}
+	}
+	return nil, nil
+}
+
+func isNotFound(err error) bool {
+	var nf netlink.LinkNotFoundError
+	return errors.As(err, &nf)
+}
+
+// isGone reports whether a delete failed because the device is already gone (another
+// caller, or its namespace, removed it meanwhile).
+func isGone(err error) bool { return isNotFound(err) || errors.Is(err, unix.ENODEV) }

@@ -1,0 +1,391 @@
+// Package vxlan is the necos WAN plugin: a net slice part is a VXLAN tunnel joining the
+// per-slice bridges of two DC slice parts, rate-limited with tc, built with netlink.
+//
+// Each end of a link is a site: an underlay address, and the network namespace its
+// devices live in (the host's, or a named one, as in the one-machine federation). At
+// each end the plugin makes a VXLAN device named vx<VNI> pointing at the other end's
+// underlay address, enslaves it to the end's bridge (creating the bridge when missing)
+// and puts a tbf qdisc on it that limits what enters the tunnel to the link's bandwidth.
+//
+// The plugin keeps no state: every link is recorded on its devices (see tag), so a
+// restarted plugin describes and removes the links an earlier process made.
+package vxlan
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/necos/necos/sdk"
+	"github.com/vishvananda/netns"
+)
+
+// Version is the plugin's version.
+const Version = "0.1.0"
+
+// Plugin is the WAN plugin. It implements [sdk.Plugin] and [sdk.WAN].
+type Plugin struct {
+	log   hclog.Logger
+	nsDir string
+	// host is the namespace the plugin started in: devices of ends with no Netns.
+	host    netns.NsHandle
+	hostErr error
+
+	// mu serialises every call that reads or changes devices. VNI allocation and
+	// bandwidth accounting are read from the devices, so a Connect must see the devices
+	// of the Connect before it; calls are rare and take milliseconds.
+	mu       sync.Mutex
+	cfg      Config
+	provider string
+}
+
+var (
+	_ sdk.Plugin = (*Plugin)(nil)
+	_ sdk.WAN    = (*Plugin)(nil)
+)
+
+// New returns the plugin with the default configuration. It must be called from a
+// thread in the host's network namespace (any thread of a plugin process is).
+func New() *Plugin {
+	p := &Plugin{log: sdk.Logger("wan"), nsDir: netnsDir, cfg: DefaultConfig(), provider: "default"}
+	p.host, p.hostErr = netns.Get()
+	return p
+}
+
+// Close releases the plugin's handle on the host namespace.
+func (p *Plugin) Close() error {
+	if p.hostErr == nil {
+		return p.host.Close()
+	}
+	return nil
+}
+
+// Info implements [sdk.Plugin].
+func (p *Plugin) Info(context.Context) (sdk.Info, error) {
+	return sdk.Info{
+		Name:        "wan",
+		Version:     Version,
+		Description: "VXLAN links with tc rate limits between per-slice bridges, through netlink",
+		Kinds:       []sdk.Kind{sdk.KindWAN},
+	}, nil
+}
+
+// ConfigSchema implements [sdk.Plugin].
+func (p *Plugin) ConfigSchema(context.Context) (sdk.ConfigSchema, error) { return schema(), nil }
+
+// Configure implements [sdk.Plugin]. Absent keys take the defaults of [DefaultConfig].
+func (p *Plugin) Configure(_ context.Context, c sdk.Config) error {
+	cfg := DefaultConfig()
+	if err := c.Decode(&cfg); err != nil {
+		return err
+	}
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cfg = cfg
+	if c.Provider.Name != "" {
+		p.provider = c.Provider.Name
+	}
+	p.log.Info("configured", "provider", p.provider, "max_bandwidth_bps", cfg.MaxBandwidthBps,
+		"vni_min", cfg.VNIMin, "vni_max", cfg.VNIMax, "udp_port", cfg.UDPPort, "mtu", cfg.MTU)
+	return nil
+}
+
+// begin checks what every call needs, then takes the lock; the caller unlocks.
+func (p *Plugin) begin(ctx context.Context) error {
+	if p.hostErr != nil {
+		return sdk.Errorf(sdk.CodeUnavailable, "host network namespace: %v", p.hostErr)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	return nil
+}
+
+// OfferLink implements [sdk.WAN]. The bandwidth left between the two sites is the
+// configured capacity less the rates of the links already joining them, read from the
+// devices; an existing link with the same ref is not counted, so re-offering a link
+// (to change its rate) sees its own share as free.
+func (p *Plugin) OfferLink(ctx context.Context, spec sdk.LinkSpec) (sdk.LinkOffer, error) {
+	if err := p.validateSpec(spec); err != nil {
+		return sdk.LinkOffer{}, err
+	}
+	if err := p.begin(ctx); err != nil {
+		return sdk.LinkOffer{}, err
+	}
+	defer p.mu.Unlock()
+	snap, err := p.scan()
+	if err != nil {
+		return sdk.LinkOffer{}, fmt.Errorf("offer link %s: %w", spec.Ref, err)
+	}
+	key := linkKey{p.provider, spec.Ref}
+	offer := sdk.LinkOffer{
+		Accepted:     true,
+		PricePerDay:  p.cfg.PricePerLinkDay,
+		AvailableBps: p.available(snap, spec.End1.Site, spec.End2.Site, key),
+	}
+	if err := p.admit(snap, spec, key, offer.AvailableBps); err != nil {
+		offer.Accepted = false
+		offer.Reason = err.Error()
+	}
+	return offer, nil
+}
+
+// admit returns why the link cannot be built now, or nil.
+func (p *Plugin) admit(snap *snapshot, spec sdk.LinkSpec, key linkKey, available uint64) error {
+	if spec.BandwidthBps > available {
+		return sdk.Errorf(sdk.CodeResourceExhausted,
+			"link %s needs %d bit/s between sites %s and %s, only %d bit/s are left",
+			spec.Ref, spec.BandwidthBps, spec.End1.Site, spec.End2.Site, available)
+	}
+	if cur := snap.links[key]; cur != nil {
+		if spec.VNI != 0 && spec.VNI != cur.vni() {
+			return sdk.Errorf(sdk.CodeFailedPrecondition, "link %s exists with VNI %d, not %d", spec.Ref, cur.vni(), spec.VNI)
+		}
+		if err := sameEnds(cur, spec); err != nil {
+			return err
+		}
+	} else if _, err := p.pickVNI(snap, spec.VNI); err != nil {
+		return err
+	}
+	if via := snap.joined(spec, key); via != nil {
+		return sdk.Errorf(sdk.CodeFailedPrecondition,
+			"bridges %s and %s are already joined (through links such as %s): a second path would loop broadcasts",
+			spec.End1.Bridge, spec.End2.Bridge, via.ref)
+	}
+	return nil
+}
+
+// available returns the bandwidth left between sites a and b, not counting link skip.
+func (p *Plugin) available(snap *snapshot, a, b string, skip linkKey) uint64 {
+	var pairUsed uint64
+	siteUsed := map[string]uint64{}
+	want := pairKey(a, b)
+	for k, l := range snap.links {
+		if k.provider != p.provider || k == skip {
+			continue
+		}
+		s1, s2 := l.sites()
+		bw := l.bandwidth()
+		if pairKey(s1, s2) == want {
+			pairUsed += bw
+		}
+		siteUsed[s1] += bw
+		if s2 != s1 {
+			siteUsed[s2] += bw
+		}
+	}
+	left := subFloor(p.cfg.pairCapacity(a, b), pairUsed)
+	for _, s := range []string{a, b} {
+		if sc, ok := p.cfg.Sites[s]; ok {
+			left = min(left, subFloor(sc.MaxBandwidthBps, siteUsed[s]))
+		}
+	}
+	return left
+}
+
+func subFloor(a, b uint64) uint64 {
+	if b >= a {
+		return 0
+	}
+	return a - b
+}
+
+// pickVNI returns want when it is free, else the lowest free VNI of the configured
+// range. Every VXLAN device of every namespace counts, not only the plugin's: two
+// devices with one VNI and port cannot share a namespace.
+func (p *Plugin) pickVNI(snap *snapshot, want uint32) (uint32, error) {
+	if want != 0 {
+		if where, used := snap.vnis[want]; used {
+			return 0, sdk.Errorf(sdk.CodeAlreadyExists, "vni: %d is in use (%s)", want, where)
+		}
+		return want, nil
+	}
+	for v := p.cfg.VNIMin; v <= p.cfg.VNIMax && v != 0; v++ {
+		if _, used := snap.vnis[v]; !used {
+			return v, nil
+		}
+	}
+	return 0, sdk.Errorf(sdk.CodeResourceExhausted, "no free VNI in %d..%d", p.cfg.VNIMin, p.cfg.VNIMax)
+}
+
+// joined returns a link through which the spec's two bridges are already connected
+// (directly or over other bridges), ignoring link skip, or nil. Two paths between two
+// bridges make a loop that floods broadcasts forever: bridges here run no STP.
+func (s *snapshot) joined(spec sdk.LinkSpec, skip linkKey) *linkKey {
+	parent := map[bridgeNode]bridgeNode{}
+	via := map[bridgeNode]linkKey{}
+	var find func(n bridgeNode) bridgeNode
+	find = func(n bridgeNode) bridgeNode {
+		if p, ok := parent[n]; ok && p != n {
+			r := find(p)
+			parent[n] = r
+			return r
+		}
+		return n
+	}
+	for k, l := range s.links {
+		if k == skip {
+			continue
+		}
+		nodes := l.nodes()
+		if len(nodes) != 2 {
+			continue
+		}
+		a, b := find(nodes[0]), find(nodes[1])
+		if a != b {
+			parent[a] = b
+			via[b] = k
+		}
+	}
+	a := find(bridgeNode{spec.End1.Netns, spec.End1.Bridge})
+	b := find(bridgeNode{spec.End2.Netns, spec.End2.Bridge})
+	if a != b {
+		return nil
+	}
+	k := via[a]
+	return &k
+}
+
+// sameEnds reports whether an existing link's devices are where spec puts them.
+func sameEnds(cur *linkDevs, spec sdk.LinkSpec) error {
+	for i, want := range []sdk.LinkEnd{spec.End1, spec.End2} {
+		d := cur.ends[i]
+		if d == nil {
+			continue
+		}
+		if d.ns != want.Netns || d.tag.Bridge != want.Bridge || ipString(d.local) != canonicalIP(want.Underlay) {
+			return sdk.Errorf(sdk.CodeFailedPrecondition,
+				"link %s exists with end%d in %s (underlay %s, bridge %s); disconnect it first to move it",
+				spec.Ref, i+1, nsLabel(d.ns), ipString(d.local), d.tag.Bridge)
+		}
+	}
+	return nil
+}
+
+// Connect implements [sdk.WAN]. It is idempotent: a link that exists is checked and
+// completed (a missing end made again, a changed bandwidth applied) and returned. On
+// any failure it removes what this call created, and only that.
+func (p *Plugin) Connect(ctx context.Context, spec sdk.LinkSpec) (sdk.Link, error) {
+	if err := p.validateSpec(spec); err != nil {
+		return sdk.Link{}, err
+	}
+	if err := p.begin(ctx); err != nil {
+		return sdk.Link{}, err
+	}
+	defer p.mu.Unlock()
+	start := time.Now()
+	snap, err := p.scan()
+	if err != nil {
+		return sdk.Link{}, fmt.Errorf("connect %s: %w", spec.Ref, err)
+	}
+	key := linkKey{p.provider, spec.Ref}
+	if err := p.admit(snap, spec, key, p.available(snap, spec.End1.Site, spec.End2.Site, key)); err != nil {
+		return sdk.Link{}, err
+	}
+	cur := snap.links[key]
+	vni := spec.VNI
+	if cur != nil {
+		vni = cur.vni()
+	} else if vni, err = p.pickVNI(snap, spec.VNI); err != nil {
+		return sdk.Link{}, err
+	}
+
+	var made undoStack
+	for i := range 2 {
+		if err := p.ensureEnd(spec, i+1, vni, &made); err != nil {
+			if uerr := made.run(); uerr != nil {
+				p.log.Error("connect failed and its partial devices could not all be removed",
+					"link", spec.Ref.String(), "error", err, "cleanup_error", uerr)
+			}
+			return sdk.Link{}, fmt.Errorf("connect %s: %w", spec.Ref, err)
+		}
+	}
+	p.log.Info("link connected", "link", spec.Ref.String(), "vni", vni, "bandwidth_bps", spec.BandwidthBps,
+		"end1", spec.End1.Site, "end2", spec.End2.Site, "new", cur == nil, "took", time.Since(start))
+	link := sdk.Link{Ref: spec.Ref, Name: spec.Name, State: sdk.StateReady, VNI: vni,
+		End1: spec.End1, End2: spec.End2, BandwidthBps: spec.BandwidthBps}
+	link.End1.Underlay = canonicalIP(link.End1.Underlay)
+	link.End2.Underlay = canonicalIP(link.End2.Underlay)
+	return link, nil
+}
+
+// DescribeLink implements [sdk.WAN]: the link as its devices show it now. A link whose
+// devices are incomplete is reported in state failed with a message saying what is
+// wrong; Connect repairs it, Disconnect removes it.
+func (p *Plugin) DescribeLink(ctx context.Context, ref sdk.LinkRef) (sdk.Link, error) {
+	if err := refError(ref); err != nil {
+		return sdk.Link{}, err
+	}
+	if err := p.begin(ctx); err != nil {
+		return sdk.Link{}, err
+	}
+	defer p.mu.Unlock()
+	snap, err := p.scan()
+	if err != nil {
+		return sdk.Link{}, fmt.Errorf("describe %s: %w", ref, err)
+	}
+	cur := snap.links[linkKey{p.provider, ref}]
+	if cur == nil {
+		return sdk.Link{}, sdk.Errorf(sdk.CodeNotFound, "link %s not found", ref)
+	}
+	return cur.describe(), nil
+}
+
+// Disconnect implements [sdk.WAN]: it deletes the link's VXLAN devices (their qdiscs go
+// with them) and each end's bridge when the plugin created it and no other link uses it.
+// An unknown link is not an error.
+func (p *Plugin) Disconnect(ctx context.Context, ref sdk.LinkRef) error {
+	if err := refError(ref); err != nil {
+		return err
+	}
+	if err := p.begin(ctx); err != nil {
+		return err
+	}
+	defer p.mu.Unlock()
+	start := time.Now()
+	snap, err := p.scan()
+	if err != nil {
+		return fmt.Errorf("disconnect %s: %w", ref, err)
+	}
+	cur := snap.links[linkKey{p.provider, ref}]
+	if cur == nil {
+		p.log.Debug("disconnect: link not found, nothing to do", "link", ref.String())
+		return nil
+	}
+	var errs []error
+	for _, d := range cur.ends {
+		if d == nil {
+			continue
+		}
+		if err := p.removeEnd(d); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("disconnect %s: %w", ref, err)
+	}
+	p.log.Info("link disconnected", "link", ref.String(), "vni", cur.vni(), "took", time.Since(start))
+	return nil
+}
+
+// undoStack holds the removals of what a Connect created, run newest first.
+type undoStack []func() error
+
+func (u *undoStack) push(f func() error) { *u = append(*u, f) }
+
+func (u undoStack) run() error {
+	var errs []error
+	for i := len(u) - 1; i >= 0; i-- {
+		if err := u[i](); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}

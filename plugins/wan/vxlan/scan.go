@@ -1,0 +1,329 @@
+package vxlan
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/necos/necos/sdk"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// netnsDir is where named network namespaces are mounted (the iproute2 convention,
+// which netns.NewNamed and netns.GetFromName follow).
+const netnsDir = "/var/run/netns"
+
+// handle opens a netlink handle inside the named namespace ("" is the plugin's own,
+// the host's). The handle's sockets live in that namespace, so no OS thread of the
+// plugin ever switches namespace.
+func (p *Plugin) handle(name string) (*netlink.Handle, error) {
+	if name == "" {
+		h, err := netlink.NewHandleAt(p.host, unix.NETLINK_ROUTE)
+		if err != nil {
+			return nil, fmt.Errorf("netlink in the host namespace: %w", err)
+		}
+		return h, nil
+	}
+	ns, err := netns.GetFromName(name)
+	if err != nil {
+		return nil, sdk.Errorf(sdk.CodeFailedPrecondition, "network namespace %q: %v", name, err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, fmt.Errorf("netlink in namespace %q: %w", name, err)
+	}
+	return h, nil
+}
+
+// namespaces lists where links may live: the host's namespace ("") and every named
+// one. A named namespace that is the host's own is left out, so each device is seen once.
+func (p *Plugin) namespaces() []string {
+	names := []string{""}
+	entries, err := os.ReadDir(p.nsDir)
+	if err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			p.log.Warn("cannot list named network namespaces", "dir", p.nsDir, "error", err)
+		}
+		return names
+	}
+	for _, e := range entries {
+		ns, err := netns.GetFromPath(filepath.Join(p.nsDir, e.Name()))
+		if err != nil {
+			continue // being deleted, or not a namespace
+		}
+		if !ns.Equal(p.host) {
+			names = append(names, e.Name())
+		}
+		ns.Close()
+	}
+	return names
+}
+
+// vxdev is one necos-wan VXLAN device as found in a namespace.
+type vxdev struct {
+	ns     string
+	link   netlink.Link
+	vni    uint32
+	local  net.IP
+	remote net.IP
+	up     bool
+	// master is the name of the bridge the device is enslaved to, "" when none.
+	master string
+	tag    tag
+	// rateBytes is the root tbf's rate in bytes/s; hasTbf says whether there is one.
+	rateBytes uint64
+	hasTbf    bool
+}
+
+// linkKey names a link across providers: two plugin instances for different providers
+// may share a machine, and each handles its own links only.
+type linkKey struct {
+	provider string
+	ref      sdk.LinkRef
+}
+
+// linkDevs is a link as its devices show it; an end is nil when its device is missing.
+type linkDevs struct {
+	key  linkKey
+	ends [2]*vxdev
+}
+
+// snapshot is every necos-wan link and every VNI in use, read from the devices.
+type snapshot struct {
+	links map[linkKey]*linkDevs
+	// vnis maps each VNI of any VXLAN device (necos-wan's or not) to where it is.
+	vnis map[uint32]string
+}
+
+// scan reads every namespace. A named namespace that cannot be read (it may be being
+// deleted right now) is skipped; the host's must be readable.
+func (p *Plugin) scan() (*snapshot, error) {
+	s := &snapshot{links: map[linkKey]*linkDevs{}, vnis: map[uint32]string{}}
+	for _, name := range p.namespaces() {
+		if err := p.scanNamespace(s, name); err != nil {
+			if name == "" {
+				return nil, err
+			}
+			p.log.Debug("skipping namespace", "netns", name, "error", err)
+		}
+	}
+	return s, nil
+}
+
+func (p *Plugin) scanNamespace(s *snapshot, ns string) error {
+	h, err := p.handle(ns)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	links, err := linkList(h)
+	if err != nil {
+		return fmt.Errorf("list devices in %s: %w", nsLabel(ns), err)
+	}
+	names := make(map[int]string, len(links))
+	for _, l := range links {
+		names[l.Attrs().Index] = l.Attrs().Name
+	}
+	for _, l := range links {
+		vx, ok := l.(*netlink.Vxlan)
+		if !ok {
+			continue
+		}
+		where := nsLabel(ns) + " device " + vx.Name
+		s.vnis[uint32(vx.VxlanId)] = where
+		t, ok := parseTag(vx.Alias)
+		if !ok {
+			continue
+		}
+		d := &vxdev{
+			ns:     ns,
+			link:   vx,
+			vni:    uint32(vx.VxlanId),
+			local:  vx.SrcAddr,
+			remote: vx.Group,
+			up:     vx.Flags&net.FlagUp != 0,
+			master: names[vx.MasterIndex],
+			tag:    t,
+		}
+		if tbf, err := rootTbf(h, vx); err != nil {
+			p.log.Warn("cannot read qdisc", "netns", ns, "device", vx.Name, "error", err)
+		} else if tbf != nil {
+			d.hasTbf, d.rateBytes = true, tbf.Rate
+		}
+		k := linkKey{provider: t.Provider, ref: t.Ref}
+		ld := s.links[k]
+		if ld == nil {
+			ld = &linkDevs{key: k}
+			s.links[k] = ld
+		}
+		if prev := ld.ends[t.End-1]; prev != nil {
+			// Two devices claim the same end: keep both visible as a problem rather than
+			// silently picking one; the later one wins the slot, the earlier is logged.
+			p.log.Warn("two devices claim one link end", "link", t.Ref.String(), "end", t.End,
+				"first", nsLabel(prev.ns)+"/"+prev.link.Attrs().Name, "second", where)
+		}
+		ld.ends[t.End-1] = d
+	}
+	return nil
+}
+
+// linkList lists a namespace's devices, retrying a dump the kernel interrupted because
+// devices changed meanwhile.
+func linkList(h *netlink.Handle) ([]netlink.Link, error) {
+	var err error
+	for range 5 {
+		var links []netlink.Link
+		links, err = h.LinkList()
+		if err == nil {
+			return links, nil
+		}
+		if !errors.Is(err, netlink.ErrDumpInterrupted) {
+			return nil, err
+		}
+	}
+	return nil, err
+}
+
+// rootTbf returns the tbf qdisc at the root of link, or nil.
+func rootTbf(h *netlink.Handle, link netlink.Link) (*netlink.Tbf, error) {
+	qs, err := h.QdiscList(link)
+	if err != nil {
+		return nil, err
+	}
+	for _, q := range qs {
+		if tbf, ok := q.(*netlink.Tbf); ok && q.Attrs().Parent == netlink.HANDLE_ROOT {
+			return tbf, nil
+		}
+	}
+	return nil, nil
+}
+
+func nsLabel(ns string) string {
+	if ns == "" {
+		return "host namespace"
+	}
+	return fmt.Sprintf("namespace %q", ns)
+}
+
+// vni returns the link's VNI as its devices hold it.
+func (l *linkDevs) vni() uint32 {
+	for _, d := range l.ends {
+		if d != nil {
+			return d.vni
+		}
+	}
+	return 0
+}
+
+// bandwidth returns the link's rate as recorded on its devices.
+func (l *linkDevs) bandwidth() uint64 {
+	for _, d := range l.ends {
+		if d != nil {
+			return d.tag.BandwidthBps
+		}
+	}
+	return 0
+}
+
+// sites returns the sites the link joins, from whichever device is present.
+func (l *linkDevs) sites() (string, string) {
+	for _, d := range l.ends {
+		if d != nil {
+			if d.tag.End == 1 {
+				return d.tag.Site, d.tag.PeerSite
+			}
+			return d.tag.PeerSite, d.tag.Site
+		}
+	}
+	return "", ""
+}
+
+// bridgeNode names a bridge on a machine: namespace and bridge name.
+type bridgeNode struct{ ns, bridge string }
+
+// nodes returns the bridges the link joins (only those whose device exists).
+func (l *linkDevs) nodes() []bridgeNode {
+	var out []bridgeNode
+	for _, d := range l.ends {
+		if d != nil {
+			out = append(out, bridgeNode{d.ns, d.tag.Bridge})
+		}
+	}
+	return out
+}
+
+// describe turns the devices into the SDK's Link, checking that they are whole: both
+// devices up, on their bridge, pointing at each other, rate-limited as recorded.
+func (l *linkDevs) describe() sdk.Link {
+	link := sdk.Link{Ref: l.key.ref, State: sdk.StateReady}
+	var problems []string
+	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	ends := [2]*sdk.LinkEnd{&link.End1, &link.End2}
+	for i, d := range l.ends {
+		if d == nil {
+			bad("end%d: VXLAN device missing", i+1)
+			continue
+		}
+		e := ends[i]
+		e.Site, e.Part, e.Bridge, e.Netns = d.tag.Site, d.tag.Part, d.tag.Bridge, d.ns
+		e.Underlay = ipString(d.local)
+		if link.VNI == 0 {
+			link.VNI = d.vni
+		} else if link.VNI != d.vni {
+			bad("end%d: VNI %d, end1 has %d", i+1, d.vni, link.VNI)
+		}
+		if link.Name == "" {
+			link.Name = d.tag.Name
+		}
+		link.BandwidthBps = d.tag.BandwidthBps
+		name := d.link.Attrs().Name
+		if !d.up {
+			bad("end%d: %s is down", i+1, name)
+		}
+		if d.master != d.tag.Bridge {
+			bad("end%d: %s is not on bridge %s", i+1, name, d.tag.Bridge)
+		}
+		switch want := d.tag.BandwidthBps / 8; {
+		case want > 0 && !d.hasTbf:
+			bad("end%d: %s has no rate limit", i+1, name)
+		case want > 0 && d.rateBytes != want:
+			bad("end%d: %s is limited to %d bit/s, want %d", i+1, name, d.rateBytes*8, d.tag.BandwidthBps)
+		case want == 0 && d.hasTbf:
+			bad("end%d: %s is rate-limited but the link has no bandwidth", i+1, name)
+		}
+	}
+	// Fill in what the present end knows of a missing one.
+	for i, d := range l.ends {
+		other := l.ends[1-i]
+		if d == nil || other == nil {
+			if d == nil && other != nil {
+				ends[i].Underlay = ipString(other.remote)
+				ends[i].Site = other.tag.PeerSite
+			}
+			continue
+		}
+		if !d.remote.Equal(other.local) {
+			bad("end%d: remote %s is not end%d's underlay %s", i+1, ipString(d.remote), 2-i, ipString(other.local))
+		}
+	}
+	if len(problems) > 0 {
+		link.State = sdk.StateFailed
+		sort.Strings(problems)
+		link.Message = strings.Join(problems, "; ")
+	}
+	return link
+}
+
+func ipString(ip net.IP) string {
+	if ip == nil {
+		return ""
+	}
+	return ip.String()
+}

@@ -1,0 +1,124 @@
+package vxlan
+
+import (
+	"fmt"
+	"net"
+	"regexp"
+	"strings"
+
+	"github.com/necos/necos/sdk"
+)
+
+// maxIfname is IFNAMSIZ less the terminating NUL.
+const maxIfname = 15
+
+// ownNames matches the plugin's own VXLAN device names, which a bridge may not take.
+var ownNames = regexp.MustCompile(`^vx[0-9]+$`)
+
+// refError checks a link ref.
+func refError(r sdk.LinkRef) error {
+	if p := refProblems(r); len(p) > 0 {
+		return sdk.Errorf(sdk.CodeInvalidArgument, "%s", strings.Join(p, "; "))
+	}
+	return nil
+}
+
+func refProblems(r sdk.LinkRef) []string {
+	var p []string
+	if r.SliceID == "" {
+		p = append(p, "ref.slice_id: required")
+	}
+	if r.LinkID == "" {
+		p = append(p, "ref.link_id: required")
+	}
+	return p
+}
+
+// validateSpec reports every problem of a link spec at once, each naming its field.
+func (p *Plugin) validateSpec(s sdk.LinkSpec) error {
+	problems := refProblems(s.Ref)
+	add := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	ips := [2]net.IP{}
+	for i, e := range []sdk.LinkEnd{s.End1, s.End2} {
+		f := fmt.Sprintf("end%d", i+1)
+		if e.Site == "" {
+			add("%s.site: required", f)
+		}
+		switch {
+		case e.Underlay == "":
+			add("%s.underlay: required", f)
+		case net.ParseIP(e.Underlay) == nil:
+			add("%s.underlay: %q is not an IP address", f, e.Underlay)
+		default:
+			ips[i] = net.ParseIP(e.Underlay)
+		}
+		if msg := ifnameProblem(e.Bridge); msg != "" {
+			add("%s.bridge: %s", f, msg)
+		}
+		if e.Netns != "" && (strings.ContainsAny(e.Netns, "/\x00") || e.Netns == "." || e.Netns == "..") {
+			add("%s.netns: %q is not a namespace name", f, e.Netns)
+		}
+	}
+	if ips[0] != nil && ips[1] != nil && (ips[0].To4() == nil) != (ips[1].To4() == nil) {
+		add("end2.underlay: %s and end1's %s are of different IP families", ips[1], ips[0])
+	}
+	switch {
+	case s.End1 == s.End2:
+		add("end2: same as end1 (a link joins two different sites)")
+	default:
+		if s.End1.Site != "" && s.End1.Site == s.End2.Site {
+			add("end2.site: %q is end1's site too (a link joins two different sites)", s.End2.Site)
+		}
+		if s.End1.Netns == s.End2.Netns {
+			add("end2.netns: %q is end1's network namespace too (each site's devices live in their own)", s.End2.Netns)
+		}
+		if ips[0] != nil && ips[0].Equal(ips[1]) {
+			add("end2.underlay: %s is end1's underlay too", ips[1])
+		}
+	}
+	if s.VNI > maxVNI {
+		add("vni: %d is above the largest VNI %d", s.VNI, maxVNI)
+	}
+	if s.BandwidthBps != 0 && s.BandwidthBps < minBandwidthBps {
+		add("bandwidth_bps: %d is below the smallest rate %d bit/s (0 means no limit)", s.BandwidthBps, minBandwidthBps)
+	}
+	if len(problems) > 0 {
+		return sdk.Errorf(sdk.CodeInvalidArgument, "link %s: %s", s.Ref, strings.Join(problems, "; "))
+	}
+	// The ids must fit on the devices; check with this plugin's provider name.
+	for n, e := range []sdk.LinkEnd{s.End1, s.End2} {
+		peer := s.End2
+		if n == 1 {
+			peer = s.End1
+		}
+		t := tag{Provider: p.provider, Ref: s.Ref, End: n + 1, Site: e.Site, Part: e.Part, Bridge: e.Bridge,
+			PeerSite: peer.Site, BandwidthBps: s.BandwidthBps}
+		if _, err := t.encode(); err != nil {
+			return fmt.Errorf("link %s: %w", s.Ref, err)
+		}
+	}
+	return nil
+}
+
+// ifnameProblem says what is wrong with a device name, or "".
+func ifnameProblem(name string) string {
+	switch {
+	case name == "":
+		return "required"
+	case len(name) > maxIfname:
+		return fmt.Sprintf("%q is longer than %d bytes", name, maxIfname)
+	case name == "." || name == ".." || strings.ContainsAny(name, "/: \t\n\x00"):
+		return fmt.Sprintf("%q is not a valid device name", name)
+	case ownNames.MatchString(name):
+		return fmt.Sprintf("%q is reserved for the plugin's VXLAN devices (vx<VNI>)", name)
+	}
+	return ""
+}
+
+// canonicalIP returns ip's canonical form, or s unchanged when it is not an address.
+func canonicalIP(s string) string {
+	if ip := net.ParseIP(s); ip != nil {
+		return ip.String()
+	}
+	return s
+}
