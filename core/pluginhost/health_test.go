@@ -106,7 +106,7 @@ func TestRelaunchDuringCall(t *testing.T) {
 func TestRetryOnceThenBackoff(t *testing.T) {
 	dir := pluginDir(t, "memvim")
 	h, _ := newHost(t, dir, pluginhost.Options{
-		NewBackOff: func() backoff.BackOff { return backoff.NewConstantBackOff(700 * time.Millisecond) },
+		NewBackOff: func() backoff.BackOff { return backoff.NewConstantBackOff(2 * time.Second) },
 	})
 	state := t.TempDir()
 	in := startMemvim(t, h, "spain", state)

@@ -5,6 +5,17 @@
 // "necosctl plugins lock") records the binary's SHA-256; the hash is checked again right
 // before exec, so a binary swapped after the lock was read is refused too.
 //
+// The lock file is JSON, one SHA-256 (hex) per plugin name:
+//
+//	{
+//	  "version": 1,
+//	  "plugins": {
+//	    "vim-xen": {"sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"}
+//	  }
+//	}
+//
+// [Host.Discover] lists the binaries with their status against the lock.
+//
 // An [Instance] is one plugin binary serving one provider with one configuration; it is
 // its own process, so several providers may share a binary. [Host.Start] launches it
 // through [sdk.Launch] (go-plugin, gRPC, AutoMTLS), negotiates the API version,
@@ -85,6 +96,7 @@ type Host struct {
 	closed    bool
 	instances map[string]*Instance
 	starting  map[string]bool // names reserved by a Start in progress
+	startWG   sync.WaitGroup  // Starts in progress, which Close waits for
 }
 
 // New returns a host for the plugin directory opts.Dir. It does no I/O: plugins are
@@ -160,24 +172,29 @@ func (h *Host) Start(ctx context.Context, cfg InstanceConfig) (*Instance, error)
 		return nil, sdk.Errorf(sdk.CodeAlreadyExists, "start plugin instance %q: an instance of that name exists", cfg.Name)
 	}
 	h.starting[cfg.Name] = true
+	h.startWG.Add(1)
 	h.mu.Unlock()
+	defer h.startWG.Done()
 
 	in := newInstance(h, cfg)
 	p, err := h.launch(ctx, in)
 
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	delete(h.starting, cfg.Name)
 	if err != nil {
+		h.mu.Unlock()
 		return nil, fmt.Errorf("start plugin instance %q: %w", cfg.Name, err)
 	}
 	if h.closed {
-		// Close ran during the launch and could not see this process: stop it here.
-		go p.client.Kill()
+		h.mu.Unlock()
+		// Close ran during the launch and could not see this process; it waits for
+		// this Start, so the process is gone when Close returns.
+		p.client.Kill()
 		return nil, fmt.Errorf("start plugin instance %q: %w", cfg.Name, ErrClosed)
 	}
 	in.cur.Store(p)
 	h.instances[cfg.Name] = in
+	h.mu.Unlock()
 	in.log.Info("plugin instance started", "plugin", cfg.Plugin, "version", p.info.Version,
 		"api_version", p.apiVersion, "kinds", p.info.Kinds, "pid", p.pid)
 	return in, nil
@@ -222,7 +239,8 @@ func (h *Host) Stop(name string) error {
 }
 
 // Close stops every instance and waits until their processes have exited (each gets two
-// seconds to exit gracefully before it is killed). The host starts nothing afterwards.
+// seconds to exit gracefully before it is killed), including those of Starts and
+// relaunches in progress. The host starts nothing afterwards.
 func (h *Host) Close() error {
 	h.mu.Lock()
 	h.closed = true
@@ -241,6 +259,7 @@ func (h *Host) Close() error {
 		}()
 	}
 	wg.Wait()
+	h.startWG.Wait()
 	return nil
 }
 

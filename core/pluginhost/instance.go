@@ -180,11 +180,13 @@ func (h *Host) launch(ctx context.Context, in *Instance) (*proc, error) {
 		return nil, err
 	}
 	path := h.binaryPath(cfg.Plugin)
-	var env []string
-	if lvl := in.log.GetLevel(); lvl != hclog.NoLevel {
-		// Plugins log at the host's level, so raising it reaches into them too.
-		env = append(env, sdk.EnvLogLevel+"="+lvl.String())
+	// Plugins log at the host's level: raising it reaches into them, and a host that
+	// discards logs (hclog's null logger has NoLevel) spares them the work.
+	lvl := in.log.GetLevel()
+	if lvl == hclog.NoLevel {
+		lvl = hclog.Off
 	}
+	env := []string{sdk.EnvLogLevel + "=" + lvl.String()}
 	start := time.Now()
 	c, err := sdk.Launch(ctx, sdk.LaunchConfig{
 		Path:         path,
@@ -305,7 +307,6 @@ func (in *Instance) relaunch(ctx context.Context, dead *proc, cause error) (*pro
 	p, err := in.host.launch(ctx, in)
 
 	in.mu.Lock()
-	defer in.mu.Unlock()
 	if d := in.bo.NextBackOff(); d == backoff.Stop {
 		in.gaveUp = true
 	} else {
@@ -313,22 +314,29 @@ func (in *Instance) relaunch(ctx context.Context, dead *proc, cause error) (*pro
 	}
 	if err != nil {
 		in.lastErr, in.failing = err, true
-		in.log.Error("plugin relaunch failed", "error", err, "next_attempt", in.nextTry)
+		next := in.nextTry
+		in.mu.Unlock()
+		in.log.Error("plugin relaunch failed", "error", err, "next_attempt", next)
 		return nil, fmt.Errorf("relaunch %s: %w", in.label, err)
 	}
 	if in.stopped {
-		// stop ran during the launch; it could not see this process.
-		go p.client.Kill()
+		in.mu.Unlock()
+		// stop ran during the launch and could not see this process; it waits for
+		// this relaunch, so the process is gone when stop returns.
+		p.client.Kill()
 		return nil, fmt.Errorf("%s: %w", in.label, ErrClosed)
 	}
-	in.gaveUp, in.failing = false, false
+	in.failing = false
 	in.restarts++
+	restarts := in.restarts
 	in.cur.Store(p)
-	in.log.Info("plugin relaunched", "pid", p.pid, "restarts", in.restarts)
+	in.mu.Unlock()
+	in.log.Info("plugin relaunched", "pid", p.pid, "restarts", restarts)
 	return p, nil
 }
 
-// stop ends the instance's process and makes every later call fail with ErrClosed.
+// stop ends the instance's process and makes every later call fail with ErrClosed. It
+// returns once no process of the instance runs, a relaunch in progress included.
 func (in *Instance) stop() {
 	in.mu.Lock()
 	in.stopped = true
@@ -338,6 +346,10 @@ func (in *Instance) stop() {
 		p.client.Kill()
 		in.log.Info("plugin instance stopped", "pid", p.pid)
 	}
+	// A relaunch in progress holds the token; once it has it back, that relaunch has
+	// seen stopped and killed what it launched.
+	in.relaunching <- struct{}{}
+	<-in.relaunching
 }
 
 // died tells whether a call failed because the plugin process died or its transport
