@@ -6,7 +6,6 @@ import (
 	"encoding/xml"
 	"fmt"
 	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/necos/necos/sdk"
@@ -155,16 +154,6 @@ func cleanName(s string) string {
 		return "_"
 	}
 	return b.String()
-}
-
-// nodeIndex parses the index out of a node name made by sdk.NodeName.
-func nodeIndex(vdu, node string) (int, bool) {
-	rest, ok := strings.CutPrefix(node, vdu+"-")
-	if !ok {
-		return 0, false
-	}
-	i, err := strconv.Atoi(rest)
-	return i, err == nil && i > 0
 }
 
 // domainSpec is everything needed to define one node's domain.
