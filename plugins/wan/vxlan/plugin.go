@@ -113,13 +113,13 @@ func (p *Plugin) begin(ctx context.Context) error {
 // devices; an existing link with the same ref is not counted, so re-offering a link
 // (to change its rate) sees its own share as free.
 func (p *Plugin) OfferLink(ctx context.Context, spec sdk.LinkSpec) (sdk.LinkOffer, error) {
-	if err := p.validateSpec(spec); err != nil {
-		return sdk.LinkOffer{}, err
-	}
 	if err := p.begin(ctx); err != nil {
 		return sdk.LinkOffer{}, err
 	}
 	defer p.mu.Unlock()
+	if err := p.validateSpec(spec); err != nil {
+		return sdk.LinkOffer{}, err
+	}
 	snap, err := p.scan()
 	if err != nil {
 		return sdk.LinkOffer{}, fmt.Errorf("offer link %s: %w", spec.Ref, err)
@@ -273,13 +273,13 @@ func sameEnds(cur *linkDevs, spec sdk.LinkSpec) error {
 // completed (a missing end made again, a changed bandwidth applied) and returned. On
 // any failure it removes what this call created, and only that.
 func (p *Plugin) Connect(ctx context.Context, spec sdk.LinkSpec) (sdk.Link, error) {
-	if err := p.validateSpec(spec); err != nil {
-		return sdk.Link{}, err
-	}
 	if err := p.begin(ctx); err != nil {
 		return sdk.Link{}, err
 	}
 	defer p.mu.Unlock()
+	if err := p.validateSpec(spec); err != nil {
+		return sdk.Link{}, err
+	}
 	start := time.Now()
 	snap, err := p.scan()
 	if err != nil {
@@ -308,7 +308,7 @@ func (p *Plugin) Connect(ctx context.Context, spec sdk.LinkSpec) (sdk.Link, erro
 		}
 	}
 	p.log.Info("link connected", "link", spec.Ref.String(), "vni", vni, "bandwidth_bps", spec.BandwidthBps,
-		"end1", spec.End1.Site, "end2", spec.End2.Site, "new", cur == nil, "took", time.Since(start))
+		"end1", spec.End1.Site, "end2", spec.End2.Site, "new", cur == nil, "took", time.Since(start).String())
 	link := sdk.Link{Ref: spec.Ref, Name: spec.Name, State: sdk.StateReady, VNI: vni,
 		End1: spec.End1, End2: spec.End2, BandwidthBps: spec.BandwidthBps}
 	link.End1.Underlay = canonicalIP(link.End1.Underlay)
@@ -371,7 +371,7 @@ func (p *Plugin) Disconnect(ctx context.Context, ref sdk.LinkRef) error {
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("disconnect %s: %w", ref, err)
 	}
-	p.log.Info("link disconnected", "link", ref.String(), "vni", cur.vni(), "took", time.Since(start))
+	p.log.Info("link disconnected", "link", ref.String(), "vni", cur.vni(), "took", time.Since(start).String())
 	return nil
 }
 

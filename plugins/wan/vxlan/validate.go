@@ -35,6 +35,7 @@ func refProblems(r sdk.LinkRef) []string {
 }
 
 // validateSpec reports every problem of a link spec at once, each naming its field.
+// It reads the provider name, so it runs under p.mu.
 func (p *Plugin) validateSpec(s sdk.LinkSpec) error {
 	problems := refProblems(s.Ref)
 	add := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }

@@ -131,7 +131,7 @@ func TestTraffic(t *testing.T) {
 			t.Errorf("%s: edge1 cannot reach edge2 through the core: %v", s.id, err)
 		}
 		for i := range 3 {
-			if err := ping(s.vms[0], other.addrs[i], time.Second); err == nil {
+			if err := ping(s.vms[0], other.addrs[i], 600*time.Millisecond); err == nil {
 				t.Errorf("%s's core reaches %s's %s (%s): slices are not isolated", s.id, other.id, n.sites[i].Name, other.addrs[i])
 			}
 		}
