@@ -2,10 +2,13 @@ package pluginhost_test
 
 import (
 	"errors"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/necos/necos/core/pluginhost"
 	"github.com/necos/necos/sdk"
@@ -215,5 +218,45 @@ func TestStopAndClose(t *testing.T) {
 	}
 	if _, err := h.Start(ctx, pluginhost.InstanceConfig{Name: "late", Plugin: "memvim"}); !errors.Is(err, pluginhost.ErrClosed) {
 		t.Errorf("Start after Close: want ErrClosed, got %v", err)
+	}
+}
+
+// Close racing with Starts: whatever was launched is gone when Close and the Starts
+// have returned.
+func TestCloseDuringStarts(t *testing.T) {
+	dir := pluginDir(t, "memvim")
+	h, _ := newHost(t, dir, pluginhost.Options{})
+	states := make([]string, 4)
+	errs := make([]error, len(states))
+	var wg sync.WaitGroup
+	for i := range states {
+		states[i] = t.TempDir()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = h.Start(ctxT(t), pluginhost.InstanceConfig{Name: "edge" + strconv.Itoa(i), Plugin: "memvim",
+				Config: memvimConfig(states[i], "")})
+		}()
+	}
+	time.Sleep(50 * time.Millisecond) // let some launches begin
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	for i, state := range states {
+		if errs[i] != nil && !errors.Is(errs[i], pluginhost.ErrClosed) {
+			t.Errorf("start %d: %v", i, errs[i])
+		}
+		raw, err := os.ReadFile(filepath.Join(state, "launches"))
+		t.Logf("start %d: error %v; launched %q", i, errs[i], strings.TrimSpace(string(raw)))
+		if err != nil {
+			continue // never configured
+		}
+		for _, f := range strings.Fields(string(raw)) {
+			pid, _ := strconv.Atoi(f)
+			if !processGone(pid) {
+				t.Errorf("start %d (err %v): plugin %d still runs after Close", i, errs[i], pid)
+			}
+		}
 	}
 }

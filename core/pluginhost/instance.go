@@ -304,7 +304,15 @@ func (in *Instance) relaunch(ctx context.Context, dead *proc, cause error) (*pro
 	in.mu.Unlock()
 
 	in.log.Info("relaunching plugin")
-	p, err := in.host.launch(ctx, in)
+	// The new process serves every caller, not only this one: a caller giving up must
+	// not abort it half-way (and count a failure against the backoff).
+	timeout := in.host.opts.StartTimeout
+	if timeout <= 0 {
+		timeout = time.Minute
+	}
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	p, err := in.host.launch(lctx, in)
+	cancel()
 
 	in.mu.Lock()
 	if d := in.bo.NextBackOff(); d == backoff.Stop {
