@@ -1,0 +1,136 @@
+package spec
+
+import (
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func createdMinimal(t *testing.T) (*Slice, Status) {
+	t.Helper()
+	s, err := ParseSlice([]byte(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, minimalStatus()
+}
+
+func TestResolver(t *testing.T) {
+	s, st := createdMinimal(t)
+	r := Resolver(s, st)
+	for ref, want := range map[string]string{
+		"slice.id":                               "s1",
+		"parts.core.vdus.k8s-master.ip":          "10.10.2.1",
+		"parts.core.vdus.k8s-node.ip":            "10.10.2.2",
+		"parts.core.vdus.k8s-node-2.ip":          "10.10.2.3",
+		"parts.core.vdus.k8s-node.ips":           "10.10.2.2 10.10.2.3",
+		"parts.core.vdus.k8s-node.names":         "k8s-node-1 k8s-node-2",
+		"parts.core.vdus.k8s-master.name":        "k8s-master-1",
+		"parts.core.vdus.uuid-n2.name":           "k8s-node-2",
+		"parts.core.vdus.k8s-node-1.id":          "uuid-n1",
+		"parts.core.vdus.k8s-node.type":          "worker",
+		"parts.edge.vdus.vm.type":                "",
+		"parts.core.vim-ref.ip-api":              "127.0.0.1",
+		"parts.core.vim-ref.port-api":            "6443",
+		"parts.edge.vim-ref.port-ssh":            "22",
+		"parts.edge.vim-ref.ip-api":              "",
+		"parts.core.dc-slice-controller.port":    "5000",
+		"parts.edge.location":                    "EUROPE.SPAIN",
+		"parts.core.type":                        "DC",
+		"links.core-to-edge.link-end2-ip":        "192.168.100.2",
+		"links.core-to-edge.link-end3-ip":        "",
+		"links.nowhere.link-end1-ip":             "",
+		"parts.core.vdus.k8s-master.ip.extra":    "",
+		"parts.core.vdus":                        "",
+		"parts.nowhere.name":                     "",
+		"slice.name":                             "",
+		"parts.core.vdus.k8s-master.description": "",
+	} {
+		got, ok := r(ref)
+		if got != want || ok != (want != "") {
+			t.Errorf("%s = %q, %v; want %q", ref, got, ok, want)
+		}
+	}
+	// Before creation nothing but the spec's own facts resolves.
+	r = Resolver(s, Status{})
+	if _, ok := r("parts.core.vdus.k8s-master.ip"); ok {
+		t.Error("no ip before creation")
+	}
+	if v, _ := r("parts.core.location"); v != "AMERICA.BRAZIL" {
+		t.Error("location before creation")
+	}
+}
+
+func TestExpand(t *testing.T) {
+	s, st := createdMinimal(t)
+	svc := &Service{SliceID: "s1", Parts: []ServicePart{{
+		Name: "core",
+		VDUs: []ServiceVDU{{
+			Name:      "k8s-master",
+			Namespace: "ns-${slice.id}",
+			Commands: []string{
+				`sed -i "s/REPLACE/${parts.core.vdus.k8s-master.ip}/" f && echo $coreip ${HOME} $${parts.core.x} ${parts.edge.vim-ref.ip-ssh}:${parts.edge.vim-ref.port-ssh}`,
+				"no references here",
+			},
+			Manifests: []string{"data: {core: '${parts.core.vim-ref.ip-api}'}"},
+		}},
+		Policies: []Policy{{Name: "p", PostDeployment: &PostDeployment{Node: "${parts.core.vdus.k8s-node.name}", Commands: []string{"ping ${links.core-to-edge.link-end2-ip}"}}}},
+	}}}
+	orig := svc.Parts[0].Policies[0].PostDeployment
+	if err := Expand(svc, Resolver(s, st)); err != nil {
+		t.Fatal(err)
+	}
+	v := svc.Parts[0].VDUs[0]
+	want := []string{
+		`sed -i "s/REPLACE/10.10.2.1/" f && echo $coreip ${HOME} ${parts.core.x} 127.0.0.2:22`,
+		"no references here",
+	}
+	if !reflect.DeepEqual(v.Commands, want) || v.Namespace != "ns-s1" || v.Manifests[0] != "data: {core: '127.0.0.1'}" {
+		t.Errorf("expanded %+v", v)
+	}
+	pd := svc.Parts[0].Policies[0].PostDeployment
+	if pd.Node != "k8s-node-1" || pd.Commands[0] != "ping 192.168.100.2" {
+		t.Errorf("post-deployment %+v", pd)
+	}
+	if orig.Node != "${parts.core.vdus.k8s-node.name}" {
+		t.Error("Expand must not change the policy it was given in place")
+	}
+}
+
+func TestExpandReportsEveryUnknownReference(t *testing.T) {
+	s, st := createdMinimal(t)
+	svc := &Service{SliceID: "s1", Parts: []ServicePart{{
+		Name: "core",
+		VDUs: []ServiceVDU{{
+			Name:     "k8s-master",
+			Commands: []string{"ok ${slice.id}", "echo ${parts.core.vdus.k8s-mastr.ip} ${parts.edge.vdus.vm.ipp}", "${slice.id"},
+		}, {
+			Name:      "k8s-node",
+			Namespace: "${parts.core.name}-${slice.id}-X",
+			Manifests: []string{"${parts.core.vdus.a b.ip}"},
+		}},
+	}}}
+	before := svc.Parts[0].VDUs[0].Commands[0]
+	err := Expand(svc, Resolver(s, st))
+	var e *Error
+	if !errors.As(err, &e) {
+		t.Fatalf("want *Error, got %v", err)
+	}
+	want := []string{
+		"parts.core.vdus.k8s-master.commands[1]: unknown reference ${parts.core.vdus.k8s-mastr.ip}; unknown reference ${parts.edge.vdus.vm.ipp}",
+		`parts.core.vdus.k8s-master.commands[2]: unterminated reference "${slice.id"`,
+		`parts.core.vdus.k8s-node.namespace: expands to "core-s1-X", not a Kubernetes namespace`,
+		`parts.core.vdus.k8s-node.manifests[0]: malformed reference "${parts.core.vdus.a b.ip}"`,
+	}
+	var got []string
+	for _, p := range e.Problems {
+		got = append(got, p.String())
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if svc.Parts[0].VDUs[0].Commands[0] != before {
+		t.Error("a failed Expand must leave the service unchanged")
+	}
+}

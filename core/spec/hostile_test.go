@@ -1,0 +1,119 @@
+package spec
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// billionLaughs returns a document of a few hundred bytes that names 10^levels nodes
+// through nested aliases.
+func billionLaughs(levels int) string {
+	var b strings.Builder
+	b.WriteString("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n")
+	for i := 1; i < levels; i++ {
+		p := fmt.Sprintf("*a%d", i-1)
+		fmt.Fprintf(&b, "a%d: &a%d [%s]\n", i, i, strings.Repeat(p+", ", 9)+p)
+	}
+	fmt.Fprintf(&b, "slices: {sliced: {id: x, slice-parts: *a%d}}\n", levels-1)
+	return b.String()
+}
+
+func TestHostileInput(t *testing.T) {
+	deep := strings.Repeat("[", 5000) + strings.Repeat("]", 5000)
+	deepMap := "slices:\n  sliced:\n    id: x\n    extra: " + strings.Repeat("{a: ", 200) + "1" + strings.Repeat("}", 200)
+	cases := []struct {
+		name  string
+		doc   string
+		cause error
+		msg   string
+	}{
+		{"billion laughs", billionLaughs(9), ErrTooComplex, "too many nodes once aliases are expanded"},
+		{"cyclic alias", "a: &a [*a]\nslices: {sliced: *a}\n", ErrTooComplex, ""},
+		{"deep flow nesting", deep, nil, ""},
+		{"deep mapping", deepMap, ErrTooComplex, "nested deeper than 64 levels"},
+		{"too large", "slices: {sliced: {id: x}}\n#" + strings.Repeat("x", DefaultMaxBytes), ErrTooLarge, "larger than 1048576 bytes"},
+		{"many problems", "slices: {sliced: {id: x, slice-parts: [" + strings.Repeat("{dc-slice-part: {name: a b}}, ", 500) + "]}}", nil, "and "},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			start := time.Now()
+			// All three parsers refuse each document; the message is checked on the
+			// slice parser's, as a policy document has fewer fields to complain about.
+			for i, parse := range []func([]byte) error{
+				func(b []byte) error { _, err := ParseSlice(b); return err },
+				func(b []byte) error { _, err := ParseService(b); return err },
+				func(b []byte) error { _, err := ParsePolicy(b); return err },
+			} {
+				err := parse([]byte(c.doc))
+				var e *Error
+				if !errors.As(err, &e) {
+					t.Fatalf("want *Error, got %v", err)
+				}
+				if c.cause != nil && !errors.Is(err, c.cause) {
+					t.Errorf("want %v, got %v", c.cause, err)
+				}
+				if len(e.Error()) > 64<<10 {
+					t.Errorf("error message of %d bytes", len(e.Error()))
+				}
+				if i == 0 && !strings.Contains(e.Error(), c.msg) {
+					t.Errorf("want %q in %v", c.msg, e)
+				}
+			}
+			// Refused quickly, never expanded (generous: the machine is shared).
+			if d := time.Since(start); d > 10*time.Second {
+				t.Errorf("took %v", d)
+			}
+		})
+	}
+}
+
+func TestParserLimits(t *testing.T) {
+	doc := []byte(minimal)
+	if _, err := (Parser{MaxBytes: 100}).Slice(doc); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("MaxBytes: %v", err)
+	}
+	if _, err := (Parser{MaxNodes: 20}).Slice(doc); !errors.Is(err, ErrTooComplex) {
+		t.Errorf("MaxNodes: %v", err)
+	}
+	if _, err := (Parser{MaxDepth: 3}).Slice(doc); !errors.Is(err, ErrTooComplex) {
+		t.Errorf("MaxDepth: %v", err)
+	}
+	if _, err := (Parser{MaxBytes: len(doc), MaxNodes: 1000, MaxDepth: 20}).Slice(doc); err != nil {
+		t.Errorf("within limits: %v", err)
+	}
+	// A billion laughs with few enough nodes is just aliases.
+	if _, err := (Parser{}).Slice([]byte(billionLaughs(3))); errors.Is(err, ErrTooComplex) {
+		t.Errorf("1000 nodes: %v", err)
+	}
+}
+
+func TestReadAll(t *testing.T) {
+	p := Parser{MaxBytes: 10}
+	if b, err := p.ReadAll(strings.NewReader("0123456789")); err != nil || len(b) != 10 {
+		t.Errorf("%q %v", b, err)
+	}
+	if _, err := p.ReadAll(strings.NewReader("0123456789A")); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("want ErrTooLarge, got %v", err)
+	}
+}
+
+func BenchmarkParseSlice(b *testing.B) {
+	doc := []byte(minimal)
+	for b.Loop() {
+		if _, err := ParseSlice(doc); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkRefuseBillionLaughs(b *testing.B) {
+	doc := []byte(billionLaughs(9))
+	for b.Loop() {
+		if _, err := ParseSlice(doc); !errors.Is(err, ErrTooComplex) {
+			b.Fatal(err)
+		}
+	}
+}
