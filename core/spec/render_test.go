@@ -1,7 +1,6 @@
 package spec
 
 import (
-	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -202,7 +201,7 @@ func TestExampleScenarios(t *testing.T) {
 	}
 	type partShape struct {
 		name, typ, loc, vim string
-		nodes            []string
+		nodes               []string
 	}
 	shape := func(s *Slice) []partShape {
 		var out []partShape
@@ -284,5 +283,4 @@ func TestRenderShape(t *testing.T) {
 	if !strings.HasPrefix(string(out), "slices:\n  sliced:\n    id: s1\n") {
 		t.Errorf("indentation:\n%s", out)
 	}
-	_ = os.Stdout
 }
