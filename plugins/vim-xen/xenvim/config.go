@@ -32,28 +32,36 @@ type Config struct {
 	// Network is the libvirt network that nodes of a part without a bridge attach to;
 	// empty means such nodes get no NIC.
 	Network string `json:"network"`
-	// SSH and API are the endpoints handed to tenants as the part's vim-ref.
+	// SSH is the endpoint handed to tenants as the part's vim-ref ip-ssh/port-ssh.
 	SSH *Endpoint `json:"ssh"`
+	// API is the endpoint handed to tenants as the part's vim-ref ip-api/port-api.
 	API *Endpoint `json:"api"`
 }
 
 // Capacity is the compute a provider sells.
 type Capacity struct {
-	CPUs      int   `json:"cpus"`
-	MemoryMB  int64 `json:"memory_mb"`
+	// CPUs is the number of vCPUs the provider's nodes may hold together.
+	CPUs int `json:"cpus"`
+	// MemoryMB is the memory they may hold together.
+	MemoryMB int64 `json:"memory_mb"`
+	// StorageGB is the storage they may claim together (recorded, not allocated).
 	StorageGB int64 `json:"storage_gb"`
 }
 
 // NodeLimit is the largest node a provider makes.
 type NodeLimit struct {
-	CPUs     int   `json:"cpus"`
+	// CPUs is a node's maximum vCPUs; 0 means the capacity's CPUs.
+	CPUs int `json:"cpus"`
+	// MemoryMB is a node's maximum memory; 0 means the capacity's memory.
 	MemoryMB int64 `json:"memory_mb"`
 }
 
 // Endpoint is an address and port tenants reach the provider at.
 type Endpoint struct {
-	IP   string `json:"ip"`
-	Port int    `json:"port"`
+	// IP is an IPv4 or IPv6 address.
+	IP string `json:"ip"`
+	// Port is a TCP port.
+	Port int `json:"port"`
 }
 
 // schema is what ConfigSchema returns; kept next to Config so both change together.

@@ -63,6 +63,9 @@ func (p *Plugin) Metrics(ctx context.Context, ref sdk.PartRef, names []string) (
 	for i, n := range nodes {
 		r, err := read(conn, n)
 		if err != nil {
+			if sdk.IsNotFound(err) {
+				continue // removed since listed (a concurrent Scale or Delete)
+			}
 			return nil, fmt.Errorf("metrics of part %s: %w", ref, err)
 		}
 		readings[i] = r
@@ -81,6 +84,10 @@ func (p *Plugin) Metrics(ctx context.Context, ref sdk.PartRef, names []string) (
 		for _, i := range again {
 			r, err := read(conn, nodes[i])
 			if err != nil {
+				if sdk.IsNotFound(err) {
+					readings[i].gone = true
+					continue
+				}
 				return nil, fmt.Errorf("metrics of part %s: %w", ref, err)
 			}
 			readings[i].cpuPct, _ = p.cpu.observe(nodes[i].uuid, r.cpuTime, r.at, r.vcpus)
@@ -89,6 +96,9 @@ func (p *Plugin) Metrics(ctx context.Context, ref sdk.PartRef, names []string) (
 	var out []sdk.Sample
 	for i, n := range nodes {
 		r := readings[i]
+		if r.at.IsZero() || r.gone {
+			continue
+		}
 		add := func(metric string, v float64) {
 			if want[metric] {
 				out = append(out, sdk.Sample{Node: n.meta.Name, NodeType: n.meta.Type, Metric: metric, Value: v, Time: r.at})
@@ -105,6 +115,7 @@ func (p *Plugin) Metrics(ctx context.Context, ref sdk.PartRef, names []string) (
 
 type reading struct {
 	at        time.Time
+	gone      bool
 	active    bool
 	vcpus     int
 	cpuTime   uint64

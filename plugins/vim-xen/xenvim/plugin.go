@@ -153,8 +153,12 @@ func (p *Plugin) session() (*settings, *libvirt.Connect, error) {
 		return nil, nil, sdk.Errorf(sdk.CodeFailedPrecondition, "%s is not configured", Name)
 	}
 	if p.conn != nil {
+		// IsAlive alone misses a daemon that went away while no call was in flight (no
+		// event loop runs keepalives), so ask the other side something cheap.
 		if alive, err := p.conn.IsAlive(); err == nil && alive {
-			return p.set, p.conn, nil
+			if _, err := p.conn.GetLibVersion(); err == nil {
+				return p.set, p.conn, nil
+			}
 		}
 		p.log.Warn("libvirt connection lost, reconnecting", "uri", p.set.uri)
 		_, _ = p.conn.Close()
