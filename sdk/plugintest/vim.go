@@ -56,7 +56,8 @@ const (
 //   - Offer accepts a part that fits, reporting Requested, Free and Capacity, and
 //     refuses one that exceeds the capacity with Accepted false and a reason (not an
 //     error); Create of such a part fails with [sdk.CodeResourceExhausted];
-//   - Create returns the part once its nodes run, and Describe agrees: per VDU,
+//   - Create returns the part once its nodes run (part [sdk.StateReady], nodes
+//     [sdk.StateRunning], each with a distinct ID), and Describe agrees: per VDU,
 //     Instances nodes named [sdk.NodeName](vdu, i) with the VDU's type, CPUs, memory
 //     and storage; Offer's Free shrinks by exactly what the part holds;
 //   - Create is idempotent, also when called concurrently: the same nodes, no
