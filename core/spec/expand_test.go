@@ -2,6 +2,7 @@ package spec
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -132,5 +133,36 @@ func TestExpandReportsEveryUnknownReference(t *testing.T) {
 	}
 	if svc.Parts[0].VDUs[0].Commands[0] != before {
 		t.Error("a failed Expand must leave the service unchanged")
+	}
+}
+
+// The example service's references all resolve against the example slice once created.
+func TestExpandExampleService(t *testing.T) {
+	s, err := ParseSlice(readFile(t, "../../examples/slices/iot-dojot.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := ParseService(readFile(t, "../../examples/slices/iot-dojot-service.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := Status{Parts: map[string]PartStatus{}}
+	for i, p := range s.Parts {
+		ps := PartStatus{}
+		for j, v := range p.VIM.VDUs {
+			for k, n := range v.NodeNames() {
+				ps.Nodes = append(ps.Nodes, NodeStatus{Name: n, VDU: v.Name, IP: fmt.Sprintf("10.10.%d.%d", i+1, 10*j+k+1)})
+			}
+		}
+		st.Parts[p.Name] = ps
+	}
+	if err := Expand(svc, Resolver(s, st)); err != nil {
+		t.Fatal(err)
+	}
+	if got := svc.Parts[0].VDUs[0].Commands[1]; !strings.Contains(got, `"s/REPLACE/10.10.1.1/"`) {
+		t.Errorf("command %q", got)
+	}
+	if got := svc.Parts[1].VDUs[0].Manifests[0]; !strings.Contains(got, `core-host: "10.10.1.1"`) || !strings.Contains(got, `slice: "IoTService_sliced"`) {
+		t.Errorf("manifest %q", got)
 	}
 }

@@ -208,6 +208,47 @@ func (a Action) Step() int64 {
 	}
 }
 
+// VDUFor returns the VDU of part that the action grows: the one it names, else the
+// part's first worker VDU, else its first VDU.
+func (a Action) VDUFor(part *DCPart) (*VDU, bool) {
+	if a.VDU != "" {
+		return part.VDU(a.VDU)
+	}
+	for i := range part.VIM.VDUs {
+		if part.VIM.VDUs[i].NodeType() == NodeWorker {
+			return &part.VIM.VDUs[i], true
+		}
+	}
+	if len(part.VIM.VDUs) > 0 {
+		return &part.VIM.VDUs[0], true
+	}
+	return nil, false
+}
+
+// Limit returns the most a vertical action may reach: the lower of its own Max and the
+// matching cap of deployment.constraints.vertical (nodes for add-node, vCPUs or MB per
+// node for add-cpu and add-memory); 0 means no limit.
+func (p *Policy) Limit(a Action) int64 {
+	var c int64
+	if p.Deployment != nil && p.Deployment.Constraints.Vertical != nil {
+		v := p.Deployment.Constraints.Vertical
+		switch a.Type {
+		case ActionAddNode:
+			c = int64(v.MaxNodes)
+		case ActionAddCPU:
+			c = int64(v.MaxCPUs)
+		case ActionAddMemory:
+			c = v.MaxMemoryMB
+		}
+	}
+	switch {
+	case a.Max > 0 && (c == 0 || a.Max < c):
+		return a.Max
+	default:
+		return c
+	}
+}
+
 // Compare reports whether v satisfies the policy's threshold ("v > 80").
 func (p *Policy) Compare(v float64) bool {
 	switch p.Operator {

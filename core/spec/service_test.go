@@ -260,3 +260,45 @@ func TestPolicySemantics(t *testing.T) {
 		t.Error("an empty policy must not validate")
 	}
 }
+
+func TestPolicyTargets(t *testing.T) {
+	s, err := ParseSlice([]byte(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	core, edge := &s.Parts[0], &s.Parts[1]
+	for _, c := range []struct {
+		a    Action
+		part *DCPart
+		want string
+	}{
+		{Action{Type: ActionAddNode}, core, "k8s-node"},
+		{Action{Type: ActionAddNode, VDU: "k8s-master"}, core, "k8s-master"},
+		{Action{Type: ActionAddCPU}, edge, "vm"},
+		{Action{Type: ActionAddNode, VDU: "nothing"}, core, ""},
+	} {
+		got := ""
+		if v, ok := c.a.VDUFor(c.part); ok {
+			got = v.Name
+		}
+		if got != c.want {
+			t.Errorf("VDUFor(%+v) = %q, want %q", c.a, got, c.want)
+		}
+	}
+	p := &Policy{Deployment: &Deployment{Constraints: ElasticityConstraints{Vertical: &VerticalLimits{MaxNodes: 4, MaxCPUs: 8}}}}
+	for a, want := range map[Action]int64{
+		{Type: ActionAddNode}:              4,
+		{Type: ActionAddNode, Max: 3}:      3,
+		{Type: ActionAddNode, Max: 6}:      4,
+		{Type: ActionAddCPU}:               8,
+		{Type: ActionAddMemory}:            0,
+		{Type: ActionAddMemory, Max: 4096}: 4096,
+	} {
+		if got := p.Limit(a); got != want {
+			t.Errorf("Limit(%+v) = %d, want %d", a, got, want)
+		}
+	}
+	if (&Policy{}).Limit(Action{Type: ActionAddNode, Max: 2}) != 2 {
+		t.Error("Limit without constraints")
+	}
+}
