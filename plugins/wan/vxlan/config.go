@@ -2,6 +2,7 @@ package vxlan
 
 import (
 	"fmt"
+	"path"
 	"strings"
 
 	"github.com/necos/necos/sdk"
@@ -40,16 +41,23 @@ type Config struct {
 	// MTU is the VXLAN devices' MTU; zero derives it from the underlay device (its MTU
 	// minus 50 bytes of VXLAN over IPv4, 70 over IPv6).
 	MTU int `json:"mtu"`
+	// Netns lists the named network namespaces the plugin manages, as path.Match
+	// patterns; empty means all. Every call reads the devices of the host's namespace and
+	// of these, so on a machine with many namespaces (a Kubernetes node) name yours.
+	Netns []string `json:"netns"`
 }
 
 // PairConfig is the capacity between two sites.
 type PairConfig struct {
-	Sites           []string `json:"sites"`
-	MaxBandwidthBps uint64   `json:"max_bandwidth_bps"`
+	// Sites are the two sites, in either order.
+	Sites []string `json:"sites"`
+	// MaxBandwidthBps is the sum of the rates the links between them may have.
+	MaxBandwidthBps uint64 `json:"max_bandwidth_bps"`
 }
 
 // SiteConfig is one site's limit.
 type SiteConfig struct {
+	// MaxBandwidthBps is the sum of the rates the links touching the site may have.
 	MaxBandwidthBps uint64 `json:"max_bandwidth_bps"`
 }
 
@@ -82,6 +90,8 @@ func schema() sdk.ConfigSchema {
 			Description: "VXLAN UDP destination port"},
 		{Name: "mtu", Type: sdk.FieldInt, Default: 0,
 			Description: "MTU of the VXLAN devices; 0 = the underlay device's MTU minus the VXLAN overhead (50 over IPv4, 70 over IPv6)"},
+		{Name: "netns", Type: sdk.FieldList,
+			Description: `named network namespaces the plugin manages, as glob patterns (e.g. ["necos-*"]); absent = all`},
 	}}
 }
 
@@ -125,6 +135,11 @@ func (c Config) validate() error {
 		}
 		seen[k] = i
 	}
+	for i, pat := range c.Netns {
+		if _, err := path.Match(pat, ""); err != nil || pat == "" {
+			add("netns[%d]: %q is not a glob pattern", i, pat)
+		}
+	}
 	for name, s := range c.Sites {
 		if s.MaxBandwidthBps == 0 {
 			add("sites.%s.max_bandwidth_bps: must be positive", name)
@@ -142,6 +157,19 @@ func pairKey(a, b string) [2]string {
 		a, b = b, a
 	}
 	return [2]string{a, b}
+}
+
+// managesNetns reports whether the named namespace is one the plugin manages.
+func (c Config) managesNetns(name string) bool {
+	if len(c.Netns) == 0 {
+		return true
+	}
+	for _, pat := range c.Netns {
+		if ok, _ := path.Match(pat, name); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // pairCapacity returns the capacity between sites a and b.

@@ -43,7 +43,7 @@ func (p *Plugin) handle(name string) (*netlink.Handle, error) {
 }
 
 // namespaces lists where links may live: the host's namespace ("") and every named
-// one. A named namespace that is the host's own is left out, so each device is seen once.
+// one the configuration lets the plugin manage. A named namespace that is the host's own is left out, so each device is seen once.
 func (p *Plugin) namespaces() []string {
 	names := []string{""}
 	entries, err := os.ReadDir(p.nsDir)
@@ -54,6 +54,9 @@ func (p *Plugin) namespaces() []string {
 		return names
 	}
 	for _, e := range entries {
+		if !p.cfg.managesNetns(e.Name()) {
+			continue
+		}
 		ns, err := netns.GetFromPath(filepath.Join(p.nsDir, e.Name()))
 		if err != nil {
 			continue // being deleted, or not a namespace

@@ -72,13 +72,14 @@ func TestConfigValidate(t *testing.T) {
 		Pairs: []PairConfig{{Sites: []string{"a"}}, {Sites: []string{"a", "b"}, MaxBandwidthBps: 1},
 			{Sites: []string{"b", "a"}, MaxBandwidthBps: 1}},
 		Sites: map[string]SiteConfig{"a": {}},
+		Netns: []string{"necos-*", "["},
 	}
 	err := bad.validate()
 	if sdk.CodeOf(err) != sdk.CodeInvalidArgument {
 		t.Fatalf("bad config: %v, want InvalidArgument", err)
 	}
 	for _, want := range []string{"max_bandwidth_bps", "vni_min", "udp_port", "mtu", "price_per_link_day",
-		"pairs[0].sites", "pairs[2]: same sites as pairs[1]", "sites.a.max_bandwidth_bps"} {
+		"pairs[0].sites", "pairs[2]: same sites as pairs[1]", "sites.a.max_bandwidth_bps", "netns[1]"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not name %s", err, want)
 		}
@@ -104,7 +105,7 @@ func TestConfigure(t *testing.T) {
 	// The schema accepts every key Config has, and only those.
 	s := schema()
 	if err := s.Validate([]byte(`{"max_bandwidth_bps": 1, "pairs": [], "sites": {}, "price_per_link_day": 1.5,
-		"vni_min": 1, "vni_max": 2, "udp_port": 1, "mtu": 0}`)); err != nil {
+		"vni_min": 1, "vni_max": 2, "udp_port": 1, "mtu": 0, "netns": ["necos-*"]}`)); err != nil {
 		t.Errorf("schema refuses a full config: %v", err)
 	}
 }
@@ -122,6 +123,7 @@ func TestPairCapacity(t *testing.T) {
 
 func TestValidateSpec(t *testing.T) {
 	p := &Plugin{provider: "prov", cfg: DefaultConfig()}
+	p.cfg.Netns = []string{"n?"}
 	good := sdk.LinkSpec{
 		Ref:  sdk.LinkRef{SliceID: "s", LinkID: "l"},
 		End1: sdk.LinkEnd{Site: "a", Underlay: "10.0.0.1", Netns: "na", Bridge: "br-s"},
@@ -146,6 +148,7 @@ func TestValidateSpec(t *testing.T) {
 		{"same netns", func(s *sdk.LinkSpec) { s.End2.Netns = "na" }, []string{"end2.netns"}},
 		{"same underlay", func(s *sdk.LinkSpec) { s.End2.Underlay = "10.0.0.1" }, []string{"end2.underlay"}},
 		{"bad netns", func(s *sdk.LinkSpec) { s.End1.Netns = "../x" }, []string{"end1.netns"}},
+		{"unmanaged netns", func(s *sdk.LinkSpec) { s.End2.Netns = "cni-1234" }, []string{"end2.netns", "not among"}},
 		{"vni", func(s *sdk.LinkSpec) { s.VNI = 1 << 24 }, []string{"vni"}},
 		{"tiny rate", func(s *sdk.LinkSpec) { s.BandwidthBps = 100 }, []string{"bandwidth_bps"}},
 		{"ids too long", func(s *sdk.LinkSpec) { s.Ref.SliceID = strings.Repeat("s", 250) }, []string{"too long"}},
@@ -206,5 +209,18 @@ func TestJoined(t *testing.T) {
 	}
 	if s.joined(spec("a", "b"), k("ab")) != nil {
 		t.Error("re-connecting ab: its own devices seen as a loop")
+	}
+}
+
+func TestManagesNetns(t *testing.T) {
+	c := DefaultConfig()
+	if !c.managesNetns("anything") {
+		t.Error("no patterns: want every namespace managed")
+	}
+	c.Netns = []string{"necos-*", "site?"}
+	for name, want := range map[string]bool{"necos-core": true, "site1": true, "site12": false, "cni-1": false} {
+		if got := c.managesNetns(name); got != want {
+			t.Errorf("managesNetns(%q) = %v, want %v", name, got, want)
+		}
 	}
 }

@@ -56,8 +56,12 @@ func (p *Plugin) validateSpec(s sdk.LinkSpec) error {
 		if msg := ifnameProblem(e.Bridge); msg != "" {
 			add("%s.bridge: %s", f, msg)
 		}
-		if e.Netns != "" && (strings.ContainsAny(e.Netns, "/\x00") || e.Netns == "." || e.Netns == "..") {
+		switch {
+		case e.Netns == "":
+		case strings.ContainsAny(e.Netns, "/\x00") || e.Netns == "." || e.Netns == "..":
 			add("%s.netns: %q is not a namespace name", f, e.Netns)
+		case !p.cfg.managesNetns(e.Netns):
+			add("%s.netns: %q is not among the namespaces this plugin manages (config netns: %q)", f, e.Netns, p.cfg.Netns)
 		}
 	}
 	if ips[0] != nil && ips[1] != nil && (ips[0].To4() == nil) != (ips[1].To4() == nil) {

@@ -2,6 +2,7 @@ package vxlan
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"strings"
 	"syscall"
@@ -14,8 +15,11 @@ import (
 
 const pluginPkg = "github.com/necos/necos/plugins/wan"
 
-// testConfig gives 200 Mbit/s between any two sites.
-var testConfig = []byte(`{"max_bandwidth_bps": 200000000, "price_per_link_day": 5}`)
+// config gives 200 Mbit/s between any two sites, and limits the plugin to this net's
+// namespaces.
+func (n *testNet) config() []byte {
+	return []byte(fmt.Sprintf(`{"max_bandwidth_bps": 200000000, "price_per_link_day": 5, "netns": ["necos-wt-%s-*"]}`, n.id))
+}
 
 func newPlugin(t testing.TB) *Plugin {
 	p := New()
@@ -57,14 +61,14 @@ func call(t testing.TB) context.Context {
 
 func TestConformanceInProcess(t *testing.T) {
 	n := newTestNet(t, "core", "edge1", "edge2")
-	c := plugintest.InProcess(t, newPlugin(t), n.provider(), testConfig)
+	c := plugintest.InProcess(t, newPlugin(t), n.provider(), n.config())
 	plugintest.RunWAN(t, c, plugintest.WANOptions{Ends: n.ends(), BandwidthBps: 20_000_000})
 	n.assertPristine()
 }
 
 func TestConformanceBinary(t *testing.T) {
 	n := newTestNet(t, "core", "edge1", "edge2")
-	c := plugintest.Binary(t, plugintest.Build(t, pluginPkg), n.provider(), testConfig)
+	c := plugintest.Binary(t, plugintest.Build(t, pluginPkg), n.provider(), n.config())
 	plugintest.RunWAN(t, c, plugintest.WANOptions{Ends: n.ends(), BandwidthBps: 20_000_000})
 	n.assertPristine()
 }
@@ -77,7 +81,7 @@ func TestTraffic(t *testing.T) {
 	n := newTestNet(t, "core", "edge1", "edge2")
 	wan := newPlugin(t)
 	ctx := call(t)
-	if err := wan.Configure(ctx, sdk.Config{Provider: n.provider(), JSON: testConfig}); err != nil {
+	if err := wan.Configure(ctx, sdk.Config{Provider: n.provider(), JSON: n.config()}); err != nil {
 		t.Fatal(err)
 	}
 	type slice struct {
@@ -171,7 +175,7 @@ func TestRateLimit(t *testing.T) {
 	n := newTestNet(t, "core", "edge1")
 	wan := newPlugin(t)
 	ctx := call(t)
-	if err := wan.Configure(ctx, sdk.Config{Provider: n.provider(), JSON: testConfig}); err != nil {
+	if err := wan.Configure(ctx, sdk.Config{Provider: n.provider(), JSON: n.config()}); err != nil {
 		t.Fatal(err)
 	}
 	spec := sdk.LinkSpec{
@@ -220,7 +224,7 @@ func TestRestart(t *testing.T) {
 		End2:         n.sites[1].end("edge-dc", "br-rs"),
 		BandwidthBps: 10_000_000,
 	}
-	first := plugintest.Binary(t, bin, n.provider(), testConfig)
+	first := plugintest.Binary(t, bin, n.provider(), n.config())
 	w1, err := first.WAN()
 	if err != nil {
 		t.Fatal(err)
@@ -243,7 +247,7 @@ func TestRestart(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 
-	second := plugintest.Binary(t, bin, n.provider(), testConfig)
+	second := plugintest.Binary(t, bin, n.provider(), n.config())
 	w2, err := second.WAN()
 	if err != nil {
 		t.Fatal(err)
@@ -268,7 +272,7 @@ func TestConnectRollback(t *testing.T) {
 	n := newTestNet(t, "core", "edge1")
 	wan := newPlugin(t)
 	ctx := call(t)
-	if err := wan.Configure(ctx, sdk.Config{Provider: n.provider(), JSON: testConfig}); err != nil {
+	if err := wan.Configure(ctx, sdk.Config{Provider: n.provider(), JSON: n.config()}); err != nil {
 		t.Fatal(err)
 	}
 	bad := n.sites[1].end("edge-dc", "br-rb")
@@ -291,7 +295,7 @@ func TestRepair(t *testing.T) {
 	n := newTestNet(t, "core", "edge1")
 	wan := newPlugin(t)
 	ctx := call(t)
-	if err := wan.Configure(ctx, sdk.Config{Provider: n.provider(), JSON: testConfig}); err != nil {
+	if err := wan.Configure(ctx, sdk.Config{Provider: n.provider(), JSON: n.config()}); err != nil {
 		t.Fatal(err)
 	}
 	spec := sdk.LinkSpec{Ref: sdk.LinkRef{SliceID: "rp", LinkID: "l"}, End1: n.sites[0].end("core-dc", "br-rp"),
@@ -339,7 +343,7 @@ func TestLoopRefused(t *testing.T) {
 	n := newTestNet(t, "core", "edge1", "edge2")
 	wan := newPlugin(t)
 	ctx := call(t)
-	if err := wan.Configure(ctx, sdk.Config{Provider: n.provider(), JSON: testConfig}); err != nil {
+	if err := wan.Configure(ctx, sdk.Config{Provider: n.provider(), JSON: n.config()}); err != nil {
 		t.Fatal(err)
 	}
 	link := func(id string, a, b int) sdk.LinkSpec {
@@ -428,7 +432,7 @@ func BenchmarkConnectDisconnect(b *testing.B) {
 	n := newTestNet(b, "core", "edge1")
 	wan := newPlugin(b)
 	ctx := context.Background()
-	if err := wan.Configure(ctx, sdk.Config{Provider: n.provider(), JSON: testConfig}); err != nil {
+	if err := wan.Configure(ctx, sdk.Config{Provider: n.provider(), JSON: n.config()}); err != nil {
 		b.Fatal(err)
 	}
 	spec := sdk.LinkSpec{Ref: sdk.LinkRef{SliceID: "bench", LinkID: "l"}, End1: n.sites[0].end("c", "br-bench"),
