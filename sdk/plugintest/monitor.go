@@ -21,7 +21,7 @@ type MonitorOptions struct {
 	// nanosecond.
 	Precision time.Duration
 	// BatchPoints is how many points the large-batch check writes in one call; zero
-	// means 20000.
+	// means 10000 (about 1.7 MB on the wire, well inside gRPC's default 4 MB message).
 	BatchPoints int
 }
 
@@ -47,7 +47,7 @@ func RunMonitor(t *testing.T, client *sdk.Client, opts MonitorOptions) {
 		opts.Precision = time.Nanosecond
 	}
 	if opts.BatchPoints <= 0 {
-		opts.BatchPoints = 20000
+		opts.BatchPoints = 10000
 	}
 	m, err := client.Monitor()
 	if err != nil {
@@ -298,7 +298,7 @@ func (s *monitorSuite) specialCharacters(t *testing.T) {
 	metric := s.metric("special")
 	values := []string{
 		`quote"d`, `single'quote`, "space and, comma=equals", `paren) or (true`,
-		"${interpolation}", "São Carlos — Ελλάδα", `r["ResourceID"] != ""`, `semi;colon|pipe`,
+		"${interpolation}", "costs $5 & 100%", "São Carlos — Ελλάδα", `r["ResourceID"] != ""`, `semi;colon|pipe`,
 	}
 	var all []sdk.Point
 	for i, v := range values {

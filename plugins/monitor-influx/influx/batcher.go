@@ -18,9 +18,9 @@ import (
 // with Flush, and logs (instead of returning) what its final flush fails to send.
 //
 // Points leave the queue in order. A batch failing for a transient reason (network,
-// 429, 5xx) stays at the head and is retried with backoff for up to maxRetry; any other
-// failure drops it. Either way the error is kept until the next Write or Flush reports
-// it.
+// 429, 5xx) stays at the head and is retried with backoff, until sends have failed for
+// maxRetry; any other failure drops it. Either way the error is kept until the next
+// Write or Flush reports it (or, for a retried batch, until the retry succeeds).
 type batcher struct {
 	send      func(ctx context.Context, lines []string) error
 	log       hclog.Logger
@@ -40,7 +40,7 @@ type batcher struct {
 	errs      uint64   // background errors so far, to tell a Flush a new one happened
 	changed   chan struct{}
 	closed    bool
-	failingAt time.Time // first failure of the head batch; zero when it has not failed
+	failingAt time.Time // first of the transient failures since the last success; zero when none
 
 	wake    chan struct{}
 	stop    chan struct{}
@@ -103,6 +103,10 @@ func (b *batcher) flush(ctx context.Context) error {
 	if err := b.takeErr(); err != nil {
 		b.mu.Unlock()
 		return err
+	}
+	if b.closed {
+		b.mu.Unlock()
+		return sdk.Errorf(sdk.CodeFailedPrecondition, "flush: plugin is shutting down")
 	}
 	target, errs := b.queued, b.errs
 	if target > b.flushTo {
@@ -243,9 +247,12 @@ func (b *batcher) sendOne(batch []string) bool {
 		return true
 	}
 	code, transient := classify(err)
-	if b.failingAt.IsZero() {
+	if transient && b.failingAt.IsZero() {
 		b.failingAt = begin
 	}
+	// failingAt stays set when a batch is dropped: while InfluxDB has been away longer
+	// than maxRetry, each batch gets one attempt, so the queue drains instead of every
+	// batch waiting maxRetry of its own.
 	if transient && time.Since(b.failingAt) < b.maxRetry {
 		b.log.Warn("write failed, will retry", "points", len(batch), "queued", len(b.queue), "error", err)
 		b.record(sdk.Errorf(code, "write %d points to InfluxDB: %v (kept queued, retrying for up to %s)",
@@ -255,7 +262,6 @@ func (b *batcher) sendOne(batch []string) bool {
 	b.log.Error("write failed, points dropped", "points", len(batch), "error", err)
 	b.record(sdk.Errorf(code, "write %d points to InfluxDB: %v (points dropped)", len(batch), err), false)
 	b.settle(len(batch))
-	b.failingAt = time.Time{}
 	return true
 }
 

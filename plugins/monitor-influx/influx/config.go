@@ -44,8 +44,9 @@ type Config struct {
 	// QueueSize is the most points held while InfluxDB is slow or away; beyond it
 	// Write refuses points with ResourceExhausted.
 	QueueSize int `json:"queue_size"`
-	// MaxRetryTimeMS is how long a batch that failed for a transient reason (server
-	// away, overloaded) is retried before its points are dropped.
+	// MaxRetryTimeMS is how long writes failing for a transient reason (server away,
+	// overloaded) are retried before points are dropped; past it each batch gets one
+	// attempt until a write succeeds again.
 	MaxRetryTimeMS int `json:"max_retry_time_ms"`
 	// TimeoutMS bounds one HTTP request to InfluxDB.
 	TimeoutMS int `json:"timeout_ms"`
@@ -63,7 +64,7 @@ var Schema = sdk.ConfigSchema{Fields: []sdk.ConfigField{
 	{Name: "create_database", Type: sdk.FieldBool, Default: false, Description: "create the database at configuration when missing (needs admin rights when auth is on)"},
 	{Name: "precision", Type: sdk.FieldString, Default: DefaultPrecision, Description: "time resolution stored: ns, us, ms or s"},
 	{Name: "queue_size", Type: sdk.FieldInt, Default: DefaultQueueSize, Description: "most points held in memory while InfluxDB is slow or away; beyond it Write fails with ResourceExhausted"},
-	{Name: "max_retry_time_ms", Type: sdk.FieldInt, Default: int(DefaultMaxRetryTime / time.Millisecond), Description: "how long a batch failing for a transient reason is retried before its points are dropped"},
+	{Name: "max_retry_time_ms", Type: sdk.FieldInt, Default: int(DefaultMaxRetryTime / time.Millisecond), Description: "how long writes failing for a transient reason (InfluxDB away, overloaded) are retried before points are dropped"},
 	{Name: "timeout_ms", Type: sdk.FieldInt, Default: int(DefaultRequestTimeout / time.Millisecond), Description: "bound of one HTTP request to InfluxDB"},
 }}
 

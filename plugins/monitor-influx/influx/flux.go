@@ -84,18 +84,21 @@ func buildFlux(bucket string, q sdk.Query, start, stop time.Time) string {
 	return b.String()
 }
 
-// fluxString quotes s as a Flux string literal. Besides the quote and the backslash,
-// '$' is escaped so that "${" cannot start an interpolation, and control characters are
-// written as escapes.
+// fluxString quotes s as a Flux string literal: the quote and the backslash escaped,
+// control characters written as escapes, and '$' as \x24 so that "${" cannot start an
+// interpolation. (Flux's own "\$" is no good: the 1.8 scanner rejects it unless a '{'
+// follows.)
 func fluxString(s string) string {
 	var b strings.Builder
 	b.Grow(len(s) + 2)
 	b.WriteByte('"')
 	for i := 0; i < len(s); i++ {
 		switch c := s[i]; c {
-		case '"', '\\', '$':
+		case '"', '\\':
 			b.WriteByte('\\')
 			b.WriteByte(c)
+		case '$':
+			b.WriteString(`\x24`)
 		case '\n':
 			b.WriteString(`\n`)
 		case '\r':

@@ -28,6 +28,15 @@ func config(t testing.TB, srv *influxtest.Server, extra map[string]any) []byte {
 	return b
 }
 
+// inProcess configures a plugin for srv through the in-memory gRPC connection; the
+// plugin is closed (its queue sent) when the test ends, as Serve would.
+func inProcess(t testing.TB, srv *influxtest.Server, extra map[string]any) *sdk.Client {
+	t.Helper()
+	p := influx.New(plugintest.TestLogger(t))
+	t.Cleanup(func() { _ = p.Close() })
+	return plugintest.InProcess(t, p, plugintest.Provider, config(t, srv, extra))
+}
+
 func monitor(t testing.TB, c *sdk.Client) sdk.Monitor {
 	t.Helper()
 	m, err := c.Monitor()
@@ -50,7 +59,7 @@ func TestInfluxDB(t *testing.T) {
 	srv := influxtest.Start(t)
 
 	t.Run("Conformance/InProcess", func(t *testing.T) {
-		c := plugintest.InProcess(t, influx.New(plugintest.TestLogger(t)), plugintest.Provider, config(t, srv, nil))
+		c := inProcess(t, srv, nil)
 		plugintest.RunMonitor(t, c, plugintest.MonitorOptions{})
 	})
 	t.Run("Conformance/Binary", func(t *testing.T) {
@@ -64,17 +73,16 @@ func TestInfluxDB(t *testing.T) {
 	t.Run("Conformance/PrecisionSeconds", func(t *testing.T) {
 		// Own database and retention policy, through the "database/rp" bucket.
 		db := "necos_seconds"
-		c := plugintest.InProcess(t, influx.New(plugintest.TestLogger(t)), plugintest.Provider,
-			config(t, srv, map[string]any{"database": db, "precision": "s", "batch_size": 777}))
+		c := inProcess(t, srv, map[string]any{"database": db, "precision": "s", "batch_size": 777})
 		srv.Query(t, fmt.Sprintf(`CREATE RETENTION POLICY "week" ON %q DURATION 100000h REPLICATION 1`, db))
-		c2 := plugintest.InProcess(t, influx.New(plugintest.TestLogger(t)), plugintest.Provider,
-			config(t, srv, map[string]any{"database": db, "retention_policy": "week", "precision": "s", "create_database": false}))
+		c2 := inProcess(t, srv, map[string]any{"database": db, "retention_policy": "week", "precision": "s", "create_database": false})
 		plugintest.RunMonitor(t, c, plugintest.MonitorOptions{Precision: time.Second, BatchPoints: 5000})
 		plugintest.RunMonitor(t, c2, plugintest.MonitorOptions{Precision: time.Second, BatchPoints: 2000})
 	})
 	t.Run("CreateDatabase", func(t *testing.T) { testCreateDatabase(t, srv) })
 	t.Run("MissingDatabase", func(t *testing.T) { testMissingDatabase(t, srv) })
 	t.Run("RefusedPoints", func(t *testing.T) { testRefusedPoints(t, srv) })
+	t.Run("OddQueryValues", func(t *testing.T) { testOddQueryValues(t, srv) })
 	t.Run("QueueFull", func(t *testing.T) { testQueueFull(t, srv) })
 	t.Run("WriteErrorSurfaces", func(t *testing.T) { testWriteErrorSurfaces(t, srv) })
 }
@@ -84,13 +92,13 @@ func testCreateDatabase(t *testing.T, srv *influxtest.Server) {
 	if strings.Contains(srv.Query(t, "SHOW DATABASES"), db) {
 		t.Fatalf("database %s exists before Configure", db)
 	}
-	cfg := config(t, srv, map[string]any{"database": db, "create_database": true})
-	c := plugintest.InProcess(t, influx.New(plugintest.TestLogger(t)), plugintest.Provider, cfg)
+	extra := map[string]any{"database": db, "create_database": true}
+	c := inProcess(t, srv, extra)
 	if !strings.Contains(srv.Query(t, "SHOW DATABASES"), `"`+db+`"`) {
 		t.Fatalf("Configure with create_database did not create %s: %s", db, srv.Query(t, "SHOW DATABASES"))
 	}
 	// Configuring again when it exists is fine (CREATE DATABASE is idempotent).
-	plugintest.InProcess(t, influx.New(plugintest.TestLogger(t)), plugintest.Provider, cfg)
+	inProcess(t, srv, extra)
 
 	m := monitor(t, c)
 	ctx := callCtx(t)
@@ -109,8 +117,7 @@ func testCreateDatabase(t *testing.T, srv *influxtest.Server) {
 }
 
 func testMissingDatabase(t *testing.T, srv *influxtest.Server) {
-	cfg := config(t, srv, map[string]any{"database": "necos_never_created", "create_database": false})
-	c := plugintest.InProcess(t, influx.New(plugintest.TestLogger(t)), plugintest.Provider, cfg)
+	c := inProcess(t, srv, map[string]any{"database": "necos_never_created", "create_database": false})
 	m := monitor(t, c)
 	ctx := callCtx(t)
 	_, err := m.Query(ctx, sdk.Query{Metric: "cpu"})
@@ -132,7 +139,7 @@ func testMissingDatabase(t *testing.T, srv *influxtest.Server) {
 }
 
 func testRefusedPoints(t *testing.T, srv *influxtest.Server) {
-	c := plugintest.InProcess(t, influx.New(plugintest.TestLogger(t)), plugintest.Provider, config(t, srv, nil))
+	c := inProcess(t, srv, nil)
 	m := monitor(t, c)
 	ctx := callCtx(t)
 	now := time.Now()
@@ -153,14 +160,26 @@ func testRefusedPoints(t *testing.T, srv *influxtest.Server) {
 	}
 }
 
+func testOddQueryValues(t *testing.T, srv *influxtest.Server) {
+	c := inProcess(t, srv, nil)
+	m := monitor(t, c)
+	// Values that cannot be stored may still be asked for: every byte must reach Flux
+	// as data, and the answer is simply empty.
+	for _, v := range []string{"a\nb", "tab\there", "bell\x07", `back\slash`, `trailing\`, `"`, `\"`, "${", "$"} {
+		got, err := m.Query(callCtx(t), sdk.Query{Metric: "cpu", Tags: map[string]string{"k\"": v}})
+		if err != nil || len(got) != 0 {
+			t.Errorf("Query with tag value %q: %d points, error %v; want none and no error", v, len(got), err)
+		}
+	}
+}
+
 func nanValue() float64 {
 	var zero float64
 	return zero / zero
 }
 
 func testQueueFull(t *testing.T, srv *influxtest.Server) {
-	cfg := config(t, srv, map[string]any{"queue_size": 100, "batch_size": 100, "flush_interval_ms": 60000})
-	c := plugintest.InProcess(t, influx.New(plugintest.TestLogger(t)), plugintest.Provider, cfg)
+	c := inProcess(t, srv, map[string]any{"queue_size": 100, "batch_size": 100, "flush_interval_ms": 60000})
 	m := monitor(t, c)
 	ctx := callCtx(t)
 	points := make([]sdk.Point, 101)
@@ -182,8 +201,7 @@ func testQueueFull(t *testing.T, srv *influxtest.Server) {
 // background write must come back on the next Flush and Write, the points must stay
 // queued while the retry time lasts, and reach InfluxDB once it is back.
 func testWriteErrorSurfaces(t *testing.T, srv *influxtest.Server) {
-	cfg := config(t, srv, map[string]any{"database": "necos_outage", "max_retry_time_ms": 120000, "timeout_ms": 2000})
-	c := plugintest.InProcess(t, influx.New(plugintest.TestLogger(t)), plugintest.Provider, cfg)
+	c := inProcess(t, srv, map[string]any{"database": "necos_outage", "max_retry_time_ms": 120000, "timeout_ms": 2000})
 	m := monitor(t, c)
 	ctx := callCtx(t)
 	node := map[string]string{sdk.TagResourceID: "node-1"}
