@@ -164,9 +164,12 @@ func (x *expander) copy(n *yaml.Node, depth int) (*yaml.Node, error) {
 			c.Content = append(c.Content, ck, cv)
 		}
 		// Merged keys yield to the mapping's own keys, as YAML's merge key says.
-		for i := 0; i+1 < len(merged); i += 2 {
-			if !hasKey(c, merged[i]) {
-				c.Content = append(c.Content, merged[i], merged[i+1])
+		if len(merged) > 0 {
+			own := scalarKeys(c.Content)
+			for i := 0; i+1 < len(merged); i += 2 {
+				if k := merged[i]; k.Kind != yaml.ScalarNode || !own[k.Value] {
+					c.Content = append(c.Content, merged[i], merged[i+1])
+				}
 			}
 		}
 	}
@@ -185,14 +188,20 @@ func (x *expander) merge(v *yaml.Node, depth int) ([]*yaml.Node, error) {
 		return m.Content, nil
 	case yaml.SequenceNode:
 		var out []*yaml.Node
+		seen := map[string]bool{}
 		for _, e := range m.Content {
 			if e.Kind != yaml.MappingNode {
 				return nil, fmt.Errorf("line %d: merge key (<<) takes a mapping or a list of mappings", e.Line)
 			}
 			for i := 0; i+1 < len(e.Content); i += 2 {
-				if !hasKeyIn(out, e.Content[i]) {
-					out = append(out, e.Content[i], e.Content[i+1])
+				k := e.Content[i]
+				if k.Kind == yaml.ScalarNode {
+					if seen[k.Value] {
+						continue
+					}
+					seen[k.Value] = true
 				}
+				out = append(out, k, e.Content[i+1])
 			}
 		}
 		return out, nil
@@ -200,15 +209,16 @@ func (x *expander) merge(v *yaml.Node, depth int) ([]*yaml.Node, error) {
 	return nil, fmt.Errorf("line %d: merge key (<<) takes a mapping or a list of mappings", v.Line)
 }
 
-func hasKey(m *yaml.Node, k *yaml.Node) bool { return hasKeyIn(m.Content, k) }
-
-func hasKeyIn(content []*yaml.Node, k *yaml.Node) bool {
+// scalarKeys returns the set of a mapping's scalar keys, so that checking many keys
+// against a large mapping stays linear.
+func scalarKeys(content []*yaml.Node) map[string]bool {
+	keys := make(map[string]bool, len(content)/2)
 	for i := 0; i+1 < len(content); i += 2 {
-		if content[i].Kind == yaml.ScalarNode && k.Kind == yaml.ScalarNode && content[i].Value == k.Value {
-			return true
+		if content[i].Kind == yaml.ScalarNode {
+			keys[content[i].Value] = true
 		}
 	}
-	return false
+	return keys
 }
 
 func (x *expander) tooMany() error {
@@ -466,7 +476,7 @@ func (o *obj) rest(known ...string) map[string]any {
 		if o.used[k] {
 			continue
 		}
-		if !contains(known, k) {
+		if !contains(known, k) && len(o.d.p.warnings) < maxProblems {
 			if s := suggest(k, o.used); s != "" {
 				o.d.p.warn(o.at(k), "unknown key (did you mean %s?)", s)
 			} else {
@@ -481,11 +491,11 @@ func (o *obj) rest(known ...string) map[string]any {
 	return out
 }
 
+var separators = strings.NewReplacer("-", "", "_", "")
+
 // suggest returns a read key that differs from k only in case or separators.
 func suggest(k string, used map[string]bool) string {
-	norm := func(s string) string {
-		return strings.NewReplacer("-", "", "_", "").Replace(strings.ToLower(s))
-	}
+	norm := func(s string) string { return separators.Replace(strings.ToLower(s)) }
 	var cands []string
 	for u := range used {
 		if norm(u) == norm(k) {

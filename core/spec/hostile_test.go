@@ -117,3 +117,31 @@ func BenchmarkRefuseBillionLaughs(b *testing.B) {
 		}
 	}
 }
+
+// Wide mappings merged into each other, and rendered back with every key kept, must
+// stay linear in their size.
+func TestWideMappings(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("a: &a {")
+	for i := range 12_000 {
+		fmt.Fprintf(&b, "k%d: 1, ", i)
+	}
+	b.WriteString("}\nslices:\n  sliced:\n    <<: *a\n    id: x\n")
+	for i := range 12_000 {
+		fmt.Fprintf(&b, "    j%d: 1\n", i)
+	}
+	start := time.Now()
+	s, err := ParseCreatedSlice([]byte(b.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Extra) != 24_000 || len(s.Warnings) != maxProblems {
+		t.Errorf("%d keys kept, %d warnings", len(s.Extra), len(s.Warnings))
+	}
+	if _, err := Render(s, Status{}); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Errorf("took %v", d)
+	}
+}

@@ -78,7 +78,7 @@ type Credential struct {
 	HostKey    string `json:"ssh-host-key,omitempty"`
 	Password   string `json:"password-ssh,omitempty"`
 	// Expires is when the credential stops working; zero means never.
-	Expires time.Time `json:"expires,omitempty"`
+	Expires time.Time `json:"expires,omitzero"`
 }
 
 // VSwitch is vswitch {type, bridge-name}.
@@ -614,8 +614,12 @@ func putExtra(m *yaml.Node, extra map[string]any) {
 }
 
 func putExtraErr(m *yaml.Node, extra map[string]any) error {
+	if len(extra) == 0 {
+		return nil
+	}
+	have := scalarKeys(m.Content)
 	for _, k := range sortedKeys(extra) {
-		if hasKey(m, strNode(k)) {
+		if have[k] {
 			continue
 		}
 		var v yaml.Node
