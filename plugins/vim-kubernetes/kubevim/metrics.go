@@ -1,0 +1,165 @@
+package kubevim
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/necos/necos/sdk"
+)
+
+// Where a part's usage comes from.
+const (
+	// sourceMetricsAPI is metrics.k8s.io (metrics-server): what the pods really use.
+	sourceMetricsAPI = "metrics.k8s.io"
+	// sourceQuota is the quota's status: what the pods request. Used when the cluster
+	// serves no metrics API.
+	sourceQuota = "quota"
+)
+
+const metricsGroupVersion = "metrics.k8s.io/v1beta1"
+
+// metricsRecheck is how long the answer of the discovery check holds.
+const metricsRecheck = time.Minute
+
+// usage is what a part's pods use (or request): CPU in millicores, memory in bytes.
+type usage struct {
+	milliCPU int64
+	memBytes int64
+	source   string
+}
+
+// Metrics measures the part's nodes. A node is a share of the part's quota, not a
+// machine, so every node reports the part's utilization: CPU and memory used over what
+// the part holds (PERCENT_CPU_UTILIZATION, PERCENT_MEMORY_UTILIZATION), and
+// MEMORY_USED_MB as the node's share of the used memory. Usage is read from
+// metrics.k8s.io when the cluster serves it, else from the quota's used requests.
+func (p *Plugin) Metrics(ctx context.Context, ref sdk.PartRef, names []string) ([]sdk.Sample, error) {
+	if err := ref.Validate(); err != nil {
+		return nil, err
+	}
+	s, k, err := p.state()
+	if err != nil {
+		return nil, err
+	}
+	ns, err := mustFind(ctx, s, k, ref)
+	if err != nil {
+		return nil, err
+	}
+	l, err := parseLayout(ns.Annotations[annLayout])
+	if err != nil {
+		return nil, sdk.Errorf(sdk.CodeInternal, "metrics of part %s: namespace %s: %v", ref, ns.Name, err)
+	}
+	u, err := partUsage(ctx, k, ns.Name)
+	if err != nil {
+		return nil, fmt.Errorf("metrics of part %s: %w", ref, err)
+	}
+	now := p.now()
+	total := l.total()
+	cpuPct := percent(u.milliCPU, int64(total.CPUs)*1000)
+	memPct := percent(u.memBytes, total.MemoryMB*mib)
+	want := func(m string) bool { return len(names) == 0 || slices.Contains(names, m) }
+	var out []sdk.Sample
+	for _, n := range l.nodes() {
+		values := []struct {
+			metric string
+			value  float64
+		}{
+			{sdk.MetricCPUPercent, cpuPct},
+			{sdk.MetricMemoryPct, memPct},
+			{sdk.MetricMemoryUsedMB, memPct / 100 * float64(n.MemoryMB)},
+		}
+		for _, v := range values {
+			if want(v.metric) {
+				out = append(out, sdk.Sample{Node: n.Name, NodeType: n.Type, Metric: v.metric, Value: v.value, Time: now})
+			}
+		}
+	}
+	p.log.Debug("metrics", "part", ref.String(), "source", u.source, "cpu_pct", cpuPct, "memory_pct", memPct)
+	return out, nil
+}
+
+// percent is 100·used/of, within 0 and 100 (pods may briefly exceed their share).
+func percent(used, of int64) float64 {
+	if of <= 0 || used <= 0 {
+		return 0
+	}
+	return min(100, 100*float64(used)/float64(of))
+}
+
+// partUsage reads the namespace's usage from metrics.k8s.io when the cluster serves it,
+// else from its quota status.
+func partUsage(ctx context.Context, k *cluster, ns string) (usage, error) {
+	if metricsServed(ctx, k) {
+		u, err := metricsAPIUsage(ctx, k, ns)
+		if err == nil {
+			return u, nil
+		}
+		// The API is registered but its backend may be down: fall back, do not fail.
+		if !apierrors.IsNotFound(err) && !apierrors.IsServiceUnavailable(err) {
+			return usage{}, apiError(err, "read "+metricsGroupVersion)
+		}
+	}
+	q, err := k.cs.CoreV1().ResourceQuotas(ns).Get(ctx, quotaName, metav1.GetOptions{})
+	if err != nil {
+		return usage{}, apiError(err, "get quota")
+	}
+	u := usage{source: sourceQuota}
+	if v, ok := q.Status.Used[corev1.ResourceRequestsCPU]; ok {
+		u.milliCPU = v.MilliValue()
+	}
+	if v, ok := q.Status.Used[corev1.ResourceRequestsMemory]; ok {
+		u.memBytes = v.Value()
+	}
+	return u, nil
+}
+
+// metricsServed asks discovery whether the cluster serves metrics.k8s.io, at most once
+// per metricsRecheck (a metrics-server may be installed or removed at any time).
+func metricsServed(ctx context.Context, k *cluster) bool {
+	k.metricsMu.Lock()
+	defer k.metricsMu.Unlock()
+	if time.Since(k.metricsChecked) < metricsRecheck {
+		return k.metricsOK
+	}
+	_, err := k.cs.Discovery().ServerResourcesForGroupVersionWithContext(ctx, metricsGroupVersion)
+	k.metricsOK, k.metricsChecked = err == nil, time.Now()
+	return k.metricsOK
+}
+
+func metricsAPIUsage(ctx context.Context, k *cluster, ns string) (usage, error) {
+	raw, err := k.cs.Discovery().RESTClient().Get().
+		AbsPath("/apis", metricsGroupVersion, "namespaces", ns, "pods").DoRaw(ctx)
+	if err != nil {
+		return usage{}, err
+	}
+	var list struct {
+		Items []struct {
+			Containers []struct {
+				Usage map[string]resource.Quantity `json:"usage"`
+			} `json:"containers"`
+		} `json:"items"`
+	}
+	if err := json.Unmarshal(raw, &list); err != nil {
+		return usage{}, fmt.Errorf("decode %s pod metrics: %w", metricsGroupVersion, err)
+	}
+	u := usage{source: sourceMetricsAPI}
+	for _, pod := range list.Items {
+		for _, c := range pod.Containers {
+			if q, ok := c.Usage["cpu"]; ok {
+				u.milliCPU += q.MilliValue()
+			}
+			if q, ok := c.Usage["memory"]; ok {
+				u.memBytes += q.Value()
+			}
+		}
+	}
+	return u, nil
+}
