@@ -53,9 +53,9 @@ func RunMonitor(t *testing.T, client *sdk.Client, opts MonitorOptions) {
 	if err != nil {
 		t.Fatalf("monitor client: %v", err)
 	}
-	s := &monitorSuite{m: m, opts: opts, run: randomID()}
-	// The window ends an hour ago on a whole second, leaving room for points with
-	// sub-second parts that still sort after everything else the suite writes.
+	s := &monitorSuite{m: m, opts: opts, run: monitorRandomID()}
+	// Points sit about an hour in the past, on whole seconds plus a sub-second part (see
+	// at): clear of the present, so clock skew with the backend does not matter.
 	s.base = time.Now().UTC().Add(-time.Hour).Truncate(time.Second)
 
 	t.Run("Health", s.health)
@@ -77,7 +77,7 @@ type monitorSuite struct {
 	base time.Time
 }
 
-func randomID() string {
+func monitorRandomID() string {
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
@@ -98,8 +98,8 @@ func (s *monitorSuite) tags(node, slice string) map[string]string {
 	}
 }
 
-// at returns the i-th time of a series: a second apart, with a sub-millisecond part
-// that backends storing less than nanoseconds drop.
+// at returns the i-th time of a series: a second apart, each with a sub-second part
+// (123456789 ns) of which a backend storing coarser times keeps only what it can.
 func (s *monitorSuite) at(i int) time.Time {
 	return s.base.Add(time.Duration(i)*time.Second + 123456789*time.Nanosecond)
 }
@@ -122,9 +122,9 @@ func (s *monitorSuite) query(t *testing.T, q sdk.Query) []sdk.Point {
 	t.Helper()
 	got, err := s.m.Query(ctx(t), q)
 	if err != nil {
-		t.Fatalf("Query(%s): %v", describeQuery(q), err)
+		t.Fatalf("Query(%s): %v", monitorDescribeQuery(q), err)
 	}
-	checkOldestFirst(t, q, got)
+	monitorCheckOldestFirst(t, q, got)
 	return got
 }
 
@@ -199,7 +199,7 @@ func (s *monitorSuite) last(t *testing.T) {
 	lastOf := func(n int, tags map[string]string) []sdk.Point {
 		var out []sdk.Point
 		for _, p := range all {
-			if matches(p.Tags, tags) {
+			if monitorTagsMatch(p.Tags, tags) {
 				out = append(out, p)
 			}
 		}
@@ -266,7 +266,7 @@ func (s *monitorSuite) tagFilter(t *testing.T) {
 		var out []sdk.Point
 		for _, p := range all {
 			for _, tags := range sets {
-				if matches(p.Tags, tags) {
+				if monitorTagsMatch(p.Tags, tags) {
 					out = append(out, p)
 					break
 				}
@@ -428,14 +428,14 @@ func (s *monitorSuite) invalidArguments(t *testing.T) {
 	s.samePoints(t, "after refused calls", s.query(t, sdk.Query{Metric: good.Metric}), []sdk.Point{good})
 }
 
-// samePoints compares got and want as sets of points, want's times truncated to the
-// backend's precision.
+// samePoints compares got and want as sets of points, times truncated to the backend's
+// precision.
 func (s *monitorSuite) samePoints(t *testing.T, what string, got, want []sdk.Point) {
 	t.Helper()
 	norm := func(ps []sdk.Point) []string {
 		out := make([]string, 0, len(ps))
 		for _, p := range ps {
-			out = append(out, fmt.Sprintf("%s{%s} %s = %v", p.Metric, tagString(p.Tags),
+			out = append(out, fmt.Sprintf("%s{%s} %s = %v", p.Metric, monitorTagString(p.Tags),
 				p.Time.Truncate(s.opts.Precision).UTC().Format(time.RFC3339Nano), p.Value))
 		}
 		sort.Strings(out)
@@ -445,31 +445,31 @@ func (s *monitorSuite) samePoints(t *testing.T, what string, got, want []sdk.Poi
 	if strings.Join(g, "\n") == strings.Join(w, "\n") {
 		return
 	}
-	missing, extra := diff(w, g), diff(g, w)
+	missing, extra := monitorMissing(w, g), monitorMissing(g, w)
 	t.Errorf("%s: got %d points, want %d\nmissing (%d): %s\nunexpected (%d): %s", what, len(got), len(want),
-		len(missing), head(missing), len(extra), head(extra))
+		len(missing), monitorHead(missing), len(extra), monitorHead(extra))
 }
 
-// checkOldestFirst checks that the points of every series come oldest first.
-func checkOldestFirst(t *testing.T, q sdk.Query, got []sdk.Point) {
+// monitorCheckOldestFirst checks that the points of every series come oldest first.
+func monitorCheckOldestFirst(t *testing.T, q sdk.Query, got []sdk.Point) {
 	t.Helper()
 	last := map[string]time.Time{}
 	for i, p := range got {
-		key := tagString(p.Tags)
+		key := monitorTagString(p.Tags)
 		if prev, ok := last[key]; ok && !p.Time.After(prev) {
 			t.Errorf("Query(%s): point %d of series {%s} at %s is not after the previous one at %s (want oldest first)",
-				describeQuery(q), i, key, p.Time.Format(time.RFC3339Nano), prev.Format(time.RFC3339Nano))
+				monitorDescribeQuery(q), i, key, p.Time.Format(time.RFC3339Nano), prev.Format(time.RFC3339Nano))
 			return
 		}
 		last[key] = p.Time
 		if p.Metric != q.Metric {
-			t.Errorf("Query(%s): point %d has metric %q", describeQuery(q), i, p.Metric)
+			t.Errorf("Query(%s): point %d has metric %q", monitorDescribeQuery(q), i, p.Metric)
 			return
 		}
 	}
 }
 
-func matches(tags, filter map[string]string) bool {
+func monitorTagsMatch(tags, filter map[string]string) bool {
 	for k, v := range filter {
 		if tags[k] != v {
 			return false
@@ -478,7 +478,7 @@ func matches(tags, filter map[string]string) bool {
 	return true
 }
 
-func tagString(tags map[string]string) string {
+func monitorTagString(tags map[string]string) string {
 	keys := make([]string, 0, len(tags))
 	for k := range tags {
 		keys = append(keys, k)
@@ -491,11 +491,11 @@ func tagString(tags map[string]string) string {
 	return strings.Join(parts, ",")
 }
 
-func describeQuery(q sdk.Query) string {
+func monitorDescribeQuery(q sdk.Query) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "metric=%q", q.Metric)
 	if len(q.Tags) > 0 {
-		fmt.Fprintf(&b, " tags={%s}", tagString(q.Tags))
+		fmt.Fprintf(&b, " tags={%s}", monitorTagString(q.Tags))
 	}
 	if q.Last != 0 {
 		fmt.Fprintf(&b, " last=%d", q.Last)
@@ -509,8 +509,8 @@ func describeQuery(q sdk.Query) string {
 	return b.String()
 }
 
-// diff returns the lines of a missing from b (both sorted).
-func diff(a, b []string) []string {
+// monitorMissing returns the lines of a missing from b (both sorted).
+func monitorMissing(a, b []string) []string {
 	var out []string
 	j := 0
 	for _, x := range a {
@@ -526,7 +526,7 @@ func diff(a, b []string) []string {
 	return out
 }
 
-func head(lines []string) string {
+func monitorHead(lines []string) string {
 	const max = 5
 	if len(lines) == 0 {
 		return "none"
