@@ -312,13 +312,10 @@ func (s *wanSuite) testVNIsUnique(t *testing.T) {
 	}
 	links := make([]sdk.Link, n)
 	errs := make([]error, n)
+	c := ctx(t)
 	var wg sync.WaitGroup
 	for i := range specs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			links[i], errs[i] = s.wan.Connect(ctx(t), specs[i])
-		}()
+		wg.Go(func() { links[i], errs[i] = s.wan.Connect(c, specs[i]) })
 	}
 	wg.Wait()
 	seen := map[uint32]sdk.LinkRef{}

@@ -200,7 +200,7 @@ func TestRateLimit(t *testing.T) {
 		{"core to edge", core, edge, "192.168.30.2"},
 		{"edge to core", edge, core, "192.168.30.1"},
 	} {
-		got, err := throughput(dir.src, dir.dst, dir.dip, 3*time.Second, 500*time.Millisecond)
+		got, err := throughput(dir.src, dir.dst, dir.dip, 2500*time.Millisecond, 500*time.Millisecond)
 		if err != nil {
 			t.Fatalf("%s: %v", dir.name, err)
 		}
