@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"encoding/json"
 	"errors"
 	"reflect"
 	"strings"
@@ -395,5 +396,17 @@ func TestLocation(t *testing.T) {
 	if !InLocation("AMERICA.BRAZIL.UFSCAR", "america.brazil") || InLocation("AMERICA.BRAZIL", "AMERICA.BRAZIL.UFSCAR") ||
 		InLocation("AMERICA.BRAZILIA", "AMERICA.BRAZIL") || !InLocation("X", "") {
 		t.Error("InLocation")
+	}
+}
+
+// The API returns *Error as JSON.
+func TestErrorJSON(t *testing.T) {
+	_, err := ParseSlice([]byte(replace(t, minimal, "    id: s1\n", "")))
+	data, jerr := json.Marshal(err)
+	if jerr != nil {
+		t.Fatal(jerr)
+	}
+	if want := `{"problems":[{"path":"slices.sliced.id","message":"required: the slice's id"}]}`; string(data) != want {
+		t.Errorf("got %s, want %s", data, want)
 	}
 }
