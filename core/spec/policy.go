@@ -458,9 +458,7 @@ func (d *decoder) policy(o *obj) *Policy {
 				path := index(a.at("horizontal"), i)
 				it := d.mapping(item, path)
 				h := HorizontalAction{Action: d.action(it, "action")}
-				if n, ok := it.integer("priority"); ok {
-					h.Priority = clampInt(n)
-				}
+				h.Priority = d.bounded(it, "priority", 1<<31-1)
 				p.PostDeployment.Actions.Horizontal = append(p.PostDeployment.Actions.Horizontal, h)
 				it.rest()
 			}

@@ -582,23 +582,15 @@ func (d *decoder) vdu(o *obj) VDU {
 		u.Type = strings.ToLower(t)
 	}
 	if o.has("instance-count") {
-		if n, ok := o.integer("instance-count"); ok {
-			u.Instances = clampInt(n)
-		} else {
-			u.Instances = 0
-		}
+		u.Instances = d.bounded(o, "instance-count", maxInstances)
 	}
 	if o.has("epa-attributes") {
 		epa := o.sub("epa-attributes")
 		h := epa.sub("host-epa")
 		u.CPUArchitecture = h.str("cpu-architecture")
-		if n, ok := h.integer("cpu-number"); ok {
-			u.CPUs = clampInt(n)
-		}
+		u.CPUs = d.bounded(h, "cpu-number", maxCPUs)
 		u.MemoryMB, u.MemoryAtLeast = d.memory(h)
-		if n, ok := h.integer("storage-gb"); ok {
-			u.StorageGB = n
-		}
+		u.StorageGB = int64(d.bounded(h, "storage-gb", maxStorageGB))
 		u.HostImage = h.str("host-image")
 		if h.has("os-properties") {
 			u.OS = d.osProperties(h.sub("os-properties"))
@@ -613,15 +605,27 @@ func (d *decoder) vdu(o *obj) VDU {
 	return u
 }
 
-// clampInt keeps an int64 from the document within int, so that a huge value is
-// reported as such instead of wrapping around.
-func clampInt(n int64) int {
-	const max = 1<<31 - 1
-	switch {
-	case n > max:
-		return max
-	case n < -max:
-		return -max
+// Upper bounds of sizes: far above any real node, low enough that totals over a part
+// cannot overflow, and a typo of a few digits is caught.
+const (
+	maxCPUs      = 1024
+	maxMemoryMB  = 1 << 26 // 64 TiB
+	maxStorageGB = 1 << 20 // 1 PiB
+)
+
+// bounded reads an integer that must not exceed max; a larger one is reported with
+// the value as written. Absent gives 0.
+func (d *decoder) bounded(o *obj, key string, max int64) int {
+	n, ok := o.integer(key)
+	if !ok {
+		return 0
+	}
+	if n > max {
+		d.p.add(o.at(key), "must be at most %d, got %d", max, n)
+		return 0
+	}
+	if n < -max {
+		n = -max
 	}
 	return int(n)
 }
@@ -634,14 +638,18 @@ func (d *decoder) memory(h *obj) (int64, bool) {
 	}
 	if n.Kind == yaml.MappingNode {
 		m := d.mapping(n, h.at("memory-mb"))
-		v, ok := m.integer("greater_or_equal")
 		if !m.has("greater_or_equal") {
 			d.p.add(m.at("greater_or_equal"), "required: memory-mb is a number or {greater_or_equal: N}")
 		}
+		v := d.bounded(m, "greater_or_equal", maxMemoryMB)
 		m.rest()
-		return v, ok
+		return int64(v), true
 	}
-	v, _ := d.integer(n, h.at("memory-mb"))
+	v, ok := d.integer(n, h.at("memory-mb"))
+	if ok && v > maxMemoryMB {
+		d.p.add(h.at("memory-mb"), "must be at most %d, got %d", maxMemoryMB, v)
+		return 0, false
+	}
 	return v, false
 }
 

@@ -171,7 +171,16 @@ const maxInstances = 1000
 
 func (v *VDU) check(p *problems, path string, request bool) {
 	if v.Instances <= 0 || v.Instances > maxInstances {
-		p.add(join(path, "instance-count"), "must be a positive integer (at most %d), got %d", maxInstances, v.Instances)
+		p.add(join(path, "instance-count"), "must be a positive integer, got %d", v.Instances)
+	}
+	if v.CPUs > maxCPUs {
+		p.add(join(path, "epa-attributes.host-epa.cpu-number"), "must be at most %d, got %d", maxCPUs, v.CPUs)
+	}
+	if v.MemoryMB > maxMemoryMB {
+		p.add(join(path, "epa-attributes.host-epa.memory-mb"), "must be at most %d, got %d", maxMemoryMB, v.MemoryMB)
+	}
+	if v.StorageGB > maxStorageGB {
+		p.add(join(path, "epa-attributes.host-epa.storage-gb"), "must be at most %d, got %d", maxStorageGB, v.StorageGB)
 	}
 	host := join(path, "epa-attributes.host-epa")
 	if (request || v.CPUs != 0) && v.CPUs <= 0 {
