@@ -3,6 +3,7 @@ package pluginhost_test
 import (
 	"context"
 	"encoding/hex"
+	"os"
 	"sort"
 	"testing"
 	"time"
@@ -28,8 +29,11 @@ func reportLatency(b *testing.B, d []time.Duration, unit time.Duration, suffix s
 	b.ReportMetric(at(0.99), "p99-"+suffix)
 }
 
-// benchDescribe times VIM.Describe of a small part (two nodes) through vim.
-func benchDescribe(b *testing.B, vim sdk.VIM) {
+// benchDescribe times VIM.Describe of a small part (two nodes) through vim. With
+// pluginPid set, it also reports the CPU time each op costs the host and the plugin and
+// how long their threads waited for a CPU: on a busy machine, that wait is what moves
+// the percentiles.
+func benchDescribe(b *testing.B, vim sdk.VIM, pluginPid int) {
 	ctx := context.Background()
 	if _, err := vim.Create(ctx, smallPart("bench", "core")); err != nil {
 		b.Fatal(err)
@@ -41,6 +45,8 @@ func benchDescribe(b *testing.B, vim sdk.VIM) {
 		}
 	}
 	durs := make([]time.Duration, 0, b.N)
+	hostRun0, hostWait0 := schedTotals(os.Getpid())
+	plugRun0, plugWait0 := schedTotals(pluginPid)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {
@@ -53,6 +59,14 @@ func benchDescribe(b *testing.B, vim sdk.VIM) {
 	}
 	b.StopTimer()
 	reportLatency(b, durs, time.Microsecond, "µs")
+	if pluginPid != 0 {
+		hostRun, hostWait := schedTotals(os.Getpid())
+		plugRun, plugWait := schedTotals(pluginPid)
+		perOp := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) / float64(b.N) }
+		b.ReportMetric(perOp(hostRun-hostRun0), "host-cpu-µs/op")
+		b.ReportMetric(perOp(plugRun-plugRun0), "plugin-cpu-µs/op")
+		b.ReportMetric(perOp(hostWait-hostWait0+plugWait-plugWait0), "runq-wait-µs/op")
+	}
 }
 
 // BenchmarkDescribe compares one plugin call through the real plugin process (go-plugin,
@@ -63,7 +77,7 @@ func BenchmarkDescribe(b *testing.B) {
 	b.Run("process", func(b *testing.B) {
 		h, _ := newHost(b, pluginDir(b, "memvim"), pluginhost.Options{Logger: hclog.NewNullLogger()})
 		in := startMemvim(b, h, "bench", "")
-		benchDescribe(b, vimOf(b, in))
+		benchDescribe(b, vimOf(b, in), in.Status().Pid)
 	})
 	b.Run("process-sdk", func(b *testing.B) {
 		// The same process path without the host's wrapper: what supervision costs.
@@ -73,7 +87,7 @@ func BenchmarkDescribe(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		benchDescribe(b, vim)
+		benchDescribe(b, vim, c.Pid())
 	})
 	b.Run("in-process", func(b *testing.B) {
 		b.Setenv(sdk.EnvLogLevel, "error")
@@ -82,7 +96,7 @@ func BenchmarkDescribe(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		benchDescribe(b, vim)
+		benchDescribe(b, vim, 0)
 	})
 	b.Run("direct", func(b *testing.B) {
 		b.Setenv(sdk.EnvLogLevel, "error")
@@ -91,7 +105,7 @@ func BenchmarkDescribe(b *testing.B) {
 			Provider: plugintest.Provider, JSON: memvimConfig("", "")}); err != nil {
 			b.Fatal(err)
 		}
-		benchDescribe(b, p)
+		benchDescribe(b, p, 0)
 	})
 }
 

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"path/filepath"
+	"time"
 )
 
 // processGone reports whether pid no longer runs: no such process, or a zombie (an
@@ -23,4 +25,23 @@ func processGone(pid int) bool {
 		return true
 	}
 	return false
+}
+
+// schedTotals sums, over the threads of pid, the time spent running on a CPU and the
+// time spent runnable but waiting for one (/proc/<pid>/task/*/schedstat). On a shared
+// machine the waiting part tells contention from the cost of the code.
+func schedTotals(pid int) (run, wait time.Duration) {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
+	for _, f := range tasks {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			continue // the thread exited
+		}
+		var r, w int64
+		if _, err := fmt.Sscan(string(raw), &r, &w); err == nil {
+			run += time.Duration(r)
+			wait += time.Duration(w)
+		}
+	}
+	return run, wait
 }
