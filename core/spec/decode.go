@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -316,7 +317,7 @@ func (o *obj) addPairs(content []*yaml.Node) {
 			continue
 		}
 		if _, dup := o.vals[k.Value]; dup {
-			o.d.p.add(join(o.path, k.Value), "given twice")
+			o.d.p.add(o.at(k.Value), "given twice")
 			continue
 		}
 		o.keys = append(o.keys, k.Value)
@@ -333,7 +334,33 @@ func (o *obj) node(key string) *yaml.Node {
 	return o.vals[key]
 }
 
-func (o *obj) at(key string) string { return join(o.path, key) }
+// at returns the path of key in the mapping. A key from the document that is not a
+// plain name is quoted and shortened, so that a hostile key cannot make paths and
+// messages as large as the document.
+func (o *obj) at(key string) string { return join(o.path, segment(key)) }
+
+var segmentRE = regexp.MustCompile(`^[A-Za-z0-9_<-]{1,64}$`)
+
+func segment(key string) string {
+	if segmentRE.MatchString(key) {
+		return key
+	}
+	return quote(key)
+}
+
+// keyList lists a mapping's keys for a message, at most a few.
+func keyList(keys []string) string {
+	const max = 5
+	out := make([]string, 0, max+1)
+	for i, k := range keys {
+		if i == max {
+			out = append(out, fmt.Sprintf("... (%d keys)", len(keys)))
+			break
+		}
+		out = append(out, segment(k))
+	}
+	return strings.Join(out, ", ")
+}
 
 // str reads a string. Numbers are taken as written ("18.04", "1.0"); null or absent
 // gives "".

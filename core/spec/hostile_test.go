@@ -145,3 +145,19 @@ func TestWideMappings(t *testing.T) {
 		t.Errorf("took %v", d)
 	}
 }
+
+// A huge key cannot make a huge error: paths quote and shorten it.
+func TestHugeKeys(t *testing.T) {
+	key := strings.Repeat("k", 200_000)
+	// YAML limits implicit keys to 1024 characters; explicit ones ("? key") are not.
+	doc := "slices:\n  sliced:\n    id: x\n    ? " + key + "\n    : 1\n    ? " + key + "\n    : 2\n    slice-parts: [{? " + key + " : 1}]\n"
+	_, err := ParseSlice([]byte(doc))
+	var e *Error
+	if !errors.As(err, &e) {
+		t.Fatalf("want *Error, got %v", err)
+	}
+	if len(e.Error()) > 4<<10 {
+		t.Errorf("error of %d bytes: %.300s", len(e.Error()), e.Error())
+	}
+	wantProblem(t, err, `slices.sliced."`+strings.Repeat("k", 64)+`..."`, "given twice")
+}

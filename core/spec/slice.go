@@ -431,7 +431,7 @@ func (d *decoder) wrapped(item *yaml.Node, path string, keys ...string) (string,
 		}
 	}
 	if kind == "" {
-		d.p.add(path, "expected %s: {...}, got keys %s", strings.Join(keys, ": {...} or "), strings.Join(outer.keys, ", "))
+		d.p.add(path, "expected %s: {...}, got keys %s", strings.Join(keys, ": {...} or "), keyList(outer.keys))
 		return "", nil
 	}
 	at := join(path, kind)
