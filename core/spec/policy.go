@@ -336,8 +336,9 @@ func (p *Policy) HorizontalActions() []Action {
 	return out
 }
 
-// ParsePolicy parses one policy, YAML or JSON, given as {policy: {...}} or as the
-// policy's own mapping, and validates it; every problem is in an *[Error].
+// ParsePolicy parses one policy posted alone, YAML or JSON, given as {policy: {...}} or
+// as the policy's own mapping, and validates it; every problem is in an *[Error]. A
+// policy posted alone must name its part.
 func ParsePolicy(data []byte) (*Policy, error) { return Parser{}.Policy(data) }
 
 // Policy is [ParsePolicy] with p's limits.
@@ -357,6 +358,9 @@ func (p Parser) Policy(data []byte) (*Policy, error) {
 		root, path = root.Content[1], "policy"
 	}
 	pol := d.policy(d.mapping(root, path))
+	if pol.Part == "" {
+		pr.add(join(path, "part"), "required: the dc-slice-part the policy watches and grows")
+	}
 	pol.check(pr, path)
 	if err := pr.err(); err != nil {
 		return nil, err

@@ -212,6 +212,8 @@ func TestPolicyJSON(t *testing.T) {
 	if pol.String() != "p: M <= 10 on all nodes for 60s" {
 		t.Errorf("String() = %s", pol.String())
 	}
+	_, err = ParsePolicy([]byte(`{"name": "p", "operator": "<", "value": 1, "trigger": {"points": 1}, "metric-collector": {"metric-name": "M"}}`))
+	wantProblem(t, err, "part", "required")
 }
 
 func TestPolicySemantics(t *testing.T) {
