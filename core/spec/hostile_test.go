@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 )
 
 // billionLaughs returns a document of a few hundred bytes that names 10^levels nodes
@@ -39,7 +38,6 @@ func TestHostileInput(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			start := time.Now()
 			// All three parsers refuse each document; the message is checked on the
 			// slice parser's, as a policy document has fewer fields to complain about.
 			for i, parse := range []func([]byte) error{
@@ -61,10 +59,6 @@ func TestHostileInput(t *testing.T) {
 				if i == 0 && !strings.Contains(e.Error(), c.msg) {
 					t.Errorf("want %q in %v", c.msg, e)
 				}
-			}
-			// Refused quickly, never expanded (generous: the machine is shared).
-			if d := time.Since(start); d > 10*time.Second {
-				t.Errorf("took %v", d)
 			}
 		})
 	}
@@ -118,20 +112,25 @@ func BenchmarkRefuseBillionLaughs(b *testing.B) {
 	}
 }
 
-// Wide mappings merged into each other, and rendered back with every key kept, must
-// stay linear in their size.
-func TestWideMappings(t *testing.T) {
+// wideMappings is a document with two mappings of n keys each, one merged into the
+// other.
+func wideMappings(n int) []byte {
 	var b strings.Builder
 	b.WriteString("a: &a {")
-	for i := range 12_000 {
+	for i := range n {
 		fmt.Fprintf(&b, "k%d: 1, ", i)
 	}
 	b.WriteString("}\nslices:\n  sliced:\n    <<: *a\n    id: x\n")
-	for i := range 12_000 {
+	for i := range n {
 		fmt.Fprintf(&b, "    j%d: 1\n", i)
 	}
-	start := time.Now()
-	s, err := ParseCreatedSlice([]byte(b.String()))
+	return []byte(b.String())
+}
+
+// Wide mappings merged into each other are read, and rendered back with every key
+// kept (BenchmarkWideMappings shows it stays linear in their size).
+func TestWideMappings(t *testing.T) {
+	s, err := ParseCreatedSlice(wideMappings(12_000))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,8 +140,22 @@ func TestWideMappings(t *testing.T) {
 	if _, err := Render(s, Status{}); err != nil {
 		t.Fatal(err)
 	}
-	if d := time.Since(start); d > 20*time.Second {
-		t.Errorf("took %v", d)
+}
+
+func BenchmarkWideMappings(b *testing.B) {
+	for _, n := range []int{1_000, 10_000} {
+		doc := wideMappings(n)
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			for b.Loop() {
+				s, err := ParseCreatedSlice(doc)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := Render(s, Status{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 
