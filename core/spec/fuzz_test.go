@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -52,6 +53,9 @@ func FuzzParseSlice(f *testing.F) {
 			}
 			_ = s.Validate()
 			_ = s.CheckVIMs([]string{"KUBERNETES"})
+			if _, err := json.Marshal(s); err != nil {
+				t.Fatalf("JSON: %v", err)
+			}
 			out, err := Render(s, s.Status())
 			if err != nil {
 				t.Fatalf("render: %v", err)
@@ -76,12 +80,24 @@ func FuzzParseService(f *testing.F) {
 		svc, err := p.Service(data)
 		checkErr(t, err)
 		if err == nil {
+			if _, err := json.Marshal(svc); err != nil {
+				t.Fatalf("JSON: %v", err)
+			}
 			checkErr(t, svc.CheckVIMs([]string{"KUBERNETES"}))
 			checkErr(t, Expand(svc, func(ref string) (string, bool) { return "x", len(ref)%2 == 0 }))
 		}
 		pol, err := p.Policy(data)
 		checkErr(t, err)
 		if err == nil {
+			// A policy goes through JSON to the API and back, unchanged.
+			data, err := json.Marshal(pol)
+			if err != nil {
+				t.Fatalf("JSON: %v", err)
+			}
+			var back Policy
+			if err := json.Unmarshal(data, &back); err != nil {
+				t.Fatalf("JSON round trip: %v\n%s", err, data)
+			}
 			_ = pol.String()
 			_ = pol.HorizontalActions()
 			_ = pol.VerticalActions()

@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"encoding/json"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -167,6 +168,10 @@ func TestExamples(t *testing.T) {
 				t.Errorf("warnings: %v", s.Warnings)
 			}
 			if err := s.CheckVIMs([]string{"KUBERNETES", "xen-vim", "SSH"}); err != nil {
+				t.Error(err)
+			}
+			// The API returns the model as JSON too.
+			if _, err := json.Marshal(s); err != nil {
 				t.Error(err)
 			}
 			for _, p := range s.Parts {
