@@ -76,7 +76,8 @@ type Options struct {
 	// Nodes are created (with allocatable capacity in their status) once the cluster is up.
 	// Empty means DefaultNode.
 	Nodes []NodeOptions
-	// ControllerLog receives the controller-manager's output; nil discards it.
+	// ControllerLog receives the controller-manager's output; nil means a file in the
+	// cluster's Dir (Cluster.ControllerLogPath).
 	ControllerLog *os.File
 }
 
@@ -93,6 +94,9 @@ type Cluster struct {
 	Dir string
 	// ControllerManagerArgs are the flags the controller-manager was started with.
 	ControllerManagerArgs []string
+	// ControllerLogPath is the controller-manager's log file, unless Options.ControllerLog
+	// was given.
+	ControllerLogPath string
 	// Started says how long the API server and the controller-manager took to be ready.
 	Started time.Duration
 
@@ -216,9 +220,17 @@ func (c *Cluster) startControllerManager(opts Options) error {
 	certDir := c.env.ControlPlane.GetAPIServer().CertDir
 	c.ControllerManagerArgs = ControllerManagerFlags(cmKubeconfig, certDir, caFile)
 	cmd := exec.Command(filepath.Join(os.Getenv(EnvAssets), "kube-controller-manager"), c.ControllerManagerArgs...)
-	if opts.ControllerLog != nil {
-		cmd.Stdout, cmd.Stderr = opts.ControllerLog, opts.ControllerLog
+	out := opts.ControllerLog
+	if out == nil {
+		c.ControllerLogPath = filepath.Join(c.Dir, "controller-manager.log")
+		f, err := os.Create(c.ControllerLogPath)
+		if err != nil {
+			return fmt.Errorf("kubetest: controller-manager log: %w", err)
+		}
+		defer f.Close() // the child has its own descriptor
+		out = f
 	}
+	cmd.Stdout, cmd.Stderr = out, out
 	// Its own process group, so that Stop ends it and nothing else.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {

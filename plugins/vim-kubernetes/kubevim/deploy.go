@@ -85,9 +85,9 @@ type nodeWork struct {
 func recordName(serviceID string) string { return "necos-service-" + hashHex(serviceID, 16) }
 
 // Deploy applies the manifests and runs the commands of every node, and returns when
-// each node is done, failed, or its commands' Job has not finished within the step
-// timeouts (the Job then goes on: DeployStatus follows it). Malformed manifests and
-// cluster-scoped kinds fail the request before anything is applied.
+// each node is done or failed; a commands' Job is stopped by the cluster once its step
+// timeouts have passed. Malformed manifests, unknown kinds or nodes and cluster-scoped
+// kinds fail the request before anything is applied.
 func (p *Plugin) Deploy(ctx context.Context, req sdk.DeployRequest) (sdk.Deployment, error) {
 	if req.ServiceID == "" {
 		return sdk.Deployment{}, sdk.Errorf(sdk.CodeInvalidArgument, "deploy: service_id: required")

@@ -24,9 +24,13 @@ import (
 // finds the same Job and does not run them twice; changed commands make a new Job and
 // the old one is deleted.
 //
-// Without a kubelet (a bare control plane) the Job's pod is never scheduled: the steps
-// stay pending, Deploy returns once the step timeouts have passed with the deployment
-// running and a message saying where the pod is, and DeployStatus keeps following it.
+// The Job's deadline (activeDeadlineSeconds) is the step timeout times the number of
+// commands; Deploy waits that long (and a few seconds more) and returns the steps as the
+// Job left them. While the Job runs, its steps are pending or running and the
+// deployment's message says where its pod is; DeployStatus keeps following the Job.
+// Without a kubelet (a bare control plane) the pod is never scheduled: the steps stay
+// pending until the deadline, then the first fails with the Job's reason
+// ("DeadlineExceeded") and the others are skipped.
 
 const (
 	jobContainer = "commands"
@@ -35,6 +39,9 @@ const (
 	maxLogBytes = 1 << 20
 	// jobPoll paces the wait for Jobs.
 	jobPoll = 500 * time.Millisecond
+	// jobGrace is how much longer than a Job's deadline Deploy waits for it, so that it
+	// reports the Job's end rather than racing the Job controller.
+	jobGrace = 5 * time.Second
 )
 
 // jobScript is the shell script running cmds in order.
@@ -167,7 +174,7 @@ func (p *Plugin) waitJobs(ctx context.Context, k *cluster, ns string, rec *recor
 	for _, j := range rec.Jobs {
 		longest = max(longest, len(j.Commands))
 	}
-	wctx, cancel := context.WithTimeout(ctx, stepTimeout*time.Duration(max(longest, 1)))
+	wctx, cancel := context.WithTimeout(ctx, stepTimeout*time.Duration(max(longest, 1))+jobGrace)
 	defer cancel()
 	for {
 		d, done := refreshJobs(wctx, k, ns, rec)
@@ -269,7 +276,8 @@ func jobSteps(job *batchv1.Job, pod *corev1.Pod, log string, steps []sdk.StepRes
 		switch c.Type {
 		case batchv1.JobComplete:
 			complete = true
-		case batchv1.JobFailed:
+		case batchv1.JobFailed, batchv1.JobFailureTarget:
+			// FailureTarget comes first, while the Job's pods are being stopped.
 			failed = strings.TrimSpace(c.Reason + ": " + c.Message)
 		}
 	}
