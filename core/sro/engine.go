@@ -213,6 +213,11 @@ func (e *Engine) lead(ctx context.Context) error {
 			if shutdown {
 				return
 			}
+			if lctx.Err() != nil {
+				e.queue.Done(id)
+				e.queue.Add(id)
+				return
+			}
 			select {
 			case work <- id:
 			case <-lctx.Done():
