@@ -249,5 +249,3 @@ func TestFailedPartRollsBack(t *testing.T) {
 		}
 	}
 }
-
-
