@@ -383,7 +383,7 @@ func (s *wanServer) OfferLink(ctx context.Context, r *pb.WANOfferRequest) (*pb.W
 		return nil, toStatus(err)
 	}
 	return &pb.WANOfferResponse{Accepted: o.Accepted, Reason: o.Reason, PricePerDay: o.PricePerDay,
-		AvailableBps: o.AvailableBps}, nil
+		AvailableBps: o.AvailableBps, CapacityBps: o.CapacityBps}, nil
 }
 
 func (s *wanServer) Connect(ctx context.Context, r *pb.ConnectRequest) (*pb.ConnectResponse, error) {
@@ -413,7 +413,8 @@ func (c *wanClient) OfferLink(ctx context.Context, link LinkSpec) (LinkOffer, er
 	if err != nil {
 		return LinkOffer{}, fromStatus(err)
 	}
-	return LinkOffer{Accepted: r.Accepted, Reason: r.Reason, PricePerDay: r.PricePerDay, AvailableBps: r.AvailableBps}, nil
+	return LinkOffer{Accepted: r.Accepted, Reason: r.Reason, PricePerDay: r.PricePerDay,
+		AvailableBps: r.AvailableBps, CapacityBps: r.CapacityBps}, nil
 }
 
 func (c *wanClient) Connect(ctx context.Context, link LinkSpec) (Link, error) {

@@ -5,14 +5,17 @@ import (
 	"time"
 )
 
-// Monitor stores and reads metric points.
+// Monitor stores and reads metric points. A point is identified by its metric, tags and
+// time: writing it again replaces its value, so a retried Write never duplicates.
 type Monitor interface {
 	// Write queues points and returns without waiting for the backend. An error of an
-	// earlier background write is returned by the next Write or Flush.
+	// earlier background write is returned once, by the next Write or Flush. A Write that
+	// returns an error queued none of its points. Callers send at most MaxWritePoints
+	// points per call (gRPC bounds a message's size).
 	Write(ctx context.Context, points []Point) error
 	// Flush waits until every queued point is stored.
 	Flush(ctx context.Context) error
-	// Query reads points back.
+	// Query reads points back, series by series, oldest first within each series.
 	Query(ctx context.Context, q Query) ([]Point, error)
 	// Health reports whether the backend answers.
 	Health(ctx context.Context) error
@@ -42,7 +45,11 @@ type Query struct {
 	Tags map[string]string
 	// Last keeps the last N points of each series; zero means all.
 	Last int
-	// Start and End bound the time window; zero values mean unbounded.
+	// Start (inclusive) and End (exclusive) bound the time window; zero values mean
+	// unbounded.
 	Start time.Time
 	End   time.Time
 }
+
+// MaxWritePoints is the most points a caller sends in one Monitor.Write.
+const MaxWritePoints = 5000

@@ -23,7 +23,9 @@ type VIM interface {
 	Describe(ctx context.Context, ref PartRef) (Part, error)
 	// Resize changes the vCPUs and/or memory of a VDU's nodes (vertical elasticity).
 	Resize(ctx context.Context, req ResizeRequest) (Part, error)
-	// Scale sets the number of instances of a VDU (nodes in the part).
+	// Scale sets the number of instances of a VDU (nodes in the part). A part keeps at
+	// least one node: scaling its last nodes away is CodeFailedPrecondition (delete the
+	// part instead).
 	Scale(ctx context.Context, req ScaleRequest) (Part, error)
 	// Delete removes the part and everything it holds; an unknown part is not an error.
 	Delete(ctx context.Context, ref PartRef) error
@@ -116,7 +118,7 @@ func (p PartSpec) VDU(name string) (VDUSpec, bool) {
 }
 
 // Validate checks what every VIM needs of a part spec and reports every problem at once,
-// each naming its field.
+// each naming its field. A part has at least one node.
 func (p PartSpec) Validate() error {
 	var problems []string
 	if err := p.Ref.Validate(); err != nil {
@@ -124,6 +126,8 @@ func (p PartSpec) Validate() error {
 	}
 	if len(p.VDUs) == 0 {
 		problems = append(problems, "vdus: at least one VDU is required")
+	} else if p.Resources().Nodes == 0 {
+		problems = append(problems, "vdus: a part has at least one node (every VDU has 0 instances)")
 	}
 	seen := map[string]bool{}
 	for i, v := range p.VDUs {

@@ -8,9 +8,11 @@ type WAN interface {
 	// OfferLink says whether the link can be built and at what price. A refusal is an
 	// offer with Accepted false and a Reason, not an error.
 	OfferLink(ctx context.Context, link LinkSpec) (LinkOffer, error)
-	// Connect builds the link (and the bridges it needs) and returns it.
+	// Connect builds the link (and the bridges it needs) and returns it with State
+	// StateReady. Asking for a VNI that another link holds is CodeAlreadyExists.
 	Connect(ctx context.Context, link LinkSpec) (Link, error)
-	// DescribeLink returns the link as the backend holds it now.
+	// DescribeLink returns the link as the backend holds it now: State StateReady, or
+	// StateFailed with a Message saying what is wrong at which end.
 	DescribeLink(ctx context.Context, ref LinkRef) (Link, error)
 	// Disconnect removes every device the link made; an unknown link is not an error.
 	Disconnect(ctx context.Context, ref LinkRef) error
@@ -25,6 +27,14 @@ type LinkRef struct {
 // String returns "slice/link".
 func (r LinkRef) String() string { return r.SliceID + "/" + r.LinkID }
 
+// Validate checks that both ids are set.
+func (r LinkRef) Validate() error {
+	if r.SliceID == "" || r.LinkID == "" {
+		return Errorf(CodeInvalidArgument, "ref: slice_id and link_id are required (got %q)", r.String())
+	}
+	return nil
+}
+
 // LinkEnd is one side of a link: a DC part's bridge at its provider's site.
 type LinkEnd struct {
 	// Site is the provider's name.
@@ -35,7 +45,7 @@ type LinkEnd struct {
 	Underlay string
 	// Netns is the named network namespace holding the site's devices; empty is the host's.
 	Netns string
-	// Bridge is the part's per-slice bridge.
+	// Bridge is the part's per-slice bridge: a Linux interface name, at most 15 bytes.
 	Bridge string
 }
 
@@ -70,4 +80,6 @@ type LinkOffer struct {
 	PricePerDay float64
 	// AvailableBps is the bandwidth still free between the two sites.
 	AvailableBps uint64
+	// CapacityBps is the total bandwidth between the two sites.
+	CapacityBps uint64
 }

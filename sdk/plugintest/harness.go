@@ -12,6 +12,7 @@ package plugintest
 
 import (
 	"context"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -36,7 +37,13 @@ const callTimeout = 2 * time.Minute
 func InProcess(t testing.TB, impl sdk.Plugin, provider sdk.Provider, configJSON []byte) *sdk.Client {
 	t.Helper()
 	gc, _ := plugin.TestPluginGRPCConn(t, false, sdk.PluginSet(impl))
-	t.Cleanup(func() { _ = gc.Close() })
+	t.Cleanup(func() {
+		_ = gc.Close()
+		// sdk.Serve closes a plugin when its process ends; do the same here.
+		if c, ok := impl.(io.Closer); ok {
+			_ = c.Close()
+		}
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	defer cancel()
 	c, err := sdk.NewClient(ctx, gc)

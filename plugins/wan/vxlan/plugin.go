@@ -129,6 +129,7 @@ func (p *Plugin) OfferLink(ctx context.Context, spec sdk.LinkSpec) (sdk.LinkOffe
 		Accepted:     true,
 		PricePerDay:  p.cfg.PricePerLinkDay,
 		AvailableBps: p.available(snap, spec.End1.Site, spec.End2.Site, key),
+		CapacityBps:  p.capacity(spec.End1.Site, spec.End2.Site),
 	}
 	if err := p.admit(snap, spec, key, offer.AvailableBps); err != nil {
 		offer.Accepted = false
@@ -188,6 +189,18 @@ func (p *Plugin) available(snap *snapshot, a, b string, skip linkKey) uint64 {
 		}
 	}
 	return left
+}
+
+// capacity is the bandwidth a and b could have with no link at all: the pair's limit,
+// or a site's uplink when that is smaller.
+func (p *Plugin) capacity(a, b string) uint64 {
+	c := p.cfg.pairCapacity(a, b)
+	for _, s := range []string{a, b} {
+		if sc, ok := p.cfg.Sites[s]; ok {
+			c = min(c, sc.MaxBandwidthBps)
+		}
+	}
+	return c
 }
 
 func subFloor(a, b uint64) uint64 {

@@ -388,7 +388,9 @@ type WANOfferResponse struct {
 	Reason      string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
 	PricePerDay float64                `protobuf:"fixed64,3,opt,name=price_per_day,json=pricePerDay,proto3" json:"price_per_day,omitempty"`
 	// Bandwidth still free between the two sites, bits per second.
-	AvailableBps  uint64 `protobuf:"varint,4,opt,name=available_bps,json=availableBps,proto3" json:"available_bps,omitempty"`
+	AvailableBps uint64 `protobuf:"varint,4,opt,name=available_bps,json=availableBps,proto3" json:"available_bps,omitempty"`
+	// Total bandwidth between the two sites, bits per second.
+	CapacityBps   uint64 `protobuf:"varint,5,opt,name=capacity_bps,json=capacityBps,proto3" json:"capacity_bps,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -447,6 +449,13 @@ func (x *WANOfferResponse) GetPricePerDay() float64 {
 func (x *WANOfferResponse) GetAvailableBps() uint64 {
 	if x != nil {
 		return x.AvailableBps
+	}
+	return 0
+}
+
+func (x *WANOfferResponse) GetCapacityBps() uint64 {
+	if x != nil {
+		return x.CapacityBps
 	}
 	return 0
 }
@@ -738,12 +747,13 @@ const file_necos_plugin_v1_wan_proto_rawDesc = "" +
 	"\x04end2\x18\a \x01(\v2\x18.necos.plugin.v1.LinkEndR\x04end2\x12#\n" +
 	"\rbandwidth_bps\x18\b \x01(\x04R\fbandwidthBps\"@\n" +
 	"\x0fWANOfferRequest\x12-\n" +
-	"\x04link\x18\x01 \x01(\v2\x19.necos.plugin.v1.LinkSpecR\x04link\"\x8f\x01\n" +
+	"\x04link\x18\x01 \x01(\v2\x19.necos.plugin.v1.LinkSpecR\x04link\"\xb2\x01\n" +
 	"\x10WANOfferResponse\x12\x1a\n" +
 	"\baccepted\x18\x01 \x01(\bR\baccepted\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\"\n" +
 	"\rprice_per_day\x18\x03 \x01(\x01R\vpricePerDay\x12#\n" +
-	"\ravailable_bps\x18\x04 \x01(\x04R\favailableBps\"?\n" +
+	"\ravailable_bps\x18\x04 \x01(\x04R\favailableBps\x12!\n" +
+	"\fcapacity_bps\x18\x05 \x01(\x04R\vcapacityBps\"?\n" +
 	"\x0eConnectRequest\x12-\n" +
 	"\x04link\x18\x01 \x01(\v2\x19.necos.plugin.v1.LinkSpecR\x04link\"<\n" +
 	"\x0fConnectResponse\x12)\n" +
