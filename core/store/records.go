@@ -332,8 +332,8 @@ func (s *Store) DeleteLink(ctx context.Context, sliceID, name string, evs ...Eve
 	return err
 }
 
-// DeleteSlice removes a slice with its name, parts, links and events. The caller has made
-// sure every backend let go of them first.
+// DeleteSlice removes a slice with its name, parts, links, events, policies and services.
+// The caller has made sure every backend let go of them first.
 func (s *Store) DeleteSlice(ctx context.Context, sl *Slice) error {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
@@ -343,6 +343,8 @@ func (s *Store) DeleteSlice(ctx context.Context, sl *Slice) error {
 		clientOpDelete(s.key("parts", sl.ID)+"/", true),
 		clientOpDelete(s.key("links", sl.ID)+"/", true),
 		clientOpDelete(s.key("events", sl.ID)+"/", true),
+		clientOpDelete(s.key("policies", sl.ID)+"/", true),
+		clientOpDelete(s.key("services", sl.ID)+"/", true),
 	).Commit()
 	if err != nil {
 		return fmt.Errorf("delete slice %s: %w", sl.ID, err)
