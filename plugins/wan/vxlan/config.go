@@ -45,6 +45,9 @@ type Config struct {
 	// patterns; empty means all. Every call reads the devices of the host's namespace and
 	// of these, so on a machine with many namespaces (a Kubernetes node) name yours.
 	Netns []string `json:"netns"`
+	// Provision, when set, makes the plugin build missing sites (namespace, underlay
+	// device and address) of a one-machine federation on first use.
+	Provision *ProvisionConfig `json:"provision_sites"`
 }
 
 // PairConfig is the capacity between two sites.
@@ -92,6 +95,8 @@ func schema() sdk.ConfigSchema {
 			Description: "MTU of the VXLAN devices; 0 = the underlay device's MTU minus the VXLAN overhead (50 over IPv4, 70 over IPv6)"},
 		{Name: "netns", Type: sdk.FieldList,
 			Description: `named network namespaces the plugin manages, as glob patterns (e.g. ["necos-*"]); absent = all`},
+		{Name: "provision_sites", Type: sdk.FieldObject,
+			Description: `build missing sites of a one-machine federation on first use: {"underlay_netns": "necos-underlay", "prefix_len": 24}`},
 	}}
 }
 
@@ -119,6 +124,14 @@ func (c Config) validate() error {
 	}
 	if c.PricePerLinkDay < 0 {
 		add("price_per_link_day: must not be negative")
+	}
+	if pc := c.Provision; pc != nil {
+		if pc.PrefixLen < 0 || pc.PrefixLen > 128 {
+			add("provision_sites.prefix_len: %d is outside 1..128 (0: 24)", pc.PrefixLen)
+		}
+		if strings.ContainsRune(pc.UnderlayNetns, '/') || pc.UnderlayNetns == "." || pc.UnderlayNetns == ".." {
+			add("provision_sites.underlay_netns: %q is not a namespace name", pc.UnderlayNetns)
+		}
 	}
 	seen := map[[2]string]int{}
 	for i, p := range c.Pairs {

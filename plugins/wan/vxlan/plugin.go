@@ -120,6 +120,9 @@ func (p *Plugin) OfferLink(ctx context.Context, spec sdk.LinkSpec) (sdk.LinkOffe
 	if err := p.validateSpec(spec); err != nil {
 		return sdk.LinkOffer{}, err
 	}
+	if err := p.provisionSites(spec); err != nil {
+		return sdk.LinkOffer{}, err
+	}
 	snap, err := p.scan()
 	if err != nil {
 		return sdk.LinkOffer{}, fmt.Errorf("offer link %s: %w", spec.Ref, err)
@@ -291,6 +294,9 @@ func (p *Plugin) Connect(ctx context.Context, spec sdk.LinkSpec) (sdk.Link, erro
 	}
 	defer p.mu.Unlock()
 	if err := p.validateSpec(spec); err != nil {
+		return sdk.Link{}, err
+	}
+	if err := p.provisionSites(spec); err != nil {
 		return sdk.Link{}, err
 	}
 	start := time.Now()
