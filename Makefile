@@ -6,12 +6,15 @@ PLUGIN_DIR := $(BIN)/plugins
 PLUGINS := $(notdir $(wildcard plugins/*))
 PROTO_SRC := $(wildcard sdk/proto/necos/plugin/v1/*.proto)
 
-.PHONY: all build plugins proto proto-check test test-unit lint bench clean
+.PHONY: all build plugins lock proto proto-check test run lint bench clean
 
 all: build
 
+# Binaries in bin/, plugins in bin/plugins, locked (plugins.lock records their SHA-256:
+# necosd refuses to run a plugin binary that is not in it).
 build: plugins
 	$(GO) build -o $(BIN)/ ./cmd/...
+	$(BIN)/necosctl plugins lock --dir $(PLUGIN_DIR)
 
 plugins:
 	@mkdir -p $(PLUGIN_DIR)
@@ -43,6 +46,13 @@ lint:
 
 test:
 	./scripts/test.sh
+
+run:
+	./scripts/run.sh
+
+# Benchmarks (see README): plugin call latency, slice creation through necosd, elasticity.
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 2000x ./core/pluginhost/
 
 clean:
 	rm -rf $(BIN)

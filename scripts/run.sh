@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The main job: builds necos and runs necosd on its embedded defaults — the slice
+# database under ./data, the plugins in bin/plugins, the example catalogue of five
+# providers (libvirt's test driver, VXLAN links in network namespaces, InfluxDB
+# monitoring), the API on 127.0.0.1:8080. Extra arguments go to necosd.
+#
+# Run as root: the WAN plugin builds the federation's network namespaces.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh
+[ -d /usr/local/go/bin ] && export PATH=/usr/local/go/bin:$PATH
+if [ "$(id -u)" -ne 0 ]; then
+  echo "warning: not root: links between sites (network namespaces) will fail" >&2
+fi
+
+make build
+
+influx_pid=$(./scripts/influxdb.sh data/influxdb 127.0.0.1:8086)
+cleanup() {
+  [ "${necosd_pid:-}" ] && kill -TERM "$necosd_pid" 2>/dev/null && wait "$necosd_pid" 2>/dev/null
+  [ "$influx_pid" != 0 ] && kill "$influx_pid" 2>/dev/null
+  true
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+cat <<MSG >&2
+
+necos is starting. In another shell, as the demo tenant:
+  bin/necosctl providers
+  bin/necosctl slice create -f examples/slices/touristic-cdn-xen.yaml --wait
+  bin/necosctl slice list
+  bin/necosctl slice watch <id>      bin/necosctl slice delete <id> --wait
+The API is on http://127.0.0.1:8080 (OpenAPI: /v1/openapi.yaml); the demo token is in data/demo-token.
+
+MSG
+bin/necosd "$@" &
+necosd_pid=$!
+wait "$necosd_pid"
