@@ -342,7 +342,10 @@ func (p *Policy) HorizontalActions() []Action {
 func ParsePolicy(data []byte) (*Policy, error) { return Parser{}.Policy(data) }
 
 // Policy is [ParsePolicy] with p's limits.
-func (p Parser) Policy(data []byte) (*Policy, error) {
+func (p Parser) Policy(data []byte) (*Policy, error) { return p.policy(data, true) }
+
+// policy reads a policy document; validate applies the rules on top of the types.
+func (p Parser) policy(data []byte, validate bool) (*Policy, error) {
 	root, err := p.load(data)
 	if err != nil {
 		return nil, err
@@ -357,21 +360,27 @@ func (p Parser) Policy(data []byte) (*Policy, error) {
 	if root.Kind == yaml.MappingNode && len(root.Content) == 2 && root.Content[0].Value == "policy" {
 		root, path = root.Content[1], "policy"
 	}
-	pol := d.policy(d.mapping(root, path))
-	if pol.Part == "" {
-		pr.add(join(path, "part"), "required: the dc-slice-part the policy watches and grows")
+	o := d.mapping(root, path)
+	pol := d.policy(o)
+	if validate {
+		if pol.Part == "" {
+			pr.add(join(path, "part"), "required: the dc-slice-part the policy watches and grows")
+		}
+		requireValue(pr, o)
+		pol.check(pr, path)
 	}
-	pol.check(pr, path)
 	if err := pr.err(); err != nil {
 		return nil, err
 	}
 	return pol, nil
 }
 
-// UnmarshalJSON parses and validates the policy as ParsePolicy does, so that a
-// policy decoded from a JSON request is checked with the same messages.
+// UnmarshalJSON reads the policy's JSON form, which has the shape of the YAML one
+// (an action may be its type alone, granularity may be "default"). Types are checked,
+// the rules are not: a stored policy always reads back. Requests go through
+// [ParsePolicy], which checks both.
 func (p *Policy) UnmarshalJSON(data []byte) error {
-	pol, err := ParsePolicy(data)
+	pol, err := Parser{}.policy(data, false)
 	if err != nil {
 		return err
 	}
@@ -379,7 +388,8 @@ func (p *Policy) UnmarshalJSON(data []byte) error {
 	return nil
 }
 
-// Validate checks a policy built in code with the rules ParsePolicy applies.
+// Validate checks a policy built in code with the rules ParsePolicy applies, but for
+// the requirement of a part, which the code building it knows.
 func (p *Policy) Validate() error {
 	pr := &problems{}
 	p.check(pr, "policy")
@@ -390,8 +400,6 @@ func (d *decoder) policy(o *obj) *Policy {
 	p := &Policy{Name: o.str("name"), Type: o.str("type"), Part: o.str("part"), Operator: o.str("operator")}
 	if v, ok := o.number("value"); ok {
 		p.Value = v
-	} else if !o.has("value") {
-		d.p.add(o.at("value"), "required: the threshold, a number")
 	}
 	if o.has("trigger") {
 		t := o.sub("trigger")
@@ -521,6 +529,14 @@ func (d *decoder) commands(o *obj, key string) []string {
 }
 
 var operators = []string{">", "<", ">=", "<=", "="}
+
+// requireValue reports a policy mapping without a threshold: the model cannot tell a
+// missing value from 0.
+func requireValue(p *problems, o *obj) {
+	if !o.has("value") {
+		p.add(o.at("value"), "required: the threshold, a number")
+	}
+}
 
 func (p *Policy) check(pr *problems, path string) {
 	checkName(pr, join(path, "name"), p.Name, "the policy's name")

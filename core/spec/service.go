@@ -174,6 +174,7 @@ func (d *decoder) servicePart(svc *Service, o *obj) {
 			continue
 		}
 		pol := d.policy(f)
+		requireValue(d.p, f)
 		switch {
 		case pol.Part == "":
 			pol.Part = name

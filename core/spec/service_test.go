@@ -195,12 +195,19 @@ func TestPolicyJSON(t *testing.T) {
 		t.Errorf("JSON round trip\n%+v\nwant\n%+v", back, p)
 	}
 	// A bad policy posted as JSON gets the same messages as in YAML.
-	err = json.Unmarshal([]byte(`{"name": "p", "operator": "~", "value": 1, "trigger": {"points": 1}, "metric-collector": {"metric-name": "M", "granularity": 15}}`), &back)
+	bad := []byte(`{"name": "p", "part": "a", "operator": "~", "value": 1, "trigger": {"points": 1}, "metric-collector": {"metric-name": "M", "granularity": 15}}`)
+	_, err = ParsePolicy(bad)
+	wantProblem(t, err, "operator", `got "~"`)
+	// Unmarshalling checks types, not rules, so that a stored policy always reads back.
+	if err := json.Unmarshal(bad, &back); err != nil || back.Operator != "~" || back.Collector.GranularitySecs != 15 {
+		t.Errorf("unmarshal: %v %+v", err, back)
+	}
+	err = json.Unmarshal([]byte(`{"name": "p", "value": "high"}`), &back)
 	var e *Error
 	if !errors.As(err, &e) {
 		t.Fatalf("want *Error, got %v", err)
 	}
-	wantProblem(t, e, "operator", `got "~"`)
+	wantProblem(t, e, "value", `must be a number, got string "high"`)
 	// And {policy: ...} is accepted too.
 	pol, err := ParsePolicy([]byte(`{"policy": {"name": "p", "part": "dc-slice2", "operator": "<=", "value": 10, "trigger": {"time-window": 60}, "metric-collector": {"metric-name": "M", "granularity": 15}}}`))
 	if err != nil {
