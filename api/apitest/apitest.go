@@ -1,0 +1,330 @@
+// Package apitest runs the necos API over a real engine for tests: an embedded store,
+// the vim-xen plugin binary (built from this module, locked, launched by the plugin host)
+// serving three providers on libvirt's in-process test driver, and the API on an
+// httptest server. Tests of the API and of its clients share it.
+//
+// A test package builds the plugin once for all its tests by running them through Main:
+//
+//	func TestMain(m *testing.M) { os.Exit(apitest.Main(m)) }
+package apitest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/necos/necos/api"
+	"github.com/necos/necos/core/pluginhost"
+	"github.com/necos/necos/core/providers"
+	"github.com/necos/necos/core/sro"
+	"github.com/necos/necos/core/store"
+	"github.com/necos/necos/sdk/plugintest"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// VIMPlugin is the plugin the providers run.
+const VIMPlugin = "vim-xen"
+
+// Catalogue has three vim-xen providers: UNICAMP hosts DC and EDGE parts in Brazil,
+// UFSCAR edges in Brazil, SPAIN edges in Europe. They have WAN sites but no WAN
+// provider, so links are recorded without being built. Prices are per node per day.
+const Catalogue = `
+providers:
+  - name: UNICAMP
+    location: AMERICA.BRAZIL.UNICAMP
+    controller: {ip: 127.0.0.1, port: 5000}
+    dc:
+      vim: xen-vim
+      part_types: [DC, EDGE]
+      plugin: vim-xen
+      config:
+        uri: "test:///default"
+        capacity: {cpus: 32, memory_mb: 65536, storage_gb: 1000}
+        price_per_node_day: 4
+        subnet: 10.10.1.0/24
+        ssh: {ip: 127.0.0.1, port: 22101}
+    site: {underlay: 10.100.0.1}
+  - name: UFSCAR
+    location: AMERICA.BRAZIL.UFSCAR
+    controller: {ip: 127.0.0.1, port: 5001}
+    dc:
+      vim: xen-vim
+      part_types: [EDGE]
+      plugin: vim-xen
+      config:
+        uri: "test:///default"
+        capacity: {cpus: 16, memory_mb: 32768, storage_gb: 500}
+        price_per_node_day: 5
+        subnet: 10.10.2.0/24
+        ssh: {ip: 127.0.0.1, port: 22102}
+    site: {underlay: 10.100.0.2}
+  - name: SPAIN
+    location: EUROPE.SPAIN
+    controller: {ip: 127.0.0.1, port: 5002}
+    dc:
+      vim: xen-vim
+      part_types: [EDGE]
+      plugin: vim-xen
+      config:
+        uri: "test:///default"
+        capacity: {cpus: 16, memory_mb: 32768, storage_gb: 500}
+        price_per_node_day: 6
+        subnet: 10.10.3.0/24
+        ssh: {ip: 127.0.0.1, port: 22103}
+    site: {underlay: 10.100.0.3}
+`
+
+// Tenants have a token each in every Env.
+var Tenants = []string{"alice", "bob"}
+
+// Env is a running API over a real engine.
+type Env struct {
+	// URL is the API's base URL.
+	URL       string
+	Server    *httptest.Server
+	Engine    *sro.Engine
+	Store     *store.Store
+	Registry  *providers.Registry
+	Catalogue *providers.Catalogue
+	// Prometheus holds the engine's and the API's metrics.
+	Prometheus *prometheus.Registry
+	// PluginDir holds the locked plugin binary.
+	PluginDir string
+	tokens    map[string]string
+}
+
+// Token returns a tenant's bearer token.
+func (e *Env) Token(tenant string) string {
+	tok, ok := e.tokens[tenant]
+	if !ok {
+		panic("apitest: no tenant " + tenant)
+	}
+	return tok
+}
+
+var (
+	buildMu  sync.Mutex
+	buildDir string // set by Main: binaries built there outlive single tests
+	built    string
+)
+
+// Main runs a test binary's tests (m.Run) so that they share one build of the plugin,
+// and removes it afterwards. It returns the exit code.
+func Main(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "necos-apitest-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "apitest:", err)
+		return 1
+	}
+	buildMu.Lock()
+	buildDir = dir
+	buildMu.Unlock()
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	return code
+}
+
+// pluginBinary returns the built vim-xen plugin: built once per test binary under Main,
+// else once per test.
+func pluginBinary(t testing.TB) string {
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if built != "" {
+		return built
+	}
+	bin := plugintest.Build(t, "github.com/necos/necos/plugins/"+VIMPlugin)
+	if buildDir == "" {
+		return bin
+	}
+	keep := filepath.Join(buildDir, VIMPlugin)
+	copyFile(t, bin, keep)
+	built = keep
+	return built
+}
+
+func copyFile(t testing.TB, from, to string) {
+	t.Helper()
+	in, err := os.Open(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	out, err := os.OpenFile(to, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o755)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		t.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Options adjust Start.
+type Options struct {
+	// API is passed to api.New; Engine, Registry, Logger, Metrics and Gatherer are set
+	// by Start.
+	API api.Options
+}
+
+// Start runs an API over a fresh engine and store; everything stops when the test ends.
+func Start(t testing.TB, opts ...Options) *Env {
+	t.Helper()
+	var o Options
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	logger := plugintest.TestLogger(t)
+	logger.SetLevel(logLevel())
+
+	pluginDir := t.TempDir()
+	// A hard link is enough and costs nothing; a copy when the temp dirs are on
+	// different file systems.
+	target := filepath.Join(pluginDir, pluginhost.BinaryPrefix+VIMPlugin)
+	if err := os.Link(pluginBinary(t), target); err != nil {
+		copyFile(t, pluginBinary(t), target)
+	}
+	host := pluginhost.New(pluginhost.Options{Dir: pluginDir, Logger: logger.Named("plugins")})
+	if _, err := host.Lock(); err != nil {
+		t.Fatalf("lock plugins: %v", err)
+	}
+
+	cat, err := providers.Parse([]byte(Catalogue))
+	if err != nil {
+		t.Fatalf("catalogue: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	st, err := store.Open(ctx, store.Options{Dir: t.TempDir(), Logger: logger.Named("store")})
+	if err != nil {
+		cancel()
+		t.Fatalf("open store: %v", err)
+	}
+	tokens := map[string]string{}
+	for _, tenant := range Tenants {
+		tokens[tenant] = store.NewToken()
+		if err := st.AddToken(ctx, tenant, tokens[tenant]); err != nil {
+			t.Fatalf("add token: %v", err)
+		}
+	}
+	reg := providers.NewRegistry(cat, host, logger.Named("providers"))
+	prom := prometheus.NewRegistry()
+	engine := sro.New(sro.Options{
+		Store:       st,
+		Catalogue:   cat,
+		Plugins:     reg,
+		Logger:      logger.Named("engine"),
+		Workers:     8,
+		CallTimeout: time.Minute,
+		Metrics:     sro.NewMetrics(prom),
+	})
+	engineDone := make(chan struct{})
+	go func() {
+		defer close(engineDone)
+		_ = engine.Run(ctx)
+	}()
+
+	apiOpts := o.API
+	apiOpts.Engine, apiOpts.Registry, apiOpts.Logger = engine, reg, logger.Named("api")
+	apiOpts.Metrics, apiOpts.Gatherer = prom, prom
+	srv := httptest.NewServer(api.New(apiOpts))
+
+	t.Cleanup(func() {
+		// Streams still open would keep Close waiting.
+		srv.CloseClientConnections()
+		srv.Close()
+		cancel()
+		<-engineDone
+		if err := host.Close(); err != nil {
+			t.Errorf("close plugin host: %v", err)
+		}
+		// The embedded store's in-process client reports its own cancellation on Close.
+		if err := st.Close(); err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("close store: %v", err)
+		}
+	})
+	return &Env{URL: srv.URL, Server: srv, Engine: engine, Store: st, Registry: reg, Catalogue: cat,
+		Prometheus: prom, PluginDir: pluginDir, tokens: tokens}
+}
+
+// logLevel is NECOS_TEST_LOG (trace, debug, info...), info by default: the logs show
+// in a failed test's output.
+func logLevel() hclog.Level {
+	if l := hclog.LevelFromString(os.Getenv("NECOS_TEST_LOG")); l != hclog.NoLevel {
+		return l
+	}
+	return hclog.Info
+}
+
+// Example returns examples/slices/<name> with its parts moved to locations the test
+// catalogue serves: Greece has no provider there, so its edge goes to any of EUROPE.
+func Example(t testing.TB, name string) []byte {
+	t.Helper()
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		t.Fatal("apitest: cannot locate the module")
+	}
+	b, err := os.ReadFile(filepath.Join(filepath.Dir(file), "..", "..", "examples", "slices", name))
+	if err != nil {
+		t.Fatalf("example %s: %v", name, err)
+	}
+	return []byte(strings.ReplaceAll(string(b), "location: EUROPE.GREECE", "location: EUROPE"))
+}
+
+// SmallSlice returns a slice spec of two one-node Xen parts, a core in Brazil and an
+// edge in Spain, linked: quick to build.
+func SmallSlice(id string) []byte {
+	return []byte(fmt.Sprintf(`slices:
+  sliced:
+    id: %s
+    name: %s
+    cost:
+      dc-model: {model: COST_PER_PHYSICAL_MACHINE_PER_DAY, value-euros: "<=10"}
+      net-model: {model: COST_PER_LINK_PER_DAY, value-euros: "<=5"}
+    slice-parts:
+      - dc-slice-part:
+          name: core-dc
+          type: DC
+          location: AMERICA.BRAZIL
+          VIM:
+            name: xen-vim
+            vdus:
+              - vdu:
+                  id: core_vm
+                  name: core_vm
+                  instance-count: 1
+                  epa-attributes:
+                    host-epa: {cpu-number: 1, memory-mb: 512, storage-gb: 5}
+      - dc-slice-part:
+          name: edge-dc
+          type: EDGE
+          location: EUROPE.SPAIN
+          VIM:
+            name: xen-vim
+            vdus:
+              - vdu:
+                  id: edge_vm
+                  name: edge_vm
+                  instance-count: 1
+                  epa-attributes:
+                    host-epa: {cpu-number: 1, memory-mb: 512, storage-gb: 5}
+      - net-slice-part:
+          name: core-to-edge
+          WIM: {name: VXLAN}
+          links:
+            - dc-part1: core-dc
+            - dc-part2: edge-dc
+            - requirements: {bandwidth-GB: 0.1}
+`, id, id))
+}

@@ -1,0 +1,97 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+
+	v1 "github.com/necos/necos/api/v1"
+)
+
+// yamlType is the media type NECOS components exchanged documents with.
+const yamlType = "text/x-yaml"
+
+// yamlTypes are the media types read as YAML: the NECOS one and the registered ones.
+var yamlTypes = map[string]bool{
+	"text/x-yaml": true, "application/x-yaml": true, "application/yaml": true, "text/yaml": true,
+}
+
+type maxBodyKey struct{}
+
+func withMaxBody(ctx context.Context, n int64) context.Context {
+	return context.WithValue(ctx, maxBodyKey{}, n)
+}
+
+func maxBodyFrom(ctx context.Context) int64 {
+	if n, ok := ctx.Value(maxBodyKey{}).(int64); ok && n > 0 {
+		return n
+	}
+	return DefaultMaxBody
+}
+
+// ReadDocument reads a request body holding a YAML document, or a JSON document of the
+// same structure (Content-Type application/json), which it returns converted to YAML;
+// an absent Content-Type reads as YAML. It enforces the API's size limit (413) and
+// refuses other media types (415) and empty bodies (400), returning an *Error to pass
+// to WriteError.
+func ReadDocument(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	isJSON, err := documentType(r.Header.Get("Content-Type"))
+	if err != nil {
+		return nil, err
+	}
+	limit := maxBodyFrom(r.Context())
+	if r.ContentLength > limit {
+		return nil, tooLarge(limit)
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, tooLarge(limit)
+		}
+		return nil, &Error{Status: http.StatusBadRequest, Message: "cannot read the request body", Cause: err}
+	}
+	if len(strings.TrimSpace(string(body))) == 0 {
+		return nil, &Error{Status: http.StatusBadRequest, Message: "empty body: expected a document",
+			Problems: []v1.Problem{{Path: "", Message: "empty body: expected a document"}}}
+	}
+	if !isJSON {
+		return body, nil
+	}
+	doc, err := v1.JSONToYAML(body)
+	if err != nil {
+		return nil, &Error{Status: http.StatusBadRequest, Message: "body is not valid JSON",
+			Problems: []v1.Problem{{Path: "", Message: err.Error()}}}
+	}
+	return doc, nil
+}
+
+// documentType says whether a Content-Type is JSON (true) or YAML (false); anything
+// else is an error.
+func documentType(contentType string) (bool, error) {
+	if strings.TrimSpace(contentType) == "" {
+		return false, nil
+	}
+	mt, _, err := mime.ParseMediaType(contentType)
+	if err == nil {
+		if yamlTypes[mt] {
+			return false, nil
+		}
+		if mt == "application/json" || strings.HasSuffix(mt, "+json") {
+			return true, nil
+		}
+	}
+	msg := fmt.Sprintf("%q is not accepted: send text/x-yaml or application/json", contentType)
+	return false, &Error{Status: http.StatusUnsupportedMediaType, Message: "unsupported media type: " + msg,
+		Problems: []v1.Problem{{Path: "header Content-Type", Message: msg}}}
+}
+
+func tooLarge(limit int64) *Error {
+	msg := fmt.Sprintf("the body exceeds the limit of %d bytes", limit)
+	return &Error{Status: http.StatusRequestEntityTooLarge, Message: "request too large: " + msg,
+		Problems: []v1.Problem{{Path: "", Message: msg}}}
+}

@@ -1,0 +1,101 @@
+package api
+
+import (
+	"fmt"
+	"net/http"
+
+	"github.com/necos/necos/core/spec"
+)
+
+// necosCreate is POST /slice_activator/create_slice, as the original Slice Activator
+// served it: a NECOS slice spec in, and once the slice is built, 201 with the slice
+// YAML enriched with what was created (controllers, endpoints, credentials, nodes and
+// their addresses, link ends, prices). A slice that failed answers 409 (nothing can host
+// it) or 503 (building it failed) with the reason per part, in YAML.
+func (h *Handler) necosCreate(w http.ResponseWriter, r *http.Request) {
+	ctx, tenant := r.Context(), TenantFrom(r.Context())
+	doc, err := ReadDocument(w, r)
+	if err != nil {
+		WriteError(w, r, err)
+		return
+	}
+	sl, err := h.engine.Submit(ctx, tenant, doc)
+	if err != nil {
+		WriteError(w, r, err)
+		return
+	}
+	h.log.Info("slice accepted", "slice", sl.ID, "name", sl.Name, "tenant", tenant)
+	w.Header().Set("Location", slicePath(sl.ID))
+	v, err := h.awaitSlice(ctx, tenant, sl.ID)
+	if err != nil {
+		WriteError(w, r, err)
+		return
+	}
+	h.writeNECOS(w, r, http.StatusCreated, v)
+}
+
+// deleted is the confirmation of delete_slice.
+type deleted struct {
+	Message string `yaml:"message"`
+	Slices  struct {
+		Sliced struct {
+			ID        string `yaml:"id"`
+			Lifecycle struct {
+				Status string `yaml:"status"`
+			} `yaml:"slice-lifecycle"`
+		} `yaml:"sliced"`
+	} `yaml:"slices"`
+}
+
+// necosDelete is POST /slice_activator/delete_slice: a NECOS document naming the slice
+// by slices.sliced.id (the created slice's YAML will do), decommissioned before the
+// answer, 200 with a short YAML confirmation.
+func (h *Handler) necosDelete(w http.ResponseWriter, r *http.Request) {
+	ctx, tenant := r.Context(), TenantFrom(r.Context())
+	doc, err := ReadDocument(w, r)
+	if err != nil {
+		WriteError(w, r, err)
+		return
+	}
+	// The created-slice parser reads the id alone as well as a whole created slice,
+	// with the limits every NECOS document gets.
+	s, err := spec.ParseCreatedSlice(doc)
+	if err != nil {
+		WriteError(w, r, err)
+		return
+	}
+	if s.ID == "" {
+		WriteError(w, r, fieldError("slices.sliced.id", "required: the id of the slice to delete"))
+		return
+	}
+	v, err := h.engine.GetByName(ctx, tenant, s.ID)
+	if err != nil {
+		WriteError(w, r, notFoundByName(err, s.ID))
+		return
+	}
+	if _, err := h.engine.Decommission(ctx, tenant, v.Slice.ID); err != nil {
+		WriteError(w, r, notFoundByName(err, s.ID))
+		return
+	}
+	h.log.Info("slice decommission requested", "slice", v.Slice.ID, "name", s.ID, "tenant", tenant)
+	if err := h.engine.WaitGone(ctx, v.Slice.ID); err != nil {
+		WriteError(w, r, fmt.Errorf("wait for slice %s to be decommissioned: %w", v.Slice.ID, err))
+		return
+	}
+	var out deleted
+	out.Message = fmt.Sprintf("slice %s decommissioned", s.ID)
+	out.Slices.Sliced.ID = s.ID
+	out.Slices.Sliced.Lifecycle.Status = "decommissioned"
+	WriteYAML(w, http.StatusOK, out)
+}
+
+// notFoundByName names the field when the slice a NECOS document names is unknown.
+func notFoundByName(err error, name string) error {
+	if e := asError(err); e.Status == http.StatusNotFound {
+		nf := fieldError("slices.sliced.id", "no slice %q of this tenant", name)
+		nf.Status, nf.Cause = http.StatusNotFound, err
+		nf.Message = fmt.Sprintf("slice %q not found", name)
+		return nf
+	}
+	return err
+}

@@ -1,0 +1,315 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"mime"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/gorilla/mux"
+	v1 "github.com/necos/necos/api/v1"
+	"github.com/necos/necos/core/sro"
+	"github.com/necos/necos/core/store"
+	"gopkg.in/yaml.v3"
+)
+
+// createSlice is POST /v1/slices: a NECOS slice spec, YAML or JSON. It answers 202 at
+// once, or with ?wait=true 201 once the slice is Ready (or the failure).
+func (h *Handler) createSlice(w http.ResponseWriter, r *http.Request) {
+	ctx, tenant := r.Context(), TenantFrom(r.Context())
+	wait, err := boolParam(r, "wait")
+	if err != nil {
+		WriteError(w, r, err)
+		return
+	}
+	doc, err := ReadDocument(w, r)
+	if err != nil {
+		WriteError(w, r, err)
+		return
+	}
+	sl, err := h.engine.Submit(ctx, tenant, doc)
+	if err != nil {
+		WriteError(w, r, err)
+		return
+	}
+	h.log.Info("slice accepted", "slice", sl.ID, "name", sl.Name, "tenant", tenant)
+	w.Header().Set("Location", slicePath(sl.ID))
+	if !wait {
+		v, err := h.engine.Get(ctx, tenant, sl.ID)
+		if err != nil {
+			WriteError(w, r, err)
+			return
+		}
+		h.writeSlice(w, r, http.StatusAccepted, v)
+		return
+	}
+	v, err := h.awaitSlice(ctx, tenant, sl.ID)
+	if err != nil {
+		WriteError(w, r, err)
+		return
+	}
+	h.writeSlice(w, r, http.StatusCreated, v)
+}
+
+func slicePath(id string) string { return "/v1/slices/" + id }
+
+// listSlices is GET /v1/slices: the tenant's slices, oldest first.
+func (h *Handler) listSlices(w http.ResponseWriter, r *http.Request) {
+	ctx, tenant := r.Context(), TenantFrom(r.Context())
+	slices, err := h.engine.List(ctx, tenant)
+	if err != nil {
+		WriteError(w, r, err)
+		return
+	}
+	out := v1.SliceList{Slices: make([]v1.SliceSummary, 0, len(slices))}
+	for _, sl := range slices {
+		v, err := h.engine.Get(ctx, tenant, sl.ID)
+		if errors.Is(err, sro.ErrNotFound) {
+			continue // decommissioned since the list was read
+		}
+		if err != nil {
+			WriteError(w, r, err)
+			return
+		}
+		out.Slices = append(out.Slices, summaryView(v))
+	}
+	sort.SliceStable(out.Slices, func(i, j int) bool {
+		a, b := out.Slices[i], out.Slices[j]
+		if !a.CreatedAt.Equal(b.CreatedAt) {
+			return a.CreatedAt.Before(b.CreatedAt)
+		}
+		return a.ID < b.ID
+	})
+	WriteJSON(w, http.StatusOK, out)
+}
+
+// getSlice is GET /v1/slices/{id}: the JSON view, or the NECOS YAML render with
+// ?format=necos or Accept: text/x-yaml.
+func (h *Handler) getSlice(w http.ResponseWriter, r *http.Request) {
+	ctx, tenant := r.Context(), TenantFrom(r.Context())
+	necos, err := wantsNECOS(r)
+	if err != nil {
+		WriteError(w, r, err)
+		return
+	}
+	v, err := h.engine.Get(ctx, tenant, mux.Vars(r)["id"])
+	if err != nil {
+		WriteError(w, r, err)
+		return
+	}
+	if necos {
+		h.writeNECOS(w, r, http.StatusOK, v)
+		return
+	}
+	h.writeSlice(w, r, http.StatusOK, v)
+}
+
+// deleteSlice is DELETE /v1/slices/{id}: 202 with the slice being decommissioned, or
+// with ?wait=true 204 once it is gone from every provider.
+func (h *Handler) deleteSlice(w http.ResponseWriter, r *http.Request) {
+	ctx, tenant, id := r.Context(), TenantFrom(r.Context()), mux.Vars(r)["id"]
+	wait, err := boolParam(r, "wait")
+	if err != nil {
+		WriteError(w, r, err)
+		return
+	}
+	if _, err := h.engine.Decommission(ctx, tenant, id); err != nil {
+		WriteError(w, r, err)
+		return
+	}
+	h.log.Info("slice decommission requested", "slice", id, "tenant", tenant)
+	if wait {
+		if err := h.engine.WaitGone(ctx, id); err != nil {
+			WriteError(w, r, fmt.Errorf("wait for slice %s to be decommissioned: %w", id, err))
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	v, err := h.engine.Get(ctx, tenant, id)
+	if errors.Is(err, sro.ErrNotFound) {
+		// Already gone: decommission is done, which is all the tenant asked for.
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	if err != nil {
+		WriteError(w, r, err)
+		return
+	}
+	h.writeSlice(w, r, http.StatusAccepted, v)
+}
+
+func (h *Handler) writeSlice(w http.ResponseWriter, r *http.Request, status int, v *sro.View) {
+	evs, err := h.engine.Store().Events(r.Context(), v.Slice.ID)
+	if err != nil {
+		WriteError(w, r, fmt.Errorf("events of slice %s: %w", v.Slice.ID, err))
+		return
+	}
+	WriteJSON(w, status, sliceView(v, len(evs)))
+}
+
+func (h *Handler) writeNECOS(w http.ResponseWriter, r *http.Request, status int, v *sro.View) {
+	doc, err := h.engine.Render(v)
+	if err != nil {
+		WriteError(w, r, fmt.Errorf("render slice %s: %w", v.Slice.ID, err))
+		return
+	}
+	WriteYAML(w, status, doc)
+}
+
+// awaitSlice waits until a submitted slice is Ready and returns it, or returns the
+// failure as an *Error: 409 when no provider could host it (asking again will not help
+// until the request or the federation changes), 503 when building it failed (a backend
+// problem, worth a retry), each with the reason per part.
+func (h *Handler) awaitSlice(ctx context.Context, tenant, id string) (*sro.View, error) {
+	sl, err := h.engine.Wait(ctx, id)
+	if errors.Is(err, sro.ErrNotFound) {
+		return nil, &Error{Status: http.StatusConflict, SliceID: id,
+			Message: fmt.Sprintf("slice %s was decommissioned before it was ready", id)}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("wait for slice %s: %w", id, err)
+	}
+	v, err := h.engine.Get(ctx, tenant, id)
+	if err != nil {
+		return nil, err
+	}
+	if sl.State == store.SliceFailed {
+		return nil, h.failure(ctx, v)
+	}
+	return v, nil
+}
+
+// failure explains why a slice failed, part by part, from its events: the parts' own
+// records are gone once the rollback removed what was built.
+func (h *Handler) failure(ctx context.Context, v *sro.View) *Error {
+	e := &Error{Status: http.StatusServiceUnavailable, SliceID: v.Slice.ID,
+		Message: fmt.Sprintf("slice %s failed: %s", v.Slice.Name, v.Slice.Message)}
+	evs, err := h.engine.Store().Events(ctx, v.Slice.ID)
+	if err != nil {
+		h.log.Warn("read events of failed slice", "slice", v.Slice.ID, "error", err)
+	}
+	paths := partPaths(v.Slice.Spec)
+	seen := map[v1.Problem]bool{}
+	add := func(p v1.Problem) {
+		if !seen[p] {
+			seen[p] = true
+			e.Problems = append(e.Problems, p)
+		}
+	}
+	for _, ev := range evs {
+		switch ev.Type {
+		case sro.EvRefused:
+			e.Status = http.StatusConflict
+			// Reasons per part, when the engine gives them (Data: part name -> reason).
+			names := make([]string, 0, len(ev.Data))
+			for name := range ev.Data {
+				names = append(names, name)
+			}
+			sort.Strings(names)
+			for _, name := range names {
+				add(v1.Problem{Path: paths.of(name), Message: "part " + name + ": " + ev.Data[name]})
+			}
+		case sro.EvPartFailed:
+			add(v1.Problem{Path: paths.of(ev.Part), Message: ev.Message})
+		case sro.EvLinkFailed:
+			add(v1.Problem{Path: paths.of(ev.Link), Message: ev.Message})
+		}
+	}
+	if len(e.Problems) == 0 {
+		add(v1.Problem{Path: "slices.sliced.slice-parts", Message: v.Slice.Message})
+	}
+	return e
+}
+
+// specPaths maps a part or link name to its path in the tenant's document, so that
+// failures name the field the tenant wrote.
+type specPaths map[string]string
+
+func (p specPaths) of(name string) string {
+	if path, ok := p[name]; ok {
+		return path
+	}
+	return "slices.sliced.slice-parts[name=" + name + "]"
+}
+
+// partPaths reads the names of slice-parts entries, in both shapes the NECOS files use:
+// {dc-slice-part: {name: x}} and the indentation quirk {dc-slice-part: null, name: x}.
+func partPaths(doc string) specPaths {
+	out := specPaths{}
+	var d struct {
+		Slices struct {
+			Sliced struct {
+				Parts []map[string]yaml.Node `yaml:"slice-parts"`
+			} `yaml:"sliced"`
+		} `yaml:"slices"`
+	}
+	if yaml.Unmarshal([]byte(doc), &d) != nil {
+		return out
+	}
+	for i, entry := range d.Slices.Sliced.Parts {
+		for _, kind := range []string{"dc-slice-part", "net-slice-part"} {
+			n, ok := entry[kind]
+			if !ok {
+				continue
+			}
+			var named struct {
+				Name string `yaml:"name"`
+			}
+			_ = n.Decode(&named)
+			if named.Name == "" {
+				if sib, ok := entry["name"]; ok {
+					_ = sib.Decode(&named.Name)
+				}
+			}
+			if named.Name != "" {
+				out[named.Name] = fmt.Sprintf("slices.sliced.slice-parts[%d].%s", i, kind)
+			}
+		}
+	}
+	return out
+}
+
+// boolParam reads a boolean query parameter; absent is false.
+func boolParam(r *http.Request, name string) (bool, error) {
+	s := r.URL.Query().Get(name)
+	if s == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		return false, fieldError("query "+name, "expected true or false, got %q", s)
+	}
+	return b, nil
+}
+
+// wantsNECOS reads ?format (json or necos) or, without it, Accept: the first of JSON or
+// YAML types it lists wins (q-values are not weighed: clients ask for one).
+func wantsNECOS(r *http.Request) (bool, error) {
+	switch f := r.URL.Query().Get("format"); f {
+	case "necos":
+		return true, nil
+	case "json":
+		return false, nil
+	case "":
+	default:
+		return false, fieldError("query format", "expected json or necos, got %q", f)
+	}
+	for _, part := range strings.Split(r.Header.Get("Accept"), ",") {
+		mt, _, err := mime.ParseMediaType(strings.TrimSpace(part))
+		if err != nil {
+			continue
+		}
+		if yamlTypes[mt] {
+			return true, nil
+		}
+		if mt == "application/json" {
+			return false, nil
+		}
+	}
+	return false, nil
+}
