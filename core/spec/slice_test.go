@@ -189,6 +189,23 @@ func TestParseVariants(t *testing.T) {
 			}
 		},
 	}, {
+		name: "merge of a list of mappings",
+		doc: `x: &x {cpu-number: 1}
+y: &y {cpu-number: 4, memory-mb: 512}
+slices:
+  sliced:
+    id: s1
+    slice-parts:
+      - dc-slice-part:
+          name: a
+          VIM: {name: SSH, vdus: [{vdu: {name: vm, epa-attributes: {host-epa: {<<: [*x, *y], storage-gb: 3}}}}]}
+`,
+		check: func(t *testing.T, s *Slice) {
+			if v := s.Parts[0].VIM.VDUs[0]; v.CPUs != 1 || v.MemoryMB != 512 || v.StorageGB != 3 {
+				t.Errorf("earlier mappings win: %+v", v)
+			}
+		},
+	}, {
 		name: "JSON",
 		doc:  `{"slices": {"sliced": {"id": "j", "slice-parts": [{"dc-slice-part": {"name": "a", "VIM": {"name": "SSH", "vdus": [{"vdu": {"name": "x", "epa-attributes": {"host-epa": {"cpu-number": 1, "memory-mb": 256}}}}]}}}]}}}`,
 		check: func(t *testing.T, s *Slice) {
@@ -271,6 +288,13 @@ func TestParseProblems(t *testing.T) {
 		{"vdu without wrapper", replace(t, minimal, "              - vdu:\n                  name: vm", "              - name: vm\n                x:"), "slices.sliced.slice-parts[1].dc-slice-part.VIM.vdus[0]", `expected vdu: {...}`},
 		{"key twice in both shapes", replace(t, minimal, "      - dc-slice-part:\n          name: edge", "      - name: edge2\n        dc-slice-part:\n          name: edge"), "slices.sliced.slice-parts[1].dc-slice-part.name", "given twice"},
 		{"wrong bool", replace(t, minimal, "name: xen-vim", "name: xen-vim\n            vim-shared: yes"), "slices.sliced.slice-parts[1].dc-slice-part.VIM.vim-shared", `must be true or false, got string "yes"`},
+		{"merge of a scalar", replace(t, minimal, "          type: EDGE", "          type: EDGE\n          <<: 3"), "", "merge key (<<) takes a mapping"},
+		{"merge of a list of scalars", replace(t, minimal, "          type: EDGE", "          type: EDGE\n          <<: [3]"), "", "merge key (<<) takes a mapping"},
+		{"bad port", "slice: {id: x, slice-parts: [{dc-slice-part: {name: a, VIM: {vim-ref: {port-api: '22a'}}}}]}",
+			"slice.slice-parts[0].dc-slice-part.VIM.vim-ref.port-api", `must be a port number 0-65535, got string "22a"`},
+		{"port out of range", "slice: {id: x, slice-parts: [{dc-slice-part: {name: a, VIM: {vim-ref: {port-ssh: 70000}}}}]}",
+			"slice.slice-parts[0].dc-slice-part.VIM.vim-ref.port-ssh", "must be a port number 0-65535, got 70000"},
+		{"geographic", replace(t, minimal, "    cost:", "    slice-constraints: {geographic: [[x]]}\n    cost:"), "slices.sliced.slice-constraints.geographic[0]", "must be a string, got a list"},
 		{"no slices", "sliced2: {}", "slices", "required"},
 		{"both slice and sliced", "slices: {slice: {id: a}, sliced: {id: b}}", "slices", "give one of sliced, slice"},
 		{"not a mapping", "- a\n- b\n", "", "must be a mapping, got a list"},
