@@ -1,0 +1,147 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+
+	v1 "github.com/necos/necos/api/v1"
+	"github.com/necos/necos/core/pluginhost"
+	"github.com/spf13/cobra"
+)
+
+func newProvidersCommand(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:     "providers",
+		Aliases: []string{"provider"},
+		Short:   "List the federation's resource providers and what they offer",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			l, err := c.Providers(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return a.print(v1.ProviderList{Providers: l}, func(w io.Writer) {
+				row(w, "NAME", "LOCATION", "OFFERS", "SITE", "CONTROLLER")
+				for _, p := range l {
+					var site string
+					if p.Site != nil {
+						site = p.Site.Underlay
+					}
+					row(w, p.Name, p.Location, offers(p.Offers), site, addr(p.Controller))
+				}
+			})
+		},
+	}
+}
+
+// offers describes offers on one line: "dc xen-vim [DC,EDGE] (vim-xen)".
+func offers(os []v1.Offer) string {
+	var parts []string
+	for _, o := range os {
+		s := o.Kind
+		switch o.Kind {
+		case "dc":
+			s += " " + o.VIM
+			if len(o.PartTypes) > 0 {
+				s += " [" + strings.Join(o.PartTypes, ",") + "]"
+			}
+		case "wan":
+			s += " " + o.WIM
+			if len(o.Sites) > 0 {
+				s += " [" + strings.Join(o.Sites, ",") + "]"
+			}
+		}
+		parts = append(parts, s+" ("+o.Plugin+")")
+	}
+	return strings.Join(parts, "; ")
+}
+
+func newPluginsCommand(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "plugins",
+		Aliases: []string{"plugin"},
+		Short:   "List running plugin instances, or lock plugin binaries",
+	}
+	cmd.AddCommand(&cobra.Command{
+		Use:     "list",
+		Aliases: []string{"ls"},
+		Short:   "List the plugin instances serving the providers",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			l, err := c.Plugins(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return a.print(v1.PluginList{Plugins: l}, func(w io.Writer) {
+				row(w, "NAME", "PLUGIN", "VERSION", "KINDS", "STATE", "PID", "RESTARTS", "STARTED", "LAST ERROR")
+				for _, p := range l {
+					pid := ""
+					if p.Pid != 0 {
+						pid = fmt.Sprint(p.Pid)
+					}
+					row(w, p.Name, p.Plugin, p.Version, strings.Join(p.Kinds, ","), p.State, pid, p.Restarts,
+						when(&p.Started), p.LastError)
+				}
+			})
+		},
+	}, newPluginsLock(a))
+	return cmd
+}
+
+func newPluginsLock(a *app) *cobra.Command {
+	var dir, lockFile string
+	cmd := &cobra.Command{
+		Use:   "lock [NAME...]",
+		Short: "Record the SHA-256 of plugin binaries in the lock file (locally)",
+		Long: `Record the SHA-256 of the plugin binaries (necos-plugin-<name>) of the plugin
+directory in its lock file: necosd runs no binary the lock file does not list with its
+hash. Without names every binary is locked and entries of removed binaries are dropped;
+with names only those are (re)locked. Runs locally: no server is needed.`,
+		RunE: func(cmd *cobra.Command, names []string) error {
+			host := pluginhost.New(pluginhost.Options{Dir: dir, LockFile: lockFile})
+			changes, err := host.Lock(names...)
+			if err != nil {
+				return err
+			}
+			return a.print(changes, func(w io.Writer) {
+				fmt.Fprintf(w, "lock file %s\n", host.LockFile())
+				if len(changes) == 0 {
+					fmt.Fprintln(w, "no plugin binaries found in", host.Dir())
+					return
+				}
+				row(w, "PLUGIN", "CHANGE", "SHA256", "WAS")
+				for _, c := range changes {
+					sum := c.New
+					if c.Change == pluginhost.LockRemoved {
+						sum = ""
+					}
+					was := ""
+					if c.Change == pluginhost.LockUpdated || c.Change == pluginhost.LockRemoved {
+						was = short(c.Old)
+					}
+					row(w, c.Name, c.Change, short(sum), was)
+				}
+			})
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", "bin/plugins", "plugin directory")
+	cmd.Flags().StringVar(&lockFile, "lock-file", "", "lock file (default <dir>/"+pluginhost.DefaultLockFile+")")
+	return cmd
+}
+
+// short abbreviates a SHA-256 for tables, as git does.
+func short(sum string) string {
+	if len(sum) > 16 {
+		return sum[:16]
+	}
+	return sum
+}

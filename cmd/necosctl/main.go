@@ -1,0 +1,60 @@
+// Command necosctl is the tenant and operator CLI of necos: it creates, lists, reads,
+// watches and deletes slices through necosd's API, lists the federation's providers and
+// plugins, and locks plugin binaries (locally, without a server).
+//
+//	necosctl slice create -f examples/slices/touristic-cdn-xen.yaml --wait
+//	necosctl slice watch touristiccdn-xen-sliced-1a2b3c
+//	necosctl plugins lock --dir bin/plugins
+//
+// The server is --server or NECOS_SERVER (default http://127.0.0.1:8080); the token is
+// --token, NECOS_TOKEN, or the demo tenant's token necosd writes to ./data/demo-token.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/necos/necos/api/client"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := newRootCommand(newApp(os.Stdout, os.Stderr)).ExecuteContext(ctx)
+	stop()
+	if err != nil {
+		printError(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+// printError shows an error for people: the server's message, then each problem's
+// path on its own line.
+func printError(w io.Writer, err error) {
+	var e *client.Error
+	if !errors.As(err, &e) {
+		fmt.Fprintln(w, "Error:", err)
+		return
+	}
+	fmt.Fprintf(w, "Error: %s (HTTP %d)\n", e.Message, e.Status)
+	for _, p := range e.Problems {
+		if len(e.Problems) == 1 && (e.Message == p.Path+": "+p.Message || e.Message == p.Message) {
+			break // the message already is the problem
+		}
+		if p.Path == "" {
+			fmt.Fprintf(w, "  %s\n", p.Message)
+			continue
+		}
+		fmt.Fprintf(w, "  %s: %s\n", p.Path, p.Message)
+	}
+	if e.SliceID != "" {
+		fmt.Fprintf(w, "  (slice %s)\n", e.SliceID)
+	}
+	if e.Status == 401 {
+		fmt.Fprintln(w, "  Give a tenant's token with --token or NECOS_TOKEN (necosd writes the demo tenant's to data/demo-token).")
+	}
+}

@@ -1,0 +1,287 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/necos/necos/api/client"
+	v1 "github.com/necos/necos/api/v1"
+	"github.com/spf13/cobra"
+)
+
+func newSliceCommand(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "slice",
+		Aliases: []string{"slices"},
+		Short:   "Create, list, read, follow and delete slices",
+	}
+	cmd.AddCommand(newSliceCreate(a), newSliceList(a), newSliceGet(a), newSliceDelete(a), newSliceWatch(a))
+	return cmd
+}
+
+func newSliceCreate(a *app) *cobra.Command {
+	var file string
+	var wait bool
+	cmd := &cobra.Command{
+		Use:   "create -f FILE",
+		Short: "Create a slice from a NECOS slice spec (YAML or JSON)",
+		Long: `Create a slice from a NECOS slice spec, YAML or JSON ("-f -" reads standard input).
+Without --wait the command returns once the slice is accepted: follow it with
+"necosctl slice watch ID". With --wait it returns once the slice is Ready, or fails
+with the reason per part.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			doc, err := readSpec(file, cmd.InOrStdin())
+			if err != nil {
+				return err
+			}
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			s, err := c.CreateSlice(cmd.Context(), doc, specType(file, doc), wait)
+			if err != nil {
+				return err
+			}
+			return a.print(s, func(w io.Writer) { sliceTable(w, s) })
+		},
+	}
+	cmd.Flags().StringVarP(&file, "file", "f", "", "slice spec file, - for standard input")
+	cmd.Flags().BoolVar(&wait, "wait", false, "return once the slice is Ready (or has failed)")
+	_ = cmd.MarkFlagRequired("file")
+	return cmd
+}
+
+func readSpec(file string, stdin io.Reader) ([]byte, error) {
+	if file == "-" {
+		b, err := io.ReadAll(stdin)
+		if err != nil {
+			return nil, fmt.Errorf("read standard input: %w", err)
+		}
+		return b, nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("read slice spec: %w", err)
+	}
+	return b, nil
+}
+
+// specType tells JSON from YAML by the file's extension, or by its first character.
+func specType(file string, doc []byte) string {
+	switch strings.ToLower(filepath.Ext(file)) {
+	case ".json":
+		return client.JSON
+	case ".yaml", ".yml":
+		return client.YAML
+	}
+	if t := bytes.TrimSpace(doc); len(t) > 0 && t[0] == '{' && json.Valid(t) {
+		return client.JSON
+	}
+	return client.YAML
+}
+
+func newSliceList(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:     "list",
+		Aliases: []string{"ls"},
+		Short:   "List your slices",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			l, err := c.ListSlices(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return a.print(v1.SliceList{Slices: l}, func(w io.Writer) {
+				row(w, "ID", "NAME", "STATE", "PARTS", "LINKS", "COST/DAY", "CREATED", "MESSAGE")
+				for _, s := range l {
+					row(w, s.ID, s.Name, state(s.State, s.Deleting), s.Parts, s.Links, euros(s.CostPerDay),
+						when(&s.CreatedAt), s.Message)
+				}
+			})
+		},
+	}
+}
+
+func newSliceGet(a *app) *cobra.Command {
+	var necos bool
+	cmd := &cobra.Command{
+		Use:   "get ID",
+		Short: "Show a slice: parts, nodes and their addresses, links, prices",
+		Long: `Show a slice. With --necos, print the slice in the NECOS YAML format, enriched with
+what was created, as create_slice answers it (whatever -o says).`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			if necos {
+				doc, err := c.GetSliceNECOS(cmd.Context(), args[0])
+				if err != nil {
+					return err
+				}
+				_, err = a.out.Write(doc)
+				return err
+			}
+			s, err := c.GetSlice(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			return a.print(s, func(w io.Writer) { sliceTable(w, s) })
+		},
+	}
+	cmd.Flags().BoolVar(&necos, "necos", false, "print the NECOS YAML of the slice")
+	return cmd
+}
+
+func newSliceDelete(a *app) *cobra.Command {
+	var wait bool
+	cmd := &cobra.Command{
+		Use:     "delete ID",
+		Aliases: []string{"rm"},
+		Short:   "Decommission a slice",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			s, err := c.DeleteSlice(cmd.Context(), args[0], wait)
+			if err != nil {
+				return err
+			}
+			if s == nil {
+				fmt.Fprintf(a.out, "slice %s decommissioned\n", args[0])
+				return nil
+			}
+			return a.print(s, func(w io.Writer) {
+				fmt.Fprintf(w, "slice %s is being decommissioned (follow it with: necosctl slice watch %s)\n", s.ID, s.ID)
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&wait, "wait", false, "return once the slice is gone from every provider")
+	return cmd
+}
+
+func newSliceWatch(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "watch ID",
+		Short: "Follow a slice's progress, part by part, until it is Ready, Failed or gone",
+		Long: `Print the slice's events as they happen, one line each: time, event, part or link,
+message. The command ends when the slice is Ready (exit 0), Failed (exit 1) or gone;
+a slice being decommissioned is followed until it is gone. -o json prints one JSON
+event per line.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			return a.watch(cmd, c, args[0])
+		},
+	}
+}
+
+// errFailed ends a watch of a slice that failed.
+type errFailed struct{ id, message string }
+
+func (e *errFailed) Error() string { return fmt.Sprintf("slice %s failed: %s", e.id, e.message) }
+
+func (a *app) watch(cmd *cobra.Command, c *client.Client, id string) error {
+	live, deleting := false, false
+	var failure error
+	err := c.Watch(cmd.Context(), id, func(ev client.StreamEvent) error {
+		if err := a.printEvent(ev); err != nil {
+			return err
+		}
+		switch {
+		case ev.Name == v1.StreamLive:
+			live, deleting = true, ev.State.Deleting || ev.State.State == "Deleting"
+			// Nothing more will happen to a slice at rest: stop here.
+			switch {
+			case deleting:
+			case ev.State.State == "Ready":
+				return client.ErrStop
+			case ev.State.State == "Failed":
+				failure = &errFailed{id, ev.State.Message}
+				return client.ErrStop
+			}
+		case ev.Event == nil || !live:
+			// Past events are history: only the live state decides when to stop.
+		case ev.Event.Type == "slice.decommission-requested" || ev.Event.Type == "slice.deleting":
+			deleting = true
+		case deleting:
+			// Followed until gone (stream.end).
+		case ev.Event.Type == "slice.ready":
+			return client.ErrStop
+		case ev.Event.Type == "slice.failed" || ev.Event.Type == "slice.refused":
+			failure = &errFailed{id, ev.Event.Message}
+			return client.ErrStop
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return failure
+}
+
+func (a *app) printEvent(ev client.StreamEvent) error {
+	if a.output != "table" {
+		var v any = ev.Event
+		if ev.Event == nil {
+			v = map[string]any{"type": ev.Name, "state": ev.State.State, "deleting": ev.State.Deleting, "message": ev.State.Message}
+		}
+		if a.output == "json" {
+			b, err := json.Marshal(v)
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(a.out, "%s\n", b)
+			return err
+		}
+		if _, err := fmt.Fprintln(a.out, "---"); err != nil {
+			return err
+		}
+		return a.print(v, nil)
+	}
+	switch ev.Name {
+	case v1.StreamLive:
+		_, err := fmt.Fprintf(a.out, "%s  %-22s %-28s %s\n", clock(time.Now()), "(now)", "", describeState(ev.State))
+		return err
+	case v1.StreamEnd:
+		_, err := fmt.Fprintf(a.out, "%s  %-22s %-28s %s\n", clock(time.Now()), "(gone)", "", "slice decommissioned")
+		return err
+	}
+	e := ev.Event
+	subject := e.Part
+	if subject == "" {
+		subject = e.Link
+	}
+	_, err := fmt.Fprintf(a.out, "%s  %-22s %-28s %s\n", clock(e.Time), e.Type, subject, e.Message)
+	return err
+}
+
+func describeState(s *v1.StreamState) string {
+	out := "slice is " + s.State
+	if s.Deleting && s.State != "Deleting" {
+		out += ", being decommissioned"
+	}
+	if s.Message != "" {
+		out += ": " + s.Message
+	}
+	return out
+}
+
+func clock(t time.Time) string { return t.Local().Format("15:04:05") }
