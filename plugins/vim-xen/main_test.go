@@ -32,7 +32,7 @@ func suffix() string {
 func config(t *testing.T, uri string) []byte {
 	t.Helper()
 	b, err := json.Marshal(xenvim.Config{URI: uri, Capacity: capacity, PricePerNodeDay: 2,
-		Subnet: "10.78.0.0/24", SSH: &xenvim.Endpoint{IP: "127.0.0.1", Port: 22}})
+		Subnet: "10.78.0.0/24", SSH: &xenvim.SSHConfig{IP: "127.0.0.1", Port: 22}})
 	if err != nil {
 		t.Fatal(err)
 	}

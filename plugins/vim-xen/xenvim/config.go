@@ -32,8 +32,9 @@ type Config struct {
 	// Network is the libvirt network that nodes of a part without a bridge attach to;
 	// empty means such nodes get no NIC.
 	Network string `json:"network"`
-	// SSH is the endpoint handed to tenants as the part's vim-ref ip-ssh/port-ssh.
-	SSH *Endpoint `json:"ssh"`
+	// SSH is the endpoint handed to tenants as the part's vim-ref ip-ssh/port-ssh, and
+	// how the Deployer reaches the nodes (see [SSHConfig]).
+	SSH *SSHConfig `json:"ssh"`
 	// API is the endpoint handed to tenants as the part's vim-ref ip-api/port-api.
 	API *Endpoint `json:"api"`
 }
@@ -80,7 +81,10 @@ var schema = sdk.ConfigSchema{Fields: []sdk.ConfigField{
 		Description: "CIDR node addresses are assigned from and recorded in (and set on the node's NIC on Xen)"},
 	{Name: "network", Type: sdk.FieldString,
 		Description: "libvirt network for nodes of parts without a bridge; empty: such nodes get no NIC"},
-	{Name: "ssh", Type: sdk.FieldObject, Description: "SSH endpoint handed to tenants (vim-ref ip-ssh/port-ssh): {ip, port}"},
+	{Name: "ssh", Type: sdk.FieldObject, Description: "SSH endpoint handed to tenants (vim-ref ip-ssh/port-ssh) and how " +
+		"services are deployed over SSH: {ip, port, user (default root), host_key (authorized_keys line of the host key " +
+		"to pin) and/or known_hosts (file), target (gateway: every node at ip:port; node: each node at its own " +
+		"address, port 22; default gateway when ip is set), step_timeout (default 5m)}"},
 	{Name: "api", Type: sdk.FieldObject, Description: "API endpoint handed to tenants (vim-ref ip-api/port-api): {ip, port}"},
 }}
 
@@ -96,6 +100,7 @@ type settings struct {
 	network    string
 	vimRef     sdk.Endpoint
 	provider   sdk.Provider
+	ssh        sshSettings
 }
 
 // check validates c and reports every problem at once, each naming its key.
@@ -156,9 +161,10 @@ func (c Config) check(provider sdk.Provider) (settings, error) {
 			s.subnet = p.Masked()
 		}
 	}
-	if e := c.SSH; e != nil {
+	s.ssh = c.SSH.check(bad)
+	if e := c.SSH; e != nil && (e.IP != "" || e.Port != 0) {
 		s.vimRef.IPSSH, s.vimRef.PortSSH = e.IP, e.Port
-		checkEndpoint("ssh", *e, bad)
+		checkEndpoint("ssh", Endpoint{IP: e.IP, Port: e.Port}, bad)
 	}
 	if e := c.API; e != nil {
 		s.vimRef.IPAPI, s.vimRef.PortAPI = e.IP, e.Port

@@ -29,7 +29,7 @@ func testConfig(t testing.TB, uri string) []byte {
 		Capacity:        testCapacity,
 		PricePerNodeDay: 2.5,
 		Subnet:          "10.77.0.0/24",
-		SSH:             &xenvim.Endpoint{IP: "127.0.0.1", Port: 22},
+		SSH:             &xenvim.SSHConfig{IP: "127.0.0.1", Port: 22},
 	})
 	if err != nil {
 		t.Fatal(err)

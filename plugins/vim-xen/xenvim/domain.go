@@ -50,6 +50,9 @@ type partRecord struct {
 	Tenant     string      `xml:"tenant,attr,omitempty"`
 	VDUs       []vduRecord `xml:"vdu"`
 	Labels     []keyValue  `xml:"label"`
+	// SSHKey is the part's private SSH key (OpenSSH PEM), issued by Create and handed
+	// to the tenant as the part's credential; kept here so it lives as long as the part.
+	SSHKey string `xml:"ssh-key,omitempty"`
 }
 
 // vduRecord is one VDU's template: new nodes of the VDU are made from it.

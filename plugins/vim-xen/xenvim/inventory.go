@@ -193,6 +193,7 @@ func partOf(s *settings, ref sdk.PartRef, nodes []node) sdk.Part {
 	if s.subnet.IsValid() {
 		part.Attributes["subnet"] = s.subnet.String()
 	}
+	setCredential(s, ref, rec, &part)
 	var down, failed []string
 	for _, n := range nodes {
 		st := nodeState(n.state)

@@ -43,7 +43,8 @@ const Name = "vim-xen"
 // Version is the plugin's version.
 const Version = "0.1.0"
 
-// Plugin is the Xen VIM plugin. It implements [sdk.Plugin], [sdk.VIM] and io.Closer.
+// Plugin is the Xen VIM plugin. It implements [sdk.Plugin], [sdk.VIM], [sdk.Deployer]
+// (commands over SSH, see deploy.go) and io.Closer.
 type Plugin struct {
 	log hclog.Logger
 
@@ -58,11 +59,15 @@ type Plugin struct {
 	parts keyedMutex
 
 	cpu cpuTracker
+
+	// deploys holds the deployments this process ran or runs (see deploy.go).
+	deploys deployTable
 }
 
 var (
-	_ sdk.Plugin = (*Plugin)(nil)
-	_ sdk.VIM    = (*Plugin)(nil)
+	_ sdk.Plugin   = (*Plugin)(nil)
+	_ sdk.VIM      = (*Plugin)(nil)
+	_ sdk.Deployer = (*Plugin)(nil)
 )
 
 // New returns an unconfigured plugin logging to logger (nil: [sdk.Logger]).
@@ -79,7 +84,7 @@ func (p *Plugin) Info(context.Context) (sdk.Info, error) {
 		Name:        Name,
 		Version:     Version,
 		Description: "DC slice parts as libvirt domains on a Xen host (one per VDU instance)",
-		Kinds:       []sdk.Kind{sdk.KindVIM},
+		Kinds:       []sdk.Kind{sdk.KindVIM, sdk.KindDeployer},
 	}, nil
 }
 

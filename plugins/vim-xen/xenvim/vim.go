@@ -103,6 +103,9 @@ func (p *Plugin) Create(ctx context.Context, spec sdk.PartSpec) (sdk.Part, error
 		// scaled since it was first created.
 		rec = latestRecord(existing)
 	}
+	if rec, err = p.ensureKey(conn, spec.Ref, rec, existing); err != nil {
+		return sdk.Part{}, fmt.Errorf("create part %s: %w", spec.Ref, err)
+	}
 	start := time.Now()
 	if missing := missingNodes(rec, existing); len(missing) > 0 {
 		if err := p.addNodes(ctx, conn, s, spec.Ref, rec, missing); err != nil {

@@ -146,7 +146,7 @@ func TestConfigCheck(t *testing.T) {
 
 	bad := Config{URI: "vbox:///session", Capacity: Capacity{CPUs: 0, MemoryMB: -1, StorageGB: -1},
 		MaxNode: NodeLimit{CPUs: -1}, PricePerNodeDay: -1, Subnet: "10.0.0.0/33",
-		SSH: &Endpoint{IP: "host", Port: 0}, API: &Endpoint{IP: "10.0.0.1", Port: 70000}}
+		SSH: &SSHConfig{IP: "host", Port: 0}, API: &Endpoint{IP: "10.0.0.1", Port: 70000}}
 	_, err = bad.check(provider)
 	if sdk.CodeOf(err) != sdk.CodeInvalidArgument {
 		t.Fatalf("bad config: %v", err)
@@ -244,7 +244,7 @@ func mustCreate(t *testing.T, p *Plugin, spec sdk.PartSpec) sdk.Part {
 }
 
 func TestCreateRecordsMetadataAndAddresses(t *testing.T) {
-	p, provider := newTestPlugin(t, Config{Subnet: "10.10.2.0/24", SSH: &Endpoint{IP: "192.0.2.1", Port: 22131}})
+	p, provider := newTestPlugin(t, Config{Subnet: "10.10.2.0/24", SSH: &SSHConfig{IP: "192.0.2.1", Port: 22131}})
 	ref := sdk.PartRef{SliceID: "TouristicCDN_sliced", PartID: "core-" + suffix()}
 	part := mustCreate(t, p, partSpec(ref, sdk.VDUSpec{Name: "core_vm", Instances: 2, CPUs: 2, MemoryMB: 512,
 		StorageGB: 10, Type: "master"}))
