@@ -23,35 +23,47 @@ import (
 // token keeps working until its own expiry; deleting the part ends them all (the
 // ServiceAccount goes with the namespace).
 
-// needsRenewal reports whether a token expiring at expires should be replaced at now.
-func needsRenewal(expires, now time.Time, ttl time.Duration) bool {
-	return expires.IsZero() || !now.Add(ttl/3).Before(expires)
+// needsRenewal reports whether a token issued at issued and expiring at expires should
+// be replaced at now: when less than a third of its lifetime is left. The lifetime is
+// the token's own (the API server may cap it below token_ttl), or ttl when the issue
+// time is unknown.
+func needsRenewal(issued, expires, now time.Time, ttl time.Duration) bool {
+	if expires.IsZero() {
+		return true
+	}
+	life := ttl
+	if !issued.IsZero() && expires.After(issued) {
+		life = expires.Sub(issued)
+	}
+	return !now.Add(life / 3).Before(expires)
 }
 
 // credential returns the tenant's kubeconfig for namespace ns, minting a token first
 // when the stored one is missing or near its expiry.
 func (p *Plugin) credential(ctx context.Context, s settings, k *cluster, ns string) (sdk.Credential, error) {
 	user := fmt.Sprintf("system:serviceaccount:%s:%s", ns, tenantName)
-	token, expires := "", time.Time{}
+	token, issued, expires := "", time.Time{}, time.Time{}
 	sec, err := k.cs.CoreV1().Secrets(ns).Get(ctx, tokenSecret, metav1.GetOptions{})
 	switch {
 	case err == nil:
 		token = string(sec.Data["token"])
+		issued, _ = time.Parse(time.RFC3339, sec.Annotations[annIssued])
 		expires, _ = time.Parse(time.RFC3339, sec.Annotations[annExpires])
 	case !apierrors.IsNotFound(err):
 		return sdk.Credential{}, apiError(err, "read tenant token")
 	}
-	if token == "" || needsRenewal(expires, p.now(), s.tokenTTL) {
+	if token == "" || needsRenewal(issued, expires, p.now(), s.tokenTTL) {
 		secs := int64(s.tokenTTL / time.Second)
 		tr, err := k.cs.CoreV1().ServiceAccounts(ns).CreateToken(ctx, tenantName,
 			&authv1.TokenRequest{Spec: authv1.TokenRequestSpec{ExpirationSeconds: &secs}}, metav1.CreateOptions{})
 		if err != nil {
 			return sdk.Credential{}, apiError(err, "request tenant token")
 		}
-		token, expires = tr.Status.Token, tr.Status.ExpirationTimestamp.Time
+		token, issued, expires = tr.Status.Token, p.now(), tr.Status.ExpirationTimestamp.Time
 		if _, err := k.cs.CoreV1().Secrets(ns).Apply(ctx, corev1ac.Secret(tokenSecret, ns).
 			WithLabels(map[string]string{labelManagedBy: managedBy}).
-			WithAnnotations(map[string]string{annExpires: expires.UTC().Format(time.RFC3339)}).
+			WithAnnotations(map[string]string{annIssued: issued.UTC().Format(time.RFC3339),
+				annExpires: expires.UTC().Format(time.RFC3339)}).
 			WithType("Opaque").WithData(map[string][]byte{"token": []byte(token)}), applyOpts); err != nil {
 			return sdk.Credential{}, apiError(err, "store tenant token")
 		}

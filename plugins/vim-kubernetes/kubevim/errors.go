@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
 	"github.com/necos/necos/sdk"
@@ -21,6 +22,9 @@ func apiError(err error, what string) error {
 	}
 	code := sdk.CodeUnknown
 	switch {
+	case apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause):
+		// The part is being deleted under the call: retrying after the delete helps.
+		code = sdk.CodeAborted
 	case apierrors.IsNotFound(err):
 		code = sdk.CodeNotFound
 	case apierrors.IsAlreadyExists(err):

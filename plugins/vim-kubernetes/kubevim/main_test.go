@@ -34,7 +34,7 @@ func TestMain(m *testing.M) {
 
 // needCluster returns the package's cluster, skipping (or failing, with
 // NECOS_REQUIRE_BACKENDS) when the Kubernetes binaries are missing.
-func needCluster(t *testing.T) *kubetest.Cluster {
+func needCluster(t testing.TB) *kubetest.Cluster {
 	t.Helper()
 	if !kubetest.Available() {
 		plugintest.NeedBackend(t, kubetest.MissingReason)
@@ -57,7 +57,7 @@ func needCluster(t *testing.T) *kubetest.Cluster {
 var testProvider = sdk.Provider{Name: "test", Location: "EUROPE.TEST"}
 
 // configJSON is a configuration for the test cluster with extra keys.
-func configJSON(t *testing.T, c *kubetest.Cluster, extra map[string]any) []byte {
+func configJSON(t testing.TB, c *kubetest.Cluster, extra map[string]any) []byte {
 	t.Helper()
 	cfg := map[string]any{"kubeconfig": c.Kubeconfig, "token_ttl": "1h", "wait_timeout": "60s"}
 	for k, v := range extra {
@@ -71,7 +71,7 @@ func configJSON(t *testing.T, c *kubetest.Cluster, extra map[string]any) []byte 
 }
 
 // newPlugin returns a plugin configured for the test cluster, called directly.
-func newPlugin(t *testing.T, extra map[string]any) *Plugin {
+func newPlugin(t testing.TB, extra map[string]any) *Plugin {
 	t.Helper()
 	c := needCluster(t)
 	p := NewWithLogger(plugintest.TestLogger(t))

@@ -107,11 +107,14 @@ func partUsage(ctx context.Context, k *cluster, ns string) (usage, error) {
 			return usage{}, apiError(err, "read "+metricsGroupVersion)
 		}
 	}
+	u := usage{source: sourceQuota}
 	q, err := k.cs.CoreV1().ResourceQuotas(ns).Get(ctx, quotaName, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return u, nil // a part being made or repaired: nothing is admitted without it
+	}
 	if err != nil {
 		return usage{}, apiError(err, "get quota")
 	}
-	u := usage{source: sourceQuota}
 	if v, ok := q.Status.Used[corev1.ResourceRequestsCPU]; ok {
 		u.milliCPU = v.MilliValue()
 	}

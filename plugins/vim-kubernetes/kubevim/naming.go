@@ -36,6 +36,7 @@ const (
 	annLayout    = "necos.io/layout"
 	annServiceID = "necos.io/service-id"
 	annExpires   = "necos.io/expires"
+	annIssued    = "necos.io/issued"
 	annScript    = "necos.io/script-sha256"
 )
 

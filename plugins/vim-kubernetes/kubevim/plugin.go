@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
@@ -254,6 +255,11 @@ func checkConfig(c Config) (settings, error) {
 	case "privileged", "baseline", "restricted", "none":
 	default:
 		problems = append(problems, fmt.Sprintf("pod_security: expected privileged, baseline, restricted or none, got %q", s.PodSecurity))
+	}
+	for key, v := range c.NodeLabels {
+		if errs := append(validation.IsQualifiedName(key), validation.IsValidLabelValue(v)...); len(errs) > 0 {
+			problems = append(problems, fmt.Sprintf("node_labels[%s]: %s", key, strings.Join(errs, "; ")))
+		}
 	}
 	if c.APIEndpoint != "" {
 		if _, _, err := parseEndpoint(c.APIEndpoint); err != nil {

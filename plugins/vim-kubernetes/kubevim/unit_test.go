@@ -171,24 +171,31 @@ func TestNeedsRenewal(t *testing.T) {
 		left time.Duration
 		want bool
 	}{{3 * time.Hour, false}, {61 * time.Minute, false}, {59 * time.Minute, true}, {-time.Minute, true}} {
-		if got := needsRenewal(now.Add(tt.left), now, ttl); got != tt.want {
+		if got := needsRenewal(time.Time{}, now.Add(tt.left), now, ttl); got != tt.want {
 			t.Errorf("%s left of %s: renew %v, want %v", tt.left, ttl, got, tt.want)
 		}
 	}
-	if !needsRenewal(time.Time{}, now, ttl) {
+	if !needsRenewal(now, time.Time{}, now, ttl) {
 		t.Error("unknown expiry must renew")
+	}
+	// The server capped the token at 30 minutes: a third of that, not of ttl.
+	if needsRenewal(now.Add(-15*time.Minute), now.Add(15*time.Minute), now, ttl) {
+		t.Error("capped token renewed with half its life left")
+	}
+	if !needsRenewal(now.Add(-25*time.Minute), now.Add(5*time.Minute), now, ttl) {
+		t.Error("capped token not renewed with a sixth of its life left")
 	}
 }
 
 func TestCheckConfig(t *testing.T) {
 	neg := -1.0
 	_, err := checkConfig(Config{TokenTTL: "5m", WaitTimeout: "soon", PodSecurity: "lax", PricePerNodeDay: &neg,
-		APIEndpoint: "https://:99"})
+		APIEndpoint: "https://:99", NodeLabels: map[string]string{"pool": "a b"}})
 	msg := ""
 	if err != nil {
 		msg = err.Error()
 	}
-	for _, key := range []string{"token_ttl", "wait_timeout", "pod_security", "price_per_node_day", "api_endpoint"} {
+	for _, key := range []string{"token_ttl", "wait_timeout", "pod_security", "price_per_node_day", "api_endpoint", "node_labels[pool]"} {
 		if !strings.Contains(msg, key) {
 			t.Errorf("config error %q does not name %s", msg, key)
 		}
