@@ -12,8 +12,9 @@
 // the authentication middleware, or through Handler.Router. Their handlers use
 // TenantFrom for the caller, ReadDocument for bodies, and WriteJSON and WriteError for
 // answers, so that every route shares the limits, error format, logs and metrics.
-// Every route added must also be described in openapi.yaml, where TestOpenAPIRoutes
-// checks it against the router.
+// Every route added must also be described in openapi.yaml: a test that builds the
+// handler with the same Extra and calls Handler.CheckOpenAPI keeps the two in step, as
+// TestOpenAPIRoutes does for the API's own routes.
 package api
 
 import (
@@ -134,7 +135,7 @@ func (h *Handler) routes(gath prometheus.Gatherer) {
 	r.Handle("/metrics", metricsHandler(gath)).Methods(http.MethodGet)
 	r.Handle("/v1/openapi.yaml", http.HandlerFunc(serveOpenAPI)).Methods(http.MethodGet)
 
-	necos := func(f http.HandlerFunc) http.Handler { return yamlErrors(h.Auth(f)) }
+	necos := func(f http.HandlerFunc) http.Handler { return YAMLErrors(h.Auth(f)) }
 	r.Handle("/slice_activator/create_slice", necos(h.necosCreate)).Methods(http.MethodPost)
 	r.Handle("/slice_activator/delete_slice", necos(h.necosDelete)).Methods(http.MethodPost)
 

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -471,7 +472,9 @@ func TestBadRequests(t *testing.T) {
 	if l := listSlices(t, env, "alice"); len(l) != 0 {
 		t.Errorf("bad requests stored slices: %+v", l)
 	}
-	do(t, "PUT", env.URL+"/v1/slices", tok, good, "Content-Type", yamlType).status(t, 405)
+	do(t, "PUT", env.URL+"/v1/slices", tok, good, "Content-Type", yamlType).status(t, 405).json(t, &e)
+	do(t, "GET", env.URL+"/slice_activator/create_slice", tok, nil).status(t, 405).yaml(t, &e)
+	do(t, "POST", env.URL+"/slice_activator/nothing", tok, nil).status(t, 404).yaml(t, &e)
 	do(t, "GET", env.URL+"/v1/nothing", tok, nil).status(t, 404)
 }
 
@@ -597,4 +600,85 @@ func TestReadyz(t *testing.T) {
 	started.Store(true)
 	do(t, "GET", srv+"/readyz", "", nil).status(t, 200)
 	do(t, "GET", srv+"/healthz", "", nil).status(t, 200)
+}
+
+// openStream opens a slice's event stream; it is closed when the test ends.
+func openStream(t *testing.T, url, token string, headers ...string) <-chan sseEvent {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Accept", "text/event-stream")
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); resp.Body.Close() })
+	if resp.StatusCode != 200 {
+		t.Fatalf("stream: status %d", resp.StatusCode)
+	}
+	ch := make(chan sseEvent, 64)
+	go readSSE(resp.Body, ch)
+	return ch
+}
+
+func next(t *testing.T, ch <-chan sseEvent) sseEvent {
+	t.Helper()
+	select {
+	case ev, ok := <-ch:
+		if !ok {
+			t.Fatal("stream ended")
+		}
+		return ev
+	case <-time.After(time.Minute):
+		t.Fatal("no event within a minute")
+	}
+	return sseEvent{}
+}
+
+// TestEventStreamResume resumes a stream after Last-Event-ID, and checks heartbeats.
+func TestEventStreamResume(t *testing.T) {
+	env := apitest.Start(t)
+	tok := env.Token("alice")
+	var s v1.Slice
+	do(t, "POST", env.URL+"/v1/slices?wait=true", tok, apitest.SmallSlice("r"), "Content-Type", yamlType).status(t, 201).json(t, &s)
+	var evs v1.EventList
+	do(t, "GET", env.URL+"/v1/slices/"+s.ID+"/events", tok, nil).status(t, 200).json(t, &evs)
+	n := len(evs.Events)
+
+	ch := openStream(t, env.URL+"/v1/slices/"+s.ID+"/events", tok, "Last-Event-ID", fmt.Sprint(evs.Events[n-2].Seq))
+	if ev := next(t, ch); ev.name != "slice.ready" || ev.id != fmt.Sprint(evs.Events[n-1].Seq) {
+		t.Errorf("resumed with %+v, want the last event only", ev)
+	}
+	if ev := next(t, ch); ev.name != v1.StreamLive || !strings.Contains(ev.data, `"state":"Ready"`) {
+		t.Errorf("then %+v", ev)
+	}
+	do(t, "GET", env.URL+"/v1/slices/"+s.ID+"/events", tok, nil, "Accept", "text/event-stream", "Last-Event-ID", "x").status(t, 400)
+
+	// Heartbeats are comments: read the raw stream.
+	h := api.New(api.Options{Engine: env.Engine})
+	api.SetHeartbeat(h, 20*time.Millisecond)
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/v1/slices/"+s.ID+"/events", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if sc.Text() == ": heartbeat" {
+			return
+		}
+	}
+	t.Errorf("no heartbeat: %v", sc.Err())
 }

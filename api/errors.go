@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	v1 "github.com/necos/necos/api/v1"
 	"github.com/necos/necos/core/spec"
@@ -100,15 +101,18 @@ func asError(err error) *Error {
 // WriteError answers a request with err, as JSON (or YAML on the NECOS routes), and has
 // it logged with the request. See asError for how errors map to statuses.
 func WriteError(w http.ResponseWriter, r *http.Request, err error) {
-	e := asError(err)
 	if info := infoFrom(r.Context()); info != nil {
 		info.err = err
 	}
+	if r.Context().Err() != nil && errors.Is(err, r.Context().Err()) {
+		return // the client left: nobody to answer (logged as 499)
+	}
+	e := asError(err)
 	body := v1.Error{Error: e.Message, Problems: e.Problems, SliceID: e.SliceID}
 	if e.Status == http.StatusUnauthorized && w.Header().Get("WWW-Authenticate") == "" {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="necos"`)
 	}
-	if yamlErrorsFrom(r.Context()) {
+	if yamlErrorsFrom(r.Context()) || isNECOSPath(r.URL.Path) {
 		WriteYAML(w, e.Status, body)
 		return
 	}
@@ -151,8 +155,9 @@ func WriteYAML(w http.ResponseWriter, status int, v any) {
 
 type yamlErrorsKey struct{}
 
-// yamlErrors makes WriteError answer in YAML: the NECOS routes speak nothing else.
-func yamlErrors(next http.Handler) http.Handler {
+// YAMLErrors makes WriteError answer next's errors in YAML: the NECOS-compatible routes
+// (/slice_activator/..., /service_orchestrator/...) speak nothing else.
+func YAMLErrors(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), yamlErrorsKey{}, true)))
 	})
@@ -161,4 +166,10 @@ func yamlErrors(next http.Handler) http.Handler {
 func yamlErrorsFrom(ctx context.Context) bool {
 	v, _ := ctx.Value(yamlErrorsKey{}).(bool)
 	return v
+}
+
+// isNECOSPath tells the paths of the original's components, whose clients expect YAML
+// even from a route that does not exist.
+func isNECOSPath(path string) bool {
+	return strings.HasPrefix(path, "/slice_activator/") || strings.HasPrefix(path, "/service_orchestrator/")
 }

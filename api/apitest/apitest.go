@@ -186,7 +186,7 @@ func Start(t testing.TB, opts ...Options) *Env {
 	if len(opts) > 0 {
 		o = opts[0]
 	}
-	logger := plugintest.TestLogger(t)
+	logger := plugintest.TestLogger(t).ResetNamed("necos")
 	logger.SetLevel(logLevel())
 
 	pluginDir := t.TempDir()
