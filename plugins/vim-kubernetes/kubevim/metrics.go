@@ -154,15 +154,17 @@ func metricsAPIUsage(ctx context.Context, k *cluster, ns string) (usage, error) 
 		return usage{}, fmt.Errorf("decode %s pod metrics: %w", metricsGroupVersion, err)
 	}
 	u := usage{source: sourceMetricsAPI}
+	var nanoCPU int64 // metrics-server reports nanocores: rounding each to millicores adds up
 	for _, pod := range list.Items {
 		for _, c := range pod.Containers {
 			if q, ok := c.Usage["cpu"]; ok {
-				u.milliCPU += q.MilliValue()
+				nanoCPU += q.ScaledValue(resource.Nano)
 			}
 			if q, ok := c.Usage["memory"]; ok {
 				u.memBytes += q.Value()
 			}
 		}
 	}
+	u.milliCPU = nanoCPU / 1e6
 	return u, nil
 }
