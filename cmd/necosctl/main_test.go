@@ -151,9 +151,9 @@ func TestErrors(t *testing.T) {
 	var out, stderr bytes.Buffer
 	a := newApp(&out, &stderr)
 	a.tokenFile = filepath.Join(t.TempDir(), "none")
+	t.Setenv(envToken, "") // before the command reads it as the flag's default
 	root := newRootCommand(a)
 	root.SetArgs([]string{"--server", env.URL, "slice", "list"})
-	t.Setenv(envToken, "")
 	err := root.Execute()
 	printError(&stderr, err)
 	if !strings.Contains(stderr.String(), "HTTP 401") || !strings.Contains(stderr.String(), "--token") {
@@ -171,8 +171,8 @@ func TestTokenFile(t *testing.T) {
 	var out, errOut bytes.Buffer
 	a := newApp(&out, &errOut)
 	a.tokenFile = writeFile(t, "demo-token", []byte(env.Token("bob")+"\n"))
-	root := newRootCommand(a)
 	t.Setenv(envToken, "")
+	root := newRootCommand(a)
 	root.SetArgs([]string{"--server", env.URL, "providers"})
 	if err := root.Execute(); err != nil {
 		t.Fatal(err)
