@@ -27,7 +27,6 @@ import (
 	"github.com/necos/necos/core/providers"
 	"github.com/necos/necos/core/sro"
 	"github.com/prometheus/client_golang/prometheus"
-	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // DefaultMaxBody is the default request size limit: a slice spec is a few kilobytes.
@@ -176,7 +175,5 @@ func (h *Handler) readyz(w http.ResponseWriter, r *http.Request) {
 // probeStore makes one linearizable read, which needs a working etcd quorum: the same
 // thing every API call needs.
 func (h *Handler) probeStore(ctx context.Context) error {
-	st := h.engine.Store()
-	_, err := st.Client().Get(ctx, st.Prefix()+"readyz", clientv3.WithCountOnly())
-	return err
+	return h.engine.Store().Ping(ctx)
 }

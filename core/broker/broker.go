@@ -179,7 +179,7 @@ func (b *Broker) PlaceParts(ctx context.Context, sliceID string, reqs []PartRequ
 		for _, c := range w.cands {
 			switch {
 			case c.err != nil:
-				reasons = append(reasons, fmt.Sprintf("%s: offer failed: %v", c.provider, c.err))
+				reasons = append(reasons, b.offerFailure(c.provider, c.err))
 			case !c.offer.Accepted:
 				reasons = append(reasons, fmt.Sprintf("%s: %s", c.provider, nonEmpty(c.offer.Reason, "refused")))
 			default:
@@ -224,6 +224,19 @@ func (b *Broker) PlaceParts(ctx context.Context, sliceID string, reqs []PartRequ
 		return nil, &NoPlacementError{Refusals: refusals}
 	}
 	return placed, nil
+}
+
+// offerFailure says that a provider could not answer, for tenants: the plugin's own
+// message when it gave one (an application error with a code), "unavailable" when the
+// provider's plugin could not be reached or started (the details, which name server
+// paths, go to the log).
+func (b *Broker) offerFailure(provider string, err error) string {
+	switch sdk.CodeOf(err) {
+	case sdk.CodeUnknown, sdk.CodeUnavailable, sdk.CodeInternal, sdk.CodeDeadlineExceeded, sdk.CodeCanceled:
+		b.log.Warn("offer failed", "provider", provider, "error", err)
+		return fmt.Sprintf("%s: provider unavailable", provider)
+	}
+	return fmt.Sprintf("%s: offer failed: %v", provider, err)
 }
 
 func unitPrice(model string, perDay float64, nodes int) (float64, string) {
@@ -383,7 +396,7 @@ func (b *Broker) PlaceLinks(ctx context.Context, reqs []LinkRequest, budget Budg
 		for j, res := range results[i] {
 			switch {
 			case res.err != nil:
-				reasons = append(reasons, fmt.Sprintf("%s: offer failed: %v", res.provider, res.err))
+				reasons = append(reasons, b.offerFailure(res.provider, res.err))
 			case !res.offer.Accepted:
 				reasons = append(reasons, fmt.Sprintf("%s: %s", res.provider, nonEmpty(res.offer.Reason, "refused")))
 			default:

@@ -104,7 +104,7 @@ func TestRefusalReasons(t *testing.T) {
 		"part nowhere: no provider at location ASIA",
 		"part novim: no provider at EUROPE.SPAIN offers VIM KUBERNETES",
 		"part notype: no provider at EUROPE.GREECE offers DC parts with VIM KUBERNETES",
-		"part toobig: CHEAP: not enough CPUs: need 4, 2 free, DEAR: offer failed: plugin down",
+		"part toobig: CHEAP: not enough CPUs: need 4, 2 free, DEAR: provider unavailable",
 	} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("refusal lacks %q:\n%s", want, msg)

@@ -83,7 +83,7 @@ func (e *Engine) plan(ctx context.Context, sl *store.Slice) error {
 	placed, err := e.broker.PlaceParts(ctx, sl.ID, p.Requests(), p.DCBudget)
 	var refused *broker.NoPlacementError
 	if errors.As(err, &refused) {
-		return e.finish(ctx, sl, store.SliceFailed, EvRefused, err.Error())
+		return e.refuse(ctx, sl, refused)
 	}
 	if err != nil {
 		return fmt.Errorf("place parts: %w", err)
@@ -98,7 +98,7 @@ func (e *Engine) plan(ctx context.Context, sl *store.Slice) error {
 			return err
 		}
 		if errors.As(lerr, &refused) {
-			return e.finish(ctx, sl, store.SliceFailed, EvRefused, lerr.Error())
+			return e.refuse(ctx, sl, refused)
 		}
 		return lerr
 	}
@@ -219,11 +219,26 @@ func (e *Engine) releaseAll(ctx context.Context, sliceID string) error {
 	return nil
 }
 
+// refuse ends a slice no provider can host, recording the reasons per part (or link)
+// in the event's data so that the API can name each part.
+func (e *Engine) refuse(ctx context.Context, sl *store.Slice, refused *broker.NoPlacementError) error {
+	data := map[string]string{}
+	for _, r := range refused.Refusals {
+		data[r.Part] = strings.Join(r.Reasons, "; ")
+	}
+	return e.finishWith(ctx, sl, store.SliceFailed, store.Event{Type: EvRefused, Message: refused.Error(), Data: data})
+}
+
 // finish moves a slice to a final state with an event.
 func (e *Engine) finish(ctx context.Context, sl *store.Slice, state store.SliceState, evType, msg string) error {
+	return e.finishWith(ctx, sl, state, store.Event{Type: evType, Message: msg})
+}
+
+func (e *Engine) finishWith(ctx context.Context, sl *store.Slice, state store.SliceState, ev store.Event) error {
+	msg := ev.Message
 	next, err := e.store.UpdateSlice(ctx, sl.ID, func(s *store.Slice) ([]store.Event, error) {
 		s.State, s.Message = state, msg
-		return []store.Event{{Type: evType, Message: msg}}, nil
+		return []store.Event{ev}, nil
 	})
 	if err != nil {
 		return err

@@ -9,12 +9,15 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/v3client"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 // embeddedPorts are the loopback ports the embedded member listens on. They are chosen
@@ -37,7 +40,10 @@ func startEmbedded(ctx context.Context, dir string, logger hclog.Logger) (*clien
 	cfg := embed.NewConfig()
 	cfg.Name = "necos"
 	cfg.Dir = filepath.Join(dir, "etcd")
-	cfg.LogLevel = "error"
+	// etcd logs through zap; its errors go to the store's logger. While it shuts down it
+	// reports its closing listeners as errors: those are dropped.
+	closing := &atomic.Bool{}
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.New(&hclogCore{log: logger.Named("etcd"), closing: closing}))
 	clientURL := url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", ports.Client)}
 	peerURL := url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", ports.Peer)}
 	cfg.ListenClientUrls = []url.URL{clientURL}
@@ -68,8 +74,13 @@ func startEmbedded(ctx context.Context, dir string, logger hclog.Logger) (*clien
 	logger.Info("embedded store ready", "dir", dir, "client_url", clientURL.String())
 	cli := v3client.New(e.Server)
 	stop := func() error {
+		// The in-process client reports its own cancellation on Close: not an error.
 		err := cli.Close()
+		closing.Store(true)
 		e.Close()
+		if errors.Is(err, context.Canceled) {
+			err = nil
+		}
 		return err
 	}
 	return cli, stop, nil
@@ -107,3 +118,44 @@ func freePort() (int, error) {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
+
+// hclogCore passes etcd's warnings and errors to an hclog logger.
+type hclogCore struct {
+	log     hclog.Logger
+	closing *atomic.Bool
+	fields  []zapcore.Field
+}
+
+func (c *hclogCore) Enabled(l zapcore.Level) bool {
+	return l >= zapcore.WarnLevel && !c.closing.Load()
+}
+
+func (c *hclogCore) With(fields []zapcore.Field) zapcore.Core {
+	return &hclogCore{log: c.log, closing: c.closing, fields: append(append([]zapcore.Field(nil), c.fields...), fields...)}
+}
+
+func (c *hclogCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
+	if c.Enabled(e.Level) {
+		return ce.AddCore(e, c)
+	}
+	return ce
+}
+
+func (c *hclogCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
+	enc := zapcore.NewMapObjectEncoder()
+	for _, f := range append(append([]zapcore.Field(nil), c.fields...), fields...) {
+		f.AddTo(enc)
+	}
+	args := make([]any, 0, 2*len(enc.Fields))
+	for k, v := range enc.Fields {
+		args = append(args, k, v)
+	}
+	if e.Level >= zapcore.ErrorLevel {
+		c.log.Error(e.Message, args...)
+	} else {
+		c.log.Warn(e.Message, args...)
+	}
+	return nil
+}
+
+func (c *hclogCore) Sync() error { return nil }

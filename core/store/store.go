@@ -105,6 +105,17 @@ func (s *Store) Client() *clientv3.Client { return s.cli }
 // Prefix returns the key prefix.
 func (s *Store) Prefix() string { return s.prefix }
 
+// Ping makes one linearizable read: it answers only when the store has a working quorum,
+// which is what every other call needs.
+func (s *Store) Ping(ctx context.Context) error {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	if _, err := s.cli.Get(ctx, s.prefix+"ping", clientv3.WithCountOnly()); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	return nil
+}
+
 // Close releases the store (and stops the embedded etcd).
 func (s *Store) Close() error { return s.close() }
 

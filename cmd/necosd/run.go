@@ -1,0 +1,200 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/necos/necos/api"
+	"github.com/necos/necos/core/pluginhost"
+	"github.com/necos/necos/core/providers"
+	"github.com/necos/necos/core/sro"
+	"github.com/necos/necos/core/store"
+	"github.com/necos/necos/examples"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+)
+
+func newRootCommand() *cobra.Command {
+	cfg := defaultConfig()
+	var configFile string
+	cmd := &cobra.Command{
+		Use:   "necosd",
+		Short: "necos daemon: slice-as-a-service API and engine",
+		Long: `necosd serves the tenant API and reconciles slices through provider plugins.
+
+With no arguments it runs on its embedded defaults: the slice database under ./data, the
+plugins next to the binary (bin/plugins), the example catalogue of five providers, and the
+API on 127.0.0.1:8080. A demo tenant's token is written to ./data/demo-token.`,
+		SilenceUsage: true,
+		Args:         cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := cfg.load(cmd, configFile); err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			return run(ctx, cfg)
+		},
+	}
+	cmd.Flags().StringVar(&configFile, "config", "", "YAML config file (keys as the flags, with _ for -)")
+	cfg.bindFlags(cmd)
+	return cmd
+}
+
+func newLogger(cfg config) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{
+		Name:       "necosd",
+		Level:      hclog.LevelFromString(cfg.LogLevel),
+		JSONFormat: cfg.LogJSON,
+		Output:     os.Stderr,
+	})
+}
+
+func run(ctx context.Context, cfg config) error {
+	log := newLogger(cfg)
+
+	cat, catName, err := loadCatalogue(cfg.Catalogue)
+	if err != nil {
+		return err
+	}
+	st, err := store.Open(ctx, store.Options{
+		Endpoints: cfg.EtcdEndpoints,
+		Dir:       filepath.Join(cfg.DataDir, "store"),
+		Prefix:    cfg.StorePrefix,
+		Logger:    log.Named("store"),
+	})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	for _, t := range cfg.Tenants {
+		if err := tenantToken(ctx, st, t, cfg.tokenFile(t)); err != nil {
+			return err
+		}
+	}
+
+	host := pluginhost.New(pluginhost.Options{Dir: cfg.PluginDir, LockFile: cfg.LockFile, Logger: log.Named("plugins")})
+	defer host.Close()
+	reg := providers.NewRegistry(cat, host, log.Named("providers"))
+
+	promReg := prometheus.NewRegistry()
+	promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	engine := sro.New(sro.Options{
+		Store:       st,
+		Catalogue:   cat,
+		Plugins:     reg,
+		Logger:      log.Named("engine"),
+		Workers:     cfg.Workers,
+		CallTimeout: cfg.CallTimeout,
+		Metrics:     sro.NewMetrics(promReg),
+	})
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	srv := &http.Server{
+		Handler: api.New(api.Options{
+			Engine:   engine,
+			Registry: reg,
+			Logger:   log.Named("api"),
+			Metrics:  promReg,
+			Gatherer: promReg,
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+
+	var wg sync.WaitGroup
+	ectx, cancelEngine := context.WithCancel(context.Background())
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		// Plugins start in the background: a provider whose plugin cannot start yet is
+		// retried at its first use, and the API is up meanwhile.
+		if err := reg.StartAll(ectx); err != nil && ectx.Err() == nil {
+			log.Error("some provider plugins did not start; they are retried on use", "error", err)
+		}
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := engine.Run(ectx); err != nil {
+			log.Error("engine stopped", "error", err)
+		}
+	}()
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+
+	log.Info("necosd ready", "api", "http://"+ln.Addr().String(), "catalogue", catName,
+		"providers", len(cat.Providers), "plugins", host.Dir(), "store", storeName(cfg))
+	for _, t := range cfg.Tenants {
+		log.Info("tenant token", "tenant", t, "file", cfg.tokenFile(t))
+	}
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case err := <-serveErr:
+		log.Error("API server stopped", "error", err)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("API shutdown", "error", err)
+	}
+	cancelEngine()
+	wg.Wait()
+	return nil
+}
+
+func storeName(cfg config) string {
+	if len(cfg.EtcdEndpoints) > 0 {
+		return "etcd " + strings.Join(cfg.EtcdEndpoints, ",")
+	}
+	return "embedded in " + filepath.Join(cfg.DataDir, "store")
+}
+
+func loadCatalogue(path string) (*providers.Catalogue, string, error) {
+	if path == "" {
+		c, err := providers.Parse(examples.DefaultCatalogue)
+		if err != nil {
+			return nil, "", fmt.Errorf("embedded catalogue: %w", err)
+		}
+		return c, "embedded example", nil
+	}
+	c, err := providers.Load(path)
+	return c, path, err
+}
+
+// tenantToken makes sure a tenant has a token and that it is in file: a token found there
+// is registered again (the store may be new); otherwise a new one is written.
+func tenantToken(ctx context.Context, st *store.Store, tenant, file string) error {
+	token := ""
+	if b, err := os.ReadFile(file); err == nil {
+		token = strings.TrimSpace(string(b))
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("token of %s: %w", tenant, err)
+	}
+	if token == "" {
+		token = store.NewToken()
+		if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
+			return fmt.Errorf("token of %s: %w", tenant, err)
+		}
+		if err := os.WriteFile(file, []byte(token+"\n"), 0o600); err != nil {
+			return fmt.Errorf("token of %s: %w", tenant, err)
+		}
+	}
+	return st.AddToken(ctx, tenant, token)
+}

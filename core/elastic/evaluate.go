@@ -1,0 +1,361 @@
+package elastic
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/necos/necos/core/spec"
+	"github.com/necos/necos/core/store"
+	"github.com/necos/necos/sdk"
+)
+
+// evaluator runs one policy: it evaluates the policy every granularity and starts its
+// action when it fires.
+type evaluator struct {
+	e   *Engine
+	pol *store.Policy // as read when the evaluator started; a change restarts it
+
+	cancel context.CancelFunc
+	done   chan struct{}
+	// removed is set (under Engine.mu) when the policy left the store.
+	removed bool
+
+	mu sync.Mutex
+	// busy is set while an action runs.
+	busy bool
+	// since: only points after it count (the end of the last action).
+	since time.Time
+	// cooldown ends then.
+	cooldownUntil time.Time
+	// noted is the skip last recorded, so that each is recorded once.
+	noted string
+	// lastErr is the evaluation failure last logged.
+	lastErr string
+}
+
+func newEvaluator(e *Engine, p *store.Policy) *evaluator {
+	return &evaluator{e: e, pol: p, done: make(chan struct{})}
+}
+
+func (ev *evaluator) name() string { return policyKey(ev.pol.SliceID, ev.pol.Name) }
+
+func (ev *evaluator) start(ctx context.Context) {
+	ctx, ev.cancel = context.WithCancel(ctx)
+	go func() {
+		defer close(ev.done)
+		ev.run(ctx)
+	}()
+}
+
+// stop ends the evaluation loop; an action under way goes on to its end.
+func (ev *evaluator) stop() {
+	ev.cancel()
+	<-ev.done
+	if ev.removed {
+		ev.e.log.Info("policy stopped", "policy", ev.name())
+		// The slice may be gone with its events: then there is nothing to record.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := ev.e.opts.Store.GetSlice(ctx, ev.pol.SliceID); err == nil {
+			ev.e.event(ctx, ev.pol.SliceID, ev.ev(EvDisarmed, "policy removed", nil))
+		}
+	}
+}
+
+// ev makes an event of this policy.
+func (ev *evaluator) ev(typ, msg string, data map[string]string) store.Event {
+	d := map[string]string{"policy": ev.pol.Name}
+	for k, v := range data {
+		d[k] = v
+	}
+	return store.Event{Type: typ, Part: ev.pol.Spec.Part, Message: msg, Data: d}
+}
+
+// granularity is the policy's evaluation period: its own, else its part's monitoring
+// granularity, else the engine's default.
+func granularity(p *spec.Policy, s *spec.Slice, def time.Duration) time.Duration {
+	if p.Collector.GranularitySecs > 0 {
+		return time.Duration(p.Collector.GranularitySecs) * time.Second
+	}
+	if s != nil {
+		if dp, ok := s.Part(p.Part); ok && dp.Monitoring != nil && dp.Monitoring.GranularitySecs > 0 {
+			return time.Duration(dp.Monitoring.GranularitySecs) * time.Second
+		}
+	}
+	return def
+}
+
+func (ev *evaluator) cooldown() time.Duration {
+	p := &ev.pol.Spec
+	if p.PostDeployment != nil && p.PostDeployment.Timers.ReactivateSecs > 0 {
+		return p.Cooldown()
+	}
+	return ev.e.opts.DefaultCooldown
+}
+
+func (ev *evaluator) run(ctx context.Context) {
+	sl, err := ev.e.opts.Store.GetSlice(ctx, ev.pol.SliceID)
+	if err != nil {
+		if !errors.Is(err, store.ErrNotFound) && ctx.Err() == nil {
+			ev.e.log.Warn("policy not armed: read slice", "policy", ev.name(), "error", err)
+		}
+		return // a slice gone takes its policies along: the next sync drops this one
+	}
+	sp, _ := spec.ParseSlice([]byte(sl.Spec))
+	every := granularity(&ev.pol.Spec, sp, ev.e.opts.DefaultGranularity)
+	ev.restore(ctx)
+	ev.e.log.Info("policy armed", "policy", ev.name(), "condition", ev.pol.Spec.String(), "every", every)
+	ev.e.event(ctx, ev.pol.SliceID, ev.ev(EvArmed, fmt.Sprintf("%s, evaluated every %s", ev.pol.Spec.String(), every),
+		map[string]string{"every": every.String()}))
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		ev.tick(ctx, every)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// restore reads the policy's last action from the slice's events, so that its cooldown
+// and its "points after the last action" survive a restart.
+func (ev *evaluator) restore(ctx context.Context) {
+	evs, err := ev.e.opts.Store.Events(ctx, ev.pol.SliceID)
+	if err != nil {
+		ev.e.log.Warn("read past actions", "policy", ev.name(), "error", err)
+		return
+	}
+	for i := len(evs) - 1; i >= 0; i-- {
+		x := evs[i]
+		if x.Data["policy"] != ev.pol.Name {
+			continue
+		}
+		switch x.Type {
+		case EvActionFinished, EvActionFailed, EvExhausted:
+			ev.mu.Lock()
+			ev.since = x.Time
+			ev.cooldownUntil = x.Time.Add(ev.cooldown())
+			ev.mu.Unlock()
+			return
+		}
+	}
+}
+
+// Firing is a series that satisfies a policy's trigger.
+type Firing struct {
+	// Node is the series' ResourceID: the node the policy fired on ("" when the points
+	// named none).
+	Node string
+	// Tags are the series' tags.
+	Tags map[string]string
+	// Values are the values that satisfied the trigger, oldest first.
+	Values []float64
+}
+
+// String describes the firing for events: "node k8s-node-1 (push): 91, 95, 97".
+func (f Firing) String() string {
+	vals := make([]string, len(f.Values))
+	for i, v := range f.Values {
+		vals[i] = strconv.FormatFloat(v, 'f', -1, 64)
+	}
+	src := ""
+	if s := f.Tags["source"]; s != "" {
+		src = " (" + s + ")"
+	}
+	node := f.Node
+	if node == "" {
+		node = "(no node)"
+	}
+	return fmt.Sprintf("node %s%s: %s", node, src, strings.Join(vals, ", "))
+}
+
+// tick evaluates the policy once and fires it when its trigger holds.
+func (ev *evaluator) tick(ctx context.Context, every time.Duration) {
+	ev.mu.Lock()
+	since := ev.since
+	ev.mu.Unlock()
+	f, err := ev.evaluate(ctx, every, since, time.Now())
+	if err != nil {
+		if ctx.Err() != nil {
+			return
+		}
+		ev.mu.Lock()
+		changed := err.Error() != ev.lastErr
+		ev.lastErr = err.Error()
+		ev.mu.Unlock()
+		if changed {
+			ev.e.log.Warn("policy not evaluated", "policy", ev.name(), "error", err)
+		}
+		return
+	}
+	ev.mu.Lock()
+	ev.lastErr = ""
+	ev.mu.Unlock()
+	if f == nil {
+		return
+	}
+	// It fires: act, unless busy or resting. The slice and the policy are read again
+	// first: a policy of a slice being decommissioned, or just removed, does nothing.
+	sl, err := ev.e.opts.Store.GetSlice(ctx, ev.pol.SliceID)
+	if err != nil || sl.Deleting || sl.State != store.SliceReady {
+		return
+	}
+	cur, err := ev.e.opts.Store.GetPolicy(ctx, ev.pol.SliceID, ev.pol.Name)
+	if err != nil || cur.Rev != ev.pol.Rev {
+		return
+	}
+	now := time.Now()
+	ev.mu.Lock()
+	var skip, note string
+	switch {
+	case ev.busy:
+		skip, note = "busy: the previous action still runs", "busy"
+	case now.Before(ev.cooldownUntil):
+		skip = fmt.Sprintf("cooldown: rests until %s (%s more)", ev.cooldownUntil.UTC().Format(time.RFC3339),
+			ev.cooldownUntil.Sub(now).Round(time.Second))
+		note = "cooldown@" + ev.cooldownUntil.String()
+	}
+	if skip != "" {
+		first := ev.noted != note
+		ev.noted = note
+		ev.mu.Unlock()
+		if first {
+			ev.e.event(ctx, ev.pol.SliceID, ev.ev(EvSkipped, fmt.Sprintf("%s fired on %s, skipped: %s", ev.pol.Spec.String(), f, skip),
+				map[string]string{"reason": strings.SplitN(note, "@", 2)[0], "node": f.Node}))
+		}
+		return
+	}
+	ev.busy, ev.noted = true, ""
+	ev.mu.Unlock()
+	ev.e.log.Info("policy fired", "policy", ev.name(), "on", f.String())
+	ev.e.event(ctx, ev.pol.SliceID, ev.ev(EvFired, fmt.Sprintf("%s: %s", ev.pol.Spec.String(), f),
+		map[string]string{"node": f.Node, "values": joinValues(f.Values)}))
+	ev.e.acts.Add(1)
+	go func() {
+		defer ev.e.acts.Done()
+		// The action outlives the evaluation loop (a policy edited meanwhile), not the
+		// engine: it ends with the Run context or its timeout.
+		actx, cancel := context.WithTimeout(ev.e.root(), ev.e.opts.ActionTimeout)
+		defer cancel()
+		ev.e.act(actx, ev, f)
+		end := time.Now()
+		ev.mu.Lock()
+		ev.busy = false
+		ev.since = end
+		ev.cooldownUntil = end.Add(ev.cooldown())
+		ev.mu.Unlock()
+	}()
+}
+
+func joinValues(vs []float64) string {
+	out := make([]string, len(vs))
+	for i, v := range vs {
+		out[i] = strconv.FormatFloat(v, 'f', -1, 64)
+	}
+	return strings.Join(out, ",")
+}
+
+// evaluate reads the policy's points and returns the first series (by node) whose
+// values satisfy the trigger, or nil.
+func (ev *evaluator) evaluate(ctx context.Context, every time.Duration, since, now time.Time) (*Firing, error) {
+	mon, err := ev.e.monitor(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p := &ev.pol.Spec
+	q := Query(ev.pol.SliceID, p, every, since, now)
+	pts, err := mon.Query(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("query %s: %w", p.Collector.Metric, err)
+	}
+	return Judge(p, pts), nil
+}
+
+// Query is what a policy reads at now: its metric on its part's nodes of node-type,
+// newer than since; with trigger points: N the last N points of each series of the last
+// (N+2) periods, with time-window: W those of the last W seconds.
+func Query(sliceID string, p *spec.Policy, every time.Duration, since, now time.Time) sdk.Query {
+	tags := map[string]string{sdk.TagSlice: sliceID, sdk.TagPart: p.Part}
+	if p.Collector.NodeType != "" {
+		tags[sdk.TagNodeType] = p.Collector.NodeType
+	}
+	q := sdk.Query{Metric: p.Collector.Metric, Tags: tags}
+	if p.Trigger.WindowSecs > 0 {
+		q.Start = now.Add(-time.Duration(p.Trigger.WindowSecs) * time.Second)
+	} else {
+		q.Last = p.Trigger.Points
+		q.Start = now.Add(-time.Duration(p.Trigger.Points+2) * every)
+	}
+	if since.After(q.Start) {
+		q.Start = since
+	}
+	return q
+}
+
+// Judge returns the first series of pts (by node, then tags) whose values satisfy the
+// policy's trigger: with points: N its last N values (it needs N), with a time window
+// all of them; nil when none does. pts come series by series, oldest first, as
+// sdk.Monitor.Query returns them.
+func Judge(p *spec.Policy, pts []sdk.Point) *Firing {
+	type series struct {
+		key    string
+		tags   map[string]string
+		values []float64
+	}
+	var list []*series
+	by := map[string]*series{}
+	for _, pt := range pts {
+		k := seriesKey(pt.Tags)
+		s := by[k]
+		if s == nil {
+			s = &series{key: k, tags: pt.Tags}
+			by[k] = s
+			list = append(list, s)
+		}
+		s.values = append(s.values, pt.Value)
+	}
+	sort.Slice(list, func(i, j int) bool {
+		a, b := list[i].tags[sdk.TagResourceID], list[j].tags[sdk.TagResourceID]
+		if a != b {
+			return a < b
+		}
+		return list[i].key < list[j].key
+	})
+	for _, s := range list {
+		vals := s.values
+		if n := p.Trigger.Points; n > 0 && p.Trigger.WindowSecs == 0 {
+			if len(vals) < n {
+				continue
+			}
+			vals = vals[len(vals)-n:]
+		}
+		if p.Holds(vals) {
+			return &Firing{Node: s.tags[sdk.TagResourceID], Tags: s.tags, Values: vals}
+		}
+	}
+	return nil
+}
+
+func seriesKey(tags map[string]string) string {
+	keys := make([]string, 0, len(tags))
+	for k := range tags {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		b.WriteString(k)
+		b.WriteByte('=')
+		b.WriteString(tags[k])
+		b.WriteByte(',')
+	}
+	return b.String()
+}

@@ -1,0 +1,130 @@
+package elastic
+
+import (
+	"testing"
+	"time"
+
+	"github.com/necos/necos/core/spec"
+	"github.com/necos/necos/sdk"
+)
+
+func policy(t *testing.T, doc string) *spec.Policy {
+	t.Helper()
+	p, err := spec.ParsePolicy([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func series(node, source string, values ...float64) []sdk.Point {
+	tags := map[string]string{sdk.TagResourceID: node, sdk.TagNodeType: "worker"}
+	if source != "" {
+		tags["source"] = source
+	}
+	out := make([]sdk.Point, len(values))
+	for i, v := range values {
+		out[i] = sdk.Point{Metric: "cpu", Tags: tags, Value: v, Time: time.Unix(int64(i), 0)}
+	}
+	return out
+}
+
+func TestJudge(t *testing.T) {
+	points := policy(t, `{name: p, part: edge, operator: '>', value: 80, trigger: {points: 3}, metric-collector: {metric-name: cpu}}`)
+	window := policy(t, `{name: p, part: edge, operator: '>=', value: 80, trigger: {time-window: 30}, metric-collector: {metric-name: cpu}}`)
+	below := policy(t, `{name: p, part: edge, operator: '<', value: 10, trigger: {points: 2}, metric-collector: {metric-name: cpu}}`)
+	cat := func(ss ...[]sdk.Point) []sdk.Point {
+		var out []sdk.Point
+		for _, s := range ss {
+			out = append(out, s...)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name   string
+		p      *spec.Policy
+		pts    []sdk.Point
+		node   string
+		values []float64
+	}{
+		{"last three above", points, series("w-1", "", 10, 90, 95, 99), "w-1", []float64{90, 95, 99}},
+		{"one of three below", points, series("w-1", "", 90, 70, 99), "", nil},
+		{"too few points", points, series("w-1", "", 95, 99), "", nil},
+		{"equal is not above", points, series("w-1", "", 80, 95, 99), "", nil},
+		{"oscillating", points, series("w-1", "", 95, 20, 95, 20, 95), "", nil},
+		{"second node fires", points, cat(series("w-1", "", 10, 10, 10), series("w-2", "", 81, 82, 83)), "w-2", []float64{81, 82, 83}},
+		// A probe's series is judged apart from the collector's for the same node.
+		{"pushed series apart", points, cat(series("w-1", "", 1, 2, 1), series("w-1", "push", 95, 96, 97)), "w-1", []float64{95, 96, 97}},
+		{"window all above", window, series("w-1", "", 80, 85, 90, 85, 99), "w-1", []float64{80, 85, 90, 85, 99}},
+		{"window one below", window, series("w-1", "", 85, 79.9, 90), "", nil},
+		{"window empty", window, nil, "", nil},
+		{"below threshold policy", below, series("w-1", "", 50, 5, 3), "w-1", []float64{5, 3}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := Judge(tc.p, tc.pts)
+			if tc.values == nil {
+				if f != nil {
+					t.Fatalf("fired on %s", f)
+				}
+				return
+			}
+			if f == nil {
+				t.Fatal("did not fire")
+			}
+			if f.Node != tc.node || len(f.Values) != len(tc.values) {
+				t.Fatalf("fired on %s, want node %s values %v", f, tc.node, tc.values)
+			}
+			for i := range tc.values {
+				if f.Values[i] != tc.values[i] {
+					t.Fatalf("fired on %s, want values %v", f, tc.values)
+				}
+			}
+		})
+	}
+}
+
+func TestQuery(t *testing.T) {
+	now := time.Unix(1000, 0)
+	p := policy(t, `{name: p, part: edge, operator: '>', value: 80, trigger: {points: 3}, metric-collector: {node-type: worker, metric-name: cpu}}`)
+	q := Query("s1", p, 2*time.Second, time.Time{}, now)
+	if q.Metric != "cpu" || q.Last != 3 || !q.Start.Equal(now.Add(-10*time.Second)) || !q.End.IsZero() ||
+		q.Tags[sdk.TagSlice] != "s1" || q.Tags[sdk.TagPart] != "edge" || q.Tags[sdk.TagNodeType] != "worker" || len(q.Tags) != 3 {
+		t.Errorf("points query %+v", q)
+	}
+	// Only points after the last action count.
+	since := now.Add(-3 * time.Second)
+	if q := Query("s1", p, 2*time.Second, since, now); !q.Start.Equal(since) {
+		t.Errorf("after an action: start %s", q.Start)
+	}
+	w := policy(t, `{name: p, part: edge, operator: '>', value: 80, trigger: {time-window: 60}, metric-collector: {metric-name: cpu}}`)
+	q = Query("s1", w, time.Second, time.Time{}, now)
+	if q.Last != 0 || !q.Start.Equal(now.Add(-time.Minute)) || len(q.Tags) != 2 {
+		t.Errorf("window query %+v", q)
+	}
+}
+
+func TestGranularity(t *testing.T) {
+	s, err := spec.ParseSlice([]byte(`slices:
+  sliced:
+    id: s
+    slice-parts:
+      - dc-slice-part:
+          name: edge
+          monitoring-parameters: {granularity-secs: 3}
+          VIM: {name: xen-vim, vdus: [{vdu: {name: vm, epa-attributes: {host-epa: {cpu-number: 1, memory-mb: 512}}}}]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	own := policy(t, `{name: p, part: edge, operator: '>', value: 80, trigger: {points: 3}, metric-collector: {metric-name: cpu, granularity: 7}}`)
+	def := policy(t, `{name: p, part: edge, operator: '>', value: 80, trigger: {points: 3}, metric-collector: {metric-name: cpu, granularity: default}}`)
+	other := policy(t, `{name: p, part: core, operator: '>', value: 80, trigger: {points: 3}, metric-collector: {metric-name: cpu}}`)
+	for _, tc := range []struct {
+		p    *spec.Policy
+		want time.Duration
+	}{{own, 7 * time.Second}, {def, 3 * time.Second}, {other, DefaultGranularity}} {
+		if got := granularity(tc.p, s, DefaultGranularity); got != tc.want {
+			t.Errorf("%s: %s, want %s", tc.p.Part, got, tc.want)
+		}
+	}
+}
