@@ -182,7 +182,9 @@ func TestElasticity(t *testing.T) {
 		// Two in a row: it fires once and acts.
 		written := e.push(t, id, "worker-1", 200*time.Millisecond, 95, 96)
 		e.waitEvent(t, id, "cpu-high", elastic.EvActionFinished, written)
-		// The load swings back up within the cooldown: skipped, not acted on.
+		// The load swings back up within the cooldown: skipped, not acted on. (Only
+		// points after the action count: let a few be measured after it.)
+		time.Sleep(time.Second)
 		again := e.push(t, id, "worker-1", 200*time.Millisecond, 20, 97, 98)
 		skip := e.waitEvent(t, id, "cpu-high", elastic.EvSkipped, again)
 		if skip.Data["reason"] != "cooldown" {
