@@ -1,0 +1,365 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/necos/necos/api"
+	"github.com/necos/necos/api/apitest"
+	v1 "github.com/necos/necos/api/v1"
+	"github.com/necos/necos/core/pluginhost"
+	"github.com/necos/necos/core/providers"
+	"github.com/necos/necos/core/service"
+	"github.com/necos/necos/core/service/sshdtest"
+	"github.com/necos/necos/core/sro"
+	"github.com/necos/necos/core/store"
+	"github.com/necos/necos/plugins/vim-kubernetes/kubetest"
+	"github.com/necos/necos/sdk/plugintest"
+	"gopkg.in/yaml.v3"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// svcEnv is the API with the service routes over a real engine, the real plugins named
+// and a service orchestrator.
+type svcEnv struct {
+	url    string
+	engine *sro.Engine
+	orch   *service.Orchestrator
+	tokens map[string]string
+}
+
+// startServices runs the API over providers (a catalogue's providers: list) served by
+// the named plugins, built from this module.
+func startServices(t *testing.T, catalogue string, plugins ...string) *svcEnv {
+	t.Helper()
+	logger := plugintest.TestLogger(t).ResetNamed("necos")
+	dir := t.TempDir()
+	for _, p := range plugins {
+		bin := plugintest.Build(t, "github.com/necos/necos/plugins/"+p)
+		b, err := os.ReadFile(bin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, pluginhost.BinaryPrefix+p), b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	host := pluginhost.New(pluginhost.Options{Dir: dir, Logger: logger.Named("plugins")})
+	if _, err := host.Lock(); err != nil {
+		t.Fatal(err)
+	}
+	cat, err := providers.Parse([]byte(catalogue))
+	if err != nil {
+		t.Fatalf("catalogue: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	st, err := store.Open(ctx, store.Options{Dir: t.TempDir(), Logger: logger.Named("store")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens := map[string]string{}
+	for _, tenant := range apitest.Tenants {
+		tokens[tenant] = store.NewToken()
+		if err := st.AddToken(ctx, tenant, tokens[tenant]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reg := providers.NewRegistry(cat, host, logger.Named("providers"))
+	engine := sro.New(sro.Options{Store: st, Catalogue: cat, Plugins: reg, Logger: logger.Named("engine"), CallTimeout: 2 * time.Minute})
+	orch := service.New(service.Options{Store: st, Slices: engine, Deployers: reg, Logger: logger.Named("services"),
+		PollInterval: 100 * time.Millisecond})
+	done := make(chan struct{})
+	go func() { defer close(done); _ = engine.Run(ctx) }()
+	h := api.New(api.Options{Engine: engine, Registry: reg, Logger: logger.Named("api"), Extra: api.ServiceRoutes(orch)})
+	if err := h.(*api.Handler).CheckOpenAPI(); err != nil {
+		t.Errorf("openapi.yaml and the routes differ:\n%v", err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(func() {
+		srv.CloseClientConnections()
+		srv.Close()
+		orch.Close()
+		cancel()
+		<-done
+		_ = host.Close()
+		if err := st.Close(); err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("close store: %v", err)
+		}
+	})
+	return &svcEnv{url: srv.URL, engine: engine, orch: orch, tokens: tokens}
+}
+
+// call sends a request as tenant and returns the status and body.
+func (e *svcEnv) call(t *testing.T, tenant, method, path, contentType string, body []byte) (int, []byte, http.Header) {
+	t.Helper()
+	req, err := http.NewRequest(method, e.url+path, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+e.tokens[tenant])
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, resp.Header
+}
+
+// createSlice creates a slice through the API and waits until it is Ready.
+func (e *svcEnv) createSlice(t *testing.T, doc []byte) *sro.View {
+	t.Helper()
+	status, body, _ := e.call(t, "alice", http.MethodPost, "/v1/slices?wait=true", "text/x-yaml", doc)
+	if status != http.StatusCreated {
+		t.Fatalf("create slice: %d %s", status, body)
+	}
+	var s v1.Slice
+	if err := json.Unmarshal(body, &s); err != nil {
+		t.Fatal(err)
+	}
+	v, err := e.engine.Get(context.Background(), "alice", s.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func xenCatalogue(srv *sshdtest.Server) string {
+	ssh := fmt.Sprintf("{ip: 127.0.0.1, port: %d, user: %s, host_key: %q}", srv.Port, srv.User, srv.HostKey)
+	return `
+providers:
+  - name: UNICAMP
+    location: AMERICA.BRAZIL.UNICAMP
+    dc: {vim: xen-vim, plugin: vim-xen, config: {uri: "test:///default", capacity: {cpus: 8, memory_mb: 16384, storage_gb: 100}, subnet: 10.10.1.0/24, ssh: ` + ssh + `}}
+  - name: SPAIN
+    location: EUROPE.SPAIN
+    dc: {vim: xen-vim, plugin: vim-xen, config: {uri: "test:///default", capacity: {cpus: 8, memory_mb: 16384, storage_gb: 100}, subnet: 10.10.3.0/24, ssh: ` + ssh + `}}
+`
+}
+
+func TestServiceRoutes(t *testing.T) {
+	sshd := sshdtest.Start(t)
+	env := startServices(t, xenCatalogue(sshd), "vim-xen")
+	v := env.createSlice(t, apitest.SmallSlice("svc-api"))
+	for _, p := range v.Parts {
+		sshd.Authorize(t, p.Observed.Attributes["ssh-public-key"])
+	}
+	core, _ := v.Part("core-dc")
+	dir := t.TempDir()
+
+	// The NECOS route: YAML in, the slice named by its spec id, YAML out once done.
+	doc := []byte(`slices:
+  sliced:
+    id: svc-api
+    slice-parts:
+      - dc-slice-part:
+        name: core-dc
+        vdus:
+          - vdu:
+            name: core_vm
+            VIM: xen-vim
+            commands:
+              - echo ${parts.core-dc.vdus.core_vm.ip} > ` + dir + `/necos
+              - cat ` + dir + `/necos
+`)
+	status, body, hdr := env.call(t, "alice", http.MethodPost, "/service_orchestrator/deploy_service", "text/x-yaml", doc)
+	if status != http.StatusCreated || !strings.HasPrefix(hdr.Get("Content-Type"), "text/x-yaml") {
+		t.Fatalf("deploy_service: %d %s", status, body)
+	}
+	var necos struct {
+		Service v1.Service `yaml:"service"`
+	}
+	if err := yaml.Unmarshal(body, &necos); err != nil {
+		t.Fatalf("answer: %v\n%s", err, body)
+	}
+	s := necos.Service
+	ip := core.Observed.Nodes[0].IPs[0]
+	if s.State != "Deployed" || s.SliceID != v.Slice.ID || len(s.Parts) != 1 || s.Counts.Succeeded != 2 ||
+		s.Parts[0].VDUs[0].Name != "core_vm" || s.Parts[0].VDUs[0].Nodes[0].Steps[1].Stdout != ip+"\n" {
+		t.Errorf("deploy_service answered:\n%s", body)
+	}
+	if !strings.Contains(string(body), "exit-code: 0") || !strings.Contains(string(body), "slice-id: "+v.Slice.ID) {
+		t.Errorf("the YAML answer is not kebab-case:\n%s", body)
+	}
+	if hdr.Get("Location") != "/v1/slices/"+v.Slice.ID+"/services/"+s.ID {
+		t.Errorf("location %q", hdr.Get("Location"))
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "necos")); string(b) != ip+"\n" {
+		t.Errorf("the command wrote %q", b)
+	}
+	if status, body, _ := env.call(t, "alice", http.MethodPost, "/service_orchestrator/deploy_service", "text/x-yaml", doc); status != http.StatusOK {
+		t.Errorf("deploy_service again: %d %s", status, body)
+	}
+
+	// Unknown references: 400 naming each, in YAML on the NECOS route, nothing run.
+	bad := bytes.ReplaceAll(doc, []byte("vdus.core_vm.ip"), []byte("vdus.core_mv.ip"))
+	bad = bytes.ReplaceAll(bad, []byte("/necos"), []byte("/bad"))
+	status, body, _ = env.call(t, "alice", http.MethodPost, "/service_orchestrator/deploy_service", "text/x-yaml", bad)
+	if status != http.StatusBadRequest || !strings.Contains(string(body), "unknown reference ${parts.core-dc.vdus.core_mv.ip}") ||
+		!strings.Contains(string(body), "path: parts.core-dc.vdus.core_vm.commands[0]") {
+		t.Errorf("unknown reference: %d %s", status, body)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "bad")); !os.IsNotExist(err) {
+		t.Error("a refused deployment ran")
+	}
+	status, body, _ = env.call(t, "alice", http.MethodPost, "/service_orchestrator/deploy_service", "text/x-yaml",
+		bytes.Replace(doc, []byte("id: svc-api"), []byte("id: nosuch"), 1))
+	if status != http.StatusNotFound || !strings.Contains(string(body), "slices.sliced.id") {
+		t.Errorf("unknown slice: %d %s", status, body)
+	}
+	if status, body, _ := env.call(t, "bob", http.MethodPost, "/service_orchestrator/deploy_service", "text/x-yaml", doc); status != http.StatusNotFound {
+		t.Errorf("another tenant deploys: %d %s", status, body)
+	}
+
+	// The native route: JSON in, named, answered at once, followed with GET.
+	js, err := json.Marshal(map[string]any{"slices": map[string]any{"sliced": map[string]any{"id": "svc-api",
+		"slice-parts": []any{map[string]any{"dc-slice-part": map[string]any{"name": "edge-dc", "vdus": []any{
+			map[string]any{"vdu": map[string]any{"name": "edge_vm-1", "commands": []string{"echo ${parts.edge-dc.vim-ref.port-ssh}", "exit 3"}}}},
+			"elasticity": []any{map[string]any{"policy": map[string]any{"name": "edge-cpu", "operator": ">", "value": 80,
+				"trigger": map[string]any{"points": 3}, "metric-collector": map[string]any{"metric-name": "PERCENT_CPU_UTILIZATION"}}}}}}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "/v1/slices/" + v.Slice.ID + "/services"
+	status, body, hdr = env.call(t, "alice", http.MethodPost, base+"?name=edge", "application/json", js)
+	if status != http.StatusAccepted || hdr.Get("Location") != base+"/edge" {
+		t.Fatalf("POST services: %d %s", status, body)
+	}
+	var got v1.Service
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		status, body, _ = env.call(t, "alice", http.MethodGet, base+"/edge", "", nil)
+		if status != http.StatusOK {
+			t.Fatalf("GET service: %d %s", status, body)
+		}
+		got = v1.Service{}
+		if err := json.Unmarshal(body, &got); err != nil {
+			t.Fatal(err)
+		}
+		if got.State != "Deploying" || time.Now().After(deadline) {
+			break
+		}
+	}
+	if got.State != "Failed" || got.Counts.Failed != 1 || !strings.Contains(got.Message, "edge_vm-1 step 1") ||
+		got.Document == "" || len(got.Policies) != 1 {
+		t.Errorf("service: %s", body)
+	}
+	steps := got.Parts[0].VDUs[0].Nodes[0].Steps
+	if len(steps) != 2 || steps[0].Stdout != fmt.Sprintf("%d\n", sshd.Port) || steps[1].ExitCode != 3 || steps[1].State != "failed" {
+		t.Errorf("steps: %+v", steps)
+	}
+	status, body, _ = env.call(t, "alice", http.MethodGet, base, "", nil)
+	var list v1.ServiceList
+	if err := json.Unmarshal(body, &list); status != http.StatusOK || err != nil || len(list.Services) != 2 {
+		t.Errorf("list: %d %s", status, body)
+	}
+	if status, body, _ := env.call(t, "alice", http.MethodPost, base+"?name=a/b", "text/x-yaml", doc); status != http.StatusBadRequest {
+		t.Errorf("bad name: %d %s", status, body)
+	}
+	if status, body, _ := env.call(t, "bob", http.MethodGet, base+"/edge", "", nil); status != http.StatusNotFound {
+		t.Errorf("another tenant reads: %d %s", status, body)
+	}
+	if status, body, _ := env.call(t, "alice", http.MethodDelete, base+"/edge", "", nil); status != http.StatusNoContent {
+		t.Errorf("DELETE: %d %s", status, body)
+	}
+	status, body, _ = env.call(t, "alice", http.MethodGet, base+"/edge", "", nil)
+	if status != http.StatusNotFound || !strings.Contains(string(body), "service not found") {
+		t.Errorf("after DELETE: %d %s", status, body)
+	}
+}
+
+// TestServiceManifestsKubernetes deploys manifests onto a Kubernetes part: through the
+// engine and vim-kubernetes into a real API server (etcd, kube-apiserver and
+// kube-controller-manager on 127.0.0.1).
+func TestServiceManifestsKubernetes(t *testing.T) {
+	if !kubetest.Available() {
+		plugintest.NeedBackend(t, kubetest.MissingReason)
+	}
+	ctx := context.Background()
+	cluster, err := kubetest.Start(ctx, kubetest.Options{})
+	if err != nil {
+		t.Fatalf("start cluster: %v", err)
+	}
+	t.Cleanup(func() { _ = cluster.Stop() })
+	t.Logf("control plane ready in %v", cluster.Started)
+	env := startServices(t, `
+providers:
+  - name: K8S
+    location: EUROPE.SPAIN
+    dc: {vim: KUBERNETES, plugin: vim-kubernetes, config: {kubeconfig: "`+cluster.Kubeconfig+`", token_ttl: 1h, wait_timeout: 60s}}
+`, "vim-kubernetes")
+	v := env.createSlice(t, []byte(`slices:
+  sliced:
+    id: iot-k8s
+    slice-parts:
+      - dc-slice-part:
+          name: dc-slice2
+          type: EDGE
+          location: EUROPE.SPAIN
+          VIM:
+            name: KUBERNETES
+            vdus:
+              - vdu: {name: k8s-master, epa-attributes: {host-epa: {cpu-number: 1, memory-mb: 512}}}
+              - vdu: {name: k8s-node, epa-attributes: {host-epa: {cpu-number: 1, memory-mb: 512}}}
+`))
+	part, _ := v.Part("dc-slice2")
+	ns := part.Observed.Attributes["namespace"]
+	doc := []byte(`slices:
+  sliced:
+    id: iot-k8s
+    slice-parts:
+      - dc-slice-part:
+          name: dc-slice2
+          vdus:
+            - vdu:
+                name: k8s-node
+                VIM: KUBERNETES
+                manifests:
+                  - apiVersion: v1
+                    kind: ConfigMap
+                    metadata: {name: iotagent-mqtt}
+                    data:
+                      master: "${parts.dc-slice2.vdus.k8s-master.name}"
+                      api: "${parts.dc-slice2.vim-ref.ip-api}"
+                      slice: "${slice.id}"
+`)
+	begin := time.Now()
+	status, body, _ := env.call(t, "alice", http.MethodPost, "/v1/slices/"+v.Slice.ID+"/services?wait=true", "text/x-yaml", doc)
+	if status != http.StatusCreated {
+		t.Fatalf("deploy: %d %s", status, body)
+	}
+	t.Logf("manifest deployment: %v", time.Since(begin))
+	var s v1.Service
+	if err := json.Unmarshal(body, &s); err != nil {
+		t.Fatal(err)
+	}
+	if s.State != "Deployed" || s.Counts.Succeeded != 1 {
+		t.Errorf("service: %s", body)
+	}
+	cm, err := cluster.Client.CoreV1().ConfigMaps(ns).Get(ctx, "iotagent-mqtt", metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("the manifest is not in the cluster: %v", err)
+	}
+	if cm.Data["master"] != "k8s-master-1" || cm.Data["slice"] != "iot-k8s" || cm.Data["api"] != part.Observed.VIMRef.IPAPI {
+		t.Errorf("config map data %v", cm.Data)
+	}
+	if status, body, _ := env.call(t, "alice", http.MethodDelete, "/v1/slices/"+v.Slice.ID+"/services/"+s.ID, "", nil); status != http.StatusNoContent {
+		t.Fatalf("undeploy: %d %s", status, body)
+	}
+	if _, err := cluster.Client.CoreV1().ConfigMaps(ns).Get(ctx, "iotagent-mqtt", metav1.GetOptions{}); err == nil {
+		t.Error("undeploy left the config map")
+	}
+}
