@@ -41,8 +41,13 @@ func (e *Engine) act(ctx context.Context, ev *evaluator, f *Firing) {
 		return
 	}
 	e.log.Info("elasticity action done", "policy", ev.name(), "action", out.action, "what", out.what, "took", took)
-	e.event(ctx, sliceID, ev.ev(EvActionFinished, fmt.Sprintf("%s: %s in %s", out.action, out.what, took.Round(time.Millisecond)),
-		map[string]string{"action": out.action, "part": out.part, "took": took.String()}))
+	data := map[string]string{"action": out.action, "part": out.part, "took": took.String()}
+	for k, v := range map[string]string{"vdu": out.vdu, "node": out.node, "template": out.template} {
+		if v != "" {
+			data[k] = v
+		}
+	}
+	e.event(ctx, sliceID, ev.ev(EvActionFinished, fmt.Sprintf("%s: %s in %s", out.action, out.what, took.Round(time.Millisecond)), data))
 	e.postDeploy(ctx, ev, out)
 }
 
@@ -237,9 +242,7 @@ func (e *Engine) postDeploy(ctx context.Context, ev *evaluator, out outcome) {
 		case <-time.After(wait):
 		}
 	}
-	req := PostDeployRequest{SliceID: sliceID, Policy: ev.pol.Name, Action: out.action, Part: out.part,
-		Template: out.template, VDU: out.vdu, Node: out.node, PostDeployment: pd}
-	if err := e.opts.PostDeployer.PostDeploy(ctx, req); err != nil {
+	if err := e.opts.PostDeployer.PostDeploy(ctx, sliceID, out.part, pd); err != nil {
 		e.log.Warn("post-deployment failed", "policy", ev.name(), "part", out.part, "error", err)
 		e.event(ctx, sliceID, ev.ev(EvPostDeployFailed, err.Error(), map[string]string{"part": out.part}))
 		return

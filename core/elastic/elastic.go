@@ -112,33 +112,14 @@ type MonitorSource interface {
 	Monitor(ctx context.Context) (sdk.Monitor, error)
 }
 
-// PostDeployer runs a policy's post-deployment once its action is done: redeploys the
-// slice's service onto the new capacity (for a horizontal action, onto the new part) and
-// runs post-deployment.commands on post-deployment.node. The service deployment
-// implements it; the engine calls it after timers.service-redeployment seconds, with
-// Options.ActionTimeout as the bound, and records its outcome as an event.
+// PostDeployer runs a policy's post-deployment once its action is done: its commands on
+// post-deployment.node, typically to bring the service onto the new capacity. part is
+// the part the action grew or, for add-part, the new part. The service orchestrator
+// (*service.Orchestrator) implements it; the engine calls it after
+// timers.service-redeployment seconds, bounded by Options.ActionTimeout, and records
+// its outcome as an event.
 type PostDeployer interface {
-	PostDeploy(ctx context.Context, req PostDeployRequest) error
-}
-
-// PostDeployRequest says what an action changed and what the policy asks next.
-type PostDeployRequest struct {
-	SliceID string
-	// Policy is the policy's name.
-	Policy string
-	// Action is the action taken: spec.ActionAddNode, ActionAddCPU, ActionAddMemory or
-	// ActionAddPart.
-	Action string
-	// Part is the part that grew or, for add-part, the new part.
-	Part string
-	// Template is the part add-part copied (whose service the new part should run);
-	// empty for vertical actions.
-	Template string
-	// VDU is the VDU grown by a vertical action, Node the node when one alone grew.
-	VDU  string
-	Node string
-	// PostDeployment is the policy's post-deployment (zero when it has none).
-	PostDeployment spec.PostDeployment
+	PostDeploy(ctx context.Context, sliceID, part string, pd spec.PostDeployment) error
 }
 
 // Options configure an Engine.

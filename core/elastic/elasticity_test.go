@@ -9,29 +9,39 @@ import (
 	"time"
 
 	"github.com/necos/necos/core/elastic"
+	"github.com/necos/necos/core/service"
+	"github.com/necos/necos/core/spec"
 	"github.com/necos/necos/core/sro"
 	"github.com/necos/necos/core/store"
 	"github.com/necos/necos/sdk"
 	"libvirt.org/go/libvirt"
 )
 
+// The service orchestrator runs post-deployments.
+var _ elastic.PostDeployer = (*service.Orchestrator)(nil)
+
 // recorder is a PostDeployer that remembers what it was asked.
 type recorder struct {
 	mu   sync.Mutex
-	reqs []elastic.PostDeployRequest
+	reqs []postDeploy
 }
 
-func (r *recorder) PostDeploy(_ context.Context, req elastic.PostDeployRequest) error {
+type postDeploy struct {
+	slice, part string
+	pd          spec.PostDeployment
+}
+
+func (r *recorder) PostDeploy(_ context.Context, sliceID, part string, pd spec.PostDeployment) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.reqs = append(r.reqs, req)
+	r.reqs = append(r.reqs, postDeploy{sliceID, part, pd})
 	return nil
 }
 
-func (r *recorder) requests() []elastic.PostDeployRequest {
+func (r *recorder) requests() []postDeploy {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return append([]elastic.PostDeployRequest(nil), r.reqs...)
+	return append([]postDeploy(nil), r.reqs...)
 }
 
 // cpuPolicy fires on 3 points above 80 % CPU of a worker, evaluated every second.
@@ -146,8 +156,8 @@ func TestElasticity(t *testing.T) {
 		}
 		e.waitEvent(t, id, "cpu-high", elastic.EvPostDeployed, written)
 		reqs := post.requests()
-		if len(reqs) != 1 || reqs[0].SliceID != id || reqs[0].Part != "edge" || reqs[0].Action != "add-cpu" || reqs[0].Node != "worker-2" ||
-			reqs[0].PostDeployment.Commands[0] != "systemctl restart iot-agent" {
+		if len(reqs) != 1 || reqs[0].slice != id || reqs[0].part != "edge" || reqs[0].pd.Node != "worker-1" ||
+			reqs[0].pd.Commands[0] != "systemctl restart iot-agent" {
 			t.Errorf("post-deploy requests %+v", reqs)
 		}
 	})
@@ -244,7 +254,7 @@ func TestElasticity(t *testing.T) {
 		}
 		reqs := post.requests()
 		last := reqs[len(reqs)-1]
-		if last.Action != "add-part" || last.Part != "edge-h1" || last.Template != "edge" {
+		if last.slice != id || last.part != "edge-h1" {
 			t.Errorf("post-deploy request %+v", last)
 		}
 		// The new part is measured too.

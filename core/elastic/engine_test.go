@@ -278,4 +278,20 @@ func TestCheck(t *testing.T) {
 	if err := Check(v, p); err == nil || !strings.Contains(err.Error(), "vertical[0].action.vdu: part edge has no VDU \"db\"") {
 		t.Errorf("check: %v", err)
 	}
+
+	// A policy a service registered is not replaced through the API.
+	ok, err := spec.ParsePolicy([]byte(`{name: svc, part: edge, operator: '>', value: 80, trigger: {points: 2}, metric-collector: {metric-name: cpu}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Install(context.Background(), st, v, ok, SourceServicePrefix+"iot"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Install(context.Background(), st, v, ok, SourceAPI); !errors.Is(err, ErrOwned) || !strings.Contains(err.Error(), "registered by service:iot") {
+		t.Errorf("replacing a service's policy: %v", err)
+	}
+	ok.Value = 90
+	if _, err := Install(context.Background(), st, v, ok, SourceServicePrefix+"iot"); err != nil {
+		t.Errorf("the service replacing its own policy: %v", err)
+	}
 }

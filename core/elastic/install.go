@@ -12,8 +12,8 @@ import (
 
 // Event types of policy registration.
 const (
-	EvPolicyInstalled = "elastic.policy-installed"
-	EvPolicyRemoved   = "elastic.policy-removed"
+	EvPolicyRegistered = "policy.registered"
+	EvPolicyRemoved    = "policy.removed"
 )
 
 // Sources of policies (store.Policy.Source).
@@ -82,15 +82,27 @@ func Check(v *sro.View, p *spec.Policy) error {
 	return nil
 }
 
-// Install checks a policy against its slice (Check) and registers it (replacing one of
-// the same name), with an event; source is SourceAPI or SourceServicePrefix+id. A
-// running Engine picks it up at its next re-read of the store.
+// ErrOwned: the slice has a policy of that name registered by another source (a
+// service's document, or the API): it is changed there, not replaced from here.
+var ErrOwned = errors.New("policy registered by another source")
+
+// Install checks a policy against its slice (Check) and registers it, with an event;
+// source is SourceAPI or SourceServicePrefix+id. A policy of the same name from the
+// same source is replaced; one from another source is refused with ErrOwned. A running
+// Engine picks it up at its next re-read of the store.
 func Install(ctx context.Context, st *store.Store, v *sro.View, p *spec.Policy, source string) (*store.Policy, error) {
 	if err := Check(v, p); err != nil {
 		return nil, err
 	}
+	cur, err := st.GetPolicy(ctx, v.Slice.ID, p.Name)
+	switch {
+	case err == nil && cur.Source != source:
+		return nil, fmt.Errorf("%w: slice %s already has a policy %q, registered by %s", ErrOwned, v.Slice.ID, p.Name, cur.Source)
+	case err != nil && !errors.Is(err, store.ErrNotFound):
+		return nil, err
+	}
 	rec := &store.Policy{SliceID: v.Slice.ID, Name: p.Name, Source: source, Spec: *p}
-	if err := st.PutPolicy(ctx, rec, store.Event{Type: EvPolicyInstalled, Part: p.Part,
+	if err := st.PutPolicy(ctx, rec, store.Event{Type: EvPolicyRegistered, Part: p.Part,
 		Message: fmt.Sprintf("%s (from %s)", p.String(), source), Data: map[string]string{"policy": p.Name}}); err != nil {
 		return nil, err
 	}
