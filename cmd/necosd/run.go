@@ -99,6 +99,7 @@ func run(ctx context.Context, cfg config) error {
 		Workers:     cfg.Workers,
 		CallTimeout: cfg.CallTimeout,
 		Metrics:     sro.NewMetrics(promReg),
+		Identity:    identity(cfg),
 	})
 
 	ln, err := net.Listen("tcp", cfg.Listen)
@@ -157,6 +158,13 @@ func run(ctx context.Context, cfg config) error {
 	cancelEngine()
 	wg.Wait()
 	return nil
+}
+
+// identity names this necosd among the replicas sharing a store: its host and API
+// address, stable across restarts.
+func identity(cfg config) string {
+	host, _ := os.Hostname()
+	return host + "/" + cfg.Listen
 }
 
 func storeName(cfg config) string {

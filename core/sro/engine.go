@@ -19,6 +19,7 @@ import (
 	"github.com/necos/necos/core/providers"
 	"github.com/necos/necos/core/store"
 	"github.com/necos/necos/sdk"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"k8s.io/client-go/util/workqueue"
 )
@@ -50,7 +51,10 @@ type Options struct {
 	VNIMin, VNIMax uint32
 	// Resync reconciles every slice this often, to catch anything missed; default 5 min.
 	Resync time.Duration
-	// Identity names this engine in leader election; default hostname/pid.
+	// Identity names this engine in leader election; it must differ between the
+	// replicas sharing a store and stay the same across restarts of one replica (a
+	// restarted replica then takes over its predecessor's lead at once). Default
+	// hostname/pid.
 	Identity string
 	// Metrics receives phase latencies; nil disables them.
 	Metrics *Metrics
@@ -178,6 +182,16 @@ func (e *Engine) lead(ctx context.Context) error {
 	}
 	defer sess.Close()
 	el := concurrency.NewElection(sess, e.store.Prefix()+"leader")
+	// A leader with our identity is this engine before a crash (kill -9): its session
+	// would keep the lead until its lease expires. Revoke it and take over at once.
+	if resp, err := el.Leader(ctx); err == nil && len(resp.Kvs) > 0 {
+		kv := resp.Kvs[0]
+		if string(kv.Value) == e.opts.Identity && clientv3.LeaseID(kv.Lease) != sess.Lease() {
+			if _, err := e.store.Client().Revoke(ctx, clientv3.LeaseID(kv.Lease)); err == nil {
+				e.log.Info("took over from this engine's previous run", "identity", e.opts.Identity)
+			}
+		}
+	}
 	if err := el.Campaign(ctx, e.opts.Identity); err != nil {
 		return fmt.Errorf("campaign: %w", err)
 	}

@@ -18,8 +18,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
+
+	"github.com/go-logr/logr"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -28,7 +31,10 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	crlog "sigs.k8s.io/controller-runtime/pkg/log"
 )
+
+var setLogger sync.Once
 
 // EnvAssets names the variable pointing at the directory with the Kubernetes binaries.
 const EnvAssets = "KUBEBUILDER_ASSETS"
@@ -113,6 +119,9 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		return nil, errors.New(MissingReason)
 	}
 	begin := time.Now()
+	// envtest logs through controller-runtime's logger, which complains with a stack
+	// trace when nobody set it; its messages are not wanted in test output.
+	setLogger.Do(func() { crlog.SetLogger(logr.Discard()) })
 	dir, err := os.MkdirTemp("", "necos-kubetest-")
 	if err != nil {
 		return nil, fmt.Errorf("kubetest: scratch dir: %w", err)

@@ -1,0 +1,218 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// daemon is a necosd process with its data directory, restartable on the same data.
+type daemon struct {
+	t       *testing.T
+	dir     string
+	addr    string
+	args    []string
+	cmd     *exec.Cmd
+	log     *syncBuffer
+	done    chan struct{}
+	tokens  map[string]string
+	catalog string
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func randomID() string {
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func freeAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// startDaemon starts necosd with a catalogue (YAML) and tenants demo and other.
+func startDaemon(t *testing.T, catalogue string, args ...string) *daemon {
+	t.Helper()
+	d := &daemon{t: t, dir: t.TempDir(), addr: freeAddr(t), catalog: catalogue}
+	cat := filepath.Join(d.dir, "catalogue.yaml")
+	if err := os.WriteFile(cat, []byte(catalogue), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d.args = append([]string{"--listen", d.addr, "--data-dir", filepath.Join(d.dir, "data"),
+		"--plugin-dir", filepath.Join(bin, "plugins"), "--catalogue", cat, "--tenants", "demo,other",
+		"--log-level", "debug"}, args...)
+	d.start()
+	t.Cleanup(func() {
+		d.stop()
+		if t.Failed() {
+			t.Logf("necosd log (last 60 lines):\n%s", tail(d.log.String(), 60))
+		}
+	})
+	return d
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func (d *daemon) start() {
+	d.t.Helper()
+	if d.log == nil {
+		d.log = &syncBuffer{}
+	}
+	d.cmd = exec.Command(filepath.Join(bin, "necosd"), d.args...)
+	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
+	if err := d.cmd.Start(); err != nil {
+		d.t.Fatal(err)
+	}
+	d.done = make(chan struct{})
+	go func() { _ = d.cmd.Wait(); close(d.done) }()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get("http://" + d.addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		select {
+		case <-d.done:
+			d.t.Fatalf("necosd exited at start-up:\n%s", tail(d.log.String(), 40))
+		default:
+		}
+		if time.Now().After(deadline) {
+			d.t.Fatalf("necosd not ready after 60 s:\n%s", tail(d.log.String(), 40))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	d.tokens = map[string]string{}
+	for _, tenant := range []string{"demo", "other"} {
+		b, err := os.ReadFile(filepath.Join(d.dir, "data", tenant+"-token"))
+		if err != nil {
+			d.t.Fatal(err)
+		}
+		d.tokens[tenant] = strings.TrimSpace(string(b))
+	}
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (d *daemon) stop() {
+	if d.cmd == nil || d.cmd.Process == nil {
+		return
+	}
+	select {
+	case <-d.done:
+		return
+	default:
+	}
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.done:
+	case <-time.After(30 * time.Second):
+		_ = d.cmd.Process.Kill()
+		<-d.done
+		d.t.Errorf("necosd did not stop within 30 s of SIGTERM")
+	}
+}
+
+// kill9 kills necosd with SIGKILL, as a crash would.
+func (d *daemon) kill9() {
+	_ = d.cmd.Process.Signal(syscall.SIGKILL)
+	<-d.done
+}
+
+func (d *daemon) url(path string) string { return "http://" + d.addr + path }
+
+// response is an HTTP answer read whole.
+type response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+func (r response) json(t *testing.T, v any) {
+	t.Helper()
+	if err := json.Unmarshal(r.Body, v); err != nil {
+		t.Fatalf("decode %s: %v", r.Body, err)
+	}
+}
+
+// do sends a request as tenant ("" sends no token).
+func (d *daemon) do(tenant, method, path, contentType string, body []byte) response {
+	d.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, d.url(path), bytes.NewReader(body))
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	if tenant != "" {
+		req.Header.Set("Authorization", "Bearer "+d.tokens[tenant])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		d.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return response{Status: resp.StatusCode, Header: resp.Header, Body: b}
+}
+
+func (d *daemon) expect(r response, status int, what string) {
+	d.t.Helper()
+	if r.Status != status {
+		d.t.Fatalf("%s: HTTP %d, want %d: %s", what, r.Status, status, r.Body)
+	}
+}
+
+// necosctl runs the CLI against this daemon as tenant.
+func (d *daemon) necosctl(tenant string, args ...string) (string, error) {
+	cmd := exec.Command(filepath.Join(bin, "necosctl"), append([]string{"--server", "http://" + d.addr, "--token", d.tokens[tenant]}, args...)...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+var _ = fmt.Sprintf
