@@ -6,35 +6,124 @@ import (
 	"strings"
 
 	"github.com/necos/necos/core/spec"
+	"github.com/necos/necos/core/sro"
 	"github.com/necos/necos/core/store"
+	"github.com/necos/necos/sdk"
 )
 
 // PostDeployPrefix starts the id of the service record a post-deployment runs as:
 // "post-<part>".
 const PostDeployPrefix = "post-"
 
-// PostDeploy runs a policy's post-deployment commands once an elasticity action has
-// grown the slice, typically on a part it just added: on pd.Node — a VDU or node of
-// part, else of another part of the slice (e.g. the core's master, to rebalance), or,
-// when empty, every node of part. References in the commands are substituted against
-// the slice as it is now, so they can name the new part's nodes. The run is recorded as
-// the service "post-<part>" of the slice, steps and events like any deployment, and
-// PostDeploy returns when it has ended: an error when it could not run or a step failed.
+// PostDeploy brings the slice's services onto capacity an elasticity action just made,
+// then runs the policy's post-deployment commands. part is the part the action grew
+// (vertical) or, for add-part, the new part.
 //
-// The slice need not be Ready (an elastic update may be in progress), only the parts
-// concerned.
+//  1. Every service of the slice whose document deploys onto part — or, for a part
+//     elasticity added, onto the part it is a copy of (its template) — is deployed onto
+//     part again: the same VDUs' commands and manifests, so that new nodes or the new
+//     part run what their siblings run. This is a partial deployment of each service,
+//     recorded in the service's own record (the new part joins its parts, and leaves
+//     with the service on undeploy).
+//  2. pd.Commands run on pd.Node — a VDU or node of part, else of another part of the
+//     slice (e.g. the core's master, to rebalance), or, when empty, every node of part
+//     — recorded as the service "post-<part>".
+//
+// References are substituted against the slice as it is now, so they can name the new
+// nodes. PostDeploy returns when everything has run: an error names each service or
+// step that failed. The slice need not be Ready, only the parts concerned.
 func (o *Orchestrator) PostDeploy(ctx context.Context, sliceID, part string, pd spec.PostDeployment) error {
-	if len(pd.Commands) == 0 {
-		return nil
-	}
 	v, err := o.opts.Slices.Get(ctx, "", sliceID)
 	if err != nil {
 		return err
 	}
-	target := part
 	if _, ok := v.Part(part); !ok {
 		return fmt.Errorf("post-deployment on slice %s: no part %q (it has %s)", sliceID, part, partNames(v))
 	}
+	problems := o.redeploy(ctx, v, part)
+	if len(pd.Commands) > 0 {
+		if err := o.postCommands(ctx, v, part, pd); err != nil {
+			problems = append(problems, err.Error())
+		}
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("post-deployment on part %s of slice %s: %s", part, sliceID, joinSemi(problems))
+	}
+	return nil
+}
+
+// redeploy deploys the slice's services onto part (see PostDeploy) and returns what
+// failed.
+func (o *Orchestrator) redeploy(ctx context.Context, v *sro.View, part string) []string {
+	sliceID := v.Slice.ID
+	recs, err := o.store.ListServices(ctx, sliceID)
+	if err != nil {
+		return []string{fmt.Sprintf("list services: %v", err)}
+	}
+	template := o.templateOf(ctx, sliceID, part)
+	var problems []string
+	for _, rec := range recs {
+		if strings.HasPrefix(rec.ID, PostDeployPrefix) || rec.State == store.ServiceUndeploying {
+			continue
+		}
+		svc, err := spec.ParseService([]byte(rec.Doc))
+		if err != nil {
+			continue // recorded documents parsed when deployed; a newer parser may differ
+		}
+		src, ok := svc.Part(part)
+		if !ok && template != "" {
+			src, ok = svc.Part(template)
+		}
+		if !ok || len(src.VDUs) == 0 {
+			continue
+		}
+		one := &spec.Service{SliceID: svc.SliceID, Parts: []spec.ServicePart{{Name: part, VDUs: src.VDUs}}}
+		// A deployment of the service in progress first ends: the two would race.
+		if _, err := o.Wait(ctx, sliceID, rec.ID); err != nil {
+			problems = append(problems, fmt.Sprintf("service %s: %v", rec.ID, err))
+			continue
+		}
+		p, err := o.plan(ctx, v, one, rec.ID, false)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("service %s: %v", rec.ID, err))
+			continue
+		}
+		if len(p.parts) == 0 {
+			continue
+		}
+		p.tenant = rec.Tenant
+		done, err := o.start(ctx, p, true, true)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("service %s: %v", rec.ID, err))
+			continue
+		}
+		if sp, ok := done.Part(part); ok && sp.State != sdk.DeploySucceeded {
+			problems = append(problems, fmt.Sprintf("service %s on part %s: %s", rec.ID, part, sp.Message))
+		}
+		o.log.Info("service redeployed after elasticity", "slice", sliceID, "service", rec.ID, "part", part,
+			"template", template)
+	}
+	return problems
+}
+
+// templateOf returns the part an elastic part was copied from, as its part.adding event
+// recorded, or "".
+func (o *Orchestrator) templateOf(ctx context.Context, sliceID, part string) string {
+	evs, err := o.store.Events(ctx, sliceID)
+	if err != nil {
+		return ""
+	}
+	for i := len(evs) - 1; i >= 0; i-- {
+		if ev := evs[i]; ev.Type == sro.EvPartAdding && ev.Part == part {
+			return ev.Data["template"]
+		}
+	}
+	return ""
+}
+
+// postCommands runs a post-deployment's commands, recorded as the service post-<part>.
+func (o *Orchestrator) postCommands(ctx context.Context, v *sro.View, part string, pd spec.PostDeployment) error {
+	target := part
 	if pd.Node != "" {
 		target = partOfNode(v.Parts, part, pd.Node)
 	}
@@ -43,16 +132,16 @@ func (o *Orchestrator) PostDeploy(ctx context.Context, sliceID, part string, pd 
 	id := PostDeployPrefix + cleanID(part)
 	p, err := o.plan(ctx, v, svc, id, false)
 	if err != nil {
-		return fmt.Errorf("post-deployment on part %s of slice %s: %w", part, sliceID, err)
+		return fmt.Errorf("commands: %w", err)
 	}
 	p.tenant = v.Slice.Tenant
 	p.doc = "# post-deployment of an elasticity action on part " + part + "\n"
 	rec, err := o.launch(ctx, p, true)
 	if err != nil {
-		return fmt.Errorf("post-deployment on part %s of slice %s: %w", part, sliceID, err)
+		return fmt.Errorf("commands: %w", err)
 	}
 	if rec.State != store.ServiceDeployed {
-		return fmt.Errorf("post-deployment on part %s of slice %s: %s", part, sliceID, rec.Message)
+		return fmt.Errorf("commands: %s", rec.Message)
 	}
 	return nil
 }

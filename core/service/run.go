@@ -19,6 +19,14 @@ const storeTimeout = 10 * time.Second
 // launch records the deployment, registers its policies and runs it in the background;
 // with wait it returns once the deployment has ended.
 func (o *Orchestrator) launch(ctx context.Context, p *plan, wait bool) (*Record, error) {
+	return o.start(ctx, p, wait, false)
+}
+
+// start runs a plan as a deployment of the service p.id. With merge, the plan's parts
+// are deployed into the service's existing record (the service reaching a part that
+// elasticity added or grew), its other parts and its policies left as they are;
+// otherwise the record is replaced by a new deployment of the whole service.
+func (o *Orchestrator) start(ctx context.Context, p *plan, wait, merge bool) (*Record, error) {
 	sliceID := p.view.Slice.ID
 	in, rctx, err := o.claim(sliceID, p.id)
 	if err != nil {
@@ -30,6 +38,35 @@ func (o *Orchestrator) launch(ctx context.Context, p *plan, wait bool) (*Record,
 			o.release(sliceID, p.id, in)
 		}
 	}()
+	var rec *store.Service
+	if merge {
+		if rec, err = o.mergeRecord(ctx, p); err != nil {
+			return nil, err
+		}
+	} else if rec, err = o.newRecord(ctx, p); err != nil {
+		return nil, err
+	}
+	o.log.Info("deploying service", "slice", sliceID, "service", p.id, "parts", len(p.parts), "generation", rec.Generation,
+		"merge", merge)
+	started = true
+	go func() {
+		defer o.release(sliceID, p.id, in)
+		o.run(rctx, p)
+	}()
+	if !wait {
+		return rec, nil
+	}
+	select {
+	case <-in.done:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return o.store.GetService(ctx, sliceID, p.id)
+}
+
+// newRecord records a new deployment of the whole service and registers its policies.
+func (o *Orchestrator) newRecord(ctx context.Context, p *plan) (*store.Service, error) {
+	sliceID := p.view.Slice.ID
 	rec := &store.Service{SliceID: sliceID, ID: p.id, Tenant: p.tenant, Doc: p.doc, State: store.ServiceDeploying,
 		Warnings: p.warnings, Generation: 1, StartedAt: time.Now().UTC()}
 	prev, err := o.store.GetService(ctx, sliceID, p.id)
@@ -59,21 +96,31 @@ func (o *Orchestrator) launch(ctx context.Context, p *plan, wait bool) (*Record,
 			return nil, err
 		}
 	}
-	o.log.Info("deploying service", "slice", sliceID, "service", p.id, "parts", len(p.parts), "generation", rec.Generation)
-	started = true
-	go func() {
-		defer o.release(sliceID, p.id, in)
-		o.run(rctx, p)
-	}()
-	if !wait {
-		return rec, nil
+	return rec, nil
+}
+
+// mergeRecord marks the plan's parts pending in the service's existing record.
+func (o *Orchestrator) mergeRecord(ctx context.Context, p *plan) (*store.Service, error) {
+	var names []string
+	for _, pp := range p.parts {
+		names = append(names, pp.part.Name)
 	}
-	select {
-	case <-in.done:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	return o.store.GetService(ctx, sliceID, p.id)
+	msg := fmt.Sprintf("service %s onto part %s", p.id, strings.Join(names, ", "))
+	return o.store.UpdateService(ctx, p.view.Slice.ID, p.id, func(s *store.Service) ([]store.Event, error) {
+		if s.State == store.ServiceUndeploying {
+			return nil, fmt.Errorf("service %s: %w", p.id, ErrBusy)
+		}
+		for _, pp := range p.parts {
+			sp := store.ServicePart{Name: pp.part.Name, Provider: pp.part.Provider, State: sdk.DeployPending}
+			if cur, ok := s.Part(pp.part.Name); ok {
+				*cur = sp
+			} else {
+				s.Parts = append(s.Parts, sp)
+			}
+		}
+		s.State, s.Message, s.StartedAt, s.FinishedAt = store.ServiceDeploying, "", time.Now().UTC(), time.Time{}
+		return []store.Event{{Type: EvDeploying, Message: msg, Data: map[string]string{"service": p.id}}}, nil
+	})
 }
 
 // run deploys every part in parallel and records the outcome.

@@ -45,7 +45,10 @@ providers:
     dc: {vim: xen-vim, plugin: vim-xen, config: {uri: "test:///default", capacity: {cpus: 8, memory_mb: 16384, storage_gb: 500}, subnet: 10.10.1.0/24, ssh: ` + ssh + `}}
   - name: ES
     location: EUROPE.SPAIN
-    dc: {vim: xen-vim, plugin: vim-xen, config: {uri: "test:///default", capacity: {cpus: 8, memory_mb: 16384, storage_gb: 500}, subnet: 10.10.2.0/24, ssh: ` + ssh + `}}
+    dc: {vim: xen-vim, plugin: vim-xen, config: {uri: "test:///default", capacity: {cpus: 8, memory_mb: 16384, storage_gb: 500}, price_per_node_day: 1, subnet: 10.10.2.0/24, ssh: ` + ssh + `}}
+  - name: MADRID
+    location: EUROPE.SPAIN.MADRID
+    dc: {vim: xen-vim, plugin: vim-xen, config: {uri: "test:///default", capacity: {cpus: 8, memory_mb: 16384, storage_gb: 500}, price_per_node_day: 2, subnet: 10.10.3.0/24, ssh: ` + ssh + `}}
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -276,10 +279,13 @@ slices:
 		t.Errorf("list: %d %v", len(list), err)
 	}
 
-	// The elasticity engine runs the policy's post-deployment: on core_vm (another part
-	// than the one grown), with references resolved now.
-	if err := e.orch.PostDeploy(ctx, sliceID, "edge", *pol.Spec.PostDeployment); err != nil {
-		t.Fatalf("post-deploy: %v", err)
+	// The elasticity engine runs the policy's post-deployment after growing edge: the
+	// service is deployed onto edge again (its failing step fails again, and says so),
+	// then the commands run on core_vm (another part than the one grown), with
+	// references resolved now.
+	err = e.orch.PostDeploy(ctx, sliceID, "edge", *pol.Spec.PostDeployment)
+	if err == nil || !strings.Contains(err.Error(), "service "+rec.ID+" on part edge") || !strings.Contains(err.Error(), "edge_vm-2 step 1") {
+		t.Errorf("post-deploy: %v", err)
 	}
 	if b, _ := os.ReadFile(filepath.Join(dir, "post")); string(b) != "post "+edge.Observed.Nodes[0].IPs[0]+"\n" {
 		t.Errorf("post-deployment wrote %q", b)
@@ -471,5 +477,83 @@ func TestStartAndWatchProgress(t *testing.T) {
 	done, err := e.orch.Wait(wctx, v.Slice.ID, "web")
 	if err != nil || done.State != store.ServiceDeployed || done.FinishedAt.IsZero() {
 		t.Fatalf("after the gate: %+v %v", done, err)
+	}
+}
+
+// TestPostDeployAfterElasticity grows a slice as the elasticity engine does — one more
+// node (vertical), a copy of a part elsewhere (horizontal) — and checks that PostDeploy
+// brings the service onto the new capacity.
+func TestPostDeployAfterElasticity(t *testing.T) {
+	e := start(t)
+	v := e.createSlice(t, "alice", "grow")
+	sliceID := v.Slice.ID
+	ctx := context.Background()
+	dir := t.TempDir()
+	runs := filepath.Join(dir, "runs")
+	doc := []byte(`slices:
+  sliced:
+    id: grow
+    slice-parts:
+      - dc-slice-part:
+          name: edge
+          vdus:
+            - vdu:
+                name: edge_vm
+                commands: ["echo ${slice.id} >> ` + runs + `"]
+`)
+	rec, err := e.orch.Deploy(ctx, "alice", sliceID, doc)
+	if err != nil || rec.State != store.ServiceDeployed {
+		t.Fatalf("deploy: %+v %v", rec, err)
+	}
+	lines := func() int {
+		b, _ := os.ReadFile(runs)
+		return strings.Count(string(b), "grow\n")
+	}
+	if n := lines(); n != 2 {
+		t.Fatalf("%d runs after the deployment onto 2 nodes", n)
+	}
+
+	// Vertical: a third node; the service runs again on the part's nodes.
+	if err := e.engine.ScalePart(ctx, sliceID, "edge", "edge_vm", 3); err != nil {
+		t.Fatalf("scale: %v", err)
+	}
+	if err := e.orch.PostDeploy(ctx, sliceID, "edge", spec.PostDeployment{}); err != nil {
+		t.Fatalf("post-deploy after scale: %v", err)
+	}
+	if n := lines(); n != 5 {
+		t.Errorf("%d runs after the redeployment onto 3 nodes, want 5", n)
+	}
+	got, _ := e.orch.Get(ctx, "alice", sliceID, rec.ID)
+	if sp, ok := got.Part("edge"); !ok || len(sp.Nodes) != 3 || got.Generation != 1 || got.State != store.ServiceDeployed {
+		t.Errorf("record after the vertical redeployment: %+v", got)
+	}
+
+	// Horizontal: a copy of edge at another provider, with its own key.
+	added, err := e.engine.AddPart(ctx, sliceID, "edge", sro.AddPartOptions{Reason: "test"})
+	if err != nil {
+		t.Fatalf("add part: %v", err)
+	}
+	e.sshd.Authorize(t, added.Observed.Attributes["ssh-public-key"])
+	pd := spec.PostDeployment{Node: "core_vm", Commands: []string{"echo ${parts." + added.Name + ".vdus.edge_vm.ips} > " + dir + "/rebalanced"}}
+	if err := e.orch.PostDeploy(ctx, sliceID, added.Name, pd); err != nil {
+		t.Fatalf("post-deploy after add-part: %v", err)
+	}
+	if n := lines(); n != 7 {
+		t.Errorf("%d runs after the deployment onto the new part's 2 nodes, want 7", n)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "rebalanced"))
+	if want := added.Observed.Nodes[0].IPs[0] + " " + added.Observed.Nodes[1].IPs[0] + "\n"; string(b) != want {
+		t.Errorf("post-deployment command wrote %q, want %q", b, want)
+	}
+	got, _ = e.orch.Get(ctx, "alice", sliceID, rec.ID)
+	if sp, ok := got.Part(added.Name); !ok || sp.State != sdk.DeploySucceeded || len(got.Parts) != 2 {
+		t.Errorf("the service's record lacks the new part: %+v", got.Parts)
+	}
+	types := eventTypes(t, e.store, sliceID)
+	if strings.Count(types, service.EvDeploying) != 4 { // the service, twice more, and post-<part>
+		t.Errorf("events: %s", types)
+	}
+	if err := e.orch.Undeploy(ctx, "alice", sliceID, rec.ID); err != nil {
+		t.Fatal(err)
 	}
 }
