@@ -58,7 +58,7 @@ to ./` + defaultTokenFile + `.`,
 	f.StringVar(&a.server, "server", envOr(envServer, defaultServer), "necosd API URL (env "+envServer+")")
 	f.StringVar(&a.token, "token", os.Getenv(envToken), "tenant bearer token (env "+envToken+"; default: ./"+defaultTokenFile+" if present)")
 	f.StringVarP(&a.output, "output", "o", "table", "output format: table, yaml or json")
-	root.AddCommand(newSliceCommand(a), newServiceCommand(a), newProvidersCommand(a), newPluginsCommand(a))
+	root.AddCommand(newSliceCommand(a), newServiceCommand(a), newProvidersCommand(a), newPluginsCommand(a), newBenchCommand(a))
 	return root
 }
 
