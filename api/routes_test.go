@@ -28,8 +28,9 @@ func newServer(t *testing.T, opts api.Options) string {
 // is documented with its methods, and every documented operation is routed.
 func TestOpenAPIRoutes(t *testing.T) {
 	// The router alone: an engine that never runs is enough to build it. necosd adds the
-	// service routes, which openapi.yaml documents too.
-	h := api.New(api.Options{Engine: sro.New(sro.Options{}), Extra: api.ServiceRoutes(nil)}).(*api.Handler)
+	// service, metrics and policy routes, which openapi.yaml documents too.
+	h := api.New(api.Options{Engine: sro.New(sro.Options{}),
+		Extra: api.Extras(api.ServiceRoutes(nil), api.MetricsRoutes(nil, nil), api.PolicyRoutes(nil, nil))}).(*api.Handler)
 	if err := h.CheckOpenAPI(); err != nil {
 		t.Errorf("openapi.yaml and the routes differ:\n%v", err)
 	}
@@ -41,6 +42,9 @@ func TestOpenAPIRoutes(t *testing.T) {
 		"POST /service_orchestrator/deploy_service",
 		"POST /slice_activator/create_slice", "POST /slice_activator/delete_slice", "POST /v1/slices",
 		"POST /v1/slices/{id}/services",
+		"GET /v1/slices/{id}/metrics", "POST /v1/slices/{id}/metrics",
+		"GET /v1/slices/{id}/policies", "POST /v1/slices/{id}/policies",
+		"GET /v1/slices/{id}/policies/{name}", "DELETE /v1/slices/{id}/policies/{name}",
 	}
 	slices.Sort(want)
 	if got := h.Routes(); !slices.Equal(got, want) {
