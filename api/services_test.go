@@ -284,9 +284,10 @@ func TestServiceRoutes(t *testing.T) {
 	}
 }
 
-// TestServiceManifestsKubernetes deploys manifests onto a Kubernetes part: through the
-// engine and vim-kubernetes into a real API server (etcd, kube-apiserver and
-// kube-controller-manager on 127.0.0.1).
+// TestServiceManifestsKubernetes deploys the IoT example (examples/services/iot-dojot.yaml)
+// onto the IoT example slice, whose two parts are Kubernetes parts: through the NECOS
+// route, the engine and vim-kubernetes into a real API server (etcd, kube-apiserver and
+// kube-controller-manager on 127.0.0.1; no kubelet, so the pods are never run).
 func TestServiceManifestsKubernetes(t *testing.T) {
 	if !kubetest.Available() {
 		plugintest.NeedBackend(t, kubetest.MissingReason)
@@ -298,71 +299,57 @@ func TestServiceManifestsKubernetes(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = cluster.Stop() })
 	t.Logf("control plane ready in %v", cluster.Started)
+	k8s := `{kubeconfig: "` + cluster.Kubeconfig + `", token_ttl: 1h, wait_timeout: 60s}`
 	env := startServices(t, `
 providers:
-  - name: K8S
-    location: EUROPE.SPAIN
-    dc: {vim: KUBERNETES, plugin: vim-kubernetes, config: {kubeconfig: "`+cluster.Kubeconfig+`", token_ttl: 1h, wait_timeout: 60s}}
+  - name: UNICAMP
+    location: AMERICA.BRAZIL.UNICAMP
+    dc: {vim: KUBERNETES, plugin: vim-kubernetes, config: `+k8s+`}
+  - name: 5TONIC
+    location: EUROPE.SPAIN.MADRID
+    dc: {vim: KUBERNETES, plugin: vim-kubernetes, config: `+k8s+`}
 `, "vim-kubernetes")
-	v := env.createSlice(t, []byte(`slices:
-  sliced:
-    id: iot-k8s
-    slice-parts:
-      - dc-slice-part:
-          name: dc-slice2
-          type: EDGE
-          location: EUROPE.SPAIN
-          VIM:
-            name: KUBERNETES
-            vdus:
-              - vdu: {name: k8s-master, epa-attributes: {host-epa: {cpu-number: 1, memory-mb: 512}}}
-              - vdu: {name: k8s-node, epa-attributes: {host-epa: {cpu-number: 1, memory-mb: 512}}}
-`))
-	part, _ := v.Part("dc-slice2")
-	ns := part.Observed.Attributes["namespace"]
-	doc := []byte(`slices:
-  sliced:
-    id: iot-k8s
-    slice-parts:
-      - dc-slice-part:
-          name: dc-slice2
-          vdus:
-            - vdu:
-                name: k8s-node
-                VIM: KUBERNETES
-                manifests:
-                  - apiVersion: v1
-                    kind: ConfigMap
-                    metadata: {name: iotagent-mqtt}
-                    data:
-                      master: "${parts.dc-slice2.vdus.k8s-master.name}"
-                      api: "${parts.dc-slice2.vim-ref.ip-api}"
-                      slice: "${slice.id}"
-`)
+	v := env.createSlice(t, apitest.Example(t, "iot-dojot.yaml"))
+	core, _ := v.Part("dc-slice1")
+	edge, _ := v.Part("dc-slice2")
+	doc, err := os.ReadFile(filepath.Join("..", "examples", "services", "iot-dojot.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	begin := time.Now()
-	status, body, _ := env.call(t, "alice", http.MethodPost, "/v1/slices/"+v.Slice.ID+"/services?wait=true", "text/x-yaml", doc)
+	status, body, _ := env.call(t, "alice", http.MethodPost, "/service_orchestrator/deploy_service", "text/x-yaml", doc)
 	if status != http.StatusCreated {
 		t.Fatalf("deploy: %d %s", status, body)
 	}
-	t.Logf("manifest deployment: %v", time.Since(begin))
-	var s v1.Service
-	if err := json.Unmarshal(body, &s); err != nil {
+	t.Logf("deployment of %d manifests onto 2 Kubernetes parts: %v", strings.Count(string(doc), "apiVersion:"), time.Since(begin))
+	var necos struct {
+		Service v1.Service `yaml:"service"`
+	}
+	if err := yaml.Unmarshal(body, &necos); err != nil {
 		t.Fatal(err)
 	}
-	if s.State != "Deployed" || s.Counts.Succeeded != 1 {
-		t.Errorf("service: %s", body)
+	s := necos.Service
+	if s.State != "Deployed" || s.Counts.Succeeded != 8 || s.Counts.Total != 8 || len(s.Policies) != 2 {
+		t.Errorf("service:\n%s", body)
 	}
-	cm, err := cluster.Client.CoreV1().ConfigMaps(ns).Get(ctx, "iotagent-mqtt", metav1.GetOptions{})
+	ens, cns := edge.Observed.Attributes["namespace"], core.Observed.Attributes["namespace"]
+	cm, err := cluster.Client.CoreV1().ConfigMaps(ens).Get(ctx, "iotagent-mqtt", metav1.GetOptions{})
 	if err != nil {
-		t.Fatalf("the manifest is not in the cluster: %v", err)
+		t.Fatalf("the edge's config map is not in the cluster: %v", err)
 	}
-	if cm.Data["master"] != "k8s-master-1" || cm.Data["slice"] != "iot-k8s" || cm.Data["api"] != part.Observed.VIMRef.IPAPI {
-		t.Errorf("config map data %v", cm.Data)
+	if cm.Data["DOJOT_CORE_HOST"] != core.Observed.VIMRef.IPAPI || cm.Data["DOJOT_SLICE"] != "IoTService_sliced" {
+		t.Errorf("references in the config map: %v", cm.Data)
+	}
+	if _, err := cluster.Client.AppsV1().Deployments(ens).Get(ctx, "iotagent-mqtt", metav1.GetOptions{}); err != nil {
+		t.Errorf("IoT agent: %v", err)
+	}
+	if svc, err := cluster.Client.CoreV1().Services(cns).Get(ctx, "gui", metav1.GetOptions{}); err != nil || svc.Spec.Ports[0].NodePort != 30001 {
+		t.Errorf("GUI service: %+v %v", svc, err)
 	}
 	if status, body, _ := env.call(t, "alice", http.MethodDelete, "/v1/slices/"+v.Slice.ID+"/services/"+s.ID, "", nil); status != http.StatusNoContent {
 		t.Fatalf("undeploy: %d %s", status, body)
 	}
-	if _, err := cluster.Client.CoreV1().ConfigMaps(ns).Get(ctx, "iotagent-mqtt", metav1.GetOptions{}); err == nil {
+	if _, err := cluster.Client.CoreV1().ConfigMaps(ens).Get(ctx, "iotagent-mqtt", metav1.GetOptions{}); err == nil {
 		t.Error("undeploy left the config map")
 	}
 }
