@@ -53,8 +53,12 @@
 // # Wiring (necosd)
 //
 //	el := elastic.New(elastic.Options{Store: st, Engine: engine, Monitor: registry,
-//		PostDeployer: deployer, IsLeader: engine.IsLeader, Logger: log.Named("elastic")})
+//		PostDeployer: orchestrator, IsLeader: engine.IsLeader, Logger: log.Named("elastic")})
 //	go el.Run(ctx)
+//
+// with engine the *sro.Engine, registry the *providers.Registry and orchestrator the
+// *service.Orchestrator. The API serves the policies through api.PolicyRoutes;
+// docs/monitoring.md shows the whole wiring.
 package elastic
 
 import (
