@@ -71,6 +71,13 @@ func Binary() string {
 // Start runs an sshd until the test ends.
 func Start(t testing.TB) *Server {
 	t.Helper()
+	return StartWith(t)
+}
+
+// StartWith runs an sshd with extra sshd_config lines (e.g. "SetEnv HOME=/tmp/x", so
+// that a benchmark does not time the account's shell start-up files).
+func StartWith(t testing.TB, config ...string) *Server {
+	t.Helper()
 	bin := Binary()
 	if bin == "" {
 		plugintest.NeedBackend(t, EnvSSHD+" is not set and /usr/sbin/sshd is missing: apt-get install -y openssh-server")
@@ -111,7 +118,7 @@ func Start(t testing.TB) *Server {
 	}
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
-		if lastErr = s.start(bin, hostKeyFile); lastErr == nil {
+		if lastErr = s.start(bin, hostKeyFile, config); lastErr == nil {
 			t.Cleanup(s.stop)
 			return s
 		}
@@ -123,7 +130,7 @@ func Start(t testing.TB) *Server {
 func (s *Server) authorizedKeys() string { return filepath.Join(s.Dir, "authorized_keys") }
 
 // start runs sshd on a free port and waits until it listens.
-func (s *Server) start(bin, hostKeyFile string) error {
+func (s *Server) start(bin, hostKeyFile string, extra []string) error {
 	port, err := freePort()
 	if err != nil {
 		return err
@@ -143,8 +150,7 @@ func (s *Server) start(bin, hostKeyFile string) error {
 		"MaxStartups 200",
 		"MaxSessions 200",
 		"LogLevel VERBOSE",
-		"",
-	}, "\n")
+	}, "\n") + "\n" + strings.Join(extra, "\n") + "\n"
 	cfgFile := filepath.Join(s.Dir, "sshd_config")
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
 		return err
