@@ -16,8 +16,11 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/necos/necos/api"
+	"github.com/necos/necos/core/elastic"
+	"github.com/necos/necos/core/monitoring"
 	"github.com/necos/necos/core/pluginhost"
 	"github.com/necos/necos/core/providers"
+	"github.com/necos/necos/core/service"
 	"github.com/necos/necos/core/sro"
 	"github.com/necos/necos/core/store"
 	"github.com/necos/necos/examples"
@@ -102,6 +105,16 @@ func run(ctx context.Context, cfg config) error {
 		Identity:    identity(cfg),
 	})
 
+	// Monitoring starts for each slice once it is Ready; elasticity acts on what it
+	// measures (and on what tenants push); services run through the parts' deployers.
+	collector := monitoring.New(monitoring.Options{Store: st, Plugins: reg, Logger: log.Named("monitoring")})
+	defer collector.Close()
+	engine.AddListener(collector)
+	services := service.New(service.Options{Store: st, Slices: engine, Deployers: reg, Logger: log.Named("services")})
+	defer services.Close()
+	elasticity := elastic.New(elastic.Options{Store: st, Engine: engine, Monitor: reg, PostDeployer: services,
+		IsLeader: engine.IsLeader, Logger: log.Named("elastic")})
+
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
@@ -113,6 +126,8 @@ func run(ctx context.Context, cfg config) error {
 			Logger:   log.Named("api"),
 			Metrics:  promReg,
 			Gatherer: promReg,
+			Extra: api.Extras(api.ServiceRoutes(services), api.MetricsRoutes(engine, collector),
+				api.PolicyRoutes(engine, st)),
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
@@ -133,6 +148,13 @@ func run(ctx context.Context, cfg config) error {
 		defer wg.Done()
 		if err := engine.Run(ectx); err != nil {
 			log.Error("engine stopped", "error", err)
+		}
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := elasticity.Run(ectx); err != nil && ectx.Err() == nil {
+			log.Error("elasticity stopped", "error", err)
 		}
 	}()
 	serveErr := make(chan error, 1)
