@@ -106,7 +106,9 @@ func PluginSet(impl Plugin) plugin.PluginSet { return pluginSet(impl) }
 func (c *Client) Info() Info { return c.info }
 
 // ConfigSchema asks the plugin for its configuration schema.
-func (c *Client) ConfigSchema(ctx context.Context) (ConfigSchema, error) { return c.base.ConfigSchema(ctx) }
+func (c *Client) ConfigSchema(ctx context.Context) (ConfigSchema, error) {
+	return c.base.ConfigSchema(ctx)
+}
 
 // Configure negotiates the API version against SupportedAPIVersions, validates cfg.JSON
 // against the plugin's schema and hands the configuration to the plugin. It returns the

@@ -61,7 +61,7 @@ func (p *grpcPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc
 // pluginSet returns the go-plugin set for impl; with impl nil, the client side only.
 func pluginSet(impl Plugin) plugin.PluginSet {
 	set := plugin.PluginSet{
-		dispenseBase: &grpcPlugin{client: func(c *grpc.ClientConn) any { return &baseClient{c: pb.NewBaseClient(c)} }},
+		dispenseBase:    &grpcPlugin{client: func(c *grpc.ClientConn) any { return &baseClient{c: pb.NewBaseClient(c)} }},
 		string(KindVIM): &grpcPlugin{client: func(c *grpc.ClientConn) any { return &vimClient{c: pb.NewVIMClient(c)} }},
 		string(KindDeployer): &grpcPlugin{client: func(c *grpc.ClientConn) any {
 			return &deployerClient{c: pb.NewDeployerClient(c)}
