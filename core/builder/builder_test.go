@@ -21,9 +21,9 @@ func TestNames(t *testing.T) {
 		t.Fatalf("bridges %q %q: at most 15 bytes, distinct per part, stable", b1, b2)
 	}
 	for specID, want := range map[string]string{
-		"TouristicCDN_sliced":                     "touristiccdn-sliced-abc123",
-		"IoT Service (v2)":                        "iot-service-v2-abc123",
-		"___":                                     "slice-abc123",
+		"TouristicCDN_sliced": "touristiccdn-sliced-abc123",
+		"IoT Service (v2)":    "iot-service-v2-abc123",
+		"___":                 "slice-abc123",
 		"a-very-long-slice-name-that-goes-on-and": "a-very-long-slice-na-abc123",
 	} {
 		if got := SliceID(specID, "abc123"); got != want {
