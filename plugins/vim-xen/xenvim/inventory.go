@@ -3,6 +3,8 @@ package xenvim
 import (
 	"sort"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/necos/necos/sdk"
 	"libvirt.org/go/libvirt"
@@ -35,9 +37,18 @@ func (n node) usage() sdk.Resources {
 	return sdk.Resources{CPUs: n.cpus, MemoryMB: n.memMB, StorageGB: n.meta.StorageGB, Nodes: 1}
 }
 
-// inventory lists this provider's domains, read from libvirt (no cache: libvirt is the
-// only state). Domains that vanish while being read are skipped.
+// inventory lists this provider's domains, for capacity accounting and address
+// allocation. libvirt is the only state; what was read of each domain is remembered
+// (see domainCache) because reading every domain's XML at each call made a create cost
+// O(domains). Domains that vanish while being read are skipped.
 func (p *Plugin) inventory(conn *libvirt.Connect, s *settings) ([]node, error) {
+	return p.listNodes(conn, s, namePrefix, true)
+}
+
+// listNodes reads the provider's domains whose names start with prefix; cached allows
+// answers from the domain cache (sizes and metadata; state may be stale), else every
+// domain is read afresh.
+func (p *Plugin) listNodes(conn *libvirt.Connect, s *settings, prefix string, cached bool) ([]node, error) {
 	doms, err := conn.ListAllDomains(0)
 	if err != nil {
 		return nil, lvError(err, "list domains at %s", s.uri)
@@ -48,11 +59,25 @@ func (p *Plugin) inventory(conn *libvirt.Connect, s *settings) ([]node, error) {
 		}
 	}()
 	var out []node
+	seen := make(map[string]bool, len(doms))
 	for i := range doms {
 		d := &doms[i]
 		name, err := d.GetName()
-		if err != nil || !strings.HasPrefix(name, namePrefix) {
+		if err != nil || !strings.HasPrefix(name, prefix) {
 			continue
+		}
+		uuid, err := d.GetUUIDString()
+		if err != nil {
+			continue
+		}
+		seen[uuid] = true
+		if cached {
+			if n, mine, ok := p.domains.get(uuid); ok {
+				if mine {
+					out = append(out, n)
+				}
+				continue
+			}
 		}
 		n, ok, err := readNode(d, s)
 		if err != nil {
@@ -61,11 +86,72 @@ func (p *Plugin) inventory(conn *libvirt.Connect, s *settings) ([]node, error) {
 			}
 			return nil, lvError(err, "read domain %s", name)
 		}
+		p.domains.put(uuid, n, ok)
 		if ok {
 			out = append(out, n)
 		}
 	}
+	if prefix == namePrefix {
+		p.domains.retain(seen)
+	}
 	return out, nil
+}
+
+// domainTTL bounds how long what was read of a domain is trusted: the plugin forgets a
+// domain it changes at once, and this catches changes made behind its back (an
+// operator's virsh setvcpus) within a minute.
+const domainTTL = time.Minute
+
+// domainCache remembers, per domain UUID, the node read from it (or that it is not
+// this provider's).
+type domainCache struct {
+	mu sync.Mutex
+	m  map[string]cachedDomain
+}
+
+type cachedDomain struct {
+	n    node
+	mine bool
+	read time.Time
+}
+
+func (c *domainCache) get(uuid string) (node, bool, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[uuid]
+	if !ok || time.Since(e.read) > domainTTL {
+		return node{}, false, false
+	}
+	return e.n, e.mine, true
+}
+
+func (c *domainCache) put(uuid string, n node, mine bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[string]cachedDomain{}
+	}
+	c.m[uuid] = cachedDomain{n: n, mine: mine, read: time.Now()}
+}
+
+// forget drops domains this plugin changed.
+func (c *domainCache) forget(nodes ...node) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, n := range nodes {
+		delete(c.m, n.uuid)
+	}
+}
+
+// retain drops the domains that no longer exist.
+func (c *domainCache) retain(seen map[string]bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for id := range c.m {
+		if !seen[id] {
+			delete(c.m, id)
+		}
+	}
 }
 
 // readNode reads one domain; ok is false for domains that are not this provider's.
@@ -97,9 +183,10 @@ func readNode(d *libvirt.Domain, s *settings) (node, bool, error) {
 	}, true, nil
 }
 
-// partNodes returns the nodes of one part.
+// partNodes returns the nodes of one part, read afresh. Only the domains named after the
+// part are read (their names start with its slice and part).
 func (p *Plugin) partNodes(conn *libvirt.Connect, s *settings, ref sdk.PartRef) ([]node, error) {
-	all, err := p.inventory(conn, s)
+	all, err := p.listNodes(conn, s, namePrefix+cleanName(ref.SliceID)+"."+cleanName(ref.PartID)+".", false)
 	if err != nil {
 		return nil, err
 	}

@@ -59,6 +59,8 @@ type Plugin struct {
 	parts keyedMutex
 
 	cpu cpuTracker
+	// domains remembers what was read of each domain (inventory.go).
+	domains domainCache
 
 	// deploys holds the deployments this process ran or runs (see deploy.go).
 	deploys deployTable

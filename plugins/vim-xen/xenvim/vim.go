@@ -448,6 +448,7 @@ func (p *Plugin) resizeNodes(conn *libvirt.Connect, s *settings, req sdk.ResizeR
 		}
 	}
 	for _, t := range targets {
+		p.domains.forget(t)
 		if err := resizeNode(conn, t, req.CPUs, req.MemoryMB); err != nil {
 			return err
 		}
@@ -492,6 +493,7 @@ func resizeNode(conn *libvirt.Connect, n node, cpus int, memMB int64) error {
 
 // writeRecord stores rec in the metadata of every given node (persistent and live).
 func (p *Plugin) writeRecord(conn *libvirt.Connect, nodes []node, rec partRecord) error {
+	p.domains.forget(nodes...)
 	for _, n := range nodes {
 		meta := n.meta
 		meta.Record = rec
