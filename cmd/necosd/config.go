@@ -36,8 +36,10 @@ type config struct {
 	Workers int `yaml:"workers"`
 	// CallTimeout bounds each plugin call.
 	CallTimeout time.Duration `yaml:"call_timeout"`
-	LogLevel    string        `yaml:"log_level"`
-	LogJSON     bool          `yaml:"log_json"`
+	// DebugListen serves Go's profiler (net/http/pprof) there when set.
+	DebugListen string `yaml:"debug_listen"`
+	LogLevel    string `yaml:"log_level"`
+	LogJSON     bool   `yaml:"log_json"`
 }
 
 var tenantRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$`)
@@ -77,6 +79,7 @@ func (c *config) bindFlags(cmd *cobra.Command) {
 	f.StringSliceVar(&c.Tenants, "tenants", c.Tenants, "tenants created at start-up, each with a token in <data-dir>/<tenant>-token")
 	f.IntVar(&c.Workers, "workers", c.Workers, "slices reconciled at once")
 	f.DurationVar(&c.CallTimeout, "call-timeout", c.CallTimeout, "bound on each plugin call")
+	f.StringVar(&c.DebugListen, "debug-listen", c.DebugListen, "address for Go's profiler (/debug/pprof/), e.g. 127.0.0.1:6060; off when empty")
 	f.StringVar(&c.LogLevel, "log-level", c.LogLevel, "trace, debug, info, warn or error")
 	f.BoolVar(&c.LogJSON, "log-json", c.LogJSON, "log as JSON lines")
 }

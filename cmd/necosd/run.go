@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -132,6 +133,16 @@ func run(ctx context.Context, cfg config) error {
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 
+	if cfg.DebugListen != "" {
+		dln, err := net.Listen("tcp", cfg.DebugListen)
+		if err != nil {
+			return fmt.Errorf("debug listen: %w", err)
+		}
+		dbg := &http.Server{Handler: debugHandler(), ReadHeaderTimeout: 10 * time.Second}
+		defer dbg.Close()
+		go func() { _ = dbg.Serve(dln) }()
+		log.Info("profiler", "url", "http://"+dln.Addr().String()+"/debug/pprof/")
+	}
 	var wg sync.WaitGroup
 	ectx, cancelEngine := context.WithCancel(context.Background())
 	wg.Add(1)
@@ -227,4 +238,15 @@ func tenantToken(ctx context.Context, st *store.Store, tenant, file string) erro
 		}
 	}
 	return st.AddToken(ctx, tenant, token)
+}
+
+// debugHandler serves Go's profiler; it is never on the API's address.
+func debugHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }

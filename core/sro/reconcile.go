@@ -102,16 +102,20 @@ func (e *Engine) plan(ctx context.Context, sl *store.Slice) error {
 		}
 		return lerr
 	}
+	// Parts go straight to Creating: every part is created right after the plan is
+	// recorded, and a part in Creating or Planned is rolled back the same way.
 	var parts []*store.Part
 	data := map[string]string{}
+	evs := []store.Event{{}}
 	for _, pp := range p.Parts {
 		pl := at[pp.Spec.Ref.PartID]
 		parts = append(parts, &store.Part{SliceID: sl.ID, Name: pp.Spec.Name, UUID: store.NewUUID(),
-			Provider: pl.Provider, Spec: pp.Spec, PricePerDay: pl.Offer.PricePerDay, State: store.PartPlanned})
+			Provider: pl.Provider, Spec: pp.Spec, PricePerDay: pl.Offer.PricePerDay, State: store.PartCreating})
 		data[pp.Spec.Name] = pl.Provider
+		evs = append(evs, store.Event{Type: EvPartCreate, Part: pp.Spec.Name, Message: "at " + pl.Provider})
 	}
-	err = e.store.SavePlan(ctx, sl, parts, links, store.SliceCreating,
-		store.Event{Type: EvPlanned, Message: planMessage(parts, links), Data: data})
+	evs[0] = store.Event{Type: EvPlanned, Message: planMessage(parts, links), Data: data}
+	err = e.store.SavePlan(ctx, sl, parts, links, store.SliceCreating, evs...)
 	if err != nil {
 		cur, gerr := e.store.GetSlice(ctx, sl.ID)
 		if gerr == nil && cur.State == store.SlicePending {
@@ -209,7 +213,7 @@ func (e *Engine) releaseAll(ctx context.Context, sliceID string) error {
 	prefix := sliceID + "/"
 	match := func(h string) bool { return strings.HasPrefix(h, prefix) }
 	for _, pr := range e.cat.Providers {
-		if err := e.store.ReleaseMatching(ctx, pr.Name, match); err != nil {
+		if err := e.store.ReleasePrefix(ctx, pr.Name, prefix); err != nil {
 			return fmt.Errorf("release reservations of %s at %s: %w", sliceID, pr.Name, err)
 		}
 	}
@@ -328,11 +332,13 @@ func (e *Engine) build(ctx context.Context, sl *store.Slice) error {
 var errNoChange = errors.New("no change")
 
 func (e *Engine) createPart(ctx context.Context, p *store.Part) error {
-	if _, err := e.store.UpdatePart(ctx, p.SliceID, p.Name, func(x *store.Part) ([]store.Event, error) {
-		x.State, x.Message = store.PartCreating, ""
-		return []store.Event{{Type: EvPartCreate, Part: p.Name, Message: "at " + p.Provider}}, nil
-	}); err != nil {
-		return err
+	if p.State != store.PartCreating {
+		if _, err := e.store.UpdatePart(ctx, p.SliceID, p.Name, func(x *store.Part) ([]store.Event, error) {
+			x.State, x.Message = store.PartCreating, ""
+			return []store.Event{{Type: EvPartCreate, Part: p.Name, Message: "at " + p.Provider}}, nil
+		}); err != nil {
+			return err
+		}
 	}
 	obs, err := e.callVIM(ctx, p.Provider, "create", func(ctx context.Context, vim sdk.VIM) (sdk.Part, error) {
 		return vim.Create(ctx, p.Spec)

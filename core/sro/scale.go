@@ -155,11 +155,10 @@ func holderOf(sliceID, part string) string { return sliceID + "/" + part }
 // returns the new price per day the provider quotes for next (0 when unknown) and a
 // function giving the previous reservation back. A refusal wraps ErrProviderFull.
 func (e *Engine) reserveChange(ctx context.Context, p *store.Part, next sdk.PartSpec, delta sdk.Resources) (price float64, restore func(), err error) {
-	l, err := e.store.GetLedger(ctx, p.Provider)
+	old, had, err := e.store.GetHold(ctx, p.Provider, holderOf(p.SliceID, p.Name))
 	if err != nil {
 		return 0, nil, err
 	}
-	old, had := l.Holds[holderOf(p.SliceID, p.Name)]
 	if !had {
 		old = store.Hold{Resources: p.Spec.Resources()}
 	}

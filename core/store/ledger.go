@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/necos/necos/sdk"
 )
@@ -18,8 +19,22 @@ type Hold struct {
 	BandwidthBps uint64        `json:"bandwidth_bps,omitempty"`
 }
 
+func (h Hold) add(o Hold) Hold {
+	return Hold{Resources: h.Resources.Add(o.Resources), BandwidthBps: h.BandwidthBps + o.BandwidthBps}
+}
+
+func (h Hold) sub(o Hold) Hold {
+	bps := uint64(0)
+	if h.BandwidthBps > o.BandwidthBps {
+		bps = h.BandwidthBps - o.BandwidthBps
+	}
+	return Hold{Resources: h.Resources.Sub(o.Resources), BandwidthBps: bps}
+}
+
 // Ledger is what necos has granted at one provider. Reservations are checked and taken
-// here, atomically, so concurrent slice requests never double-book a provider.
+// atomically against the provider's total, so concurrent slice requests never
+// double-book a provider. The total is one small record and each hold another, so a
+// reservation costs the same however many parts a provider already holds.
 type Ledger struct {
 	Provider string `json:"provider"`
 	// Holds by holder ("slice/part" or "slice/link").
@@ -30,24 +45,61 @@ type Ledger struct {
 func (l *Ledger) Total() Hold {
 	var t Hold
 	for _, h := range l.Holds {
-		t.Resources = t.Resources.Add(h.Resources)
-		t.BandwidthBps += h.BandwidthBps
+		t = t.add(h)
 	}
 	return t
 }
 
-func (s *Store) ledgerKey(provider string) string { return s.key("ledgers", provider) }
+// Holders lists the holders at a provider, sorted.
+func (l *Ledger) Holders() []string {
+	out := make([]string, 0, len(l.Holds))
+	for h := range l.Holds {
+		out = append(out, h)
+	}
+	sort.Strings(out)
+	return out
+}
 
-// GetLedger reads a provider's ledger (empty when none yet).
+func (s *Store) ledgerTotalKey(provider string) string { return s.key("ledgers", provider, "total") }
+func (s *Store) holdsPrefix(provider string) string    { return s.key("ledgers", provider, "holds") + "/" }
+func (s *Store) holdKey(provider, holder string) string {
+	return s.holdsPrefix(provider) + holder
+}
+
+// GetLedger reads a provider's holds (empty when none yet).
 func (s *Store) GetLedger(ctx context.Context, provider string) (*Ledger, error) {
-	l := Ledger{Provider: provider, Holds: map[string]Hold{}}
-	if _, err := s.get(ctx, s.ledgerKey(provider), &l); err != nil && !errors.Is(err, ErrNotFound) {
-		return nil, err
+	l := &Ledger{Provider: provider, Holds: map[string]Hold{}}
+	prefix := s.holdsPrefix(provider)
+	err := s.list(ctx, prefix, func(key string, _ int64, raw []byte) error {
+		var h Hold
+		if err := jsonUnmarshal(key, raw, &h); err != nil {
+			return err
+		}
+		l.Holds[strings.TrimPrefix(key, prefix)] = h
+		return nil
+	})
+	return l, err
+}
+
+// GetHold reads one holder's hold at a provider.
+func (s *Store) GetHold(ctx context.Context, provider, holder string) (Hold, bool, error) {
+	var h Hold
+	_, err := s.get(ctx, s.holdKey(provider, holder), &h)
+	if errors.Is(err, ErrNotFound) {
+		return Hold{}, false, nil
 	}
-	if l.Holds == nil {
-		l.Holds = map[string]Hold{}
+	return h, err == nil, err
+}
+
+// getOr reads a JSON record and its revision; a missing record is the zero value at
+// revision 0 (which commit reads as "must not exist").
+func getOr[T any](ctx context.Context, s *Store, key string) (T, int64, error) {
+	var v T
+	rev, err := s.get(ctx, key, &v)
+	if errors.Is(err, ErrNotFound) {
+		return v, 0, nil
 	}
-	return &l, nil
+	return v, rev, err
 }
 
 // Reserve takes hold of amount at provider for holder, provided the provider's granted
@@ -55,28 +107,25 @@ func (s *Store) GetLedger(ctx context.Context, provider string) (*Ledger, error)
 // Reserving again for the same holder replaces its hold. It returns ErrNoRoom, wrapped
 // with which resource is short, when it does not fit.
 func (s *Store) Reserve(ctx context.Context, provider, holder string, amount Hold, capacity Hold) error {
-	key := s.ledgerKey(provider)
+	tkey, hkey := s.ledgerTotalKey(provider), s.holdKey(provider, holder)
 	for attempt := 0; attempt < maxCASAttempts; attempt++ {
-		l := Ledger{Provider: provider, Holds: map[string]Hold{}}
-		rev, err := s.get(ctx, key, &l)
-		if err != nil && !errors.Is(err, ErrNotFound) {
+		total, trev, err := getOr[Hold](ctx, s, tkey)
+		if err != nil {
 			return err
 		}
-		if l.Holds == nil {
-			l.Holds = map[string]Hold{}
+		old, hrev, err := getOr[Hold](ctx, s, hkey)
+		if err != nil {
+			return err
 		}
-		delete(l.Holds, holder)
-		if err := fits(l.Total(), amount, capacity); err != nil {
+		others := total.sub(old)
+		if err := fits(others, amount, capacity); err != nil {
 			return fmt.Errorf("provider %s: %w", provider, err)
 		}
-		l.Holds[holder] = amount
-		if _, err := s.commit(ctx, op{key: key, v: &l, rev: rev}); err != nil {
-			if errors.Is(err, ErrConflict) || errors.Is(err, ErrExists) {
-				continue
-			}
-			return err
+		_, err = s.commit(ctx, op{key: tkey, v: others.add(amount), rev: trev}, op{key: hkey, v: amount, rev: hrev})
+		if errors.Is(err, ErrConflict) || errors.Is(err, ErrExists) {
+			continue
 		}
-		return nil
+		return err
 	}
 	return fmt.Errorf("reserve at %s: %w", provider, ErrConflict)
 }
@@ -100,53 +149,40 @@ func fits(granted, want, capacity Hold) error {
 
 // Release drops a holder's hold at a provider; releasing what is not held is a no-op.
 func (s *Store) Release(ctx context.Context, provider, holder string) error {
-	key := s.ledgerKey(provider)
+	tkey, hkey := s.ledgerTotalKey(provider), s.holdKey(provider, holder)
 	for attempt := 0; attempt < maxCASAttempts; attempt++ {
-		var l Ledger
-		rev, err := s.get(ctx, key, &l)
-		if errors.Is(err, ErrNotFound) {
-			return nil
+		old, hrev, err := getOr[Hold](ctx, s, hkey)
+		if err != nil || hrev == 0 {
+			return err
 		}
+		total, trev, err := getOr[Hold](ctx, s, tkey)
 		if err != nil {
 			return err
 		}
-		if _, ok := l.Holds[holder]; !ok {
-			return nil
+		_, err = s.commit(ctx, op{key: tkey, v: total.sub(old), rev: trev}, op{key: hkey, rev: hrev})
+		if errors.Is(err, ErrConflict) || errors.Is(err, ErrExists) {
+			continue
 		}
-		delete(l.Holds, holder)
-		if _, err := s.commit(ctx, op{key: key, v: &l, rev: rev}); err != nil {
-			if errors.Is(err, ErrConflict) {
-				continue
-			}
-			return err
-		}
-		return nil
+		return err
 	}
 	return fmt.Errorf("release at %s: %w", provider, ErrConflict)
 }
 
-// Holders lists the holders at a provider, sorted.
-func (l *Ledger) Holders() []string {
-	out := make([]string, 0, len(l.Holds))
-	for h := range l.Holds {
-		out = append(out, h)
-	}
-	sort.Strings(out)
-	return out
-}
-
-// ReleaseMatching drops every hold at provider whose holder satisfies match (e.g. all
-// holds of one slice, left over by an interrupted placement).
-func (s *Store) ReleaseMatching(ctx context.Context, provider string, match func(holder string) bool) error {
-	l, err := s.GetLedger(ctx, provider)
+// ReleasePrefix drops every hold at provider whose holder starts with prefix (e.g. all
+// holds of one slice, "<slice>/", left over by an interrupted placement).
+func (s *Store) ReleasePrefix(ctx context.Context, provider, prefix string) error {
+	var holders []string
+	hp := s.holdsPrefix(provider)
+	err := s.list(ctx, hp+prefix, func(key string, _ int64, _ []byte) error {
+		holders = append(holders, strings.TrimPrefix(key, hp))
+		return nil
+	})
 	if err != nil {
 		return err
 	}
-	for _, h := range l.Holders() {
-		if match(h) {
-			if err := s.Release(ctx, provider, h); err != nil {
-				return err
-			}
+	for _, h := range holders {
+		if err := s.Release(ctx, provider, h); err != nil {
+			return err
 		}
 	}
 	return nil
