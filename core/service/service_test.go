@@ -14,7 +14,7 @@ import (
 	"github.com/necos/necos/core/pluginhost"
 	"github.com/necos/necos/core/providers"
 	"github.com/necos/necos/core/service"
-	"github.com/necos/necos/core/service/sshdtest"
+	"github.com/necos/necos/sdk/plugintest/sshdtest"
 	"github.com/necos/necos/core/spec"
 	"github.com/necos/necos/core/sro"
 	"github.com/necos/necos/core/store"

@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/necos/necos/plugins/vim-xen/xenvim"
-	"github.com/necos/necos/plugins/vim-xen/xenvim/sshdtest"
+	"github.com/necos/necos/sdk/plugintest/sshdtest"
 	"github.com/necos/necos/sdk"
 	"github.com/necos/necos/sdk/plugintest"
 )

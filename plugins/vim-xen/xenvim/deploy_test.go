@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/necos/necos/plugins/vim-xen/xenvim"
-	"github.com/necos/necos/plugins/vim-xen/xenvim/sshdtest"
+	"github.com/necos/necos/sdk/plugintest/sshdtest"
 	"github.com/necos/necos/sdk"
 	"github.com/necos/necos/sdk/plugintest"
 	"golang.org/x/crypto/ssh"
