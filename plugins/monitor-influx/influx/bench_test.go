@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/necos/necos/plugins/monitor-influx/influx"
-	"github.com/necos/necos/plugins/monitor-influx/influxtest"
+	"github.com/necos/necos/sdk/plugintest/influxtest"
 	"github.com/necos/necos/sdk"
 	"github.com/necos/necos/sdk/plugintest"
 )
