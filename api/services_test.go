@@ -21,11 +21,11 @@ import (
 	"github.com/necos/necos/core/pluginhost"
 	"github.com/necos/necos/core/providers"
 	"github.com/necos/necos/core/service"
-	"github.com/necos/necos/sdk/plugintest/sshdtest"
 	"github.com/necos/necos/core/sro"
 	"github.com/necos/necos/core/store"
 	"github.com/necos/necos/plugins/vim-kubernetes/kubetest"
 	"github.com/necos/necos/sdk/plugintest"
+	"github.com/necos/necos/sdk/plugintest/sshdtest"
 	"gopkg.in/yaml.v3"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )

@@ -19,10 +19,10 @@ import (
 	"github.com/necos/necos/core/pluginhost"
 	"github.com/necos/necos/core/providers"
 	"github.com/necos/necos/core/service"
-	"github.com/necos/necos/sdk/plugintest/sshdtest"
 	"github.com/necos/necos/core/sro"
 	"github.com/necos/necos/core/store"
 	"github.com/necos/necos/sdk/plugintest"
+	"github.com/necos/necos/sdk/plugintest/sshdtest"
 )
 
 // serviceEnv is necosd's API with the service routes over a real engine, whose vim-xen

@@ -14,12 +14,12 @@ import (
 	"github.com/necos/necos/core/pluginhost"
 	"github.com/necos/necos/core/providers"
 	"github.com/necos/necos/core/service"
-	"github.com/necos/necos/sdk/plugintest/sshdtest"
 	"github.com/necos/necos/core/spec"
 	"github.com/necos/necos/core/sro"
 	"github.com/necos/necos/core/store"
 	"github.com/necos/necos/internal/testenv"
 	"github.com/necos/necos/sdk"
+	"github.com/necos/necos/sdk/plugintest/sshdtest"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }

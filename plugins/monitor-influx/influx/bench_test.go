@@ -8,9 +8,9 @@ import (
 	"time"
 
 	"github.com/necos/necos/plugins/monitor-influx/influx"
-	"github.com/necos/necos/sdk/plugintest/influxtest"
 	"github.com/necos/necos/sdk"
 	"github.com/necos/necos/sdk/plugintest"
+	"github.com/necos/necos/sdk/plugintest/influxtest"
 )
 
 // BenchmarkInfluxDB measures the plugin against a real influxd, through the gRPC path

@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/necos/necos/plugins/monitor-influx/influx"
-	"github.com/necos/necos/sdk/plugintest/influxtest"
 	"github.com/necos/necos/sdk"
 	"github.com/necos/necos/sdk/plugintest"
+	"github.com/necos/necos/sdk/plugintest/influxtest"
 )
 
 // config returns the plugin configuration for srv, with extra keys merged in.

@@ -7,9 +7,9 @@ import (
 	"testing"
 
 	"github.com/necos/necos/plugins/vim-xen/xenvim"
-	"github.com/necos/necos/sdk/plugintest/sshdtest"
 	"github.com/necos/necos/sdk"
 	"github.com/necos/necos/sdk/plugintest"
+	"github.com/necos/necos/sdk/plugintest/sshdtest"
 )
 
 // BenchmarkDeploy times deployments through the plugin's gRPC adapters onto a real sshd

@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/necos/necos/plugins/vim-xen/xenvim"
-	"github.com/necos/necos/sdk/plugintest/sshdtest"
 	"github.com/necos/necos/sdk"
 	"github.com/necos/necos/sdk/plugintest"
+	"github.com/necos/necos/sdk/plugintest/sshdtest"
 	"golang.org/x/crypto/ssh"
 )
 
