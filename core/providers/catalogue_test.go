@@ -82,3 +82,13 @@ func TestOfferMatching(t *testing.T) {
 		t.Fatal("WANOffer.Joins")
 	}
 }
+
+func TestKubernetesCatalogueIsValid(t *testing.T) {
+	c, err := Load("../../examples/catalogue-kubernetes.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.VIMNames(); len(got) != 2 {
+		t.Fatalf("VIM names %v, want KUBERNETES and xen-vim", got)
+	}
+}
