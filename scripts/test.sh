@@ -19,4 +19,4 @@ make lint
 if [ "$#" -eq 0 ]; then
   set -- ./...
 fi
-go test -race -timeout 60m "$@"
+go test -race -count=1 -timeout 60m "$@"
