@@ -43,6 +43,24 @@ func ReadDocument(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	body, err := readBody(w, r, "a document")
+	if err != nil {
+		return nil, err
+	}
+	if !isJSON {
+		return body, nil
+	}
+	doc, err := v1.JSONToYAML(body)
+	if err != nil {
+		return nil, &Error{Status: http.StatusBadRequest, Message: "body is not valid JSON",
+			Problems: []v1.Problem{{Path: "", Message: err.Error()}}}
+	}
+	return doc, nil
+}
+
+// readBody reads a request body within the API's size limit (413 beyond it); an empty
+// body is a 400 saying what was expected.
+func readBody(w http.ResponseWriter, r *http.Request, expected string) ([]byte, error) {
 	limit := maxBodyFrom(r.Context())
 	if r.ContentLength > limit {
 		return nil, tooLarge(limit)
@@ -56,18 +74,10 @@ func ReadDocument(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 		return nil, &Error{Status: http.StatusBadRequest, Message: "cannot read the request body", Cause: err}
 	}
 	if len(strings.TrimSpace(string(body))) == 0 {
-		return nil, &Error{Status: http.StatusBadRequest, Message: "empty body: expected a document",
-			Problems: []v1.Problem{{Path: "", Message: "empty body: expected a document"}}}
+		msg := "empty body: expected " + expected
+		return nil, &Error{Status: http.StatusBadRequest, Message: msg, Problems: []v1.Problem{{Path: "", Message: msg}}}
 	}
-	if !isJSON {
-		return body, nil
-	}
-	doc, err := v1.JSONToYAML(body)
-	if err != nil {
-		return nil, &Error{Status: http.StatusBadRequest, Message: "body is not valid JSON",
-			Problems: []v1.Problem{{Path: "", Message: err.Error()}}}
-	}
-	return doc, nil
+	return body, nil
 }
 
 // documentType says whether a Content-Type is JSON (true) or YAML (false); anything

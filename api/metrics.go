@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"sort"
 	"strconv"
@@ -258,7 +257,7 @@ func (m *metricsRoutes) push(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, r, err)
 		return
 	}
-	body, err := readBody(w, r)
+	body, err := readBody(w, r, "points")
 	if err != nil {
 		WriteError(w, r, err)
 		return
@@ -300,26 +299,4 @@ func pushError(err error) error {
 		e.Message = e.Problems[0].Path + ": " + e.Problems[0].Message
 	}
 	return e
-}
-
-// readBody reads a request body within the API's size limit (413 beyond it); an empty
-// body is a 400.
-func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
-	limit := maxBodyFrom(r.Context())
-	if r.ContentLength > limit {
-		return nil, tooLarge(limit)
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return nil, tooLarge(limit)
-		}
-		return nil, &Error{Status: http.StatusBadRequest, Message: "cannot read the request body", Cause: err}
-	}
-	if len(strings.TrimSpace(string(body))) == 0 {
-		return nil, &Error{Status: http.StatusBadRequest, Message: "empty body: expected points",
-			Problems: []v1.Problem{{Path: "", Message: "empty body: expected points"}}}
-	}
-	return body, nil
 }
