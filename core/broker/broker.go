@@ -5,6 +5,7 @@
 package broker
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -169,61 +170,93 @@ func (b *Broker) PlaceParts(ctx context.Context, sliceID string, reqs []PartRequ
 	}
 	wg.Wait()
 
+	// Each part reserves at its cheapest fitting provider; parts do so in parallel (the
+	// ledger's compare-and-swap keeps two parts at one provider honest).
+	type result struct {
+		placed  *Placement
+		reasons []string
+		err     error
+	}
+	results := make([]result, len(works))
+	for i, w := range works {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i].placed, results[i].reasons, results[i].err = b.placeOne(ctx, sliceID, w.req.Spec, w.cands, w.why, budget)
+		}()
+	}
+	wg.Wait()
 	var placed []Placement
 	var refusals []Refusal
-	for _, w := range works {
-		spec := w.req.Spec
-		nodes := spec.Resources().Nodes
-		var ok []candidate
-		reasons := append([]string(nil), w.why...)
-		for _, c := range w.cands {
-			switch {
-			case c.err != nil:
-				reasons = append(reasons, b.offerFailure(c.provider, c.err))
-			case !c.offer.Accepted:
-				reasons = append(reasons, fmt.Sprintf("%s: %s", c.provider, nonEmpty(c.offer.Reason, "refused")))
-			default:
-				if why := budget.check(unitPrice(budget.Model, c.offer.PricePerDay, nodes)); why != "" {
-					reasons = append(reasons, fmt.Sprintf("%s: %s", c.provider, why))
-					continue
-				}
-				ok = append(ok, c)
-			}
-		}
-		sort.SliceStable(ok, func(i, j int) bool {
-			if ok[i].offer.PricePerDay != ok[j].offer.PricePerDay {
-				return ok[i].offer.PricePerDay < ok[j].offer.PricePerDay
-			}
-			return ok[i].provider < ok[j].provider
-		})
-		got := false
-		for _, c := range ok {
-			err := b.store.Reserve(ctx, c.provider, holder(sliceID, spec.Ref.PartID),
-				store.Hold{Resources: c.offer.Requested}, store.Hold{Resources: c.offer.Capacity})
-			if errors.Is(err, store.ErrNoRoom) {
-				reasons = append(reasons, fmt.Sprintf("%s: %s (reserved by other slices)", c.provider, strings.TrimPrefix(err.Error(), "provider "+c.provider+": no room: ")))
-				continue
-			}
-			if err != nil {
-				b.releaseParts(ctx, sliceID, placed)
-				return nil, fmt.Errorf("reserve part %s at %s: %w", spec.Ref.PartID, c.provider, err)
-			}
-			placed = append(placed, Placement{Part: spec.Ref.PartID, Provider: c.provider, Offer: c.offer})
-			got = true
-			break
-		}
-		if !got {
-			if len(reasons) == 0 {
-				reasons = []string{"no provider"}
-			}
-			refusals = append(refusals, Refusal{Part: spec.Ref.PartID, Reasons: reasons})
+	var firstErr error
+	for _, r := range results {
+		switch {
+		case r.err != nil:
+			firstErr = cmp.Or(firstErr, r.err)
+		case r.placed != nil:
+			placed = append(placed, *r.placed)
 		}
 	}
-	if len(refusals) > 0 {
+	for i, r := range results {
+		if r.err == nil && r.placed == nil {
+			refusals = append(refusals, Refusal{Part: works[i].req.Spec.Ref.PartID, Reasons: r.reasons})
+		}
+	}
+	if firstErr != nil || len(refusals) > 0 {
 		b.releaseParts(ctx, sliceID, placed)
+	}
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	if len(refusals) > 0 {
 		return nil, &NoPlacementError{Refusals: refusals}
 	}
 	return placed, nil
+}
+
+// placeOne reserves a part at the cheapest of its candidates that accepted, fits the
+// budget and still has room; it returns nil and the reasons when none does.
+func (b *Broker) placeOne(ctx context.Context, sliceID string, spec sdk.PartSpec, cands []candidate, why []string, budget Budget) (*Placement, []string, error) {
+	nodes := spec.Resources().Nodes
+	var ok []candidate
+	reasons := append([]string(nil), why...)
+	for _, c := range cands {
+		switch {
+		case c.err != nil:
+			reasons = append(reasons, b.offerFailure(c.provider, c.err))
+		case !c.offer.Accepted:
+			reasons = append(reasons, fmt.Sprintf("%s: %s", c.provider, nonEmpty(c.offer.Reason, "refused")))
+		default:
+			if why := budget.check(unitPrice(budget.Model, c.offer.PricePerDay, nodes)); why != "" {
+				reasons = append(reasons, fmt.Sprintf("%s: %s", c.provider, why))
+				continue
+			}
+			ok = append(ok, c)
+		}
+	}
+	sort.SliceStable(ok, func(i, j int) bool {
+		if ok[i].offer.PricePerDay != ok[j].offer.PricePerDay {
+			return ok[i].offer.PricePerDay < ok[j].offer.PricePerDay
+		}
+		return ok[i].provider < ok[j].provider
+	})
+	for _, c := range ok {
+		err := b.store.Reserve(ctx, c.provider, holder(sliceID, spec.Ref.PartID),
+			store.Hold{Resources: c.offer.Requested}, store.Hold{Resources: c.offer.Capacity})
+		if errors.Is(err, store.ErrNoRoom) {
+			reasons = append(reasons, fmt.Sprintf("%s: %s (reserved by other slices)", c.provider,
+				strings.TrimPrefix(err.Error(), "provider "+c.provider+": no room: ")))
+			continue
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("reserve part %s at %s: %w", spec.Ref.PartID, c.provider, err)
+		}
+		return &Placement{Part: spec.Ref.PartID, Provider: c.provider, Offer: c.offer}, nil, nil
+	}
+	if len(reasons) == 0 {
+		reasons = []string{"no provider"}
+	}
+	return nil, reasons, nil
 }
 
 // offerFailure says that a provider could not answer, for tenants: the plugin's own
