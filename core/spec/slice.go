@@ -472,7 +472,7 @@ func (d *decoder) dcPart(o *obj) DCPart {
 	p.VIM.Extra = v.rest()
 	if o.has("dc-slice-controller") {
 		c := o.sub("dc-slice-controller")
-		st.Controller = Controller{Provider: placeholder(c.str("dc-slice-provider")), IP: placeholder(c.str("ip")), Port: d.port(c, "port")}
+		st.Controller = Controller{Provider: orEmpty(c.str("dc-slice-provider")), IP: orEmpty(c.str("ip")), Port: d.port(c, "port")}
 		c.rest()
 		filled = true
 	}
@@ -549,7 +549,7 @@ func (d *decoder) vdus(v *obj) ([]VDU, []NodeStatus) {
 			out = append(out, u)
 			continue
 		}
-		node := NodeStatus{Name: u.Name, ID: u.ID, Type: u.Type, IP: placeholder(ip)}
+		node := NodeStatus{Name: u.Name, ID: u.ID, Type: u.Type, IP: orEmpty(ip)}
 		if group == "" {
 			// One node of the original's created slices: the VDU is the node.
 			node.VDU = u.Name
@@ -685,7 +685,7 @@ func (d *decoder) netPart(o *obj) NetPart {
 	d.links(o, &l)
 	if o.has("wan-slice-controller") {
 		c := o.sub("wan-slice-controller")
-		st.Controller = Controller{Provider: placeholder(c.str("wan-slice-provider")), IP: placeholder(c.str("ip")), Port: d.port(c, "port")}
+		st.Controller = Controller{Provider: orEmpty(c.str("wan-slice-provider")), IP: orEmpty(c.str("ip")), Port: d.port(c, "port")}
 		c.rest()
 		filled = true
 	}
@@ -697,7 +697,7 @@ func (d *decoder) netPart(o *obj) NetPart {
 	}
 	if o.has("link-ends") {
 		e := o.sub("link-ends")
-		st.End1IP, st.End2IP, filled = placeholder(e.str("link-end1-ip")), placeholder(e.str("link-end2-ip")), true
+		st.End1IP, st.End2IP, filled = orEmpty(e.str("link-end1-ip")), orEmpty(e.str("link-end2-ip")), true
 		e.rest()
 	}
 	if filled {
@@ -780,14 +780,14 @@ func (d *decoder) linkEnd(o *obj, key string) (string, *PartID) {
 }
 
 func (d *decoder) partID(o *obj) PartID {
-	id := PartID{ControllerID: placeholder(o.str("slice-controller-id")), PartUUID: placeholder(o.str("slice-part-uuid"))}
+	id := PartID{ControllerID: orEmpty(o.str("slice-controller-id")), PartUUID: orEmpty(o.str("slice-part-uuid"))}
 	o.rest()
 	return id
 }
 
 func (d *decoder) endpoint(o *obj) Endpoint {
-	e := Endpoint{IPAPI: placeholder(o.str("ip-api")), PortAPI: d.port(o, "port-api"),
-		IPSSH: placeholder(o.str("ip-ssh")), PortSSH: d.port(o, "port-ssh")}
+	e := Endpoint{IPAPI: orEmpty(o.str("ip-api")), PortAPI: d.port(o, "port-api"),
+		IPSSH: orEmpty(o.str("ip-ssh")), PortSSH: d.port(o, "port-ssh")}
 	o.rest()
 	return e
 }
@@ -800,7 +800,7 @@ func (d *decoder) port(o *obj, key string) int {
 		return 0
 	}
 	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!str" {
-		if placeholder(n.Value) == "" {
+		if orEmpty(n.Value) == "" {
 			return 0
 		}
 		var v int
@@ -818,8 +818,8 @@ func (d *decoder) port(o *obj, key string) int {
 	return 0
 }
 
-// placeholder maps the original's words for "no value" to "".
-func placeholder(s string) string {
+// orEmpty maps the original's words for "no value" to "".
+func orEmpty(s string) string {
 	switch strings.ToLower(s) {
 	case "null", "undefined", "indefined", "none", "n/a":
 		return ""
