@@ -101,29 +101,8 @@ func (p Parser) Service(data []byte) (*Service, error) {
 
 func (d *decoder) serviceDoc(root *yaml.Node) *Service {
 	svc := &Service{}
-	if isNull(root) {
-		d.p.add("", "empty document: expected slices: sliced: {id, slice-parts}")
-		return svc
-	}
-	top := d.mapping(root, "")
-	if top.empty {
-		return svc
-	}
-	var node *yaml.Node
-	var path string
-	switch {
-	case top.has("slices"):
-		outer := top.sub("slices")
-		node, path = d.oneOf(outer, "slices", "sliced", "slice")
-		outer.rest()
-	case top.has("slice") || top.has("sliced"):
-		node, path = d.oneOf(top, "", "sliced", "slice")
-	default:
-		d.p.add("slices", "required: expected slices: sliced: {id, slice-parts}")
-		return svc
-	}
-	top.rest()
-	if path == "" {
+	node, path := d.findSlice(root, "{id, slice-parts}")
+	if node == nil {
 		return svc
 	}
 	o := d.mapping(node, path)

@@ -268,16 +268,17 @@ func (p Parser) slice(data []byte, created bool) (*Slice, error) {
 	return s, nil
 }
 
-// sliceDoc finds the slice in the document: under slices.sliced, slices.slice, or at
-// the top as slice (start_management payloads) or sliced.
-func (d *decoder) sliceDoc(root *yaml.Node) *Slice {
+// findSlice finds the slice node of a document: under slices.sliced or slices.slice, or
+// at the top as slice or sliced; nil (with the problem recorded) when there is none.
+// expected describes the slice's content in the error messages.
+func (d *decoder) findSlice(root *yaml.Node, expected string) (*yaml.Node, string) {
 	if isNull(root) {
-		d.p.add("", "empty document: expected slices: sliced: {...}")
-		return nil
+		d.p.add("", "empty document: expected slices: sliced: %s", expected)
+		return nil, ""
 	}
 	top := d.mapping(root, "")
 	if top.empty {
-		return nil
+		return nil, ""
 	}
 	var node *yaml.Node
 	var path string
@@ -289,11 +290,21 @@ func (d *decoder) sliceDoc(root *yaml.Node) *Slice {
 	case top.has("slice") || top.has("sliced"):
 		node, path = d.oneOf(top, "", "sliced", "slice")
 	default:
-		d.p.add("slices", "required: expected slices: sliced: {...}")
-		return nil
+		d.p.add("slices", "required: expected slices: sliced: %s", expected)
+		return nil, ""
 	}
 	top.rest()
 	if path == "" {
+		return nil, ""
+	}
+	return node, path
+}
+
+// sliceDoc finds the slice in the document: under slices.sliced, slices.slice, or at
+// the top as slice (start_management payloads) or sliced.
+func (d *decoder) sliceDoc(root *yaml.Node) *Slice {
+	node, path := d.findSlice(root, "{...}")
+	if node == nil {
 		return nil
 	}
 	s := d.slice(d.mapping(node, path))
