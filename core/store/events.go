@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sort"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -12,7 +13,7 @@ import (
 // Event is one thing that happened to a slice, for tenants (server-sent events) and
 // operators.
 type Event struct {
-	// Seq orders events of a slice (the store revision that wrote it).
+	// Seq numbers a slice's events in the order they were recorded (see seqPerRevision).
 	Seq   int64     `json:"seq"`
 	Time  time.Time `json:"time"`
 	Slice string    `json:"slice"`
@@ -53,28 +54,61 @@ func (s *Store) AddEvents(ctx context.Context, slice string, evs ...Event) error
 	return err
 }
 
-// Events lists a slice's events, oldest first.
+// seqPerRevision spaces the sequence numbers of the events one transaction writes: an
+// event's Seq is its store revision times this, plus its place among that revision's
+// events (in key order), so that every event of a slice has its own Seq and Seq follows
+// the order in which events were committed.
+const seqPerRevision = 1 << 16
+
+// stored is an event as the store holds it.
+type stored struct {
+	key string
+	rev int64
+	ev  Event
+}
+
+// sequence orders events by revision, then key, and numbers them.
+func sequence(evs []stored) []Event {
+	sort.SliceStable(evs, func(i, j int) bool {
+		if evs[i].rev != evs[j].rev {
+			return evs[i].rev < evs[j].rev
+		}
+		return evs[i].key < evs[j].key
+	})
+	out := make([]Event, len(evs))
+	for i, e := range evs {
+		idx := int64(0)
+		if i > 0 && evs[i-1].rev == e.rev {
+			idx = out[i-1].Seq - e.rev*seqPerRevision + 1
+		}
+		e.ev.Seq = e.rev*seqPerRevision + idx
+		out[i] = e.ev
+	}
+	return out
+}
+
+// Events lists a slice's events in the order they were recorded.
 func (s *Store) Events(ctx context.Context, slice string) ([]Event, error) {
-	var out []Event
+	var evs []stored
 	err := s.list(ctx, s.key("events", slice)+"/", func(key string, rev int64, raw []byte) error {
 		var ev Event
 		if err := jsonUnmarshal(key, raw, &ev); err != nil {
 			return err
 		}
-		ev.Seq = rev
-		out = append(out, ev)
+		evs = append(evs, stored{key: key, rev: rev, ev: ev})
 		return nil
 	})
-	return out, err
+	return sequence(evs), err
 }
 
-// WatchEvents sends a slice's events written after revision since (0: from now) until
-// ctx ends. The channel closes when ctx ends or the watch fails.
+// WatchEvents sends a slice's events recorded after the event numbered since (0: from
+// now), in order, until ctx ends. The channel closes when ctx ends or the watch fails.
 func (s *Store) WatchEvents(ctx context.Context, slice string, since int64) <-chan Event {
 	out := make(chan Event, 64)
 	opts := []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithFilterDelete()}
 	if since > 0 {
-		opts = append(opts, clientv3.WithRev(since+1))
+		// From since's own revision: its transaction may hold later events.
+		opts = append(opts, clientv3.WithRev(since/seqPerRevision))
 	}
 	wch := s.cli.Watch(clientv3.WithRequireLeader(ctx), s.key("events", slice)+"/", opts...)
 	go func() {
@@ -83,12 +117,19 @@ func (s *Store) WatchEvents(ctx context.Context, slice string, since int64) <-ch
 			if resp.Err() != nil {
 				return
 			}
+			// A response holds whole revisions: number each revision's events together.
+			var evs []stored
 			for _, e := range resp.Events {
 				var ev Event
 				if json.Unmarshal(e.Kv.Value, &ev) != nil {
 					continue
 				}
-				ev.Seq = e.Kv.ModRevision
+				evs = append(evs, stored{key: string(e.Kv.Key), rev: e.Kv.ModRevision, ev: ev})
+			}
+			for _, ev := range sequence(evs) {
+				if ev.Seq <= since {
+					continue
+				}
 				select {
 				case out <- ev:
 				case <-ctx.Done():

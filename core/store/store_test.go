@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -237,7 +238,7 @@ func TestWatchEventsAndWaitSlice(t *testing.T) {
 	if err := s.CreateSlice(ctx, sl, Event{Type: "slice.accepted"}); err != nil {
 		t.Fatal(err)
 	}
-	evs := s.WatchEvents(ctx, sl.ID, sl.Rev)
+	evs := s.WatchEvents(ctx, sl.ID, 0)
 	done := make(chan *Slice, 1)
 	go func() {
 		got, err := s.WaitSlice(ctx, sl.ID, func(x *Slice) bool { return x.State.Terminal() })
@@ -323,4 +324,48 @@ func freeAddr(t *testing.T) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
+}
+
+// Events of one transaction get their own numbers, in order, and a watch resumed after
+// any of them delivers exactly the ones that follow.
+func TestEventSequence(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	s := openEmbedded(t, t.TempDir())
+	sl := newSlice("t", "seq")
+	if err := s.CreateSlice(ctx, sl, Event{Type: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddEvents(ctx, sl.ID, Event{Type: "b"}, Event{Type: "c"}, Event{Type: "d"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddEvents(ctx, sl.ID, Event{Type: "e"}); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := s.Events(ctx, sl.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var types string
+	for i, ev := range evs {
+		types += ev.Type
+		if i > 0 && ev.Seq <= evs[i-1].Seq {
+			t.Fatalf("events out of order: %+v", evs)
+		}
+	}
+	if types != "abcde" {
+		t.Fatalf("events %q, want abcde", types)
+	}
+	// Resume after "c", in the middle of the b-c-d transaction.
+	w := s.WatchEvents(ctx, sl.ID, evs[2].Seq)
+	for _, want := range []string{"d", "e"} {
+		select {
+		case ev := <-w:
+			if ev.Type != want || ev.Seq != evs[strings.Index(types, want)].Seq {
+				t.Fatalf("resumed with %+v, want %s", ev, want)
+			}
+		case <-ctx.Done():
+			t.Fatalf("no event %s", want)
+		}
+	}
 }
