@@ -341,6 +341,27 @@ func vduNames(r partRecord) string {
 	return strings.Join(names, ", ")
 }
 
+// openVDU locks a part for a change of one of its VDUs and reads the part: its nodes and
+// record, NotFound naming the VDUs it has when vdu is not one of them. The caller calls
+// unlock when err is nil.
+func (p *Plugin) openVDU(ref sdk.PartRef, vdu, op string) (*settings, *libvirt.Connect, []node, partRecord, func(), error) {
+	s, conn, err := p.session()
+	if err != nil {
+		return nil, nil, nil, partRecord{}, nil, err
+	}
+	unlock := p.parts.lock(ref)
+	nodes, rec, err := p.lookPart(conn, s, ref)
+	if err != nil {
+		unlock()
+		return nil, nil, nil, partRecord{}, nil, fmt.Errorf("%s part %s: %w", op, ref, err)
+	}
+	if _, ok := rec.vdu(vdu); !ok {
+		unlock()
+		return nil, nil, nil, partRecord{}, nil, sdk.Errorf(sdk.CodeNotFound, "%s part %s: no vdu %q (has %s)", op, ref, vdu, vduNames(rec))
+	}
+	return s, conn, nodes, rec, unlock, nil
+}
+
 // Resize sets the vCPUs and/or memory of a VDU's nodes (or of one node), live and in
 // the persistent definition. A node grows up to its maximum (max_node) without a
 // restart; beyond it the call fails with FailedPrecondition. Growth must fit the free
@@ -365,19 +386,11 @@ func (p *Plugin) Resize(_ context.Context, req sdk.ResizeRequest) (sdk.Part, err
 	if len(problems) > 0 {
 		return sdk.Part{}, sdk.Errorf(sdk.CodeInvalidArgument, "resize: %s", strings.Join(problems, "; "))
 	}
-	s, conn, err := p.session()
+	s, conn, nodes, rec, unlock, err := p.openVDU(req.Ref, req.VDU, "resize")
 	if err != nil {
 		return sdk.Part{}, err
 	}
-	unlock := p.parts.lock(req.Ref)
 	defer unlock()
-	nodes, rec, err := p.lookPart(conn, s, req.Ref)
-	if err != nil {
-		return sdk.Part{}, fmt.Errorf("resize part %s: %w", req.Ref, err)
-	}
-	if _, ok := rec.vdu(req.VDU); !ok {
-		return sdk.Part{}, sdk.Errorf(sdk.CodeNotFound, "resize part %s: no vdu %q (has %s)", req.Ref, req.VDU, vduNames(rec))
-	}
 	var targets []node
 	for _, n := range nodes {
 		if n.meta.VDU == req.VDU && (req.Node == "" || n.meta.Name == req.Node) {
@@ -536,19 +549,11 @@ func (p *Plugin) Scale(ctx context.Context, req sdk.ScaleRequest) (sdk.Part, err
 	if len(problems) > 0 {
 		return sdk.Part{}, sdk.Errorf(sdk.CodeInvalidArgument, "scale: %s", strings.Join(problems, "; "))
 	}
-	s, conn, err := p.session()
+	s, conn, nodes, rec, unlock, err := p.openVDU(req.Ref, req.VDU, "scale")
 	if err != nil {
 		return sdk.Part{}, err
 	}
-	unlock := p.parts.lock(req.Ref)
 	defer unlock()
-	nodes, rec, err := p.lookPart(conn, s, req.Ref)
-	if err != nil {
-		return sdk.Part{}, fmt.Errorf("scale part %s: %w", req.Ref, err)
-	}
-	if _, ok := rec.vdu(req.VDU); !ok {
-		return sdk.Part{}, sdk.Errorf(sdk.CodeNotFound, "scale part %s: no vdu %q (has %s)", req.Ref, req.VDU, vduNames(rec))
-	}
 	var mine, others []node
 	for _, n := range nodes {
 		if n.meta.VDU == req.VDU {
