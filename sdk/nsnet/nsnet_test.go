@@ -1,0 +1,167 @@
+package nsnet_test
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/necos/necos/sdk/nsnet"
+	"github.com/necos/necos/sdk/plugintest"
+)
+
+// namespace makes a network namespace with loopback up, removed when the test ends.
+func namespace(t *testing.T) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		plugintest.NeedBackend(t, "network namespaces need root")
+	}
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	name := "necos-nsnet-" + hex.EncodeToString(b)
+	for _, args := range [][]string{{"netns", "add", name}, {"-n", name, "link", "set", "lo", "up"}} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
+	return name
+}
+
+// echo serves one line back, prefixed with the namespace's name, at 127.0.0.1 in ns.
+func echo(t *testing.T, ns string) nsnet.Endpoint {
+	t.Helper()
+	ln, err := nsnet.Listen(nsnet.Endpoint{Netns: ns, Addr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				line, _ := bufio.NewReader(c).ReadString('\n')
+				_, _ = io.WriteString(c, ns+" "+line)
+			}()
+		}
+	}()
+	return nsnet.Endpoint{Netns: ns, Addr: ln.Addr().String()}
+}
+
+func roundTrip(t *testing.T, c net.Conn, msg string) string {
+	t.Helper()
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, msg+"\n"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(got)
+}
+
+func TestDialIntoNamespace(t *testing.T) {
+	ns := namespace(t)
+	target := echo(t, ns)
+	// The same address is not served in the host's namespace: only a socket opened
+	// inside ns reaches it.
+	if c, err := net.DialTimeout("tcp", target.Addr, time.Second); err == nil {
+		c.Close()
+		t.Fatalf("%s answered in the host namespace", target.Addr)
+	}
+	c, err := nsnet.Dial(context.Background(), "tcp", target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := roundTrip(t, c, "hello"), ns+" hello"; got != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+}
+
+func TestForwardFromHostLoopback(t *testing.T) {
+	ns := namespace(t)
+	target := echo(t, ns)
+	errs := make(chan error, 8)
+	f, err := nsnet.Forward(context.Background(), nsnet.Endpoint{Addr: "127.0.0.1:0"}, target,
+		func(err error) { errs <- err })
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		c, err := net.Dial("tcp", f.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg := "ping" + string(rune('a'+i))
+		if got, want := roundTrip(t, c, msg), ns+" "+msg; got != want {
+			t.Fatalf("got %q, want %q", got, want)
+		}
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := net.DialTimeout("tcp", f.Addr().String(), time.Second); err == nil {
+		c.Close()
+		t.Fatal("the forwarder still listens after Close")
+	}
+	select {
+	case err := <-errs:
+		t.Fatalf("unexpected relay error: %v", err)
+	default:
+	}
+}
+
+func TestForwardReportsUnreachableTarget(t *testing.T) {
+	ns := namespace(t)
+	// Nothing listens at port 1 inside ns: the relay fails, the forwarder says so and
+	// closes the client's connection, and keeps serving.
+	errs := make(chan error, 8)
+	f, err := nsnet.Forward(context.Background(), nsnet.Endpoint{Addr: "127.0.0.1:0"},
+		nsnet.Endpoint{Netns: ns, Addr: "127.0.0.1:1"}, func(err error) { errs <- err })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for range 2 {
+		c, err := net.Dial("tcp", f.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if n, err := c.Read(make([]byte, 1)); err == nil {
+			t.Fatalf("read %d bytes from a relay to nowhere", n)
+		}
+		c.Close()
+		select {
+		case err := <-errs:
+			if !strings.Contains(err.Error(), ns) {
+				t.Fatalf("error %q does not name the namespace", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("no error reported")
+		}
+	}
+}
+
+func TestUnknownNamespace(t *testing.T) {
+	if os.Geteuid() != 0 {
+		plugintest.NeedBackend(t, "network namespaces need root")
+	}
+	_, err := nsnet.Dial(context.Background(), "tcp", nsnet.Endpoint{Netns: "necos-nsnet-missing", Addr: "127.0.0.1:1"})
+	if err == nil || !strings.Contains(err.Error(), "necos-nsnet-missing") {
+		t.Fatalf("got %v, want an error naming the namespace", err)
+	}
+}
