@@ -54,7 +54,7 @@ func (p *Plugin) ensureEnd(spec sdk.LinkSpec, n int, vni uint32, made *undoStack
 		}
 	}
 
-	br, err := p.ensureBridge(h, n, end.Netns, end.Bridge, made)
+	br, err := p.ensureBridge(h, n, spec.Ref.SliceID, end, made)
 	if err != nil {
 		return err
 	}
@@ -75,17 +75,10 @@ func (p *Plugin) ensureEnd(spec sdk.LinkSpec, n int, vni uint32, made *undoStack
 		attrs.Name, attrs.MTU, attrs.MasterIndex = name, mtu, br.Attrs().Index
 		vx := &netlink.Vxlan{LinkAttrs: attrs, VxlanId: int(vni), SrcAddr: local, Group: remote,
 			Port: p.cfg.UDPPort, Learning: true}
-		if err := h.LinkAdd(vx); err != nil {
+		if dev, err = p.createTagged(h, vx, alias); err != nil {
 			return fmt.Errorf("end%d: create %s in %s: %w", n, name, where, err)
 		}
 		made.push(func() error { return p.deleteDevice(end.Netns, name) })
-		if dev, err = h.LinkByName(name); err != nil {
-			return fmt.Errorf("end%d: read back %s in %s: %w", n, name, where, err)
-		}
-		// The kernel ignores IFLA_IFALIAS when it creates a device: set it now.
-		if err := h.LinkSetAlias(dev, alias); err != nil {
-			return fmt.Errorf("end%d: record link on %s in %s: %w", n, name, where, err)
-		}
 	case err != nil:
 		return fmt.Errorf("end%d: look up %s in %s: %w", n, name, where, err)
 	default:
@@ -130,25 +123,21 @@ func (p *Plugin) adopt(h *netlink.Handle, n int, dev netlink.Link, ref sdk.LinkR
 	return nil
 }
 
-// ensureBridge returns the bridge named name, creating it (marked as the plugin's) when
-// missing.
-func (p *Plugin) ensureBridge(h *netlink.Handle, n int, ns, name string, made *undoStack) (netlink.Link, error) {
+// ensureBridge returns the end's bridge, creating it (tagged as the plugin's, for the
+// end's slice and part) when missing.
+func (p *Plugin) ensureBridge(h *netlink.Handle, n int, sliceID string, end sdk.LinkEnd, made *undoStack) (netlink.Link, error) {
+	ns, name := end.Netns, end.Bridge
 	where := nsLabel(ns)
 	br, err := h.LinkByName(name)
 	switch {
 	case isNotFound(err):
 		attrs := netlink.NewLinkAttrs()
 		attrs.Name = name
-		if err := h.LinkAdd(&netlink.Bridge{LinkAttrs: attrs}); err != nil {
+		alias := bridgeTag{Provider: p.provider, SliceID: sliceID, Part: end.Part}.encode()
+		if br, err = p.createTagged(h, &netlink.Bridge{LinkAttrs: attrs}, alias); err != nil {
 			return nil, fmt.Errorf("end%d: create bridge %s in %s: %w", n, name, where, err)
 		}
 		made.push(func() error { return p.deleteDevice(ns, name) })
-		if br, err = h.LinkByName(name); err != nil {
-			return nil, fmt.Errorf("end%d: read back bridge %s in %s: %w", n, name, where, err)
-		}
-		if err := h.LinkSetAlias(br, bridgeAlias); err != nil {
-			return nil, fmt.Errorf("end%d: mark bridge %s in %s as the plugin's: %w", n, name, where, err)
-		}
 		p.log.Debug("bridge created", "bridge", name, "where", where)
 	case err != nil:
 		return nil, fmt.Errorf("end%d: look up bridge %s in %s: %w", n, name, where, err)
@@ -179,9 +168,7 @@ func (p *Plugin) removeEnd(d *vxdev) error {
 	return p.releaseBridge(h, d.ns, d.tag.Bridge)
 }
 
-// releaseBridge deletes the bridge when the plugin created it (its alias says so) and
-// no necos-wan VXLAN device is on it or meant for it. Other ports (the VIM's) do not keep
-// it: the plugin made the bridge for its links, and removes it with the last one.
+// releaseBridge deletes the bridge when it is the plugin's to collect (see collectable).
 func (p *Plugin) releaseBridge(h *netlink.Handle, ns, name string) error {
 	if name == "" {
 		return nil
@@ -193,33 +180,137 @@ func (p *Plugin) releaseBridge(h *netlink.Handle, ns, name string) error {
 	if err != nil {
 		return fmt.Errorf("look up bridge %s in %s: %w", name, nsLabel(ns), err)
 	}
-	if br.Type() != "bridge" || br.Attrs().Alias != bridgeAlias {
-		p.log.Debug("bridge kept: not created by the plugin", "bridge", name, "netns", ns)
-		return nil
-	}
 	links, err := linkList(h)
 	if err != nil {
 		return fmt.Errorf("list devices in %s: %w", nsLabel(ns), err)
 	}
-	var others []string
-	for _, l := range links {
-		t, ours := parseTag(l.Attrs().Alias)
-		if _, isVx := l.(*netlink.Vxlan); !isVx || !ours {
-			if l.Attrs().MasterIndex == br.Attrs().Index {
-				others = append(others, l.Attrs().Name)
-			}
-			continue
-		}
-		if l.Attrs().MasterIndex == br.Attrs().Index || t.Bridge == name {
-			p.log.Debug("bridge kept: still used", "bridge", name, "netns", ns, "by", t.Ref.String())
-			return nil
-		}
+	if why := p.keepBridge(br, links); why != "" {
+		p.log.Debug("bridge kept", "bridge", name, "netns", ns, "because", why)
+		return nil
 	}
 	if err := h.LinkDel(br); err != nil && !isGone(err) {
 		return fmt.Errorf("delete bridge %s in %s: %w", name, nsLabel(ns), err)
 	}
-	p.log.Info("bridge removed with its last link", "bridge", name, "netns", ns, "detached_ports", others)
+	p.log.Info("bridge removed with its last link", "bridge", name, "netns", ns)
 	return nil
+}
+
+// keepBridge says why bridge br (among links, the devices of its namespace) must stay,
+// or "" when the plugin may delete it: it made the bridge (its tag says so, for this
+// provider), no device is a port of it, and no necos-wan VXLAN device is meant for it.
+// A port the plugin did not make (a VM's tap, a VIM's veth) keeps the bridge: whoever
+// attached it still uses the bridge; the bridge is collected once they are gone.
+func (p *Plugin) keepBridge(br netlink.Link, links []netlink.Link) string {
+	t, ours := parseBridgeTag(br.Attrs().Alias)
+	switch {
+	case br.Type() != "bridge" || !ours:
+		return "not created by the plugin"
+	case !t.ownedBy(p.provider):
+		return "created for provider " + t.Provider
+	}
+	for _, l := range links {
+		if l.Attrs().MasterIndex == br.Attrs().Index {
+			return "device " + l.Attrs().Name + " is a port of it"
+		}
+		if tg, ok := parseTag(l.Attrs().Alias); ok && tg.Bridge == br.Attrs().Name {
+			return "link " + tg.Ref.String() + " is meant for it"
+		}
+	}
+	return ""
+}
+
+// collect removes what the plugin made that belongs to no link any more, in every
+// namespace it manages: devices left under a temporary name by a process that died
+// while creating them, and bridges it made that nothing uses (see keepBridge), such as
+// one whose last link's process died between deleting the VXLAN device and the bridge.
+// It runs under p.mu, at start-up and after every Disconnect, and returns how many
+// devices it removed.
+func (p *Plugin) collect() (int, error) {
+	removed := 0
+	var errs []error
+	for _, ns := range p.namespaces() {
+		n, err := p.collectIn(ns)
+		removed += n
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return removed, errors.Join(errs...)
+}
+
+func (p *Plugin) collectIn(ns string) (int, error) {
+	h, err := p.handle(ns)
+	if err != nil {
+		if ns != "" {
+			return 0, nil // being deleted meanwhile: nothing to collect there
+		}
+		return 0, err
+	}
+	defer h.Close()
+	links, err := linkList(h)
+	if err != nil {
+		return 0, fmt.Errorf("list devices in %s: %w", nsLabel(ns), err)
+	}
+	removed := 0
+	var errs []error
+	del := func(l netlink.Link, why string) {
+		if err := h.LinkDel(l); err != nil && !isGone(err) {
+			errs = append(errs, fmt.Errorf("delete %s in %s: %w", l.Attrs().Name, nsLabel(ns), err))
+			return
+		}
+		removed++
+		p.log.Info("collected a device no link uses", "device", l.Attrs().Name, "type", l.Type(),
+			"netns", ns, "why", why)
+	}
+	// Temporary devices first: one may be a port of a bridge collected next.
+	var rest []netlink.Link
+	for _, l := range links {
+		if isTempOf(l.Attrs().Name, p.provider) {
+			del(l, "left half-made by a process that died")
+			continue
+		}
+		rest = append(rest, l)
+	}
+	for _, l := range rest {
+		if l.Type() != "bridge" || p.keepBridge(l, rest) != "" {
+			continue
+		}
+		t, _ := parseBridgeTag(l.Attrs().Alias)
+		del(l, fmt.Sprintf("bridge of slice %q part %q with no port and no link", t.SliceID, t.Part))
+	}
+	return removed, errors.Join(errs...)
+}
+
+// createTagged creates link under a temporary name, records alias on it and gives it
+// its name, so that the device is never seen under its own name without its tag. It
+// returns the device as created. On failure it removes what it made.
+func (p *Plugin) createTagged(h *netlink.Handle, link netlink.Link, alias string) (netlink.Link, error) {
+	name, tmp := link.Attrs().Name, tempName(p.provider)
+	link.Attrs().Name = tmp
+	if err := h.LinkAdd(link); err != nil {
+		return nil, err
+	}
+	dev, err := h.LinkByName(tmp)
+	if err != nil {
+		return nil, fmt.Errorf("read back %s: %w", tmp, err)
+	}
+	err = h.LinkSetAlias(dev, alias)
+	if err == nil {
+		err = h.LinkSetName(dev, name)
+	}
+	if err == nil {
+		dev, err = h.LinkByName(name)
+	}
+	if err != nil {
+		if derr := h.LinkDel(dev); derr != nil && !isGone(derr) {
+			p.log.Warn("cannot remove a half-made device; the next collection will", "device", tmp, "error", derr)
+		}
+		if errors.Is(err, unix.EEXIST) {
+			return nil, sdk.Errorf(sdk.CodeAlreadyExists, "device %s exists", name)
+		}
+		return nil, err
+	}
+	return dev, nil
 }
 
 // deleteDevice deletes device name in namespace ns, if it is there. Undo steps use it

@@ -277,6 +277,20 @@ func (n *testNet) vm(i int, bridge, vm, cidr string) string {
 	return ns
 }
 
+// delete removes device name from site i's namespace.
+func (n *testNet) delete(i int, name string) {
+	n.t.Helper()
+	h := n.handle(n.sites[i].NS)
+	defer h.Close()
+	l, err := h.LinkByName(name)
+	if err != nil {
+		n.t.Fatalf("site %s: %s: %v", n.sites[i].Name, name, err)
+	}
+	if err := h.LinkDel(l); err != nil {
+		n.t.Fatalf("site %s: delete %s: %v", n.sites[i].Name, name, err)
+	}
+}
+
 // devices lists site i's devices by type: name -> type.
 func (n *testNet) devices(i int) map[string]string {
 	n.t.Helper()

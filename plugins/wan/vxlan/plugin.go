@@ -93,7 +93,26 @@ func (p *Plugin) Configure(_ context.Context, c sdk.Config) error {
 	}
 	p.log.Info("configured", "provider", p.provider, "max_bandwidth_bps", cfg.MaxBandwidthBps,
 		"vni_min", cfg.VNIMin, "vni_max", cfg.VNIMax, "udp_port", cfg.UDPPort, "mtu", cfg.MTU)
+	// A plugin process starts by collecting what an earlier one, killed mid-call, left.
+	p.collectLogged("start-up")
 	return nil
+}
+
+// collectLogged runs collect (under p.mu) and logs its outcome. A failed collection
+// fails no call: what it could not remove is tried again at the next one.
+func (p *Plugin) collectLogged(when string) {
+	if p.hostErr != nil {
+		return
+	}
+	start := time.Now()
+	n, err := p.collect()
+	if err != nil {
+		p.log.Warn("collecting unused devices failed; retried at the next disconnect", "when", when, "removed", n, "error", err)
+		return
+	}
+	if n > 0 {
+		p.log.Info("collected unused devices", "when", when, "removed", n, "took", time.Since(start).String())
+	}
 }
 
 // begin checks what every call needs, then takes the lock; the caller unlocks.
@@ -358,8 +377,9 @@ func (p *Plugin) DescribeLink(ctx context.Context, ref sdk.LinkRef) (sdk.Link, e
 }
 
 // Disconnect implements [sdk.WAN]: it deletes the link's VXLAN devices (their qdiscs go
-// with them) and each end's bridge when the plugin created it and no other link uses it.
-// An unknown link is not an error.
+// with them) and each end's bridge when the plugin created it and nothing uses it any
+// more, then collects whatever else of the plugin's no link uses (see collect). An
+// unknown link is not an error: a retried Disconnect after a crash still collects.
 func (p *Plugin) Disconnect(ctx context.Context, ref sdk.LinkRef) error {
 	if err := refError(ref); err != nil {
 		return err
@@ -374,8 +394,9 @@ func (p *Plugin) Disconnect(ctx context.Context, ref sdk.LinkRef) error {
 		return fmt.Errorf("disconnect %s: %w", ref, err)
 	}
 	cur := snap.links[linkKey{p.provider, ref}]
+	defer p.collectLogged("disconnect")
 	if cur == nil {
-		p.log.Debug("disconnect: link not found, nothing to do", "link", ref.String())
+		p.log.Debug("disconnect: link not found", "link", ref.String())
 		return nil
 	}
 	var errs []error

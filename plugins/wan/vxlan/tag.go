@@ -1,6 +1,9 @@
 package vxlan
 
 import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net/url"
 	"strconv"
@@ -11,8 +14,9 @@ import (
 
 // The plugin keeps no state of its own: what it knows of a link is written on the link's
 // VXLAN devices (their IFLA_IFALIAS) and read back from them, so a restarted plugin finds
-// every link again. A bridge the plugin created carries bridgeAlias, which is what allows
-// the plugin to delete it later: a bridge without it is never removed.
+// every link again. A bridge the plugin created carries a bridge tag (bridgeAlias, then
+// the provider, slice and part it was made for), which is what allows the plugin to
+// delete it later: a bridge without one is never removed.
 const (
 	tagPrefix   = "necos-wan/1?"
 	bridgeAlias = "necos-wan/1 bridge"
@@ -96,6 +100,79 @@ func parseTag(alias string) (t tag, ok bool) {
 		return tag{}, false
 	}
 	return t, true
+}
+
+// bridgeTag is what a bridge the plugin made records: whose it is. Bridges made by
+// earlier versions carry the bare bridgeAlias, read as a tag with no provider.
+type bridgeTag struct {
+	Provider string
+	SliceID  string
+	Part     string
+}
+
+// encode returns the bridge's alias; what does not fit is left out, part first.
+func (b bridgeTag) encode() string {
+	v := url.Values{}
+	v.Set("p", b.Provider)
+	v.Set("s", b.SliceID)
+	v.Set("part", b.Part)
+	if a := bridgeAlias + "?" + v.Encode(); len(a) <= maxAlias {
+		return a
+	}
+	v.Del("part")
+	if a := bridgeAlias + "?" + v.Encode(); len(a) <= maxAlias {
+		return a
+	}
+	return bridgeAlias
+}
+
+// parseBridgeTag reads a bridge alias written by encode (or by an earlier version).
+func parseBridgeTag(alias string) (bridgeTag, bool) {
+	if alias == bridgeAlias {
+		return bridgeTag{}, true
+	}
+	rest, found := strings.CutPrefix(alias, bridgeAlias+"?")
+	if !found {
+		return bridgeTag{}, false
+	}
+	v, err := url.ParseQuery(rest)
+	if err != nil {
+		return bridgeTag{}, false
+	}
+	return bridgeTag{Provider: v.Get("p"), SliceID: v.Get("s"), Part: v.Get("part")}, true
+}
+
+// ownedBy reports whether a bridge with this tag is provider's to collect. A bridge of
+// an earlier version names no provider: whichever instance finds it unused may remove it.
+func (b bridgeTag) ownedBy(provider string) bool { return b.Provider == "" || b.Provider == provider }
+
+// Devices are created under a temporary name, tagged, then renamed: the kernel ignores
+// IFLA_IFALIAS when it creates a device, so a process killed between the creation and
+// the alias would otherwise leave a device nobody could tell as the plugin's. The
+// temporary name says whose it is (tempPrefix, then a digest of the provider), so the
+// provider's next collection removes it.
+const (
+	tempPrefix    = "nwt"
+	tempOwnerLen  = 4 // hex digits of the provider's digest
+	tempRandomLen = 8 // hex digits of randomness: 3 + 4 + 8 = 15 = IFNAMSIZ - 1
+)
+
+// tempOwner is the part of temporary names that identifies the provider.
+func tempOwner(provider string) string {
+	sum := sha256.Sum256([]byte(provider))
+	return tempPrefix + hex.EncodeToString(sum[:])[:tempOwnerLen]
+}
+
+// tempName returns a fresh temporary device name of the provider.
+func tempName(provider string) string {
+	b := make([]byte, tempRandomLen/2)
+	_, _ = rand.Read(b)
+	return tempOwner(provider) + hex.EncodeToString(b)
+}
+
+// isTempOf reports whether name is a temporary device name of provider.
+func isTempOf(name, provider string) bool {
+	return len(name) == len(tempPrefix)+tempOwnerLen+tempRandomLen && strings.HasPrefix(name, tempOwner(provider))
 }
 
 // deviceName is the name of a link's VXLAN device at either end. VNIs are unique per

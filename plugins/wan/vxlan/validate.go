@@ -12,8 +12,9 @@ import (
 // maxIfname is IFNAMSIZ less the terminating NUL.
 const maxIfname = 15
 
-// ownNames matches the plugin's own VXLAN device names, which a bridge may not take.
-var ownNames = regexp.MustCompile(`^vx[0-9]+$`)
+// ownNames matches the plugin's own device names (VXLAN devices, and the temporary names
+// devices are created under), which a bridge may not take.
+var ownNames = regexp.MustCompile(`^(vx[0-9]+|` + tempPrefix + `[0-9a-f]{12})$`)
 
 // refError checks a link ref.
 func refError(r sdk.LinkRef) error {
@@ -115,7 +116,7 @@ func ifnameProblem(name string) string {
 	case name == "." || name == ".." || strings.ContainsAny(name, "/: \t\n\x00"):
 		return fmt.Sprintf("%q is not a valid device name", name)
 	case ownNames.MatchString(name):
-		return fmt.Sprintf("%q is reserved for the plugin's VXLAN devices (vx<VNI>)", name)
+		return fmt.Sprintf("%q is reserved for the plugin's own devices (vx<VNI>, %s<12 hex digits>)", name, tempPrefix)
 	}
 	return ""
 }

@@ -153,11 +153,13 @@ func TestTraffic(t *testing.T) {
 			}
 		}
 	}
+	// The VMs' ports keep slice A's bridges although the plugin made them: whoever
+	// attached the VMs still uses them.
 	for i, site := range n.sites {
 		n.assertNoVXLAN(i)
 		devs := n.devices(i)
-		if _, ok := devs[slices[0].bridge]; ok {
-			t.Errorf("site %s: bridge %s the plugin made remains after its last link", site.Name, slices[0].bridge)
+		if devs[slices[0].bridge] != "bridge" {
+			t.Errorf("site %s: bridge %s was removed while a VM's port is on it", site.Name, slices[0].bridge)
 		}
 		if devs[slices[1].bridge] != "bridge" {
 			t.Errorf("site %s: bridge %s the plugin did not make was removed", site.Name, slices[1].bridge)
@@ -165,6 +167,23 @@ func TestTraffic(t *testing.T) {
 	}
 	if err := ping(slices[1].vms[0], slices[1].addrs[1], time.Second); err == nil {
 		t.Errorf("slice-b still reaches edge1 after its links are gone")
+	}
+	// Once the VMs are gone, the next Disconnect (of anything) collects slice A's
+	// bridges, and never slice B's.
+	for i := range n.sites {
+		n.delete(i, "va"+n.sites[i].Name)
+	}
+	if err := wan.Disconnect(ctx, sdk.LinkRef{SliceID: "nothing", LinkID: "here"}); err != nil {
+		t.Fatal(err)
+	}
+	for i, site := range n.sites {
+		devs := n.devices(i)
+		if _, ok := devs[slices[0].bridge]; ok {
+			t.Errorf("site %s: bridge %s the plugin made remains after its last link and port", site.Name, slices[0].bridge)
+		}
+		if devs[slices[1].bridge] != "bridge" {
+			t.Errorf("site %s: bridge %s the plugin did not make was removed", site.Name, slices[1].bridge)
+		}
 	}
 }
 
