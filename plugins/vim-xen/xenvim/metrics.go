@@ -68,12 +68,13 @@ func (p *Plugin) Metrics(ctx context.Context, ref sdk.PartRef, names []string) (
 			}
 			return nil, fmt.Errorf("metrics of part %s: %w", ref, err)
 		}
-		readings[i] = r
 		if r.active && want[sdk.MetricCPUPercent] {
 			if r.cpuPct, r.cpuOK = p.cpu.observe(n.uuid, r.cpuTime, r.at, r.vcpus); !r.cpuOK {
 				again = append(again, i)
 			}
 		}
+		// Stored once complete: a copy taken before the CPU use was computed kept 0.
+		readings[i] = r
 	}
 	if len(again) > 0 {
 		select {
