@@ -43,8 +43,8 @@ func (a answer) json(t *testing.T, v any) {
 
 func (a answer) yaml(t *testing.T, v any) {
 	t.Helper()
-	if ct := a.Header.Get("Content-Type"); ct != "text/x-yaml" {
-		t.Fatalf("Content-Type %q, want text/x-yaml; body:\n%s", ct, a.body)
+	if ct := a.Header.Get("Content-Type"); ct != yamlAnswer {
+		t.Fatalf("Content-Type %q, want text/x-yaml with charset=utf-8; body:\n%s", ct, a.body)
 	}
 	if err := yaml.Unmarshal(a.body, v); err != nil {
 		t.Fatalf("decode %s: %v", a.body, err)
@@ -90,6 +90,9 @@ func do(t *testing.T, method, url, token string, body []byte, headers ...string)
 
 const yamlType = "text/x-yaml"
 
+// yamlAnswer is the Content-Type of YAML answers.
+const yamlAnswer = "text/x-yaml; charset=utf-8"
+
 // toJSON turns a YAML slice spec into JSON of the same structure.
 func toJSON(t *testing.T, doc []byte) []byte {
 	t.Helper()
@@ -119,7 +122,7 @@ func TestNECOSRoutes(t *testing.T) {
 	doc := apitest.Example(t, "touristic-cdn-xen.yaml")
 
 	a := do(t, "POST", env.URL+"/slice_activator/create_slice", tok, doc, "Content-Type", yamlType).status(t, 201)
-	if ct := a.Header.Get("Content-Type"); ct != yamlType {
+	if ct := a.Header.Get("Content-Type"); ct != yamlAnswer {
 		t.Fatalf("Content-Type %q", ct)
 	}
 	if !strings.HasPrefix(a.Header.Get("Location"), "/v1/slices/touristiccdn-") {
@@ -181,7 +184,7 @@ func TestNECOSRoutes(t *testing.T) {
 	e = v1.Error{}
 	do(t, "POST", env.URL+"/slice_activator/delete_slice", tok, []byte("slices: {sliced: {name: x}}"), "Content-Type", yamlType).
 		status(t, 400).yaml(t, &e)
-	if len(e.Problems) == 0 || e.Problems[0].Path != "slices.sliced.id" {
+	if len(e.Problems) == 0 || e.Problems[0].Path != "slices.sliced.slice-id" {
 		t.Errorf("delete without id: %+v", e)
 	}
 }

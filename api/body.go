@@ -15,6 +15,10 @@ import (
 // yamlType is the media type NECOS components exchanged documents with.
 const yamlType = "text/x-yaml"
 
+// yamlAnswerType is what YAML answers carry: text/* types default to US-ASCII (RFC
+// 2046) without a charset, and answers hold UTF-8 (prices in €, names).
+const yamlAnswerType = yamlType + "; charset=utf-8"
+
 // yamlTypes are the media types read as YAML: the NECOS one and the registered ones.
 var yamlTypes = map[string]bool{
 	"text/x-yaml": true, "application/x-yaml": true, "application/yaml": true, "text/yaml": true,

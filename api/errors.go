@@ -89,9 +89,14 @@ func asError(err error) *Error {
 	case errors.Is(err, sro.ErrNotFound), errors.Is(err, store.ErrNotFound):
 		return &Error{Status: http.StatusNotFound, Message: "slice not found", Cause: err}
 	case errors.Is(err, store.ErrExists):
-		return &Error{Status: http.StatusConflict, Message: "a live slice of this tenant already has this id",
+		out := &Error{Status: http.StatusConflict, Message: "a live slice of this tenant already has this id",
 			Problems: []v1.Problem{{Path: "slices.sliced.id", Message: "already used by a live slice of this tenant: delete it first or choose another id"}},
 			Cause:    err}
+		var ex *store.SliceExistsError
+		if errors.As(err, &ex) {
+			out.SliceID = ex.ID
+		}
+		return out
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return &Error{Status: http.StatusServiceUnavailable, Message: "request cancelled or timed out", Cause: err}
 	}
@@ -134,8 +139,8 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 	_, _ = w.Write(buf.Bytes())
 }
 
-// WriteYAML answers with v as YAML (text/x-yaml, as the original NECOS components did);
-// a []byte is sent as it is.
+// WriteYAML answers with v as YAML (text/x-yaml, as the original NECOS components did,
+// with charset=utf-8); a []byte is sent as it is.
 func WriteYAML(w http.ResponseWriter, status int, v any) {
 	b, ok := v.([]byte)
 	if !ok {
@@ -148,7 +153,7 @@ func WriteYAML(w http.ResponseWriter, status int, v any) {
 		}
 		b = buf.Bytes()
 	}
-	w.Header().Set("Content-Type", yamlType)
+	w.Header().Set("Content-Type", yamlAnswerType)
 	w.WriteHeader(status)
 	_, _ = w.Write(b)
 }

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/necos/necos/core/service"
 	"github.com/necos/necos/core/spec"
 	"github.com/necos/necos/core/sro"
+	"github.com/necos/necos/core/store"
 	"github.com/necos/necos/sdk"
 )
 
@@ -27,8 +29,9 @@ type ServiceOrchestrator interface {
 //
 //   - POST /service_orchestrator/deploy_service: the NECOS route, a service document in
 //     (text/x-yaml), the slice named by its slices.sliced.id; answers once the
-//     deployment has ended, in YAML: 201 for a new service, 200 for one deployed again,
-//     with the state (Deployed or Failed) and every step;
+//     deployment has ended, in YAML with the state and every step: 201 for a new
+//     service, 200 for one deployed again, 422 with an error beside the service when it
+//     Failed;
 //   - POST /v1/slices/{id}/services: the document (YAML or JSON), ?name= to name the
 //     service, ?wait=true to answer once it has ended (201/200) rather than at once (202);
 //   - GET /v1/slices/{id}/services, GET and DELETE /v1/slices/{id}/services/{service}.
@@ -47,8 +50,10 @@ func ServiceRoutes(orch ServiceOrchestrator) func(r *mux.Router, auth func(http.
 
 type serviceRoutes struct{ orch ServiceOrchestrator }
 
-// necosService is the answer of deploy_service.
+// necosService is the answer of deploy_service. Error is set when the service failed,
+// so that a client reading errors finds why where it looks for it.
 type necosService struct {
+	Error   string     `yaml:"error,omitempty"`
 	Service v1.Service `yaml:"service"`
 }
 
@@ -64,13 +69,23 @@ func (s *serviceRoutes) necosDeploy(w http.ResponseWriter, r *http.Request) {
 		if errors.Is(err, sro.ErrNotFound) {
 			// Name the field: the slice is the one the document names.
 			if svc, perr := spec.ParseService(doc); perr == nil {
-				err = notFoundByName(err, svc.SliceID)
+				err = notFoundByName(err, spec.SliceRef{ID: svc.SliceID, Path: "slices.sliced.id"})
 			}
 		}
 		WriteError(w, r, serviceError(err))
 		return
 	}
 	w.Header().Set("Location", servicePath(rec.SliceID, rec.ID))
+	if rec.State == store.ServiceFailed {
+		// The request was understood and run, but the service did not come up: never a
+		// 2xx, which the original's clients read as deployed. The steps say why.
+		if info := infoFrom(ctx); info != nil {
+			info.err = fmt.Errorf("service %s failed: %s", rec.ID, rec.Message)
+		}
+		WriteYAML(w, http.StatusUnprocessableEntity, necosService{Service: serviceView(rec, false),
+			Error: fmt.Sprintf("service %s failed: %s", rec.ID, rec.Message)})
+		return
+	}
 	WriteYAML(w, deployedStatus(rec), necosService{Service: serviceView(rec, false)})
 }
 

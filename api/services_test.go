@@ -282,6 +282,33 @@ func TestServiceRoutes(t *testing.T) {
 	if status != http.StatusNotFound || !strings.Contains(string(body), "service not found") {
 		t.Errorf("after DELETE: %d %s", status, body)
 	}
+
+	// A service that fails through the NECOS route is no 2xx: 422, with the error where
+	// clients look for one and the service with its steps beside it.
+	failing := []byte(`slices:
+  sliced:
+    id: svc-api
+    slice-parts:
+      - dc-slice-part:
+        name: edge-dc
+        vdus:
+          - vdu:
+            name: edge_vm
+            VIM: xen-vim
+            commands: [echo trying, exit 4]
+`)
+	status, body, hdr = env.call(t, "alice", http.MethodPost, "/service_orchestrator/deploy_service", "text/x-yaml", failing)
+	var failed struct {
+		Error   string     `yaml:"error"`
+		Service v1.Service `yaml:"service"`
+	}
+	if err := yaml.Unmarshal(body, &failed); err != nil {
+		t.Fatalf("failed deploy_service: %v\n%s", err, body)
+	}
+	if status != http.StatusUnprocessableEntity || failed.Service.State != "Failed" || !strings.Contains(failed.Error, "failed") ||
+		failed.Service.Counts.Failed != 1 || hdr.Get("Location") == "" {
+		t.Errorf("failed deploy_service: %d %s", status, body)
+	}
 }
 
 // TestServiceManifestsKubernetes deploys the IoT example (examples/services/iot-dojot.yaml)

@@ -268,6 +268,51 @@ func (p Parser) slice(data []byte, created bool) (*Slice, error) {
 	return s, nil
 }
 
+// SliceRef is what a NECOS delete_slice document names: the slice, as written, and the
+// field that named it (for messages).
+type SliceRef struct {
+	// ID is the id the spec gave the slice, or the platform's own id for it.
+	ID string
+	// Path is the field it was read from, e.g. "slices.sliced.slice-id".
+	Path string
+}
+
+// ParseSliceRef reads which slice a NECOS delete_slice document names, with the
+// default limits: slices.sliced.slice-id (the original's delete body) or
+// slices.sliced.id (the created slice's YAML will do); the slice may also sit at the
+// top (sliced: or slice:). The rest of the document is not read.
+func ParseSliceRef(data []byte) (SliceRef, error) { return Parser{}.SliceRef(data) }
+
+// SliceRef is [ParseSliceRef] with p's limits.
+func (p Parser) SliceRef(data []byte) (SliceRef, error) {
+	root, err := p.load(data)
+	if err != nil {
+		return SliceRef{}, err
+	}
+	pr := &problems{}
+	d := &decoder{p: pr}
+	node, path := d.findSlice(root, "{slice-id: <the slice's id>}")
+	if node == nil {
+		return SliceRef{}, pr.err()
+	}
+	o := d.mapping(node, path)
+	id, sid := o.str("id"), o.str("slice-id")
+	switch {
+	case pr.err() != nil:
+	case id != "" && sid != "" && id != sid:
+		pr.add(o.at("slice-id"), "names %s while id names %s: give one of them", quote(sid), quote(id))
+	case id == "" && sid == "":
+		pr.add(o.at("slice-id"), "required (or id): the slice to delete, by the id its spec gave it or the platform's id")
+	}
+	if err := pr.err(); err != nil {
+		return SliceRef{}, err
+	}
+	if sid != "" {
+		return SliceRef{ID: sid, Path: o.at("slice-id")}, nil
+	}
+	return SliceRef{ID: id, Path: o.at("id")}, nil
+}
+
 // findSlice finds the slice node of a document: under slices.sliced or slices.slice, or
 // at the top as slice or sliced; nil (with the problem recorded) when there is none.
 // expected describes the slice's content in the error messages.

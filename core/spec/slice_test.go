@@ -438,3 +438,30 @@ func TestErrorJSON(t *testing.T) {
 		t.Errorf("got %s, want %s", data, want)
 	}
 }
+
+// TestParseSliceRef reads the slice a delete_slice document names, in the original's
+// shape (slice-id) and in the created slice's (id).
+func TestParseSliceRef(t *testing.T) {
+	good := []struct{ doc, id, path string }{
+		{"slices: {sliced: {slice-id: IoTService_sliced}}", "IoTService_sliced", "slices.sliced.slice-id"},
+		{"slices:\n  sliced:\n    id: cdn\n    slice-parts: []\n", "cdn", "slices.sliced.id"},
+		{"slices: {sliced: {id: cdn-3f9a0c, slice-id: cdn-3f9a0c}}", "cdn-3f9a0c", "slices.sliced.slice-id"},
+		{"sliced: {slice-id: 42}", "42", "sliced.slice-id"},
+	}
+	for _, c := range good {
+		ref, err := ParseSliceRef([]byte(c.doc))
+		if err != nil || ref.ID != c.id || ref.Path != c.path {
+			t.Errorf("%q: %+v %v", c.doc, ref, err)
+		}
+	}
+	bad := []struct{ doc, path, msg string }{
+		{"slices: {sliced: {name: x}}", "slices.sliced.slice-id", "required"},
+		{"slices: {sliced: {id: a, slice-id: b}}", "slices.sliced.slice-id", `while id names "a"`},
+		{"slices: {sliced: {slice-id: [a]}}", "slices.sliced.slice-id", "must be a string"},
+		{"hello: x", "slices", "required"},
+	}
+	for _, c := range bad {
+		_, err := ParseSliceRef([]byte(c.doc))
+		wantProblem(t, err, c.path, c.msg)
+	}
+}

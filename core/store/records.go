@@ -152,13 +152,32 @@ func (s *Store) CreateSlice(ctx context.Context, sl *Slice, ev Event) error {
 	)
 	if err != nil {
 		if errors.Is(err, ErrExists) {
-			return fmt.Errorf("slice %q of tenant %s: %w", sl.Name, sl.Tenant, ErrExists)
+			e := &SliceExistsError{Tenant: sl.Tenant, Name: sl.Name}
+			// Which slice holds the name, so that the tenant can reach it (it may have
+			// left meanwhile: then the id stays empty).
+			_, _ = s.get(ctx, s.nameKey(sl.Tenant, sl.Name), &e.ID)
+			return e
 		}
 		return err
 	}
 	sl.Rev = rev
 	return nil
 }
+
+// SliceExistsError is CreateSlice's answer when the tenant has a live slice of that name:
+// it names that slice. It matches ErrExists.
+type SliceExistsError struct {
+	Tenant, Name string
+	// ID is the slice that holds the name ("" if it was gone by the time it was read).
+	ID string
+}
+
+func (e *SliceExistsError) Error() string {
+	return fmt.Sprintf("slice %q of tenant %s: %v (slice %s)", e.Name, e.Tenant, ErrExists, e.ID)
+}
+
+// Is makes errors.Is(err, ErrExists) true.
+func (e *SliceExistsError) Is(target error) bool { return target == ErrExists }
 
 // GetSlice reads a slice.
 func (s *Store) GetSlice(ctx context.Context, id string) (*Slice, error) {

@@ -39,8 +39,10 @@ func TestSliceLifecycleAndNames(t *testing.T) {
 	if err := s.CreateSlice(ctx, a, Event{Type: "slice.accepted"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.CreateSlice(ctx, newSlice("alice", "cdn"), Event{}); !errors.Is(err, ErrExists) {
-		t.Fatalf("second slice with the same name: got %v, want ErrExists", err)
+	err := s.CreateSlice(ctx, newSlice("alice", "cdn"), Event{})
+	var ex *SliceExistsError
+	if !errors.Is(err, ErrExists) || !errors.As(err, &ex) || ex.ID != a.ID {
+		t.Fatalf("second slice with the same name: got %v, want ErrExists naming %s", err, a.ID)
 	}
 	if err := s.CreateSlice(ctx, newSlice("bob", "cdn"), Event{}); err != nil {
 		t.Fatalf("another tenant may use the name: %v", err)

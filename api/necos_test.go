@@ -1,0 +1,98 @@
+package api_test
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/necos/necos/api/apitest"
+	v1 "github.com/necos/necos/api/v1"
+)
+
+// TestNECOSDeleteBodies deletes slices with every body the original's clients and
+// necos's own answers lead to: the original's slices.sliced.slice-id, by the id the
+// spec gave the slice or by necos's own id (the one a 409 hands back), and the
+// created slice's id.
+func TestNECOSDeleteBodies(t *testing.T) {
+	env := apitest.Start(t)
+	tok := env.Token("alice")
+	create := func(name string) string {
+		t.Helper()
+		var s v1.Slice
+		do(t, "POST", env.URL+"/v1/slices?wait=true", tok, apitest.SmallSlice(name), "Content-Type", yamlType).status(t, 201).json(t, &s)
+		return s.ID
+	}
+	deleteWith := func(body string, status int) map[string]any {
+		t.Helper()
+		var out map[string]any
+		do(t, "POST", env.URL+"/slice_activator/delete_slice", tok, []byte(body), "Content-Type", yamlType).status(t, status).yaml(t, &out)
+		return out
+	}
+	gone := func(id string) {
+		t.Helper()
+		do(t, "GET", env.URL+"/v1/slices/"+id, tok, nil).status(t, 404)
+	}
+
+	// The original's body, by the spec's id.
+	id := create("by-name")
+	out := deleteWith("slices:\n  sliced:\n    slice-id: by-name\n", 200)
+	sliced, _ := out["slices"].(map[string]any)["sliced"].(map[string]any)
+	if sliced["id"] != "by-name" || sliced["slice-id"] != id {
+		t.Errorf("confirmation %v", out)
+	}
+	gone(id)
+
+	// The original's body, by necos's id.
+	id = create("by-id")
+	deleteWith("slices: {sliced: {slice-id: "+id+"}}", 200)
+	gone(id)
+
+	// The id a 409 hands back deletes the slice that holds the name.
+	id = create("dup")
+	var e v1.Error
+	do(t, "POST", env.URL+"/slice_activator/create_slice", tok, bytes.Replace(apitest.SmallSlice("dup"), []byte("cpu-number: 1"), []byte("cpu-number: 2"), 1),
+		"Content-Type", yamlType).status(t, 409).yaml(t, &e)
+	if e.SliceID != id {
+		t.Errorf("409 names slice %q, want %q: %+v", e.SliceID, id, e)
+	}
+	deleteWith("slices: {sliced: {id: "+e.SliceID+"}}", 200)
+	gone(id)
+
+	// Both fields naming different slices, an unknown slice, another tenant's slice: the
+	// field is named, nothing is deleted.
+	id = create("kept")
+	e = v1.Error{}
+	do(t, "POST", env.URL+"/slice_activator/delete_slice", tok, []byte("slices: {sliced: {id: kept, slice-id: other}}"),
+		"Content-Type", yamlType).status(t, 400).yaml(t, &e)
+	if len(e.Problems) != 1 || e.Problems[0].Path != "slices.sliced.slice-id" {
+		t.Errorf("two ids: %+v", e)
+	}
+	e = v1.Error{}
+	do(t, "POST", env.URL+"/slice_activator/delete_slice", tok, []byte("slices: {sliced: {slice-id: nosuch}}"),
+		"Content-Type", yamlType).status(t, 404).yaml(t, &e)
+	if len(e.Problems) != 1 || e.Problems[0].Path != "slices.sliced.slice-id" {
+		t.Errorf("unknown: %+v", e)
+	}
+	do(t, "POST", env.URL+"/slice_activator/delete_slice", env.Token("bob"), []byte("slices: {sliced: {slice-id: "+id+"}}"),
+		"Content-Type", yamlType).status(t, 404)
+	do(t, "GET", env.URL+"/v1/slices/"+id, tok, nil).status(t, 200)
+}
+
+// TestYAMLCharset: YAML answers say they are UTF-8, so that a client decoding text/*
+// by its default charset does not mangle a price in euros.
+func TestYAMLCharset(t *testing.T) {
+	env := apitest.Start(t)
+	tok := env.Token("alice")
+	// A budget of €0.50 a day per machine: the refusal names prices in euros.
+	poor := bytes.Replace(apitest.SmallSlice("poor"), []byte(`value-euros: "<=10"`), []byte(`value-euros: "<=0.5"`), 1)
+	a := do(t, "POST", env.URL+"/slice_activator/create_slice", tok, poor, "Content-Type", yamlType).status(t, 409)
+	var e v1.Error
+	a.yaml(t, &e) // checks the charset
+	if !strings.Contains(string(a.body), "€") {
+		t.Errorf("no price in euros in the refusal:\n%s", a.body)
+	}
+	a = do(t, "GET", env.URL+"/v1/openapi.yaml", "", nil).status(t, 200)
+	if ct := a.Header.Get("Content-Type"); ct != "application/yaml; charset=utf-8" {
+		t.Errorf("openapi.yaml: Content-Type %q", ct)
+	}
+}
