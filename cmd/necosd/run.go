@@ -124,6 +124,7 @@ func run(ctx context.Context, cfg config) error {
 		Handler: api.New(api.Options{
 			Engine:   engine,
 			Registry: reg,
+			Ready:    reg.Ready,
 			Logger:   log.Named("api"),
 			Metrics:  promReg,
 			Gatherer: promReg,
@@ -150,8 +151,19 @@ func run(ctx context.Context, cfg config) error {
 		defer wg.Done()
 		// Plugins start in the background: a provider whose plugin cannot start yet is
 		// retried at its first use, and the API is up meanwhile.
-		if err := reg.StartAll(ectx); err != nil && ectx.Err() == nil {
-			log.Error("some provider plugins did not start; they are retried on use", "error", err)
+		err := reg.StartAll(ectx)
+		var failed *providers.StartError
+		switch {
+		case ectx.Err() != nil:
+		case errors.As(err, &failed):
+			for _, f := range failed.Failures {
+				log.Error("provider plugin did not start; retried on use (GET /v1/plugins shows it refused)",
+					"provider", f.Provider, "role", f.Role, "plugin", f.Plugin, "error", f.Err)
+			}
+		case err != nil:
+			log.Error("provider plugins did not start", "error", err)
+		default:
+			log.Info("provider plugins started", "instances", len(host.Instances()))
 		}
 	}()
 	wg.Add(1)

@@ -1,6 +1,7 @@
 package pluginhost_test
 
 import (
+	"context"
 	"errors"
 	"path/filepath"
 	"strconv"
@@ -101,8 +102,9 @@ func TestRelaunchDuringCall(t *testing.T) {
 	}
 }
 
-// A call is retried once only; relaunches after that wait for the backoff, and calls
-// made meanwhile fail at once with CodeUnavailable.
+// A call is retried once only; relaunches after that wait for the backoff. A call made
+// meanwhile whose deadline comes first fails at once with CodeUnavailable; one that can
+// wait waits for the relaunch and succeeds.
 func TestRetryOnceThenBackoff(t *testing.T) {
 	dir := pluginDir(t, "memvim")
 	h, _ := newHost(t, dir, pluginhost.Options{
@@ -128,11 +130,18 @@ func TestRetryOnceThenBackoff(t *testing.T) {
 		t.Fatalf("status: %+v", st)
 	}
 
-	// Right away: inside the backoff, no launch, a clear Unavailable error.
+	// Right away, a call that cannot wait 2 s: inside the backoff, no launch, a clear
+	// Unavailable error.
 	waitFor(t, "second process seen dead", 10*time.Second, func() bool { return in.Status().State != pluginhost.StateRunning })
-	_, err = vim.Describe(ctx, sdk.PartRef{SliceID: "s1", PartID: "core"})
+	short, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	start := time.Now()
+	_, err = vim.Describe(short, sdk.PartRef{SliceID: "s1", PartID: "core"})
+	cancel()
 	if sdk.CodeOf(err) != sdk.CodeUnavailable || !strings.Contains(err.Error(), "next relaunch attempt") {
 		t.Fatalf("call inside the backoff: %v", err)
+	}
+	if took := time.Since(start); took > 400*time.Millisecond {
+		t.Errorf("a call that cannot wait for the relaunch took %v to fail", took)
 	}
 	if got := launches(t, state); len(got) != 2 {
 		t.Fatalf("relaunched inside the backoff: launches %v", got)
@@ -141,14 +150,72 @@ func TestRetryOnceThenBackoff(t *testing.T) {
 		t.Errorf("status inside the backoff should say when and why: %+v", st)
 	}
 
-	// Once the backoff has passed, the next call relaunches and succeeds.
-	var part sdk.Part
-	waitFor(t, "relaunch after the backoff", 30*time.Second, func() bool {
-		part, err = vim.Describe(ctx, sdk.PartRef{SliceID: "s1", PartID: "core"})
-		return err == nil
-	})
+	// A call that can wait waits for the relaunch and succeeds.
+	part, err := vim.Describe(ctx, sdk.PartRef{SliceID: "s1", PartID: "core"})
+	if err != nil {
+		t.Fatalf("a call with time to wait for the relaunch: %v", err)
+	}
 	if st := in.Status(); st.Restarts != 2 || st.State != pluginhost.StateRunning || part.Name != "core" {
 		t.Fatalf("status: %+v", st)
+	}
+}
+
+// A plugin killed twice within a minute is relaunched after a backoff; a call made
+// meanwhile, as the engine's Connect during the second kill, waits for the relaunch
+// within its deadline and succeeds instead of failing the slice.
+func TestCallWaitsForRelaunch(t *testing.T) {
+	dir := pluginDir(t, "memvim")
+	h, _ := newHost(t, dir, pluginhost.Options{
+		NewBackOff: func() backoff.BackOff { return backoff.NewConstantBackOff(1500 * time.Millisecond) },
+	})
+	state := t.TempDir()
+	in := startMemvim(t, h, "spain", state)
+	vim := vimOf(t, in)
+	ctx := ctxT(t)
+	ref := sdk.PartRef{SliceID: "s1", PartID: "core"}
+	if _, err := vim.Create(ctx, smallPart("s1", "core")); err != nil {
+		t.Fatal(err)
+	}
+	kill(t, in.Status().Pid)
+	if _, err := vim.Describe(ctx, ref); err != nil { // relaunched at once
+		t.Fatalf("after the first kill: %v", err)
+	}
+	kill(t, in.Status().Pid) // within a minute: the next relaunch waits 1.5 s
+	waitFor(t, "second process seen dead", 10*time.Second, func() bool { return in.Status().State != pluginhost.StateRunning })
+	start := time.Now()
+	part, err := vim.Describe(ctx, ref)
+	if err != nil {
+		t.Fatalf("a call during the relaunch backoff failed instead of waiting: %v", err)
+	}
+	t.Logf("the call waited %v for the relaunch", time.Since(start))
+	if part.Name != "core" {
+		t.Fatalf("answer: %+v", part)
+	}
+	if st := in.Status(); st.Restarts != 2 || st.State != pluginhost.StateRunning {
+		t.Fatalf("status: %+v", st)
+	}
+
+	// A stopped instance wakes a call waiting for its relaunch.
+	kill(t, in.Status().Pid)
+	waitFor(t, "third process seen dead", 10*time.Second, func() bool { return in.Status().State != pluginhost.StateRunning })
+	if _, err := vim.Describe(ctx, ref); err != nil { // relaunched after the backoff
+		t.Fatal(err)
+	}
+	kill(t, in.Status().Pid)
+	waitFor(t, "fourth process seen dead", 10*time.Second, func() bool { return in.Status().State != pluginhost.StateRunning })
+	errc := make(chan error, 1)
+	go func() { _, err := vim.Describe(ctx, ref); errc <- err }()
+	time.Sleep(200 * time.Millisecond)
+	if err := h.Stop("spain"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-errc:
+		if !errors.Is(err, pluginhost.ErrClosed) {
+			t.Fatalf("a call waiting for the relaunch of a stopped instance: %v, want ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a call waiting for a relaunch was not woken by Stop")
 	}
 }
 

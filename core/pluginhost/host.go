@@ -33,7 +33,9 @@
 // kinds is idempotent by contract, so the retry is safe; application errors (anything
 // the plugin answered, even CodeUnavailable) are never retried. Relaunches are spaced by
 // an exponential backoff: the first one after a healthy run is immediate, later ones
-// wait, and a call made while the instance waits fails at once with CodeUnavailable.
+// wait. A call made while the instance waits waits for the next attempt when its
+// deadline is later (a crash shortly after another delays calls, it does not fail
+// them), and fails at once with CodeUnavailable, saying when, when it is not.
 //
 // Monitor.Write is retried like the other calls: a point is keyed by metric, tags and
 // time, so storing it twice stores it once; the host stamps points that have no time
@@ -54,6 +56,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -95,8 +98,9 @@ type Host struct {
 	mu        sync.Mutex
 	closed    bool
 	instances map[string]*Instance
-	starting  map[string]bool // names reserved by a Start in progress
-	startWG   sync.WaitGroup  // Starts in progress, which Close waits for
+	refused   map[string]Status // instances whose last Start failed, by name
+	starting  map[string]bool   // names reserved by a Start in progress
+	startWG   sync.WaitGroup    // Starts in progress, which Close waits for
 }
 
 // New returns a host for the plugin directory opts.Dir. It does no I/O: plugins are
@@ -122,6 +126,7 @@ func New(opts Options) *Host {
 		log:       log,
 		opts:      opts,
 		instances: map[string]*Instance{},
+		refused:   map[string]Status{},
 		starting:  map[string]bool{},
 	}
 }
@@ -182,9 +187,13 @@ func (h *Host) Start(ctx context.Context, cfg InstanceConfig) (*Instance, error)
 	h.mu.Lock()
 	delete(h.starting, cfg.Name)
 	if err != nil {
+		if !h.closed {
+			h.refused[cfg.Name] = h.refusedStatus(cfg, err)
+		}
 		h.mu.Unlock()
 		return nil, fmt.Errorf("start plugin instance %q: %w", cfg.Name, err)
 	}
+	delete(h.refused, cfg.Name)
 	if h.closed {
 		h.mu.Unlock()
 		// Close ran during the launch and could not see this process; it waits for
@@ -208,15 +217,20 @@ func (h *Host) Instance(name string) (*Instance, bool) {
 	return in, ok
 }
 
-// Instances returns the status of every instance, sorted by name.
+// Instances returns the status of every instance, sorted by name: those running (or
+// relaunching), and those whose Start was refused, in state [StateRefused] with the
+// reason, so that an operator sees every plugin the host was asked for.
 func (h *Host) Instances() []Status {
 	h.mu.Lock()
 	list := make([]*Instance, 0, len(h.instances))
 	for _, in := range h.instances {
 		list = append(list, in)
 	}
+	out := make([]Status, 0, len(list)+len(h.refused))
+	for _, s := range h.refused {
+		out = append(out, s)
+	}
 	h.mu.Unlock()
-	out := make([]Status, 0, len(list))
 	for _, in := range list {
 		out = append(out, in.Status())
 	}
@@ -249,6 +263,7 @@ func (h *Host) Close() error {
 		list = append(list, in)
 	}
 	h.instances = map[string]*Instance{}
+	h.refused = map[string]Status{}
 	h.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, in := range list {
@@ -261,6 +276,17 @@ func (h *Host) Close() error {
 	wg.Wait()
 	h.startWG.Wait()
 	return nil
+}
+
+// refusedStatus is what Instances shows of an instance whose Start failed. The reason
+// names the plugin directory and lock file by role, not by path: listings reach
+// tenants, and where necosd keeps its files is not theirs to know.
+func (h *Host) refusedStatus(cfg InstanceConfig, err error) Status {
+	msg := strings.ReplaceAll(err.Error(), h.lockPath, "the lock file")
+	msg = strings.ReplaceAll(msg, h.dir+string(filepath.Separator), "")
+	msg = strings.ReplaceAll(msg, h.dir, "the plugin directory")
+	return Status{Name: cfg.Name, Plugin: cfg.Plugin, Provider: cfg.Provider.Name, Location: cfg.Provider.Location,
+		Path: h.binaryPath(cfg.Plugin), State: StateRefused, LastError: msg, Started: time.Now().UTC()}
 }
 
 func (h *Host) newBackOff() backoff.BackOff {

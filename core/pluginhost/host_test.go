@@ -30,8 +30,22 @@ func TestStartRefusesTamperedBinary(t *testing.T) {
 		}
 	}
 	t.Logf("refused: %v", err)
-	if n := len(h.Instances()); n != 0 {
-		t.Errorf("a refused instance is listed (%d instances)", n)
+	assertRefused(t, h, "spain", "does not match the lock file")
+}
+
+// assertRefused checks that the host lists instance name, and it only, as refused with
+// a reason that says why and shows no path of the host's.
+func assertRefused(t *testing.T, h *pluginhost.Host, name, why string) {
+	t.Helper()
+	list := h.Instances()
+	if len(list) != 1 || list[0].Name != name || list[0].State != pluginhost.StateRefused || list[0].Pid != 0 {
+		t.Fatalf("instances after a refused Start: %+v, want %s refused", list, name)
+	}
+	if msg := list[0].LastError; !strings.Contains(msg, why) || strings.Contains(msg, h.Dir()) {
+		t.Errorf("refused instance's error %q: want it to say %q without the plugin directory %s", msg, why, h.Dir())
+	}
+	if _, ok := h.Instance(name); ok {
+		t.Errorf("a refused instance is handed out")
 	}
 }
 
@@ -100,11 +114,12 @@ func TestConfigSchemaError(t *testing.T) {
 		t.Errorf("code: got %s, want InvalidArgument", c)
 	}
 	t.Logf("refused: %v", err)
-	if n := len(h.Instances()); n != 0 {
-		t.Errorf("a refused instance is listed")
-	}
-	// The name is free again for a good configuration.
+	assertRefused(t, h, "spain", "bogus: unknown key")
+	// The name is free again for a good configuration, which replaces the refusal.
 	startMemvim(t, h, "spain", "")
+	if list := h.Instances(); len(list) != 1 || list[0].State != pluginhost.StateRunning {
+		t.Errorf("instances after a good Start: %+v, want spain running only", list)
+	}
 }
 
 func TestInstancesShareABinary(t *testing.T) {

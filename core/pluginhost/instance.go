@@ -37,6 +37,10 @@ const (
 	StateFailed State = "failed"
 	// StateStopped: the instance was stopped (or its host closed).
 	StateStopped State = "stopped"
+	// StateRefused: the host did not start the instance (an unlisted or tampered
+	// binary, no common API version, a configuration the plugin refused...); LastError
+	// says why. No process runs; a later Start of the same name may succeed.
+	StateRefused State = "refused"
 )
 
 // Status is a snapshot of an instance, for listings.
@@ -95,6 +99,8 @@ type Instance struct {
 	// relaunching serializes relaunches. It is a channel, not a mutex, so that a call
 	// waiting for another's relaunch still honours its context.
 	relaunching chan struct{}
+	// done is closed when the instance is stopped.
+	done chan struct{}
 
 	mu          sync.Mutex // guards the fields below
 	last        *proc      // the latest process, kept for Status after it died
@@ -116,6 +122,7 @@ func newInstance(h *Host, cfg InstanceConfig) *Instance {
 		log:         h.log.Named("plugin").Named(cfg.Name),
 		label:       fmt.Sprintf("plugin instance %q (%s)", cfg.Name, cfg.Plugin),
 		relaunching: make(chan struct{}, 1),
+		done:        make(chan struct{}),
 		bo:          h.newBackOff(),
 	}
 }
@@ -285,23 +292,9 @@ func (in *Instance) relaunch(ctx context.Context, dead *proc, cause error) (*pro
 		in.mu.Unlock()
 	}
 
-	in.mu.Lock()
-	switch {
-	case in.stopped:
-		in.mu.Unlock()
-		return nil, fmt.Errorf("%s: %w", in.label, ErrClosed)
-	case in.gaveUp:
-		err := in.lastErr
-		in.mu.Unlock()
-		return nil, sdk.Errorf(sdk.CodeUnavailable, "%s is down and no longer relaunched (last error: %v)", in.label, err)
+	if err := in.awaitRelaunch(ctx); err != nil {
+		return nil, err
 	}
-	if wait := time.Until(in.nextTry); wait > 0 {
-		err := in.lastErr
-		in.mu.Unlock()
-		return nil, sdk.Errorf(sdk.CodeUnavailable, "%s is down; next relaunch attempt in %s (last error: %v)",
-			in.label, wait.Round(time.Millisecond), err)
-	}
-	in.mu.Unlock()
 
 	in.log.Info("relaunching plugin")
 	// The new process serves every caller, not only this one: a caller giving up must
@@ -343,10 +336,57 @@ func (in *Instance) relaunch(ctx context.Context, dead *proc, cause error) (*pro
 	return p, nil
 }
 
+// awaitRelaunch returns once the backoff allows a relaunch attempt. A call that can
+// wait for it (its deadline is later) waits, so that a plugin crash shortly after
+// another costs the call a delay, not its result; a call that cannot fails at once with
+// CodeUnavailable, saying when the attempt is due. It runs holding the relaunch token.
+func (in *Instance) awaitRelaunch(ctx context.Context) error {
+	in.mu.Lock()
+	switch {
+	case in.stopped:
+		in.mu.Unlock()
+		return fmt.Errorf("%s: %w", in.label, ErrClosed)
+	case in.gaveUp:
+		err := in.lastErr
+		in.mu.Unlock()
+		return sdk.Errorf(sdk.CodeUnavailable, "%s is down and no longer relaunched (last error: %v)", in.label, err)
+	}
+	next, lastErr := in.nextTry, in.lastErr
+	in.mu.Unlock()
+	wait := time.Until(next)
+	if wait <= 0 {
+		return nil
+	}
+	if dl, ok := ctx.Deadline(); ok && dl.Before(next) {
+		return sdk.Errorf(sdk.CodeUnavailable, "%s is down; next relaunch attempt in %s, after this call's deadline (last error: %v)",
+			in.label, wait.Round(time.Millisecond), lastErr)
+	}
+	in.log.Info("plugin down: the call waits for the next relaunch attempt", "in", wait.Round(time.Millisecond), "last_error", lastErr)
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-in.done:
+		return fmt.Errorf("%s: %w", in.label, ErrClosed)
+	case <-ctx.Done():
+		return sdk.Errorf(sdk.CodeUnavailable, "%s is down; gave up waiting for its relaunch: %v (last error: %v)",
+			in.label, ctx.Err(), lastErr)
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.stopped {
+		return fmt.Errorf("%s: %w", in.label, ErrClosed)
+	}
+	return nil
+}
+
 // stop ends the instance's process and makes every later call fail with ErrClosed. It
 // returns once no process of the instance runs, a relaunch in progress included.
 func (in *Instance) stop() {
 	in.mu.Lock()
+	if !in.stopped {
+		close(in.done) // wakes a call waiting for a relaunch, which holds the token
+	}
 	in.stopped = true
 	p := in.cur.Swap(nil)
 	in.mu.Unlock()

@@ -2,13 +2,16 @@ package providers
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sort"
+	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/necos/necos/core/pluginhost"
 	"github.com/necos/necos/sdk"
-	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/singleflight"
 )
 
@@ -22,6 +25,8 @@ type Registry struct {
 	group singleflight.Group
 	mu    sync.Mutex
 	insts map[string]*pluginhost.Instance
+	// started is set once StartAll has tried every instance.
+	started atomic.Bool
 }
 
 // NewRegistry returns a registry for the catalogue's providers, run by host.
@@ -170,24 +175,92 @@ func (r *Registry) Monitor(ctx context.Context) (sdk.Monitor, error) {
 	return in.Monitor()
 }
 
+// StartFailure is one provider role whose plugin did not start.
+type StartFailure struct {
+	Provider string
+	Role     string
+	Plugin   string
+	Err      error
+}
+
+// StartError lists every provider role whose plugin did not start.
+type StartError struct {
+	Failures []StartFailure
+}
+
+func (e *StartError) Error() string {
+	parts := make([]string, len(e.Failures))
+	for i, f := range e.Failures {
+		parts[i] = f.Err.Error()
+	}
+	return fmt.Sprintf("%d provider plugins did not start: %s", len(e.Failures), strings.Join(parts, "; "))
+}
+
 // StartAll launches every instance of the catalogue in parallel, so that a broken
-// plugin or configuration shows at start-up rather than at the first slice.
+// plugin or configuration shows at start-up rather than at the first slice. A plugin
+// that fails to start stops no other: every instance is tried, and the error, a
+// *StartError, names each provider role that failed with its reason (those are retried
+// at their first use).
 func (r *Registry) StartAll(ctx context.Context) error {
-	g, ctx := errgroup.WithContext(ctx)
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		failures []StartFailure
+	)
+	start := func(p *Provider, role string, ref PluginRef) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := r.instance(ctx, p, role, ref); err != nil {
+				mu.Lock()
+				failures = append(failures, StartFailure{Provider: p.Name, Role: role, Plugin: ref.Plugin, Err: err})
+				mu.Unlock()
+			}
+		}()
+	}
 	for i := range r.cat.Providers {
 		p := &r.cat.Providers[i]
 		if p.DC != nil {
-			g.Go(func() error { _, err := r.instance(ctx, p, RoleDC, p.DC.PluginRef); return err })
+			start(p, RoleDC, p.DC.PluginRef)
 			if p.DC.Deployer != nil {
-				g.Go(func() error { _, err := r.instance(ctx, p, RoleDeployer, *p.DC.Deployer); return err })
+				start(p, RoleDeployer, *p.DC.Deployer)
 			}
 		}
 		if p.WAN != nil {
-			g.Go(func() error { _, err := r.instance(ctx, p, RoleWAN, p.WAN.PluginRef); return err })
+			start(p, RoleWAN, p.WAN.PluginRef)
 		}
 	}
 	if r.cat.Monitor != nil {
-		g.Go(func() error { _, err := r.Monitor(ctx); return err })
+		start(&Provider{Name: "monitor"}, RoleMonitor, *r.cat.Monitor)
 	}
-	return g.Wait()
+	wg.Wait()
+	r.started.Store(true)
+	if len(failures) == 0 {
+		return nil
+	}
+	sort.Slice(failures, func(i, j int) bool {
+		return instanceName(failures[i].Provider, failures[i].Role) < instanceName(failures[j].Provider, failures[j].Role)
+	})
+	return &StartError{Failures: failures}
+}
+
+// Ready reports whether every provider's plugins serve: nil once StartAll has run and
+// no instance is refused or failing to relaunch; else an error naming each instance
+// that is not, with its reason. A plugin that merely exited is relaunched at its next
+// call and does not count.
+func (r *Registry) Ready() error {
+	if !r.started.Load() {
+		return errors.New("provider plugins: still starting")
+	}
+	var bad []string
+	for _, s := range r.host.Instances() {
+		switch s.State {
+		case pluginhost.StateRefused, pluginhost.StateFailed:
+			bad = append(bad, fmt.Sprintf("%s (provider %s, plugin %s) %s: %s", s.Name, s.Provider, s.Plugin, s.State, s.LastError))
+		}
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("provider plugins not serving: %s", strings.Join(bad, "; "))
+	}
+	return nil
 }

@@ -31,6 +31,8 @@ type daemon struct {
 	done    chan struct{}
 	tokens  map[string]string
 	catalog string
+	// live makes start wait for /healthz only: the daemon is expected not to be ready.
+	live bool
 }
 
 type syncBuffer struct {
@@ -65,10 +67,23 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// startDaemon starts necosd with a catalogue (YAML) and tenants demo and other.
+// startDaemon starts necosd with a catalogue (YAML) and tenants demo and other, and
+// waits until it is ready.
 func startDaemon(t *testing.T, catalogue string, args ...string) *daemon {
 	t.Helper()
-	d := &daemon{t: t, dir: t.TempDir(), addr: freeAddr(t), catalog: catalogue}
+	return newDaemon(t, catalogue, false, args...)
+}
+
+// startLiveDaemon starts necosd like startDaemon but waits only until it serves
+// (/healthz), for daemons that are not meant to become ready.
+func startLiveDaemon(t *testing.T, catalogue string, args ...string) *daemon {
+	t.Helper()
+	return newDaemon(t, catalogue, true, args...)
+}
+
+func newDaemon(t *testing.T, catalogue string, live bool, args ...string) *daemon {
+	t.Helper()
+	d := &daemon{t: t, dir: t.TempDir(), addr: freeAddr(t), catalog: catalogue, live: live}
 	cat := filepath.Join(d.dir, "catalogue.yaml")
 	if err := os.WriteFile(cat, []byte(catalogue), 0o600); err != nil {
 		t.Fatal(err)
@@ -108,7 +123,11 @@ func (d *daemon) start() {
 	go func() { _ = d.cmd.Wait(); close(d.done) }()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		resp, err := http.Get("http://" + d.addr + "/readyz")
+		probe := "/readyz"
+		if d.live {
+			probe = "/healthz"
+		}
+		resp, err := http.Get("http://" + d.addr + probe)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
