@@ -229,7 +229,8 @@ type Plugin struct {
 	Kinds      []string `json:"kinds"`
 	// SHA256 is the binary's hash the lock file records.
 	SHA256 string `json:"sha256"`
-	// State is running, exited, failed or stopped.
+	// State is running, exited, failed, stopped, or refused (the host did not start it:
+	// LastError says why).
 	State       string     `json:"state"`
 	Pid         int        `json:"pid,omitempty"`
 	Started     time.Time  `json:"started"`
