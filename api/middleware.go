@@ -131,12 +131,25 @@ func WithTenant(ctx context.Context, tenant string) context.Context {
 
 // Auth lets a request through only with a tenant's bearer token (Authorization: Bearer
 // <token>); TenantFrom then names the tenant. Without one, or with an unknown one, it
-// answers 401 with a WWW-Authenticate challenge.
+// answers 401 with a WWW-Authenticate challenge, before anything of the body is read.
 func (h *Handler) Auth(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		refuse := func(e *Error) {
+			if !hasBody(r) {
+				WriteError(w, r, e)
+				return
+			}
+			// The body of a refused request is never read: the connection closes after
+			// the answer, rather than waiting for a body that a hostile client may send a
+			// byte at a time (net/http would otherwise drain up to 256 KiB of it, for as
+			// long as ReadTimeout allows).
+			w.Header().Set("Connection", "close")
+			WriteError(w, r, e)
+			_ = http.NewResponseController(w).SetReadDeadline(time.Unix(1, 0))
+		}
 		token, ok := bearer(r.Header.Get("Authorization"))
 		if !ok {
-			WriteError(w, r, &Error{Status: http.StatusUnauthorized,
+			refuse(&Error{Status: http.StatusUnauthorized,
 				Message:  "missing bearer token",
 				Problems: []v1.Problem{{Path: "header Authorization", Message: "expected \"Bearer <token>\""}}})
 			return
@@ -144,12 +157,12 @@ func (h *Handler) Auth(next http.Handler) http.Handler {
 		tenant, err := h.engine.Store().TenantByToken(r.Context(), token)
 		if errors.Is(err, store.ErrNotFound) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="necos", error="invalid_token"`)
-			WriteError(w, r, &Error{Status: http.StatusUnauthorized, Message: "invalid bearer token",
+			refuse(&Error{Status: http.StatusUnauthorized, Message: "invalid bearer token",
 				Problems: []v1.Problem{{Path: "header Authorization", Message: "unknown token"}}})
 			return
 		}
 		if err != nil {
-			WriteError(w, r, &Error{Status: http.StatusServiceUnavailable, Message: "cannot check the token now", Cause: err})
+			refuse(&Error{Status: http.StatusServiceUnavailable, Message: "cannot check the token now", Cause: err})
 			return
 		}
 		if info := infoFrom(r.Context()); info != nil {

@@ -13,6 +13,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -90,8 +92,11 @@ var Tenants = []string{"alice", "bob"}
 // Env is a running API over a real engine.
 type Env struct {
 	// URL is the API's base URL.
-	URL       string
-	Server    *httptest.Server
+	URL string
+	// Server is the httptest server, unless Options.Server asked for api.NewServer.
+	Server *httptest.Server
+	// Handler is the API's handler.
+	Handler   http.Handler
 	Engine    *sro.Engine
 	Store     *store.Store
 	Registry  *providers.Registry
@@ -177,6 +182,11 @@ type Options struct {
 	// API is passed to api.New; Engine, Registry, Logger, Metrics and Gatherer are set
 	// by Start.
 	API api.Options
+	// Server, when set, serves the API with api.NewServer and these options on a
+	// loopback port (as necosd does) instead of an httptest server; Listener then
+	// wraps the listener (to observe connections), when set.
+	Server   *api.ServerOptions
+	Listener func(net.Listener) net.Listener
 }
 
 // Start runs an API over a fresh engine and store; everything stops when the test ends.
@@ -238,12 +248,34 @@ func Start(t testing.TB, opts ...Options) *Env {
 	apiOpts := o.API
 	apiOpts.Engine, apiOpts.Registry, apiOpts.Logger = engine, reg, logger.Named("api")
 	apiOpts.Metrics, apiOpts.Gatherer = prom, prom
-	srv := httptest.NewServer(api.New(apiOpts))
+	handler := api.New(apiOpts)
+	var srv *httptest.Server
+	var url string
+	var stopServer func()
+	if o.Server != nil {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("listen: %v", err)
+		}
+		url = "http://" + ln.Addr().String()
+		if o.Listener != nil {
+			ln = o.Listener(ln)
+		}
+		so := *o.Server
+		so.Logger = logger.Named("http")
+		s := api.NewServer(handler, so)
+		served := make(chan struct{})
+		go func() { defer close(served); _ = s.Serve(ln) }()
+		stopServer = func() { _ = s.Close(); <-served }
+	} else {
+		srv = httptest.NewServer(handler)
+		url = srv.URL
+		// Streams still open would keep Close waiting.
+		stopServer = func() { srv.CloseClientConnections(); srv.Close() }
+	}
 
 	t.Cleanup(func() {
-		// Streams still open would keep Close waiting.
-		srv.CloseClientConnections()
-		srv.Close()
+		stopServer()
 		cancel()
 		<-engineDone
 		if err := host.Close(); err != nil {
@@ -254,7 +286,7 @@ func Start(t testing.TB, opts ...Options) *Env {
 			t.Errorf("close store: %v", err)
 		}
 	})
-	return &Env{URL: srv.URL, Server: srv, Engine: engine, Store: st, Registry: reg, Catalogue: cat,
+	return &Env{URL: url, Server: srv, Handler: handler, Engine: engine, Store: st, Registry: reg, Catalogue: cat,
 		Prometheus: prom, PluginDir: pluginDir, tokens: tokens}
 }
 

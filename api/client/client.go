@@ -5,12 +5,15 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -38,6 +41,25 @@ type Option func(*Client)
 // WithHTTPClient makes the client send its requests through hc. A timeout on hc also
 // bounds waits and event streams: prefer contexts.
 func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.http = hc } }
+
+// WithCAFile makes the client trust, for an https server, the certificate authorities
+// in a PEM file (beside the system's): for a necosd serving a certificate of its own CA.
+func WithCAFile(path string) (Option, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("CA file: %w", err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("CA file %s: no PEM certificate in it", path)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return WithHTTPClient(&http.Client{Transport: tr}), nil
+}
 
 // New returns a client of the API at server (e.g. http://127.0.0.1:8080) that
 // authenticates with token (which may be empty for the open routes).

@@ -17,6 +17,7 @@ const (
 	defaultTokenFile = "data/demo-token"
 	envServer        = "NECOS_SERVER"
 	envToken         = "NECOS_TOKEN"
+	envCAFile        = "NECOS_CA_FILE"
 )
 
 // app holds the global flags and where output goes.
@@ -25,6 +26,7 @@ type app struct {
 	token     string
 	output    string
 	tokenFile string
+	caFile    string
 	out, err  io.Writer
 }
 
@@ -57,6 +59,7 @@ to ./` + defaultTokenFile + `.`,
 	f := root.PersistentFlags()
 	f.StringVar(&a.server, "server", envOr(envServer, defaultServer), "necosd API URL (env "+envServer+")")
 	f.StringVar(&a.token, "token", os.Getenv(envToken), "tenant bearer token (env "+envToken+"; default: ./"+defaultTokenFile+" if present)")
+	f.StringVar(&a.caFile, "ca-file", os.Getenv(envCAFile), "PEM file of the CA that signed necosd's certificate, for an https --server (env "+envCAFile+")")
 	f.StringVarP(&a.output, "output", "o", "table", "output format: table, yaml or json")
 	root.AddCommand(newSliceCommand(a), newServiceCommand(a), newProvidersCommand(a), newPluginsCommand(a), newBenchCommand(a))
 	return root
@@ -81,5 +84,13 @@ func (a *app) client() (*client.Client, error) {
 			return nil, fmt.Errorf("read token: %w", err)
 		}
 	}
-	return client.New(a.server, tok)
+	var opts []client.Option
+	if a.caFile != "" {
+		o, err := client.WithCAFile(a.caFile)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, o)
+	}
+	return client.New(a.server, tok, opts...)
 }

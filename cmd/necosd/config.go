@@ -2,12 +2,16 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"time"
 
+	"github.com/necos/necos/api"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"gopkg.in/yaml.v3"
@@ -17,6 +21,20 @@ import (
 type config struct {
 	// Listen is the API's address.
 	Listen string `yaml:"listen"`
+	// TLSCert and TLSKey are PEM files: the API serves HTTPS with them.
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
+	// InsecureListen allows plain HTTP on an address other than loopback (behind a
+	// TLS-terminating proxy that is the only way in).
+	InsecureListen bool `yaml:"insecure_listen"`
+	// MaxConnections caps the API's connections at once.
+	MaxConnections int `yaml:"max_connections"`
+	// ReadHeaderTimeout, ReadTimeout, WriteTimeout and IdleTimeout bound what a client
+	// may hold (see api.ServerOptions).
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	ReadTimeout       time.Duration `yaml:"read_timeout"`
+	WriteTimeout      time.Duration `yaml:"write_timeout"`
+	IdleTimeout       time.Duration `yaml:"idle_timeout"`
 	// DataDir holds the embedded store and the demo tenant's token.
 	DataDir string `yaml:"data_dir"`
 	// PluginDir holds the plugin binaries and their lock file.
@@ -55,13 +73,18 @@ func defaultConfig() config {
 		pluginDir = filepath.Join(filepath.Dir(exe), "plugins")
 	}
 	return config{
-		Listen:      "127.0.0.1:8080",
-		DataDir:     "data",
-		PluginDir:   pluginDir,
-		Tenants:     []string{"demo"},
-		Workers:     64,
-		CallTimeout: 5 * time.Minute,
-		LogLevel:    "info",
+		Listen:            "127.0.0.1:8080",
+		MaxConnections:    api.DefaultMaxConnections,
+		ReadHeaderTimeout: api.DefaultReadHeaderTimeout,
+		ReadTimeout:       api.DefaultReadTimeout,
+		WriteTimeout:      api.DefaultWriteTimeout,
+		IdleTimeout:       api.DefaultIdleTimeout,
+		DataDir:           "data",
+		PluginDir:         pluginDir,
+		Tenants:           []string{"demo"},
+		Workers:           64,
+		CallTimeout:       5 * time.Minute,
+		LogLevel:          "info",
 	}
 }
 
@@ -69,7 +92,15 @@ func defaultConfig() config {
 // over the config file.
 func (c *config) bindFlags(cmd *cobra.Command) {
 	f := cmd.Flags()
-	f.StringVar(&c.Listen, "listen", c.Listen, "API listen address")
+	f.StringVar(&c.Listen, "listen", c.Listen, "API listen address (an address other than loopback needs --tls-cert and --tls-key, or --insecure-listen)")
+	f.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "PEM certificate (chain) file: serve the API over HTTPS")
+	f.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "PEM private key file of --tls-cert")
+	f.BoolVar(&c.InsecureListen, "insecure-listen", c.InsecureListen, "allow plain HTTP on an address other than loopback (only behind a TLS proxy that is the only way in)")
+	f.IntVar(&c.MaxConnections, "max-connections", c.MaxConnections, "API connections served at once; more wait in the listen queue")
+	f.DurationVar(&c.ReadHeaderTimeout, "read-header-timeout", c.ReadHeaderTimeout, "time a client has to send a request's headers")
+	f.DurationVar(&c.ReadTimeout, "read-timeout", c.ReadTimeout, "time a client has to send a whole request, body included (the default admits 1 MiB at ~9 KB/s)")
+	f.DurationVar(&c.WriteTimeout, "write-timeout", c.WriteTimeout, "time each write of an answer may take (a client that stops reading is dropped)")
+	f.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "time a kept-alive connection may wait for its next request")
 	f.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory for the embedded store and the demo token")
 	f.StringVar(&c.PluginDir, "plugin-dir", c.PluginDir, "directory of plugin binaries (necos-plugin-<name>) and plugins.lock")
 	f.StringVar(&c.LockFile, "lock-file", c.LockFile, "plugin lock file (default <plugin-dir>/plugins.lock)")
@@ -127,5 +158,53 @@ func (c *config) load(cmd *cobra.Command, path string) error {
 	if c.Workers <= 0 {
 		return fmt.Errorf("workers: must be > 0, got %d", c.Workers)
 	}
+	if c.MaxConnections <= 0 {
+		return fmt.Errorf("max_connections: must be > 0, got %d", c.MaxConnections)
+	}
+	for name, d := range map[string]time.Duration{"read_header_timeout": c.ReadHeaderTimeout, "read_timeout": c.ReadTimeout,
+		"write_timeout": c.WriteTimeout, "idle_timeout": c.IdleTimeout} {
+		if d <= 0 {
+			return fmt.Errorf("%s: must be > 0, got %s", name, d)
+		}
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return errors.New("tls_cert and tls_key: give both (the certificate and its private key) or neither")
+	}
+	if err := exposure("listen", c.Listen, c.TLSCert != "", c.InsecureListen); err != nil {
+		return err
+	}
+	// The profiler has no authentication at all: loopback only, TLS or not.
+	if c.DebugListen != "" {
+		if err := exposure("debug_listen", c.DebugListen, false, false); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// exposure refuses to serve plain HTTP on an address other than loopback: tenants'
+// tokens and their parts' credentials would cross the network in clear text.
+func exposure(key, addr string, tls, insecure bool) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%s: %q is not host:port: %w", key, addr, err)
+	}
+	if tls || insecure || isLoopback(host) {
+		return nil
+	}
+	if key == "debug_listen" {
+		return fmt.Errorf("%s: %q is not a loopback address: the profiler has no authentication, so it listens on 127.0.0.1 or ::1 only", key, addr)
+	}
+	return fmt.Errorf("%s: %q is not a loopback address, and plain HTTP there would carry tenants' tokens and credentials in clear text: "+
+		"give tls_cert and tls_key (--tls-cert, --tls-key), or insecure_listen (--insecure-listen) when a TLS proxy in front is the only way in", key, addr)
+}
+
+// isLoopback reports whether a listen host reaches this machine only: a loopback IP or
+// "localhost". An empty host (every interface) or any other name is not.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -116,23 +117,32 @@ func run(ctx context.Context, cfg config) error {
 	elasticity := elastic.New(elastic.Options{Store: st, Engine: engine, Monitor: reg, PostDeployer: services,
 		IsLeader: engine.IsLeader, Logger: log.Named("elastic")})
 
+	tlsCfg, err := serverTLS(cfg)
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	srv := &http.Server{
-		Handler: api.New(api.Options{
-			Engine:   engine,
-			Registry: reg,
-			Ready:    reg.Ready,
-			Logger:   log.Named("api"),
-			Metrics:  promReg,
-			Gatherer: promReg,
-			Extra: api.Extras(api.ServiceRoutes(services), api.MetricsRoutes(engine, collector),
-				api.PolicyRoutes(engine, st)),
-		}),
-		ReadHeaderTimeout: 10 * time.Second,
-	}
+	srv := api.NewServer(api.New(api.Options{
+		Engine:   engine,
+		Registry: reg,
+		Ready:    reg.Ready,
+		Logger:   log.Named("api"),
+		Metrics:  promReg,
+		Gatherer: promReg,
+		Extra: api.Extras(api.ServiceRoutes(services), api.MetricsRoutes(engine, collector),
+			api.PolicyRoutes(engine, st)),
+	}), api.ServerOptions{
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ReadTimeout:       cfg.ReadTimeout,
+		WriteTimeout:      cfg.WriteTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxConnections:    cfg.MaxConnections,
+		TLS:               tlsCfg,
+		Logger:            log.Named("http"),
+	})
 
 	if cfg.DebugListen != "" {
 		dln, err := net.Listen("tcp", cfg.DebugListen)
@@ -183,7 +193,11 @@ func run(ctx context.Context, cfg config) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 
-	log.Info("necosd ready", "api", "http://"+ln.Addr().String(), "catalogue", catName,
+	scheme := "http://"
+	if tlsCfg != nil {
+		scheme = "https://"
+	}
+	log.Info("necosd ready", "api", scheme+ln.Addr().String(), "catalogue", catName,
 		"providers", len(cat.Providers), "plugins", host.Dir(), "store", storeName(cfg))
 	for _, t := range cfg.Tenants {
 		log.Info("tenant token", "tenant", t, "file", cfg.tokenFile(t))
@@ -250,6 +264,18 @@ func tenantToken(ctx context.Context, st *store.Store, tenant, file string) erro
 		}
 	}
 	return st.AddToken(ctx, tenant, token)
+}
+
+// serverTLS loads the API's certificate and key, when configured.
+func serverTLS(cfg config) (*tls.Config, error) {
+	if cfg.TLSCert == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+	if err != nil {
+		return nil, fmt.Errorf("tls_cert %s and tls_key %s: %w", cfg.TLSCert, cfg.TLSKey, err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }
 
 // debugHandler serves Go's profiler; it is never on the API's address.

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -33,6 +35,10 @@ type daemon struct {
 	catalog string
 	// live makes start wait for /healthz only: the daemon is expected not to be ready.
 	live bool
+	// scheme is http, or https with client trusting caFile.
+	scheme string
+	client *http.Client
+	caFile string
 }
 
 type syncBuffer struct {
@@ -71,19 +77,24 @@ func freeAddr(t *testing.T) string {
 // waits until it is ready.
 func startDaemon(t *testing.T, catalogue string, args ...string) *daemon {
 	t.Helper()
-	return newDaemon(t, catalogue, false, args...)
+	d := newDaemon(t, catalogue, false, args...)
+	d.start()
+	return d
 }
 
 // startLiveDaemon starts necosd like startDaemon but waits only until it serves
 // (/healthz), for daemons that are not meant to become ready.
 func startLiveDaemon(t *testing.T, catalogue string, args ...string) *daemon {
 	t.Helper()
-	return newDaemon(t, catalogue, true, args...)
+	d := newDaemon(t, catalogue, true, args...)
+	d.start()
+	return d
 }
 
+// newDaemon prepares necosd like startDaemon, without starting it.
 func newDaemon(t *testing.T, catalogue string, live bool, args ...string) *daemon {
 	t.Helper()
-	d := &daemon{t: t, dir: t.TempDir(), addr: freeAddr(t), catalog: catalogue, live: live}
+	d := &daemon{t: t, dir: t.TempDir(), addr: freeAddr(t), catalog: catalogue, live: live, scheme: "http", client: http.DefaultClient}
 	cat := filepath.Join(d.dir, "catalogue.yaml")
 	if err := os.WriteFile(cat, []byte(catalogue), 0o600); err != nil {
 		t.Fatal(err)
@@ -91,7 +102,6 @@ func newDaemon(t *testing.T, catalogue string, live bool, args ...string) *daemo
 	d.args = append([]string{"--listen", d.addr, "--data-dir", filepath.Join(d.dir, "data"),
 		"--plugin-dir", filepath.Join(bin, "plugins"), "--catalogue", cat, "--tenants", "demo,other",
 		"--log-level", "debug"}, args...)
-	d.start()
 	t.Cleanup(func() {
 		d.stop()
 		if t.Failed() {
@@ -99,6 +109,26 @@ func newDaemon(t *testing.T, catalogue string, live bool, args ...string) *daemo
 		}
 	})
 	return d
+}
+
+// useTLS makes the daemon serve HTTPS with cert and key, and its clients (tests,
+// necosctl) trust the CA in caFile.
+func (d *daemon) useTLS(cert, key, caFile string) {
+	d.t.Helper()
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		d.t.Fatalf("no certificate in %s", caFile)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool}
+	d.client = &http.Client{Transport: tr}
+	d.t.Cleanup(tr.CloseIdleConnections)
+	d.scheme, d.caFile = "https", caFile
+	d.args = append(d.args, "--tls-cert", cert, "--tls-key", key)
 }
 
 func tail(s string, n int) string {
@@ -127,7 +157,7 @@ func (d *daemon) start() {
 		if d.live {
 			probe = "/healthz"
 		}
-		resp, err := http.Get("http://" + d.addr + probe)
+		resp, err := d.client.Get(d.url(probe))
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -180,7 +210,7 @@ func (d *daemon) kill9() {
 	<-d.done
 }
 
-func (d *daemon) url(path string) string { return "http://" + d.addr + path }
+func (d *daemon) url(path string) string { return d.scheme + "://" + d.addr + path }
 
 // response is an HTTP answer read whole.
 type response struct {
@@ -211,7 +241,7 @@ func (d *daemon) do(tenant, method, path, contentType string, body []byte) respo
 	if tenant != "" {
 		req.Header.Set("Authorization", "Bearer "+d.tokens[tenant])
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := d.client.Do(req)
 	if err != nil {
 		d.t.Fatalf("%s %s: %v", method, path, err)
 	}
@@ -229,7 +259,11 @@ func (d *daemon) expect(r response, status int, what string) {
 
 // necosctl runs the CLI against this daemon as tenant.
 func (d *daemon) necosctl(tenant string, args ...string) (string, error) {
-	cmd := exec.Command(filepath.Join(bin, "necosctl"), append([]string{"--server", "http://" + d.addr, "--token", d.tokens[tenant]}, args...)...)
+	global := []string{"--server", d.url(""), "--token", d.tokens[tenant]}
+	if d.caFile != "" {
+		global = append(global, "--ca-file", d.caFile)
+	}
+	cmd := exec.Command(filepath.Join(bin, "necosctl"), append(global, args...)...)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+// loadArgs parses necosd's command line (and a config file's text, when given) as
+// necosd does, without running it.
+func loadArgs(t *testing.T, file string, args ...string) (config, error) {
+	t.Helper()
+	cfg := defaultConfig()
+	cmd := &cobra.Command{Use: "necosd"}
+	cfg.bindFlags(cmd)
+	if err := cmd.Flags().Parse(args); err != nil {
+		return cfg, err
+	}
+	path := ""
+	if file != "" {
+		path = filepath.Join(t.TempDir(), "necosd.yaml")
+		if err := os.WriteFile(path, []byte(file), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := cfg.load(cmd, path)
+	return cfg, err
+}
+
+// TestListenExposure: plain HTTP is served on loopback only, unless TLS or
+// --insecure-listen says otherwise; the profiler on loopback only, always.
+func TestListenExposure(t *testing.T) {
+	cases := []struct {
+		args []string
+		file string
+		want string // "" for accepted, else a piece of the error
+	}{
+		{args: nil},
+		{args: []string{"--listen", "[::1]:8080"}},
+		{args: []string{"--listen", "localhost:8080"}},
+		{args: []string{"--listen", "127.0.0.2:8080"}},
+		{args: []string{"--listen", "0.0.0.0:8080"}, want: `listen: "0.0.0.0:8080" is not a loopback address`},
+		{args: []string{"--listen", ":8080"}, want: "give tls_cert and tls_key (--tls-cert, --tls-key), or insecure_listen (--insecure-listen)"},
+		{args: []string{"--listen", "192.0.2.1:8080"}, want: "clear text"},
+		{args: []string{"--listen", "necos.example:8080"}, want: "not a loopback address"},
+		{args: []string{"--listen", "8080"}, want: "not host:port"},
+		{args: []string{"--listen", "0.0.0.0:8080", "--tls-cert", "c.pem", "--tls-key", "k.pem"}},
+		{args: []string{"--listen", "0.0.0.0:8080", "--insecure-listen"}},
+		{file: "listen: 0.0.0.0:8080\ninsecure_listen: true\n"},
+		{file: "listen: 0.0.0.0:8080\n", want: "not a loopback address"},
+		{args: []string{"--tls-cert", "c.pem"}, want: "tls_cert and tls_key: give both"},
+		{args: []string{"--debug-listen", "0.0.0.0:6060", "--insecure-listen"}, want: "the profiler has no authentication"},
+		{args: []string{"--debug-listen", "127.0.0.1:6060"}},
+	}
+	for _, c := range cases {
+		_, err := loadArgs(t, c.file, c.args...)
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%v %q: %v", c.args, c.file, err)
+		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("%v %q: got %v, want an error with %q", c.args, c.file, err, c.want)
+		}
+	}
+}
+
+// TestServerLimits: the API server's bounds are flags and config keys, with defaults,
+// and nonsense is refused naming the key.
+func TestServerLimits(t *testing.T) {
+	cfg, err := loadArgs(t, "read_timeout: 5m\nmax_connections: 50\n", "--write-timeout", "30s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ReadTimeout != 5*time.Minute || cfg.MaxConnections != 50 || cfg.WriteTimeout != 30*time.Second ||
+		cfg.IdleTimeout != time.Minute || cfg.ReadHeaderTimeout != 10*time.Second {
+		t.Errorf("%+v", cfg)
+	}
+	for _, args := range [][]string{{"--max-connections", "0"}, {"--idle-timeout", "0s"}, {"--read-timeout", "-1s"}} {
+		if _, err := loadArgs(t, "", args...); err == nil || !strings.Contains(err.Error(), "must be > 0") {
+			t.Errorf("%v: %v", args, err)
+		}
+	}
+}
