@@ -92,6 +92,11 @@ const (
 	EvPostDeployFailed   = "elastic.post-deploy-failed"
 )
 
+// DataCrossed is the key of an elastic.fired event's data that holds when the threshold
+// was crossed (RFC 3339): the time of the first point that satisfied the trigger, so that
+// the reaction time can be read from the events.
+const DataCrossed = "crossed"
+
 // Defaults of Options.
 const (
 	DefaultGranularity   = 10 * time.Second

@@ -158,6 +158,8 @@ type Firing struct {
 	Tags map[string]string
 	// Values are the values that satisfied the trigger, oldest first.
 	Values []float64
+	// Crossed is the time of the first of Values: when the threshold was crossed.
+	Crossed time.Time
 }
 
 // String describes the firing for events: "node k8s-node-1 (push): 91, 95, 97".
@@ -237,7 +239,7 @@ func (ev *evaluator) tick(ctx context.Context, every time.Duration) {
 	ev.mu.Unlock()
 	ev.e.log.Info("policy fired", "policy", ev.name(), "on", f.String())
 	ev.e.event(ctx, ev.pol.SliceID, ev.ev(EvFired, fmt.Sprintf("%s: %s", ev.pol.Spec.String(), f),
-		map[string]string{"node": f.Node, "values": joinValues(f.Values)}))
+		map[string]string{"node": f.Node, "values": joinValues(f.Values), DataCrossed: f.Crossed.UTC().Format(time.RFC3339Nano)}))
 	ev.e.acts.Add(1)
 	go func() {
 		defer ev.e.acts.Done()
@@ -309,6 +311,7 @@ func Judge(p *spec.Policy, pts []sdk.Point) *Firing {
 		key    string
 		tags   map[string]string
 		values []float64
+		times  []time.Time
 	}
 	var list []*series
 	by := map[string]*series{}
@@ -321,6 +324,7 @@ func Judge(p *spec.Policy, pts []sdk.Point) *Firing {
 			list = append(list, s)
 		}
 		s.values = append(s.values, pt.Value)
+		s.times = append(s.times, pt.Time)
 	}
 	sort.Slice(list, func(i, j int) bool {
 		a, b := list[i].tags[sdk.TagResourceID], list[j].tags[sdk.TagResourceID]
@@ -330,15 +334,15 @@ func Judge(p *spec.Policy, pts []sdk.Point) *Firing {
 		return list[i].key < list[j].key
 	})
 	for _, s := range list {
-		vals := s.values
+		vals, times := s.values, s.times
 		if n := p.Trigger.Points; n > 0 && p.Trigger.WindowSecs == 0 {
 			if len(vals) < n {
 				continue
 			}
-			vals = vals[len(vals)-n:]
+			vals, times = vals[len(vals)-n:], times[len(times)-n:]
 		}
 		if p.Holds(vals) {
-			return &Firing{Node: s.tags[sdk.TagResourceID], Tags: s.tags, Values: vals}
+			return &Firing{Node: s.tags[sdk.TagResourceID], Tags: s.tags, Values: vals, Crossed: times[0]}
 		}
 	}
 	return nil

@@ -74,6 +74,20 @@ func TestJudge(t *testing.T) {
 			if f.Node != tc.node || len(f.Values) != len(tc.values) {
 				t.Fatalf("fired on %s, want node %s values %v", f, tc.node, tc.values)
 			}
+			// The series' points are at 0 s, 1 s...: the first value that fired is
+			// the crossing.
+			all := tc.pts
+			for _, pt := range all {
+				if pt.Tags[sdk.TagResourceID] == f.Node && pt.Tags["source"] == f.Tags["source"] && pt.Value == tc.values[0] {
+					if !f.Crossed.Equal(pt.Time) {
+						t.Fatalf("crossed at %s, want %s", f.Crossed, pt.Time)
+					}
+					break
+				}
+			}
+			if f.Crossed.IsZero() {
+				t.Fatal("no crossing time")
+			}
 			for i := range tc.values {
 				if f.Values[i] != tc.values[i] {
 					t.Fatalf("fired on %s, want values %v", f, tc.values)

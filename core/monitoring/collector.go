@@ -45,6 +45,10 @@ import (
 // DefaultGranularity is how often a part without granularity-secs is measured.
 const DefaultGranularity = 10 * time.Second
 
+// EvStarted is the event recorded when a part's first measurements are stored: the end
+// of the slice's monitoring start, as the timings show it.
+const EvStarted = "monitoring.started"
+
 // ErrNoMonitor: the catalogue names no monitor plugin, so nothing is stored or read.
 var ErrNoMonitor = errors.New("no monitor plugin in the catalogue")
 
@@ -359,8 +363,13 @@ func (c *Collector) runLoop(ctx context.Context, l loop) {
 	t := time.NewTicker(l.group.every)
 	defer t.Stop()
 	last := ""
+	started := false
 	for {
 		err := c.collect(ctx, l)
+		if err == nil && !started {
+			started = true
+			c.recordStart(ctx, l)
+		}
 		switch {
 		case ctx.Err() != nil:
 			return
@@ -380,6 +389,18 @@ func (c *Collector) runLoop(ctx context.Context, l loop) {
 			return
 		case <-t.C:
 		}
+	}
+}
+
+// recordStart records that a part's measurements are being stored.
+func (c *Collector) recordStart(ctx context.Context, l loop) {
+	if c.opts.Store == nil {
+		return
+	}
+	ev := store.Event{Type: EvStarted, Part: l.ref.PartID, Message: "measured every " + l.group.every.String(),
+		Data: map[string]string{"every": l.group.every.String()}}
+	if err := c.opts.Store.AddEvents(ctx, l.ref.SliceID, ev); err != nil && ctx.Err() == nil {
+		c.log.Warn("monitoring: record start", "part", l.ref.String(), "error", err)
 	}
 }
 

@@ -181,6 +181,24 @@ func TestMonitoring(t *testing.T) {
 		if loops := e.col.Monitored()[id]; len(loops) != 1 || loops[0] != "core@1s" {
 			t.Errorf("loops %v", loops)
 		}
+		// The first stored measurements are an event, once per loop (the timings' end
+		// of the monitoring start).
+		evs, err := e.store.Events(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		started := 0
+		for _, ev := range evs {
+			if ev.Type == monitoring.EvStarted {
+				started++
+				if ev.Part != "core" || ev.Data["every"] != "1s" {
+					t.Errorf("event %+v", ev)
+				}
+			}
+		}
+		if started != 1 {
+			t.Errorf("%d %s events, want 1", started, monitoring.EvStarted)
+		}
 	})
 
 	t.Run("elastic part is picked up", func(t *testing.T) {
