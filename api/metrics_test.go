@@ -88,7 +88,7 @@ providers:
 	go func() { defer close(engDone); _ = engine.Run(ctx) }()
 	go func() { defer close(elDone); _ = el.Run(ctx) }()
 	h := api.New(api.Options{Engine: engine, Registry: reg, Logger: logger.Named("api"),
-		Extra: api.Extras(api.MetricsRoutes(engine, col), api.PolicyRoutes(engine, st))})
+		Extra: api.Extras(api.MetricsRoutes(engine, col), api.PolicyRoutes(engine, st), api.TimingsRoutes(engine, st, col, logger))})
 	srv := httptest.NewServer(h)
 	t.Cleanup(func() {
 		srv.CloseClientConnections()
@@ -358,6 +358,59 @@ func TestMetricsAndPolicyRoutes(t *testing.T) {
 		sl := decode[v1.Slice](t, b)
 		if status != http.StatusOK || len(sl.Parts) != 1 || sl.Parts[0].Nodes[0].CPUs != 2 || sl.Parts[0].Nodes[1].CPUs != 1 {
 			t.Errorf("after the action: %d %s", status, b)
+		}
+	})
+	t.Run("timings", func(t *testing.T) {
+		// The action above is done; its effect shows once the collector has measured
+		// node 1 below the threshold after it.
+		var tm v1.Timings
+		deadline := time.Now().Add(time.Minute)
+		for {
+			status, b := e.call(t, "alice", http.MethodGet, base+"/timings", "", "")
+			if status != http.StatusOK {
+				t.Fatalf("timings: %d %s", status, b)
+			}
+			tm = decode[v1.Timings](t, b)
+			if len(tm.Actions) == 1 && tm.Actions[0].Effective != nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no effective action: %s", b)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		phases := map[string]v1.Phase{}
+		for _, p := range tm.Phases {
+			phases[p.Name+"/"+p.Subject] = p
+		}
+		for _, k := range []string{"placement/", "part/edge", "creation/", "monitoring/"} {
+			p, ok := phases[k]
+			if !ok || p.Outcome != v1.PhaseDone || p.End == nil || p.Seconds < 0 || p.End.Before(p.Start) {
+				t.Errorf("phase %s: %+v (all: %+v)", k, p, tm.Phases)
+			}
+		}
+		if c, p := phases["creation/"], phases["part/edge"]; p.Start.Before(c.Start) || p.End.After(*c.End) {
+			t.Errorf("part %+v outside creation %+v", p, c)
+		}
+		a := tm.Actions[0]
+		if a.Policy != "cpu-high" || a.Part != "edge" || a.Action != "add-cpu" || a.Outcome != v1.PhaseDone ||
+			a.Crossed == nil || a.Started == nil || a.Done == nil || a.Crossed.After(a.Fired) || a.Done.Before(a.Fired) ||
+			a.Effective.Before(*a.Done) {
+			t.Errorf("action %+v", a)
+		}
+		names := []string{}
+		for _, p := range a.Phases {
+			names = append(names, p.Name)
+		}
+		if got := strings.Join(names, ","); got != "decision,action,post-deployment,reaction,effect" {
+			t.Errorf("action phases %s", got)
+		}
+		// This API runs no service deployer: the post-deployment is skipped.
+		if p := a.Phases[2]; p.Outcome != v1.PhaseSkipped {
+			t.Errorf("post-deployment %+v", p)
+		}
+		if status, b := e.call(t, "bob", http.MethodGet, base+"/timings", "", ""); status != http.StatusNotFound {
+			t.Errorf("another tenant's timings: %d %s", status, b)
 		}
 	})
 }

@@ -248,6 +248,8 @@ func Start(t testing.TB, opts ...Options) *Env {
 	apiOpts := o.API
 	apiOpts.Engine, apiOpts.Registry, apiOpts.Logger = engine, reg, logger.Named("api")
 	apiOpts.Metrics, apiOpts.Gatherer = prom, prom
+	// Timings need only the engine's events: every Env serves them.
+	apiOpts.Extra = api.Extras(api.TimingsRoutes(engine, st, nil, logger.Named("api")), apiOpts.Extra)
 	handler := api.New(apiOpts)
 	var srv *httptest.Server
 	var url string

@@ -278,6 +278,16 @@ func (c *Client) Events(ctx context.Context, id string) ([]v1.Event, error) {
 	return l.Events, nil
 }
 
+// Timings returns how long each phase of a slice's life and of each of its elastic
+// actions took.
+func (c *Client) Timings(ctx context.Context, id string) (*v1.Timings, error) {
+	var t v1.Timings
+	if _, err := c.call(ctx, request{method: http.MethodGet, path: slicePath(id) + "/timings"}, &t); err != nil {
+		return nil, err
+	}
+	return &t, nil
+}
+
 // Providers returns the federation's providers.
 func (c *Client) Providers(ctx context.Context) ([]v1.Provider, error) {
 	var l v1.ProviderList

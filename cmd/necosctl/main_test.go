@@ -87,6 +87,26 @@ func TestSliceCommands(t *testing.T) {
 		t.Errorf("watch of a ready slice:\n%s", out)
 	}
 
+	// Timings: every part's provisioning inside the creation, in a table or as JSON.
+	out = mustCtl(t, env, "slice", "timings", id)
+	for _, want := range []string{"PHASE", "placement", "creation", "core-dc", "done"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("timings lack %q:\n%s", want, out)
+		}
+	}
+	var tm v1.Timings
+	if err := json.Unmarshal([]byte(mustCtl(t, env, "slice", "timings", id, "-o", "json")), &tm); err != nil || tm.Slice != id {
+		t.Fatalf("timings -o json: %v %+v", err, tm)
+	}
+	parts := 0
+	for _, p := range tm.Phases {
+		if p.Name == "part" && p.Outcome == v1.PhaseDone && p.End != nil {
+			parts++
+		}
+	}
+	if parts != 4 {
+		t.Errorf("%d parts provisioned in the timings, want 4: %+v", parts, tm.Phases)
+	}
 	if out := mustCtl(t, env, "slice", "delete", id, "--wait"); !strings.Contains(out, "decommissioned") {
 		t.Errorf("delete:\n%s", out)
 	}

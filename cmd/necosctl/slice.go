@@ -21,7 +21,7 @@ func newSliceCommand(a *app) *cobra.Command {
 		Aliases: []string{"slices"},
 		Short:   "Create, list, read, follow and delete slices",
 	}
-	cmd.AddCommand(newSliceCreate(a), newSliceList(a), newSliceGet(a), newSliceDelete(a), newSliceWatch(a))
+	cmd.AddCommand(newSliceCreate(a), newSliceList(a), newSliceGet(a), newSliceDelete(a), newSliceWatch(a), newSliceTimings(a))
 	return cmd
 }
 
@@ -285,3 +285,51 @@ func describeState(s *v1.StreamState) string {
 }
 
 func clock(t time.Time) string { return t.Local().Format("15:04:05") }
+
+func newSliceTimings(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "timings ID",
+		Short: "Show how long each phase of a slice's life and of each elastic action took",
+		Long: `Show the phases of a slice's life (placement, each part's provisioning, each link,
+creation as a whole, monitoring start, service deployments, decommission) with start,
+end and duration, then each elastic action as the chain threshold crossed -> decision
+-> action done -> post-deployment -> effective (the metric back on the right side of
+the threshold). A phase still running shows how long it has run so far.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			t, err := c.Timings(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			return a.print(t, func(w io.Writer) { timingsTable(w, t) })
+		},
+	}
+}
+
+func timingsTable(w io.Writer, t *v1.Timings) {
+	row(w, "PHASE", "OF", "START", "END", "DURATION", "OUTCOME")
+	for _, p := range t.Phases {
+		row(w, p.Name, p.Subject, clock(p.Start), endClock(p.End), seconds(p.Seconds), p.Outcome)
+	}
+	for i, act := range t.Actions {
+		fmt.Fprintf(w, "\nelastic action %d: policy %s on part %s, %s %s\n", i+1, act.Policy, act.Part, act.Action, act.Outcome)
+		row(w, "PHASE", "", "START", "END", "DURATION", "OUTCOME")
+		for _, p := range act.Phases {
+			row(w, p.Name, "", clock(p.Start), endClock(p.End), seconds(p.Seconds), p.Outcome)
+		}
+	}
+}
+
+func endClock(t *time.Time) string {
+	if t == nil {
+		return ""
+	}
+	return clock(*t)
+}
+
+// seconds prints a duration in seconds, to the millisecond.
+func seconds(s float64) string { return fmt.Sprintf("%.3fs", s) }

@@ -133,7 +133,7 @@ func run(ctx context.Context, cfg config) error {
 		Metrics:  promReg,
 		Gatherer: promReg,
 		Extra: api.Extras(api.ServiceRoutes(services), api.MetricsRoutes(engine, collector),
-			api.PolicyRoutes(engine, st)),
+			api.PolicyRoutes(engine, st), api.TimingsRoutes(engine, st, collector, log.Named("api"))),
 	}), api.ServerOptions{
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		ReadTimeout:       cfg.ReadTimeout,

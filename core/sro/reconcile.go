@@ -33,7 +33,9 @@ const (
 	EvRollingBack = "slice.rolling-back"
 	EvFailed      = "slice.failed"
 	EvDeleting    = "slice.deleting"
-	EvDeleted     = "slice.deleted"
+	// EvDecommissionRequested: the tenant asked for the slice's decommission.
+	EvDecommissionRequested = "slice.decommission-requested"
+	EvDeleted               = "slice.deleted"
 )
 
 func (e *Engine) reconcile(ctx context.Context, id string) error {

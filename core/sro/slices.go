@@ -127,7 +127,7 @@ func (e *Engine) Decommission(ctx context.Context, tenant, id string) (*store.Sl
 			return nil, nil
 		}
 		s.Deleting = true
-		return []store.Event{{Type: "slice.decommission-requested"}}, nil
+		return []store.Event{{Type: EvDecommissionRequested}}, nil
 	})
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("%s: %w", id, ErrNotFound)
