@@ -143,7 +143,34 @@ func (h *Handler) deleteSlice(w http.ResponseWriter, r *http.Request) {
 	h.writeSlice(w, r, http.StatusAccepted, v)
 }
 
+// revealSecrets puts the parts' secrets (kept sealed apart from the records) back into
+// a slice's view, for an answer to the tenant who owns it: a single slice's GET, or the
+// answer to its create. Lists, events and streams never carry them.
+func (h *Handler) revealSecrets(ctx context.Context, v *sro.View) error {
+	secrets, err := h.engine.Store().PartSecrets(ctx, v.Slice.ID)
+	if err != nil {
+		return fmt.Errorf("secrets of slice %s: %w", v.Slice.ID, err)
+	}
+	for i, p := range v.Parts {
+		sec, ok := secrets[p.Name]
+		if !ok || p.Observed == nil {
+			continue
+		}
+		part, obs := *p, *p.Observed
+		obs.Credential.Secret = sec
+		part.Observed = &obs
+		v.Parts[i] = &part
+	}
+	return nil
+}
+
+// writeSlice answers with a slice, secrets included: every caller has checked that the
+// tenant owns it (engine.Get).
 func (h *Handler) writeSlice(w http.ResponseWriter, r *http.Request, status int, v *sro.View) {
+	if err := h.revealSecrets(r.Context(), v); err != nil {
+		WriteError(w, r, err)
+		return
+	}
 	evs, err := h.engine.Store().Events(r.Context(), v.Slice.ID)
 	if err != nil {
 		WriteError(w, r, fmt.Errorf("events of slice %s: %w", v.Slice.ID, err))
@@ -153,6 +180,10 @@ func (h *Handler) writeSlice(w http.ResponseWriter, r *http.Request, status int,
 }
 
 func (h *Handler) writeNECOS(w http.ResponseWriter, r *http.Request, status int, v *sro.View) {
+	if err := h.revealSecrets(r.Context(), v); err != nil {
+		WriteError(w, r, err)
+		return
+	}
 	doc, err := h.engine.Render(v)
 	if err != nil {
 		WriteError(w, r, fmt.Errorf("render slice %s: %w", v.Slice.ID, err))

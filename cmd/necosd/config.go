@@ -45,6 +45,19 @@ type config struct {
 	Catalogue string `yaml:"catalogue"`
 	// EtcdEndpoints of an existing etcd cluster; empty means the embedded store.
 	EtcdEndpoints []string `yaml:"etcd_endpoints"`
+	// EtcdCACert, EtcdCert and EtcdKey are PEM files for an etcd cluster served over
+	// TLS: its CA, and the client certificate and key it asks for.
+	EtcdCACert string `yaml:"etcd_cacert"`
+	EtcdCert   string `yaml:"etcd_cert"`
+	EtcdKey    string `yaml:"etcd_key"`
+	// EtcdUsername authenticates to etcd, with the password in EtcdPasswordFile (or
+	// the environment's NECOS_ETCD_PASSWORD): never on the command line.
+	EtcdUsername     string `yaml:"etcd_username"`
+	EtcdPasswordFile string `yaml:"etcd_password_file"`
+	// SecretKeyFile holds the key the parts' secrets are sealed with in the store;
+	// empty means <data_dir>/secret.key, made on first start. Replicas sharing an etcd
+	// need the same one.
+	SecretKeyFile string `yaml:"secret_key_file"`
 	// StorePrefix is where necos keeps its keys in etcd.
 	StorePrefix string `yaml:"store_prefix"`
 	// Tenants are created at start-up, each with a token written to
@@ -60,7 +73,38 @@ type config struct {
 	LogJSON     bool   `yaml:"log_json"`
 }
 
+// envEtcdPassword holds the etcd user's password when no file does.
+const envEtcdPassword = "NECOS_ETCD_PASSWORD"
+
+// etcdPassword reads the etcd user's password: from etcd_password_file, else the
+// environment.
+func (c *config) etcdPassword() (string, error) {
+	if c.EtcdUsername == "" {
+		return "", nil
+	}
+	if c.EtcdPasswordFile != "" {
+		b, err := os.ReadFile(c.EtcdPasswordFile)
+		if err != nil {
+			return "", fmt.Errorf("etcd_password_file: %w", err)
+		}
+		return strings.TrimRight(string(b), "\r\n"), nil
+	}
+	if p, ok := os.LookupEnv(envEtcdPassword); ok {
+		return p, nil
+	}
+	return "", fmt.Errorf("etcd_username %s: no password: give etcd_password_file (--etcd-password-file) or $%s", c.EtcdUsername, envEtcdPassword)
+}
+
 var tenantRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$`)
+
+// secretKeyFile is where the key sealing the store's secrets is kept: beside the store,
+// never in it, so that a copy of the store reveals nothing.
+func (c *config) secretKeyFile() string {
+	if c.SecretKeyFile != "" {
+		return c.SecretKeyFile
+	}
+	return filepath.Join(c.DataDir, "secret.key")
+}
 
 // tokenFile is where a tenant's token is kept.
 func (c *config) tokenFile(tenant string) string {
@@ -106,6 +150,12 @@ func (c *config) bindFlags(cmd *cobra.Command) {
 	f.StringVar(&c.LockFile, "lock-file", c.LockFile, "plugin lock file (default <plugin-dir>/plugins.lock)")
 	f.StringVar(&c.Catalogue, "catalogue", c.Catalogue, "provider catalogue file (default: the embedded example catalogue)")
 	f.StringSliceVar(&c.EtcdEndpoints, "etcd-endpoints", c.EtcdEndpoints, "etcd cluster to use instead of the embedded store (comma-separated URLs)")
+	f.StringVar(&c.EtcdCACert, "etcd-cacert", c.EtcdCACert, "PEM file of the CA that signed the etcd cluster's certificate (https endpoints)")
+	f.StringVar(&c.EtcdCert, "etcd-cert", c.EtcdCert, "PEM client certificate to present to etcd")
+	f.StringVar(&c.EtcdKey, "etcd-key", c.EtcdKey, "PEM private key of --etcd-cert")
+	f.StringVar(&c.EtcdUsername, "etcd-username", c.EtcdUsername, "etcd user (its password in --etcd-password-file or $"+envEtcdPassword+")")
+	f.StringVar(&c.EtcdPasswordFile, "etcd-password-file", c.EtcdPasswordFile, "file holding the etcd user's password")
+	f.StringVar(&c.SecretKeyFile, "secret-key-file", c.SecretKeyFile, "key the parts' secrets are sealed with in the store, base64 on one line (default <data-dir>/secret.key, made on first start; replicas sharing an etcd need the same)")
 	f.StringVar(&c.StorePrefix, "store-prefix", c.StorePrefix, "etcd key prefix (default /necos/)")
 	f.StringSliceVar(&c.Tenants, "tenants", c.Tenants, "tenants created at start-up, each with a token in <data-dir>/<tenant>-token")
 	f.IntVar(&c.Workers, "workers", c.Workers, "slices reconciled at once")
@@ -166,6 +216,19 @@ func (c *config) load(cmd *cobra.Command, path string) error {
 		if d <= 0 {
 			return fmt.Errorf("%s: must be > 0, got %s", name, d)
 		}
+	}
+	if (c.EtcdCert == "") != (c.EtcdKey == "") {
+		return errors.New("etcd_cert and etcd_key: give both (the client certificate and its private key) or neither")
+	}
+	if len(c.EtcdEndpoints) == 0 {
+		for key, v := range map[string]string{"etcd_cacert": c.EtcdCACert, "etcd_cert": c.EtcdCert, "etcd_username": c.EtcdUsername, "etcd_password_file": c.EtcdPasswordFile} {
+			if v != "" {
+				return fmt.Errorf("%s: only for an etcd cluster (etcd_endpoints); the embedded store makes its own certificates", key)
+			}
+		}
+	}
+	if c.EtcdPasswordFile != "" && c.EtcdUsername == "" {
+		return errors.New("etcd_password_file: given without etcd_username")
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return errors.New("tls_cert and tls_key: give both (the certificate and its private key) or neither")

@@ -84,3 +84,37 @@ func TestServerLimits(t *testing.T) {
 		}
 	}
 }
+
+// TestEtcdAccess: TLS files and a user for an etcd cluster, as flags and config keys;
+// the password comes from a file or the environment, never the command line.
+func TestEtcdAccess(t *testing.T) {
+	pw := filepath.Join(t.TempDir(), "pw")
+	if err := os.WriteFile(pw, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := loadArgs(t, "etcd_endpoints: [https://127.0.0.1:2379]\netcd_cacert: ca.crt\netcd_username: necos\netcd_password_file: "+pw+"\n",
+		"--etcd-cert", "c.crt", "--etcd-key", "c.key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err := cfg.etcdPassword(); err != nil || p != "s3cret" || cfg.EtcdCACert != "ca.crt" || cfg.EtcdCert != "c.crt" || cfg.EtcdKey != "c.key" {
+		t.Errorf("%+v: password %q %v", cfg, p, err)
+	}
+	t.Setenv(envEtcdPassword, "from-env")
+	cfg, err = loadArgs(t, "", "--etcd-endpoints", "https://127.0.0.1:2379", "--etcd-username", "necos")
+	if p, perr := cfg.etcdPassword(); err != nil || perr != nil || p != "from-env" {
+		t.Errorf("password from the environment: %q %v %v", p, err, perr)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--etcd-endpoints", "https://127.0.0.1:2379", "--etcd-cert", "c.crt"}, "etcd_cert and etcd_key: give both"},
+		{[]string{"--etcd-cacert", "ca.crt"}, "etcd_cacert: only for an etcd cluster"},
+		{[]string{"--etcd-endpoints", "https://127.0.0.1:2379", "--etcd-password-file", pw}, "without etcd_username"},
+	} {
+		if _, err := loadArgs(t, "", c.args...); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: got %v, want %q", c.args, err, c.want)
+		}
+	}
+}

@@ -74,10 +74,27 @@ func run(ctx context.Context, cfg config) error {
 	if err != nil {
 		return err
 	}
+	etcdPassword, err := cfg.etcdPassword()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	secretKey, err := store.LoadSecretKey(cfg.secretKeyFile())
+	if err != nil {
+		return err
+	}
 	st, err := store.Open(ctx, store.Options{
 		Endpoints: cfg.EtcdEndpoints,
 		Dir:       filepath.Join(cfg.DataDir, "store"),
 		Prefix:    cfg.StorePrefix,
+		CACert:    cfg.EtcdCACert,
+		Cert:      cfg.EtcdCert,
+		Key:       cfg.EtcdKey,
+		Username:  cfg.EtcdUsername,
+		Password:  etcdPassword,
+		SecretKey: secretKey,
 		Logger:    log.Named("store"),
 	})
 	if err != nil {

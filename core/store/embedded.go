@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/necos/necos/internal/pki"
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/v3client"
@@ -29,11 +32,24 @@ type embeddedPorts struct {
 
 // startEmbedded runs a single-member etcd with its data under dir and returns an
 // in-process client to it (no network hop), and a function that stops both.
+//
+// The member's listeners are on loopback and speak TLS with client certificates only,
+// from a CA whose files are under dir/pki (0600): other local users cannot read or write
+// the store, while an operator who can read those files reaches it with etcdctl (see
+// EmbeddedAccess).
 func startEmbedded(ctx context.Context, dir string, logger hclog.Logger) (*clientv3.Client, func() error, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, nil, fmt.Errorf("store dir: %w", err)
 	}
+	// A directory made by an earlier version, or by hand, may be open to others.
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return nil, nil, fmt.Errorf("store dir: %w", err)
+	}
 	ports, err := loadPorts(filepath.Join(dir, "ports.json"))
+	if err != nil {
+		return nil, nil, err
+	}
+	access, err := embeddedPKI(dir)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -44,15 +60,18 @@ func startEmbedded(ctx context.Context, dir string, logger hclog.Logger) (*clien
 	// reports its closing listeners as errors: those are dropped.
 	closing := &atomic.Bool{}
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.New(&hclogCore{log: logger.Named("etcd"), closing: closing}))
-	clientURL := url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", ports.Client)}
-	peerURL := url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", ports.Peer)}
+	clientURL := url.URL{Scheme: "https", Host: fmt.Sprintf("127.0.0.1:%d", ports.Client)}
+	peerURL := url.URL{Scheme: "https", Host: fmt.Sprintf("127.0.0.1:%d", ports.Peer)}
+	tlsInfo := transport.TLSInfo{CertFile: access.serverCert, KeyFile: access.serverKey,
+		TrustedCAFile: access.CACert, ClientCertAuth: true, MinVersion: tls.VersionTLS12}
+	cfg.ClientTLSInfo, cfg.PeerTLSInfo = tlsInfo, tlsInfo
 	cfg.ListenClientUrls = []url.URL{clientURL}
 	cfg.AdvertiseClientUrls = []url.URL{clientURL}
 	cfg.ListenPeerUrls = []url.URL{peerURL}
 	cfg.AdvertisePeerUrls = []url.URL{peerURL}
 	cfg.InitialCluster = fmt.Sprintf("%s=%s", cfg.Name, peerURL.String())
 	// The metrics listener is not wanted; the client one is kept so that operators can
-	// inspect the store with etcdctl.
+	// inspect the store with etcdctl (and the certificates of dir/pki).
 	cfg.ListenMetricsUrls = nil
 
 	e, err := embed.StartEtcd(cfg)
@@ -71,8 +90,16 @@ func startEmbedded(ctx context.Context, dir string, logger hclog.Logger) (*clien
 		e.Close()
 		return nil, nil, ctx.Err()
 	}
-	logger.Info("embedded store ready", "dir", dir, "client_url", clientURL.String())
 	cli := v3client.New(e.Server)
+	// A store made by an earlier version knows its member by a plain http peer URL;
+	// the member is told its new one, so that nothing names a listener that is gone.
+	if err := updatePeerURL(ctx, cli, e, peerURL.String()); err != nil {
+		cli.Close()
+		e.Close()
+		return nil, nil, err
+	}
+	logger.Info("embedded store ready", "dir", dir, "client_url", clientURL.String(),
+		"ca", access.CACert, "client_cert", access.ClientCert, "client_key", access.ClientKey)
 	stop := func() error {
 		// The in-process client reports its own cancellation on Close: not an error.
 		err := cli.Close()
@@ -84,6 +111,105 @@ func startEmbedded(ctx context.Context, dir string, logger hclog.Logger) (*clien
 		return err
 	}
 	return cli, stop, nil
+}
+
+// updatePeerURL sets the member's peer URL to want when it says otherwise.
+func updatePeerURL(ctx context.Context, cli *clientv3.Client, e *embed.Etcd, want string) error {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	id := uint64(e.Server.MemberID())
+	r, err := cli.MemberList(ctx)
+	if err != nil {
+		return fmt.Errorf("embedded etcd: list members: %w", err)
+	}
+	for _, m := range r.Members {
+		if m.ID == id && (len(m.PeerURLs) != 1 || m.PeerURLs[0] != want) {
+			if _, err := cli.MemberUpdate(ctx, id, []string{want}); err != nil {
+				return fmt.Errorf("embedded etcd: update peer URL to %s: %w", want, err)
+			}
+		}
+	}
+	return nil
+}
+
+// EmbeddedAccess is how an operator reaches an embedded store from outside necosd,
+// e.g. etcdctl --endpoints Endpoint --cacert CACert --cert ClientCert --key ClientKey.
+// Its files are readable by their owner only.
+type EmbeddedAccess struct {
+	Endpoint                      string
+	CACert, ClientCert, ClientKey string
+	serverCert, serverKey         string
+}
+
+// Embedded returns how to reach the embedded store kept under dir (Options.Dir), once
+// necosd has started it there.
+func Embedded(dir string) (EmbeddedAccess, error) {
+	ports, err := readPorts(filepath.Join(dir, "ports.json"))
+	if err != nil {
+		return EmbeddedAccess{}, err
+	}
+	a := pkiFiles(dir)
+	a.Endpoint = fmt.Sprintf("https://127.0.0.1:%d", ports.Client)
+	return a, nil
+}
+
+func pkiFiles(dir string) EmbeddedAccess {
+	p := filepath.Join(dir, "pki")
+	return EmbeddedAccess{CACert: filepath.Join(p, "ca.crt"), ClientCert: filepath.Join(p, "client.crt"),
+		ClientKey: filepath.Join(p, "client.key"), serverCert: filepath.Join(p, "server.crt"), serverKey: filepath.Join(p, "server.key")}
+}
+
+// embeddedPKI makes, on first use, the CA of the embedded store and its server and
+// client certificates under dir/pki, in a directory only the owner may enter.
+func embeddedPKI(dir string) (EmbeddedAccess, error) {
+	a := pkiFiles(dir)
+	pdir := filepath.Dir(a.CACert)
+	if err := os.MkdirAll(pdir, 0o700); err != nil {
+		return a, fmt.Errorf("store pki: %w", err)
+	}
+	if err := os.Chmod(pdir, 0o700); err != nil {
+		return a, fmt.Errorf("store pki: %w", err)
+	}
+	complete := true
+	for _, f := range []string{a.CACert, a.ClientCert, a.ClientKey, a.serverCert, a.serverKey} {
+		if _, err := os.Stat(f); err != nil {
+			complete = false
+		}
+	}
+	if complete {
+		return a, nil
+	}
+	ca, err := pki.NewCA("necos embedded store CA")
+	if err != nil {
+		return a, err
+	}
+	sc, sk, err := ca.Issue("necos embedded store", []string{"127.0.0.1", "localhost"}, pki.Server|pki.Client)
+	if err != nil {
+		return a, err
+	}
+	cc, ck, err := ca.Issue("necosd", nil, pki.Client)
+	if err != nil {
+		return a, err
+	}
+	// The CA's key is not kept: nothing else is ever signed with it.
+	for f, b := range map[string][]byte{a.CACert: ca.CertPEM, a.serverCert: sc, a.serverKey: sk, a.ClientCert: cc, a.ClientKey: ck} {
+		if err := pki.WriteFile(f, b); err != nil {
+			return a, fmt.Errorf("store pki: %w", err)
+		}
+	}
+	return a, nil
+}
+
+func readPorts(path string) (embeddedPorts, error) {
+	var p embeddedPorts
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return p, fmt.Errorf("embedded store: %w", err)
+	}
+	if err := json.Unmarshal(b, &p); err != nil {
+		return p, fmt.Errorf("read %s: %w", path, err)
+	}
+	return p, nil
 }
 
 func loadPorts(path string) (embeddedPorts, error) {

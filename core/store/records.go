@@ -242,7 +242,11 @@ func (s *Store) SavePlan(ctx context.Context, sl *Slice, parts []*Part, links []
 	ops := []op{{key: s.sliceKey(sl.ID), v: &next, rev: sl.Rev}}
 	for _, p := range parts {
 		p.UpdatedAt = now
-		ops = append(ops, op{key: s.partKey(p.SliceID, p.Name), v: p, rev: anyRev})
+		rec := *p
+		if sec, _, ok := s.sealPart(&rec); ok {
+			ops = append(ops, sec)
+		}
+		ops = append(ops, op{key: s.partKey(p.SliceID, p.Name), v: &rec, rev: anyRev})
 	}
 	for _, l := range links {
 		l.UpdatedAt = now
@@ -261,7 +265,12 @@ func (s *Store) SavePlan(ctx context.Context, sl *Slice, parts []*Part, links []
 // PutPart creates or replaces a part (used when elasticity adds one).
 func (s *Store) PutPart(ctx context.Context, p *Part, evs ...Event) error {
 	p.UpdatedAt = time.Now().UTC()
-	ops := append([]op{{key: s.partKey(p.SliceID, p.Name), v: p, rev: anyRev}}, s.eventOps(p.SliceID, evs)...)
+	rec := *p
+	ops := []op{{key: s.partKey(p.SliceID, p.Name), v: &rec, rev: anyRev}}
+	if sec, _, ok := s.sealPart(&rec); ok {
+		ops = append(ops, sec)
+	}
+	ops = append(ops, s.eventOps(p.SliceID, evs)...)
 	_, err := s.commit(ctx, ops...)
 	return err
 }
@@ -282,6 +291,7 @@ func (s *Store) ListParts(ctx context.Context, sliceID string) ([]*Part, error) 
 		if err := jsonUnmarshal(key, raw, &p); err != nil {
 			return err
 		}
+		blankSecret(&p)
 		p.Rev = rev
 		out = append(out, &p)
 		return nil
@@ -307,16 +317,40 @@ func (s *Store) ListLinks(ctx context.Context, sliceID string) ([]*Link, error) 
 // UpdatePart changes one part with fn (retried on concurrent writes) and records the
 // events fn returns in the same transaction.
 func (s *Store) UpdatePart(ctx context.Context, sliceID, name string, fn func(*Part) ([]Event, error)) (*Part, error) {
+	var secret string
 	p, err := update(ctx, s, s.partKey(sliceID, name), func(p *Part) ([]op, error) {
+		// A record of an earlier version may hold its secret: fn never sees it.
+		legacy := ""
+		if p.Observed != nil {
+			legacy = p.Observed.Credential.Secret
+		}
+		blankSecret(p)
 		evs, err := fn(p)
 		if err != nil {
 			return nil, err
 		}
 		p.UpdatedAt = time.Now().UTC()
-		return s.eventOps(sliceID, evs), nil
+		ops := s.eventOps(sliceID, evs)
+		if p.Observed != nil && p.Observed.Credential.Secret == "" && legacy != "" {
+			obs := *p.Observed
+			obs.Credential.Secret = legacy
+			p.Observed = &obs
+		}
+		secret = ""
+		if sec, plain, ok := s.sealPart(p); ok {
+			ops = append(ops, sec)
+			secret = plain
+		}
+		return ops, nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("part %s/%s: %w", sliceID, name, err)
+	}
+	// The caller gets back what it wrote, its secret included.
+	if secret != "" && p.Observed != nil {
+		obs := *p.Observed
+		obs.Credential.Secret = secret
+		p.Observed = &obs
 	}
 	return &p, nil
 }
@@ -339,7 +373,7 @@ func (s *Store) UpdateLink(ctx context.Context, sliceID, name string, fn func(*L
 
 // DeletePart removes a part record.
 func (s *Store) DeletePart(ctx context.Context, sliceID, name string, evs ...Event) error {
-	ops := append([]op{{key: s.partKey(sliceID, name), rev: anyRev}}, s.eventOps(sliceID, evs)...)
+	ops := append([]op{{key: s.partKey(sliceID, name), rev: anyRev}, {key: s.secretKey(sliceID, name), rev: anyRev}}, s.eventOps(sliceID, evs)...)
 	_, err := s.commit(ctx, ops...)
 	return err
 }
@@ -360,6 +394,7 @@ func (s *Store) DeleteSlice(ctx context.Context, sl *Slice) error {
 		clientOpDelete(s.sliceKey(sl.ID), false),
 		clientOpDelete(s.nameKey(sl.Tenant, sl.Name), false),
 		clientOpDelete(s.key("parts", sl.ID)+"/", true),
+		clientOpDelete(s.key("secrets", sl.ID)+"/", true),
 		clientOpDelete(s.key("links", sl.ID)+"/", true),
 		clientOpDelete(s.key("events", sl.ID)+"/", true),
 		clientOpDelete(s.key("policies", sl.ID)+"/", true),

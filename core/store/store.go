@@ -8,13 +8,19 @@ package store
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -40,6 +46,10 @@ type Store struct {
 	prefix string
 	logger hclog.Logger
 	close  func() error
+	// sealer seals the parts' secrets (see secrets.go).
+	sealer    *sealer
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // Options configure Open.
@@ -52,7 +62,18 @@ type Options struct {
 	Prefix string
 	// DialTimeout for an external cluster; default 5 s.
 	DialTimeout time.Duration
-	Logger      hclog.Logger
+	// CACert, Cert and Key are PEM files for an external cluster served over TLS: the
+	// CA to trust (empty: the system's), and the client certificate and key to present
+	// when the cluster asks for one.
+	CACert, Cert, Key string
+	// Username and Password authenticate to an external cluster with etcd's own
+	// authentication; the user needs read and write on Prefix.
+	Username, Password string
+	// SecretKey seals the parts' secrets (SecretKeySize bytes). Without it, the key in
+	// Dir/secret.key is used, made there on first use. Every necosd sharing a store
+	// needs the same key: one given another is refused at Open.
+	SecretKey []byte
+	Logger    hclog.Logger
 }
 
 // Open connects to the store described by opts: an external etcd cluster when Endpoints
@@ -69,34 +90,110 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if !strings.HasSuffix(prefix, "/") {
 		prefix += "/"
 	}
-	s := &Store{prefix: prefix, logger: logger}
+	key := opts.SecretKey
+	if key == nil {
+		if opts.Dir == "" {
+			return nil, errors.New("store: no secret key (Options.SecretKey) and no directory to keep one in")
+		}
+		if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
+			return nil, fmt.Errorf("store dir: %w", err)
+		}
+		var err error
+		if key, err = LoadSecretKey(filepath.Join(opts.Dir, "secret.key")); err != nil {
+			return nil, err
+		}
+	}
+	sl, err := newSealer(key)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{prefix: prefix, logger: logger, sealer: sl}
+	if err := s.connect(ctx, opts); err != nil {
+		return nil, err
+	}
+	if err := s.checkSecretKey(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if err := s.sealStoredSecrets(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// connect connects s to an external cluster, or starts the embedded one.
+func (s *Store) connect(ctx context.Context, opts Options) error {
+	prefix := s.prefix
 	if len(opts.Endpoints) > 0 {
 		timeout := opts.DialTimeout
 		if timeout == 0 {
 			timeout = 5 * time.Second
 		}
-		cli, err := clientv3.New(clientv3.Config{Endpoints: opts.Endpoints, DialTimeout: timeout, Context: ctx})
+		ccfg := clientv3.Config{Endpoints: opts.Endpoints, DialTimeout: timeout, Context: ctx,
+			Username: opts.Username, Password: opts.Password}
+		if opts.CACert != "" || opts.Cert != "" || opts.Key != "" {
+			if (opts.Cert == "") != (opts.Key == "") {
+				return errors.New("store: etcd client certificate and key: give both or neither")
+			}
+			info := transport.TLSInfo{CertFile: opts.Cert, KeyFile: opts.Key, TrustedCAFile: opts.CACert, MinVersion: tls.VersionTLS12}
+			tc, err := info.ClientConfig()
+			if err != nil {
+				return fmt.Errorf("store: etcd TLS: %w", err)
+			}
+			ccfg.TLS = tc
+		}
+		cli, err := clientv3.New(ccfg)
 		if err != nil {
-			return nil, fmt.Errorf("connect etcd %v: %w", opts.Endpoints, err)
+			return fmt.Errorf("connect etcd %v: %w%s", opts.Endpoints, err, dialHint(err, opts))
 		}
 		cctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
 		if _, err := cli.Status(cctx, opts.Endpoints[0]); err != nil {
 			cli.Close()
-			return nil, fmt.Errorf("etcd %s does not answer: %w", opts.Endpoints[0], err)
+			return fmt.Errorf("etcd %s does not answer: %w%s", opts.Endpoints[0], err, dialHint(err, opts))
 		}
 		s.cli, s.close = cli, cli.Close
-		return s, nil
+		// One read under the prefix: it needs what every later call needs (a quorum, and
+		// with authentication, the right to read there).
+		if err := s.Ping(ctx); err != nil {
+			cli.Close()
+			if errors.Is(err, rpctypes.ErrPermissionDenied) {
+				who := "a client without a user (etcd_username) or a certificate named as one"
+				if opts.Username != "" {
+					who = "user " + opts.Username
+				}
+				return fmt.Errorf("etcd %v: %s may not read %s: %w (grant it a role with read and write on the prefix)", opts.Endpoints, who, prefix, err)
+			}
+			return fmt.Errorf("etcd %v: %w", opts.Endpoints, err)
+		}
+		return nil
 	}
 	if opts.Dir == "" {
-		return nil, errors.New("store: neither etcd endpoints nor a data directory given")
+		return errors.New("store: neither etcd endpoints nor a data directory given")
 	}
-	cli, stop, err := startEmbedded(ctx, opts.Dir, logger)
+	cli, stop, err := startEmbedded(ctx, opts.Dir, s.logger)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	s.cli, s.close = cli, stop
-	return s, nil
+	return nil
+}
+
+// dialHint says what to check when an etcd cluster does not answer in time: a TLS
+// handshake it refuses looks the same from here.
+func dialHint(err error, opts Options) string {
+	if !errors.Is(err, context.DeadlineExceeded) {
+		return ""
+	}
+	hint := " (no answer within the dial timeout: check etcd_endpoints"
+	for _, e := range opts.Endpoints {
+		if strings.HasPrefix(e, "https://") {
+			hint += ", and for TLS the CA that signed the cluster's certificate (etcd_cacert) and the client certificate the cluster asks for (etcd_cert, etcd_key)"
+			break
+		}
+	}
+	return hint + ")"
 }
 
 // Client returns the etcd client, for leader election.
@@ -116,8 +213,11 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close releases the store (and stops the embedded etcd).
-func (s *Store) Close() error { return s.close() }
+// Close releases the store (and stops the embedded etcd). Later calls do nothing.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() { s.closeErr = s.close() })
+	return s.closeErr
+}
 
 func (s *Store) key(parts ...string) string { return s.prefix + strings.Join(parts, "/") }
 

@@ -293,7 +293,7 @@ func TestExternalEtcd(t *testing.T) {
 	var s *Store
 	var err error
 	for i := 0; i < 50; i++ {
-		if s, err = Open(ctx, Options{Endpoints: []string{"http://" + client}, Prefix: "/test/", DialTimeout: time.Second}); err == nil {
+		if s, err = Open(ctx, Options{Endpoints: []string{"http://" + client}, Prefix: "/test/", DialTimeout: time.Second, SecretKey: testKey(7)}); err == nil {
 			break
 		}
 		time.Sleep(200 * time.Millisecond)

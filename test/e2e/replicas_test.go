@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/necos/necos/core/store"
 	"github.com/necos/necos/sdk/plugintest"
 )
 
@@ -30,9 +31,21 @@ func TestReplicasShareAnEtcd(t *testing.T) {
 	t.Cleanup(func() { _ = etcd.Process.Kill(); _ = etcd.Wait() })
 
 	cat := xenCatalogue(t, nil, "")
-	args := []string{"--etcd-endpoints", "http://" + client, "--store-prefix", "/e2e-" + randomID() + "/"}
+	// Replicas share the key their store's secrets are sealed with.
+	keyFile := filepath.Join(t.TempDir(), "secret.key")
+	if _, err := store.LoadSecretKey(keyFile); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"--etcd-endpoints", "http://" + client, "--store-prefix", "/e2e-" + randomID() + "/", "--secret-key-file", keyFile}
 	a := startDaemon(t, cat, args...)
 	b := startDaemon(t, cat, args...)
+	// A replica given another key (here: its own, made in its data directory) is
+	// refused at start, saying why, rather than seal secrets the others cannot open.
+	out, err := exec.Command(filepath.Join(bin, "necosd"), "--listen", freeAddr(t), "--data-dir", t.TempDir(),
+		"--plugin-dir", filepath.Join(bin, "plugins"), "--etcd-endpoints", "http://"+client, "--store-prefix", args[3]).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "the secret key does not open the store's secrets") {
+		t.Errorf("a replica with another key: %v\n%s", err, tail(string(out), 10))
+	}
 	// Each replica registered its own tenants' tokens in the shared store.
 	deadline := time.Now().Add(30 * time.Second)
 	for !strings.Contains(a.log.String(), "leading") && !strings.Contains(b.log.String(), "leading") {
