@@ -10,6 +10,8 @@ cd "$(dirname "$0")/.."
 [ -d /usr/local/go/bin ] && export PATH=/usr/local/go/bin:$PATH
 
 export NECOS_LIBVIRT_URI=$(./scripts/libvirtd.sh)
+export NECOS_QEMU_URI=$(./scripts/qemu.sh)
+export NECOS_GUEST_IMAGE=$(./scripts/guest-image.sh)
 export KUBEBUILDER_ASSETS=$(./scripts/kube-binaries.sh)
 export NECOS_INFLUXD=$(./scripts/influxd.sh)
 export NECOS_SSHD=$(command -v sshd || echo /usr/sbin/sshd)

@@ -46,7 +46,7 @@ func partRefFromPB(r *pb.PartRef) PartRef {
 
 func partSpecToPB(p PartSpec) *pb.PartSpec {
 	out := &pb.PartSpec{Ref: partRefToPB(p.Ref), Name: p.Name, Type: p.Type, Location: p.Location,
-		Bridge: p.Bridge, Tenant: p.Tenant, Labels: p.Labels}
+		Bridge: p.Bridge, Netns: p.Netns, Tenant: p.Tenant, Labels: p.Labels}
 	for _, v := range p.VDUs {
 		out.Vdus = append(out.Vdus, &pb.VDUSpec{Name: v.Name, Description: v.Description, Image: v.Image,
 			Instances: int32(v.Instances), Cpus: int32(v.CPUs), MemoryMb: v.MemoryMB, StorageGb: v.StorageGB,
@@ -60,7 +60,7 @@ func partSpecFromPB(p *pb.PartSpec) PartSpec {
 		return PartSpec{}
 	}
 	out := PartSpec{Ref: partRefFromPB(p.Ref), Name: p.Name, Type: p.Type, Location: p.Location,
-		Bridge: p.Bridge, Tenant: p.Tenant, Labels: p.Labels}
+		Bridge: p.Bridge, Netns: p.Netns, Tenant: p.Tenant, Labels: p.Labels}
 	for _, v := range p.Vdus {
 		out.VDUs = append(out.VDUs, VDUSpec{Name: v.Name, Description: v.Description, Image: v.Image,
 			Instances: int(v.Instances), CPUs: int(v.Cpus), MemoryMB: v.MemoryMb, StorageGB: v.StorageGb,

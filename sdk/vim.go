@@ -89,6 +89,11 @@ type PartSpec struct {
 	Location string
 	// Bridge is the per-slice bridge at the provider's site that nodes attach to.
 	Bridge string
+	// Netns is the named network namespace at the provider's site that holds Bridge (the
+	// catalogue's site.netns, as the WAN plugin's LinkEnd.Netns); empty is the host's own.
+	// A VIM that runs real nodes attaches them to Bridge there, so that links, which join
+	// bridges in that namespace, reach them.
+	Netns  string
 	Tenant string
 	VDUs   []VDUSpec
 	// Labels are extra key/values to tag the part's resources with.

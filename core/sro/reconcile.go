@@ -333,6 +333,16 @@ func (e *Engine) build(ctx context.Context, sl *store.Slice) error {
 
 var errNoChange = errors.New("no change")
 
+// siteSpec is the part's spec as its provider's VIM gets it: with the namespace of the
+// provider's site (where links join the part's bridge), which only placement knows.
+func (e *Engine) siteSpec(p *store.Part) sdk.PartSpec {
+	s := p.Spec
+	if pr, ok := e.cat.Provider(p.Provider); ok && pr.Site != nil && s.Netns == "" {
+		s.Netns = pr.Site.Netns
+	}
+	return s
+}
+
 func (e *Engine) createPart(ctx context.Context, p *store.Part) error {
 	if p.State != store.PartCreating {
 		if _, err := e.store.UpdatePart(ctx, p.SliceID, p.Name, func(x *store.Part) ([]store.Event, error) {
@@ -343,7 +353,7 @@ func (e *Engine) createPart(ctx context.Context, p *store.Part) error {
 		}
 	}
 	obs, err := e.callVIM(ctx, p.Provider, "create", func(ctx context.Context, vim sdk.VIM) (sdk.Part, error) {
-		return vim.Create(ctx, p.Spec)
+		return vim.Create(ctx, e.siteSpec(p))
 	})
 	if err != nil {
 		err = fmt.Errorf("part %s at %s: %w", p.Name, p.Provider, err)

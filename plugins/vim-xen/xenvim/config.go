@@ -3,6 +3,8 @@ package xenvim
 import (
 	"fmt"
 	"net/netip"
+	"os"
+	"sort"
 	"strings"
 
 	"github.com/necos/necos/sdk"
@@ -37,7 +39,44 @@ type Config struct {
 	SSH *SSHConfig `json:"ssh"`
 	// API is the endpoint handed to tenants as the part's vim-ref ip-api/port-api.
 	API *Endpoint `json:"api"`
+	// Images are the base images a VDU's vdu-image names (see [Image]). With images and
+	// a hypervisor URI (qemu://, xen://) nodes are real guests: a copy-on-write disk of the
+	// image, a NoCloud seed, a NIC on the part's bridge. Without, domains have no disk.
+	Images map[string]Image `json:"images"`
+	// DefaultImage is the image of VDUs that name none (or an unknown one is an error).
+	DefaultImage string `json:"default_image"`
+	// StoragePool is the libvirt storage pool (a directory pool, made when missing at
+	// StorageDir) holding the nodes' disks and seeds and the images' base volumes.
+	StoragePool string `json:"storage_pool"`
+	StorageDir  string `json:"storage_dir"`
+	// KeyDir keeps each part's private SSH key (0600 files, one per part), out of the
+	// domains' XML, which anyone with read access to libvirt can see.
+	KeyDir string `json:"key_dir"`
+	// SliceNetwork is the network the nodes of one slice share across its links (e.g.
+	// 10.10.0.0/16 when each site's subnet is a /24 of it): nodes get its prefix length on
+	// their NIC, so they reach the nodes of linked parts at other sites directly. Default:
+	// the subnet.
+	SliceNetwork string `json:"slice_network"`
 }
+
+// Image is a base image: a disk, and optionally a kernel, initrd and command line to boot
+// it directly (as the project's small guest does); without a kernel the disk boots itself
+// (a cloud image). Paths are files on the plugin's host; the plugin uploads them into the
+// storage pool once (by content), so the hypervisor can read them.
+type Image struct {
+	Disk    string `json:"disk"`
+	Format  string `json:"format"`
+	Kernel  string `json:"kernel"`
+	Initrd  string `json:"initrd"`
+	Cmdline string `json:"cmdline"`
+}
+
+// Defaults of the storage and key locations.
+const (
+	DefaultStoragePool = "necos"
+	DefaultStorageDir  = "/var/lib/necos/vim-xen/pool"
+	DefaultKeyDir      = "/var/lib/necos/vim-xen/keys"
+)
 
 // Capacity is the compute a provider sells.
 type Capacity struct {
@@ -86,6 +125,15 @@ var schema = sdk.ConfigSchema{Fields: []sdk.ConfigField{
 		"to pin) and/or known_hosts (file), target (gateway: every node at ip:port; node: each node at its own " +
 		"address, port 22; default gateway when ip is set), step_timeout (default 5m)}"},
 	{Name: "api", Type: sdk.FieldObject, Description: "API endpoint handed to tenants (vim-ref ip-api/port-api): {ip, port}"},
+	{Name: "images", Type: sdk.FieldObject, Description: "base images by vdu-image name: {NAME: {disk, format (qcow2|raw), " +
+		"kernel, initrd, cmdline}}; paths may use ${VAR}; with images and a qemu:// or xen:// URI nodes are real guests"},
+	{Name: "default_image", Type: sdk.FieldString, Description: "image of VDUs that name none"},
+	{Name: "storage_pool", Type: sdk.FieldString, Default: DefaultStoragePool,
+		Description: "libvirt directory pool for the nodes' disks and seeds (made when missing)"},
+	{Name: "storage_dir", Type: sdk.FieldString, Default: DefaultStorageDir, Description: "directory of storage_pool when it is made"},
+	{Name: "key_dir", Type: sdk.FieldString, Default: DefaultKeyDir, Description: "directory keeping each part's private SSH key (0600)"},
+	{Name: "slice_network", Type: sdk.FieldString,
+		Description: "CIDR the nodes of a slice share across links; its prefix length goes on the nodes' NICs (default: subnet)"},
 }}
 
 // settings is a checked Config with defaults applied.
@@ -101,6 +149,15 @@ type settings struct {
 	vimRef     sdk.Endpoint
 	provider   sdk.Provider
 	ssh        sshSettings
+
+	images       map[string]Image
+	defaultImage string
+	// guests is true when nodes are real guests (images and a hypervisor URI).
+	guests     bool
+	pool       string
+	storageDir string
+	keyDir     string
+	nicPrefix  int // prefix length on the nodes' NICs
 }
 
 // check validates c and reports every problem at once, each naming its key.
@@ -170,6 +227,52 @@ func (c Config) check(provider sdk.Provider) (settings, error) {
 		s.vimRef.IPAPI, s.vimRef.PortAPI = e.IP, e.Port
 		checkEndpoint("api", *e, bad)
 	}
+	s.pool, s.storageDir, s.keyDir = or(c.StoragePool, DefaultStoragePool), or(c.StorageDir, DefaultStorageDir), or(c.KeyDir, DefaultKeyDir)
+	s.images = map[string]Image{}
+	for name, im := range c.Images {
+		im.Disk, im.Kernel, im.Initrd = os.ExpandEnv(im.Disk), os.ExpandEnv(im.Kernel), os.ExpandEnv(im.Initrd)
+		if im.Disk == "" && im.Kernel == "" {
+			bad("images.%s: a disk or a kernel is required", name)
+		}
+		if im.Initrd != "" && im.Kernel == "" {
+			bad("images.%s.initrd: needs a kernel", name)
+		}
+		switch im.Format {
+		case "":
+			im.Format = "raw"
+			if strings.HasSuffix(im.Disk, ".qcow2") {
+				im.Format = "qcow2"
+			}
+		case "raw", "qcow2":
+		default:
+			bad("images.%s.format: expected qcow2 or raw, got %q", name, im.Format)
+		}
+		s.images[name] = im
+	}
+	s.defaultImage = c.DefaultImage
+	if s.defaultImage != "" {
+		if _, ok := s.images[s.defaultImage]; !ok {
+			bad("default_image: %q is not one of images", s.defaultImage)
+		}
+	}
+	s.guests = len(s.images) > 0 && scheme(s.uri) != "test"
+	if s.guests && !s.subnet.IsValid() {
+		bad("subnet: required with images (nodes of real guests need addresses)")
+	}
+	if s.subnet.IsValid() {
+		s.nicPrefix = s.subnet.Bits()
+	}
+	if c.SliceNetwork != "" {
+		p, err := netip.ParsePrefix(c.SliceNetwork)
+		switch {
+		case err != nil:
+			bad("slice_network: expected a CIDR such as 10.10.0.0/16: %v", err)
+		case s.subnet.IsValid() && (!p.Masked().Contains(s.subnet.Addr()) || p.Bits() > s.subnet.Bits()):
+			bad("slice_network: %s does not contain subnet %s", c.SliceNetwork, s.subnet)
+		default:
+			s.nicPrefix = p.Bits()
+		}
+	}
 	if len(problems) > 0 {
 		return settings{}, sdk.Errorf(sdk.CodeInvalidArgument, "config: %s", strings.Join(problems, "; "))
 	}
@@ -193,4 +296,29 @@ func scheme(uri string) string {
 	}
 	s, _, _ = strings.Cut(s, "+")
 	return strings.ToLower(s)
+}
+
+func or(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+// imageOf resolves a VDU's vdu-image: the named image, or the default for none. An
+// unknown name is InvalidArgument naming the VDU and the images the provider has.
+func (s *settings) imageOf(vdu, name string) (string, Image, error) {
+	if name == "" {
+		name = s.defaultImage
+	}
+	if im, ok := s.images[name]; ok {
+		return name, im, nil
+	}
+	have := make([]string, 0, len(s.images))
+	for n := range s.images {
+		have = append(have, n)
+	}
+	sort.Strings(have)
+	return "", Image{}, sdk.Errorf(sdk.CodeInvalidArgument, "vdu %s: unknown vdu-image %q at provider %s (images: %s)",
+		vdu, name, s.provider.Name, strings.Join(have, ", "))
 }

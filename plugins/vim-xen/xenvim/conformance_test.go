@@ -30,6 +30,7 @@ func testConfig(t testing.TB, uri string) []byte {
 		PricePerNodeDay: 2.5,
 		Subnet:          "10.77.0.0/24",
 		SSH:             &xenvim.SSHConfig{IP: "127.0.0.1", Port: 22},
+		KeyDir:          t.TempDir(),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -12,47 +12,67 @@ import (
 const AttrSSHPublicKey = "ssh-public-key"
 
 // Credentials: Create issues every part an ed25519 key pair of its own. The private key
-// lives in the part's record, in the libvirt metadata of every one of its domains, so it
-// survives plugin restarts and lives exactly as long as the part; Describe hands it out
+// is kept under key_dir (keys.go), never in the domains' metadata; Describe hands it out
 // as the part's credential (kind ssh-key, user ssh.user, host key ssh.host_key) and the
-// public key as the attribute AttrSSHPublicKey.
-//
-// The key is only useful once the guest authorizes it. The plugin attaches no disk and
-// writes nothing into the guest: on a real Xen host the provider's image does it, e.g.
-// cloud-init (a NoCloud seed or the provider's metadata service) writing the part's
-// public key into the user's authorized_keys at first boot. In the tests a real sshd on
-// 127.0.0.1 stands in for the nodes and is given the public key as its
-// AuthorizedKeysFile.
+// public key as the attribute AttrSSHPublicKey. Real guests (images configured) get the
+// public key through their NoCloud seed, with an SSH host key of their own that the
+// plugin generated (its public half is pinned: AttrSSHKnownHosts, and the Deployer).
 
-// ensureKey gives rec a key pair when it has none yet: a new part, or one made before
-// the plugin issued keys, whose existing nodes then get the new record.
-func (p *Plugin) ensureKey(conn *libvirt.Connect, ref sdk.PartRef, rec partRecord, existing []node) (partRecord, error) {
+// AttrSSHKnownHosts is the Part attribute holding the nodes' pinned SSH host keys, one
+// known_hosts line per node ("ADDRESS ssh-ed25519 AAAA...").
+const AttrSSHKnownHosts = "ssh-known-hosts"
+
+// AttrNetns is the Part attribute naming the network namespace the part's nodes are
+// reached from (their addresses are private to the part's network).
+const AttrNetns = "netns"
+
+// ensureKey makes sure the part has a key pair and returns its private key. A part
+// made by an earlier version kept it in its record: it moves to the key store, and the
+// record is rewritten without it.
+func (p *Plugin) ensureKey(conn *libvirt.Connect, s *settings, ref sdk.PartRef, rec partRecord, existing []node) (partRecord, string, error) {
+	key, err := readPartKey(s, ref)
+	if err != nil {
+		return rec, "", sdk.Errorf(sdk.CodeInternal, "part %s: %v", ref, err)
+	}
+	if key == "" && rec.SSHKey != "" {
+		key = rec.SSHKey
+		if err := writePartKey(s, ref, key); err != nil {
+			return rec, "", sdk.Errorf(sdk.CodeInternal, "part %s: %v", ref, err)
+		}
+	}
 	if rec.SSHKey != "" {
-		return rec, nil
+		rec.SSHKey = ""
+		rec.Generation++
+		if err := p.writeRecord(conn, existing, rec); err != nil {
+			return rec, "", fmt.Errorf("part %s: move its SSH key out of the domains' metadata: %w", ref, err)
+		}
+		p.log.Info("moved a part's SSH key out of the domains' metadata", "part", ref.String())
+	}
+	if key != "" {
+		return rec, key, nil
 	}
 	private, _, err := newPartKey(keyComment(ref))
 	if err != nil {
-		return rec, sdk.Errorf(sdk.CodeInternal, "part %s: %v", ref, err)
+		return rec, "", sdk.Errorf(sdk.CodeInternal, "part %s: %v", ref, err)
 	}
-	rec.SSHKey = private
-	if len(existing) > 0 {
-		rec.Generation++
-		if err := p.writeRecord(conn, existing, rec); err != nil {
-			return rec, fmt.Errorf("part %s: record its SSH key: %w", ref, err)
-		}
-		p.log.Info("issued an SSH key to an existing part", "part", ref.String())
+	if err := writePartKey(s, ref, private); err != nil {
+		return rec, "", sdk.Errorf(sdk.CodeInternal, "part %s: %v", ref, err)
 	}
-	return rec, nil
+	return rec, private, nil
 }
 
 // setCredential puts the part's credential and public key into part.
 func setCredential(s *settings, ref sdk.PartRef, rec partRecord, part *sdk.Part) {
-	if rec.SSHKey == "" {
+	key, _ := readPartKey(s, ref)
+	if key == "" {
+		key = rec.SSHKey // an earlier version's part not yet moved
+	}
+	if key == "" {
 		return
 	}
-	part.Credential = sdk.Credential{Kind: sdk.CredentialSSHKey, User: s.ssh.user, Secret: rec.SSHKey,
+	part.Credential = sdk.Credential{Kind: sdk.CredentialSSHKey, User: s.ssh.user, Secret: key,
 		HostKey: s.ssh.hostKeyText}
-	if pub, err := publicOf(rec.SSHKey, keyComment(ref)); err == nil {
+	if pub, err := publicOf(key, keyComment(ref)); err == nil {
 		part.Attributes[AttrSSHPublicKey] = pub
 	}
 }

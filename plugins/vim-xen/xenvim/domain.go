@@ -23,18 +23,23 @@ const namePrefix = "necos."
 // nodeMeta is the metadata element of one domain: which node of which part it is, and
 // a copy of the part's record.
 type nodeMeta struct {
-	XMLName   xml.Name   `xml:"urn:necos:vim-xen:v1 node"`
-	Provider  string     `xml:"provider"`
-	Slice     string     `xml:"slice"`
-	Part      string     `xml:"part"`
-	VDU       string     `xml:"vdu"`
-	Name      string     `xml:"name"`
-	Index     int        `xml:"index"`
-	Type      string     `xml:"type,omitempty"`
-	StorageGB int64      `xml:"storage-gb"`
-	IP        string     `xml:"ip,omitempty"`
-	Created   string     `xml:"created,omitempty"`
-	Record    partRecord `xml:"part-record"`
+	XMLName   xml.Name `xml:"urn:necos:vim-xen:v1 node"`
+	Provider  string   `xml:"provider"`
+	Slice     string   `xml:"slice"`
+	Part      string   `xml:"part"`
+	VDU       string   `xml:"vdu"`
+	Name      string   `xml:"name"`
+	Index     int      `xml:"index"`
+	Type      string   `xml:"type,omitempty"`
+	StorageGB int64    `xml:"storage-gb"`
+	IP        string   `xml:"ip,omitempty"`
+	Created   string   `xml:"created,omitempty"`
+	// Image is the image a real guest was made from; HostKey its SSH host public key
+	// (the private half went only into its seed); MAC its NIC's address.
+	Image   string     `xml:"image,omitempty"`
+	HostKey string     `xml:"host-key,omitempty"`
+	MAC     string     `xml:"mac,omitempty"`
+	Record  partRecord `xml:"part-record"`
 }
 
 // partRecord is the desired state of a part: what Create asked for, as changed since by
@@ -42,16 +47,20 @@ type nodeMeta struct {
 // highest generation wins, so the record survives as long as one node does, also when
 // a crash interrupted an update half-way.
 type partRecord struct {
-	Generation int         `xml:"generation,attr"`
-	Name       string      `xml:"name,attr,omitempty"`
-	Type       string      `xml:"type,attr,omitempty"`
-	Location   string      `xml:"location,attr,omitempty"`
-	Bridge     string      `xml:"bridge,attr,omitempty"`
+	Generation int    `xml:"generation,attr"`
+	Name       string `xml:"name,attr,omitempty"`
+	Type       string `xml:"type,attr,omitempty"`
+	Location   string `xml:"location,attr,omitempty"`
+	Bridge     string `xml:"bridge,attr,omitempty"`
+	// Netns is the site namespace holding Bridge; EndpointIP the address of the part's
+	// endpoint namespace (netdev.go), for parts of real guests.
+	Netns      string      `xml:"netns,attr,omitempty"`
+	EndpointIP string      `xml:"endpoint-ip,attr,omitempty"`
 	Tenant     string      `xml:"tenant,attr,omitempty"`
 	VDUs       []vduRecord `xml:"vdu"`
 	Labels     []keyValue  `xml:"label"`
-	// SSHKey is the part's private SSH key (OpenSSH PEM), issued by Create and handed
-	// to the tenant as the part's credential; kept here so it lives as long as the part.
+	// SSHKey is where an earlier version kept the part's private SSH key. It is only
+	// read, to move the key to the key store (keys.go), and never written again.
 	SSHKey string `xml:"ssh-key,omitempty"`
 }
 
@@ -76,7 +85,7 @@ type keyValue struct {
 
 func recordOf(p sdk.PartSpec) partRecord {
 	r := partRecord{Generation: 1, Name: p.Name, Type: p.Type, Location: p.Location, Bridge: p.Bridge,
-		Tenant: p.Tenant, Labels: sortedPairs(p.Labels)}
+		Netns: p.Netns, Tenant: p.Tenant, Labels: sortedPairs(p.Labels)}
 	for _, v := range p.VDUs {
 		r.VDUs = append(r.VDUs, vduRecord{Name: v.Name, Instances: v.Instances, CPUs: v.CPUs,
 			MemoryMB: v.MemoryMB, StorageGB: v.StorageGB, Type: v.Type, Image: v.Image,
@@ -175,6 +184,18 @@ type domainSpec struct {
 	// GuestIP puts the address on the NIC (<ip>). Xen's libxl hands it to the vif;
 	// QEMU refuses guest addresses on bridged NICs, so there it is only recorded.
 	GuestIP bool
+	// Guest is set for a real guest: its disks, boot and NIC.
+	Guest *guestSpec
+}
+
+// guestSpec is what a real guest's domain has besides its size.
+type guestSpec struct {
+	Kernel, Initrd, Cmdline string
+	Disk, DiskFormat        string // the overlay
+	Seed                    string // the seed volume
+	Tap, MAC                string // NIC: a pre-made tap (qemu) ...
+	Bridge                  string // ... or the bridge (xen)
+	Emulated                bool   // TCG: the maximum CPU model qemu emulates
 }
 
 // The domain XML the plugin writes. Only the elements it sets are modelled.
@@ -192,7 +213,12 @@ type domainXML struct {
 	OnPoweroff    string      `xml:"on_poweroff"`
 	OnReboot      string      `xml:"on_reboot"`
 	OnCrash       string      `xml:"on_crash"`
+	CPU           *cpuXML     `xml:"cpu,omitempty"`
 	Devices       devicesXML  `xml:"devices"`
+}
+
+type cpuXML struct {
+	Mode string `xml:"mode,attr"`
 }
 
 type metadataXML struct {
@@ -211,8 +237,16 @@ type vcpuXML struct {
 }
 
 type osXML struct {
-	Type string  `xml:"type"`
-	Boot bootXML `xml:"boot"`
+	Type    osTypeXML `xml:"type"`
+	Kernel  string    `xml:"kernel,omitempty"`
+	Initrd  string    `xml:"initrd,omitempty"`
+	Cmdline string    `xml:"cmdline,omitempty"`
+	Boot    *bootXML  `xml:"boot,omitempty"`
+}
+
+type osTypeXML struct {
+	Machine string `xml:"machine,attr,omitempty"`
+	Value   string `xml:",chardata"`
 }
 
 type bootXML struct {
@@ -220,13 +254,75 @@ type bootXML struct {
 }
 
 type devicesXML struct {
+	Disks      []diskXML      `xml:"disk"`
 	Interfaces []interfaceXML `xml:"interface"`
+	Serial     *serialXML     `xml:"serial,omitempty"`
+	Console    *serialXML     `xml:"console,omitempty"`
+	Balloon    *balloonXML    `xml:"memballoon,omitempty"`
+}
+
+type diskXML struct {
+	Type     string        `xml:"type,attr"`
+	Device   string        `xml:"device,attr"`
+	Driver   diskDriverXML `xml:"driver"`
+	Source   diskSourceXML `xml:"source"`
+	Target   diskTargetXML `xml:"target"`
+	ReadOnly *struct{}     `xml:"readonly"`
+}
+
+type diskDriverXML struct {
+	Name string `xml:"name,attr"`
+	Type string `xml:"type,attr"`
+}
+
+type diskSourceXML struct {
+	File string `xml:"file,attr"`
+}
+
+type diskTargetXML struct {
+	Dev string `xml:"dev,attr"`
+	Bus string `xml:"bus,attr"`
+}
+
+type serialXML struct {
+	Type   string           `xml:"type,attr"`
+	Target *serialTargetXML `xml:"target,omitempty"`
+}
+
+type serialTargetXML struct {
+	Type string `xml:"type,attr,omitempty"`
+	Port *int   `xml:"port,attr,omitempty"`
+}
+
+type balloonXML struct {
+	Model string    `xml:"model,attr"`
+	Stats *statsXML `xml:"stats,omitempty"`
+}
+
+type statsXML struct {
+	Period int `xml:"period,attr"`
 }
 
 type interfaceXML struct {
-	Type   string    `xml:"type,attr"`
-	Source sourceXML `xml:"source"`
-	IP     []ipXML   `xml:"ip"`
+	Type   string     `xml:"type,attr"`
+	MAC    *macXML    `xml:"mac,omitempty"`
+	Source *sourceXML `xml:"source,omitempty"`
+	Target *targetXML `xml:"target,omitempty"`
+	Model  *modelXML  `xml:"model,omitempty"`
+	IP     []ipXML    `xml:"ip"`
+}
+
+type macXML struct {
+	Address string `xml:"address,attr"`
+}
+
+type targetXML struct {
+	Dev     string `xml:"dev,attr"`
+	Managed string `xml:"managed,attr,omitempty"`
+}
+
+type modelXML struct {
+	Type string `xml:"type,attr"`
 }
 
 type sourceXML struct {
@@ -252,17 +348,19 @@ func (d domainSpec) xml() (string, error) {
 		CurrentMemory: sizeXML{Unit: "MiB", Value: uint64(d.MemoryMB)},
 		VCPU:          vcpuXML{Placement: "static", Current: d.CPUs, Max: d.MaxCPUs},
 		// HVM boots any guest (Xen HVM/PVHVM, QEMU/KVM) without a kernel on the host.
-		OS:         osXML{Type: "hvm", Boot: bootXML{Dev: "hd"}},
+		OS:         osXML{Type: osTypeXML{Value: "hvm"}, Boot: &bootXML{Dev: "hd"}},
 		OnPoweroff: "destroy",
 		OnReboot:   "restart",
 		OnCrash:    "restart",
 	}
 	var nic *interfaceXML
 	switch {
+	case d.Guest != nil:
+		x.guest(d)
 	case d.Bridge != "":
-		nic = &interfaceXML{Type: "bridge", Source: sourceXML{Bridge: d.Bridge}}
+		nic = &interfaceXML{Type: "bridge", Source: &sourceXML{Bridge: d.Bridge}}
 	case d.Network != "":
-		nic = &interfaceXML{Type: "network", Source: sourceXML{Network: d.Network}}
+		nic = &interfaceXML{Type: "network", Source: &sourceXML{Network: d.Network}}
 	}
 	if nic != nil {
 		if d.GuestIP && d.IP != "" {
@@ -275,6 +373,51 @@ func (d domainSpec) xml() (string, error) {
 		return "", fmt.Errorf("render domain %s: %w", d.Name, err)
 	}
 	return string(b), nil
+}
+
+// guest adds a real guest's boot, disks, NIC, console and balloon.
+func (x *domainXML) guest(d domainSpec) {
+	g := d.Guest
+	bus, prefix := "virtio", "vd"
+	if d.Type == "xen" {
+		bus, prefix = "xen", "xvd"
+	}
+	if g.Kernel != "" {
+		x.OS.Kernel, x.OS.Initrd, x.OS.Cmdline, x.OS.Boot = g.Kernel, g.Initrd, g.Cmdline, nil
+	}
+	if d.Type != "xen" {
+		x.OS.Type.Machine = "q35"
+		if g.Emulated {
+			x.CPU = &cpuXML{Mode: "maximum"}
+		} else {
+			x.CPU = &cpuXML{Mode: "host-passthrough"}
+		}
+	}
+	if g.Disk != "" {
+		x.Devices.Disks = append(x.Devices.Disks, diskXML{Type: "file", Device: "disk",
+			Driver: diskDriverXML{Name: "qemu", Type: g.DiskFormat}, Source: diskSourceXML{File: g.Disk},
+			Target: diskTargetXML{Dev: prefix + "a", Bus: bus}})
+	}
+	x.Devices.Disks = append(x.Devices.Disks, diskXML{Type: "file", Device: "disk",
+		Driver: diskDriverXML{Name: "qemu", Type: "raw"}, Source: diskSourceXML{File: g.Seed},
+		Target: diskTargetXML{Dev: prefix + "b", Bus: bus}, ReadOnly: &struct{}{}})
+	nic := interfaceXML{MAC: &macXML{Address: g.MAC}}
+	if g.Tap != "" {
+		// A tap the plugin made: libvirt opens it and leaves it alone (netdev.go).
+		nic.Type, nic.Target, nic.Model = "ethernet", &targetXML{Dev: g.Tap, Managed: "no"}, &modelXML{Type: "virtio"}
+	} else {
+		nic.Type, nic.Source = "bridge", &sourceXML{Bridge: g.Bridge}
+		if d.GuestIP && d.IP != "" {
+			nic.IP = []ipXML{{Address: d.IP, Prefix: d.Prefix}}
+		}
+	}
+	x.Devices.Interfaces = append(x.Devices.Interfaces, nic)
+	port := 0
+	x.Devices.Serial = &serialXML{Type: "pty", Target: &serialTargetXML{Port: &port}}
+	x.Devices.Console = &serialXML{Type: "pty", Target: &serialTargetXML{Type: "serial", Port: &port}}
+	if d.Type != "xen" {
+		x.Devices.Balloon = &balloonXML{Model: "virtio", Stats: &statsXML{Period: 5}}
+	}
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

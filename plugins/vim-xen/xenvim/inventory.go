@@ -281,8 +281,15 @@ func partOf(s *settings, ref sdk.PartRef, nodes []node) sdk.Part {
 		part.Attributes["subnet"] = s.subnet.String()
 	}
 	setCredential(s, ref, rec, &part)
+	if s.guests && rec.EndpointIP != "" {
+		part.Attributes[AttrNetns] = EndpointNetns(s.provider.Name, ref.SliceID, ref.PartID)
+	}
+	var known []string
 	var down, failed []string
 	for _, n := range nodes {
+		if n.meta.HostKey != "" && n.meta.IP != "" {
+			known = append(known, n.meta.IP+" "+n.meta.HostKey)
+		}
 		st := nodeState(n.state)
 		out := sdk.Node{Name: n.meta.Name, VDU: n.meta.VDU, ID: n.uuid, Type: n.meta.Type, State: st,
 			CPUs: n.cpus, MemoryMB: n.memMB, StorageGB: n.meta.StorageGB}
@@ -297,6 +304,9 @@ func partOf(s *settings, ref sdk.PartRef, nodes []node) sdk.Part {
 		case sdk.StateStopped:
 			down = append(down, n.meta.Name)
 		}
+	}
+	if len(known) > 0 {
+		part.Attributes[AttrSSHKnownHosts] = strings.Join(known, "\n")
 	}
 	switch {
 	case len(failed) > 0:

@@ -64,6 +64,9 @@ type Plugin struct {
 
 	// deploys holds the deployments this process ran or runs (see deploy.go).
 	deploys deployTable
+
+	// store remembers the images' base volumes (storage.go).
+	store storage
 }
 
 var (

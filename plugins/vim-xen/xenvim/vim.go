@@ -3,6 +3,7 @@ package xenvim
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"sort"
 	"strings"
 	"time"
@@ -63,6 +64,14 @@ func (p *Plugin) Offer(_ context.Context, spec sdk.PartSpec) (sdk.Offer, error) 
 		o.Reason = why
 		return o, nil
 	}
+	if s.guests {
+		for _, v := range rec.VDUs {
+			if _, _, err := s.imageOf(v.Name, v.Image); err != nil {
+				o.Reason = strings.TrimPrefix(err.Error(), "InvalidArgument: ")
+				return o, nil
+			}
+		}
+	}
 	if ok, why := need.Fits(o.Free); !ok {
 		o.Reason = why
 		return o, nil
@@ -103,12 +112,22 @@ func (p *Plugin) Create(ctx context.Context, spec sdk.PartSpec) (sdk.Part, error
 		// scaled since it was first created.
 		rec = latestRecord(existing)
 	}
-	if rec, err = p.ensureKey(conn, spec.Ref, rec, existing); err != nil {
+	rec, key, err := p.ensureKey(conn, s, spec.Ref, rec, existing)
+	if err != nil {
 		return sdk.Part{}, fmt.Errorf("create part %s: %w", spec.Ref, err)
+	}
+	if s.guests && len(existing) > 0 {
+		// The part's network may be gone (a host restart): make it again first.
+		if err := p.partNet(s, spec.Ref, rec).ensure(); err != nil {
+			return sdk.Part{}, sdk.Errorf(sdk.CodeFailedPrecondition, "create part %s: network: %v", spec.Ref, err)
+		}
 	}
 	start := time.Now()
 	if missing := missingNodes(rec, existing); len(missing) > 0 {
-		if err := p.addNodes(ctx, conn, s, spec.Ref, rec, missing); err != nil {
+		if err := p.addNodes(ctx, conn, s, spec.Ref, rec, key, missing); err != nil {
+			if len(existing) == 0 {
+				p.forgetPart(s, spec.Ref, rec)
+			}
 			return sdk.Part{}, fmt.Errorf("create part %s: %w", spec.Ref, err)
 		}
 		p.log.Info("part created", "part", spec.Ref.String(), "nodes", len(missing),
@@ -116,7 +135,7 @@ func (p *Plugin) Create(ctx context.Context, spec sdk.PartSpec) (sdk.Part, error
 	}
 	for _, n := range existing {
 		if !n.active() {
-			if err := startDomain(conn, n.uuid); err != nil {
+			if err := p.startNode(conn, s, rec, n.uuid, n.domain); err != nil {
 				return sdk.Part{}, fmt.Errorf("create part %s: start %s: %w", spec.Ref, n.meta.Name, err)
 			}
 		}
@@ -160,56 +179,148 @@ func missingNodes(rec partRecord, have []node) []planned {
 
 // addNodes defines and starts the planned nodes of a part. The capacity check and the
 // defines happen under capMu, so concurrent calls cannot oversubscribe; starting runs
-// outside it. On any failure every domain this call defined is destroyed and undefined.
+// outside it. On any failure every domain this call defined is destroyed and undefined,
+// with its volumes and tap.
 func (p *Plugin) addNodes(ctx context.Context, conn *libvirt.Connect, s *settings, ref sdk.PartRef,
-	rec partRecord, pls []planned) (err error) {
-	var made []string // UUIDs
+	rec partRecord, key string, pls []planned) (err error) {
+	var made []madeNode
 	defer func() {
 		if err != nil && len(made) > 0 {
 			p.log.Warn("removing the nodes of a failed call", "part", ref.String(), "nodes", len(made), "error", err)
-			for _, id := range made {
-				if cerr := destroyDomain(conn, id); cerr != nil {
-					p.log.Error("could not remove node", "part", ref.String(), "uuid", id, "error", cerr)
+			for _, m := range made {
+				if cerr := p.removeNode(conn, s, rec, m.uuid, m.domain); cerr != nil {
+					p.log.Error("could not remove node", "part", ref.String(), "domain", m.domain, "error", cerr)
 				}
 			}
 		}
 	}()
-	if err := p.defineNodes(ctx, conn, s, ref, rec, pls, &made); err != nil {
+	rec, err = p.defineNodes(ctx, conn, s, ref, rec, key, pls, &made)
+	if err != nil {
 		return err
 	}
-	for _, id := range made {
+	if s.guests {
+		if err := p.partNet(s, ref, rec).ensure(); err != nil {
+			return sdk.Errorf(sdk.CodeFailedPrecondition, "network of part %s: %v", ref, err)
+		}
+	}
+	for _, m := range made {
 		if err := ctx.Err(); err != nil {
 			return sdk.Errorf(sdk.CodeCanceled, "start nodes: %v", err)
 		}
-		if err := startDomain(conn, id); err != nil {
+		if err := p.startNode(conn, s, rec, m.uuid, m.domain); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (p *Plugin) defineNodes(ctx context.Context, conn *libvirt.Connect, s *settings, ref sdk.PartRef,
-	rec partRecord, pls []planned, made *[]string) error {
-	p.capMu.Lock()
-	defer p.capMu.Unlock()
-	if why := tooBig(s, rec.VDUs); why != "" {
-		return sdk.Errorf(sdk.CodeResourceExhausted, "provider %s: %s", s.provider.Name, why)
+// madeNode is a node a call made (or began to make: uuid is empty until it is defined).
+type madeNode struct{ uuid, domain string }
+
+// startNode starts a node's domain; a real guest's tap is made (or brought back) in the
+// host namespace first, and put onto the part's bridge once the guest runs.
+func (p *Plugin) startNode(conn *libvirt.Connect, s *settings, rec partRecord, uuid, domain string) error {
+	if s.guests {
+		if err := ensureTap(tapName(domain), rec.Netns); err != nil {
+			return sdk.Errorf(sdk.CodeFailedPrecondition, "node %s: %v", domain, err)
+		}
 	}
-	all, err := p.inventory(conn, s)
+	if err := startDomain(conn, uuid); err != nil {
+		return err
+	}
+	if s.guests {
+		if err := plugTap(tapName(domain), rec.Netns, rec.Bridge); err != nil {
+			return sdk.Errorf(sdk.CodeFailedPrecondition, "node %s: %v", domain, err)
+		}
+	}
+	return nil
+}
+
+// removeNode destroys and undefines a node's domain (uuid may be empty: never defined)
+// and removes its volumes and tap.
+func (p *Plugin) removeNode(conn *libvirt.Connect, s *settings, rec partRecord, uuid, domain string) error {
+	if uuid != "" {
+		if err := destroyDomain(conn, uuid); err != nil {
+			return err
+		}
+		p.cpu.forget(uuid)
+	}
+	if !s.guests {
+		return nil
+	}
+	pool, err := p.pool(conn, s)
 	if err != nil {
 		return err
 	}
+	defer pool.Free()
+	if err := deleteVolumes(pool, domain); err != nil {
+		return err
+	}
+	if err := deleteTap(tapName(domain), rec.Netns); err != nil {
+		return sdk.Errorf(sdk.CodeInternal, "%v", err)
+	}
+	return nil
+}
+
+// forgetPart removes what a part has besides its nodes: its network and its key.
+func (p *Plugin) forgetPart(s *settings, ref sdk.PartRef, rec partRecord) {
+	if s.guests {
+		if err := p.partNet(s, ref, rec).remove(); err != nil {
+			p.log.Warn("could not remove a part's network", "part", ref.String(), "error", err)
+		}
+	}
+	if err := deletePartKey(s, ref); err != nil {
+		p.log.Warn("could not remove a part's key", "part", ref.String(), "error", err)
+	}
+}
+
+func (p *Plugin) partNet(s *settings, ref sdk.PartRef, rec partRecord) partNet {
+	n := partNet{provider: s.provider.Name, slice: ref.SliceID, part: ref.PartID, netns: rec.Netns, bridge: rec.Bridge}
+	if ip, err := netip.ParseAddr(rec.EndpointIP); err == nil {
+		n.endpoint = netip.PrefixFrom(ip, s.nicPrefix)
+	}
+	return n
+}
+
+func (p *Plugin) defineNodes(ctx context.Context, conn *libvirt.Connect, s *settings, ref sdk.PartRef,
+	rec partRecord, key string, pls []planned, made *[]madeNode) (partRecord, error) {
+	var g *guestPlan
+	if s.guests {
+		var err error
+		if g, err = p.planGuests(conn, s, rec, key, pls); err != nil {
+			return rec, err
+		}
+		defer g.pool.Free()
+	}
+	p.capMu.Lock()
+	defer p.capMu.Unlock()
+	if why := tooBig(s, rec.VDUs); why != "" {
+		return rec, sdk.Errorf(sdk.CodeResourceExhausted, "provider %s: %s", s.provider.Name, why)
+	}
+	all, err := p.inventory(conn, s)
+	if err != nil {
+		return rec, err
+	}
 	if ok, why := plannedUsage(pls).Fits(free(s, usage(all))); !ok {
-		return sdk.Errorf(sdk.CodeResourceExhausted, "provider %s: %s", s.provider.Name, why)
+		return rec, sdk.Errorf(sdk.CodeResourceExhausted, "provider %s: %s", s.provider.Name, why)
 	}
 	var alloc *allocator
 	if s.subnet.IsValid() && hasNIC(s, rec) {
 		alloc = newAllocator(s.subnet, addresses(all))
 	}
+	if s.guests && rec.EndpointIP == "" {
+		// The part's endpoint (netdev.go) takes an address of the subnet like a node.
+		ip, ok := alloc.next()
+		if !ok {
+			return rec, sdk.Errorf(sdk.CodeResourceExhausted, "provider %s: no free address left in subnet %s",
+				s.provider.Name, s.subnet)
+		}
+		rec.EndpointIP = ip.String()
+	}
 	now := time.Now().UTC().Format(time.RFC3339)
-	for _, pl := range pls {
+	for i, pl := range pls {
 		if err := ctx.Err(); err != nil {
-			return sdk.Errorf(sdk.CodeCanceled, "define nodes: %v", err)
+			return rec, sdk.Errorf(sdk.CodeCanceled, "define nodes: %v", err)
 		}
 		d := domainSpec{
 			Name: domainName(s.provider.Name, ref, pl.name()),
@@ -226,27 +337,33 @@ func (p *Plugin) defineNodes(ctx context.Context, conn *libvirt.Connect, s *sett
 		if alloc != nil {
 			ip, ok := alloc.next()
 			if !ok {
-				return sdk.Errorf(sdk.CodeResourceExhausted, "provider %s: no free address left in subnet %s",
+				return rec, sdk.Errorf(sdk.CodeResourceExhausted, "provider %s: no free address left in subnet %s",
 					s.provider.Name, s.subnet)
 			}
 			d.IP, d.Prefix, d.Meta.IP = ip.String(), alloc.prefixLen(), ip.String()
 		}
+		*made = append(*made, madeNode{domain: d.Name})
+		if g != nil {
+			if err := g.prepare(conn, &d, pl, g.images[i]); err != nil {
+				return rec, err
+			}
+		}
 		x, err := d.xml()
 		if err != nil {
-			return sdk.Errorf(sdk.CodeInternal, "%v", err)
+			return rec, sdk.Errorf(sdk.CodeInternal, "%v", err)
 		}
 		dom, err := conn.DomainDefineXML(x)
 		if err != nil {
-			return lvError(err, "define node %s (domain %s)", pl.name(), d.Name)
+			return rec, lvError(err, "define node %s (domain %s)", pl.name(), d.Name)
 		}
 		id, err := dom.GetUUIDString()
 		_ = dom.Free()
 		if err != nil {
-			return lvError(err, "define node %s (domain %s)", pl.name(), d.Name)
+			return rec, lvError(err, "define node %s (domain %s)", pl.name(), d.Name)
 		}
-		*made = append(*made, id)
+		(*made)[len(*made)-1].uuid = id
 	}
-	return nil
+	return rec, nil
 }
 
 // withDomain looks a domain up by UUID and runs f on it.
@@ -579,7 +696,11 @@ func (p *Plugin) Scale(ctx context.Context, req sdk.ScaleRequest) (sdk.Part, err
 			}
 			pls = append(pls, pl)
 		}
-		if err := p.addNodes(ctx, conn, s, req.Ref, next, pls); err != nil {
+		_, key, err := p.ensureKey(conn, s, req.Ref, next, nil)
+		if err != nil {
+			return sdk.Part{}, fmt.Errorf("scale part %s: %w", req.Ref, err)
+		}
+		if err := p.addNodes(ctx, conn, s, req.Ref, next, key, pls); err != nil {
 			return sdk.Part{}, fmt.Errorf("scale part %s: %w", req.Ref, err)
 		}
 		if err := p.writeRecord(conn, nodes, next); err != nil {
@@ -594,10 +715,9 @@ func (p *Plugin) Scale(ctx context.Context, req sdk.ScaleRequest) (sdk.Part, err
 			return sdk.Part{}, fmt.Errorf("scale part %s: %w", req.Ref, err)
 		}
 		for _, n := range drop {
-			if err := destroyDomain(conn, n.uuid); err != nil {
+			if err := p.removeNode(conn, s, rec, n.uuid, n.domain); err != nil {
 				return sdk.Part{}, fmt.Errorf("scale part %s: remove %s: %w", req.Ref, n.meta.Name, err)
 			}
-			p.cpu.forget(n.uuid)
 		}
 	default:
 		if cur, _ := rec.vdu(req.VDU); cur.Instances != req.Instances {
@@ -626,12 +746,16 @@ func (p *Plugin) Delete(_ context.Context, ref sdk.PartRef) error {
 		return fmt.Errorf("delete part %s: %w", ref, err)
 	}
 	start := time.Now()
+	rec := partRecord{}
+	if len(nodes) > 0 {
+		rec = latestRecord(nodes)
+	}
 	for _, n := range nodes {
-		if err := destroyDomain(conn, n.uuid); err != nil {
+		if err := p.removeNode(conn, s, rec, n.uuid, n.domain); err != nil {
 			return fmt.Errorf("delete part %s: node %s: %w", ref, n.meta.Name, err)
 		}
-		p.cpu.forget(n.uuid)
 	}
+	p.forgetPart(s, ref, rec)
 	if len(nodes) > 0 {
 		p.log.Info("part deleted", "part", ref.String(), "nodes", len(nodes), "took", time.Since(start))
 	}

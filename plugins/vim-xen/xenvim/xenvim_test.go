@@ -216,6 +216,9 @@ func newTestPlugin(t *testing.T, cfg Config) (*Plugin, sdk.Provider) {
 	if cfg.Capacity.CPUs == 0 {
 		cfg.Capacity = Capacity{CPUs: 8, MemoryMB: 4096, StorageGB: 50}
 	}
+	if cfg.KeyDir == "" {
+		cfg.KeyDir = t.TempDir()
+	}
 	raw, err := json.Marshal(cfg)
 	if err != nil {
 		t.Fatal(err)

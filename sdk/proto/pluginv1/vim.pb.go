@@ -199,10 +199,12 @@ type PartSpec struct {
 	Type     string `protobuf:"bytes,3,opt,name=type,proto3" json:"type,omitempty"`
 	Location string `protobuf:"bytes,4,opt,name=location,proto3" json:"location,omitempty"`
 	// Per-slice bridge at the provider's site that the part's nodes attach to.
-	Bridge        string            `protobuf:"bytes,5,opt,name=bridge,proto3" json:"bridge,omitempty"`
-	Tenant        string            `protobuf:"bytes,6,opt,name=tenant,proto3" json:"tenant,omitempty"`
-	Vdus          []*VDUSpec        `protobuf:"bytes,7,rep,name=vdus,proto3" json:"vdus,omitempty"`
-	Labels        map[string]string `protobuf:"bytes,8,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Bridge string            `protobuf:"bytes,5,opt,name=bridge,proto3" json:"bridge,omitempty"`
+	Tenant string            `protobuf:"bytes,6,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	Vdus   []*VDUSpec        `protobuf:"bytes,7,rep,name=vdus,proto3" json:"vdus,omitempty"`
+	Labels map[string]string `protobuf:"bytes,8,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Named network namespace at the provider's site holding the bridge; empty is the host's.
+	Netns         string `protobuf:"bytes,9,opt,name=netns,proto3" json:"netns,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -291,6 +293,13 @@ func (x *PartSpec) GetLabels() map[string]string {
 		return x.Labels
 	}
 	return nil
+}
+
+func (x *PartSpec) GetNetns() string {
+	if x != nil {
+		return x.Netns
+	}
+	return ""
 }
 
 type VIMOfferRequest struct {
@@ -1481,7 +1490,7 @@ const file_necos_plugin_v1_vim_proto_rawDesc = "" +
 	" \x03(\v2 .necos.plugin.v1.VDUSpec.OsEntryR\x02os\x1a5\n" +
 	"\aOsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd2\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe8\x02\n" +
 	"\bPartSpec\x12*\n" +
 	"\x03ref\x18\x01 \x01(\v2\x18.necos.plugin.v1.PartRefR\x03ref\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
@@ -1490,7 +1499,8 @@ const file_necos_plugin_v1_vim_proto_rawDesc = "" +
 	"\x06bridge\x18\x05 \x01(\tR\x06bridge\x12\x16\n" +
 	"\x06tenant\x18\x06 \x01(\tR\x06tenant\x12,\n" +
 	"\x04vdus\x18\a \x03(\v2\x18.necos.plugin.v1.VDUSpecR\x04vdus\x12=\n" +
-	"\x06labels\x18\b \x03(\v2%.necos.plugin.v1.PartSpec.LabelsEntryR\x06labels\x1a9\n" +
+	"\x06labels\x18\b \x03(\v2%.necos.plugin.v1.PartSpec.LabelsEntryR\x06labels\x12\x14\n" +
+	"\x05netns\x18\t \x01(\tR\x05netns\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"@\n" +

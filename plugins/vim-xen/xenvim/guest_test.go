@@ -1,0 +1,256 @@
+package xenvim
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/necos/necos/sdk"
+	"github.com/necos/necos/sdk/nsnet"
+	"github.com/necos/necos/sdk/plugintest"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/crypto/ssh"
+	"libvirt.org/go/libvirt"
+)
+
+// Real guests: these tests boot the project's guest image (NECOS_GUEST_IMAGE, from
+// scripts/guest-image.sh) under qemu:///system (NECOS_QEMU_URI, from scripts/qemu.sh),
+// with TCG unless the machine has working KVM.
+
+const (
+	envGuestImage = "NECOS_GUEST_IMAGE"
+	envQemuURI    = "NECOS_QEMU_URI"
+)
+
+// guestEnv is a provider of real guests on its own site namespace.
+type guestEnv struct {
+	p        *Plugin
+	provider sdk.Provider
+	site     string // network namespace
+	cfg      Config
+}
+
+func guestConfig(t testing.TB) (Config, bool) {
+	dir, uri := os.Getenv(envGuestImage), os.Getenv(envQemuURI)
+	if dir == "" || uri == "" {
+		return Config{}, false
+	}
+	return Config{
+		URI:        uri,
+		DomainType: "qemu", // no working KVM on the test machines
+		Capacity:   Capacity{CPUs: 10, MemoryMB: 8192, StorageGB: 100},
+		MaxNode:    NodeLimit{CPUs: 4, MemoryMB: 1024},
+		Subnet:     "10.77.0.0/24",
+		Images: map[string]Image{"necos-guest": {Disk: filepath.Join(dir, "disk.qcow2"),
+			Kernel: filepath.Join(dir, "vmlinuz"), Initrd: filepath.Join(dir, "initrd.img"), Cmdline: "console=ttyS0 quiet"}},
+		DefaultImage: "necos-guest",
+		StorageDir:   "/var/lib/necos/vim-xen/test-pool",
+		StoragePool:  "necos-test",
+		KeyDir:       t.TempDir(),
+	}, true
+}
+
+// newSite makes a network namespace standing for a provider's site.
+func newSite(t testing.TB) string {
+	t.Helper()
+	name := "necost-" + suffix()
+	if err := ensureNamedNetns(name); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = netns.DeleteNamed(name) })
+	return name
+}
+
+func newGuestEnv(t *testing.T) *guestEnv {
+	t.Helper()
+	cfg, ok := guestConfig(t)
+	if !ok {
+		plugintest.NeedBackend(t, envGuestImage+" and "+envQemuURI+" (scripts/guest-image.sh, scripts/qemu.sh)")
+	}
+	raw, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &guestEnv{provider: sdk.Provider{Name: "guests-" + suffix()}, site: newSite(t), cfg: cfg}
+	e.p = New(plugintest.TestLogger(t))
+	if err := e.p.Configure(context.Background(), sdk.Config{Provider: e.provider, JSON: raw}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.p.Close() })
+	return e
+}
+
+func (e *guestEnv) spec(part string, vdus ...sdk.VDUSpec) sdk.PartSpec {
+	ref := sdk.PartRef{SliceID: "guests-" + suffix(), PartID: part}
+	return sdk.PartSpec{Ref: ref, Name: part, Type: "DC", Bridge: "nbt" + digest(ref.SliceID, part)[:10],
+		Netns: e.site, VDUs: vdus}
+}
+
+// sshTo runs a command on a node of part as root over SSH from the part's endpoint
+// namespace, pinning the node's host key.
+func sshTo(t testing.TB, part sdk.Part, node string, cmd string) (string, error) {
+	t.Helper()
+	var n *sdk.Node
+	for i := range part.Nodes {
+		if part.Nodes[i].Name == node {
+			n = &part.Nodes[i]
+		}
+	}
+	if n == nil || len(n.IPs) == 0 {
+		t.Fatalf("no node %s with an address in %+v", node, part.Nodes)
+	}
+	signer, err := ssh.ParsePrivateKey([]byte(part.Credential.Secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pinned ssh.PublicKey
+	for _, line := range strings.Split(part.Attributes[AttrSSHKnownHosts], "\n") {
+		if ip, key, ok := strings.Cut(line, " "); ok && ip == n.IPs[0] {
+			if pinned, _, _, _, err = ssh.ParseAuthorizedKey([]byte(key)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if pinned == nil {
+		t.Fatalf("no pinned host key for %s in %q", node, part.Attributes[AttrSSHKnownHosts])
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	conn, err := nsnet.Dial(ctx, "tcp", nsnet.Endpoint{Netns: part.Attributes[AttrNetns], Addr: n.IPs[0] + ":22"})
+	if err != nil {
+		return "", err
+	}
+	cfg := &ssh.ClientConfig{User: "root", Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)},
+		HostKeyCallback: ssh.FixedHostKey(pinned), HostKeyAlgorithms: []string{pinned.Type()}, Timeout: 15 * time.Second}
+	c, chans, reqs, err := ssh.NewClientConn(conn, n.IPs[0], cfg)
+	if err != nil {
+		conn.Close()
+		return "", err
+	}
+	client := ssh.NewClient(c, chans, reqs)
+	defer client.Close()
+	s, err := client.NewSession()
+	if err != nil {
+		return "", err
+	}
+	defer s.Close()
+	out, err := s.CombinedOutput(cmd)
+	return string(out), err
+}
+
+// waitSSH retries cmd until the node answers or the deadline passes.
+func waitSSH(t testing.TB, part sdk.Part, node, cmd string, within time.Duration) string {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		out, err := sshTo(t, part, node, cmd)
+		if err == nil {
+			return out
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node %s did not answer SSH within %s: %v", node, within, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func TestRealGuestLifecycle(t *testing.T) {
+	e := newGuestEnv(t)
+	spec := e.spec("core-dc", sdk.VDUSpec{Name: "core_vm", Instances: 1, CPUs: 1, MemoryMB: 256, StorageGB: 1})
+	ctx := context.Background()
+	start := time.Now()
+	part, err := e.p.Create(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("create: %s", time.Since(start))
+	t.Cleanup(func() { _ = e.p.Delete(context.Background(), spec.Ref) })
+	out := waitSSH(t, part, "core_vm-1", "hostname; nproc; cat /data/README", 60*time.Second)
+	t.Logf("create to SSH: %s", time.Since(start))
+	if want := "core_vm-1\n1\nnecos guest data disk\n"; out != want {
+		t.Errorf("guest says %q, want %q", out, want)
+	}
+	// Resize is a live hot-plug the guest sees.
+	if part, err = e.p.Resize(ctx, sdk.ResizeRequest{Ref: spec.Ref, VDU: "core_vm", CPUs: 2}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, err := sshTo(t, part, "core_vm-1", "nproc")
+		if err == nil && strings.TrimSpace(out) == "2" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nproc after resizing to 2 vCPUs: %q %v", out, err)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	// The host namespace holds no address of the guest's network and no tap.
+	if l, err := netlink.LinkByName(tapName(domainName(e.provider.Name, spec.Ref, "core_vm-1"))); err == nil {
+		t.Errorf("tap %s is in the host namespace", l.Attrs().Name)
+	}
+	if err := e.p.Delete(ctx, spec.Ref); err != nil {
+		t.Fatal(err)
+	}
+	assertGone(t, e, spec)
+}
+
+// assertGone checks that nothing of the part is left: domains, volumes, taps, the
+// endpoint namespace, the bridge, the key.
+func assertGone(t *testing.T, e *guestEnv, spec sdk.PartSpec) {
+	t.Helper()
+	conn, err := libvirt.NewConnect(e.cfg.URI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	prefix := namePrefix + cleanName(spec.Ref.SliceID) + "."
+	doms, _ := conn.ListAllDomains(0)
+	for _, d := range doms {
+		if n, _ := d.GetName(); strings.HasPrefix(n, prefix) {
+			t.Errorf("domain %s left", n)
+		}
+		_ = d.Free()
+	}
+	pool, err := conn.LookupStoragePoolByName(e.cfg.StoragePool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Free()
+	_ = pool.Refresh(0)
+	vols, _ := pool.ListAllStorageVolumes(0)
+	for _, v := range vols {
+		if n, _ := v.GetName(); strings.HasPrefix(n, prefix) {
+			t.Errorf("volume %s left", n)
+		}
+		_ = v.Free()
+	}
+	if _, err := os.Stat(nsnet.Path(EndpointNetns(e.provider.Name, spec.Ref.SliceID, spec.Ref.PartID))); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("endpoint namespace left (%v)", err)
+	}
+	h, err := handleIn(e.site)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	links, _ := h.LinkList()
+	for _, l := range links {
+		if l.Attrs().Name != "lo" {
+			t.Errorf("device %s (%s) left in the site namespace", l.Attrs().Name, l.Type())
+		}
+	}
+	if _, err := os.Stat(filepath.Join(e.cfg.KeyDir, cleanName(e.provider.Name))); err == nil {
+		entries, _ := os.ReadDir(filepath.Join(e.cfg.KeyDir, cleanName(e.provider.Name)))
+		if len(entries) > 0 {
+			t.Errorf("key files left: %d", len(entries))
+		}
+	}
+	_ = fmt.Sprint()
+}
