@@ -254,3 +254,89 @@ func assertGone(t *testing.T, e *guestEnv, spec sdk.PartSpec) {
 	}
 	_ = fmt.Sprint()
 }
+
+// Two slices' parts at one site: each reachable from its own endpoint, deployable over
+// SSH, and neither sees the other's guests.
+func TestRealGuestsDeployAndIsolation(t *testing.T) {
+	e := newGuestEnv(t)
+	ctx := context.Background()
+	specs := []sdk.PartSpec{
+		e.spec("edge-a", sdk.VDUSpec{Name: "vm", Instances: 1, CPUs: 1, MemoryMB: 256, StorageGB: 1}),
+		e.spec("edge-b", sdk.VDUSpec{Name: "vm", Instances: 1, CPUs: 1, MemoryMB: 256, StorageGB: 1}),
+	}
+	parts := make([]sdk.Part, len(specs))
+	errs := make(chan error, len(specs))
+	for i := range specs {
+		go func() {
+			var err error
+			parts[i], err = e.p.Create(ctx, specs[i])
+			errs <- err
+		}()
+	}
+	for range specs {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range specs {
+		t.Cleanup(func() { _ = e.p.Delete(context.Background(), specs[i].Ref) })
+	}
+	for _, part := range parts {
+		waitSSH(t, part, "vm-1", "true", 60*time.Second)
+	}
+	// The Deployer runs commands on every node, over SSH from the part's endpoint.
+	for i, part := range parts {
+		d, err := e.p.Deploy(ctx, sdk.DeployRequest{ServiceID: "svc", Part: part,
+			Work: []sdk.NodeWork{{Commands: []string{"echo deployed-" + part.Name + " > /data/svc", "cat /data/svc"}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.State != sdk.DeploySucceeded || strings.TrimSpace(d.Nodes[0].Steps[1].Stdout) != "deployed-"+specs[i].Name {
+			t.Fatalf("deploy on %s: %+v", part.Name, d)
+		}
+	}
+	a, b := parts[0], parts[1]
+	ipA, ipB := a.Nodes[0].IPs[0], b.Nodes[0].IPs[0]
+	if out, err := sshTo(t, a, "vm-1", "ping -c 1 -W 2 "+ipA); err != nil {
+		t.Fatalf("a guest cannot ping itself: %v %s", err, out)
+	}
+	if out, err := sshTo(t, a, "vm-1", "ping -c 2 -W 2 "+ipB); err == nil {
+		t.Errorf("slice A's guest reaches slice B's guest %s:\n%s", ipB, out)
+	}
+	if out, err := sshTo(t, b, "vm-1", "ping -c 2 -W 2 "+ipA); err == nil {
+		t.Errorf("slice B's guest reaches slice A's guest %s:\n%s", ipA, out)
+	}
+	// B's endpoint cannot reach A's guest either.
+	ctx2, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	if c, err := nsnet.Dial(ctx2, "tcp", nsnet.Endpoint{Netns: b.Attributes[AttrNetns], Addr: ipA + ":22"}); err == nil {
+		c.Close()
+		t.Errorf("slice B's endpoint reaches slice A's guest")
+	}
+}
+
+func TestConformanceRealGuests(t *testing.T) {
+	e := newGuestEnv(t)
+	// The suite sizes its racing parts at a fifth of the capacity each.
+	e.cfg.MaxNode = NodeLimit{CPUs: 4, MemoryMB: 2048}
+	plugintest.RunVIM(t, plugintest.InProcess(t, e.p, e.provider, mustJSON(t, e.cfg)), plugintest.VIMOptions{
+		Capacity: sdk.Resources{CPUs: e.cfg.Capacity.CPUs, MemoryMB: e.cfg.Capacity.MemoryMB, StorageGB: e.cfg.Capacity.StorageGB},
+		Node:     sdk.Resources{CPUs: 1, MemoryMB: 256, StorageGB: 1},
+		Spec: func(p sdk.PartSpec) sdk.PartSpec {
+			p.Bridge, p.Netns = "nbt"+digest(p.Ref.SliceID, p.Ref.PartID)[:10], e.site
+			for i := range p.VDUs {
+				p.VDUs[i].Image = "necos-guest"
+			}
+			return p
+		},
+		SlicePrefix: "real-" + suffix(),
+	})
+}
+
+func mustJSON(t testing.TB, v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

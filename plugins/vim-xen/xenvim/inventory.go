@@ -156,7 +156,10 @@ func (c *domainCache) retain(seen map[string]bool) {
 
 // readNode reads one domain; ok is false for domains that are not this provider's.
 func readNode(d *libvirt.Domain, s *settings) (node, bool, error) {
-	desc, err := d.GetXMLDesc(0)
+	// The persistent definition: a guest's live memory follows its balloon, which
+	// reaches the size asked for only once the guest's driver runs; the size the node
+	// has (and holds of the capacity) is the one defined.
+	desc, err := d.GetXMLDesc(libvirt.DOMAIN_XML_INACTIVE)
 	if err != nil {
 		return node{}, false, err
 	}

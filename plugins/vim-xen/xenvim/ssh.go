@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/necos/necos/sdk"
+	"github.com/necos/necos/sdk/nsnet"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 )
@@ -227,17 +228,17 @@ func hostKeyCheck(pinned []ssh.PublicKey, knownHostsFile string) (ssh.HostKeyCal
 
 // sshTarget is where and as whom a node's commands run.
 type sshTarget struct {
-	node string
-	addr string // host:port
-	cfg  *ssh.ClientConfig
+	node  string
+	addr  string // host:port
+	cfg   *ssh.ClientConfig
+	netns string // the namespace to dial from; empty: the plugin's own
 }
 
 // dial connects to the target, giving up when ctx ends or after dialTimeout.
 func (t sshTarget) dial(ctx context.Context) (*ssh.Client, error) {
 	ctx, cancel := context.WithTimeout(ctx, dialTimeout)
 	defer cancel()
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", t.addr)
+	conn, err := nsnet.Dial(ctx, "tcp", nsnet.Endpoint{Netns: t.netns, Addr: t.addr})
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", t.addr, err)
 	}
