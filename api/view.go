@@ -80,6 +80,7 @@ func partView(p *store.Part) v1.Part {
 	if ref.API != nil || ref.SSH != nil {
 		out.VIMRef = &ref
 	}
+	out.Attributes = o.Attributes
 	if c := o.Credential; c.Kind != "" {
 		out.Credential = &v1.Credential{Kind: c.Kind, User: c.User, Secret: c.Secret, HostKey: c.HostKey, Expires: timePtr(c.Expires)}
 	}

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job: builds necos and runs necosd on its embedded defaults — the slice
 # database under ./data, the plugins in bin/plugins, the example catalogue of five
-# providers (libvirt's test driver, VXLAN links in network namespaces, InfluxDB
-# monitoring), the API on 127.0.0.1:8080. Extra arguments go to necosd.
+# providers (real guests under QEMU, VXLAN links in network namespaces, InfluxDB
+# monitoring), the API on 127.0.0.1:8080. Extra arguments go to necosd
+# (--catalogue examples/catalogue-bench.yaml: the same sites on libvirt's test driver).
 #
 # Run as root: the WAN plugin builds the federation's network namespaces.
 set -euo pipefail
@@ -14,6 +15,10 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 make build
+# Real guests: libvirt's QEMU driver and the project's guest image (the default catalogue
+# boots it; cold, the image takes about 10 s to build).
+./scripts/qemu.sh >/dev/null
+export NECOS_GUEST_IMAGE=$(./scripts/guest-image.sh)
 
 influx_pid=$(./scripts/influxdb.sh data/influxdb 127.0.0.1:8086)
 cleanup() {

@@ -69,6 +69,10 @@ type Part struct {
 	// Credential is how the tenant logs in (NECOS vim-credential); only its owner sees it.
 	Credential *Credential `json:"credential,omitempty"`
 	Nodes      []Node      `json:"nodes"`
+	// Attributes are the backend's facts about the part: for real guests "netns" (the
+	// network namespace their addresses are reached from) and "ssh-known-hosts" (each
+	// node's pinned host key).
+	Attributes map[string]string `json:"attributes,omitempty"`
 }
 
 // Resources is an amount of compute.

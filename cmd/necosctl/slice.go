@@ -21,7 +21,7 @@ func newSliceCommand(a *app) *cobra.Command {
 		Aliases: []string{"slices"},
 		Short:   "Create, list, read, follow and delete slices",
 	}
-	cmd.AddCommand(newSliceCreate(a), newSliceList(a), newSliceGet(a), newSliceDelete(a), newSliceWatch(a), newSliceTimings(a))
+	cmd.AddCommand(newSliceCreate(a), newSliceList(a), newSliceGet(a), newSliceDelete(a), newSliceWatch(a), newSliceTimings(a), newSlicePortForward(a))
 	return cmd
 }
 
