@@ -94,4 +94,3 @@ func forwardTarget(s *v1.Slice, part, node string, port int) (nsnet.Endpoint, er
 	}
 	return nsnet.Endpoint{}, fmt.Errorf("slice %s has no part %q (parts: %s)", s.ID, part, strings.Join(names, ", "))
 }
-
