@@ -67,6 +67,9 @@ func (p *Plugin) pool(conn *libvirt.Connect, s *settings) (*libvirt.StoragePool,
 		}
 	}
 	if active, err := pool.IsActive(); err == nil && !active {
+		// Another process may have defined the pool and not built its directory yet:
+		// building is idempotent (an existing directory is kept).
+		_ = pool.Build(0)
 		if err := pool.Create(0); err != nil && !isLibvirtCode(err, libvirt.ERR_OPERATION_INVALID) {
 			_ = pool.Free()
 			return nil, lvError(err, "start storage pool %s", s.pool)
