@@ -18,11 +18,14 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 )
 
@@ -223,4 +226,59 @@ func (f *Forwarder) report(err error) {
 	if f.onErr != nil {
 		f.onErr(err)
 	}
+}
+
+// Create makes a named network namespace (as `ip netns add` does) with its loopback up.
+// It fails when the name is taken. Creating a namespace switches the calling thread into
+// it, so that happens on a thread of its own that is never handed back (see [In]).
+func Create(name string) error {
+	if name == "" || filepath.IsAbs(name) || strings.ContainsRune(name, '/') {
+		return fmt.Errorf("create network namespace: name: expected a plain name, got %q", name)
+	}
+	if _, err := os.Stat(Path(name)); err == nil {
+		return fmt.Errorf("create network namespace %s: %w", name, os.ErrExist)
+	}
+	done := make(chan error, 1)
+	go func() {
+		// Locked and never unlocked: the thread ends with this goroutine.
+		runtime.LockOSThread()
+		ns, err := netns.NewNamed(name)
+		if err != nil {
+			done <- fmt.Errorf("create network namespace %s: %w", name, err)
+			return
+		}
+		defer ns.Close()
+		h, err := netlink.NewHandleAt(ns)
+		if err != nil {
+			done <- fmt.Errorf("network namespace %s: %w", name, err)
+			return
+		}
+		defer h.Close()
+		lo, err := h.LinkByName("lo")
+		if err == nil {
+			err = h.LinkSetUp(lo)
+		}
+		if err != nil {
+			done <- fmt.Errorf("network namespace %s: loopback up: %w", name, err)
+			return
+		}
+		done <- nil
+	}()
+	if err := <-done; err != nil {
+		_ = netns.DeleteNamed(name)
+		return err
+	}
+	return nil
+}
+
+// Remove deletes a named network namespace (as `ip netns delete` does); a missing one is
+// not an error. Its interfaces go when the last process in it has gone.
+func Remove(name string) error {
+	if name == "" || filepath.IsAbs(name) || strings.ContainsRune(name, '/') {
+		return fmt.Errorf("remove network namespace: name: expected a plain name, got %q", name)
+	}
+	if err := netns.DeleteNamed(name); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove network namespace %s: %w", name, err)
+	}
+	return nil
 }

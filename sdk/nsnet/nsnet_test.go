@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -163,5 +164,45 @@ func TestUnknownNamespace(t *testing.T) {
 	_, err := nsnet.Dial(context.Background(), "tcp", nsnet.Endpoint{Netns: "necos-nsnet-missing", Addr: "127.0.0.1:1"})
 	if err == nil || !strings.Contains(err.Error(), "necos-nsnet-missing") {
 		t.Fatalf("got %v, want an error naming the namespace", err)
+	}
+}
+
+func TestCreateAndRemove(t *testing.T) {
+	if os.Geteuid() != 0 {
+		plugintest.NeedBackend(t, "network namespaces need root")
+	}
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	name := "necos-nsnet-" + hex.EncodeToString(b)
+	if err := nsnet.Create(name); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = nsnet.Remove(name) })
+	if err := nsnet.Create(name); !errors.Is(err, os.ErrExist) {
+		t.Errorf("second create: got %v, want ErrExist", err)
+	}
+	// Loopback is up: something listens and answers there.
+	ep := echo(t, name)
+	c, err := nsnet.Dial(context.Background(), "tcp", ep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := roundTrip(t, c, "hi"); got != name+" hi" {
+		t.Errorf("echo: got %q", got)
+	}
+	c.Close()
+	if err := nsnet.Remove(name); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(nsnet.Path(name)); !os.IsNotExist(err) {
+		t.Errorf("namespace file still there: %v", err)
+	}
+	if err := nsnet.Remove(name); err != nil {
+		t.Errorf("removing a missing namespace: %v", err)
+	}
+	for _, bad := range []string{"", "a/b", "/abs"} {
+		if err := nsnet.Create(bad); err == nil {
+			t.Errorf("Create(%q) accepted", bad)
+		}
 	}
 }
