@@ -6,7 +6,7 @@ PLUGIN_DIR := $(BIN)/plugins
 PLUGINS := $(notdir $(wildcard plugins/*))
 PROTO_SRC := $(wildcard sdk/proto/necos/plugin/v1/*.proto)
 
-.PHONY: all build plugins lock proto proto-check test run lint bench clean
+.PHONY: all build plugins lock proto proto-check test run lint bench clean images
 
 all: build
 
@@ -39,6 +39,10 @@ proto: $(BIN)/tools/protoc-gen-go $(BIN)/tools/protoc-gen-go-grpc
 # Fails when the committed generated code differs from what `make proto` produces.
 proto-check: proto
 	@git diff --exit-code -- sdk/proto/pluginv1 || { echo "generated code is stale: run make proto and commit"; exit 1; }
+
+# The container images the Kubernetes nodes run (scripts/images.sh): prints the archive.
+images:
+	./scripts/images.sh
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); [ -z "$$out" ] || { echo "gofmt needed: $$out"; exit 1; }

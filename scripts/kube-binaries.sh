@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver, kube-controller-manager, kube-scheduler and etcd from the Go
-# module proxy and caches them, so tests and the demo can run a real Kubernetes control
-# plane on this machine. The build happens in a throwaway module outside the project's
-# go.mod: Kubernetes' own module only builds with its staging repos replaced by their
-# published versions. Cold: ~12 min on 2 cores; warm: instant.
+# Builds kube-apiserver, kube-controller-manager, kube-scheduler and etcd (the control
+# plane), kubelet and kube-proxy (the nodes) from the Go module proxy and caches them, so
+# tests and the demo can run a real Kubernetes cluster on this machine. The build happens
+# in a throwaway module outside the project's go.mod: Kubernetes' own module only builds
+# with its staging repos replaced by their published versions. Only missing binaries are
+# built. Cold: ~14 min on 2 cores; warm: instant.
 #
 # Prints the directory holding the binaries (use it as KUBEBUILDER_ASSETS).
 set -euo pipefail
@@ -12,7 +13,7 @@ K8S_VERSION=${K8S_VERSION:-v1.37.2}
 STAGING_VERSION=v0.${K8S_VERSION#v1.}
 CACHE=${NECOS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/necos}
 OUT=$CACHE/kube/$K8S_VERSION
-BINARIES=(kube-apiserver kube-controller-manager kube-scheduler etcd)
+BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy etcd)
 
 have_all() {
   for b in "${BINARIES[@]}"; do [ -x "$OUT/$b" ] || return 1; done
@@ -53,6 +54,8 @@ import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "k8s.io/kubernetes/cmd/kubelet"
+	_ "k8s.io/kubernetes/cmd/kube-proxy"
 )
 GO
 go get "k8s.io/kubernetes@$K8S_VERSION" >&2
@@ -64,12 +67,15 @@ go mod tidy -e >&2 || true
 pkg=k8s.io/component-base/version
 minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
 ldflags="-s -w -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
-for b in kube-apiserver kube-controller-manager kube-scheduler; do
+for b in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy; do
+  [ -x "$OUT/$b" ] && continue
   echo "building $b $K8S_VERSION ..." >&2
   go build -trimpath -ldflags "$ldflags" -o "$OUT/$b.tmp" "k8s.io/kubernetes/cmd/$b" >&2
   mv "$OUT/$b.tmp" "$OUT/$b"
 done
-echo "building etcd $etcd_version ..." >&2
-go build -trimpath -ldflags "-s -w" -o "$OUT/etcd.tmp" go.etcd.io/etcd/server/v3 >&2
-mv "$OUT/etcd.tmp" "$OUT/etcd"
+if [ ! -x "$OUT/etcd" ]; then
+  echo "building etcd $etcd_version ..." >&2
+  go build -trimpath -ldflags "-s -w" -o "$OUT/etcd.tmp" go.etcd.io/etcd/server/v3 >&2
+  mv "$OUT/etcd.tmp" "$OUT/etcd"
+fi
 echo "$OUT"

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Sets up everything the tests need on this machine and runs them all, skipping none:
-# Debian packages, a libvirt daemon with the test driver, Kubernetes control-plane
-# binaries and InfluxDB built from the Go module proxy (cached under ~/.cache/necos; the
-# first run builds them, ~15 min), then gofmt/vet and `go test -race ./...`.
+# Debian packages, a libvirt daemon with the test driver, Kubernetes binaries (control
+# plane and nodes: kubelet, kube-proxy, containerd, runc, metrics-server), the images the
+# nodes run, and InfluxDB, built from the Go module proxy and Debian packages (cached
+# under ~/.cache/necos; the first run builds them, ~20 min), then gofmt/vet and
+# `go test -race ./...`.
 # Extra arguments go to go test (e.g. -run TestX ./core/...).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +15,8 @@ export NECOS_LIBVIRT_URI=$(./scripts/libvirtd.sh)
 export NECOS_QEMU_URI=$(./scripts/qemu.sh)
 export NECOS_GUEST_IMAGE=$(./scripts/guest-image.sh)
 export KUBEBUILDER_ASSETS=$(./scripts/kube-binaries.sh)
+export NECOS_KUBE_NODE=$(./scripts/node-binaries.sh)
+export NECOS_IMAGES=$(./scripts/images.sh)
 export NECOS_INFLUXD=$(./scripts/influxd.sh)
 export NECOS_SSHD=$(command -v sshd || echo /usr/sbin/sshd)
 export NECOS_REQUIRE_BACKENDS=1

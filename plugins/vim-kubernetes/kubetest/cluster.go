@@ -1,20 +1,26 @@
-// Package kubetest starts a real Kubernetes control plane for tests: kube-apiserver and
-// etcd through controller-runtime's envtest, plus a kube-controller-manager process
-// against it, and a fake Node that gives the cluster allocatable capacity.
+// Package kubetest starts a real Kubernetes cluster on this machine, for tests and for
+// the demo: kube-apiserver and etcd through controller-runtime's envtest, plus a
+// kube-controller-manager process against it, a fake Node that gives the cluster
+// allocatable capacity to count and, with Options.RealNodes, a kube-scheduler and real
+// nodes that run pods (kubenode: containerd, runc, kubelet, kube-proxy in network
+// namespaces, metrics-server).
 //
 // The controller-manager is what makes the API server behave like a cluster for slice
 // parts: without it ResourceQuota is never enforced (its status stays empty), namespaces
 // are never finalized on delete, new namespaces get no "default" ServiceAccount and Jobs
-// and Deployments create no pods. There is no kubelet and no scheduler: pods stay Pending.
+// and Deployments create no pods. Without real nodes there is no kubelet and no
+// scheduler: pods stay Pending. The fake Node is tainted so that the scheduler never
+// places a pod on it.
 //
 // The binaries come from KUBEBUILDER_ASSETS (scripts/kube-binaries.sh prints the
-// directory).
+// directory), and for real nodes from the variables kubenode names.
 package kubetest
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,6 +38,8 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	crlog "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/necos/necos/plugins/vim-kubernetes/kubenode"
 )
 
 var setLogger sync.Once
@@ -68,6 +76,9 @@ type NodeOptions struct {
 	CPU, Memory, Storage string
 }
 
+// FakeNodeTaint is the taint (NoSchedule) of the nodes AddNode makes.
+const FakeNodeTaint = "necos.io/no-kubelet"
+
 // DefaultNode is the node Start creates when Options.Nodes is empty.
 var DefaultNode = NodeOptions{
 	Name:    "necos-test-node-1",
@@ -85,6 +96,12 @@ type Options struct {
 	// ControllerLog receives the controller-manager's output; nil means a file in the
 	// cluster's Dir (Cluster.ControllerLogPath).
 	ControllerLog *os.File
+	// RealNodes, when > 0, runs a kube-scheduler and that many real nodes
+	// (kubenode.Available says whether this machine has what they need).
+	RealNodes int
+	// Dir, when set, holds the cluster's state and logs and is kept after Stop;
+	// otherwise a temporary directory is made and removed by Stop.
+	Dir string
 }
 
 // Cluster is a running control plane.
@@ -103,12 +120,20 @@ type Cluster struct {
 	// ControllerLogPath is the controller-manager's log file, unless Options.ControllerLog
 	// was given.
 	ControllerLogPath string
-	// Started says how long the API server and the controller-manager took to be ready.
+	// Started says how long the API server and the controller-manager took to be ready
+	// (and the real nodes, when there are some).
 	Started time.Duration
+	// Data is the data plane (real nodes), when Options.RealNodes > 0.
+	Data *kubenode.DataPlane
+	// APIAddr is the API server's host:port on the host's loopback.
+	APIAddr string
 
-	env    *envtest.Environment
-	cm     *exec.Cmd
-	cmDone chan error
+	env       *envtest.Environment
+	cm        *exec.Cmd
+	cmDone    chan error
+	sched     *exec.Cmd
+	schedDone chan error
+	keepDir   bool
 }
 
 // Start runs etcd, kube-apiserver and kube-controller-manager on 127.0.0.1 and waits
@@ -122,20 +147,47 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	// envtest logs through controller-runtime's logger, which complains with a stack
 	// trace when nobody set it; its messages are not wanted in test output.
 	setLogger.Do(func() { crlog.SetLogger(logr.Discard()) })
-	dir, err := os.MkdirTemp("", "necos-kubetest-")
-	if err != nil {
-		return nil, fmt.Errorf("kubetest: scratch dir: %w", err)
+	dir := opts.Dir
+	if dir == "" {
+		d, err := os.MkdirTemp("", "necos-kubetest-")
+		if err != nil {
+			return nil, fmt.Errorf("kubetest: scratch dir: %w", err)
+		}
+		dir = d
+	} else if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("kubetest: dir: %w", err)
 	}
-	c := &Cluster{Dir: dir}
+	c := &Cluster{Dir: dir, keepDir: opts.Dir != ""}
 	c.env = &envtest.Environment{
 		BinaryAssetsDirectory:    os.Getenv(EnvAssets),
 		ControlPlaneStartTimeout: time.Minute,
 		ControlPlaneStopTimeout:  30 * time.Second,
 	}
+	api := c.env.ControlPlane.GetAPIServer()
 	// envtest turns the ServiceAccount admission plugin off because it runs no
 	// controller-manager; we run one, so admission is left as in a real cluster
 	// (pods need their ServiceAccount, quota and limit ranges apply).
-	c.env.ControlPlane.GetAPIServer().Configure().Disable("disable-admission-plugins")
+	api.Configure().Disable("disable-admission-plugins")
+	if f, err := os.Create(filepath.Join(dir, "kube-apiserver.log")); err == nil {
+		defer f.Close() // the child has its own descriptor
+		api.Out, api.Err = f, f
+	}
+	if opts.RealNodes > 0 {
+		dpDir := filepath.Join(dir, "nodes")
+		if err := os.MkdirAll(dpDir, 0o700); err != nil {
+			_ = c.Stop()
+			return nil, err
+		}
+		dp, err := kubenode.Prepare(kubenode.Options{Dir: dpDir, Nodes: opts.RealNodes})
+		c.Data = dp
+		if err != nil {
+			_ = c.Stop()
+			return nil, fmt.Errorf("kubetest: %w", err)
+		}
+		for k, v := range dp.APIServerFlags() {
+			api.Configure().Set(k, v)
+		}
+	}
 	if _, err := c.env.Start(); err != nil {
 		_ = c.Stop()
 		return nil, fmt.Errorf("kubetest: start envtest: %w", err)
@@ -160,9 +212,25 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		_ = c.Stop()
 		return nil, fmt.Errorf("kubetest: clientset: %w", err)
 	}
+	u, err := url.Parse(c.Config.Host)
+	if err != nil || u.Host == "" {
+		_ = c.Stop()
+		return nil, fmt.Errorf("kubetest: API server address %q: %v", c.Config.Host, err)
+	}
+	c.APIAddr = u.Host
 	if err := c.startControllerManager(opts); err != nil {
 		_ = c.Stop()
 		return nil, err
+	}
+	if c.Data != nil {
+		if err := c.startScheduler(); err != nil {
+			_ = c.Stop()
+			return nil, err
+		}
+		if err := c.Data.Start(ctx, c.APIAddr, kc); err != nil {
+			_ = c.Stop()
+			return nil, fmt.Errorf("kubetest: real nodes: %w", err)
+		}
 	}
 	nodes := opts.Nodes
 	if len(nodes) == 0 {
@@ -242,7 +310,7 @@ func (c *Cluster) startControllerManager(opts Options) error {
 	cmd.Stdout, cmd.Stderr = out, out
 	// Its own process group, so that Stop ends it and nothing else.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	if err := kubenode.Start(cmd); err != nil {
 		return fmt.Errorf("kubetest: start kube-controller-manager: %w", err)
 	}
 	c.cm = cmd
@@ -304,6 +372,8 @@ func (c *Cluster) AddNode(ctx context.Context, n NodeOptions) error {
 	}
 	node := &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{Name: n.Name, Labels: n.Labels},
+		// Capacity to count, never a place for a pod: no kubelet runs it.
+		Spec: corev1.NodeSpec{Taints: []corev1.Taint{{Key: FakeNodeTaint, Effect: corev1.TaintEffectNoSchedule}}},
 		Status: corev1.NodeStatus{Capacity: list, Allocatable: list,
 			Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue,
 				Reason: "KubeletReady", LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}}},
@@ -329,9 +399,17 @@ func (c *Cluster) AddUser(name string, groups ...string) (*rest.Config, error) {
 	return rest.CopyConfig(u.Config()), nil
 }
 
-// Stop ends the controller-manager, then the API server and etcd, and removes Dir.
+// Stop ends the real nodes, the scheduler and the controller-manager, then the API
+// server and etcd, and removes Dir (unless Options.Dir named it).
 func (c *Cluster) Stop() error {
 	var errs []error
+	if c.Data != nil {
+		if err := c.Data.Stop(); err != nil {
+			errs = append(errs, fmt.Errorf("kubetest: stop nodes: %w", err))
+		}
+	}
+	stopGroup(c.sched, c.schedDone)
+	c.sched = nil
 	if c.cm != nil && c.cm.Process != nil {
 		// SIGTERM to its process group, SIGKILL after a grace period.
 		_ = syscall.Kill(-c.cm.Process.Pid, syscall.SIGTERM)
@@ -348,10 +426,57 @@ func (c *Cluster) Stop() error {
 			errs = append(errs, fmt.Errorf("kubetest: stop envtest: %w", err))
 		}
 	}
-	if c.Dir != "" {
+	if c.Dir != "" && !c.keepDir {
 		if err := os.RemoveAll(c.Dir); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// startScheduler runs kube-scheduler against the API server, as the controller-manager
+// runs, in a process group of its own.
+func (c *Cluster) startScheduler() error {
+	user, err := c.env.AddUser(envtest.User{Name: "necos-scheduler", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return fmt.Errorf("kubetest: scheduler user: %w", err)
+	}
+	kc, err := user.KubeConfig()
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(c.Dir, "scheduler.kubeconfig")
+	if err := os.WriteFile(path, kc, 0o600); err != nil {
+		return err
+	}
+	f, err := os.Create(filepath.Join(c.Dir, "scheduler.log"))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	cmd := exec.Command(filepath.Join(os.Getenv(EnvAssets), "kube-scheduler"), "--kubeconfig="+path,
+		"--authentication-kubeconfig="+path, "--authorization-kubeconfig="+path,
+		"--leader-elect=false", "--bind-address=127.0.0.1", "--secure-port=0")
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := kubenode.Start(cmd); err != nil {
+		return fmt.Errorf("kubetest: start kube-scheduler: %w", err)
+	}
+	c.sched, c.schedDone = cmd, make(chan error, 1)
+	go func() { c.schedDone <- cmd.Wait() }()
+	return nil
+}
+
+// stopGroup ends a process group: SIGTERM, SIGKILL after a grace period.
+func stopGroup(cmd *exec.Cmd, done chan error) {
+	if cmd == nil || cmd.Process == nil {
+		return
+	}
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+	}
 }
