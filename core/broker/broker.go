@@ -5,7 +5,6 @@
 package broker
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -100,6 +99,10 @@ type PartRequest struct {
 	VIM string
 	// Exclude lists providers not to use (horizontal elasticity wants another one).
 	Exclude []string
+	// Linked names the parts of the same request this one has a link to: linked parts
+	// go to distinct providers when their locations and room allow it, so that their
+	// link crosses the WAN rather than joining two bridges of one site.
+	Linked []string
 }
 
 // Placement is where a part goes.
@@ -142,121 +145,251 @@ type candidate struct {
 	err      error
 }
 
-// PlaceParts places every part or none: on success each part holds a reservation at its
-// provider; on failure nothing stays reserved and the error is a *NoPlacementError with
-// the reasons per part (unless an infrastructure error occurred).
-func (b *Broker) PlaceParts(ctx context.Context, sliceID string, reqs []PartRequest, budget Budget) ([]Placement, error) {
-	type work struct {
-		req   PartRequest
-		cands []candidate
-		why   []string
-	}
-	works := make([]*work, len(reqs))
-	var wg sync.WaitGroup
-	for i, r := range reqs {
-		w := &work{req: r}
-		works[i] = w
-		eligible, why := b.eligible(r)
-		w.why = why
-		w.cands = make([]candidate, len(eligible))
-		for j, p := range eligible {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				w.cands[j] = candidate{provider: p}
-				w.cands[j].offer, w.cands[j].err = b.offer(ctx, p, r.Spec)
-			}()
-		}
-	}
-	wg.Wait()
+// partWork is one part being placed: its request, the providers whose offers fit
+// its location, VIM and budget (cheapest first), and why the others do not.
+type partWork struct {
+	req     PartRequest
+	ok      []candidate
+	reasons []string
+}
 
-	// Each part reserves at its cheapest fitting provider; parts do so in parallel (the
-	// ledger's compare-and-swap keeps two parts at one provider honest).
-	type result struct {
-		placed  *Placement
-		reasons []string
-		err     error
-	}
-	results := make([]result, len(works))
-	for i, w := range works {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			results[i].placed, results[i].reasons, results[i].err = b.placeOne(ctx, sliceID, w.req.Spec, w.cands, w.why, budget)
-		}()
-	}
-	wg.Wait()
-	var placed []Placement
+// PlaceParts places every part or none: on success each part holds a reservation at its
+// provider; on failure nothing is reserved and the error is a *NoPlacementError with
+// the reasons per part (unless an infrastructure error occurred).
+//
+// The parts' holds are taken together in one transaction of the store (see
+// [store.Store.ReserveAll]), from ledgers read at one revision: concurrent slices never
+// overbook a provider, and a slice never holds some of its parts while failing the
+// others, so a slice is refused only when the slices already placed leave no room.
+func (b *Broker) PlaceParts(ctx context.Context, sliceID string, reqs []PartRequest, budget Budget) ([]Placement, error) {
+	works := b.offers(ctx, reqs, budget)
 	var refusals []Refusal
-	var firstErr error
-	for _, r := range results {
-		switch {
-		case r.err != nil:
-			firstErr = cmp.Or(firstErr, r.err)
-		case r.placed != nil:
-			placed = append(placed, *r.placed)
+	for _, w := range works {
+		if len(w.ok) == 0 {
+			refusals = append(refusals, Refusal{Part: w.req.Spec.Ref.PartID, Reasons: nonEmptyReasons(w.reasons)})
 		}
-	}
-	for i, r := range results {
-		if r.err == nil && r.placed == nil {
-			refusals = append(refusals, Refusal{Part: works[i].req.Spec.Ref.PartID, Reasons: r.reasons})
-		}
-	}
-	if firstErr != nil || len(refusals) > 0 {
-		b.releaseParts(ctx, sliceID, placed)
-	}
-	if firstErr != nil {
-		return nil, firstErr
 	}
 	if len(refusals) > 0 {
 		return nil, &NoPlacementError{Refusals: refusals}
 	}
+	var providers, holders []string
+	seen := map[string]bool{}
+	for _, w := range works {
+		holders = append(holders, holder(sliceID, w.req.Spec.Ref.PartID))
+		for _, c := range w.ok {
+			if !seen[c.provider] {
+				seen[c.provider] = true
+				providers = append(providers, c.provider)
+			}
+		}
+	}
+	sort.Strings(providers)
+	var placed []Placement
+	err := b.store.ReserveAll(ctx, providers, holders, func(granted map[string]store.Hold) ([]store.Claim, error) {
+		var refused *NoPlacementError
+		placed, refused = assign(works, granted)
+		if refused != nil {
+			return nil, refused
+		}
+		claims := make([]store.Claim, len(placed))
+		for i, pl := range placed {
+			claims[i] = store.Claim{Provider: pl.Provider, Holder: holder(sliceID, pl.Part),
+				Amount: store.Hold{Resources: pl.Offer.Requested}, Capacity: store.Hold{Resources: pl.Offer.Capacity}}
+		}
+		return claims, nil
+	})
+	var refused *NoPlacementError
+	if errors.As(err, &refused) {
+		return nil, refused
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reserve the parts of %s: %w", sliceID, err)
+	}
 	return placed, nil
 }
 
-// placeOne reserves a part at the cheapest of its candidates that accepted, fits the
-// budget and still has room; it returns nil and the reasons when none does.
-func (b *Broker) placeOne(ctx context.Context, sliceID string, spec sdk.PartSpec, cands []candidate, why []string, budget Budget) (*Placement, []string, error) {
-	nodes := spec.Resources().Nodes
-	var ok []candidate
-	reasons := append([]string(nil), why...)
-	for _, c := range cands {
-		switch {
-		case c.err != nil:
-			reasons = append(reasons, b.offerFailure(c.provider, c.err))
-		case !c.offer.Accepted:
-			reasons = append(reasons, fmt.Sprintf("%s: %s", c.provider, nonEmpty(c.offer.Reason, "refused")))
-		default:
-			if why := budget.check(unitPrice(budget.Model, c.offer.PricePerDay, nodes)); why != "" {
-				reasons = append(reasons, fmt.Sprintf("%s: %s", c.provider, why))
+// offers asks every eligible provider of every part for an offer, all in parallel, and
+// keeps per part those that accepted and fit the budget.
+func (b *Broker) offers(ctx context.Context, reqs []PartRequest, budget Budget) []*partWork {
+	works := make([]*partWork, len(reqs))
+	cands := make([][]candidate, len(reqs))
+	var wg sync.WaitGroup
+	for i, r := range reqs {
+		works[i] = &partWork{req: r}
+		eligible, why := b.eligible(r)
+		works[i].reasons = why
+		cands[i] = make([]candidate, len(eligible))
+		for j, p := range eligible {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				cands[i][j] = candidate{provider: p}
+				cands[i][j].offer, cands[i][j].err = b.offer(ctx, p, r.Spec)
+			}()
+		}
+	}
+	wg.Wait()
+	for i, w := range works {
+		nodes := w.req.Spec.Resources().Nodes
+		for _, c := range cands[i] {
+			switch {
+			case c.err != nil:
+				w.reasons = append(w.reasons, b.offerFailure(c.provider, c.err))
+			case !c.offer.Accepted:
+				w.reasons = append(w.reasons, fmt.Sprintf("%s: %s", c.provider, nonEmpty(c.offer.Reason, "refused")))
+			default:
+				if why := budget.check(unitPrice(budget.Model, c.offer.PricePerDay, nodes)); why != "" {
+					w.reasons = append(w.reasons, fmt.Sprintf("%s: %s", c.provider, why))
+					continue
+				}
+				w.ok = append(w.ok, c)
+			}
+		}
+		sort.SliceStable(w.ok, func(a, b int) bool {
+			if w.ok[a].offer.PricePerDay != w.ok[b].offer.PricePerDay {
+				return w.ok[a].offer.PricePerDay < w.ok[b].offer.PricePerDay
+			}
+			return w.ok[a].provider < w.ok[b].provider
+		})
+	}
+	return works
+}
+
+func nonEmptyReasons(r []string) []string {
+	if len(r) == 0 {
+		return []string{"no provider"}
+	}
+	return r
+}
+
+// maxAssignSteps bounds the search for an assignment that fits when the first choice
+// of every part does not: enough for any slice within the documented part limits.
+const maxAssignSteps = 20_000
+
+// assign chooses a provider for every part, given what each provider has granted to
+// other slices: the cheapest that has room, preferring for each part a provider none
+// of its linked parts is at. Parts with the fewest candidates choose first, so that a
+// part that can go to one provider only is not crowded out by one that could go
+// anywhere. When the parts' first choices do not fit together, other combinations are
+// searched (a bounded depth-first search). It returns the placements in the order of
+// works, or why a part cannot be placed.
+func assign(works []*partWork, granted map[string]store.Hold) ([]Placement, *NoPlacementError) {
+	order := make([]int, len(works))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool { return len(works[order[a]].ok) < len(works[order[b]].ok) })
+	byName := map[string]int{}
+	for i, w := range works {
+		byName[w.req.Spec.Ref.PartID] = i
+	}
+	used := make(map[string]store.Hold, len(granted))
+	for p, g := range granted {
+		used[p] = g
+	}
+	at := make([]int, len(works)) // index into works[i].ok, -1 while unplaced
+	for i := range at {
+		at[i] = -1
+	}
+	steps := 0
+	// colocated counts the placed parts linked to part i at provider p.
+	colocated := func(i int, p string) int {
+		n := 0
+		for _, other := range works[i].req.Linked {
+			if j, ok := byName[other]; ok && at[j] >= 0 && works[j].ok[at[j]].provider == p {
+				n++
+			}
+		}
+		return n
+	}
+	var place func(k int) bool
+	place = func(k int) bool {
+		if k == len(order) {
+			return true
+		}
+		i := order[k]
+		w := works[i]
+		choices := make([]int, len(w.ok))
+		for c := range choices {
+			choices[c] = c
+		}
+		// Cheapest first (w.ok is sorted so), then fewest linked parts alongside.
+		sort.SliceStable(choices, func(a, b int) bool {
+			return colocated(i, w.ok[choices[a]].provider) < colocated(i, w.ok[choices[b]].provider)
+		})
+		for _, c := range choices {
+			if steps++; steps > maxAssignSteps {
+				return false
+			}
+			cand := w.ok[c]
+			amount := store.Hold{Resources: cand.offer.Requested}
+			if store.Fits(used[cand.provider], amount, store.Hold{Resources: cand.offer.Capacity}) != nil {
 				continue
 			}
-			ok = append(ok, c)
+			prev := used[cand.provider]
+			used[cand.provider], at[i] = prev.Add(amount), c
+			if place(k + 1) {
+				return true
+			}
+			used[cand.provider], at[i] = prev, -1
+		}
+		return false
+	}
+	if place(0) {
+		out := make([]Placement, len(works))
+		for i, w := range works {
+			c := w.ok[at[i]]
+			out[i] = Placement{Part: w.req.Spec.Ref.PartID, Provider: c.provider, Offer: c.offer}
+		}
+		return out, nil
+	}
+	return nil, &NoPlacementError{Refusals: noRoom(works, order, granted)}
+}
+
+// noRoom says why the parts do not fit: for each part that finds no room once the parts
+// before it (in order) took their cheapest room, what each of its providers lacks, and
+// whether the room went to other slices or to this slice's own parts.
+func noRoom(works []*partWork, order []int, granted map[string]store.Hold) []Refusal {
+	used := make(map[string]store.Hold, len(granted))
+	for p, g := range granted {
+		used[p] = g
+	}
+	var out []Refusal
+	for _, i := range order {
+		w := works[i]
+		reasons := append([]string(nil), w.reasons...)
+		placed := false
+		for _, c := range w.ok {
+			amount, capacity := store.Hold{Resources: c.offer.Requested}, store.Hold{Resources: c.offer.Capacity}
+			err := store.Fits(used[c.provider], amount, capacity)
+			if err == nil {
+				used[c.provider] = used[c.provider].Add(amount)
+				placed = true
+				break
+			}
+			why := strings.TrimPrefix(err.Error(), store.ErrNoRoom.Error()+": ")
+			switch {
+			case store.Fits(store.Hold{}, amount, capacity) != nil:
+				reasons = append(reasons, fmt.Sprintf("%s: %s (more than the provider has)", c.provider, why))
+			case store.Fits(granted[c.provider], amount, capacity) == nil:
+				reasons = append(reasons, fmt.Sprintf("%s: %s (taken by this slice's other parts)", c.provider, why))
+			default:
+				reasons = append(reasons, fmt.Sprintf("%s: %s (reserved by other slices)", c.provider, why))
+			}
+		}
+		if !placed {
+			out = append(out, Refusal{Part: w.req.Spec.Ref.PartID, Reasons: nonEmptyReasons(reasons)})
 		}
 	}
-	sort.SliceStable(ok, func(i, j int) bool {
-		if ok[i].offer.PricePerDay != ok[j].offer.PricePerDay {
-			return ok[i].offer.PricePerDay < ok[j].offer.PricePerDay
+	if len(out) == 0 {
+		// Every part fits alone in this order, yet the search found no combination in
+		// its bounds: say so rather than nothing.
+		for _, i := range order {
+			out = append(out, Refusal{Part: works[i].req.Spec.Ref.PartID,
+				Reasons: []string{"the parts do not fit together at the providers that could host them"}})
 		}
-		return ok[i].provider < ok[j].provider
-	})
-	for _, c := range ok {
-		err := b.store.Reserve(ctx, c.provider, holder(sliceID, spec.Ref.PartID),
-			store.Hold{Resources: c.offer.Requested}, store.Hold{Resources: c.offer.Capacity})
-		if errors.Is(err, store.ErrNoRoom) {
-			reasons = append(reasons, fmt.Sprintf("%s: %s (reserved by other slices)", c.provider,
-				strings.TrimPrefix(err.Error(), "provider "+c.provider+": no room: ")))
-			continue
-		}
-		if err != nil {
-			return nil, nil, fmt.Errorf("reserve part %s at %s: %w", spec.Ref.PartID, c.provider, err)
-		}
-		return &Placement{Part: spec.Ref.PartID, Provider: c.provider, Offer: c.offer}, nil, nil
 	}
-	if len(reasons) == 0 {
-		reasons = []string{"no provider"}
-	}
-	return nil, reasons, nil
+	return out
 }
 
 // offerFailure says that a provider could not answer, for tenants: the plugin's own
@@ -346,14 +479,6 @@ func (b *Broker) offer(ctx context.Context, provider string, spec sdk.PartSpec) 
 // ReleasePart drops a part's reservation.
 func (b *Broker) ReleasePart(ctx context.Context, sliceID, part, provider string) error {
 	return b.store.Release(ctx, provider, holder(sliceID, part))
-}
-
-func (b *Broker) releaseParts(ctx context.Context, sliceID string, placed []Placement) {
-	for _, p := range placed {
-		if err := b.store.Release(ctx, p.Provider, holder(sliceID, p.Part)); err != nil {
-			b.log.Warn("release reservation", "slice", sliceID, "part", p.Part, "provider", p.Provider, "error", err)
-		}
-	}
 }
 
 // Resize changes a part's reservation at its provider to amount (vertical elasticity),

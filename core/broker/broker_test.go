@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -141,5 +142,127 @@ providers:
 	wg.Wait()
 	if won != 10 || lost != 40 {
 		t.Fatalf("won %d lost %d", won, lost)
+	}
+}
+
+func linked(r PartRequest, to ...string) PartRequest {
+	r.Linked = to
+	return r
+}
+
+func providersOf(ps []Placement) map[string]string {
+	out := map[string]string{}
+	for _, p := range ps {
+		out[p.Part] = p.Provider
+	}
+	return out
+}
+
+// Linked parts go to distinct providers when their locations and room allow it, and
+// share one when only one can host them; unlinked parts go to the cheapest.
+func TestLinkedPartsAtDistinctProviders(t *testing.T) {
+	big := sdk.Resources{CPUs: 100, MemoryMB: 100000}
+	b := setup(t, plugins{"CHEAP": {capacity: big, price: 2}, "DEAR": {capacity: big, price: 5}, "K8S": {capacity: big, price: 1}}, cat)
+	ctx := context.Background()
+	for i, c := range []struct {
+		name string
+		reqs []PartRequest
+		want map[string]string
+	}{
+		{"unlinked: cheapest for both", []PartRequest{req("a", "EUROPE", "xen-vim", 1, 1), req("b", "EUROPE", "xen-vim", 1, 1)},
+			map[string]string{"a": "CHEAP", "b": "CHEAP"}},
+		{"linked: distinct", []PartRequest{linked(req("a", "EUROPE", "xen-vim", 1, 1), "b"), linked(req("b", "EUROPE", "xen-vim", 1, 1), "a")},
+			map[string]string{"a": "CHEAP", "b": "DEAR"}},
+		{"linked, the constrained part first", []PartRequest{linked(req("a", "EUROPE", "xen-vim", 1, 1), "b"),
+			linked(req("b", "EUROPE.SPAIN.MADRID", "xen-vim", 1, 1), "a")},
+			map[string]string{"a": "CHEAP", "b": "DEAR"}},
+		{"linked, one provider in the region: co-located", []PartRequest{linked(req("a", "EUROPE.SPAIN.MADRID", "xen-vim", 1, 1), "b"),
+			linked(req("b", "EUROPE.SPAIN.MADRID", "xen-vim", 1, 1), "a")},
+			map[string]string{"a": "DEAR", "b": "DEAR"}},
+		{"a core and two edges: the edges may share", []PartRequest{linked(req("core", "EUROPE", "xen-vim", 1, 1), "e1", "e2"),
+			linked(req("e1", "EUROPE", "xen-vim", 1, 1), "core"), linked(req("e2", "EUROPE", "xen-vim", 1, 1), "core")},
+			map[string]string{"core": "CHEAP", "e1": "DEAR", "e2": "DEAR"}},
+	} {
+		got, err := b.PlaceParts(ctx, fmt.Sprintf("l%d", i), c.reqs, Budget{})
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if p := providersOf(got); fmt.Sprint(p) != fmt.Sprint(c.want) {
+			t.Errorf("%s: placed %v, want %v", c.name, p, c.want)
+		}
+	}
+}
+
+// When the parts' first choices do not fit together, another combination is found;
+// when none does, the refusal says whose parts took the room.
+func TestPartsFitTogether(t *testing.T) {
+	b := setup(t, plugins{"CHEAP": {capacity: sdk.Resources{CPUs: 2, MemoryMB: 100000}, price: 2},
+		"DEAR": {capacity: sdk.Resources{CPUs: 1, MemoryMB: 100000}, price: 5}}, cat)
+	ctx := context.Background()
+	got, err := b.PlaceParts(ctx, "fit", []PartRequest{req("x", "EUROPE", "xen-vim", 1, 1), req("y", "EUROPE", "xen-vim", 2, 1)}, Budget{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := providersOf(got); p["x"] != "DEAR" || p["y"] != "CHEAP" {
+		t.Errorf("placed %v, want x at DEAR and y at CHEAP (the only combination that fits)", p)
+	}
+	_, err = b.PlaceParts(ctx, "own", []PartRequest{req("z", "EUROPE.SPAIN.MADRID", "xen-vim", 1, 1), req("w", "EUROPE.SPAIN.MADRID", "xen-vim", 1, 1)}, Budget{})
+	if err == nil {
+		t.Fatal("two parts were placed in room for none")
+	}
+	if !strings.Contains(err.Error(), "reserved by other slices") {
+		t.Errorf("refusal does not say other slices hold the room: %v", err)
+	}
+	// Room for one of two parts of the same slice at DEAR (released first).
+	l, _ := b.store.GetLedger(ctx, "DEAR")
+	for h := range l.Holds {
+		if err := b.store.Release(ctx, "DEAR", h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err = b.PlaceParts(ctx, "own2", []PartRequest{req("z", "EUROPE.SPAIN.MADRID", "xen-vim", 1, 1), req("w", "EUROPE.SPAIN.MADRID", "xen-vim", 1, 1)}, Budget{})
+	if err == nil || !strings.Contains(err.Error(), "taken by this slice's other parts") || strings.Contains(err.Error(), "other slices") {
+		t.Errorf("refusal for a slice crowding itself out: %v, want it to say its own parts took the room", err)
+	}
+}
+
+// Concurrent two-part placements against room for exactly 6: exactly 6 slices hold
+// both parts, no slice holds one part only, and nothing is overbooked, every run.
+func TestMultiPartPlacementsAllOrNothing(t *testing.T) {
+	room := sdk.Resources{CPUs: 6, MemoryMB: 100000}
+	for run := range 5 {
+		b := setup(t, plugins{"CHEAP": {capacity: room, price: 1}, "DEAR": {capacity: room, price: 2}}, cat)
+		var mu sync.Mutex
+		won := 0
+		var wg sync.WaitGroup
+		for i := range 100 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, err := b.PlaceParts(context.Background(), fmt.Sprintf("s%d", i), []PartRequest{
+					linked(req("a", "EUROPE", "xen-vim", 1, 1), "b"), linked(req("b", "EUROPE", "xen-vim", 1, 1), "a")}, Budget{})
+				mu.Lock()
+				defer mu.Unlock()
+				var np *NoPlacementError
+				switch {
+				case err == nil:
+					won++
+				case !errors.As(err, &np):
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		holds := 0
+		for _, p := range []string{"CHEAP", "DEAR"} {
+			l, _ := b.store.GetLedger(context.Background(), p)
+			holds += len(l.Holds)
+			if tot := l.Total(); tot.Resources.CPUs > room.CPUs {
+				t.Errorf("run %d: %s overbooked: %d CPUs of %d", run, p, tot.Resources.CPUs, room.CPUs)
+			}
+		}
+		if won != 6 || holds != 12 {
+			t.Errorf("run %d: %d slices placed holding %d parts; want 6 slices, 12 parts", run, won, holds)
+		}
 	}
 }

@@ -102,11 +102,17 @@ func PartSpec(sliceID, tenant string, dp spec.DCPart) sdk.PartSpec {
 	return ps
 }
 
-// Requests returns the broker requests for the plan's parts.
+// Requests returns the broker requests for the plan's parts, each naming the parts it
+// has links to (so that the broker spreads linked parts over distinct providers).
 func (p *Plan) Requests() []broker.PartRequest {
+	linked := map[string][]string{}
+	for _, l := range p.Links {
+		linked[l.Part1] = append(linked[l.Part1], l.Part2)
+		linked[l.Part2] = append(linked[l.Part2], l.Part1)
+	}
 	out := make([]broker.PartRequest, 0, len(p.Parts))
 	for _, part := range p.Parts {
-		out = append(out, broker.PartRequest{Spec: part.Spec, VIM: part.VIM})
+		out = append(out, broker.PartRequest{Spec: part.Spec, VIM: part.VIM, Linked: linked[part.Spec.Name]})
 	}
 	return out
 }

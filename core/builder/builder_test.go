@@ -78,6 +78,10 @@ slices:
 	if len(p.Links) != 1 || p.Links[0].BandwidthBps != 100_000_000 || p.Links[0].Part1 != "core" {
 		t.Fatalf("links %+v", p.Links)
 	}
+	reqs := p.Requests()
+	if len(reqs) != 2 || len(reqs[0].Linked) != 1 || reqs[0].Linked[0] != "edge" || reqs[1].Linked[0] != "core" {
+		t.Fatalf("requests do not name the linked parts: %+v", reqs)
+	}
 	ls := LinkSpec("s-1", p.Links[0], LinkEnd("s-1", "core", "A", "10.0.0.1", "ns-a"), LinkEnd("s-1", "edge", "B", "10.0.0.2", ""), 42)
 	if ls.VNI != 42 || ls.End1.Bridge != core.Bridge || ls.End2.Underlay != "10.0.0.2" || !strings.HasPrefix(ls.Ref.String(), "s-1/") {
 		t.Fatalf("link spec %+v", ls)
