@@ -24,10 +24,13 @@ if ! virsh -c "$URI" uri >/dev/null 2>&1; then
     sleep 0.2
   done
 fi
-if ! pgrep -f "virsh -c $URI event --loop" >/dev/null; then
+# pgrep takes a regular expression: the URI's '+' must be literal, or every run starts
+# one more keeper.
+KEEPER="virsh -c ${URI//+/\\+} event --loop"
+if ! pgrep -f "$KEEPER" >/dev/null; then
   setsid virsh -c "$URI" event --loop --all </dev/null >/dev/null 2>&1 &
   for _ in $(seq 1 50); do
-    pgrep -f "virsh -c $URI event --loop" >/dev/null && break
+    pgrep -f "$KEEPER" >/dev/null && break
     sleep 0.1
   done
 fi

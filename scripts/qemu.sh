@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Makes this machine able to run real guests through libvirt's QEMU driver: installs
-# qemu-system-x86, qemu-utils and the QEMU driver of libvirt when missing, and starts
-# virtlogd and libvirtd by hand (no systemd; libvirt-daemon-system would pull its units),
-# as scripts/libvirtd.sh does for the test driver. Idempotent; prints the URI to use.
+# qemu-system-x86, qemu-utils and the QEMU driver of libvirt when missing, writes the QEMU
+# driver's configuration when this machine needs one (below), and has scripts/libvirtd.sh
+# start virtlogd and libvirtd by hand (no systemd; libvirt-daemon-system would pull its
+# units). Idempotent; prints the URI to use.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 URI=qemu:///system
+CONF=/etc/libvirt/qemu.conf
+MARK="# Written by necos scripts/qemu.sh; removed or rewritten by it."
 need=()
-for p in libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils; do
+for p in libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils util-linux; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
 if [ "${#need[@]}" -gt 0 ]; then
@@ -18,17 +22,47 @@ fi
 getent group kvm >/dev/null || groupadd -r kvm
 getent group libvirt-qemu >/dev/null || groupadd -r libvirt-qemu
 id libvirt-qemu >/dev/null 2>&1 || useradd -r -g libvirt-qemu -G kvm -d /var/lib/libvirt -s /usr/sbin/nologin libvirt-qemu
-mkdir -p /var/log/libvirt/qemu /run/libvirt /var/lib/libvirt
-# /dev/kvm as Debian's udev rule leaves it (group kvm, 0660). Without udev it keeps the
-# kernel's 0600 root: libvirt then probes QEMU as root (KVM seen) but checks its cache as
-# the guests' user (KVM not usable), finds the cache stale at every call and probes QEMU
-# again, ~11 s each, several times per domain defined.
-if [ -c /dev/kvm ] && [ "$(stat -c %G /dev/kvm)" != kvm ]; then
-  chgrp kvm /dev/kvm && chmod 0660 /dev/kvm
+mkdir -p /var/log/libvirt/qemu /run/libvirt /var/lib/libvirt /etc/libvirt
+
+# The QEMU driver's own configuration, for libvirtd, which this script starts. Without
+# udev, /dev/kvm keeps the kernel's root-only mode: libvirt then probes QEMU with
+# CAP_DAC_OVERRIDE (KVM seen) but checks its cache as the guests' user (KVM not usable),
+# finds the cache stale at every call and probes again, ~11 s each, several times per
+# domain defined. The device is the machine's and is left as it is; instead our daemon
+# runs its guests as root, for whom both views agree. Where the guests' user can open
+# /dev/kvm (udev's rule, or no /dev/kvm at all) libvirt's defaults stand.
+want=""
+if [ -c /dev/kvm ] && ! setpriv --reuid=libvirt-qemu --regid=libvirt-qemu --init-groups \
+     test -r /dev/kvm -a -w /dev/kvm 2>/dev/null; then
+  want=$(printf '%s\n%s\n%s\n%s\n' "$MARK" \
+    "# /dev/kvm is root-only here: run guests as root so that libvirt's capability cache stays valid." \
+    'user = "root"' 'group = "root"')
 fi
-# qemu's console and logs go through virtlogd.
-[ -S /run/libvirt/virtlogd-sock ] && pgrep -x virtlogd >/dev/null || virtlogd -d
-pgrep -x libvirtd >/dev/null || libvirtd -d
+changed=0
+if [ -e "$CONF" ] && [ "$(head -n1 "$CONF")" != "$MARK" ]; then
+  [ -z "$want" ] || echo "qemu.sh: $CONF is not ours, left as it is; libvirt may re-probe QEMU at every call (see this script)" >&2
+elif [ -z "$want" ]; then
+  [ -e "$CONF" ] && rm -f "$CONF" && changed=1
+elif [ "$(cat "$CONF" 2>/dev/null)" != "$want" ]; then
+  printf '%s\n' "$want" > "$CONF.tmp" && mv "$CONF.tmp" "$CONF" && changed=1
+fi
+
+# A daemon started before the configuration changed has not read it: restart it. Its
+# guests keep running (libvirtd reconnects to them); the test driver's state is dropped.
+pid=$(pgrep -x libvirtd || true)
+if [ -n "$pid" ]; then
+  started=$(( $(date +%s) - $(ps -o etimes= -p "$pid") ))
+  conf_time=$(stat -c %Y "$CONF" 2>/dev/null || echo 0)
+  if [ "$changed" = 1 ] || [ "$started" -lt "$conf_time" ]; then
+    echo "qemu.sh: restarting libvirtd ($pid) to apply $CONF" >&2
+    kill -TERM "$pid"
+    for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+  fi
+fi
+# One daemon serves both the test driver and QEMU; libvirtd.sh starts it (and virtlogd,
+# qemu's console and logs).
+pgrep -x virtlogd >/dev/null || virtlogd -d
+./scripts/libvirtd.sh >/dev/null
 for _ in $(seq 1 100); do
   virsh -c "$URI" uri >/dev/null 2>&1 && break
   sleep 0.2

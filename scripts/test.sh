@@ -11,8 +11,9 @@ cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 [ -d /usr/local/go/bin ] && export PATH=/usr/local/go/bin:$PATH
 
-export NECOS_LIBVIRT_URI=$(./scripts/libvirtd.sh)
+# qemu.sh first: it configures the one libvirt daemon both URIs are served by.
 export NECOS_QEMU_URI=$(./scripts/qemu.sh)
+export NECOS_LIBVIRT_URI=$(./scripts/libvirtd.sh)
 export NECOS_GUEST_IMAGE=$(./scripts/guest-image.sh)
 export KUBEBUILDER_ASSETS=$(./scripts/kube-binaries.sh)
 export NECOS_KUBE_NODE=$(./scripts/node-binaries.sh)
