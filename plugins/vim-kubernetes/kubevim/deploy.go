@@ -73,6 +73,8 @@ type planned struct {
 	node string
 	obj  *unstructured.Unstructured
 	ref  objRef
+	// vdu is the VDU the object is deployed for (nil: the part as a whole).
+	vdu *vduLayout
 }
 
 // nodeWork is the work of one node, the request's entries for it merged in order.
@@ -189,6 +191,11 @@ func (p *Plugin) Deploy(ctx context.Context, req sdk.DeployRequest) (sdk.Deploym
 	if prev != nil {
 		p.prune(ctx, k, ns.Name, label, prev, rec)
 	}
+	// Pods made from templates start at the manifest's size: bring them (and replicas)
+	// to what the VDUs' nodes are now.
+	if err := syncWorkloads(ctx, k, ns.Name, l); err != nil {
+		p.log.Warn("workloads not yet sized for their VDUs", "service", req.ServiceID, "error", err)
+	}
 	rec.Deployment = p.waitJobs(ctx, k, ns.Name, rec, stepTimeout)
 	if err := writeRecord(ctx, k, ns.Name, rec); err != nil {
 		return sdk.Deployment{}, err
@@ -237,7 +244,11 @@ func plan(k *cluster, l layout, req sdk.DeployRequest) ([]nodeWork, error) {
 					problems = append(problems, fmt.Sprintf("%s.manifests[%d]: %v", at, j, err))
 					continue
 				}
-				works[wi].objects = append(works[wi].objects, planned{node: node, obj: o, ref: ref})
+				pl := planned{node: node, obj: o, ref: ref}
+				if vi, ok := l.vdu(vduOfWork(l, node)); ok {
+					pl.vdu = &l.VDUs[vi]
+				}
+				works[wi].objects = append(works[wi].objects, pl)
 			}
 		}
 		for j, c := range w.Commands {
@@ -361,6 +372,11 @@ func applyObject(ctx context.Context, dyn dynamic.Interface, ns, label, serviceI
 	}
 	ann[annServiceID] = serviceID
 	u.SetAnnotations(ann)
+	if o.vdu != nil {
+		if err := shapeForVDU(u, *o.vdu); err != nil {
+			return err
+		}
+	}
 	// Fields the server owns cannot be applied.
 	for _, f := range []string{"resourceVersion", "uid", "creationTimestamp", "managedFields", "generation"} {
 		unstructured.RemoveNestedField(u.Object, "metadata", f)

@@ -35,6 +35,15 @@ type vduLayout struct {
 	OS              map[string]string `json:"os,omitempty"`
 	// Sizes holds the nodes resized one by one (ResizeRequest.Node), by node name.
 	Sizes map[string]nodeSize `json:"sizes,omitempty"`
+	// Base is the VDU as the part was created: its workloads' replicas and sizes are
+	// relative to it (workloads.go). Absent in parts made before it was kept.
+	Base *vduBase `json:"base,omitempty"`
+}
+
+type vduBase struct {
+	Instances int   `json:"instances"`
+	CPUs      int   `json:"cpus"`
+	MemoryMB  int64 `json:"memory_mb"`
 }
 
 type nodeSize struct {
@@ -59,6 +68,7 @@ func layoutOf(spec sdk.PartSpec) layout {
 			Name: v.Name, Description: v.Description, Image: v.Image, Type: v.Type,
 			Instances: v.Instances, CPUs: v.CPUs, MemoryMB: v.MemoryMB, StorageGB: v.StorageGB,
 			CPUArchitecture: v.CPUArchitecture, OS: v.OS,
+			Base: &vduBase{Instances: v.Instances, CPUs: v.CPUs, MemoryMB: v.MemoryMB},
 		})
 	}
 	return l

@@ -9,13 +9,15 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/necos/necos/plugins/vim-kubernetes/kubenode"
 	"github.com/necos/necos/plugins/vim-kubernetes/kubetest"
 	"github.com/necos/necos/sdk"
 	"github.com/necos/necos/sdk/plugintest"
 )
 
-// One control plane (etcd, kube-apiserver, kube-controller-manager) serves every test of
-// the package: started by the first test that needs it, stopped after the last.
+// One cluster serves every test of the package: a control plane (etcd, kube-apiserver,
+// kube-controller-manager, kube-scheduler) and two real nodes (kubenode), started by the
+// first test that needs it, stopped after the last.
 var (
 	clusterOnce sync.Once
 	cluster0    *kubetest.Cluster
@@ -39,10 +41,13 @@ func needCluster(t testing.TB) *kubetest.Cluster {
 	if !kubetest.Available() {
 		plugintest.NeedBackend(t, kubetest.MissingReason)
 	}
+	if !kubenode.Available() {
+		plugintest.NeedBackend(t, kubenode.MissingReason)
+	}
 	clusterOnce.Do(func() {
-		cluster0, clusterErr = kubetest.Start(context.Background(), kubetest.Options{})
+		cluster0, clusterErr = kubetest.Start(context.Background(), kubetest.Options{RealNodes: 2})
 		if clusterErr == nil {
-			t.Logf("control plane and controller-manager ready in %v; controller-manager flags: %s",
+			t.Logf("cluster with %d real nodes ready in %v; controller-manager flags: %s", len(cluster0.Data.Nodes),
 				cluster0.Started, strings.Join(cluster0.ControllerManagerArgs, " "))
 		}
 	})
@@ -52,6 +57,9 @@ func needCluster(t testing.TB) *kubetest.Cluster {
 	return cluster0
 }
 
+// testJobImage runs command Jobs: built by scripts/images.sh, present on every node.
+const testJobImage = "necos.local/busybox:1.35"
+
 // testProvider is the provider of the package's tests; the conformance suite runs as
 // plugintest.Provider, so the two never count each other's parts.
 var testProvider = sdk.Provider{Name: "test", Location: "EUROPE.TEST"}
@@ -59,7 +67,7 @@ var testProvider = sdk.Provider{Name: "test", Location: "EUROPE.TEST"}
 // configJSON is a configuration for the test cluster with extra keys.
 func configJSON(t testing.TB, c *kubetest.Cluster, extra map[string]any) []byte {
 	t.Helper()
-	cfg := map[string]any{"kubeconfig": c.Kubeconfig, "token_ttl": "1h", "wait_timeout": "60s"}
+	cfg := map[string]any{"kubeconfig": c.Kubeconfig, "token_ttl": "1h", "wait_timeout": "60s", "job_image": testJobImage}
 	for k, v := range extra {
 		cfg[k] = v
 	}

@@ -30,17 +30,27 @@ const metricsGroupVersion = "metrics.k8s.io/v1beta1"
 const metricsRecheck = time.Minute
 
 // usage is what a part's pods use (or request): CPU in millicores, memory in bytes.
+// From metrics.k8s.io it also holds, per VDU (by its label value), what the VDU's pods
+// use and their limits.
 type usage struct {
 	milliCPU int64
 	memBytes int64
 	source   string
+	vdus     map[string]*vduUsage
+	pods     map[string]usage // by pod name, from metrics.k8s.io
+}
+
+type vduUsage struct {
+	milliCPU, limitMilliCPU int64
+	memBytes, limitMem      int64
 }
 
 // Metrics measures the part's nodes. A node is a share of the part's quota, not a
-// machine, so every node reports the part's utilization: CPU and memory used over what
-// the part holds (PERCENT_CPU_UTILIZATION, PERCENT_MEMORY_UTILIZATION), and
-// MEMORY_USED_MB as the node's share of the used memory. Usage is read from
-// metrics.k8s.io when the cluster serves it, else from the quota's used requests.
+// machine. With metrics.k8s.io, every node of a VDU whose workloads run pods reports
+// those pods' use over their limits (a CPU-bound pod at its limit reads 100 %); the
+// nodes of other VDUs report the part's use over what the part holds. Without it, the
+// part's quota's used requests over what it holds. MEMORY_USED_MB is the node's share
+// of the used memory.
 func (p *Plugin) Metrics(ctx context.Context, ref sdk.PartRef, names []string) ([]sdk.Sample, error) {
 	if err := ref.Validate(); err != nil {
 		return nil, err
@@ -68,6 +78,13 @@ func (p *Plugin) Metrics(ctx context.Context, ref sdk.PartRef, names []string) (
 	want := func(m string) bool { return len(names) == 0 || slices.Contains(names, m) }
 	var out []sdk.Sample
 	for _, n := range l.nodes() {
+		cpuPct, memPct := cpuPct, memPct
+		if v := u.vdus[labelValue(n.VDU)]; v != nil && v.limitMilliCPU > 0 {
+			cpuPct = percent(v.milliCPU, v.limitMilliCPU)
+			if v.limitMem > 0 {
+				memPct = percent(v.memBytes, v.limitMem)
+			}
+		}
 		values := []struct {
 			metric string
 			value  float64
@@ -100,7 +117,7 @@ func partUsage(ctx context.Context, k *cluster, ns string) (usage, error) {
 	if metricsServed(ctx, k) {
 		u, err := metricsAPIUsage(ctx, k, ns)
 		if err == nil {
-			return u, nil
+			return u, vduUsages(ctx, k, ns, &u)
 		}
 		// The API is registered but its backend may be down: fall back, do not fail.
 		if !apierrors.IsNotFound(err) && !apierrors.IsServiceUnavailable(err) {
@@ -145,6 +162,9 @@ func metricsAPIUsage(ctx context.Context, k *cluster, ns string) (usage, error) 
 	}
 	var list struct {
 		Items []struct {
+			Metadata struct {
+				Name string `json:"name"`
+			} `json:"metadata"`
 			Containers []struct {
 				Usage map[string]resource.Quantity `json:"usage"`
 			} `json:"containers"`
@@ -153,18 +173,49 @@ func metricsAPIUsage(ctx context.Context, k *cluster, ns string) (usage, error) 
 	if err := json.Unmarshal(raw, &list); err != nil {
 		return usage{}, fmt.Errorf("decode %s pod metrics: %w", metricsGroupVersion, err)
 	}
-	u := usage{source: sourceMetricsAPI}
+	u := usage{source: sourceMetricsAPI, pods: map[string]usage{}}
 	var nanoCPU int64 // metrics-server reports nanocores: rounding each to millicores adds up
 	for _, pod := range list.Items {
+		var podNano, podMem int64
 		for _, c := range pod.Containers {
 			if q, ok := c.Usage["cpu"]; ok {
-				nanoCPU += q.ScaledValue(resource.Nano)
+				podNano += q.ScaledValue(resource.Nano)
 			}
 			if q, ok := c.Usage["memory"]; ok {
-				u.memBytes += q.Value()
+				podMem += q.Value()
 			}
 		}
+		nanoCPU += podNano
+		u.memBytes += podMem
+		u.pods[pod.Metadata.Name] = usage{milliCPU: podNano / 1e6, memBytes: podMem}
 	}
 	u.milliCPU = nanoCPU / 1e6
 	return u, nil
+}
+
+// vduUsages sums, per VDU, the use and the limits of the running pods of its workloads.
+func vduUsages(ctx context.Context, k *cluster, ns string, u *usage) error {
+	pods, err := k.cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: labelVDU})
+	if err != nil {
+		return apiError(err, "list pods")
+	}
+	u.vdus = map[string]*vduUsage{}
+	for _, pod := range pods.Items {
+		pu, measured := u.pods[pod.Name]
+		if pod.Status.Phase != corev1.PodRunning || !measured {
+			continue
+		}
+		v := u.vdus[pod.Labels[labelVDU]]
+		if v == nil {
+			v = &vduUsage{}
+			u.vdus[pod.Labels[labelVDU]] = v
+		}
+		v.milliCPU += pu.milliCPU
+		v.memBytes += pu.memBytes
+		for _, c := range pod.Spec.Containers {
+			v.limitMilliCPU += c.Resources.Limits.Cpu().MilliValue()
+			v.limitMem += c.Resources.Limits.Memory().Value()
+		}
+	}
+	return nil
 }

@@ -420,6 +420,10 @@ func (p *Plugin) change(ctx context.Context, ref sdk.PartRef, what string, fn fu
 	if err := waitReady(ctx, s, k, ns.Name, quotaHard(l.total())); err != nil {
 		return sdk.Part{}, fmt.Errorf("%s part %s: %w", what, ref, err)
 	}
+	// The quota is there first: resized pods and new replicas are admitted against it.
+	if err := syncWorkloads(ctx, k, ns.Name, l); err != nil {
+		return sdk.Part{}, fmt.Errorf("%s part %s: workloads: %w", what, ref, err)
+	}
 	part, err := p.describe(ctx, s, k, ns)
 	if err != nil {
 		return sdk.Part{}, fmt.Errorf("%s part %s: %w", what, ref, err)
