@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/necos/necos/plugins/vim-kubernetes/kubetest"
 	"github.com/necos/necos/sdk"
 )
 
@@ -53,8 +54,8 @@ func TestPartLifecycle(t *testing.T) {
 	if err != nil || !before.Accepted {
 		t.Fatalf("offer: %+v %v", before, err)
 	}
-	if want := (sdk.Resources{CPUs: 16, MemoryMB: 64 * 1024, StorageGB: 500}); before.Capacity != want {
-		t.Errorf("capacity %+v, want the node's allocatable %+v", before.Capacity, want)
+	if want := allocatable(t, c); before.Capacity != want {
+		t.Errorf("capacity %+v, want the nodes' allocatable %+v", before.Capacity, want)
 	}
 	if before.PricePerDay != 3 {
 		t.Errorf("price %v, want 3 (3 nodes at 1 a day)", before.PricePerDay)
@@ -363,4 +364,21 @@ func TestOfferCapacity(t *testing.T) {
 	if o, err := fixed.Offer(ctx, big); err != nil || o.Accepted || o.Reason != "not enough CPUs: need 5, 4 free" {
 		t.Errorf("offer beyond capacity: %+v %v", o, err)
 	}
+}
+
+// allocatable sums the schedulable nodes' allocatable resources, as the plugin should.
+func allocatable(t *testing.T, c *kubetest.Cluster) sdk.Resources {
+	t.Helper()
+	nodes, err := c.Client.CoreV1().Nodes().List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cpu, mem, storage int64
+	for _, n := range nodes.Items {
+		a := n.Status.Allocatable
+		cpu += a.Cpu().MilliValue()
+		mem += a.Memory().Value()
+		storage += a.StorageEphemeral().Value()
+	}
+	return sdk.Resources{CPUs: int(cpu / 1000), MemoryMB: mem / mib, StorageGB: storage / gib}
 }

@@ -129,12 +129,17 @@ func shapeForVDU(u *unstructured.Unstructured, v vduLayout) error {
 		return fmt.Errorf("%s %s: spec.template.metadata.annotations: %v", kind, u.GetName(), err)
 	}
 	if scalable[kind] {
-		want, found, err := unstructured.NestedInt64(u.Object, "spec", "replicas")
-		if err != nil {
-			return fmt.Errorf("%s %s: spec.replicas: %v", kind, u.GetName(), err)
-		}
-		if !found {
-			want = 1
+		want := int64(1)
+		if r, found, _ := unstructured.NestedFieldNoCopy(u.Object, "spec", "replicas"); found {
+			// Decoded YAML holds numbers as int64 or float64.
+			switch n := r.(type) {
+			case int64:
+				want = n
+			case float64:
+				want = int64(n)
+			default:
+				return fmt.Errorf("%s %s: spec.replicas: expected a number, got %v", kind, u.GetName(), r)
+			}
 		}
 		ann := u.GetAnnotations()
 		if ann == nil {
