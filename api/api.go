@@ -27,10 +27,14 @@ import (
 	"github.com/necos/necos/core/providers"
 	"github.com/necos/necos/core/sro"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/semaphore"
 )
 
 // DefaultMaxBody is the default request size limit: a slice spec is a few kilobytes.
 const DefaultMaxBody = 1 << 20
+
+// DefaultMaxBodiesInFlight holds 32 bodies of the largest size at once.
+const DefaultMaxBodiesInFlight = 32 * DefaultMaxBody
 
 // Options configure the API.
 type Options struct {
@@ -45,6 +49,10 @@ type Options struct {
 	Gatherer prometheus.Gatherer
 	// MaxBody limits request bodies, in bytes; 0 means DefaultMaxBody.
 	MaxBody int64
+	// MaxBodiesInFlight bounds the bytes of request bodies held at once, from their
+	// reading to their answer; 0 means DefaultMaxBodiesInFlight. Requests beyond it wait
+	// (within the server's read timeout) before their body is read.
+	MaxBodiesInFlight int64
 	// Ready is asked by /readyz after the store; nil means always ready.
 	Ready func() error
 	// Extra adds routes after the API's own: r is the API's router (its middleware logs,
@@ -60,6 +68,8 @@ type Handler struct {
 	log     hclog.Logger
 	router  *mux.Router
 	metrics *httpMetrics
+	// bodies bounds the bytes of request bodies held at once.
+	bodies *semaphore.Weighted
 	// heartbeat spaces the comments that keep an idle event stream open through proxies.
 	heartbeat time.Duration
 }
@@ -80,6 +90,10 @@ func newHandler(opts Options) *Handler {
 	if opts.MaxBody <= 0 {
 		opts.MaxBody = DefaultMaxBody
 	}
+	if opts.MaxBodiesInFlight <= 0 {
+		opts.MaxBodiesInFlight = DefaultMaxBodiesInFlight
+	}
+	opts.MaxBodiesInFlight = max(opts.MaxBodiesInFlight, opts.MaxBody)
 	reg, gath := opts.Metrics, opts.Gatherer
 	if reg == nil {
 		private := prometheus.NewRegistry()
@@ -101,6 +115,7 @@ func newHandler(opts Options) *Handler {
 		log:       opts.Logger,
 		router:    mux.NewRouter(),
 		metrics:   newHTTPMetrics(reg),
+		bodies:    semaphore.NewWeighted(opts.MaxBodiesInFlight),
 		heartbeat: 15 * time.Second,
 	}
 	h.routes(gath)

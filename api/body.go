@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,8 @@ import (
 	"strings"
 
 	v1 "github.com/necos/necos/api/v1"
+	"github.com/necos/necos/core/spec"
+	"golang.org/x/sync/semaphore"
 )
 
 // yamlType is the media type NECOS components exchanged documents with.
@@ -54,12 +57,38 @@ func ReadDocument(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	if !isJSON {
 		return body, nil
 	}
-	doc, err := v1.JSONToYAML(body)
+	// JSON is read whole into a tree to be converted: the same bounds as YAML first.
+	var doc []byte
+	err = spec.Parser{MaxBytes: int(maxBodyFrom(r.Context()))}.Bounded(body, func() (err error) {
+		doc, err = v1.JSONToYAML(body)
+		return err
+	})
+	var se *spec.Error
+	if errors.As(err, &se) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, &Error{Status: http.StatusBadRequest, Message: "body is not valid JSON",
 			Problems: []v1.Problem{{Path: "", Message: err.Error()}}}
 	}
 	return doc, nil
+}
+
+type bodyGateKey struct{}
+
+// holdBody waits until n more bytes of bodies may be held (the API's MaxBodiesInFlight),
+// and has them released once the request is answered.
+func holdBody(r *http.Request, n int64) error {
+	gate, _ := r.Context().Value(bodyGateKey{}).(*semaphore.Weighted)
+	info := infoFrom(r.Context())
+	if gate == nil || info == nil {
+		return nil
+	}
+	if err := gate.Acquire(r.Context(), n); err != nil {
+		return err
+	}
+	info.done = append(info.done, func() { gate.Release(n) })
+	return nil
 }
 
 // readBody reads a request body within the API's size limit (413 beyond it); an empty
@@ -69,7 +98,23 @@ func readBody(w http.ResponseWriter, r *http.Request, expected string) ([]byte, 
 	if r.ContentLength > limit {
 		return nil, tooLarge(limit)
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	hold := limit
+	if r.ContentLength >= 0 {
+		hold = r.ContentLength
+	}
+	if err := holdBody(r, hold); err != nil {
+		return nil, err
+	}
+	var body []byte
+	var err error
+	in := http.MaxBytesReader(w, r.Body, limit)
+	if r.ContentLength >= 0 {
+		// Exactly what was announced: no growing buffer holding twice the body.
+		body = make([]byte, r.ContentLength)
+		_, err = io.ReadFull(in, body)
+	} else {
+		body, err = io.ReadAll(in)
+	}
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -77,7 +122,7 @@ func readBody(w http.ResponseWriter, r *http.Request, expected string) ([]byte, 
 		}
 		return nil, &Error{Status: http.StatusBadRequest, Message: "cannot read the request body", Cause: err}
 	}
-	if len(strings.TrimSpace(string(body))) == 0 {
+	if len(bytes.TrimSpace(body)) == 0 {
 		msg := "empty body: expected " + expected
 		return nil, &Error{Status: http.StatusBadRequest, Message: msg, Problems: []v1.Problem{{Path: "", Message: msg}}}
 	}

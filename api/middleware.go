@@ -22,6 +22,8 @@ type requestInfo struct {
 	route  string
 	tenant string
 	err    error
+	// done runs once the request has been answered (releases what it held).
+	done []func()
 }
 
 type infoKey struct{}
@@ -71,7 +73,11 @@ func (h *Handler) observe(w http.ResponseWriter, r *http.Request, next http.Hand
 	info := &requestInfo{route: unmatched}
 	rec := &recorder{ResponseWriter: w}
 	ctx := withMaxBody(context.WithValue(r.Context(), infoKey{}, info), h.opts.MaxBody)
+	ctx = context.WithValue(ctx, bodyGateKey{}, h.bodies)
 	next.ServeHTTP(rec, r.WithContext(ctx))
+	for _, f := range info.done {
+		f()
+	}
 	status := rec.status
 	if status == 0 {
 		status = http.StatusOK

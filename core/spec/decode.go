@@ -2,6 +2,7 @@ package spec
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 
+	"golang.org/x/sync/semaphore"
 	"gopkg.in/yaml.v3"
 )
 
@@ -62,12 +64,94 @@ func tooLarge(max int) error {
 	return &Error{Problems: []FieldError{{Message: fmt.Sprintf("document is larger than %d bytes", max)}}, cause: ErrTooLarge}
 }
 
-// load parses one YAML (or JSON) document into a tree without aliases or merge keys,
-// within the parser's limits. It returns nil for an empty document.
-func (p Parser) load(data []byte) (root *yaml.Node, err error) {
+// nodesPerWord bounds the YAML nodes one word of a document can make: a key makes its
+// scalar, the block mapping it opens and the null value it may lack; "-" its sequence
+// and a null entry; anything else fewer. Flow collections count their opening bracket.
+const nodesPerWord = 3
+
+// EstimateNodes returns an upper bound of the YAML nodes a document makes before its
+// aliases are expanded, in one pass over its bytes without allocating: every node
+// needs a word (a run of characters other than spaces, line breaks and ",]}") or a
+// "[" or "{". Quoted strings, comments and block scalars count their words too, so the
+// bound overcounts prose, never undercounts nodes.
+func EstimateNodes(data []byte) int {
+	n, inWord := 1, false
+	for _, c := range data {
+		switch c {
+		case ' ', '\t', '\r', '\n', ',', ']', '}':
+			inWord = false
+		case '[', '{':
+			n++
+			inWord = false
+		default:
+			if !inWord {
+				n += nodesPerWord
+				inWord = true
+			}
+		}
+	}
+	return n
+}
+
+// maxEstimate is the bound of EstimateNodes above which a document is refused unread:
+// the parser could build up to that many nodes before MaxNodes is checked on its tree.
+func (p Parser) maxEstimate() int { return nodesPerWord * p.maxNodes() }
+
+// parseBudget bounds the YAML nodes being built at once by every parse of the process,
+// in EstimateNodes units: the costliest document the default limits admit allocates
+// ~70 MB while it is read (BenchmarkHostileAtLimit), and this admits one such at a time
+// beside any number of ordinary ones (a slice spec estimates a few thousand); parses
+// beyond it wait their turn (the costliest takes ~70 ms).
+const parseBudget = nodesPerWord * DefaultMaxNodes
+
+var parseGate = semaphore.NewWeighted(parseBudget)
+
+// admit checks a document's size and estimated nodes against the limits and waits for
+// room to parse it; the caller calls release when its tree is gone.
+func (p Parser) admit(data []byte) (release func(), err error) {
 	if len(data) > p.maxBytes() {
 		return nil, tooLarge(p.maxBytes())
 	}
+	est := EstimateNodes(data)
+	if est > p.maxEstimate() {
+		return nil, &Error{Problems: []FieldError{{Message: fmt.Sprintf(
+			"document has too many values: about %d YAML nodes, at most %d", est/nodesPerWord, p.maxNodes())}}, cause: ErrTooComplex}
+	}
+	w := int64(min(est, parseBudget))
+	_ = parseGate.Acquire(context.Background(), w) // never fails without a deadline
+	return func() { parseGate.Release(w) }, nil
+}
+
+// Bounded runs fn, which reads data as YAML or JSON by other means (converting JSON to
+// YAML, say), under the same limits and the same budget of concurrent parses as the
+// parsers: data too large or with too many values is refused before fn runs.
+func (p Parser) Bounded(data []byte, fn func() error) error {
+	release, err := p.admit(data)
+	if err != nil {
+		return err
+	}
+	defer release()
+	return fn()
+}
+
+// load parses one YAML (or JSON) document into a tree without aliases or merge keys,
+// within the parser's limits. It returns nil for an empty document. The caller calls
+// release once it has read the tree: until then the tree counts against the budget of
+// concurrent parses.
+func (p Parser) load(data []byte) (root *yaml.Node, release func(), err error) {
+	release, err = p.admit(data)
+	if err != nil {
+		return nil, nil, err
+	}
+	root, err = p.tree(data)
+	if err != nil {
+		release()
+		return nil, nil, err
+	}
+	return root, release, nil
+}
+
+func (p Parser) tree(data []byte) (root *yaml.Node, err error) {
 	// yaml.v3 has panicked on malformed input in the past; a request must never take
 	// the daemon down, so a panic becomes a syntax error.
 	defer func() {

@@ -1,10 +1,15 @@
 package spec
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"gopkg.in/yaml.v3"
 )
 
 // billionLaughs returns a document of a few hundred bytes that names 10^levels nodes
@@ -34,6 +39,8 @@ func TestHostileInput(t *testing.T) {
 		{"deep flow nesting", deep, nil, ""},
 		{"deep mapping", deepMap, ErrTooComplex, "nested deeper than 64 levels"},
 		{"too large", "slices: {sliced: {id: x}}\n#" + strings.Repeat("x", DefaultMaxBytes), ErrTooLarge, "larger than 1048576 bytes"},
+		{"dense scalars", "[" + strings.Repeat("1,", DefaultMaxBytes/2-1) + "]", ErrTooComplex, "too many values"},
+		{"dense keys", "{" + strings.Repeat("a,", DefaultMaxBytes/2-1) + "}", ErrTooComplex, "too many values"},
 		{"many problems", "slices: {sliced: {id: x, slice-parts: [" + strings.Repeat("{dc-slice-part: {name: a b}}, ", 500) + "]}}", nil, "and "},
 	}
 	for _, c := range cases {
@@ -173,4 +180,120 @@ func TestHugeKeys(t *testing.T) {
 		t.Errorf("error of %d bytes: %.300s", len(e.Error()), e.Error())
 	}
 	wantProblem(t, err, `slices.sliced."`+strings.Repeat("k", 64)+`..."`, "given twice")
+}
+
+// countNodes counts the nodes of a tree as yaml.v3 builds it (aliases not expanded).
+func countNodes(n *yaml.Node) int {
+	if n == nil {
+		return 0
+	}
+	c := 1
+	for _, e := range n.Content {
+		c += countNodes(e)
+	}
+	return c
+}
+
+// estimateHolds fails when yaml.v3 builds more nodes from data than EstimateNodes said.
+func estimateHolds(t *testing.T, data []byte) {
+	t.Helper()
+	var n yaml.Node
+	func() {
+		defer func() { _ = recover() }()
+		dec := yaml.NewDecoder(bytes.NewReader(data))
+		for {
+			var doc yaml.Node
+			if dec.Decode(&doc) != nil {
+				return
+			}
+			n.Content = append(n.Content, &doc)
+		}
+	}()
+	if got, est := countNodes(&n)-1, EstimateNodes(data); got > est {
+		t.Fatalf("yaml.v3 built %d nodes, estimated at most %d:\n%q", got, est, data)
+	}
+}
+
+// TestEstimateNodes: the estimate bounds what yaml.v3 builds, for the shapes that make
+// the most nodes per byte, and for every payload and example.
+func TestEstimateNodes(t *testing.T) {
+	docs := []string{
+		"[1,1,1,1,1,1]", "{a,b,c,d}", "{a: , b: }", "- \n- \n-\n", "- - - - a\n", "? \n? \n", "[a: b, c: d]",
+		"a:\nb:\nc:\n", "[[[[]]]]", "{{}: {}}", "a: &x [*x]\nb: *x\n", "!!str a: !!int 1\n", "a: |\n  x\n  y\nb: >\n  z\n",
+		"'a b': \"c, d\"\n", "#c\n---\na\n...\n", "[ ? a, ? b : c ]", "- ? : \n",
+	}
+	for _, d := range docs {
+		estimateHolds(t, []byte(d))
+	}
+	for _, pattern := range []string{"testdata/*", "../../examples/slices/*.yaml", "../../examples/services/*.yaml"} {
+		files, _ := filepath.Glob(pattern)
+		for _, f := range files {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			estimateHolds(t, b)
+		}
+	}
+}
+
+// FuzzEstimateNodes: whatever the input, yaml.v3 never builds more nodes than estimated.
+func FuzzEstimateNodes(f *testing.F) {
+	seeds(f)
+	for _, d := range []string{"{a,b}", "- - -", "[a: b]", "? \n"} {
+		f.Add([]byte(d))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) > 4096 {
+			return
+		}
+		estimateHolds(t, data)
+	})
+}
+
+// hostileAtLimit returns documents just within the estimate limit, of the shapes that
+// make the most YAML per byte: what a parse may cost at most.
+func hostileAtLimit() map[string][]byte {
+	words := DefaultMaxNodes - 10 // each word counts nodesPerWord
+	var seq, keys, nulls strings.Builder
+	seq.WriteString("[")
+	keys.WriteString("{")
+	for i := range words {
+		seq.WriteString("1,")
+		fmt.Fprintf(&keys, "k%d,", i)
+	}
+	for range words / 2 {
+		nulls.WriteString("-\n")
+	}
+	seq.WriteString("]")
+	keys.WriteString("}")
+	return map[string][]byte{"flow sequence": []byte(seq.String()), "flow keys": []byte(keys.String()), "block nulls": []byte(nulls.String())}
+}
+
+// BenchmarkHostileAtLimit reports what parsing the most expensive documents the limits
+// admit costs (B/op: bytes allocated; each is refused, being no slice).
+func BenchmarkHostileAtLimit(b *testing.B) {
+	for name, doc := range hostileAtLimit() {
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				_, _ = ParseSlice(doc)
+			}
+		})
+	}
+}
+
+// A document with too many values is refused before anything of it is built: a 1 MiB
+// flow list of ~520k scalars allocates next to nothing (it made ~115 MB of nodes when
+// the node limit was checked on the built tree).
+func TestDenseDocumentRefusedUnbuilt(t *testing.T) {
+	doc := []byte("[" + strings.Repeat("1,", DefaultMaxBytes/2-1) + "]")
+	allocs := testing.AllocsPerRun(3, func() {
+		if _, err := ParseSlice(doc); !errors.Is(err, ErrTooComplex) {
+			t.Fatalf("want ErrTooComplex, got %v", err)
+		}
+	})
+	if allocs > 50 {
+		t.Errorf("refusing it took %.0f allocations", allocs)
+	}
 }

@@ -346,10 +346,11 @@ func (p Parser) Policy(data []byte) (*Policy, error) { return p.policy(data, tru
 
 // policy reads a policy document; validate applies the rules on top of the types.
 func (p Parser) policy(data []byte, validate bool) (*Policy, error) {
-	root, err := p.load(data)
+	root, release, err := p.load(data)
 	if err != nil {
 		return nil, err
 	}
+	defer release()
 	pr := &problems{}
 	d := &decoder{p: pr}
 	if isNull(root) {

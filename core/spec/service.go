@@ -85,10 +85,11 @@ func ParseService(data []byte) (*Service, error) { return Parser{}.Service(data)
 
 // Service is [ParseService] with p's limits.
 func (p Parser) Service(data []byte) (*Service, error) {
-	root, err := p.load(data)
+	root, release, err := p.load(data)
 	if err != nil {
 		return nil, err
 	}
+	defer release()
 	pr := &problems{}
 	d := &decoder{p: pr}
 	svc := d.serviceDoc(root)

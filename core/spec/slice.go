@@ -251,10 +251,11 @@ func (p Parser) Slice(data []byte) (*Slice, error) { return p.slice(data, false)
 func (p Parser) CreatedSlice(data []byte) (*Slice, error) { return p.slice(data, true) }
 
 func (p Parser) slice(data []byte, created bool) (*Slice, error) {
-	root, err := p.load(data)
+	root, release, err := p.load(data)
 	if err != nil {
 		return nil, err
 	}
+	defer release()
 	pr := &problems{}
 	d := &decoder{p: pr}
 	s := d.sliceDoc(root)
@@ -285,10 +286,11 @@ func ParseSliceRef(data []byte) (SliceRef, error) { return Parser{}.SliceRef(dat
 
 // SliceRef is [ParseSliceRef] with p's limits.
 func (p Parser) SliceRef(data []byte) (SliceRef, error) {
-	root, err := p.load(data)
+	root, release, err := p.load(data)
 	if err != nil {
 		return SliceRef{}, err
 	}
+	defer release()
 	pr := &problems{}
 	d := &decoder{p: pr}
 	node, path := d.findSlice(root, "{slice-id: <the slice's id>}")
