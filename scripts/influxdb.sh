@@ -37,7 +37,7 @@ bind-address = "$HOST:$((PORT + 2))"
 [monitor]
   store-enabled = false
 CONF
-setsid "$INFLUXD" -config "$DIR/influxdb.conf" </dev/null >"$DIR/influxd.log" 2>&1 &
+"$(dirname "$0")"/detach.sh setsid "$INFLUXD" -config "$DIR/influxdb.conf" </dev/null >"$DIR/influxd.log" 2>&1 &
 pid=$!
 for _ in $(seq 1 300); do
   if curl -fsS -o /dev/null "http://$ADDR/ping" 2>/dev/null; then

@@ -17,18 +17,8 @@ getent group libvirt-qemu >/dev/null || groupadd -r libvirt-qemu
 id libvirt-qemu >/dev/null 2>&1 || useradd -r -g libvirt-qemu -G kvm -d /var/lib/libvirt -s /usr/sbin/nologin libvirt-qemu
 mkdir -p /var/log/libvirt /run/libvirt
 
-# Daemons started here must not keep the caller's other descriptors: one started under
-# `flock /tmp/necos-heavy.lock ...` would hold that lock for as long as it lives.
-detached() { (
-  for fd in /proc/$BASHPID/fd/*; do
-    fd=${fd##*/}
-    [ "$fd" -gt 2 ] && eval "exec $fd>&-" 2>/dev/null
-  done
-  exec "$@"
-) }
-
 if ! virsh -c "$URI" uri >/dev/null 2>&1; then
-  pgrep -x libvirtd >/dev/null || detached libvirtd -d
+  pgrep -x libvirtd >/dev/null || "$(dirname "$0")"/detach.sh libvirtd -d
   for _ in $(seq 1 50); do
     virsh -c "$URI" uri >/dev/null 2>&1 && break
     sleep 0.2
@@ -38,7 +28,7 @@ fi
 # one more keeper.
 KEEPER="virsh -c ${URI//+/\\+} event --loop"
 if ! pgrep -f "$KEEPER" >/dev/null; then
-  detached setsid virsh -c "$URI" event --loop --all </dev/null >/dev/null 2>&1 &
+  "$(dirname "$0")"/detach.sh setsid virsh -c "$URI" event --loop --all </dev/null >/dev/null 2>&1 &
   for _ in $(seq 1 50); do
     pgrep -f "$KEEPER" >/dev/null && break
     sleep 0.1

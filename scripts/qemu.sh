@@ -61,7 +61,7 @@ if [ -n "$pid" ]; then
 fi
 # One daemon serves both the test driver and QEMU; libvirtd.sh starts it (and virtlogd,
 # qemu's console and logs).
-pgrep -x virtlogd >/dev/null || virtlogd -d
+pgrep -x virtlogd >/dev/null || "$(dirname "$0")"/detach.sh virtlogd -d
 ./scripts/libvirtd.sh >/dev/null
 for _ in $(seq 1 100); do
   virsh -c "$URI" uri >/dev/null 2>&1 && break
