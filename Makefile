@@ -6,7 +6,7 @@ PLUGIN_DIR := $(BIN)/plugins
 PLUGINS := $(notdir $(wildcard plugins/*))
 PROTO_SRC := $(wildcard sdk/proto/necos/plugin/v1/*.proto)
 
-.PHONY: all build plugins lock proto proto-check test run lint bench clean images
+.PHONY: all build plugins lock proto proto-check ui ui-check test run lint bench clean images
 
 all: build
 
@@ -43,6 +43,14 @@ proto-check: proto
 # The container images the Kubernetes nodes run (scripts/images.sh): prints the archive.
 images:
 	./scripts/images.sh
+
+# Rebuilds the dashboard (ui/web -> ui/dist, committed and embedded by package ui).
+ui:
+	./scripts/ui.sh build
+
+# Fails when the committed dashboard build differs from a build of its sources.
+ui-check:
+	./scripts/ui.sh check
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); [ -z "$$out" ] || { echo "gofmt needed: $$out"; exit 1; }

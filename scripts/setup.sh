@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and running necos needs on Debian 12, when missing: the libvirt
 # development files (cgo), protoc, the libvirt daemon and client (test driver), sshd,
-# ping; for the Kubernetes nodes: the CNI plugins, nftables (kube-proxy), libseccomp
-# (runc). Idempotent and quiet when everything is there.
+# ping, Chromium (the dashboard's browser tests); for the Kubernetes nodes: the CNI plugins,
+# nftables (kube-proxy), libseccomp (runc). Idempotent and quiet when everything is there.
 set -euo pipefail
 
 if [ -d /usr/local/go/bin ] && ! command -v go >/dev/null; then
@@ -13,7 +13,7 @@ command -v go >/dev/null || { echo "necos needs Go 1.26 (https://go.dev/dl/) on 
 need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 for p in libvirt-dev pkg-config protobuf-compiler libprotobuf-dev libvirt-daemon libvirt-clients \
-         openssh-server openssh-client iputils-ping iproute2 ca-certificates curl git make \
+         openssh-server openssh-client iputils-ping iproute2 ca-certificates curl git make chromium \
          containernetworking-plugins nftables libseccomp-dev util-linux; do
   have_pkg "$p" || need+=("$p")
 done

@@ -23,6 +23,8 @@ export NECOS_SSHD=$(command -v sshd || echo /usr/sbin/sshd)
 export NECOS_REQUIRE_BACKENDS=1
 
 make lint
+# The dashboard's committed build is what its sources and lock file give.
+./scripts/ui.sh check
 if [ "$#" -eq 0 ]; then
   set -- ./...
 fi

@@ -26,6 +26,7 @@ import (
 	"github.com/necos/necos/core/sro"
 	"github.com/necos/necos/core/store"
 	"github.com/necos/necos/examples"
+	"github.com/necos/necos/ui"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
@@ -142,7 +143,8 @@ func run(ctx context.Context, cfg config) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	srv := api.NewServer(api.New(api.Options{
+	// The dashboard (/ui/) beside the API: a static page that reads the API.
+	srv := api.NewServer(ui.With(api.New(api.Options{
 		Engine:   engine,
 		Registry: reg,
 		Ready:    reg.Ready,
@@ -151,7 +153,7 @@ func run(ctx context.Context, cfg config) error {
 		Gatherer: promReg,
 		Extra: api.Extras(api.ServiceRoutes(services), api.MetricsRoutes(engine, collector),
 			api.PolicyRoutes(engine, st), api.TimingsRoutes(engine, st, collector, log.Named("api"))),
-	}), api.ServerOptions{
+	})), api.ServerOptions{
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		ReadTimeout:       cfg.ReadTimeout,
 		WriteTimeout:      cfg.WriteTimeout,
