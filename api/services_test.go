@@ -85,7 +85,7 @@ func startServices(t *testing.T, catalogue string, plugins ...string) *svcEnv {
 	// openapi.yaml); they are not exercised here.
 	h := api.New(api.Options{Engine: engine, Registry: reg, Logger: logger.Named("api"),
 		Extra: api.Extras(api.ServiceRoutes(orch), api.MetricsRoutes(engine, nil), api.PolicyRoutes(engine, st),
-			api.TimingsRoutes(engine, st, nil, nil))})
+			api.TimingsRoutes(engine, st, nil, nil), api.MarketplaceRoutes(reg, st))})
 	if err := h.(*api.Handler).CheckOpenAPI(); err != nil {
 		t.Errorf("openapi.yaml and the routes differ:\n%v", err)
 	}

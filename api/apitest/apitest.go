@@ -248,8 +248,9 @@ func Start(t testing.TB, opts ...Options) *Env {
 	apiOpts := o.API
 	apiOpts.Engine, apiOpts.Registry, apiOpts.Logger = engine, reg, logger.Named("api")
 	apiOpts.Metrics, apiOpts.Gatherer = prom, prom
-	// Timings need only the engine's events: every Env serves them.
-	apiOpts.Extra = api.Extras(api.TimingsRoutes(engine, st, nil, logger.Named("api")), apiOpts.Extra)
+	// Timings and the marketplace need only the engine, the store and the plugins: every
+	// Env serves them.
+	apiOpts.Extra = api.Extras(api.TimingsRoutes(engine, st, nil, logger.Named("api")), api.MarketplaceRoutes(reg, st), apiOpts.Extra)
 	handler := api.New(apiOpts)
 	var srv *httptest.Server
 	var url string

@@ -63,3 +63,29 @@ type Timings struct {
 	// Actions are the elastic actions, oldest first.
 	Actions []ElasticAction `json:"actions"`
 }
+
+// MarketEntry is one provider of the marketplace (GET /v1/marketplace): what it has and
+// what necos holds there now.
+type MarketEntry struct {
+	Provider string   `json:"provider"`
+	Location string   `json:"location"`
+	Kinds    []string `json:"kinds"`
+	// Capacity and Free are what the provider's VIM reports for a probe of one node;
+	// absent when it could not be asked (Error says why).
+	Capacity *Resources `json:"capacity,omitempty"`
+	Free     *Resources `json:"free,omitempty"`
+	// PricePerNodeDay is the price the VIM quotes for one probe node per day, in euros.
+	PricePerNodeDay *float64 `json:"price_per_node_day,omitempty"`
+	// Reserved is what slices hold at the provider (parts' resources, links' bandwidth).
+	Reserved     Resources `json:"reserved"`
+	ReservedBps  uint64    `json:"reserved_bps,omitempty"`
+	Holders      int       `json:"holders"`
+	Error        string    `json:"error,omitempty"`
+}
+
+// Marketplace answers GET /v1/marketplace.
+type Marketplace struct {
+	// Probe is the node each DC provider was asked to quote.
+	Probe     Resources     `json:"probe"`
+	Providers []MarketEntry `json:"providers"`
+}

@@ -152,7 +152,8 @@ func run(ctx context.Context, cfg config) error {
 		Metrics:  promReg,
 		Gatherer: promReg,
 		Extra: api.Extras(api.ServiceRoutes(services), api.MetricsRoutes(engine, collector),
-			api.PolicyRoutes(engine, st), api.TimingsRoutes(engine, st, collector, log.Named("api"))),
+			api.PolicyRoutes(engine, st), api.TimingsRoutes(engine, st, collector, log.Named("api")),
+			api.MarketplaceRoutes(reg, st)),
 	})), api.ServerOptions{
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		ReadTimeout:       cfg.ReadTimeout,

@@ -313,6 +313,9 @@ func TestDashboard(t *testing.T) {
 	}
 	waitJS(t, ctx, "providers", `document.querySelectorAll("#providers tbody tr").length === 6`, 30*time.Second)
 	waitJS(t, ctx, "plugins", `document.querySelectorAll("#plugins tbody tr").length > 0`, 30*time.Second)
+	// UNICAMP quotes 4 euros per node per day and holds the CDN's core (2 vCPUs, then 3).
+	waitJS(t, ctx, "UNICAMP's quote and reservation", `(() => { const r = document.querySelector('#providers tr[data-provider="UNICAMP"]');
+		return r && r.textContent.includes("€4.00") && r.textContent.includes("64 vCPU") && /[23] vCPU .*\(1\)/.test(r.textContent); })()`, 30*time.Second)
 	screenshot(t, ctx, "marketplace")
 
 	// Delete from the list (a second click confirms): the slice leaves the list, the API
