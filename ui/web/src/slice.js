@@ -92,12 +92,12 @@ export function sliceView(main, id, signal) {
 
   const renderHead = () => {
     if (!slice) return;
-    clear(head).append(
+    clear(head).append(...[
       h("h1", {}, slice.name, " ", badge(slice.deleting ? "Deleting" : slice.state)),
       h("p", { class: "meta" }, h("code", {}, slice.id), ` · ${slice.parts.length} parts, ${slice.links.length} links · ${euros(slice.cost_per_day)} per day · created ${dateTime(slice.created_at)}`,
         slice.ready_at ? ` · ready ${dateTime(slice.ready_at)}` : ""),
       slice.message ? h("p", { class: "error" }, slice.message) : null,
-      slice.deleting ? null : deleteButton(slice.id, () => { location.hash = "#/"; }));
+      slice.deleting ? null : deleteButton(slice.id, () => { location.hash = "#/"; })].filter(Boolean));
   };
   const gone = (msg) => {
     clear(head).append(h("h1", {}, id), h("p", { class: "error", id: "slice-gone" }, msg));
