@@ -77,10 +77,10 @@ type MarketEntry struct {
 	// PricePerNodeDay is the price the VIM quotes for one probe node per day, in euros.
 	PricePerNodeDay *float64 `json:"price_per_node_day,omitempty"`
 	// Reserved is what slices hold at the provider (parts' resources, links' bandwidth).
-	Reserved     Resources `json:"reserved"`
-	ReservedBps  uint64    `json:"reserved_bps,omitempty"`
-	Holders      int       `json:"holders"`
-	Error        string    `json:"error,omitempty"`
+	Reserved    Resources `json:"reserved"`
+	ReservedBps uint64    `json:"reserved_bps,omitempty"`
+	Holders     int       `json:"holders"`
+	Error       string    `json:"error,omitempty"`
 }
 
 // Marketplace answers GET /v1/marketplace.

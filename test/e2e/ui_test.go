@@ -113,7 +113,7 @@ func doIn(ctx context.Context, actions ...chromedp.Action[chromedp.Void]) error 
 // clearInput empties an input by its id (as a person selecting its text and deleting it).
 func clearInput(id string) chromedp.Action[chromedp.Void] {
 	return func(ctx context.Context, tg *chromedp.Target) (chromedp.Void, error) {
-		_, err := chromedp.Evaluate[bool](`(() => { const e = document.getElementById("` + id + `"); e.value = "";
+		_, err := chromedp.Evaluate[bool](`(() => { const e = document.getElementById("`+id+`"); e.value = "";
 			e.dispatchEvent(new Event("input")); return true; })()`)(ctx, tg)
 		return chromedp.Void{}, err
 	}
