@@ -36,6 +36,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	crlog "sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -382,9 +383,18 @@ func (c *Cluster) AddNode(ctx context.Context, n NodeOptions) error {
 	if err != nil {
 		return fmt.Errorf("kubetest: create node %s: %w", n.Name, err)
 	}
-	// Status on create is kept for nodes today; set it again so that does not matter.
-	created.Status = node.Status
-	if _, err := c.Client.CoreV1().Nodes().UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
+	// Status on create is kept for nodes today; set it again so that does not matter
+	// (the node lifecycle controller may write it meanwhile: retried on conflict).
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cur, err := c.Client.CoreV1().Nodes().Get(ctx, created.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		cur.Status = node.Status
+		_, err = c.Client.CoreV1().Nodes().UpdateStatus(ctx, cur, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("kubetest: node %s status: %w", n.Name, err)
 	}
 	return nil
