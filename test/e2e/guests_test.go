@@ -34,7 +34,6 @@ func guestCatalogue(t *testing.T, fed *federation) string {
       plugin: vim-xen
       config:
         uri: "%s"
-        domain_type: qemu
         capacity: {cpus: 16, memory_mb: 32768, storage_gb: 400}
         max_node: {cpus: 4, memory_mb: 3072}
         price_per_node_day: %g

@@ -109,7 +109,7 @@ var schema = sdk.ConfigSchema{Fields: []sdk.ConfigField{
 	{Name: "uri", Type: sdk.FieldString, Default: DefaultURI,
 		Description: "libvirt connection URI (xen:///system, qemu:///system, test:///default for tests)"},
 	{Name: "domain_type", Type: sdk.FieldString,
-		Description: "libvirt domain type; default from the URI: xen for xen:// and test://, kvm (or qemu without KVM) for qemu://"},
+		Description: "libvirt domain type; default from the URI: xen for xen:// and test://; for qemu:// kvm when a probe guest runs under KVM, else qemu (TCG)"},
 	{Name: "capacity", Type: sdk.FieldObject, Required: true,
 		Description: "what the provider sells: {cpus, memory_mb, storage_gb}; offers and creates never exceed it"},
 	{Name: "max_node", Type: sdk.FieldObject,
@@ -176,7 +176,7 @@ func (c Config) check(provider sdk.Provider) (settings, error) {
 			// domains production does.
 			s.domainType = "xen"
 		case "qemu":
-			// Decided at connect time from the host's capabilities: kvm when offered.
+			// Decided at connect time: kvm when a probe guest runs under it (accel.go).
 		default:
 			bad("domain_type: required for URI scheme %q (e.g. xen, kvm, qemu)", scheme(s.uri))
 		}

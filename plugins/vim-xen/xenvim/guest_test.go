@@ -43,11 +43,10 @@ func guestConfig(t testing.TB) (Config, bool) {
 		return Config{}, false
 	}
 	return Config{
-		URI:        uri,
-		DomainType: "qemu", // no working KVM on the test machines
-		Capacity:   Capacity{CPUs: 10, MemoryMB: 8192, StorageGB: 100},
-		MaxNode:    NodeLimit{CPUs: 4, MemoryMB: 1024},
-		Subnet:     "10.77.0.0/24",
+		URI:      uri, // domain type: KVM when a probe guest runs under it, else TCG
+		Capacity: Capacity{CPUs: 10, MemoryMB: 8192, StorageGB: 100},
+		MaxNode:  NodeLimit{CPUs: 4, MemoryMB: 1024},
+		Subnet:   "10.77.0.0/24",
 		Images: map[string]Image{"necos-guest": {Disk: filepath.Join(dir, "disk.qcow2"),
 			Kernel: filepath.Join(dir, "vmlinuz"), Initrd: filepath.Join(dir, "initrd.img"), Cmdline: "console=ttyS0 quiet"}},
 		DefaultImage: "necos-guest",

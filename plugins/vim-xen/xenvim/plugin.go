@@ -29,7 +29,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 
 	"github.com/hashicorp/go-hclog"
@@ -111,7 +110,7 @@ func (p *Plugin) Configure(_ context.Context, cfg sdk.Config) error {
 		return lvError(err, "connect to %s", s.uri)
 	}
 	if s.domainType == "" {
-		s.domainType = qemuDomainType(conn)
+		s.domainType = qemuDomainType(conn, s.uri, p.log)
 	}
 	// A domain cannot have more vCPUs than the hypervisor allows for its type.
 	if n, err := conn.GetMaxVcpus(s.domainType); err == nil && n > 0 && s.maxCPUs > n {
@@ -128,15 +127,6 @@ func (p *Plugin) Configure(_ context.Context, cfg sdk.Config) error {
 		"cpus", s.capacity.CPUs, "memory_mb", s.capacity.MemoryMB, "storage_gb", s.capacity.StorageGB,
 		"subnet", s.subnet)
 	return nil
-}
-
-// qemuDomainType picks kvm when the host offers it, else plain emulation.
-func qemuDomainType(conn *libvirt.Connect) string {
-	caps, err := conn.GetCapabilities()
-	if err == nil && strings.Contains(caps, "<domain type='kvm'") {
-		return "kvm"
-	}
-	return "qemu"
 }
 
 // Close closes the libvirt connection. The domains keep running.
