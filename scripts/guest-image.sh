@@ -12,6 +12,9 @@ cd "$(dirname "$0")/.."
 
 CACHE=${NECOS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/necos}
 KERNEL_PKG=${NECOS_GUEST_KERNEL:-linux-image-cloud-amd64}
+# The command line the image is meant to boot with (catalogues repeat it): no zeroing of
+# every allocation and 4-level paging make a TCG boot cheaper, and touch less memory.
+CMDLINE="console=ttyS0 quiet init_on_alloc=0 no5lvl"
 # The cache key covers this script and the agent's sources: change either, get a new image.
 key=$(cat "$0" plugins/vim-xen/guest/*.go plugins/vim-xen/seed/*.go go.sum | sha256sum | cut -c1-16)
 OUT=$CACHE/guest/$key
@@ -102,6 +105,9 @@ mount -t tmpfs tmp /tmp
 for m in virtio_pci virtio_blk virtio_net virtio_balloon isofs vfat xen-blkfront xen-netfront; do
   modprobe -q "$m" 2>/dev/null
 done
+# Free page reporting (the balloon's) hands back free blocks of 2 MiB and more only; at
+# order 0 the host gets back every page the guest frees (an idle guest's RSS: -20 MB).
+echo 0 > /sys/module/page_reporting/parameters/page_reporting_order 2>/dev/null
 /sbin/necos-guest boot
 echo "necos-guest: boot done"
 P
@@ -126,7 +132,7 @@ mkfs.ext4 -q -F -L necos-data -d "$work/data" "$work/data.raw"
 qemu-img convert -q -f raw -O qcow2 "$work/data.raw" "$OUT.tmp/disk.qcow2"
 cat > "$OUT.tmp/image.txt" <<I
 kernel: $kver
-cmdline: console=ttyS0 quiet
+cmdline: $CMDLINE
 built: $(date -u +%FT%TZ)
 I
 chmod -R a+rX "$OUT.tmp"
