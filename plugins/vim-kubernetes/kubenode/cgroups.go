@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 )
 
 // The machine mounts cgroup v1 hierarchies, which are left as they are. A kubelet on
@@ -55,8 +56,17 @@ func ownMemoryCgroup() string {
 // cgroupRoot is a kubelet's cgroup root made in every v1 hierarchy.
 type cgroupRoot struct {
 	path    string   // as the kubelet sees it, e.g. /process_api/x/necos-ab12-n1
-	created []string // directories made, in order of creation
+	created []string // directories made or shared, in order of creation
 }
+
+// Nodes of one process share the directories above their roots where a hierarchy lacks
+// them (the own memory cgroup's path, made in the other hierarchies). Each such directory
+// is counted, so that it is made once, and removed by the last node that leaves it, not by
+// the first while a sibling still lives below it.
+var (
+	sharedMu   sync.Mutex
+	sharedDirs = map[string]int{}
+)
 
 func makeCgroupRoot(name string) (*cgroupRoot, error) {
 	mounts, err := cgroupMounts()
@@ -67,24 +77,32 @@ func makeCgroupRoot(name string) (*cgroupRoot, error) {
 		return nil, errors.New("no cgroup v1 hierarchy is mounted")
 	}
 	r := &cgroupRoot{path: filepath.Join(ownMemoryCgroup(), name)}
+	sharedMu.Lock()
+	defer sharedMu.Unlock()
 	for _, m := range mounts {
 		dir := m
 		for _, part := range strings.Split(strings.Trim(r.path, "/"), "/") {
 			parent := dir
 			dir = filepath.Join(dir, part)
+			if sharedDirs[dir] > 0 {
+				sharedDirs[dir]++
+				r.created = append(r.created, dir)
+				continue
+			}
 			if _, err := os.Stat(dir); err == nil {
 				continue
 			}
 			if err := os.Mkdir(dir, 0o755); err != nil {
-				r.remove()
+				r.removeLocked()
 				return nil, fmt.Errorf("cgroup %s: %w", dir, err)
 			}
+			sharedDirs[dir] = 1
 			r.created = append(r.created, dir)
 			// A new cpuset takes no task until it has CPUs and memory nodes: its parent's.
 			for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
 				if b, err := os.ReadFile(filepath.Join(parent, f)); err == nil {
 					if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
-						r.remove()
+						r.removeLocked()
 						return nil, fmt.Errorf("cgroup %s: %s: %w", dir, f, err)
 					}
 				}
@@ -100,6 +118,12 @@ func (r *cgroupRoot) remove() error {
 	if r == nil {
 		return nil
 	}
+	sharedMu.Lock()
+	defer sharedMu.Unlock()
+	return r.removeLocked()
+}
+
+func (r *cgroupRoot) removeLocked() error {
 	mounts, _ := cgroupMounts()
 	var dirs []string
 	for _, m := range append(mounts, "/sys/fs/cgroup/unified") {
@@ -119,9 +143,15 @@ func (r *cgroupRoot) remove() error {
 		}
 	}
 	for i := len(r.created) - 1; i >= 0; i-- {
-		if err := os.Remove(r.created[i]); err != nil && !os.IsNotExist(err) {
+		d := r.created[i]
+		if sharedDirs[d]--; sharedDirs[d] > 0 {
+			continue // a sibling node still lives below it
+		}
+		delete(sharedDirs, d)
+		if err := os.Remove(d); err != nil && !os.IsNotExist(err) {
 			errs = append(errs, err)
 		}
 	}
+	r.created = nil
 	return errors.Join(errs...)
 }
