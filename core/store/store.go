@@ -111,6 +111,10 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err := s.connect(ctx, opts); err != nil {
 		return nil, err
 	}
+	if err := s.checkSchema(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
 	if err := s.checkSecretKey(ctx); err != nil {
 		s.Close()
 		return nil, err

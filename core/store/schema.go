@@ -1,0 +1,62 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// SchemaVersion is the layout of the stored records this necosd reads and writes: the
+// keys and the JSON of every record type (pinned by testdata/records.golden.json). Raise
+// it with any change a necosd of the previous version would misread, and add the step
+// that brings a store from the previous version to it to migrations.
+const SchemaVersion = 1
+
+// migrations[v] rewrites a store at version v into version v+1. Each step must be safe to
+// run again after a crash halfway (the version is raised only after it succeeds).
+var migrations = map[int]func(ctx context.Context, s *Store) error{}
+
+// ErrSchema is returned by Open when the store was written by a newer necosd.
+var ErrSchema = errors.New("store schema is newer than this necosd")
+
+// schemaRecord is the store's version, under <prefix>schema.
+type schemaRecord struct {
+	Version int `json:"version"`
+}
+
+// checkSchema records the schema version of a new store, migrates an older one step by
+// step, and refuses one written by a newer necosd (it would drop what it cannot read).
+func (s *Store) checkSchema(ctx context.Context) error {
+	key := s.key("schema")
+	for {
+		var rec schemaRecord
+		rev, err := s.get(ctx, key, &rec)
+		if errors.Is(err, ErrNotFound) {
+			_, err = s.commit(ctx, op{key: key, v: schemaRecord{Version: SchemaVersion}, rev: 0})
+			if errors.Is(err, ErrExists) {
+				continue // another necosd wrote it first: read it
+			}
+			return err
+		}
+		if err != nil {
+			return err
+		}
+		switch {
+		case rec.Version == SchemaVersion:
+			return nil
+		case rec.Version > SchemaVersion:
+			return fmt.Errorf("%w: the store is at version %d, this necosd knows up to %d: run a newer necosd", ErrSchema, rec.Version, SchemaVersion)
+		}
+		step, ok := migrations[rec.Version]
+		if !ok {
+			return fmt.Errorf("store: no migration from schema version %d to %d", rec.Version, rec.Version+1)
+		}
+		s.logger.Info("migrating the store", "from", rec.Version, "to", rec.Version+1)
+		if err := step(ctx, s); err != nil {
+			return fmt.Errorf("store: migrate schema %d to %d: %w", rec.Version, rec.Version+1, err)
+		}
+		if _, err := s.commit(ctx, op{key: key, v: schemaRecord{Version: rec.Version + 1}, rev: rev}); err != nil && !errors.Is(err, ErrConflict) {
+			return err
+		}
+	}
+}
