@@ -6,6 +6,9 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/necos/necos/sdk"
 )
 
@@ -37,4 +40,58 @@ func BenchmarkPartLifecycle(b *testing.B) {
 	b.ReportMetric(float64(create.Milliseconds())/n, "create-ms/op")
 	b.ReportMetric(float64(describe.Milliseconds())/n, "describe-ms/op")
 	b.ReportMetric(float64(del.Milliseconds())/n, "delete-ms/op")
+}
+
+// BenchmarkPartFirstPod creates a part on the real nodes, deploys one Deployment of the
+// iot-agent image (present on the nodes) and waits until its pod runs: what a tenant
+// waits for from asking for a part to running a workload in it. Deletion is not timed.
+func BenchmarkPartFirstPod(b *testing.B) {
+	c := needCluster(b)
+	p := newPlugin(b, nil)
+	ctx := context.Background()
+	manifest := `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: first}
+spec:
+  selector: {matchLabels: {app: first}}
+  template:
+    metadata: {labels: {app: first}}
+    spec:
+      containers: [{name: agent, image: "necos.local/iot-agent:0.1.0"}]
+`
+	var total time.Duration
+	for i := 0; b.Loop(); i++ {
+		spec := sdk.PartSpec{Ref: sdk.PartRef{SliceID: "bench-pod", PartID: fmt.Sprintf("p%d", i)},
+			VDUs: []sdk.VDUSpec{worker(1, 1, 256)}}
+		t0 := time.Now()
+		part, err := p.Create(ctx, spec)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := p.Deploy(ctx, sdk.DeployRequest{ServiceID: "first", Part: part,
+			Work: []sdk.NodeWork{{Node: "worker", Manifests: []string{manifest}}}}); err != nil {
+			b.Fatal(err)
+		}
+		ns := part.Attributes["namespace"]
+		for {
+			pods, err := c.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=first"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if len(pods.Items) == 1 && pods.Items[0].Status.Phase == corev1.PodRunning {
+				break
+			}
+			if time.Since(t0) > 2*time.Minute {
+				b.Fatalf("no pod running after 2 min: %+v", pods.Items)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		total += time.Since(t0)
+		b.StopTimer()
+		if err := p.Delete(ctx, spec.Ref); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "create+first-pod-ms/op")
 }
