@@ -2,7 +2,8 @@
 # Installs what building and running necos needs on Debian 12, when missing: the libvirt
 # development files (cgo), protoc, the libvirt daemon and client (test driver), sshd,
 # ping, Chromium (the dashboard's browser tests); for the Kubernetes nodes: the CNI plugins,
-# nftables (kube-proxy), libseccomp (runc). Idempotent and quiet when everything is there.
+# nftables (kube-proxy), libseccomp (runc); mosquitto (the load generator's tests; installing it
+# starts no daemon without systemd). Idempotent and quiet when everything is there.
 set -euo pipefail
 
 if [ -d /usr/local/go/bin ] && ! command -v go >/dev/null; then
@@ -14,7 +15,7 @@ need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 for p in libvirt-dev pkg-config protobuf-compiler libprotobuf-dev libvirt-daemon libvirt-clients \
          openssh-server openssh-client iputils-ping iproute2 ca-certificates curl git make chromium \
-         containernetworking-plugins nftables libseccomp-dev util-linux; do
+         containernetworking-plugins nftables libseccomp-dev util-linux mosquitto; do
   have_pkg "$p" || need+=("$p")
 done
 if [ "${#need[@]}" -gt 0 ]; then
