@@ -12,7 +12,8 @@ import (
 // Every call is idempotent and keyed by [PartRef]: the core may retry any call, and a
 // Create for a part that already exists returns that part. Errors carry a [Code]:
 // CodeInvalidArgument for a bad request, CodeResourceExhausted when the provider lacks
-// room, CodeNotFound for an unknown part (except Delete, where an unknown part is done).
+// room, CodeNotFound for an unknown part or VDU (except Delete, where an unknown part is
+// done).
 type VIM interface {
 	// Offer says whether the provider can host the part now and at what price. A refusal
 	// is an Offer with Accepted false and a Reason, not an error.

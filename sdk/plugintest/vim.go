@@ -67,7 +67,8 @@ const (
 //   - Scale adds nodes (named by the next indexes) and removes them highest index
 //     first; beyond the capacity it fails with ResourceExhausted, changing nothing;
 //   - Delete is idempotent, frees the capacity, and an unknown part is not an error;
-//     Describe and Metrics of a deleted or unknown part are [sdk.CodeNotFound];
+//     Describe and Metrics of a deleted or unknown part, and Resize and Scale of an
+//     unknown part or VDU, are [sdk.CodeNotFound];
 //   - twelve concurrent Creates against room for five: exactly five succeed, the
 //     others fail with ResourceExhausted and leave nothing behind;
 //   - malformed requests (no VDUs, zero CPUs or memory, negative instances, missing
@@ -533,7 +534,7 @@ func (s *vimSuite) testResize(t *testing.T) {
 	_, err = s.vim.Resize(ctx(t), sdk.ResizeRequest{Ref: s.ref("resize-unknown"), VDU: "worker", CPUs: 1})
 	s.wantCode(t, "Resize of an unknown part", err, sdk.CodeNotFound)
 	_, err = s.vim.Resize(ctx(t), sdk.ResizeRequest{Ref: spec.Ref, VDU: "no-such-vdu", CPUs: 1})
-	s.wantCode(t, "Resize of an unknown VDU", err, sdk.CodeNotFound, sdk.CodeInvalidArgument)
+	s.wantCode(t, "Resize of an unknown VDU", err, sdk.CodeNotFound)
 	_, err = s.vim.Resize(ctx(t), sdk.ResizeRequest{Ref: spec.Ref, VDU: "worker", CPUs: -1})
 	s.wantCode(t, "Resize to -1 CPUs", err, sdk.CodeInvalidArgument)
 }
@@ -585,6 +586,8 @@ func (s *vimSuite) testScale(t *testing.T) {
 
 	_, err = s.vim.Scale(ctx(t), sdk.ScaleRequest{Ref: s.ref("scale-unknown"), VDU: "worker", Instances: 2})
 	s.wantCode(t, "Scale of an unknown part", err, sdk.CodeNotFound)
+	_, err = s.vim.Scale(ctx(t), sdk.ScaleRequest{Ref: spec.Ref, VDU: "no-such-vdu", Instances: 2})
+	s.wantCode(t, "Scale of an unknown VDU", err, sdk.CodeNotFound)
 	_, err = s.vim.Scale(ctx(t), sdk.ScaleRequest{Ref: spec.Ref, VDU: "worker", Instances: -1})
 	s.wantCode(t, "Scale to -1 instances", err, sdk.CodeInvalidArgument)
 }

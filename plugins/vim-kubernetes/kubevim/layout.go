@@ -184,7 +184,7 @@ func (l layout) resized(req sdk.ResizeRequest) (layout, error) {
 		vi, ok = out.nodeVDU(req.Node)
 	}
 	if !ok {
-		return l, sdk.Errorf(sdk.CodeInvalidArgument, "resize %s: vdu: the part has no VDU %q (VDUs: %s)",
+		return l, sdk.Errorf(sdk.CodeNotFound, "resize %s: vdu: the part has no VDU %q (VDUs: %s)",
 			req.Ref, req.VDU, out.vduNames())
 	}
 	v := &out.VDUs[vi]
@@ -240,7 +240,7 @@ func (l layout) scaled(req sdk.ScaleRequest) (layout, error) {
 	out := l.clone()
 	vi, ok := out.vdu(req.VDU)
 	if !ok {
-		return l, sdk.Errorf(sdk.CodeInvalidArgument, "scale %s: vdu: the part has no VDU %q (VDUs: %s)",
+		return l, sdk.Errorf(sdk.CodeNotFound, "scale %s: vdu: the part has no VDU %q (VDUs: %s)",
 			req.Ref, req.VDU, out.vduNames())
 	}
 	v := &out.VDUs[vi]
