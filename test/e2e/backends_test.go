@@ -89,7 +89,7 @@ func newFederation(t *testing.T) *federation {
 func (f *federation) netns(site string) string { return f.prefix + "-" + strings.ToLower(site) }
 
 // assertNoWANDevices fails when a site namespace of the federation still holds a VXLAN
-// device.
+// device or a local link's veth.
 func assertNoWANDevices(t *testing.T, f *federation) {
 	t.Helper()
 	entries, _ := os.ReadDir("/var/run/netns")
@@ -112,8 +112,8 @@ func assertNoWANDevices(t *testing.T, f *federation) {
 			t.Fatal(err)
 		}
 		for _, l := range links {
-			if l.Type() == "vxlan" {
-				t.Errorf("namespace %s still holds VXLAN device %s", e.Name(), l.Attrs().Name)
+			if l.Type() == "vxlan" || strings.HasPrefix(l.Attrs().Name, "vl") && l.Type() == "veth" {
+				t.Errorf("namespace %s still holds %s device %s of a link", e.Name(), l.Type(), l.Attrs().Name)
 			}
 		}
 	}

@@ -388,3 +388,166 @@ func isNotFound(err error) bool {
 // isGone reports whether a delete failed because the device is already gone (another
 // caller, or its namespace, removed it meanwhile).
 func isGone(err error) bool { return isNotFound(err) || errors.Is(err, unix.ENODEV) }
+
+// ensureLocal makes a local link exist as spec says: the two bridges of one site joined
+// by a veth pair vl<VNI>e1 (on end1's bridge) and vl<VNI>e2 (on end2's), both up, each
+// with the link's rate limit on what it sends, so that the link is limited in each
+// direction as a tunnel would be. What it creates is pushed on made.
+func (p *Plugin) ensureLocal(spec sdk.LinkSpec, vni uint32, made *undoStack) error {
+	ns := spec.End1.Netns
+	where := nsLabel(ns)
+	h, err := p.handle(ns)
+	if err != nil {
+		return fmt.Errorf("end1: %w", err)
+	}
+	defer h.Close()
+	ip := net.ParseIP(spec.End1.Underlay)
+	under, err := underlayDevice(h, ip)
+	if err != nil {
+		return fmt.Errorf("end1: %w", err)
+	}
+	if under == nil {
+		return sdk.Errorf(sdk.CodeFailedPrecondition, "end1.underlay: %s is not an address in %s", ip, where)
+	}
+	mtu := p.cfg.MTU
+	if mtu == 0 {
+		mtu = under.Attrs().MTU // no encapsulation: frames as large as the site's own
+	}
+	var brs [2]netlink.Link
+	var aliases [2]string
+	for i, end := range []sdk.LinkEnd{spec.End1, spec.End2} {
+		peer := spec.End2
+		if i == 1 {
+			peer = spec.End1
+		}
+		if brs[i], err = p.ensureBridge(h, i+1, spec.Ref.SliceID, end, made); err != nil {
+			return err
+		}
+		if aliases[i], err = (tag{
+			Provider: p.provider, Ref: spec.Ref, End: i + 1,
+			Site: end.Site, Part: end.Part, Bridge: end.Bridge, PeerSite: peer.Site,
+			BandwidthBps: spec.BandwidthBps, Name: spec.Name, VNI: vni, Underlay: ip.String(),
+		}).encode(); err != nil {
+			return err
+		}
+	}
+	names := [2]string{localName(vni, 1), localName(vni, 2)}
+	var devs [2]netlink.Link
+	var errs [2]error
+	for i := range devs {
+		devs[i], errs[i] = h.LinkByName(names[i])
+	}
+	switch {
+	case isNotFound(errs[0]) && isNotFound(errs[1]):
+		if devs, err = p.createTaggedPair(h, names, aliases, brs, mtu); err != nil {
+			return fmt.Errorf("create %s and %s in %s: %w", names[0], names[1], where, err)
+		}
+		made.push(func() error { return p.deleteDevice(ns, names[0]) })
+	case errs[0] == nil && errs[1] == nil:
+		for i := range devs {
+			if err := p.adoptLocal(h, i+1, devs[i], spec.Ref, aliases[i], brs[i], where); err != nil {
+				return err
+			}
+		}
+	default:
+		for i, e := range errs {
+			if e != nil && !isNotFound(e) {
+				return fmt.Errorf("end%d: look up %s in %s: %w", i+1, names[i], where, e)
+			}
+		}
+		// One end of a veth pair cannot exist without the other: the name is taken.
+		for i, e := range errs {
+			if e == nil {
+				return sdk.Errorf(sdk.CodeAlreadyExists, "end%d: device %s in %s exists and is not this link's end%d", i+1, names[i], where, i+1)
+			}
+		}
+	}
+	for i, dev := range devs {
+		if err := h.LinkSetUp(dev); err != nil {
+			return fmt.Errorf("end%d: set %s up in %s: %w", i+1, names[i], where, err)
+		}
+		if err := setRate(h, dev, spec.BandwidthBps, mtu); err != nil {
+			return fmt.Errorf("end%d: rate limit on %s in %s: %w", i+1, names[i], where, err)
+		}
+	}
+	return nil
+}
+
+// createTaggedPair creates a veth pair under temporary names, puts each end on its
+// bridge with its alias, then gives the ends their names (see createTagged).
+func (p *Plugin) createTaggedPair(h *netlink.Handle, names, aliases [2]string, brs [2]netlink.Link, mtu int) ([2]netlink.Link, error) {
+	var devs [2]netlink.Link
+	tmp := [2]string{tempName(p.provider), tempName(p.provider)}
+	attrs := netlink.NewLinkAttrs()
+	attrs.Name, attrs.MTU, attrs.MasterIndex = tmp[0], mtu, brs[0].Attrs().Index
+	v := netlink.NewVeth(attrs)
+	v.PeerName, v.PeerMTU = tmp[1], uint32(mtu)
+	if err := h.LinkAdd(v); err != nil {
+		return devs, err
+	}
+	err := func() error {
+		for i := range devs {
+			d, err := h.LinkByName(tmp[i])
+			if err != nil {
+				return fmt.Errorf("read back %s: %w", tmp[i], err)
+			}
+			if err := h.LinkSetAlias(d, aliases[i]); err != nil {
+				return err
+			}
+			if d.Attrs().MasterIndex != brs[i].Attrs().Index {
+				if err := h.LinkSetMaster(d, brs[i]); err != nil {
+					return err
+				}
+			}
+		}
+		for i := range devs {
+			d, err := h.LinkByName(tmp[i])
+			if err != nil {
+				return err
+			}
+			if err := h.LinkSetName(d, names[i]); err != nil {
+				if errors.Is(err, unix.EEXIST) {
+					return sdk.Errorf(sdk.CodeAlreadyExists, "device %s exists", names[i])
+				}
+				return err
+			}
+			if devs[i], err = h.LinkByName(names[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}()
+	if err != nil {
+		// Deleting either end deletes the pair, under whichever name it has now.
+		for _, n := range append(tmp[:], names[:]...) {
+			if d, lerr := h.LinkByName(n); lerr == nil {
+				if derr := h.LinkDel(d); derr == nil || isGone(derr) {
+					break
+				}
+			}
+		}
+		return devs, err
+	}
+	return devs, nil
+}
+
+// adoptLocal checks that an existing vl<VNI>e<n> device is this local link's end n and
+// brings its alias and bridge up to date.
+func (p *Plugin) adoptLocal(h *netlink.Handle, n int, dev netlink.Link, ref sdk.LinkRef, alias string, br netlink.Link, where string) error {
+	name := dev.Attrs().Name
+	t, tagged := parseTag(dev.Attrs().Alias)
+	if _, ok := dev.(*netlink.Veth); !ok || !tagged || t.Provider != p.provider || t.Ref != ref || t.End != n || t.VNI == 0 {
+		return sdk.Errorf(sdk.CodeAlreadyExists, "end%d: device %s in %s exists and is not this link's end%d", n, name, where, n)
+	}
+	if dev.Attrs().Alias != alias {
+		if err := h.LinkSetAlias(dev, alias); err != nil {
+			return fmt.Errorf("end%d: update alias of %s in %s: %w", n, name, where, err)
+		}
+	}
+	if dev.Attrs().MasterIndex != br.Attrs().Index {
+		if err := h.LinkSetMaster(dev, br); err != nil {
+			return fmt.Errorf("end%d: put %s on bridge %s in %s: %w", n, name, br.Attrs().Name, where, err)
+		}
+	}
+	return nil
+}

@@ -150,8 +150,11 @@ func (p *Plugin) OfferLink(ctx context.Context, spec sdk.LinkSpec) (sdk.LinkOffe
 	offer := sdk.LinkOffer{
 		Accepted:     true,
 		PricePerDay:  p.cfg.PricePerLinkDay,
-		AvailableBps: p.available(snap, spec.End1.Site, spec.End2.Site, key),
+		AvailableBps: p.linkAvailable(snap, spec, key),
 		CapacityBps:  p.capacity(spec.End1.Site, spec.End2.Site),
+	}
+	if isLocal(spec) {
+		offer.CapacityBps = p.cfg.MaxBandwidthBps
 	}
 	if err := p.admit(snap, spec, key, offer.AvailableBps); err != nil {
 		offer.Accepted = false
@@ -185,7 +188,17 @@ func (p *Plugin) admit(snap *snapshot, spec sdk.LinkSpec, key linkKey, available
 	return nil
 }
 
+// linkAvailable is the bandwidth spec may have: what is left between its sites, or,
+// for a local link, which crosses no WAN, max_bandwidth_bps.
+func (p *Plugin) linkAvailable(snap *snapshot, spec sdk.LinkSpec, skip linkKey) uint64 {
+	if isLocal(spec) {
+		return p.cfg.MaxBandwidthBps
+	}
+	return p.available(snap, spec.End1.Site, spec.End2.Site, skip)
+}
+
 // available returns the bandwidth left between sites a and b, not counting link skip.
+// Local links use no WAN capacity and are not counted.
 func (p *Plugin) available(snap *snapshot, a, b string, skip linkKey) uint64 {
 	var pairUsed uint64
 	siteUsed := map[string]uint64{}
@@ -195,6 +208,9 @@ func (p *Plugin) available(snap *snapshot, a, b string, skip linkKey) uint64 {
 			continue
 		}
 		s1, s2 := l.sites()
+		if l.local() {
+			continue
+		}
 		bw := l.bandwidth()
 		if pairKey(s1, s2) == want {
 			pairUsed += bw
@@ -324,7 +340,7 @@ func (p *Plugin) Connect(ctx context.Context, spec sdk.LinkSpec) (sdk.Link, erro
 		return sdk.Link{}, fmt.Errorf("connect %s: %w", spec.Ref, err)
 	}
 	key := linkKey{p.provider, spec.Ref}
-	if err := p.admit(snap, spec, key, p.available(snap, spec.End1.Site, spec.End2.Site, key)); err != nil {
+	if err := p.admit(snap, spec, key, p.linkAvailable(snap, spec, key)); err != nil {
 		return sdk.Link{}, err
 	}
 	cur := snap.links[key]
@@ -336,17 +352,26 @@ func (p *Plugin) Connect(ctx context.Context, spec sdk.LinkSpec) (sdk.Link, erro
 	}
 
 	var made undoStack
-	for i := range 2 {
-		if err := p.ensureEnd(spec, i+1, vni, &made); err != nil {
-			if uerr := made.run(); uerr != nil {
-				p.log.Error("connect failed and its partial devices could not all be removed",
-					"link", spec.Ref.String(), "error", err, "cleanup_error", uerr)
-			}
-			return sdk.Link{}, fmt.Errorf("connect %s: %w", spec.Ref, err)
+	ensure := func() error {
+		if isLocal(spec) {
+			return p.ensureLocal(spec, vni, &made)
 		}
+		for i := range 2 {
+			if err := p.ensureEnd(spec, i+1, vni, &made); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := ensure(); err != nil {
+		if uerr := made.run(); uerr != nil {
+			p.log.Error("connect failed and its partial devices could not all be removed",
+				"link", spec.Ref.String(), "error", err, "cleanup_error", uerr)
+		}
+		return sdk.Link{}, fmt.Errorf("connect %s: %w", spec.Ref, err)
 	}
 	p.log.Info("link connected", "link", spec.Ref.String(), "vni", vni, "bandwidth_bps", spec.BandwidthBps,
-		"end1", spec.End1.Site, "end2", spec.End2.Site, "new", cur == nil, "took", time.Since(start).String())
+		"end1", spec.End1.Site, "end2", spec.End2.Site, "local", isLocal(spec), "new", cur == nil, "took", time.Since(start).String())
 	link := sdk.Link{Ref: spec.Ref, Name: spec.Name, State: sdk.StateReady, VNI: vni,
 		End1: spec.End1, End2: spec.End2, BandwidthBps: spec.BandwidthBps}
 	link.End1.Underlay = canonicalIP(link.End1.Underlay)

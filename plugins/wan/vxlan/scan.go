@@ -69,7 +69,8 @@ func (p *Plugin) namespaces() []string {
 	return names
 }
 
-// vxdev is one necos-wan VXLAN device as found in a namespace.
+// vxdev is one end of a necos-wan link as found in a namespace: a VXLAN device, or a
+// veth of a local link.
 type vxdev struct {
 	ns     string
 	link   netlink.Link
@@ -83,6 +84,8 @@ type vxdev struct {
 	// rateBytes is the root tbf's rate in bytes/s; hasTbf says whether there is one.
 	rateBytes uint64
 	hasTbf    bool
+	// isLocal marks an end of a local link (a veth between two bridges of one site).
+	isLocal bool
 }
 
 // linkKey names a link across providers: two plugin instances for different providers
@@ -135,28 +138,33 @@ func (p *Plugin) scanNamespace(s *snapshot, ns string) error {
 		names[l.Attrs().Index] = l.Attrs().Name
 	}
 	for _, l := range links {
-		vx, ok := l.(*netlink.Vxlan)
-		if !ok {
+		attrs := l.Attrs()
+		where := nsLabel(ns) + " device " + attrs.Name
+		var d *vxdev
+		switch dev := l.(type) {
+		case *netlink.Vxlan:
+			s.vnis[uint32(dev.VxlanId)] = where
+			t, ok := parseTag(dev.Alias)
+			if !ok {
+				continue
+			}
+			d = &vxdev{vni: uint32(dev.VxlanId), local: dev.SrcAddr, remote: dev.Group, tag: t}
+		case *netlink.Veth:
+			// A local link's end: what a VXLAN device holds itself is on its tag.
+			t, ok := parseTag(dev.Alias)
+			if !ok || t.VNI == 0 {
+				continue
+			}
+			s.vnis[t.VNI] = where
+			ip := net.ParseIP(t.Underlay)
+			d = &vxdev{vni: t.VNI, local: ip, remote: ip, tag: t, isLocal: true}
+		default:
 			continue
 		}
-		where := nsLabel(ns) + " device " + vx.Name
-		s.vnis[uint32(vx.VxlanId)] = where
-		t, ok := parseTag(vx.Alias)
-		if !ok {
-			continue
-		}
-		d := &vxdev{
-			ns:     ns,
-			link:   vx,
-			vni:    uint32(vx.VxlanId),
-			local:  vx.SrcAddr,
-			remote: vx.Group,
-			up:     vx.Flags&net.FlagUp != 0,
-			master: names[vx.MasterIndex],
-			tag:    t,
-		}
-		if tbf, err := rootTbf(h, vx); err != nil {
-			p.log.Warn("cannot read qdisc", "netns", ns, "device", vx.Name, "error", err)
+		t := d.tag
+		d.ns, d.link, d.up, d.master = ns, l, attrs.Flags&net.FlagUp != 0, names[attrs.MasterIndex]
+		if tbf, err := rootTbf(h, l); err != nil {
+			p.log.Warn("cannot read qdisc", "netns", ns, "device", attrs.Name, "error", err)
 		} else if tbf != nil {
 			d.hasTbf, d.rateBytes = true, tbf.Rate
 		}
@@ -223,6 +231,16 @@ func (l *linkDevs) vni() uint32 {
 		}
 	}
 	return 0
+}
+
+// local reports whether the link is a local link (a veth pair within one site).
+func (l *linkDevs) local() bool {
+	for _, d := range l.ends {
+		if d != nil {
+			return d.isLocal
+		}
+	}
+	return false
 }
 
 // bandwidth returns the link's rate as recorded on its devices.

@@ -36,6 +36,10 @@ type tag struct {
 	BandwidthBps       uint64
 	// Name is the link's name; dropped from the alias when it does not fit.
 	Name string
+	// VNI and Underlay are recorded on a local link's devices (veths carry neither);
+	// zero and "" on a VXLAN device, which holds them itself.
+	VNI      uint32
+	Underlay string
 }
 
 // encode returns the device alias for t. The name is left out when the whole would
@@ -51,6 +55,10 @@ func (t tag) encode() (string, error) {
 	v.Set("br", t.Bridge)
 	v.Set("ps", t.PeerSite)
 	v.Set("bw", strconv.FormatUint(t.BandwidthBps, 10))
+	if t.VNI != 0 {
+		v.Set("vni", strconv.FormatUint(uint64(t.VNI), 10))
+		v.Set("ul", t.Underlay)
+	}
 	bare := tagPrefix + v.Encode()
 	if len(bare) > maxAlias {
 		return "", sdk.Errorf(sdk.CodeInvalidArgument,
@@ -85,7 +93,15 @@ func parseTag(alias string) (t tag, ok bool) {
 	if err != nil {
 		return tag{}, false
 	}
+	var vni uint64
+	if raw := v.Get("vni"); raw != "" {
+		if vni, err = strconv.ParseUint(raw, 10, 32); err != nil || vni == 0 || vni > maxVNI {
+			return tag{}, false
+		}
+	}
 	t = tag{
+		VNI:          uint32(vni),
+		Underlay:     v.Get("ul"),
 		Provider:     v.Get("p"),
 		Ref:          sdk.LinkRef{SliceID: v.Get("s"), LinkID: v.Get("l")},
 		End:          end,
@@ -174,6 +190,10 @@ func tempName(provider string) string {
 func isTempOf(name, provider string) bool {
 	return len(name) == len(tempPrefix)+tempOwnerLen+tempRandomLen && strings.HasPrefix(name, tempOwner(provider))
 }
+
+// localName is the name of end n (1 or 2) of a local link: a veth pair joining two
+// bridges of one site ("vl16777215e1" is 12 bytes).
+func localName(vni uint32, n int) string { return fmt.Sprintf("vl%de%d", vni, n) }
 
 // deviceName is the name of a link's VXLAN device at either end. VNIs are unique per
 // link, so the name is too, and it fits IFNAMSIZ ("vx16777215" is 10 bytes).

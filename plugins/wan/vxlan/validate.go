@@ -14,7 +14,7 @@ const maxIfname = 15
 
 // ownNames matches the plugin's own device names (VXLAN devices, and the temporary names
 // devices are created under), which a bridge may not take.
-var ownNames = regexp.MustCompile(`^(vx[0-9]+|` + tempPrefix + `[0-9a-f]{12})$`)
+var ownNames = regexp.MustCompile(`^(vx[0-9]+|vl[0-9]+e[12]|` + tempPrefix + `[0-9a-f]{12})$`)
 
 // refError checks a link ref.
 func refError(r sdk.LinkRef) error {
@@ -70,7 +70,11 @@ func (p *Plugin) validateSpec(s sdk.LinkSpec) error {
 	}
 	switch {
 	case s.End1 == s.End2:
-		add("end2: same as end1 (a link joins two different sites)")
+		add("end2: same as end1 (a link joins two different sites, or two bridges of one site)")
+	case isLocal(s):
+		if s.End1.Bridge == s.End2.Bridge {
+			add("end2.bridge: %q is end1's bridge too (a local link joins two bridges of one site)", s.End2.Bridge)
+		}
 	default:
 		if s.End1.Site != "" && s.End1.Site == s.End2.Site {
 			add("end2.site: %q is end1's site too (a link joins two different sites)", s.End2.Site)
@@ -99,11 +103,23 @@ func (p *Plugin) validateSpec(s sdk.LinkSpec) error {
 		}
 		t := tag{Provider: p.provider, Ref: s.Ref, End: n + 1, Site: e.Site, Part: e.Part, Bridge: e.Bridge,
 			PeerSite: peer.Site, BandwidthBps: s.BandwidthBps}
+		if isLocal(s) {
+			t.VNI, t.Underlay = maxVNI, canonicalIP(e.Underlay)
+		}
 		if _, err := t.encode(); err != nil {
 			return fmt.Errorf("link %s: %w", s.Ref, err)
 		}
 	}
 	return nil
+}
+
+// isLocal reports whether a link joins two bridges of one site: both ends at the same
+// site, in the same namespace, with the same underlay address. Such a link is a veth
+// pair between the two bridges, rate-limited like a tunnel, rather than a VXLAN tunnel
+// to itself.
+func isLocal(s sdk.LinkSpec) bool {
+	return s.End1.Site != "" && s.End1.Site == s.End2.Site && s.End1.Netns == s.End2.Netns &&
+		s.End1.Underlay != "" && canonicalIP(s.End1.Underlay) == canonicalIP(s.End2.Underlay)
 }
 
 // ifnameProblem says what is wrong with a device name, or "".
@@ -116,7 +132,7 @@ func ifnameProblem(name string) string {
 	case name == "." || name == ".." || strings.ContainsAny(name, "/: \t\n\x00"):
 		return fmt.Sprintf("%q is not a valid device name", name)
 	case ownNames.MatchString(name):
-		return fmt.Sprintf("%q is reserved for the plugin's own devices (vx<VNI>, %s<12 hex digits>)", name, tempPrefix)
+		return fmt.Sprintf("%q is reserved for the plugin's own devices (vx<VNI>, vl<VNI>e1, vl<VNI>e2, %s<12 hex digits>)", name, tempPrefix)
 	}
 	return ""
 }

@@ -472,3 +472,73 @@ func BenchmarkConnectDisconnect(b *testing.B) {
 	b.ReportMetric(float64(conn.Microseconds())/float64(b.N)/1000, "ms/connect")
 	b.ReportMetric(float64(disc.Microseconds())/float64(b.N)/1000, "ms/disconnect")
 }
+
+// TestLocalLink joins two bridges of one site (two parts at one provider): a veth pair
+// with the link's rate limit each way, found again by a new plugin process, removed by
+// Disconnect, and using none of the site's WAN capacity.
+func TestLocalLink(t *testing.T) {
+	const rate = 30_000_000
+	n := newTestNet(t, "site", "other")
+	wan := newPlugin(t)
+	ctx := call(t)
+	if err := wan.Configure(ctx, sdk.Config{Provider: n.provider(), JSON: n.config()}); err != nil {
+		t.Fatal(err)
+	}
+	spec := sdk.LinkSpec{Ref: sdk.LinkRef{SliceID: "local", LinkID: "a-b"}, Name: "a-to-b",
+		End1: n.sites[0].end("a-dc", "br-la"), End2: n.sites[0].end("b-dc", "br-lb"), BandwidthBps: rate}
+	o, err := wan.OfferLink(ctx, spec)
+	if err != nil || !o.Accepted || o.AvailableBps != 200_000_000 {
+		t.Fatalf("OfferLink of a local link: %+v, %v; want accepted with the configured 200 Mbit/s", o, err)
+	}
+	t.Cleanup(func() { _ = wan.Disconnect(context.Background(), spec.Ref) })
+	l, err := wan.Connect(ctx, spec)
+	if err != nil {
+		t.Fatalf("Connect of a local link: %v", err)
+	}
+	devs := n.devices(0)
+	if devs[localName(l.VNI, 1)] != "veth" || devs[localName(l.VNI, 2)] != "veth" || n.tbfs(0) != 2 {
+		t.Fatalf("site devices %v, %d tbf qdiscs; want the veth pair, each end rate-limited", devs, n.tbfs(0))
+	}
+	// A local link takes nothing of the WAN between the site and another.
+	remote := sdk.LinkSpec{Ref: sdk.LinkRef{SliceID: "local", LinkID: "wan"}, End1: n.sites[0].end("a-dc", "br-la"),
+		End2: n.sites[1].end("c-dc", "br-lc"), BandwidthBps: 1_000_000}
+	if o, err := wan.OfferLink(ctx, remote); err != nil || o.AvailableBps != 200_000_000 {
+		t.Errorf("WAN left beside a local link: %+v, %v; want all 200 Mbit/s", o, err)
+	}
+
+	a := n.vm(0, "br-la", "la", "192.168.40.1/24")
+	b := n.vm(0, "br-lb", "lb", "192.168.40.2/24")
+	if err := ping(a, "192.168.40.2", 3*time.Second); err != nil {
+		t.Fatalf("across the local link: %v", err)
+	}
+	got, err := throughput(a, b, "192.168.40.2", 2500*time.Millisecond, 500*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("local link: %.1f Mbit/s measured, %.1f requested", got/1e6, float64(rate)/1e6)
+	if math.Abs(got-rate)/rate > 0.20 {
+		t.Errorf("local link: %.1f Mbit/s, want %.1f ± 20 %%", got/1e6, float64(rate)/1e6)
+	}
+
+	// A new process finds it on the devices.
+	again := newPlugin(t)
+	if err := again.Configure(ctx, sdk.Config{Provider: n.provider(), JSON: n.config()}); err != nil {
+		t.Fatal(err)
+	}
+	d, err := again.DescribeLink(ctx, spec.Ref)
+	if err != nil || d.State != sdk.StateReady || d.VNI != l.VNI || d.BandwidthBps != rate || d.End2.Bridge != "br-lb" {
+		t.Fatalf("DescribeLink from another process: %+v, %v", d, err)
+	}
+	if err := again.Disconnect(ctx, spec.Ref); err != nil {
+		t.Fatal(err)
+	}
+	if err := ping(a, "192.168.40.2", 600*time.Millisecond); err == nil {
+		t.Error("the parts still reach each other after Disconnect")
+	}
+	n.delete(0, "vla")
+	n.delete(0, "vlb")
+	if err := again.Disconnect(ctx, spec.Ref); err != nil {
+		t.Fatal(err)
+	}
+	n.assertPristine()
+}
