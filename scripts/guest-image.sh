@@ -16,7 +16,7 @@ KERNEL_PKG=${NECOS_GUEST_KERNEL:-linux-image-cloud-amd64}
 # every allocation and 4-level paging make a TCG boot cheaper, and touch less memory.
 CMDLINE="console=ttyS0 quiet init_on_alloc=0 no5lvl"
 # The cache key covers this script and the agent's sources: change either, get a new image.
-key=$(cat "$0" plugins/vim-xen/guest/*.go plugins/vim-xen/seed/*.go go.sum | sha256sum | cut -c1-16)
+key=$(cat "$0" plugins/vim-xen/guest/*.go plugins/vim-xen/seed/*.go cmd/necos-cdn/*.go go.sum | sha256sum | cut -c1-16)
 OUT=$CACHE/guest/$key
 if [ -f "$OUT/.done" ]; then echo "$OUT"; exit 0; fi
 mkdir -p "$CACHE/guest"
@@ -124,9 +124,13 @@ ln -s bin/busybox "$R/init"
 mkdir -p "$OUT.tmp"
 (cd "$R" && find . | sort | "$X/bin/busybox" cpio -o -H newc 2>/dev/null) | gzip -6 > "$OUT.tmp/initrd.img"
 cp "$X/boot/vmlinuz-$kver" "$OUT.tmp/vmlinuz"
-# The data disk: a small ext4 file system that overlays grow to storage-gb.
-mkdir -p "$work/data"
+# The data disk: a small ext4 file system that overlays grow to storage-gb. It carries
+# the programs services start (necos-cdn: the Touristic CDN's servers, which
+# examples/services/touristic-cdn-xen.yaml configures and runs), off the initramfs so
+# that a guest that runs none holds none of them in memory.
+mkdir -p "$work/data/bin"
 echo "necos guest data disk" > "$work/data/README"
+CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$work/data/bin/necos-cdn" ./cmd/necos-cdn >&2
 truncate -s 64M "$work/data.raw"
 mkfs.ext4 -q -F -L necos-data -d "$work/data" "$work/data.raw"
 qemu-img convert -q -f raw -O qcow2 "$work/data.raw" "$OUT.tmp/disk.qcow2"

@@ -21,6 +21,7 @@ func TestExamples(t *testing.T) {
 	for _, c := range []struct{ service, slice string }{
 		{"touristic-cdn.yaml", "touristic-cdn.yaml"},
 		{"iot-dojot.yaml", "iot-dojot.yaml"},
+		{"touristic-cdn-xen.yaml", "touristic-cdn-xen.yaml"},
 	} {
 		t.Run(c.service, func(t *testing.T) {
 			root := testenv.Root()

@@ -1,0 +1,166 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func content(t *testing.T, files map[string]string) string {
+	t.Helper()
+	root := t.TempDir()
+	for name, body := range files {
+		p := filepath.Join(root, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return root
+}
+
+var files = map[string]string{
+	"index.html":         "core index",
+	"spain/index.html":   "spain index",
+	"spain/alhambra.txt": "alhambra",
+	"greece/index.html":  "greece index",
+}
+
+// get asks srv for url with Host host, without following redirects.
+func get(t *testing.T, h http.Handler, host, url string) *http.Response {
+	t.Helper()
+	r := httptest.NewRequest("GET", url, nil)
+	r.Host = host
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	return w.Result()
+}
+
+func body(t *testing.T, r *http.Response) string {
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestSite(t *testing.T) {
+	core := &site{name: "core-dc", root: content(t, files), zone: "cdn.touristic.example"}
+	edgeFiles := map[string]string{"spain/index.html": "spain at the edge", "spain/alhambra.txt": "alhambra at the edge"}
+	edge := &site{name: "edge-spain", root: content(t, edgeFiles), zone: "cdn.touristic.example",
+		place: "spain", core: "http://10.10.1.2"}
+	for _, c := range []struct {
+		name      string
+		h         http.Handler
+		host, url string
+		status    int
+		body      string
+		server    string
+		location  string
+	}{
+		{"core index", core, "www.cdn.touristic.example", "/", 200, "core index", "core-dc", ""},
+		{"core by address", core, "10.10.1.2", "/", 200, "core index", "core-dc", ""},
+		{"core, place host", core, "spain.cdn.touristic.example", "/alhambra.txt", 200, "alhambra", "core-dc", ""},
+		{"core, place path", core, "10.10.1.2", "/greece/", 200, "greece index", "core-dc", ""},
+		{"core, no such page", core, "www.cdn.touristic.example", "/nope", 404, "", "core-dc", ""},
+		{"core, no escape", core, "www.cdn.touristic.example", "/../../etc/passwd", 404, "", "core-dc", ""},
+		{"edge, its place by host", edge, "spain.cdn.touristic.example", "/", 200, "spain at the edge", "edge-spain", ""},
+		{"edge, its place by path", edge, "10.10.2.2", "/spain/alhambra.txt", 200, "alhambra at the edge", "edge-spain", ""},
+		{"edge, another place", edge, "greece.cdn.touristic.example", "/x.html", 302, "", "edge-spain", "http://10.10.1.2/greece/x.html"},
+		{"edge, general content", edge, "www.cdn.touristic.example", "/videos/tour.ts", 302, "", "edge-spain", "http://10.10.1.2/videos/tour.ts"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := get(t, c.h, c.host, c.url)
+			if r.StatusCode != c.status {
+				t.Errorf("status %d, want %d", r.StatusCode, c.status)
+			}
+			if b := body(t, r); c.body != "" && b != c.body {
+				t.Errorf("body %q, want %q", b, c.body)
+			}
+			if s := r.Header.Get(headerServer); s != c.server {
+				t.Errorf("%s %q, want %q", headerServer, s, c.server)
+			}
+			if l := r.Header.Get("Location"); l != c.location {
+				t.Errorf("Location %q, want %q", l, c.location)
+			}
+		})
+	}
+}
+
+// The DNS server over real UDP on loopback, asked with Go's own resolver.
+func TestDNS(t *testing.T) {
+	d := &dnsServer{zone: "cdn.touristic.example", core: netip.MustParseAddr("10.10.1.2"),
+		edges: edgeFlag{"spain": {netip.MustParseAddr("10.10.2.2")},
+			"greece": {netip.MustParseAddr("10.10.3.2"), netip.MustParseAddr("10.10.6.2")}}}
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go d.serve(pc)
+	defer pc.Close()
+	res := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var dl net.Dialer
+		return dl.DialContext(ctx, "udp", pc.LocalAddr().String())
+	}}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	lookup := func(name string) []string {
+		ips, err := res.LookupHost(ctx, name)
+		if err != nil {
+			t.Errorf("look up %s: %v", name, err)
+		}
+		return ips
+	}
+	if got := lookup("spain.cdn.touristic.example"); strings.Join(got, " ") != "10.10.2.2" {
+		t.Errorf("spain: %v", got)
+	}
+	for _, n := range []string{"www.cdn.touristic.example", "cdn.touristic.example", "brazil.cdn.touristic.example"} {
+		if got := lookup(n); strings.Join(got, " ") != "10.10.1.2" {
+			t.Errorf("%s: %v, want the core", n, got)
+		}
+	}
+	// Two edges in one place: both, the first in turn.
+	first := map[string]bool{}
+	for range 4 {
+		got := lookup("greece.cdn.touristic.example")
+		if len(got) != 2 {
+			t.Fatalf("greece: %v", got)
+		}
+		first[got[0]] = true
+	}
+	if len(first) != 2 {
+		t.Errorf("greece's edges never rotate: %v", first)
+	}
+	if _, err := res.LookupHost(ctx, "example.org"); err == nil {
+		t.Error("a name outside the zone resolved")
+	}
+}
+
+func TestFlags(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "usage"},
+		{[]string{"core", "--core-ip", "nope"}, "--core-ip"},
+		{[]string{"core", "--core-ip", "10.0.0.1", "--edge", "spain"}, "PLACE=IP"},
+		{[]string{"core", "--core-ip", "10.0.0.1", "--edge", "spain=x"}, "IPv4"},
+		{[]string{"edge", "--place", "a b", "--core", "http://x"}, "--place"},
+		{[]string{"edge", "--place", "spain", "--core", "10.0.0.1"}, "--core"},
+	} {
+		err := run(c.args)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: %v, want an error naming %s", c.args, err, c.want)
+		}
+	}
+}
