@@ -288,6 +288,15 @@ func (c *Client) Timings(ctx context.Context, id string) (*v1.Timings, error) {
 	return &t, nil
 }
 
+// Marketplace returns each provider's quote for a probe node and what slices hold there.
+func (c *Client) Marketplace(ctx context.Context) (*v1.Marketplace, error) {
+	var m v1.Marketplace
+	if _, err := c.call(ctx, request{method: http.MethodGet, path: "/v1/marketplace"}, &m); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
 // Providers returns the federation's providers.
 func (c *Client) Providers(ctx context.Context) ([]v1.Provider, error) {
 	var l v1.ProviderList

@@ -26,7 +26,9 @@ type dnsServer struct {
 	turn  atomic.Uint64
 }
 
-// lookup returns the addresses for name and whether the name is in the zone.
+// lookup returns the addresses for name and whether the name is in the zone. Each call
+// for a place turns its edges by one: ask it for A queries only (a resolver asks A and
+// AAAA together).
 func (d *dnsServer) lookup(name string) ([]netip.Addr, bool) {
 	name = strings.ToLower(strings.TrimSuffix(name, "."))
 	if name != d.zone && !strings.HasSuffix(name, "."+d.zone) {
@@ -39,6 +41,11 @@ func (d *dnsServer) lookup(name string) ([]netip.Addr, bool) {
 		return out, true
 	}
 	return []netip.Addr{d.core}, true
+}
+
+func (d *dnsServer) inZone(name string) bool {
+	name = strings.ToLower(strings.TrimSuffix(name, "."))
+	return name == d.zone || strings.HasSuffix(name, "."+d.zone)
 }
 
 // answer builds the response to one query message.
@@ -55,7 +62,11 @@ func (d *dnsServer) answer(query []byte) ([]byte, error) {
 	b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: h.ID, Response: true, Authoritative: true,
 		RecursionDesired: h.RecursionDesired, OpCode: h.OpCode})
 	b.EnableCompression()
-	ips, inZone := d.lookup(q.Name.String())
+	var ips []netip.Addr
+	inZone := d.inZone(q.Name.String())
+	if inZone && (q.Type == dnsmessage.TypeA || q.Type == dnsmessage.TypeALL) {
+		ips, _ = d.lookup(q.Name.String())
+	}
 	switch {
 	case h.OpCode != 0:
 		return d.errorReply(h, q, dnsmessage.RCodeNotImplemented)
@@ -72,12 +83,10 @@ func (d *dnsServer) answer(query []byte) ([]byte, error) {
 		return nil, err
 	}
 	// Only A records: AAAA and others get an empty NOERROR answer.
-	if q.Type == dnsmessage.TypeA || q.Type == dnsmessage.TypeALL {
-		for _, ip := range ips {
-			rh := dnsmessage.ResourceHeader{Name: q.Name, Class: dnsmessage.ClassINET, TTL: ttl}
-			if err := b.AResource(rh, dnsmessage.AResource{A: ip.As4()}); err != nil {
-				return nil, err
-			}
+	for _, ip := range ips {
+		rh := dnsmessage.ResourceHeader{Name: q.Name, Class: dnsmessage.ClassINET, TTL: ttl}
+		if err := b.AResource(rh, dnsmessage.AResource{A: ip.As4()}); err != nil {
+			return nil, err
 		}
 	}
 	return b.Finish()

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"compress/gzip"
 	"log"
 	"net"
 	"net/http"
@@ -68,5 +69,59 @@ func (s *site) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// The file server answers paths inside dir only (it cleans them).
 	r2 := r.Clone(r.Context())
 	r2.URL.Path = rest
+	w.Header().Add("Vary", "Accept-Encoding")
+	if acceptsGzip(r) {
+		// Compressed on the fly, as CDN servers do: this is what costs an edge CPU when
+		// it is busy (and what its elasticity policy watches).
+		r2.Header.Del("Range")
+		gz := &gzipWriter{ResponseWriter: w}
+		defer gz.close()
+		w = gz
+	}
 	http.FileServer(http.Dir(dir)).ServeHTTP(w, r2)
+}
+
+func acceptsGzip(r *http.Request) bool {
+	for _, e := range strings.Split(r.Header.Get("Accept-Encoding"), ",") {
+		if name, _, _ := strings.Cut(strings.TrimSpace(e), ";"); strings.EqualFold(name, "gzip") {
+			return true
+		}
+	}
+	return false
+}
+
+// gzipWriter compresses a successful answer's body; other answers pass as they are.
+type gzipWriter struct {
+	http.ResponseWriter
+	gz      *gzip.Writer
+	decided bool
+}
+
+func (g *gzipWriter) WriteHeader(code int) {
+	if !g.decided {
+		g.decided = true
+		if code == http.StatusOK {
+			h := g.Header()
+			h.Del("Content-Length")
+			h.Set("Content-Encoding", "gzip")
+			g.gz, _ = gzip.NewWriterLevel(g.ResponseWriter, gzip.BestCompression)
+		}
+	}
+	g.ResponseWriter.WriteHeader(code)
+}
+
+func (g *gzipWriter) Write(b []byte) (int, error) {
+	if !g.decided {
+		g.WriteHeader(http.StatusOK)
+	}
+	if g.gz != nil {
+		return g.gz.Write(b)
+	}
+	return g.ResponseWriter.Write(b)
+}
+
+func (g *gzipWriter) close() {
+	if g.gz != nil {
+		_ = g.gz.Close()
+	}
 }

@@ -1,0 +1,927 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/necos/necos/api/client"
+	v1 "github.com/necos/necos/api/v1"
+	"github.com/necos/necos/sdk/nsnet"
+	"github.com/spf13/cobra"
+)
+
+// Outcomes of a demo phase.
+const (
+	demoDone    = "done"
+	demoFailed  = "FAILED"
+	demoNotDone = "not done"
+)
+
+// demoPhase is one step of the demo's story, as the demo saw it.
+type demoPhase struct {
+	Tenant  string        `json:"tenant"`
+	Name    string        `json:"name"`
+	Took    time.Duration `json:"-"`
+	Seconds float64       `json:"seconds"`
+	Outcome string        `json:"outcome"`
+	Note    string        `json:"note,omitempty"`
+}
+
+// demoOptions are the flags of `necosctl demo`.
+type demoOptions struct {
+	keep                         bool
+	cdnToken, iotToken           string
+	cdnSlice, cdnService         string
+	iotSlice, iotService         string
+	iotPart                      string
+	webPort                      int
+	elasticFor                   time.Duration
+	loadRate, loadMax            float64
+	loadDevices                  int
+	sshWithin                    time.Duration
+	virshURI                     string
+	cdnTokenFile, iotTokenFile   string
+	cdnTenantName, iotTenantName string
+}
+
+// demo runs the story and keeps what each phase did.
+type demo struct {
+	a      *app
+	o      demoOptions
+	out    io.Writer
+	start  time.Time
+	mu     sync.Mutex
+	phases []demoPhase
+	// timings are each slice's phases as the engine recorded them, read before deletion.
+	timings map[string]*v1.Timings
+	order   []string
+	// cleanup holds what the demo opened (forwarders, loads) until it ends.
+	closers []func()
+}
+
+// phase runs f as a named phase of tenant and records how it went. f returns a note to
+// show, or an error; errNotDone marks a phase the platform cannot do (the note says why).
+func (d *demo) phase(tenant, name string, f func() (string, error)) error {
+	fmt.Fprintf(d.out, "[%6.1fs] %-4s %s ...\n", time.Since(d.start).Seconds(), tenant, name)
+	t0 := time.Now()
+	note, err := f()
+	p := demoPhase{Tenant: tenant, Name: name, Took: time.Since(t0), Outcome: demoDone, Note: note}
+	p.Seconds = p.Took.Seconds()
+	var nd *notDone
+	switch {
+	case errors.As(err, &nd):
+		p.Outcome, p.Note = demoNotDone, nd.reason
+	case err != nil:
+		p.Outcome, p.Note = demoFailed, err.Error()
+	}
+	d.mu.Lock()
+	d.phases = append(d.phases, p)
+	d.mu.Unlock()
+	mark := "ok"
+	if p.Outcome != demoDone {
+		mark = p.Outcome
+	}
+	fmt.Fprintf(d.out, "[%6.1fs] %-4s %s: %s in %.1fs", time.Since(d.start).Seconds(), tenant, name, mark, p.Seconds)
+	if p.Note != "" {
+		fmt.Fprintf(d.out, " (%s)", p.Note)
+	}
+	fmt.Fprintln(d.out)
+	return err
+}
+
+// skip records a phase that was not run because an earlier one could not be done.
+func (d *demo) skip(tenant, name, reason string) {
+	d.mu.Lock()
+	d.phases = append(d.phases, demoPhase{Tenant: tenant, Name: name, Outcome: demoNotDone, Note: reason})
+	d.mu.Unlock()
+	fmt.Fprintf(d.out, "[%6.1fs] %-4s %s: not done (%s)\n", time.Since(d.start).Seconds(), tenant, name, reason)
+}
+
+// notDone is a phase the platform (or this machine) cannot do: reported, never faked.
+type notDone struct{ reason string }
+
+func (e *notDone) Error() string { return "not done: " + e.reason }
+
+func newDemoCommand(a *app) *cobra.Command {
+	var o demoOptions
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Run the NECOS MUSTS demo against a running necosd: two tenants, services, load, elasticity, decommission",
+		Long: `Run the story of the NECOS "MUSTS" demo against a running necosd, phase by phase, with
+progress and, at the end, a table of the phases with their measured durations (the
+engine's, from each slice's timings, and the demo's own):
+
+1. The Touristic CDN tenant creates the 4-part CDN slice on real guests (core at UNICAMP,
+   edges at SPAIN, GREECE and UFSCAR), waits for its guests, deploys the CDN service,
+   checks that a visitor at each edge's place is served local content by that edge and
+   the rest by the core, and forwards 127.0.0.1:--web-port to the core's web page.
+2. The IoT tenant creates the IoT slice (Kubernetes parts) and deploys the IoT service.
+3. Load and elasticity: the CDN's Spain edge is loaded with visitors until its policy
+   acts (more CPU, then a copy of the edge at Madrid), and the IoT edge's broker with
+   simulated devices (necosctl load mqtt); each elastic action is followed through the
+   timings route (threshold crossed -> decision -> action done -> effective).
+4. Both slices are deleted and the demo checks that nothing is left: no slice, nothing
+   reserved at any provider beyond what was there before, no domain or volume of the
+   slices in libvirt, no namespace, bridge or VXLAN device of their parts and links.
+
+A phase the platform cannot do here (e.g. Kubernetes parts when the catalogue has no
+Kubernetes provider) is reported as not done, with the reason, and the story goes on.
+--keep stops before the decommission and waits for Ctrl-C, with the forwarder open, so a
+person can look around (the dashboard, necosctl, the web page); the slices are then
+left running.
+
+Each tenant uses its own token: --cdn-token/--iot-token, else the files
+data/<tenant>-token of necosd's data directory (--cdn-tenant, --iot-tenant; start necosd
+with --tenants demo,cdn,iot), else the global token. Run as root on the machine of the
+providers: the demo enters the parts' network namespaces to reach the guests.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			d := &demo{a: a, o: o, out: cmd.OutOrStdout(), start: time.Now(), timings: map[string]*v1.Timings{}}
+			return d.run(ctx)
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&o.keep, "keep", false, "stop before the decommission and wait for Ctrl-C (the slices stay)")
+	f.StringVar(&o.cdnTenantName, "cdn-tenant", "cdn", "the Touristic CDN tenant (its token file: data/<tenant>-token)")
+	f.StringVar(&o.iotTenantName, "iot-tenant", "iot", "the IoT tenant")
+	f.StringVar(&o.cdnToken, "cdn-token", "", "the CDN tenant's token")
+	f.StringVar(&o.iotToken, "iot-token", "", "the IoT tenant's token")
+	f.StringVar(&o.cdnSlice, "cdn-slice", "examples/slices/touristic-cdn-xen.yaml", "the CDN slice")
+	f.StringVar(&o.cdnService, "cdn-service", "examples/services/touristic-cdn-xen.yaml", "the CDN service")
+	f.StringVar(&o.iotSlice, "iot-slice", "examples/slices/iot-dojot.yaml", "the IoT slice")
+	f.StringVar(&o.iotService, "iot-service", "examples/services/iot-dojot.yaml", "the IoT service")
+	f.StringVar(&o.iotPart, "iot-part", "dc-slice2", "the IoT part running the MQTT broker")
+	f.IntVar(&o.webPort, "web-port", 60080, "loopback port of the CDN's page (0: any free port)")
+	f.DurationVar(&o.elasticFor, "elastic-timeout", 4*time.Minute, "how long the load runs waiting for the elastic actions (0: no load)")
+	f.Float64Var(&o.loadRate, "mqtt-rate", 50, "MQTT load: messages/s at the start")
+	f.Float64Var(&o.loadMax, "mqtt-max-rate", 2000, "MQTT load: messages/s the ramp reaches")
+	f.IntVar(&o.loadDevices, "mqtt-devices", 20, "MQTT load: simulated devices")
+	f.DurationVar(&o.sshWithin, "boot-timeout", 3*time.Minute, "how long the guests may take to answer SSH")
+	f.StringVar(&o.virshURI, "libvirt-uri", envOr("NECOS_QEMU_URI", "qemu:///system"), "libvirt URI checked for left-over domains and volumes (virsh)")
+	return cmd
+}
+
+// tenantClient returns the API client of a tenant: its token flag, else its token file
+// next to the global one, else the global token.
+func (d *demo) tenantClient(name, token string) (*client.Client, string, error) {
+	b := *d.a
+	note := "tenant " + name
+	switch {
+	case token != "":
+		b.token = token
+	default:
+		file := filepath.Join(filepath.Dir(d.a.tokenFile), name+"-token")
+		if tok, err := os.ReadFile(file); err == nil && d.a.token == "" {
+			b.token = strings.TrimSpace(string(tok))
+		} else {
+			note = "the global token (no " + file + ")"
+		}
+	}
+	c, err := b.client()
+	return c, note, err
+}
+
+func (d *demo) run(ctx context.Context) error {
+	defer func() {
+		for i := len(d.closers) - 1; i >= 0; i-- {
+			d.closers[i]()
+		}
+	}()
+	cdn, cdnWho, err := d.tenantClient(d.o.cdnTenantName, d.o.cdnToken)
+	if err != nil {
+		return err
+	}
+	iot, iotWho, err := d.tenantClient(d.o.iotTenantName, d.o.iotToken)
+	if err != nil {
+		return err
+	}
+	if err := cdn.Healthy(ctx); err != nil {
+		return fmt.Errorf("necosd at %s: %w", d.a.server, err)
+	}
+	fmt.Fprintf(d.out, "necos MUSTS demo against %s: CDN as %s, IoT as %s\n", d.a.server, cdnWho, iotWho)
+	before, err := cdn.Marketplace(ctx)
+	if err != nil {
+		return fmt.Errorf("marketplace: %w", err)
+	}
+	host := newHostState()
+
+	cdnSlice := d.cdnStory(ctx, cdn, host)
+	iotSlice := d.iotStory(ctx, iot, host)
+	d.elasticity(ctx, cdn, cdnSlice, iot, iotSlice)
+
+	for _, s := range []struct {
+		c  *client.Client
+		s  *v1.Slice
+		by string
+	}{{cdn, cdnSlice, "cdn"}, {iot, iotSlice, "iot"}} {
+		if s.s == nil {
+			continue
+		}
+		if t, err := s.c.Timings(ctx, s.s.ID); err == nil {
+			d.timings[s.s.ID] = t
+			d.order = append(d.order, s.s.ID)
+		}
+		// The slice as it is now: elasticity may have added parts and links.
+		if cur, err := s.c.GetSlice(ctx, s.s.ID); err == nil {
+			host.remember(cur)
+		}
+	}
+	if d.o.keep {
+		fmt.Fprintf(d.out, "\n--keep: the slices stay; Ctrl-C ends the demo (and the forwarder).\n")
+		d.report()
+		<-ctx.Done()
+		return nil
+	}
+	dctx := context.WithoutCancel(ctx)
+	for _, s := range []struct {
+		c      *client.Client
+		s      *v1.Slice
+		tenant string
+	}{{cdn, cdnSlice, "cdn"}, {iot, iotSlice, "iot"}} {
+		if s.s == nil {
+			continue
+		}
+		_ = d.phase(s.tenant, "decommission "+s.s.ID, func() (string, error) {
+			_, err := s.c.DeleteSlice(dctx, s.s.ID, true)
+			if err != nil && !client.IsNotFound(err) {
+				return "", err
+			}
+			return "", nil
+		})
+	}
+	_ = d.phase("all", "check nothing is left", func() (string, error) {
+		var ids []string
+		var leftover []string
+		for _, s := range []struct {
+			c *client.Client
+			s *v1.Slice
+		}{{cdn, cdnSlice}, {iot, iotSlice}} {
+			if s.s == nil {
+				continue
+			}
+			ids = append(ids, s.s.ID)
+			if _, err := s.c.GetSlice(dctx, s.s.ID); !client.IsNotFound(err) {
+				leftover = append(leftover, "slice "+s.s.ID+" still answers")
+			}
+		}
+		after, err := cdn.Marketplace(dctx)
+		if err != nil {
+			return "", fmt.Errorf("marketplace: %w", err)
+		}
+		leftover = append(leftover, marketDiff(before, after)...)
+		checked, left := host.check(ids, d.o.virshURI)
+		leftover = append(leftover, left...)
+		if len(leftover) > 0 {
+			return "", fmt.Errorf("left behind: %s", strings.Join(leftover, "; "))
+		}
+		return "nothing left: " + strings.Join(checked, ", "), nil
+	})
+	d.report()
+	for _, p := range d.phases {
+		if p.Outcome == demoFailed {
+			return errors.New("the demo failed: see the phases above")
+		}
+	}
+	return nil
+}
+
+// marketDiff lists providers holding more after the demo than before it.
+func marketDiff(before, after *v1.Marketplace) []string {
+	was := map[string]v1.MarketEntry{}
+	for _, e := range before.Providers {
+		was[e.Provider] = e
+	}
+	var out []string
+	for _, e := range after.Providers {
+		b := was[e.Provider]
+		if e.Holders > b.Holders || e.Reserved.Nodes > b.Reserved.Nodes || e.Reserved.CPUs > b.Reserved.CPUs ||
+			e.ReservedBps > b.ReservedBps {
+			out = append(out, fmt.Sprintf("provider %s holds %d slices, %d nodes, %d CPUs, %d bit/s (before: %d, %d, %d, %d)",
+				e.Provider, e.Holders, e.Reserved.Nodes, e.Reserved.CPUs, e.ReservedBps, b.Holders, b.Reserved.Nodes,
+				b.Reserved.CPUs, b.ReservedBps))
+		}
+	}
+	return out
+}
+
+// report prints the demo's phases, then each slice's phases as the engine timed them.
+func (d *demo) report() {
+	w := tabwriter.NewWriter(d.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(w, "\nThe demo, %.1fs in all:\n", time.Since(d.start).Seconds())
+	row(w, "TENANT", "PHASE", "DURATION", "OUTCOME", "NOTE")
+	for _, p := range d.phases {
+		row(w, p.Tenant, p.Name, fmt.Sprintf("%.1fs", p.Seconds), p.Outcome, p.Note)
+	}
+	_ = w.Flush()
+	for _, id := range d.order {
+		fmt.Fprintf(d.out, "\nSlice %s, as the engine timed it (GET /v1/slices/%s/timings):\n", id, id)
+		tw := tabwriter.NewWriter(d.out, 0, 4, 2, ' ', 0)
+		timingsTable(tw, d.timings[id])
+		_ = tw.Flush()
+		for i, act := range d.timings[id].Actions {
+			fmt.Fprintf(d.out, "  action %d (%s): %s\n", i+1, act.Action, chain(act))
+		}
+	}
+}
+
+// chain writes an elastic action as threshold crossed -> decision -> done -> effective,
+// each with the time since the crossing.
+func chain(act v1.ElasticAction) string {
+	from := act.Fired
+	if act.Crossed != nil {
+		from = *act.Crossed
+	}
+	at := func(t *time.Time) string {
+		if t == nil {
+			return "-"
+		}
+		return fmt.Sprintf("+%.1fs", t.Sub(from).Seconds())
+	}
+	fired := act.Fired
+	return fmt.Sprintf("crossed %s, decision %s, action started %s, done %s, redeployed %s, effective %s (%s)",
+		from.Local().Format("15:04:05"), at(&fired), at(act.Started), at(act.Done), at(act.PostDeployed), at(act.Effective), act.Outcome)
+}
+
+// createSlice creates a slice and waits for it; one that was created and then failed is
+// rolled back by the engine, and its record deleted here, so that nothing stays.
+func createSlice(ctx context.Context, c *client.Client, doc []byte) (*v1.Slice, error) {
+	s, err := c.CreateSlice(ctx, doc, "application/yaml", true)
+	var ae *client.Error
+	if err != nil && errors.As(err, &ae) && ae.SliceID != "" {
+		if _, derr := c.DeleteSlice(context.WithoutCancel(ctx), ae.SliceID, true); derr != nil && !client.IsNotFound(derr) {
+			err = fmt.Errorf("%w (and deleting slice %s: %v)", err, ae.SliceID, derr)
+		}
+	}
+	return s, err
+}
+
+func readDoc(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &notDone{reason: fmt.Sprintf("read %s: %v (run the demo from the repository's root, or give the file)", path, err)}
+	}
+	return b, nil
+}
+
+// partByName returns a slice's part.
+func partByName(s *v1.Slice, name string) (v1.Part, bool) {
+	for _, p := range s.Parts {
+		if p.Name == name {
+			return p, true
+		}
+	}
+	return v1.Part{}, false
+}
+
+// waitGuests waits until every node of the slice's parts that are reached from a
+// namespace accepts TCP on port 22 and greets as SSH: the deployer dials each node
+// once, and a guest still booting refuses.
+func waitGuests(ctx context.Context, s *v1.Slice, within time.Duration) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, within)
+	defer cancel()
+	n := 0
+	for _, p := range s.Parts {
+		ns := p.Attributes[attrNetns]
+		if ns == "" {
+			continue
+		}
+		for _, node := range p.Nodes {
+			if len(node.IPs) == 0 {
+				continue
+			}
+			n++
+			addr := net.JoinHostPort(node.IPs[0], "22")
+			for {
+				if sshGreets(ctx, nsnet.Endpoint{Netns: ns, Addr: addr}) {
+					break
+				}
+				select {
+				case <-ctx.Done():
+					return n, fmt.Errorf("%s/%s (%s) does not answer SSH after %s", p.Name, node.Name, addr, within)
+				case <-time.After(500 * time.Millisecond):
+				}
+			}
+		}
+	}
+	return n, nil
+}
+
+func sshGreets(ctx context.Context, ep nsnet.Endpoint) bool {
+	dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	c, err := nsnet.Dial(dctx, "tcp", ep)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+	b := make([]byte, 4)
+	_, err = io.ReadFull(c, b)
+	return err == nil && string(b) == "SSH-"
+}
+
+// deploy deploys a service document and fails unless it ends Deployed.
+func deploy(ctx context.Context, c *client.Client, sliceID string, doc []byte) (string, error) {
+	svc, err := c.DeployService(ctx, sliceID, doc, "application/yaml", "", true)
+	if err != nil {
+		return "", err
+	}
+	if svc.State != "Deployed" {
+		return "", fmt.Errorf("service %s is %s: %s", svc.ID, svc.State, svc.Message)
+	}
+	return fmt.Sprintf("service %s, %d steps", svc.ID, svc.Counts.Total), nil
+}
+
+func (d *demo) cdnStory(ctx context.Context, c *client.Client, host *hostState) *v1.Slice {
+	const who = "cdn"
+	var s *v1.Slice
+	err := d.phase(who, "create the Touristic CDN slice (4 parts, 3 links)", func() (string, error) {
+		doc, err := readDoc(d.o.cdnSlice)
+		if err != nil {
+			return "", err
+		}
+		s, err = createSlice(ctx, c, doc)
+		if err != nil {
+			return "", err
+		}
+		if s.State != "Ready" {
+			return "", fmt.Errorf("slice %s is %s: %s", s.ID, s.State, s.Message)
+		}
+		if s, err = c.GetSlice(ctx, s.ID); err != nil {
+			return "", err
+		}
+		host.remember(s)
+		var at []string
+		for _, p := range s.Parts {
+			at = append(at, p.Name+"@"+p.Provider)
+		}
+		return s.ID + ": " + strings.Join(at, ", "), nil
+	})
+	if err != nil {
+		for _, n := range []string{"guests boot", "deploy the CDN service", "visitors", "web page"} {
+			d.skip(who, n, "no CDN slice")
+		}
+		return s
+	}
+	if err := d.phase(who, "guests boot (SSH answers)", func() (string, error) {
+		n, err := waitGuests(ctx, s, d.o.sshWithin)
+		if err != nil {
+			return "", err
+		}
+		if n == 0 {
+			return "", &notDone{reason: "no part's nodes are reached from a network namespace of this machine"}
+		}
+		return fmt.Sprintf("%d guests", n), nil
+	}); err != nil {
+		d.skip(who, "deploy the CDN service", "the guests are not reachable")
+		return s
+	}
+	if err := d.phase(who, "deploy the CDN service", func() (string, error) {
+		doc, err := readDoc(d.o.cdnService)
+		if err != nil {
+			return "", err
+		}
+		return deploy(ctx, c, s.ID, doc)
+	}); err != nil {
+		return s
+	}
+	_ = d.phase(who, "visitors: local content from their edge, the rest from the core", func() (string, error) {
+		return cdnVisits(ctx, s)
+	})
+	_ = d.phase(who, "the CDN's page on the host", func() (string, error) {
+		core, ok := partByName(s, "core-dc")
+		if !ok || len(core.Nodes) == 0 || len(core.Nodes[0].IPs) == 0 {
+			return "", errors.New("no core-dc node with an address")
+		}
+		f, err := nsnet.Forward(context.WithoutCancel(ctx), nsnet.Endpoint{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(d.o.webPort))},
+			nsnet.Endpoint{Netns: core.Attributes[attrNetns], Addr: net.JoinHostPort(core.Nodes[0].IPs[0], "80")}, nil)
+		if err != nil {
+			return "", err
+		}
+		d.closers = append(d.closers, func() { _ = f.Close() })
+		url := "http://" + f.Addr().String() + "/"
+		server, body, err := httpGet(ctx, http.DefaultClient, url)
+		if err != nil {
+			return "", err
+		}
+		if !strings.HasPrefix(server, "core-dc/") || !strings.Contains(body, "Touristic CDN") {
+			return "", fmt.Errorf("%s answered by %q: %.80q", url, server, body)
+		}
+		return url + " (served by " + server + ")", nil
+	})
+	return s
+}
+
+// cdnPlaces are the CDN's places and the parts of their edges.
+var cdnPlaces = []struct{ place, part string }{
+	{"spain", "edge-dc-slice-spain"}, {"greece", "edge-dc-slice-greece"}, {"brazil", "edge-dc-slice-brazil"}}
+
+// cdnVisitor returns an HTTP client that dials from a part's namespace and looks names up
+// at the CDN's DNS (the core guest), as a visitor at that part's place would.
+func cdnVisitor(netnsName, coreIP string) *http.Client {
+	res := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return nsnet.Dial(ctx, "udp", nsnet.Endpoint{Netns: netnsName, Addr: net.JoinHostPort(coreIP, "53")})
+	}}
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil {
+			return nil, err
+		}
+		ips, err := res.LookupHost(ctx, host)
+		if err != nil {
+			return nil, err
+		}
+		return nsnet.Dial(ctx, network, nsnet.Endpoint{Netns: netnsName, Addr: net.JoinHostPort(ips[0], port)})
+	}
+	return &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{DialContext: dial, MaxIdleConnsPerHost: 64}}
+}
+
+// httpGet fetches url and returns who served it (X-CDN-Server) and the body.
+func httpGet(ctx context.Context, c *http.Client, url string) (string, string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return "", "", err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return "", "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	server := resp.Header.Get("X-CDN-Server")
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("GET %s: HTTP %d from %q", url, resp.StatusCode, server)
+	}
+	return server, string(b), err
+}
+
+// cdnVisits checks, for a visitor at each edge's place, that the place's content comes
+// from that edge and the general page from the core.
+func cdnVisits(ctx context.Context, s *v1.Slice) (string, error) {
+	core, ok := partByName(s, "core-dc")
+	if !ok || len(core.Nodes) == 0 || len(core.Nodes[0].IPs) == 0 {
+		return "", errors.New("no core-dc node with an address")
+	}
+	coreIP := core.Nodes[0].IPs[0]
+	var seen []string
+	for _, pl := range cdnPlaces {
+		edge, ok := partByName(s, pl.part)
+		if !ok {
+			return "", fmt.Errorf("no part %s", pl.part)
+		}
+		v := cdnVisitor(edge.Attributes[attrNetns], coreIP)
+		server, _, err := httpGet(ctx, v, "http://"+pl.place+".cdn.touristic.example/")
+		if err != nil {
+			return "", fmt.Errorf("a visitor in %s: %w", pl.place, err)
+		}
+		if !strings.HasPrefix(server, pl.part+"/") {
+			return "", fmt.Errorf("a visitor in %s asking for %s content was served by %q, not the %s edge", pl.place, pl.place, server, pl.part)
+		}
+		general, _, err := httpGet(ctx, v, "http://www.cdn.touristic.example/")
+		if err != nil {
+			return "", fmt.Errorf("a visitor in %s: %w", pl.place, err)
+		}
+		if !strings.HasPrefix(general, "core-dc/") {
+			return "", fmt.Errorf("a visitor in %s asking for the general page was served by %q, not the core", pl.place, general)
+		}
+		seen = append(seen, pl.place+": "+server)
+	}
+	return strings.Join(seen, ", ") + "; general pages: core-dc", nil
+}
+
+func (d *demo) iotStory(ctx context.Context, c *client.Client, host *hostState) *v1.Slice {
+	const who = "iot"
+	var s *v1.Slice
+	err := d.phase(who, "create the IoT slice (Kubernetes: core 1+2 nodes, edge 1+1)", func() (string, error) {
+		doc, err := readDoc(d.o.iotSlice)
+		if err != nil {
+			return "", err
+		}
+		s, err = createSlice(ctx, c, doc)
+		if err != nil {
+			var ae *client.Error
+			if errors.As(err, &ae) && (ae.Status >= 400 && ae.Status < 500 || ae.Status == http.StatusServiceUnavailable) {
+				return "", &notDone{reason: "the platform refused it here: " + err.Error()}
+			}
+			return "", err
+		}
+		if s.State != "Ready" {
+			id, state, msg := s.ID, s.State, s.Message
+			// A slice that could not be placed is rolled back: nothing to decommission.
+			if _, derr := c.DeleteSlice(context.WithoutCancel(ctx), id, true); derr == nil || client.IsNotFound(derr) {
+				s = nil
+			}
+			return "", &notDone{reason: fmt.Sprintf("slice %s ended %s: %s", id, state, msg)}
+		}
+		if s, err = c.GetSlice(ctx, s.ID); err != nil {
+			return "", err
+		}
+		host.remember(s)
+		return s.ID, nil
+	})
+	if err != nil || s == nil {
+		d.skip(who, "deploy the IoT service", "no IoT slice")
+		return s
+	}
+	_ = d.phase(who, "deploy the IoT service", func() (string, error) {
+		doc, err := readDoc(d.o.iotService)
+		if err != nil {
+			return "", err
+		}
+		return deploy(ctx, c, s.ID, doc)
+	})
+	return s
+}
+
+// elasticity loads both slices' elastic parts and follows their actions until the
+// horizontal ones are done or --elastic-timeout passes.
+func (d *demo) elasticity(ctx context.Context, cdn *client.Client, cdnSlice *v1.Slice, iot *client.Client, iotSlice *v1.Slice) {
+	if d.o.elasticFor <= 0 {
+		d.skip("all", "load and elasticity", "--elastic-timeout 0")
+		return
+	}
+	var wg sync.WaitGroup
+	if cdnSlice != nil && d.deployedOK("cdn") {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = d.phase("cdn", "load the Spain edge until its policy acts (vertical, then horizontal)", func() (string, error) {
+				return d.cdnElastic(ctx, cdn, cdnSlice)
+			})
+		}()
+	} else {
+		d.skip("cdn", "load and elasticity", "the CDN service is not deployed")
+	}
+	if iotSlice != nil && d.deployedOK("iot") {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = d.phase("iot", "MQTT load on the edge until its policy acts", func() (string, error) {
+				return d.iotElastic(ctx, iot, iotSlice)
+			})
+		}()
+	} else {
+		d.skip("iot", "load and elasticity", "the IoT service is not deployed")
+	}
+	wg.Wait()
+}
+
+// deployedOK reports whether tenant's service deployment phase was done.
+func (d *demo) deployedOK(tenant string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, p := range d.phases {
+		if p.Tenant == tenant && strings.HasPrefix(p.Name, "deploy the ") {
+			return p.Outcome == demoDone
+		}
+	}
+	return false
+}
+
+// followActions polls a slice's timings until done says so or ctx ends, printing each
+// elastic action as it progresses.
+func (d *demo) followActions(ctx context.Context, c *client.Client, id, who string, done func([]v1.ElasticAction) bool) ([]v1.ElasticAction, error) {
+	shown := map[string]bool{}
+	for {
+		t, err := c.Timings(ctx, id)
+		if err == nil {
+			for i, act := range t.Actions {
+				line := fmt.Sprintf("%s %s on %s: %s", act.Policy, act.Action, act.Part, chain(act))
+				if !shown[strconv.Itoa(i)+line] {
+					shown[strconv.Itoa(i)+line] = true
+					fmt.Fprintf(d.out, "[%6.1fs] %-4s   elastic action %d: %s\n", time.Since(d.start).Seconds(), who, i+1, line)
+				}
+			}
+			if done(t.Actions) {
+				return t.Actions, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			if t != nil {
+				return t.Actions, ctx.Err()
+			}
+			return nil, ctx.Err()
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+// summary describes the actions seen and whether a vertical and a horizontal one were done.
+func actionsSummary(acts []v1.ElasticAction) (vertical, horizontal bool, text string) {
+	var parts []string
+	for _, a := range acts {
+		parts = append(parts, a.Action+" "+a.Outcome)
+		if a.Outcome == v1.PhaseDone {
+			if a.Action == "add-part" {
+				horizontal = true
+			} else {
+				vertical = true
+			}
+		}
+	}
+	if len(parts) == 0 {
+		return false, false, "no elastic action"
+	}
+	return vertical, horizontal, strings.Join(parts, ", ")
+}
+
+func horizontalEnded(acts []v1.ElasticAction) bool {
+	for _, a := range acts {
+		if a.Action == "add-part" && a.Outcome != v1.PhaseRunning {
+			return true
+		}
+		if a.Outcome == "exhausted" {
+			return true
+		}
+	}
+	return false
+}
+
+func (d *demo) cdnElastic(ctx context.Context, c *client.Client, s *v1.Slice) (string, error) {
+	edge, ok := partByName(s, "edge-dc-slice-spain")
+	core, ok2 := partByName(s, "core-dc")
+	if !ok || !ok2 || len(edge.Nodes) == 0 || len(core.Nodes) == 0 {
+		return "", errors.New("no Spain edge or core")
+	}
+	lctx, stop := context.WithTimeout(ctx, d.o.elasticFor)
+	defer stop()
+	// Visitors in Spain fetch the place's video from their edge, as fast as it serves.
+	v := cdnVisitor(edge.Attributes[attrNetns], core.Nodes[0].IPs[0])
+	url := "http://" + net.JoinHostPort(edge.Nodes[0].IPs[0], "80") + "/spain/videos/spain.ts"
+	var served, failed int64
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for lctx.Err() == nil {
+				_, _, err := httpGet(lctx, v, url)
+				mu.Lock()
+				if err != nil {
+					failed++
+				} else {
+					served++
+				}
+				mu.Unlock()
+				if err != nil {
+					time.Sleep(200 * time.Millisecond)
+				}
+			}
+		}()
+	}
+	acts, err := d.followActions(lctx, c, s.ID, "cdn", horizontalEnded)
+	stop()
+	wg.Wait()
+	vert, hor, text := actionsSummary(acts)
+	text = fmt.Sprintf("%s; %d videos served, %d failed", text, served, failed)
+	if hor {
+		if cur, err := c.GetSlice(ctx, s.ID); err == nil {
+			for _, p := range cur.Parts {
+				if p.Elastic {
+					text += fmt.Sprintf("; new part %s at %s", p.Name, p.Provider)
+				}
+			}
+		}
+	}
+	switch {
+	case vert && hor:
+		return text, nil
+	case err != nil && len(acts) == 0:
+		return "", &notDone{reason: fmt.Sprintf("no elastic action within %s (%s)", d.o.elasticFor, text)}
+	case err != nil:
+		return "", &notDone{reason: fmt.Sprintf("within %s: %s", d.o.elasticFor, text)}
+	}
+	return "", &notDone{reason: text}
+}
+
+func (d *demo) iotElastic(ctx context.Context, c *client.Client, s *v1.Slice) (string, error) {
+	part, ok := partByName(s, d.o.iotPart)
+	if !ok || len(part.Nodes) == 0 {
+		return "", fmt.Errorf("no part %s with nodes", d.o.iotPart)
+	}
+	if part.Attributes[attrNetns] == "" || len(part.Nodes[0].IPs) == 0 {
+		return "", &notDone{reason: fmt.Sprintf("part %s's nodes have no address reached from a namespace of this machine (its plugin gives no netns attribute)", part.Name)}
+	}
+	lctx, stop := context.WithTimeout(ctx, d.o.elasticFor)
+	defer stop()
+	l := mqttLoad{Broker: nsnet.Endpoint{Netns: part.Attributes[attrNetns], Addr: net.JoinHostPort(part.Nodes[0].IPs[0], strconv.Itoa(defaultMQTTPort))},
+		Devices: d.o.loadDevices, Rate: d.o.loadRate, MaxRate: d.o.loadMax, Ramp: d.o.elasticFor / 2, Duration: d.o.elasticFor,
+		QoS: 1, Report: 15 * time.Second, Prefix: "demo-device"}
+	var res loadResult
+	var lerr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		res, lerr = l.run(lctx, d.out)
+	}()
+	acts, _ := d.followActions(lctx, c, s.ID, "iot", horizontalEnded)
+	stop()
+	<-done
+	if lerr != nil {
+		return "", fmt.Errorf("MQTT load: %w", lerr)
+	}
+	vert, hor, text := actionsSummary(acts)
+	text = fmt.Sprintf("%s; MQTT %.0f msg/s sent, %.0f acknowledged", text, res.SentRate, res.AckedRate)
+	if vert && hor {
+		return text, nil
+	}
+	return "", &notDone{reason: text}
+}
+
+// hostState remembers where the slices' parts and links live on this machine, to check
+// after the decommission that nothing of them is left.
+type hostState struct {
+	mu      sync.Mutex
+	netns   map[string]bool            // parts' endpoint namespaces
+	bridges map[string]map[string]bool // site namespace -> bridges of links' ends
+}
+
+func newHostState() *hostState {
+	return &hostState{netns: map[string]bool{}, bridges: map[string]map[string]bool{}}
+}
+
+func (h *hostState) remember(s *v1.Slice) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, p := range s.Parts {
+		if ns := p.Attributes[attrNetns]; ns != "" {
+			h.netns[ns] = true
+		}
+	}
+	for _, l := range s.Links {
+		for _, e := range l.Ends {
+			if e.Site != "" && e.Bridge != "" {
+				if h.bridges[e.Site] == nil {
+					h.bridges[e.Site] = map[string]bool{}
+				}
+				h.bridges[e.Site][e.Bridge] = true
+			}
+		}
+	}
+}
+
+// check lists what was checked and what is left: the parts' namespaces, the links'
+// bridges (and the VXLAN devices on them) in their sites' namespaces, and libvirt's
+// domains and volumes named for the slices.
+func (h *hostState) check(sliceIDs []string, virshURI string) (checked, left []string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var names []string
+	for ns := range h.netns {
+		names = append(names, ns)
+	}
+	sort.Strings(names)
+	for _, ns := range names {
+		if _, err := os.Stat(nsnet.Path(ns)); err == nil {
+			left = append(left, "network namespace "+ns)
+		}
+	}
+	checked = append(checked, fmt.Sprintf("%d part namespaces", len(names)))
+	nb := 0
+	for site, bridges := range h.bridges {
+		devs, err := linksIn(site)
+		if err != nil {
+			// A site namespace that is gone holds nothing.
+			nb += len(bridges)
+			continue
+		}
+		for _, dev := range devs {
+			if bridges[dev.name] || bridges[dev.master] {
+				left = append(left, fmt.Sprintf("%s %s in %s", dev.kind, dev.name, site))
+			}
+		}
+		nb += len(bridges)
+	}
+	checked = append(checked, fmt.Sprintf("%d link bridges and their VXLAN devices", nb))
+	doms, vols, err := libvirtLeftovers(virshURI, sliceIDs)
+	if err != nil {
+		checked = append(checked, "libvirt not checked ("+err.Error()+")")
+	} else {
+		checked = append(checked, "libvirt domains and volumes at "+virshURI)
+		for _, x := range doms {
+			left = append(left, "domain "+x)
+		}
+		for _, x := range vols {
+			left = append(left, "volume "+x)
+		}
+	}
+	return checked, left
+}
