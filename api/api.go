@@ -25,6 +25,7 @@ import (
 	"github.com/gorilla/mux"
 	"github.com/hashicorp/go-hclog"
 	"github.com/necos/necos/core/providers"
+	"github.com/necos/necos/core/spec"
 	"github.com/necos/necos/core/sro"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/semaphore"
@@ -49,6 +50,9 @@ type Options struct {
 	Gatherer prometheus.Gatherer
 	// MaxBody limits request bodies, in bytes; 0 means DefaultMaxBody.
 	MaxBody int64
+	// Limits bound the size of the slices tenants may create (parts, links, VDU
+	// instances); zero fields take spec's defaults.
+	Limits spec.Limits
 	// MaxBodiesInFlight bounds the bytes of request bodies held at once, from their
 	// reading to their answer; 0 means DefaultMaxBodiesInFlight. Requests beyond it wait
 	// (within the server's read timeout) before their body is read.

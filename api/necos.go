@@ -21,6 +21,10 @@ func (h *Handler) necosCreate(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, r, err)
 		return
 	}
+	if err := h.checkLimits(doc); err != nil {
+		WriteError(w, r, err)
+		return
+	}
 	sl, err := h.engine.Submit(ctx, tenant, doc)
 	if err != nil {
 		WriteError(w, r, err)

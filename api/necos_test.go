@@ -2,11 +2,14 @@ package api_test
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 	"testing"
 
+	"github.com/necos/necos/api"
 	"github.com/necos/necos/api/apitest"
 	v1 "github.com/necos/necos/api/v1"
+	"github.com/necos/necos/core/spec"
 )
 
 // TestNECOSDeleteBodies deletes slices with every body the original's clients and
@@ -94,5 +97,31 @@ func TestYAMLCharset(t *testing.T) {
 	a = do(t, "GET", env.URL+"/v1/openapi.yaml", "", nil).status(t, 200)
 	if ct := a.Header.Get("Content-Type"); ct != "application/yaml; charset=utf-8" {
 		t.Errorf("openapi.yaml: Content-Type %q", ct)
+	}
+}
+
+// TestSliceLimits: a slice larger than the platform's limits is refused at once, on
+// both routes, with a short answer naming the first part beyond the limit and the
+// setting; nothing is stored, so no provider is asked for anything.
+func TestSliceLimits(t *testing.T) {
+	env := apitest.Start(t, apitest.Options{API: api.Options{Limits: spec.Limits{MaxParts: 2, MaxLinks: 1, MaxInstances: 3}}})
+	tok := env.Token("alice")
+	do(t, "POST", env.URL+"/v1/slices?wait=true", tok, apitest.SmallSlice("fits"), "Content-Type", yamlType).status(t, 201)
+
+	var b strings.Builder
+	b.WriteString("slices:\n  sliced:\n    id: huge\n    slice-parts:\n")
+	for i := range 500 {
+		fmt.Fprintf(&b, "      - dc-slice-part: {name: p%d, type: EDGE, location: EUROPE, VIM: {name: xen-vim, vdus: [{vdu: {name: v, instance-count: 2, epa-attributes: {host-epa: {cpu-number: 1, memory-mb: 512}}}}]}}\n", i)
+	}
+	huge := []byte(b.String())
+	for _, route := range []string{"/v1/slices?wait=true", "/slice_activator/create_slice"} {
+		a := do(t, "POST", env.URL+route, tok, huge, "Content-Type", yamlType).status(t, 400)
+		if len(a.body) > 4<<10 || !strings.Contains(string(a.body), "slices.sliced.slice-parts[2].dc-slice-part") ||
+			!strings.Contains(string(a.body), "--max-parts-per-slice") || !strings.Contains(string(a.body), "--max-instances-per-slice") {
+			t.Errorf("%s: %d bytes:\n%.2000s", route, len(a.body), a.body)
+		}
+	}
+	if l := listSlices(t, env, "alice"); len(l) != 1 {
+		t.Errorf("slices stored: %+v", l)
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gorilla/mux"
 	v1 "github.com/necos/necos/api/v1"
+	"github.com/necos/necos/core/spec"
 	"github.com/necos/necos/core/sro"
 	"github.com/necos/necos/core/store"
 	"gopkg.in/yaml.v3"
@@ -28,6 +29,10 @@ func (h *Handler) createSlice(w http.ResponseWriter, r *http.Request) {
 	}
 	doc, err := ReadDocument(w, r)
 	if err != nil {
+		WriteError(w, r, err)
+		return
+	}
+	if err := h.checkLimits(doc); err != nil {
 		WriteError(w, r, err)
 		return
 	}
@@ -56,6 +61,17 @@ func (h *Handler) createSlice(w http.ResponseWriter, r *http.Request) {
 }
 
 func slicePath(id string) string { return "/v1/slices/" + id }
+
+// checkLimits refuses a slice larger than the platform's limits (Options.Limits) before
+// the engine sees it: a slice of hundreds of parts would cost thousands of offer calls
+// before being refused. A document that does not parse gets the error Submit would give.
+func (h *Handler) checkLimits(doc []byte) error {
+	s, err := spec.ParseSlice(doc)
+	if err != nil {
+		return err
+	}
+	return s.CheckLimits(h.opts.Limits)
+}
 
 // listSlices is GET /v1/slices: the tenant's slices, oldest first.
 func (h *Handler) listSlices(w http.ResponseWriter, r *http.Request) {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/necos/necos/api"
+	"github.com/necos/necos/core/spec"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"gopkg.in/yaml.v3"
@@ -63,6 +64,11 @@ type config struct {
 	// Tenants are created at start-up, each with a token written to
 	// <data_dir>/<tenant>-token (kept across restarts).
 	Tenants []string `yaml:"tenants"`
+	// MaxPartsPerSlice, MaxLinksPerSlice and MaxInstancesPerSlice bound the slices
+	// tenants may create.
+	MaxPartsPerSlice     int `yaml:"max_parts_per_slice"`
+	MaxLinksPerSlice     int `yaml:"max_links_per_slice"`
+	MaxInstancesPerSlice int `yaml:"max_instances_per_slice"`
 	// Workers is how many slices are reconciled at once.
 	Workers int `yaml:"workers"`
 	// CallTimeout bounds each plugin call.
@@ -117,18 +123,21 @@ func defaultConfig() config {
 		pluginDir = filepath.Join(filepath.Dir(exe), "plugins")
 	}
 	return config{
-		Listen:            "127.0.0.1:8080",
-		MaxConnections:    api.DefaultMaxConnections,
-		ReadHeaderTimeout: api.DefaultReadHeaderTimeout,
-		ReadTimeout:       api.DefaultReadTimeout,
-		WriteTimeout:      api.DefaultWriteTimeout,
-		IdleTimeout:       api.DefaultIdleTimeout,
-		DataDir:           "data",
-		PluginDir:         pluginDir,
-		Tenants:           []string{"demo"},
-		Workers:           64,
-		CallTimeout:       5 * time.Minute,
-		LogLevel:          "info",
+		Listen:               "127.0.0.1:8080",
+		MaxConnections:       api.DefaultMaxConnections,
+		ReadHeaderTimeout:    api.DefaultReadHeaderTimeout,
+		ReadTimeout:          api.DefaultReadTimeout,
+		WriteTimeout:         api.DefaultWriteTimeout,
+		IdleTimeout:          api.DefaultIdleTimeout,
+		DataDir:              "data",
+		PluginDir:            pluginDir,
+		Tenants:              []string{"demo"},
+		Workers:              64,
+		MaxPartsPerSlice:     spec.DefaultMaxParts,
+		MaxLinksPerSlice:     spec.DefaultMaxLinks,
+		MaxInstancesPerSlice: spec.DefaultMaxInstances,
+		CallTimeout:          5 * time.Minute,
+		LogLevel:             "info",
 	}
 }
 
@@ -158,6 +167,9 @@ func (c *config) bindFlags(cmd *cobra.Command) {
 	f.StringVar(&c.SecretKeyFile, "secret-key-file", c.SecretKeyFile, "key the parts' secrets are sealed with in the store, base64 on one line (default <data-dir>/secret.key, made on first start; replicas sharing an etcd need the same)")
 	f.StringVar(&c.StorePrefix, "store-prefix", c.StorePrefix, "etcd key prefix (default /necos/)")
 	f.StringSliceVar(&c.Tenants, "tenants", c.Tenants, "tenants created at start-up, each with a token in <data-dir>/<tenant>-token")
+	f.IntVar(&c.MaxPartsPerSlice, "max-parts-per-slice", c.MaxPartsPerSlice, "DC parts a slice may have")
+	f.IntVar(&c.MaxLinksPerSlice, "max-links-per-slice", c.MaxLinksPerSlice, "net parts (links) a slice may have")
+	f.IntVar(&c.MaxInstancesPerSlice, "max-instances-per-slice", c.MaxInstancesPerSlice, "VDU instances (nodes) a slice may have in all")
 	f.IntVar(&c.Workers, "workers", c.Workers, "slices reconciled at once")
 	f.DurationVar(&c.CallTimeout, "call-timeout", c.CallTimeout, "bound on each plugin call")
 	f.StringVar(&c.DebugListen, "debug-listen", c.DebugListen, "address for Go's profiler (/debug/pprof/), e.g. 127.0.0.1:6060; off when empty")
@@ -207,6 +219,12 @@ func (c *config) load(cmd *cobra.Command, path string) error {
 	}
 	if c.Workers <= 0 {
 		return fmt.Errorf("workers: must be > 0, got %d", c.Workers)
+	}
+	for key, v := range map[string]int{"max_parts_per_slice": c.MaxPartsPerSlice, "max_links_per_slice": c.MaxLinksPerSlice,
+		"max_instances_per_slice": c.MaxInstancesPerSlice} {
+		if v <= 0 {
+			return fmt.Errorf("%s: must be > 0, got %d", key, v)
+		}
 	}
 	if c.MaxConnections <= 0 {
 		return fmt.Errorf("max_connections: must be > 0, got %d", c.MaxConnections)

@@ -78,7 +78,13 @@ func TestServerLimits(t *testing.T) {
 		cfg.IdleTimeout != time.Minute || cfg.ReadHeaderTimeout != 10*time.Second {
 		t.Errorf("%+v", cfg)
 	}
-	for _, args := range [][]string{{"--max-connections", "0"}, {"--idle-timeout", "0s"}, {"--read-timeout", "-1s"}} {
+	if cfg.MaxPartsPerSlice != 32 || cfg.MaxLinksPerSlice != 64 || cfg.MaxInstancesPerSlice != 256 {
+		t.Errorf("slice limits %+v", cfg)
+	}
+	if cfg, err := loadArgs(t, "max_parts_per_slice: 8\n", "--max-instances-per-slice", "20"); err != nil || cfg.MaxPartsPerSlice != 8 || cfg.MaxInstancesPerSlice != 20 {
+		t.Errorf("slice limits set: %+v %v", cfg, err)
+	}
+	for _, args := range [][]string{{"--max-connections", "0"}, {"--idle-timeout", "0s"}, {"--read-timeout", "-1s"}, {"--max-links-per-slice", "0"}} {
 		if _, err := loadArgs(t, "", args...); err == nil || !strings.Contains(err.Error(), "must be > 0") {
 			t.Errorf("%v: %v", args, err)
 		}

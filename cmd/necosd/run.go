@@ -23,6 +23,7 @@ import (
 	"github.com/necos/necos/core/pluginhost"
 	"github.com/necos/necos/core/providers"
 	"github.com/necos/necos/core/service"
+	"github.com/necos/necos/core/spec"
 	"github.com/necos/necos/core/sro"
 	"github.com/necos/necos/core/store"
 	"github.com/necos/necos/examples"
@@ -148,6 +149,8 @@ func run(ctx context.Context, cfg config) error {
 		Engine:   engine,
 		Registry: reg,
 		Ready:    reg.Ready,
+		Limits: spec.Limits{MaxParts: cfg.MaxPartsPerSlice, MaxLinks: cfg.MaxLinksPerSlice,
+			MaxInstances: cfg.MaxInstancesPerSlice},
 		Logger:   log.Named("api"),
 		Metrics:  promReg,
 		Gatherer: promReg,

@@ -3,6 +3,7 @@ package spec
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -464,4 +465,28 @@ func TestParseSliceRef(t *testing.T) {
 		_, err := ParseSliceRef([]byte(c.doc))
 		wantProblem(t, err, c.path, c.msg)
 	}
+}
+
+// TestCheckLimits: a slice over a limit is refused at the first part, link or VDU
+// beyond it, each limit named with its setting; within them it passes.
+func TestCheckLimits(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("slices:\n  sliced:\n    id: big\n    slice-parts:\n")
+	for i := range 5 {
+		fmt.Fprintf(&b, "      - dc-slice-part: {name: p%d, VIM: {name: xen-vim, vdus: [{vdu: {name: v, instance-count: 3, epa-attributes: {host-epa: {cpu-number: 1, memory-mb: 512}}}}]}}\n", i)
+	}
+	for i := range 3 {
+		fmt.Fprintf(&b, "      - net-slice-part: {name: l%d, links: [{dc-part1: p0}, {dc-part2: p%d}, {requirements: {bandwidth-GB: 1}}]}\n", i, i+1)
+	}
+	s, err := ParseSlice([]byte(b.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CheckLimits(Limits{}); err != nil {
+		t.Errorf("within the defaults: %v", err)
+	}
+	err = s.CheckLimits(Limits{MaxParts: 4, MaxLinks: 2, MaxInstances: 10})
+	wantProblem(t, err, "slices.sliced.slice-parts[4].dc-slice-part", "at most 4 per slice (necosd --max-parts-per-slice)")
+	wantProblem(t, err, "slices.sliced.slice-parts[7].net-slice-part", "at most 2 per slice (necosd --max-links-per-slice)")
+	wantProblem(t, err, "slices.sliced.slice-parts[3].dc-slice-part.VIM.vdus[0].vdu.instance-count", "15 instances in all, at most 10")
 }

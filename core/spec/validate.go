@@ -283,3 +283,48 @@ func sorted(l []string) []string {
 	sort.Strings(c)
 	return c
 }
+
+// Default limits of a slice's size (necosd --max-parts-per-slice and the like): the
+// demo's slices have 2 to 4 parts of 1 to 3 nodes; each part costs an offer call to
+// every eligible provider and each node a VM or a pod.
+const (
+	DefaultMaxParts     = 32
+	DefaultMaxLinks     = 64
+	DefaultMaxInstances = 256
+)
+
+// Limits bound the size of a slice a tenant may ask for. Zero fields take the defaults.
+type Limits struct {
+	// MaxParts bounds the dc-slice-parts, MaxLinks the net-slice-parts, MaxInstances
+	// the nodes of all VDUs (instance-count summed over the slice).
+	MaxParts, MaxLinks, MaxInstances int
+}
+
+// CheckLimits reports every limit the slice exceeds, at the first part, link or VDU
+// beyond it, naming the setting that bounds it.
+func (s *Slice) CheckLimits(l Limits) error {
+	maxParts, maxLinks, maxInst := orDefault(l.MaxParts, DefaultMaxParts), orDefault(l.MaxLinks, DefaultMaxLinks),
+		orDefault(l.MaxInstances, DefaultMaxInstances)
+	p := &problems{}
+	if n := len(s.Parts); n > maxParts {
+		p.add(s.partPath(&s.Parts[maxParts], maxParts), "one DC part too many: the slice has %d, at most %d per slice (necosd --max-parts-per-slice)", n, maxParts)
+	}
+	if n := len(s.Links); n > maxLinks {
+		p.add(s.linkPath(&s.Links[maxLinks], maxLinks), "one net part too many: the slice has %d, at most %d per slice (necosd --max-links-per-slice)", n, maxLinks)
+	}
+	nodes, first := 0, ""
+	for i := range s.Parts {
+		part := &s.Parts[i]
+		for j := range part.VIM.VDUs {
+			v := &part.VIM.VDUs[j]
+			nodes += v.Instances
+			if nodes > maxInst && first == "" {
+				first = vduPath(s.partPath(part, i), v, j) + ".instance-count"
+			}
+		}
+	}
+	if first != "" {
+		p.add(first, "the slice's VDUs have %d instances in all, at most %d per slice (necosd --max-instances-per-slice)", nodes, maxInst)
+	}
+	return p.err()
+}
