@@ -160,9 +160,15 @@ func TestNECOSRoutes(t *testing.T) {
 			t.Errorf("link %s: status %+v", l.Name, l.Status)
 		}
 	}
-	// The tenant may send the same id again only once the first slice is gone.
+	// The same document again (a retry whose answer was lost) gets the same slice; another
+	// document with the same id only once the first slice is gone.
+	again := do(t, "POST", env.URL+"/slice_activator/create_slice", tok, doc, "Content-Type", yamlType).status(t, 201)
+	if again.Header.Get("Idempotent-Replayed") != "true" || again.Header.Get("Location") != a.Header.Get("Location") {
+		t.Errorf("retry: headers %v", again.Header)
+	}
 	var e v1.Error
-	do(t, "POST", env.URL+"/slice_activator/create_slice", tok, doc, "Content-Type", yamlType).status(t, 409).yaml(t, &e)
+	other := append(append([]byte(nil), doc...), "# another document\n"...)
+	do(t, "POST", env.URL+"/slice_activator/create_slice", tok, other, "Content-Type", yamlType).status(t, 409).yaml(t, &e)
 	if len(e.Problems) != 1 || e.Problems[0].Path != "slices.sliced.id" {
 		t.Errorf("duplicate: %+v", e)
 	}

@@ -2,8 +2,10 @@ package api_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/necos/necos/api"
@@ -123,5 +125,76 @@ func TestSliceLimits(t *testing.T) {
 	}
 	if l := listSlices(t, env, "alice"); len(l) != 1 {
 		t.Errorf("slices stored: %+v", l)
+	}
+}
+
+// TestIdempotentCreate: a create sent again gets the slice the first made, never a
+// second slice nor a 409: with the same Idempotency-Key, or the same document without
+// one, on both routes. A key sent with another document is a 422 naming the header; a
+// key whose request failed may be used again.
+func TestIdempotentCreate(t *testing.T) {
+	env := apitest.Start(t)
+	tok := env.Token("alice")
+	post := func(route, key string, doc []byte, status int) answer {
+		t.Helper()
+		h := []string{"Content-Type", yamlType}
+		if key != "" {
+			h = append(h, "Idempotency-Key", key)
+		}
+		return do(t, "POST", env.URL+route, tok, doc, h...).status(t, status)
+	}
+	var first, again v1.Slice
+	post("/v1/slices", "k-1", apitest.SmallSlice("idem"), 202).json(t, &first)
+	a := post("/v1/slices?wait=true", "k-1", apitest.SmallSlice("idem"), 201)
+	a.json(t, &again)
+	if again.ID != first.ID || a.Header.Get("Idempotent-Replayed") != "true" {
+		t.Errorf("retry with the key: %s, first %s; replayed %q", again.ID, first.ID, a.Header.Get("Idempotent-Replayed"))
+	}
+	post("/slice_activator/create_slice", "k-1", apitest.SmallSlice("idem"), 201)
+	post("/slice_activator/create_slice", "", apitest.SmallSlice("idem"), 201)
+	var e v1.Error
+	post("/v1/slices", "k-1", apitest.SmallSlice("idem-2"), 422).json(t, &e)
+	if len(e.Problems) != 1 || e.Problems[0].Path != "header Idempotency-Key" {
+		t.Errorf("key reused: %+v", e)
+	}
+	// Another tenant's key of the same name is its own.
+	do(t, "POST", env.URL+"/v1/slices", env.Token("bob"), apitest.SmallSlice("idem"), "Content-Type", yamlType, "Idempotency-Key", "k-1").status(t, 202)
+	// A failed request frees its key.
+	post("/v1/slices", "k-2", []byte("slices: {sliced: {name: x}}"), 400)
+	post("/v1/slices?wait=true", "k-2", apitest.SmallSlice("idem-3"), 201)
+	if l := listSlices(t, env, "alice"); len(l) != 2 {
+		t.Errorf("alice has %d slices, want 2: %+v", len(l), l)
+	}
+	post("/v1/slices", strings.Repeat("k", 300), apitest.SmallSlice("idem-4"), 400)
+
+	// Ten retries at once, with a key and without: one slice each, every answer a 2xx.
+	for _, key := range []string{"k-3", ""} {
+		name := "idem-race" + key
+		var wg sync.WaitGroup
+		ids := make([]string, 10)
+		for i := range ids {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				h := []string{"Content-Type", yamlType}
+				if key != "" {
+					h = append(h, "Idempotency-Key", key)
+				}
+				a := do(t, "POST", env.URL+"/v1/slices", tok, apitest.SmallSlice(name), h...)
+				var s v1.Slice
+				if a.StatusCode == 202 && json.Unmarshal(a.body, &s) == nil {
+					ids[i] = s.ID
+				} else {
+					t.Errorf("concurrent retry: %d %s", a.StatusCode, a.body)
+				}
+			}()
+		}
+		wg.Wait()
+		for _, id := range ids {
+			if id != ids[0] {
+				t.Errorf("concurrent retries made several slices: %v", ids)
+				break
+			}
+		}
 	}
 }

@@ -36,7 +36,7 @@ func (h *Handler) createSlice(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, r, err)
 		return
 	}
-	sl, err := h.engine.Submit(ctx, tenant, doc)
+	sl, err := h.submit(w, r, doc)
 	if err != nil {
 		WriteError(w, r, err)
 		return

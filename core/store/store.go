@@ -47,7 +47,9 @@ type Store struct {
 	logger hclog.Logger
 	close  func() error
 	// sealer seals the parts' secrets (see secrets.go).
-	sealer    *sealer
+	sealer *sealer
+	// idemTTL is how long an Idempotency-Key is kept (IdempotencyTTL; tests shorten it).
+	idemTTL   time.Duration
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -107,7 +109,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{prefix: prefix, logger: logger, sealer: sl}
+	s := &Store{prefix: prefix, logger: logger, sealer: sl, idemTTL: IdempotencyTTL}
 	if err := s.connect(ctx, opts); err != nil {
 		return nil, err
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/necos/necos/sdk"
 	"github.com/necos/necos/sdk/plugintest"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 func openEmbedded(t *testing.T, dir string) *Store {
@@ -369,5 +370,70 @@ func TestEventSequence(t *testing.T) {
 		case <-ctx.Done():
 			t.Fatalf("no event %s", want)
 		}
+	}
+}
+
+// TestIdempotencyKeys: a tenant's key stands for the first document it came with, for
+// IdempotencyTTL, then expires by itself; keys are per tenant; a released key (its
+// request failed) is gone with its lease.
+func TestIdempotencyKeys(t *testing.T) {
+	ctx := context.Background()
+	s := openEmbedded(t, t.TempDir())
+	d1, d2 := Digest([]byte("one")), Digest([]byte("two"))
+	if prev, err := s.ClaimIdempotencyKey(ctx, "alice", "k", d1); err != nil || prev != nil {
+		t.Fatalf("first claim: %+v %v", prev, err)
+	}
+	if prev, err := s.ClaimIdempotencyKey(ctx, "alice", "k", d2); err != nil || prev == nil || prev.Digest != d1 || prev.SliceID != "" {
+		t.Fatalf("second claim: %+v %v", prev, err)
+	}
+	if prev, err := s.ClaimIdempotencyKey(ctx, "bob", "k", d2); err != nil || prev != nil {
+		t.Fatalf("another tenant's key: %+v %v", prev, err)
+	}
+	if err := s.SetIdempotencyKey(ctx, "alice", "k", Idempotency{Digest: d1, SliceID: "s-1"}); err != nil {
+		t.Fatal(err)
+	}
+	if prev, err := s.ClaimIdempotencyKey(ctx, "alice", "k", d1); err != nil || prev == nil || prev.SliceID != "s-1" {
+		t.Fatalf("after set: %+v %v", prev, err)
+	}
+	// The key lives as long as IdempotencyTTL, the set kept its lease.
+	r, err := s.cli.Get(ctx, s.idemKey("alice", "k"))
+	if err != nil || len(r.Kvs) != 1 || r.Kvs[0].Lease == 0 {
+		t.Fatalf("stored key: %+v %v", r, err)
+	}
+	ttl, err := s.cli.TimeToLive(ctx, clientv3.LeaseID(r.Kvs[0].Lease))
+	if err != nil || ttl.GrantedTTL != int64(IdempotencyTTL/time.Second) || ttl.TTL < int64(IdempotencyTTL/time.Second)-60 {
+		t.Fatalf("lease %+v %v, want %v", ttl, err, IdempotencyTTL)
+	}
+	// Released: the key and its lease are gone; the key may be claimed anew.
+	if err := s.ReleaseIdempotencyKey(ctx, "bob", "k"); err != nil {
+		t.Fatal(err)
+	}
+	if leases, err := s.cli.Leases(ctx); err != nil || len(leases.Leases) != 1 {
+		t.Fatalf("leases after release: %+v %v", leases, err)
+	}
+	if prev, err := s.ClaimIdempotencyKey(ctx, "bob", "k", d1); err != nil || prev != nil {
+		t.Fatalf("claim after release: %+v %v", prev, err)
+	}
+	// A key expires by itself (etcd's shortest lease here is about 2 s).
+	s.idemTTL = time.Second
+	if prev, err := s.ClaimIdempotencyKey(ctx, "carol", "k", d1); err != nil || prev != nil {
+		t.Fatalf("claim: %+v %v", prev, err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r, err := s.cli.Get(ctx, s.idemKey("carol", "k"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(r.Kvs) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the key did not expire")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if prev, err := s.ClaimIdempotencyKey(ctx, "carol", "k", d2); err != nil || prev != nil {
+		t.Fatalf("claim after expiry: %+v %v", prev, err)
 	}
 }
