@@ -6,7 +6,7 @@ PLUGIN_DIR := $(BIN)/plugins
 PLUGINS := $(notdir $(wildcard plugins/*))
 PROTO_SRC := $(wildcard sdk/proto/necos/plugin/v1/*.proto)
 
-.PHONY: all build plugins lock proto proto-check ui ui-check test run lint bench clean images
+.PHONY: all build plugins lock proto proto-check ui ui-check test run lint bench clean images demo
 
 all: build
 
@@ -61,6 +61,11 @@ test:
 
 run:
 	./scripts/run.sh
+
+# The MUSTS demo (docs/demo.md): against the running necosd, or one it starts. DEMO_ARGS
+# go to `necosctl demo` (e.g. make demo DEMO_ARGS=--keep).
+demo: build
+	./scripts/demo.sh $(DEMO_ARGS)
 
 # Benchmarks (see README): plugin call latency, slice creation through necosd, elasticity.
 bench:

@@ -288,6 +288,28 @@ func (c *Client) Timings(ctx context.Context, id string) (*v1.Timings, error) {
 	return &t, nil
 }
 
+// MetricSeries is one series of GET /v1/slices/{id}/metrics.
+type MetricSeries struct {
+	Metric string            `json:"metric"`
+	Tags   map[string]string `json:"tags"`
+	Points []struct {
+		Time  time.Time `json:"time"`
+		Value float64   `json:"value"`
+	} `json:"points"`
+}
+
+// Metrics returns a slice's stored metrics; query holds the route's parameters (metric,
+// part, node, node-type, source, last, since, until).
+func (c *Client) Metrics(ctx context.Context, id string, query url.Values) ([]MetricSeries, error) {
+	var ans struct {
+		Series []MetricSeries `json:"series"`
+	}
+	if _, err := c.call(ctx, request{method: http.MethodGet, path: slicePath(id) + "/metrics", query: query}, &ans); err != nil {
+		return nil, err
+	}
+	return ans.Series, nil
+}
+
 // Marketplace returns each provider's quote for a probe node and what slices hold there.
 func (c *Client) Marketplace(ctx context.Context) (*v1.Marketplace, error) {
 	var m v1.Marketplace

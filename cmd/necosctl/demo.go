@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/necos/necos/api/client"
 	v1 "github.com/necos/necos/api/v1"
+	"github.com/necos/necos/sdk"
 	"github.com/necos/necos/sdk/nsnet"
 	"github.com/spf13/cobra"
 )
@@ -723,6 +725,34 @@ func (d *demo) followActions(ctx context.Context, c *client.Client, id, who stri
 	}
 }
 
+// showCPU prints the part's CPU readings (what its policy watches) every 10 s until ctx
+// ends, so that a person sees the load take hold.
+func (d *demo) showCPU(ctx context.Context, c *client.Client, id, who, part string) {
+	q := url.Values{"metric": {"PERCENT_CPU_UTILIZATION"}, "part": {part}, "last": {"1"}}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(10 * time.Second):
+		}
+		series, err := c.Metrics(ctx, id, q)
+		if err != nil {
+			if ctx.Err() == nil {
+				fmt.Fprintf(d.out, "[%6.1fs] %-4s   %s CPU: %v\n", time.Since(d.start).Seconds(), who, part, err)
+			}
+			continue
+		}
+		var vals []string
+		for _, se := range series {
+			for _, p := range se.Points {
+				vals = append(vals, fmt.Sprintf("%s %.0f %%", se.Tags[sdk.TagResourceID], p.Value))
+			}
+		}
+		sort.Strings(vals)
+		fmt.Fprintf(d.out, "[%6.1fs] %-4s   %s CPU: %s\n", time.Since(d.start).Seconds(), who, part, strings.Join(vals, ", "))
+	}
+}
+
 // summary describes the actions seen and whether a vertical and a horizontal one were done.
 func actionsSummary(acts []v1.ElasticAction) (vertical, horizontal bool, text string) {
 	var parts []string
@@ -787,6 +817,11 @@ func (d *demo) cdnElastic(ctx context.Context, c *client.Client, s *v1.Slice) (s
 			}
 		}()
 	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		d.showCPU(lctx, c, s.ID, "cdn", edge.Name)
+	}()
 	acts, err := d.followActions(lctx, c, s.ID, "cdn", horizontalEnded)
 	stop()
 	wg.Wait()
