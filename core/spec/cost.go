@@ -28,6 +28,9 @@ type CostModel struct {
 	// Op is "", "<", "<=", ">", ">=" or "=".
 	Op    string  `json:"op,omitempty"`
 	Euros float64 `json:"euros"`
+	// Written is value-euros as the tenant wrote it when that differs from Value
+	// ("<= 10 €", "10 EUR"), so that the slice renders it back as written.
+	Written string `json:"written,omitempty"`
 }
 
 // Cost model names the original used.
@@ -58,9 +61,21 @@ func (c CostModel) Value() string {
 }
 
 // ParseCostValue parses a value-euros expression: a non-negative number, optionally
-// after <, <=, >, >=, = or == (spaces allowed), e.g. "<=10", "< 12.5", "7".
+// after <, <=, >, >=, = or == and before a currency (€, EUR, euro, euros), spaces
+// allowed, e.g. "<=10", "< 12.5", "7", "<= 10 €", "10 EUR". A decimal comma ("10,5")
+// is taken as a point.
 func ParseCostValue(s string) (op string, euros float64, err error) {
 	t := strings.TrimSpace(s)
+	lower := strings.ToLower(t)
+	for _, cur := range []string{"€", "euros", "euro", "eur"} {
+		if strings.HasSuffix(lower, cur) {
+			t, lower = strings.TrimSpace(t[:len(t)-len(cur)]), strings.TrimSpace(lower[:len(lower)-len(cur)])
+			break
+		}
+	}
+	if strings.Count(t, ",") == 1 && !strings.Contains(t, ".") {
+		t = strings.Replace(t, ",", ".", 1)
+	}
 	for _, o := range []string{"<=", ">=", "==", "<", ">", "="} {
 		if strings.HasPrefix(t, o) {
 			op, t = o, strings.TrimSpace(t[len(o):])
@@ -104,6 +119,9 @@ func (d *decoder) costModel(n *yaml.Node, path string) *CostModel {
 			d.p.add(o.at("value-euros"), "%v", err)
 		}
 		c.Op, c.Euros = op, e
+		if err == nil && v.Value != c.Value() {
+			c.Written = v.Value
+		}
 	default:
 		d.p.add(o.at("value-euros"), "must be a number or a string like \"<=10\", got %s", kindOf(v))
 	}

@@ -446,8 +446,8 @@ func keyList(keys []string) string {
 	return strings.Join(out, ", ")
 }
 
-// str reads a string. Numbers are taken as written ("18.04", "1.0"); null or absent
-// gives "".
+// str reads a string. Numbers, booleans and dates are taken as written ("18.04",
+// "1.0", 2019-06-01); null or absent gives "".
 func (o *obj) str(key string) string {
 	n := o.node(key)
 	if isNull(n) {
@@ -458,23 +458,53 @@ func (o *obj) str(key string) string {
 		return ""
 	}
 	switch n.ShortTag() {
-	case "!!str", "!!int", "!!float", "!!bool":
+	case "!!str", "!!int", "!!float", "!!bool", "!!timestamp":
 		return n.Value
 	}
 	o.d.p.add(o.at(key), "must be a string, got %s", kindOf(n))
 	return ""
 }
 
+// noValue reports a value the original's documents wrote for "none": null, an empty
+// string, or one of the words orEmpty knows ("undefined", "indefined", "none"...). A
+// number or a flag so written is absent.
+func noValue(n *yaml.Node) bool {
+	return isNull(n) || (n.Kind == yaml.ScalarNode && n.ShortTag() == "!!str" && orEmpty(strings.TrimSpace(n.Value)) == "")
+}
+
+// numberText unquotes a number written as a string ("2", " 4096 "): the original's
+// readers took such values with int() or float(). Hex, octal, NaN and infinities are
+// not numbers there.
+func numberText(n *yaml.Node) (string, bool) {
+	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!str" {
+		return "", false
+	}
+	t := strings.TrimSpace(n.Value)
+	if t == "" || strings.ContainsAny(t, "xXoObBpP_") || strings.ContainsAny(strings.ToLower(t), "naif") {
+		return "", false
+	}
+	if _, err := strconv.ParseFloat(t, 64); err != nil {
+		return "", false
+	}
+	return t, true
+}
+
 // integer reads an integer; ok is false when absent or wrong (then reported).
 func (o *obj) integer(key string) (v int64, ok bool) {
 	n := o.node(key)
-	if isNull(n) {
+	if noValue(n) {
 		return 0, false
 	}
 	return o.d.integer(n, o.at(key))
 }
 
 func (d *decoder) integer(n *yaml.Node, path string) (int64, bool) {
+	if t, ok := numberText(n); ok {
+		n = &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!float", Value: t}
+		if _, err := strconv.ParseInt(t, 10, 64); err == nil {
+			n.Tag = "!!int"
+		}
+	}
 	if n.Kind == yaml.ScalarNode {
 		switch n.ShortTag() {
 		case "!!int":
@@ -498,13 +528,16 @@ func (d *decoder) integer(n *yaml.Node, path string) (int64, bool) {
 // number reads a finite number; ok is false when absent or wrong (then reported).
 func (o *obj) number(key string) (v float64, ok bool) {
 	n := o.node(key)
-	if isNull(n) {
+	if noValue(n) {
 		return 0, false
 	}
 	return o.d.number(n, o.at(key))
 }
 
 func (d *decoder) number(n *yaml.Node, path string) (float64, bool) {
+	if t, ok := numberText(n); ok {
+		n = &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!float", Value: t}
+	}
 	if n.Kind == yaml.ScalarNode && (n.ShortTag() == "!!int" || n.ShortTag() == "!!float") {
 		var f float64
 		if err := n.Decode(&f); err == nil && !math.IsNaN(f) && !math.IsInf(f, 0) {
@@ -517,20 +550,42 @@ func (d *decoder) number(n *yaml.Node, path string) (float64, bool) {
 	return 0, false
 }
 
-// boolean reads true or false; absent or null gives false.
+// boolean reads true or false; absent, null or a word for "none" gives false. The
+// original read its documents as YAML 1.1, where yes/no and on/off are booleans too;
+// those, quoted or not, and 0/1 are taken.
 func (o *obj) boolean(key string) bool {
 	n := o.node(key)
-	if isNull(n) {
+	if noValue(n) {
 		return false
 	}
-	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!bool" {
-		var b bool
-		if err := n.Decode(&b); err == nil {
-			return b
+	if n.Kind == yaml.ScalarNode {
+		switch n.ShortTag() {
+		case "!!bool":
+			var b bool
+			if err := n.Decode(&b); err == nil {
+				return b
+			}
+		case "!!str", "!!int":
+			switch strings.ToLower(strings.TrimSpace(n.Value)) {
+			case "true", "yes", "on", "y", "1":
+				return true
+			case "false", "no", "off", "n", "0":
+				return false
+			}
 		}
 	}
-	o.d.p.add(o.at(key), "must be true or false, got %s", kindOf(n))
+	o.d.p.add(o.at(key), "must be true or false (yes/no, on/off), got %s", kindOf(n))
 	return false
+}
+
+// asWritten reads a value of any shape, kept as plain values (see plain); absent gives
+// nil. For fields the format never fixed and the platform does not interpret.
+func (o *obj) asWritten(key string) any {
+	n := o.node(key)
+	if n == nil {
+		return nil
+	}
+	return plain(n)
 }
 
 // list reads a list; null or absent gives nil.

@@ -180,7 +180,7 @@ func TestPayloadOldFormat(t *testing.T) {
 	if !reflect.DeepEqual(s.Cost, want) {
 		t.Errorf("cost %+v %+v", s.Cost.DC, s.Cost.Net)
 	}
-	if s.Version != "1.0" || s.Timeframe.Duration != 480 || s.Extra["service"] == nil {
+	if s.Version != "1.0" || s.Timeframe.Duration != int64(480) || s.Extra["service"] == nil {
 		t.Errorf("got %+v", s)
 	}
 }

@@ -192,10 +192,14 @@ func Render(s *Slice, st Status) ([]byte, error) {
 	}
 	if t := s.Timeframe; t != nil {
 		m := newMap()
-		putStr(m, "service-start-time", t.Start)
-		putStr(m, "service-stop-time", t.Stop)
-		if t.Duration != 0 {
-			put(m, "service-duration", floatNode(t.Duration))
+		// Each value as written (null is as good as absent).
+		for _, kv := range []struct {
+			key string
+			v   any
+		}{{"service-start-time", t.Start}, {"service-stop-time", t.Stop}, {"service-duration", t.Duration}} {
+			if kv.v != nil {
+				putExtra(m, map[string]any{kv.key: kv.v})
+			}
 		}
 		putExtra(m, t.Extra)
 		put(sl, "slice-timeframe", m)
@@ -539,7 +543,9 @@ func (d *decoder) credential(o *obj) *Credential {
 func costNode(c *CostModel) *yaml.Node {
 	m := newMap()
 	putStr(m, "model", c.Model)
-	if c.Op == "" {
+	if c.Written != "" {
+		put(m, "value-euros", strNode(c.Written))
+	} else if c.Op == "" {
 		put(m, "value-euros", floatNode(c.Euros))
 	} else {
 		put(m, "value-euros", strNode(c.Value()))

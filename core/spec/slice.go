@@ -70,12 +70,16 @@ type Lifecycle struct {
 	Status      string `json:"status,omitempty"`
 }
 
-// Timeframe is slice-timeframe. Times are kept as written: the format never fixed them.
+// Timeframe is slice-timeframe. The format never fixed its values and the original
+// never read them, so each is kept as written, as plain values (string, number, bool,
+// nil, map[string]any, []any): a time may be a string ("2019-06-01 08:00"), a date
+// YAML reads as one (kept as its text), a number, a mapping of date parts ({year: 2019,
+// month: 6, day: 1}) or empty; a duration a number or a string ("8h").
 type Timeframe struct {
-	Start string `json:"service-start-time,omitempty"`
-	Stop  string `json:"service-stop-time,omitempty"`
+	Start any `json:"service-start-time,omitempty"`
+	Stop  any `json:"service-stop-time,omitempty"`
 	// Duration is service-duration of the older format, unit unspecified there.
-	Duration float64        `json:"service-duration,omitempty"`
+	Duration any            `json:"service-duration,omitempty"`
 	Extra    map[string]any `json:"extra,omitempty"`
 }
 
@@ -426,12 +430,13 @@ func (d *decoder) slice(o *obj) *Slice {
 		}
 	}
 	if o.has("slice-timeframe") {
-		t := o.sub("slice-timeframe")
-		s.Timeframe = &Timeframe{Start: t.str("service-start-time"), Stop: t.str("service-stop-time")}
-		if v, ok := t.number("service-duration"); ok {
-			s.Timeframe.Duration = v
+		// A timeframe written as a word for none ("undefined", "") is none.
+		if n := o.node("slice-timeframe"); !noValue(n) || isNull(n) {
+			t := o.sub("slice-timeframe")
+			s.Timeframe = &Timeframe{Start: t.asWritten("service-start-time"), Stop: t.asWritten("service-stop-time"),
+				Duration: t.asWritten("service-duration")}
+			s.Timeframe.Extra = t.rest()
 		}
-		s.Timeframe.Extra = t.rest()
 	}
 	for i, item := range o.list("slice-parts") {
 		path := index(o.at("slice-parts"), i)
@@ -450,6 +455,15 @@ func (d *decoder) slice(o *obj) *Slice {
 	// service: the broker's older PDT format described parts there; kept, not read.
 	s.Extra = o.rest("service")
 	return s
+}
+
+// granularity reads granularity-secs: seconds, or "default" (as the original's policies
+// wrote it) for the platform's own.
+func (d *decoder) granularity(o *obj) int {
+	if n := o.node("granularity-secs"); n != nil && n.Kind == yaml.ScalarNode && strings.EqualFold(strings.TrimSpace(n.Value), "default") {
+		return 0
+	}
+	return d.count(o, "granularity-secs")
 }
 
 // count reads a non-negative integer.
@@ -507,7 +521,7 @@ func (d *decoder) wrapped(item *yaml.Node, path string, keys ...string) (string,
 }
 
 func (d *decoder) dcPart(o *obj) DCPart {
-	p := DCPart{Name: o.str("name"), Type: strings.ToUpper(o.str("type")), Location: o.str("location")}
+	p := DCPart{Name: o.str("name"), Type: strings.ToUpper(orEmpty(o.str("type"))), Location: orEmpty(o.str("location"))}
 	if o.has("monitoring-parameters") {
 		p.Monitoring = d.monitoring(o.sub("monitoring-parameters"))
 	}
@@ -562,7 +576,7 @@ func (d *decoder) monitoring(o *obj) *Monitoring {
 	if m.DBPort == 0 {
 		m.DBPort = d.port(o, "measurements_db_port")
 	}
-	m.GranularitySecs = d.count(o, "granularity-secs")
+	m.GranularitySecs = d.granularity(o)
 	for i, e := range o.list("metrics") {
 		path := index(o.at("metrics"), i)
 		if e.Kind == yaml.ScalarNode && !isNull(e) {
@@ -575,7 +589,7 @@ func (d *decoder) monitoring(o *obj) *Monitoring {
 			mo = item.sub("metric")
 			item.rest()
 		}
-		met := Metric{Name: mo.str("name"), GranularitySecs: d.count(mo, "granularity-secs")}
+		met := Metric{Name: mo.str("name"), GranularitySecs: d.granularity(mo)}
 		if met.Name == "" {
 			d.p.add(mo.at("name"), "required: the metric's name, e.g. PERCENT_CPU_UTILIZATION")
 		}
@@ -636,10 +650,8 @@ func (d *decoder) vdus(v *obj) ([]VDU, []NodeStatus) {
 func (d *decoder) vdu(o *obj) VDU {
 	u := VDU{ID: o.str("id"), Name: o.str("name"), Description: o.str("description"),
 		Hosting: o.str("hosting"), Image: o.str("vdu-image"), Instances: 1}
-	if t := o.str("type"); t != "null" {
-		u.Type = strings.ToLower(t)
-	}
-	if o.has("instance-count") {
+	u.Type = strings.ToLower(orEmpty(o.str("type")))
+	if !noValue(o.node("instance-count")) {
 		u.Instances = d.bounded(o, "instance-count", maxInstances)
 	}
 	if o.has("epa-attributes") {
@@ -691,7 +703,7 @@ func (d *decoder) bounded(o *obj, key string, max int64) int {
 // memory reads memory-mb: N or {greater_or_equal: N}.
 func (d *decoder) memory(h *obj) (int64, bool) {
 	n := h.node("memory-mb")
-	if isNull(n) {
+	if noValue(n) {
 		return 0, false
 	}
 	if n.Kind == yaml.MappingNode {

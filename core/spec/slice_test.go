@@ -288,7 +288,7 @@ func TestParseProblems(t *testing.T) {
 		{"item both", replace(t, minimal, "      - net-slice-part:\n", "      - net-slice-part:\n        dc-slice-part:\n"), "slices.sliced.slice-parts[2]", "not both"},
 		{"vdu without wrapper", replace(t, minimal, "              - vdu:\n                  name: vm", "              - name: vm\n                x:"), "slices.sliced.slice-parts[1].dc-slice-part.VIM.vdus[0]", `expected vdu: {...}`},
 		{"key twice in both shapes", replace(t, minimal, "      - dc-slice-part:\n          name: edge", "      - name: edge2\n        dc-slice-part:\n          name: edge"), "slices.sliced.slice-parts[1].dc-slice-part.name", "given twice"},
-		{"wrong bool", replace(t, minimal, "name: xen-vim", "name: xen-vim\n            vim-shared: yes"), "slices.sliced.slice-parts[1].dc-slice-part.VIM.vim-shared", `must be true or false, got string "yes"`},
+		{"wrong bool", replace(t, minimal, "name: xen-vim", "name: xen-vim\n            vim-shared: maybe"), "slices.sliced.slice-parts[1].dc-slice-part.VIM.vim-shared", `must be true or false (yes/no, on/off), got string "maybe"`},
 		{"merge of a scalar", replace(t, minimal, "          type: EDGE", "          type: EDGE\n          <<: 3"), "", "merge key (<<) takes a mapping"},
 		{"merge of a list of scalars", replace(t, minimal, "          type: EDGE", "          type: EDGE\n          <<: [3]"), "", "merge key (<<) takes a mapping"},
 		{"bad port", "slice: {id: x, slice-parts: [{dc-slice-part: {name: a, VIM: {vim-ref: {port-api: '22a'}}}}]}",
