@@ -198,3 +198,25 @@ func TestIdempotentCreate(t *testing.T) {
 		}
 	}
 }
+
+// TestNECOSFieldVariants: a spec written as the original's tenants could write it
+// (timeframe as date parts and dates, YAML 1.1 flags, quoted numbers, "undefined" for
+// none, a cost with a currency) is created on the NECOS route, and the created slice
+// gives those values back as written.
+func TestNECOSFieldVariants(t *testing.T) {
+	env := apitest.Start(t)
+	tok := env.Token("alice")
+	doc := strings.Replace(string(apitest.SmallSlice("variants")), "    cost:\n",
+		"    created-slice: no\n"+
+			"    slice-requirements: {elasticity: yes}\n"+
+			"    slice-timeframe:\n      service-start-time: {year: 2019, month: 6, day: 1}\n      service-stop-time: 2019-06-30\n      service-duration: 8h\n"+
+			"    cost:\n", 1)
+	doc = strings.Replace(doc, `value-euros: "<=10"`, `value-euros: "<= 10 €"`, 1)
+	doc = strings.Replace(doc, "cpu-number: 1, memory-mb: 512", "cpu-number: '1', memory-mb: \"512\", host-image: undefined", 1)
+	a := do(t, "POST", env.URL+"/slice_activator/create_slice", tok, []byte(doc), "Content-Type", yamlType).status(t, 201)
+	for _, want := range []string{"year: 2019", "service-stop-time: 2019-06-30", "service-duration: 8h", "value-euros: <= 10 €", "elasticity: true"} {
+		if !strings.Contains(string(a.body), want) {
+			t.Errorf("created slice lacks %q:\n%s", want, a.body)
+		}
+	}
+}

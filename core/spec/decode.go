@@ -684,8 +684,17 @@ func contains(list []string, s string) bool {
 	return false
 }
 
+// Timestamp is a date or time a document wrote unquoted (2019-06-01, YAML reads it as
+// a timestamp), kept as its text and rendered back unquoted, as written.
+type Timestamp string
+
+// MarshalYAML writes the timestamp as it was written, unquoted.
+func (t Timestamp) MarshalYAML() (any, error) {
+	return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!timestamp", Value: string(t)}, nil
+}
+
 // plain converts an alias-free node tree to plain Go values that encode as both YAML
-// and JSON: map[string]any, []any, string, int64, float64, bool and nil.
+// and JSON: map[string]any, []any, string, int64, float64, bool, Timestamp and nil.
 func plain(n *yaml.Node) any {
 	if n == nil {
 		return nil
@@ -723,6 +732,8 @@ func plain(n *yaml.Node) any {
 			if n.Decode(&f) == nil && !math.IsNaN(f) && !math.IsInf(f, 0) {
 				return f
 			}
+		case "!!timestamp":
+			return Timestamp(n.Value)
 		}
 		return n.Value
 	}
