@@ -220,3 +220,32 @@ func TestNECOSFieldVariants(t *testing.T) {
 		}
 	}
 }
+
+// TestRefusalSaysWhoseParts: a slice whose own parts crowd each other out of the only
+// provider that can host them is refused with a reason that says so, never that other
+// slices reserved the room; once another slice holds that room, the reason does not
+// blame the slice's own parts.
+func TestRefusalSaysWhoseParts(t *testing.T) {
+	env := apitest.Start(t)
+	tok := env.Token("alice")
+	edges := func(id string, cpus ...int) []byte {
+		var b strings.Builder
+		fmt.Fprintf(&b, "slices:\n  sliced:\n    id: %s\n    slice-parts:\n", id)
+		for i, c := range cpus {
+			fmt.Fprintf(&b, "      - dc-slice-part: {name: e%d, type: EDGE, location: EUROPE.SPAIN, VIM: {name: xen-vim, vdus: [{vdu: {name: v, epa-attributes: {host-epa: {cpu-number: %d, memory-mb: 512}}}}]}}\n", i, c)
+		}
+		return []byte(b.String())
+	}
+	// SPAIN, the only provider of EUROPE.SPAIN edges, has 16 CPUs.
+	var e v1.Error
+	do(t, "POST", env.URL+"/slice_activator/create_slice", tok, edges("crowded", 10, 10), "Content-Type", yamlType).status(t, 409).yaml(t, &e)
+	if s := fmt.Sprint(e); !strings.Contains(s, "taken by this slice's other parts") || strings.Contains(s, "other slices") {
+		t.Errorf("own parts: %s", s)
+	}
+	do(t, "POST", env.URL+"/slice_activator/create_slice", tok, edges("first", 10), "Content-Type", yamlType).status(t, 201)
+	e = v1.Error{}
+	do(t, "POST", env.URL+"/slice_activator/create_slice", env.Token("bob"), edges("second", 10), "Content-Type", yamlType).status(t, 409).yaml(t, &e)
+	if s := fmt.Sprint(e); !strings.Contains(s, "not enough CPUs") || strings.Contains(s, "this slice's other parts") {
+		t.Errorf("another slice's parts: %s", s)
+	}
+}
