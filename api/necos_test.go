@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/necos/necos/api"
 	"github.com/necos/necos/api/apitest"
@@ -117,7 +118,9 @@ func TestSliceLimits(t *testing.T) {
 	}
 	huge := []byte(b.String())
 	for _, route := range []string{"/v1/slices?wait=true", "/slice_activator/create_slice"} {
+		start := time.Now()
 		a := do(t, "POST", env.URL+route, tok, huge, "Content-Type", yamlType).status(t, 400)
+		t.Logf("%s: 500 parts refused in %v, %d bytes", route, time.Since(start).Round(time.Millisecond), len(a.body))
 		if len(a.body) > 4<<10 || !strings.Contains(string(a.body), "slices.sliced.slice-parts[2].dc-slice-part") ||
 			!strings.Contains(string(a.body), "--max-parts-per-slice") || !strings.Contains(string(a.body), "--max-instances-per-slice") {
 			t.Errorf("%s: %d bytes:\n%.2000s", route, len(a.body), a.body)
