@@ -5,8 +5,10 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -226,13 +228,50 @@ func slicePath(id string) string { return "/v1/slices/" + url.PathEscape(id) }
 // CreateSlice submits a NECOS slice spec, YAML or JSON as contentType says. Without
 // wait it returns the accepted slice at once; with wait, once the slice is Ready (or
 // the failure, an *Error whose problems give the reason per part).
+//
+// A create whose connection fails before an answer is sent again, under the same
+// Idempotency-Key: the server answers with the slice the first attempt made, if it
+// made one, so a dropped connection never leaves a slice the caller did not hear of.
 func (c *Client) CreateSlice(ctx context.Context, doc []byte, contentType string, wait bool) (*v1.Slice, error) {
 	var s v1.Slice
-	_, err := c.call(ctx, request{method: http.MethodPost, path: "/v1/slices", query: waitQuery(wait), body: doc, contentType: contentType}, &s)
+	r := request{method: http.MethodPost, path: "/v1/slices", query: waitQuery(wait), body: doc, contentType: contentType,
+		header: http.Header{IdempotencyHeader: {newIdempotencyKey()}}}
+	err := c.retrying(ctx, func() error { _, err := c.call(ctx, r, &s); return err })
 	if err != nil {
 		return nil, err
 	}
 	return &s, nil
+}
+
+// IdempotencyHeader is the header CreateSlice names its create with.
+const IdempotencyHeader = "Idempotency-Key"
+
+// createAttempts bounds how often a create is sent when its connection fails.
+const createAttempts = 4
+
+func newIdempotencyKey() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// retrying runs send until it succeeds, the server answers (an *Error: that answer is
+// final), ctx ends, or createAttempts are spent; between attempts it waits a little
+// longer each time.
+func (c *Client) retrying(ctx context.Context, send func() error) error {
+	var err error
+	for attempt := 1; ; attempt++ {
+		err = send()
+		var apiErr *Error
+		if err == nil || errors.As(err, &apiErr) || ctx.Err() != nil || attempt == createAttempts {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Duration(attempt) * 200 * time.Millisecond):
+		}
+	}
 }
 
 // ListSlices returns the tenant's slices, oldest first.
@@ -339,8 +378,13 @@ func (c *Client) Plugins(ctx context.Context) ([]v1.Plugin, error) {
 
 // CreateSliceNECOS creates a slice through the NECOS route and returns the created
 // slice's YAML once it is Ready.
+// A connection that fails before the answer is retried as CreateSlice does.
 func (c *Client) CreateSliceNECOS(ctx context.Context, doc []byte) ([]byte, error) {
-	return c.raw(ctx, request{method: http.MethodPost, path: "/slice_activator/create_slice", body: doc, contentType: YAML, accept: YAML})
+	var out []byte
+	r := request{method: http.MethodPost, path: "/slice_activator/create_slice", body: doc, contentType: YAML, accept: YAML,
+		header: http.Header{IdempotencyHeader: {newIdempotencyKey()}}}
+	err := c.retrying(ctx, func() (err error) { out, err = c.raw(ctx, r); return err })
+	return out, err
 }
 
 // DeleteSliceNECOS decommissions the slice whose spec id is specID through the NECOS

@@ -3,8 +3,11 @@ package client_test
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -194,5 +197,50 @@ func TestWatch(t *testing.T) {
 	}
 	if err := newClient(t, env, "bob").Watch(ctx, s2.ID, func(client.StreamEvent) error { return nil }); !client.IsNotFound(err) {
 		t.Errorf("bob's watch: %v", err)
+	}
+}
+
+// TestCreateSurvivesDroppedConnection: the server makes the slice but the connection
+// drops before the answer (twice); the client sends the create again under its
+// Idempotency-Key and gets that slice: one slice, known to the caller, on both routes.
+func TestCreateSurvivesDroppedConnection(t *testing.T) {
+	env := apitest.Start(t)
+	var drops atomic.Int32
+	drops.Store(2)
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost || drops.Add(-1) < 0 {
+			env.Handler.ServeHTTP(w, r)
+			return
+		}
+		// The request reaches the API, which makes the slice; its answer is lost.
+		env.Handler.ServeHTTP(httptest.NewRecorder(), r)
+		conn, _, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		conn.Close()
+	}))
+	t.Cleanup(proxy.Close)
+	c, err := client.New(proxy.URL, env.Token("alice"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := testCtx(t)
+	s, err := c.CreateSlice(ctx, apitest.SmallSlice("dropped"), client.YAML, true)
+	if err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	if drops.Load() >= 0 || s.State != "Ready" {
+		t.Errorf("drops left %d, slice %s %s", drops.Load(), s.ID, s.State)
+	}
+	drops.Store(1)
+	out, err := c.CreateSliceNECOS(ctx, apitest.SmallSlice("dropped-necos"))
+	if err != nil || !strings.Contains(string(out), "dropped-necos") {
+		t.Fatalf("NECOS create: %v\n%s", err, out)
+	}
+	l, err := c.ListSlices(ctx)
+	if err != nil || len(l) != 2 {
+		t.Errorf("slices %+v %v, want 2", l, err)
 	}
 }
