@@ -411,9 +411,9 @@ func (d *decoder) policy(o *obj) *Policy {
 	if o.has("metric-collector") {
 		c := o.sub("metric-collector")
 		p.Collector = Collector{NodeType: strings.ToLower(c.str("node-type")), Metric: c.str("metric-name")}
-		if g := c.node("granularity"); !isNull(g) {
-			if g.Kind == yaml.ScalarNode && g.ShortTag() == "!!str" {
-				if !strings.EqualFold(g.Value, "default") {
+		if g := c.node("granularity"); !noValue(g) {
+			if _, quoted := numberText(g); g.Kind == yaml.ScalarNode && g.ShortTag() == "!!str" && !quoted {
+				if !strings.EqualFold(strings.TrimSpace(g.Value), "default") {
 					d.p.add(c.at("granularity"), "must be \"default\" or a number of seconds, got %s", kindOf(g))
 				}
 			} else if v, ok := d.integer(g, c.at("granularity")); ok {

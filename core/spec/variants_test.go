@@ -141,3 +141,29 @@ func TestFieldVariants(t *testing.T) {
 		}
 	}
 }
+
+// TestPolicyVariants: a policy written as the original's tenants could write it
+// (quoted numbers, granularity quoted or "undefined", a single command) reads as the
+// plain form does.
+func TestPolicyVariants(t *testing.T) {
+	for _, c := range []struct{ old, new string }{
+		{"value: 80", "value: '80'"},
+		{"trigger: {points: 3}", "trigger: {points: \"3\"}"},
+		{"granularity: default", "granularity: '15'"},
+		{"granularity: default", "granularity: undefined"},
+		{"reactivate-elasticity: 120", "reactivate-elasticity: '120'"},
+	} {
+		svc, err := ParseService([]byte(replace(t, serviceDoc, c.old, c.new)))
+		if err != nil {
+			t.Errorf("%s: %v", c.new, err)
+			continue
+		}
+		p := svc.Parts[0].Policies[0]
+		if p.Value != 80 || p.Trigger.Points != 3 || p.PostDeployment.Timers.ReactivateSecs != 120 {
+			t.Errorf("%s: %+v", c.new, p)
+		}
+		if want := map[bool]int{true: 15, false: 0}[strings.Contains(c.new, "15")]; p.Collector.GranularitySecs != want {
+			t.Errorf("%s: granularity %d, want %d", c.new, p.Collector.GranularitySecs, want)
+		}
+	}
+}
