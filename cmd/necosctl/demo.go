@@ -356,8 +356,12 @@ func chain(act v1.ElasticAction) string {
 		return fmt.Sprintf("+%.1fs", t.Sub(from).Seconds())
 	}
 	fired := act.Fired
-	return fmt.Sprintf("crossed %s, decision %s, action started %s, done %s, redeployed %s, effective %s (%s)",
+	s := fmt.Sprintf("crossed %s, decision %s, action started %s, done %s, redeployed %s, effective %s (%s)",
 		from.Local().Format("15:04:05"), at(&fired), at(act.Started), at(act.Done), at(act.PostDeployed), at(act.Effective), act.Outcome)
+	if act.Message != "" && act.Outcome != v1.PhaseDone {
+		s += ": " + act.Message
+	}
+	return s
 }
 
 // createSlice creates a slice and waits for it; one that was created and then failed is
@@ -772,6 +776,16 @@ func actionsSummary(acts []v1.ElasticAction) (vertical, horizontal bool, text st
 	return vertical, horizontal, strings.Join(parts, ", ")
 }
 
+// nodeSize is a node's size in a part as it was described before.
+func nodeSize(p v1.Part, node string) string {
+	for _, n := range p.Nodes {
+		if n.Name == node {
+			return fmt.Sprintf("%d vCPUs, %d MB", n.CPUs, n.MemoryMB)
+		}
+	}
+	return "absent"
+}
+
 func horizontalEnded(acts []v1.ElasticAction) bool {
 	for _, a := range acts {
 		if a.Action == "add-part" && a.Outcome != v1.PhaseRunning {
@@ -827,12 +841,16 @@ func (d *demo) cdnElastic(ctx context.Context, c *client.Client, s *v1.Slice) (s
 	wg.Wait()
 	vert, hor, text := actionsSummary(acts)
 	text = fmt.Sprintf("%s; %d videos served, %d failed", text, served, failed)
-	if hor {
-		if cur, err := c.GetSlice(ctx, s.ID); err == nil {
-			for _, p := range cur.Parts {
-				if p.Elastic {
-					text += fmt.Sprintf("; new part %s at %s", p.Name, p.Provider)
+	// What the actions changed, as the platform describes the slice now.
+	if cur, err := c.GetSlice(ctx, s.ID); err == nil {
+		for _, p := range cur.Parts {
+			if p.Name == edge.Name {
+				for _, n := range p.Nodes {
+					text += fmt.Sprintf("; %s/%s now %d vCPUs, %d MB (was %s)", p.Name, n.Name, n.CPUs, n.MemoryMB, nodeSize(edge, n.Name))
 				}
+			}
+			if p.Elastic {
+				text += fmt.Sprintf("; new part %s at %s", p.Name, p.Provider)
 			}
 		}
 	}
