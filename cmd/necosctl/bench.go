@@ -83,6 +83,8 @@ type benchResult struct {
 	PartP50     float64 `json:"slowest_part_p50_ms"`
 	DeleteP50   float64 `json:"delete_p50_ms"`
 	DeleteP99   float64 `json:"delete_p99_ms"`
+	// Failures counts the failed slices by reason (their error, the slice's id left out).
+	Failures map[string]int `json:"failures_by_reason,omitempty"`
 }
 
 func (r *benchResult) table(w io.Writer) {
@@ -92,6 +94,29 @@ func (r *benchResult) table(w io.Writer) {
 		r.Slices, r.Parts, r.Concurrency, r.Failed, r.CreateP50, r.CreateP99, r.PerSecond, r.PartP50,
 		r.RatioP50, r.RatioP99, r.DeleteP50, r.DeleteP99)
 	tw.Flush()
+	reasons := make([]string, 0, len(r.Failures))
+	for k := range r.Failures {
+		reasons = append(reasons, k)
+	}
+	sort.Slice(reasons, func(i, j int) bool { return r.Failures[reasons[i]] > r.Failures[reasons[j]] })
+	for _, k := range reasons {
+		fmt.Fprintf(w, "failed %d: %s\n", r.Failures[k], k)
+	}
+}
+
+// failureReason is err's message with the slice's id and copy name left out, so that
+// failures of one cause count together.
+func failureReason(err error, id, name string) string {
+	msg := err.Error()
+	for _, s := range []string{id, name} {
+		if s != "" {
+			msg = strings.ReplaceAll(msg, s, "<slice>")
+		}
+	}
+	if len(msg) > 300 {
+		msg = msg[:300] + "..."
+	}
+	return msg
 }
 
 func runBench(ctx context.Context, c *client.Client, doc []byte, n, concurrency int) (*benchResult, error) {
@@ -106,7 +131,7 @@ func runBench(ctx context.Context, c *client.Client, doc []byte, n, concurrency 
 	base, run := idNode.Value, time.Now().UnixNano()%100000
 
 	type one struct {
-		id                 string
+		id, name           string
 		create, delete     time.Duration
 		ratio, slowestPart float64
 		parts              int
@@ -124,6 +149,7 @@ func runBench(ctx context.Context, c *client.Client, doc []byte, n, concurrency 
 			for i := range work {
 				mu.Lock()
 				idNode.Value = fmt.Sprintf("%s-b%d-%d", base, run, i)
+				results[i].name = idNode.Value
 				body, err := yaml.Marshal(&root)
 				mu.Unlock()
 				if err != nil {
@@ -200,6 +226,10 @@ func runBench(ctx context.Context, c *client.Client, doc []byte, n, concurrency 
 			if firstErr == nil {
 				firstErr = r.err
 			}
+			if res.Failures == nil {
+				res.Failures = map[string]int{}
+			}
+			res.Failures[failureReason(r.err, r.id, r.name)]++
 			continue
 		}
 		res.Parts = r.parts

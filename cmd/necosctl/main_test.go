@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -235,5 +236,13 @@ func TestPlugins(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, pluginhost.DefaultLockFile)); err != nil {
 		t.Error(err)
+	}
+}
+
+func TestFailureReasonGroupsBySliceLessMessage(t *testing.T) {
+	a := failureReason(errors.New(`slice "X-b1-3" (id 7f3a) failed: provider WAN unavailable`), "7f3a", "X-b1-3")
+	b := failureReason(errors.New(`slice "X-b1-9" (id 9c21) failed: provider WAN unavailable`), "9c21", "X-b1-9")
+	if a != b || strings.Contains(a, "7f3a") {
+		t.Fatalf("reasons differ or keep the id: %q vs %q", a, b)
 	}
 }
