@@ -125,7 +125,8 @@ type Link struct {
 	Name     string `json:"name"`
 	UUID     string `json:"uuid"`
 	Provider string `json:"provider,omitempty"`
-	// State is Planned, Creating, Ready, Failed, NotBuilt (no WAN provider) or Deleting.
+	// State is Planned, Creating, Ready, Failed, NotBuilt (no WAN provider can build it;
+	// Message says why) or Deleting.
 	State      string  `json:"state"`
 	Message    string  `json:"message,omitempty"`
 	Elastic    bool    `json:"elastic,omitempty"`

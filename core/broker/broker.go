@@ -116,6 +116,8 @@ type Placement struct {
 type Refusal struct {
 	Part    string   `json:"part"`
 	Reasons []string `json:"reasons"`
+	// Link says that Part names a link (a net-slice-part).
+	Link bool `json:"link,omitempty"`
 }
 
 // NoPlacementError lists, per part, why nothing fits.
@@ -130,7 +132,11 @@ func (e *NoPlacementError) Error() string {
 		if i > 0 {
 			b.WriteString(";")
 		}
-		fmt.Fprintf(&b, " part %s: %s", r.Part, strings.Join(r.Reasons, ", "))
+		kind := "part"
+		if r.Link {
+			kind = "link"
+		}
+		fmt.Fprintf(&b, " %s %s: %s", kind, r.Part, strings.Join(r.Reasons, ", "))
 	}
 	return b.String()
 }
@@ -494,17 +500,22 @@ type LinkRequest struct {
 	WIM string
 }
 
-// LinkPlacement is who builds a link; Provider is empty when the catalogue has no WAN
-// provider at all (the link is then recorded but not built).
+// LinkPlacement is who builds a link; Provider is empty for a link no WAN provider can
+// build.
 type LinkPlacement struct {
 	Link     string
 	Provider string
 	Offer    sdk.LinkOffer
 }
 
+// NoWANProvider is why a link is refused by a catalogue without any WAN provider.
+const NoWANProvider = "no WAN provider in the catalogue builds links"
+
 // PlaceLinks picks, for every link, the cheapest WAN provider that joins both ends'
-// sites, accepts the link and fits the budget. A catalogue without any WAN provider
-// yields placements with no provider: such links are recorded, reported as not built.
+// sites, accepts the link and fits the budget. When some link finds none, the error is
+// a *NoPlacementError naming each such link and why, and the placements are returned
+// all the same, with no provider for those links (for a tenant who accepts links not
+// built); any other error returns no placements.
 func (b *Broker) PlaceLinks(ctx context.Context, reqs []LinkRequest, budget Budget) ([]LinkPlacement, error) {
 	var wans []providers.Provider
 	for _, p := range b.cat.Providers {
@@ -514,10 +525,15 @@ func (b *Broker) PlaceLinks(ctx context.Context, reqs []LinkRequest, budget Budg
 	}
 	out := make([]LinkPlacement, len(reqs))
 	if len(wans) == 0 {
+		refusals := make([]Refusal, len(reqs))
 		for i, r := range reqs {
 			out[i] = LinkPlacement{Link: r.Spec.Ref.LinkID}
+			refusals[i] = Refusal{Part: r.Spec.Ref.LinkID, Reasons: []string{NoWANProvider}, Link: true}
 		}
-		return out, nil
+		if len(reqs) == 0 {
+			return out, nil
+		}
+		return out, &NoPlacementError{Refusals: refusals}
 	}
 	type result struct {
 		provider string
@@ -571,13 +587,14 @@ func (b *Broker) PlaceLinks(ctx context.Context, reqs []LinkRequest, budget Budg
 			if len(reasons) == 0 {
 				reasons = []string{fmt.Sprintf("no WAN provider joins %s and %s", r.Spec.End1.Site, r.Spec.End2.Site)}
 			}
-			refusals = append(refusals, Refusal{Part: r.Spec.Ref.LinkID, Reasons: reasons})
+			refusals = append(refusals, Refusal{Part: r.Spec.Ref.LinkID, Reasons: reasons, Link: true})
+			out[i] = LinkPlacement{Link: r.Spec.Ref.LinkID}
 			continue
 		}
 		out[i] = LinkPlacement{Link: r.Spec.Ref.LinkID, Provider: results[i][best].provider, Offer: results[i][best].offer}
 	}
 	if len(refusals) > 0 {
-		return nil, &NoPlacementError{Refusals: refusals}
+		return out, &NoPlacementError{Refusals: refusals}
 	}
 	return out, nil
 }

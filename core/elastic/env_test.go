@@ -149,7 +149,8 @@ func partDoc(name, typ, location, vdu string, instances, cpus int) string {
 // ready creates a slice of parts and waits until it is Ready.
 func (e *env) ready(t testing.TB, name string, parts ...string) *sro.View {
 	t.Helper()
-	doc := fmt.Sprintf("slices:\n  sliced:\n    id: %s\n    cost:\n      dc-model: {model: COST_PER_PHYSICAL_MACHINE_PER_DAY, value-euros: \"<=5\"}\n    slice-parts:\n%s",
+	// No WAN provider here: links to added parts are recorded, not built.
+	doc := fmt.Sprintf("slices:\n  sliced:\n    id: %s\n    slice-requirements: {elasticity: true, links-optional: true}\n    cost:\n      dc-model: {model: COST_PER_PHYSICAL_MACHINE_PER_DAY, value-euros: \"<=5\"}\n    slice-parts:\n%s",
 		name, strings.Join(parts, ""))
 	ctx := context.Background()
 	sl, err := e.engine.Submit(ctx, "alice", []byte(doc))

@@ -72,6 +72,7 @@ providers:
 const sliceDoc = `slices:
   sliced:
     id: %s
+    slice-requirements: {elasticity: true, links-optional: true} # no WAN provider here
     slice-parts:
       - dc-slice-part:
           name: core

@@ -79,6 +79,7 @@ const sliceDoc = `
 slices:
   sliced:
     id: %s
+    slice-requirements: {elasticity: true, links-optional: true} # no WAN provider here
     slice-parts:
       - dc-slice-part:
           name: core-dc

@@ -110,6 +110,10 @@ type LinkStatus struct {
 	// addresses at dc-part1 and dc-part2.
 	End1IP string `json:"link-end1-ip,omitempty"`
 	End2IP string `json:"link-end2-ip,omitempty"`
+	// State is link-state, written only for a link that is not built (NotBuilt), with
+	// Reason (link-state-reason) saying why: such a link carries no traffic.
+	State  string `json:"link-state,omitempty"`
+	Reason string `json:"link-state-reason,omitempty"`
 }
 
 // Status collects the Status of the slice's parts and links, as read by
@@ -164,6 +168,9 @@ func Render(s *Slice, st Status) ([]byte, error) {
 	if r := s.Requirements; r != nil {
 		m := newMap()
 		put(m, "elasticity", boolNode(r.Elasticity))
+		if r.LinksOptional {
+			put(m, "links-optional", boolNode(true))
+		}
 		if rel := r.Reliability; rel != nil {
 			rm := newMap()
 			putStr(rm, "description", rel.Description)
@@ -436,6 +443,8 @@ func netPartNode(l *NetPart, st *LinkStatus) *yaml.Node {
 		putStr(e, "link-end1-ip", st.End1IP)
 		putStr(e, "link-end2-ip", st.End2IP)
 		putMap(m, "link-ends", e)
+		putStr(m, "link-state", st.State)
+		putStr(m, "link-state-reason", st.Reason)
 	}
 	if w := l.WIM; w.Name != "" || w.Version != "" || w.Shared || w.Federated || len(w.Extra) > 0 {
 		w := newMap()

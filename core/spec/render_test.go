@@ -289,3 +289,37 @@ func TestRenderShape(t *testing.T) {
 		t.Errorf("indentation:\n%s", out)
 	}
 }
+
+// links-optional and a link's link-state (NotBuilt, with its reason) render and read back.
+func TestRenderLinkNotBuilt(t *testing.T) {
+	s, err := ParseSlice([]byte(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Requirements = &Requirements{LinksOptional: true}
+	st := minimalStatus()
+	st.Links["core-to-edge"] = LinkStatus{State: "NotBuilt", Reason: "not built: no WAN provider in the catalogue builds links"}
+	out, err := Render(s, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"links-optional: true", "link-state: NotBuilt", "link-state-reason: 'not built: no WAN provider"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("rendered slice lacks %q:\n%s", want, out)
+		}
+	}
+	back, err := ParseCreatedSlice(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(back.Warnings) > 0 || back.Requirements == nil || !back.Requirements.LinksOptional {
+		t.Errorf("read back: warnings %v, requirements %+v", back.Warnings, back.Requirements)
+	}
+	if got := back.Status().Links["core-to-edge"]; got.State != "NotBuilt" || got.Reason != st.Links["core-to-edge"].Reason {
+		t.Errorf("link status read back %+v", got)
+	}
+	if _, err := ParseSlice([]byte(strings.Replace(minimal, "    cost:", "    slice-requirements: {links-optional: maybe}\n    cost:", 1))); err == nil ||
+		!strings.Contains(err.Error(), "links-optional") {
+		t.Errorf("links-optional: maybe: %v", err)
+	}
+}

@@ -52,9 +52,13 @@ type Constraints struct {
 
 // Requirements is slice-requirements.
 type Requirements struct {
-	Elasticity  bool           `json:"elasticity"`
-	Reliability *Reliability   `json:"reliability,omitempty"`
-	Extra       map[string]any `json:"extra,omitempty"`
+	Elasticity bool `json:"elasticity"`
+	// LinksOptional (links-optional: true) lets the slice be Ready with net-slice-parts
+	// no WAN provider can build, each shown NotBuilt with the reason; without it such a
+	// slice is refused.
+	LinksOptional bool           `json:"links-optional,omitempty"`
+	Reliability   *Reliability   `json:"reliability,omitempty"`
+	Extra         map[string]any `json:"extra,omitempty"`
 }
 
 // Reliability is slice-requirements.reliability.
@@ -400,7 +404,7 @@ func (d *decoder) slice(o *obj) *Slice {
 	}
 	if o.has("slice-requirements") {
 		r := o.sub("slice-requirements")
-		s.Requirements = &Requirements{Elasticity: r.boolean("elasticity")}
+		s.Requirements = &Requirements{Elasticity: r.boolean("elasticity"), LinksOptional: r.boolean("links-optional")}
 		if r.has("reliability") {
 			rel := r.sub("reliability")
 			s.Requirements.Reliability = &Reliability{Description: rel.str("description"),
@@ -769,6 +773,9 @@ func (d *decoder) netPart(o *obj) NetPart {
 		e := o.sub("link-ends")
 		st.End1IP, st.End2IP, filled = orEmpty(e.str("link-end1-ip")), orEmpty(e.str("link-end2-ip")), true
 		e.rest()
+	}
+	if o.has("link-state") {
+		st.State, st.Reason, filled = o.str("link-state"), o.str("link-state-reason"), true
 	}
 	if filled {
 		l.Status = st

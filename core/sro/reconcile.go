@@ -94,7 +94,7 @@ func (e *Engine) plan(ctx context.Context, sl *store.Slice) error {
 	for _, pl := range placed {
 		at[pl.Part] = pl
 	}
-	links, lerr := e.planLinks(ctx, sl, p, at)
+	links, lerr := e.planLinks(ctx, sl, p, at, linksOptional(s))
 	if lerr != nil {
 		if err := e.releaseAll(ctx, sl.ID); err != nil {
 			return err
@@ -115,6 +115,11 @@ func (e *Engine) plan(ctx context.Context, sl *store.Slice) error {
 			Provider: pl.Provider, Spec: pp.Spec, PricePerDay: pl.Offer.PricePerDay, State: store.PartCreating})
 		data[pp.Spec.Name] = pl.Provider
 		evs = append(evs, store.Event{Type: EvPartCreate, Part: pp.Spec.Name, Message: "at " + pl.Provider})
+	}
+	for _, l := range links {
+		if l.State == store.LinkNotBuilt {
+			evs = append(evs, store.Event{Type: EvLinkNoWAN, Link: l.Name, Message: l.Message})
+		}
 	}
 	evs[0] = store.Event{Type: EvPlanned, Message: planMessage(parts, links), Data: data}
 	err = e.store.SavePlan(ctx, sl, parts, links, store.SliceCreating, evs...)
@@ -143,55 +148,28 @@ func planMessage(parts []*store.Part, links []*store.Link) string {
 		if l.Provider != "" {
 			fmt.Fprintf(&b, ", %s by %s", l.Name, l.Provider)
 		} else {
-			fmt.Fprintf(&b, ", %s not built (no WAN provider)", l.Name)
+			fmt.Fprintf(&b, ", %s not built", l.Name)
 		}
 	}
 	return b.String()
 }
 
 // planLinks gives each link its ends (the parts' bridges at their providers' sites), a
-// VNI, and a WAN provider.
-func (e *Engine) planLinks(ctx context.Context, sl *store.Slice, p *builder.Plan, at map[string]broker.Placement) ([]*store.Link, error) {
+// VNI, and a WAN provider; a link none can build refuses the slice, or, when the tenant
+// accepts links not built, is recorded NotBuilt with the reason.
+func (e *Engine) planLinks(ctx context.Context, sl *store.Slice, p *builder.Plan, at map[string]broker.Placement, optional bool) ([]*store.Link, error) {
 	if len(p.Links) == 0 {
 		return nil, nil
 	}
-	hasWAN := false
-	for _, pr := range e.cat.Providers {
-		hasWAN = hasWAN || pr.WAN != nil
-	}
-	reqs := make([]broker.LinkRequest, len(p.Links))
-	var refusals []broker.Refusal
-	for i, l := range p.Links {
-		end1, err1 := e.linkEnd(sl.ID, l.Part1, at)
-		end2, err2 := e.linkEnd(sl.ID, l.Part2, at)
-		if hasWAN && (err1 != nil || err2 != nil) {
-			refusals = append(refusals, broker.Refusal{Part: l.Name, Reasons: []string{errors.Join(err1, err2).Error()}})
-			continue
-		}
-		reqs[i] = broker.LinkRequest{Spec: builder.LinkSpec(sl.ID, l, end1, end2, 0), WIM: l.WIM}
-	}
-	if len(refusals) > 0 {
-		return nil, &broker.NoPlacementError{Refusals: refusals}
-	}
-	placed, err := e.broker.PlaceLinks(ctx, reqs, p.NetBudget)
+	lp, err := e.placeLinks(ctx, sl.ID, p.Links, at, p.NetBudget, optional)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]*store.Link, len(p.Links))
 	for i, l := range p.Links {
-		rec := &store.Link{SliceID: sl.ID, Name: l.Name, UUID: store.NewUUID(), Spec: reqs[i].Spec,
-			Provider: placed[i].Provider, PricePerDay: placed[i].Offer.PricePerDay, State: store.LinkPlanned}
-		if rec.Provider == "" {
-			rec.State = store.LinkNotBuilt
-			rec.Message = "no WAN provider in the catalogue: link recorded, not built"
-		} else {
-			vni, err := e.store.AllocateVNI(ctx, vniHolder(sl.ID, l.Name), e.opts.VNIMin, e.opts.VNIMax)
-			if err != nil {
-				return nil, fmt.Errorf("link %s: %w", l.Name, err)
-			}
-			rec.Spec.VNI = vni
+		if out[i], err = e.record(ctx, lp, i, sl.ID, l.Name, false); err != nil {
+			return nil, err
 		}
-		out[i] = rec
 	}
 	return out, nil
 }

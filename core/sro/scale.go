@@ -397,8 +397,8 @@ type AddPartOptions struct {
 // holds it for a part that is itself elastic — under a new name, placed by the broker at
 // another provider than the template's (location from opts, budget from the slice's
 // cost.dc-model), created, and linked to the core part through the WAN provider the
-// broker picks (VNI from the store; a catalogue without WAN providers records the link
-// as not built, as slice creation does). The part and its link are recorded with
+// broker picks (VNI from the store; a link no WAN provider can build fails the add, or
+// is recorded NotBuilt when the slice accepts links not built, as slice creation does). The part and its link are recorded with
 // Elastic set, so they show in the slice's record and its monitoring and go with its
 // decommission.
 //
@@ -476,7 +476,7 @@ func (e *Engine) AddPart(ctx context.Context, sliceID, template string, opts Add
 		if link.State == store.LinkReady {
 			msg += fmt.Sprintf(", linked to %s by %s (VNI %d)", linkOther(link, name), link.Provider, link.Spec.VNI)
 		} else {
-			msg += fmt.Sprintf(", link to %s recorded, not built (no WAN provider)", linkOther(link, name))
+			msg += fmt.Sprintf(", link to %s recorded, %s", linkOther(link, name), link.Message)
 		}
 	}
 	out, err := e.store.UpdatePart(ctx, sliceID, name, func(x *store.Part) ([]store.Event, error) {
@@ -574,40 +574,22 @@ func (e *Engine) linkNewPart(ctx context.Context, v *View, s *spec.Slice, plan *
 	if bw == 0 {
 		bw = builder.BandwidthBps(1)
 	}
-	hasWAN := false
-	for _, pr := range e.cat.Providers {
-		hasWAN = hasWAN || pr.WAN != nil
-	}
 	at := map[string]broker.Placement{to: {Part: to, Provider: target.Provider}, np.Name: {Part: np.Name, Provider: np.Provider}}
-	end1, err1 := e.linkEnd(v.Slice.ID, to, at)
-	end2, err2 := e.linkEnd(v.Slice.ID, np.Name, at)
-	if hasWAN && (err1 != nil || err2 != nil) {
-		return nil, fmt.Errorf("link %s: %w", name, errors.Join(err1, err2))
-	}
-	// Without WAN sites the ends still name their parts, so that the record says what
-	// the link joins.
-	end1.Part, end2.Part = to, np.Name
 	bl := builder.Link{Name: name, WIM: wim, Part1: to, Part2: np.Name, BandwidthBps: bw}
-	req := broker.LinkRequest{Spec: builder.LinkSpec(v.Slice.ID, bl, end1, end2, 0), WIM: wim}
-	placed, err := e.broker.PlaceLinks(ctx, []broker.LinkRequest{req}, plan.NetBudget)
+	lp, err := e.placeLinks(ctx, v.Slice.ID, []builder.Link{bl}, at, plan.NetBudget, linksOptional(s))
 	if err != nil {
-		return nil, fmt.Errorf("link %s: %w", name, err)
+		return nil, err // a refusal names the link
 	}
-	rec := &store.Link{SliceID: v.Slice.ID, Name: name, UUID: store.NewUUID(), Spec: req.Spec,
-		Provider: placed[0].Provider, PricePerDay: placed[0].Offer.PricePerDay, State: store.LinkPlanned, Elastic: true}
-	if rec.Provider == "" {
-		rec.State = store.LinkNotBuilt
-		rec.Message = "no WAN provider in the catalogue: link recorded, not built"
+	rec, err := e.record(ctx, lp, 0, v.Slice.ID, name, true)
+	if err != nil {
+		return nil, err
+	}
+	if rec.State == store.LinkNotBuilt {
 		if err := e.store.PutLink(ctx, rec, store.Event{Type: EvLinkNoWAN, Link: name, Message: rec.Message}); err != nil {
 			return nil, err
 		}
 		return rec, nil
 	}
-	vni, err := e.store.AllocateVNI(ctx, vniHolder(v.Slice.ID, name), e.opts.VNIMin, e.opts.VNIMax)
-	if err != nil {
-		return nil, fmt.Errorf("link %s: %w", name, err)
-	}
-	rec.Spec.VNI = vni
 	if err := e.store.PutLink(ctx, rec); err != nil {
 		if rerr := e.store.ReleaseVNI(ctx, vniHolder(v.Slice.ID, name)); rerr != nil {
 			e.log.Warn("release VNI of unrecorded link", "link", name, "error", rerr)

@@ -245,6 +245,9 @@ func (e *Engine) Status(v *View) spec.Status {
 		if o := l.Observed; o != nil {
 			ls.End1IP, ls.End2IP = o.End1.Underlay, o.End2.Underlay
 		}
+		if l.State == store.LinkNotBuilt {
+			ls.State, ls.Reason = string(l.State), l.Message
+		}
 		st.Links[l.Name] = ls
 	}
 	return st

@@ -13,7 +13,7 @@ import (
 func TestKill9DuringCreate(t *testing.T) {
 	uri := libvirtURI(t)
 	d := startDaemon(t, xenCatalogue(t, nil, ""))
-	doc := example(t, "touristic-cdn-xen.yaml")
+	doc := exampleUnlinked(t, "touristic-cdn-xen.yaml")
 	for i, delay := range []time.Duration{0, 5 * time.Millisecond, 20 * time.Millisecond, 50 * time.Millisecond,
 		100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond} {
 		t.Run(fmt.Sprintf("after_%v", delay), func(t *testing.T) {
@@ -58,7 +58,7 @@ func TestKill9DuringCreate(t *testing.T) {
 func TestKill9DuringDecommission(t *testing.T) {
 	uri := libvirtURI(t)
 	d := startDaemon(t, xenCatalogue(t, nil, ""))
-	r := d.do("demo", "POST", "/v1/slices?wait=true", "application/yaml", example(t, "touristic-cdn-xen.yaml"))
+	r := d.do("demo", "POST", "/v1/slices?wait=true", "application/yaml", exampleUnlinked(t, "touristic-cdn-xen.yaml"))
 	d.expect(r, 201, "create")
 	id := listSlices(t, d, "demo")[0].ID
 	d.expect(d.do("demo", "DELETE", "/v1/slices/"+id, "", nil), 202, "delete")

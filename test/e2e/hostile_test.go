@@ -95,5 +95,5 @@ func TestHostileDocumentsMemory(t *testing.T) {
 	if hwm > limitKB {
 		t.Errorf("necosd peaked at %d MB under hostile documents", hwm>>10)
 	}
-	d.expect(d.do("demo", "POST", "/v1/slices?wait=true", "text/x-yaml", example(t, "touristic-cdn-xen.yaml")), 201, "a slice after the flood")
+	d.expect(d.do("demo", "POST", "/v1/slices?wait=true", "text/x-yaml", exampleUnlinked(t, "touristic-cdn-xen.yaml")), 201, "a slice after the flood")
 }

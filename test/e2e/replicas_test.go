@@ -60,7 +60,7 @@ func TestReplicasShareAnEtcd(t *testing.T) {
 	}
 
 	// Created through the follower, built by the leader.
-	r := follower.do("demo", "POST", "/v1/slices?wait=true", "application/yaml", example(t, "touristic-cdn-xen.yaml"))
+	r := follower.do("demo", "POST", "/v1/slices?wait=true", "application/yaml", exampleUnlinked(t, "touristic-cdn-xen.yaml"))
 	follower.expect(r, 201, "create through the follower")
 
 	// The leader dies; the follower takes over and decommissions.

@@ -18,7 +18,7 @@ import (
 // the certificate under the data directory.
 func TestSecretsStayWithTheirOwner(t *testing.T) {
 	d := startDaemon(t, xenCatalogue(t, nil, ""))
-	r := d.do("demo", "POST", "/v1/slices?wait=true", "text/x-yaml", example(t, "touristic-cdn-xen.yaml"))
+	r := d.do("demo", "POST", "/v1/slices?wait=true", "text/x-yaml", exampleUnlinked(t, "touristic-cdn-xen.yaml"))
 	d.expect(r, 201, "create")
 	id := listSlices(t, d, "demo")[0].ID
 	s := getSlice(t, d, "demo", id)

@@ -42,7 +42,7 @@ func TestAPIOverTLS(t *testing.T) {
 		t.Errorf("necosd does not announce its HTTPS address:\n%s", tail(d.log.String(), 20))
 	}
 
-	r := d.do("demo", "POST", "/v1/slices?wait=true", "text/x-yaml", example(t, "touristic-cdn-xen.yaml"))
+	r := d.do("demo", "POST", "/v1/slices?wait=true", "text/x-yaml", exampleUnlinked(t, "touristic-cdn-xen.yaml"))
 	d.expect(r, 201, "create over HTTPS")
 	out, err := d.necosctl("demo", "slice", "list")
 	if err != nil || !strings.Contains(out, "Ready") {

@@ -23,6 +23,17 @@ func example(t *testing.T, name string) []byte {
 	return b
 }
 
+// exampleUnlinked is example accepting links not built (links-optional), for catalogues
+// without a WAN provider (xenCatalogue without a federation).
+func exampleUnlinked(t *testing.T, name string) []byte {
+	t.Helper()
+	doc := string(example(t, name))
+	if !strings.Contains(doc, "    slice-requirements:\n") {
+		t.Fatalf("example %s has no slice-requirements", name)
+	}
+	return []byte(strings.Replace(doc, "    slice-requirements:\n", "    slice-requirements:\n      links-optional: true\n", 1))
+}
+
 func getSlice(t *testing.T, d *daemon, tenant, id string) v1.Slice {
 	t.Helper()
 	r := d.do(tenant, "GET", "/v1/slices/"+id, "", nil)
@@ -162,7 +173,7 @@ func waitState(t *testing.T, d *daemon, tenant, id, want string) v1.Slice {
 // One tenant never sees another's slices; no token is 401.
 func TestTenantsAreIsolated(t *testing.T) {
 	d := startDaemon(t, xenCatalogue(t, nil, ""))
-	doc := example(t, "touristic-cdn-xen.yaml")
+	doc := exampleUnlinked(t, "touristic-cdn-xen.yaml")
 	r := d.do("demo", "POST", "/v1/slices?wait=true", "application/yaml", doc)
 	d.expect(r, 201, "create")
 	var s v1.Slice
