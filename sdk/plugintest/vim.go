@@ -41,6 +41,9 @@ type VIMOptions struct {
 	// [sdk.MetricCPUPercent] and [sdk.MetricMemoryUsedMB]. Samples may only carry these
 	// and the metric names the sdk defines.
 	Metrics []string
+	// Guest, for a plugin whose nodes are real machines, adds the checks only a guest
+	// can show (see [GuestChecks]); nil runs none of them.
+	Guest *GuestChecks
 }
 
 // vimRacers and vimRoom size the concurrent-create check: vimRacers parts are created at
@@ -74,7 +77,9 @@ const (
 //   - malformed requests (no VDUs, zero CPUs or memory, negative instances, missing
 //     ids) fail with [sdk.CodeInvalidArgument] and create nothing;
 //   - Metrics returns samples for every node, with known metric names, sane values,
-//     and honours the names filter.
+//     and honours the names filter;
+//   - with [VIMOptions].Guest, what only a real guest shows: a live Resize seen inside
+//     it, a node added by Scale answering, no volume left after Delete (GuestChecks).
 //
 // Every part the suite creates is deleted when its subtest ends (t.Cleanup), also when
 // the subtest fails; what could not be deleted then is retried when RunVIM's test ends.
@@ -123,6 +128,9 @@ func RunVIM(t *testing.T, client *sdk.Client, opts VIMOptions) {
 	t.Run("InvalidArgument", s.testInvalidArgument)
 	t.Run("ConcurrentCreates", s.testConcurrentCreates)
 	t.Run("Metrics", s.testMetrics)
+	if opts.Guest != nil {
+		t.Run("Guest", s.runGuest)
+	}
 }
 
 type vimSuite struct {

@@ -96,6 +96,13 @@ func (e *guestEnv) spec(part string, vdus ...sdk.VDUSpec) sdk.PartSpec {
 // namespace, pinning the node's host key.
 func sshTo(t testing.TB, part sdk.Part, node string, cmd string) (string, error) {
 	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	return guestExec(ctx, part, node, cmd)
+}
+
+// guestExec is sshTo without a test: plugintest's GuestChecks.Exec.
+func guestExec(ctx context.Context, part sdk.Part, node string, cmd string) (string, error) {
 	var n *sdk.Node
 	for i := range part.Nodes {
 		if part.Nodes[i].Name == node {
@@ -103,28 +110,29 @@ func sshTo(t testing.TB, part sdk.Part, node string, cmd string) (string, error)
 		}
 	}
 	if n == nil || len(n.IPs) == 0 {
-		t.Fatalf("no node %s with an address in %+v", node, part.Nodes)
+		return "", fmt.Errorf("no node %s with an address in %+v", node, part.Nodes)
 	}
 	signer, err := ssh.ParsePrivateKey([]byte(part.Credential.Secret))
 	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	var pinned ssh.PublicKey
 	for _, line := range strings.Split(part.Attributes[AttrSSHKnownHosts], "\n") {
 		if ip, key, ok := strings.Cut(line, " "); ok && ip == n.IPs[0] {
 			if pinned, _, _, _, err = ssh.ParseAuthorizedKey([]byte(key)); err != nil {
-				t.Fatal(err)
+				return "", err
 			}
 		}
 	}
 	if pinned == nil {
-		t.Fatalf("no pinned host key for %s in %q", node, part.Attributes[AttrSSHKnownHosts])
+		return "", fmt.Errorf("no pinned host key for %s in %q", node, part.Attributes[AttrSSHKnownHosts])
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
 	conn, err := nsnet.Dial(ctx, "tcp", nsnet.Endpoint{Netns: part.Attributes[AttrNetns], Addr: n.IPs[0] + ":22"})
 	if err != nil {
 		return "", err
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
 	}
 	cfg := &ssh.ClientConfig{User: "root", Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)},
 		HostKeyCallback: ssh.FixedHostKey(pinned), HostKeyAlgorithms: []string{pinned.Type()}, Timeout: 15 * time.Second}
@@ -142,6 +150,37 @@ func sshTo(t testing.TB, part sdk.Part, node string, cmd string) (string, error)
 	defer s.Close()
 	out, err := s.CombinedOutput(cmd)
 	return string(out), err
+}
+
+// partVolumes lists the pool's volumes of a part's nodes (plugintest's
+// GuestChecks.Volumes).
+func partVolumes(uri, pool string, ref sdk.PartRef) ([]string, error) {
+	conn, err := libvirt.NewConnect(uri)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	p, err := conn.LookupStoragePoolByName(pool)
+	if err != nil {
+		return nil, err
+	}
+	defer p.Free()
+	if err := p.Refresh(0); err != nil {
+		return nil, err
+	}
+	vols, err := p.ListAllStorageVolumes(0)
+	if err != nil {
+		return nil, err
+	}
+	prefix := namePrefix + cleanName(ref.SliceID) + "." + cleanName(ref.PartID) + "."
+	var out []string
+	for _, v := range vols {
+		if n, err := v.GetName(); err == nil && strings.HasPrefix(n, prefix) {
+			out = append(out, n)
+		}
+		_ = v.Free()
+	}
+	return out, nil
 }
 
 // waitSSH retries cmd until the node answers or the deadline passes.
@@ -218,18 +257,12 @@ func assertGone(t *testing.T, e *guestEnv, spec sdk.PartSpec) {
 		}
 		_ = d.Free()
 	}
-	pool, err := conn.LookupStoragePoolByName(e.cfg.StoragePool)
+	left, err := partVolumes(e.cfg.URI, e.cfg.StoragePool, spec.Ref)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer pool.Free()
-	_ = pool.Refresh(0)
-	vols, _ := pool.ListAllStorageVolumes(0)
-	for _, v := range vols {
-		if n, _ := v.GetName(); strings.HasPrefix(n, prefix) {
-			t.Errorf("volume %s left", n)
-		}
-		_ = v.Free()
+	for _, n := range left {
+		t.Errorf("volume %s left", n)
 	}
 	if _, err := os.Stat(nsnet.Path(EndpointNetns(e.provider.Name, spec.Ref.SliceID, spec.Ref.PartID))); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("endpoint namespace left (%v)", err)
@@ -251,7 +284,6 @@ func assertGone(t *testing.T, e *guestEnv, spec sdk.PartSpec) {
 			t.Errorf("key files left: %d", len(entries))
 		}
 	}
-	_ = fmt.Sprint()
 }
 
 // Two slices' parts at one site: each reachable from its own endpoint, deployable over
@@ -329,6 +361,12 @@ func TestConformanceRealGuests(t *testing.T) {
 			return p
 		},
 		SlicePrefix: "real-" + suffix(),
+		Guest: &plugintest.GuestChecks{
+			Exec: guestExec,
+			Volumes: func(_ context.Context, ref sdk.PartRef) ([]string, error) {
+				return partVolumes(e.cfg.URI, e.cfg.StoragePool, ref)
+			},
+		},
 	})
 }
 
@@ -338,4 +376,92 @@ func mustJSON(t testing.TB, v any) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// A restarted plugin finds every part again from libvirt and its key store alone: the
+// same nodes, addresses, pinned host keys, credentials and endpoints; the capacity they
+// hold; their metrics; and it deletes them leaving nothing.
+func TestRealGuestsFoundAfterRestart(t *testing.T) {
+	e := newGuestEnv(t)
+	ctx := context.Background()
+	specs := []sdk.PartSpec{
+		e.spec("core", sdk.VDUSpec{Name: "core_vm", Instances: 1, CPUs: 1, MemoryMB: 256, StorageGB: 1}),
+		e.spec("edge", sdk.VDUSpec{Name: "edge_vm", Instances: 2, CPUs: 1, MemoryMB: 256, StorageGB: 1}),
+	}
+	before := map[sdk.PartRef]sdk.Part{}
+	for _, spec := range specs {
+		part, err := e.p.Create(ctx, spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = e.p.Delete(context.Background(), spec.Ref) })
+		before[spec.Ref] = part
+	}
+	for _, part := range before {
+		for _, n := range part.Nodes {
+			waitSSH(t, part, n.Name, "true", 90*time.Second)
+		}
+	}
+	free := func(p *Plugin) sdk.Resources {
+		o, err := p.Offer(ctx, e.spec("probe", sdk.VDUSpec{Name: "vm", Instances: 1, CPUs: 1, MemoryMB: 256, StorageGB: 1}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o.Free
+	}
+	freeBefore := free(e.p)
+
+	// The restart: a new plugin on the same configuration.
+	if err := e.p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e.p = New(plugintest.TestLogger(t))
+	if err := e.p.Configure(ctx, sdk.Config{Provider: e.provider, JSON: mustJSON(t, e.cfg)}); err != nil {
+		t.Fatal(err)
+	}
+	if got := free(e.p); got != freeBefore {
+		t.Errorf("free capacity after the restart %+v, before %+v", got, freeBefore)
+	}
+	for _, spec := range specs {
+		want := before[spec.Ref]
+		got, err := e.p.Describe(ctx, spec.Ref)
+		if err != nil {
+			t.Fatalf("describe %s after the restart: %v", spec.Ref, err)
+		}
+		if got.State != sdk.StateReady || len(got.Nodes) != len(want.Nodes) {
+			t.Fatalf("part %s after the restart: %s with %d nodes, want Ready with %d", spec.Ref, got.State, len(got.Nodes), len(want.Nodes))
+		}
+		for i, n := range got.Nodes {
+			w := want.Nodes[i]
+			if n.Name != w.Name || n.ID != w.ID || strings.Join(n.IPs, ",") != strings.Join(w.IPs, ",") || n.State != sdk.StateRunning {
+				t.Errorf("node %d of %s after the restart %+v, before %+v", i, spec.Ref, n, w)
+			}
+		}
+		for _, a := range []string{AttrSSHKnownHosts, AttrNetns} {
+			if got.Attributes[a] != want.Attributes[a] {
+				t.Errorf("%s of %s after the restart %q, before %q", a, spec.Ref, got.Attributes[a], want.Attributes[a])
+			}
+		}
+		if got.Credential.Secret != want.Credential.Secret {
+			t.Errorf("the credential of %s changed across the restart", spec.Ref)
+		}
+		// The nodes answer with what the new plugin describes.
+		for _, n := range got.Nodes {
+			if out, err := sshTo(t, got, n.Name, "hostname"); err != nil || strings.TrimSpace(out) != n.Name {
+				t.Errorf("node %s after the restart: %q %v", n.Name, out, err)
+			}
+		}
+		samples, err := e.p.Metrics(ctx, spec.Ref, []string{sdk.MetricCPUPercent})
+		if err != nil || len(samples) != len(got.Nodes) {
+			t.Errorf("metrics of %s after the restart: %d samples (%v), want %d", spec.Ref, len(samples), err, len(got.Nodes))
+		}
+	}
+	for _, spec := range specs {
+		if err := e.p.Delete(ctx, spec.Ref); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, spec := range specs { // both share the site: checked once both are gone
+		assertGone(t, e, spec)
+	}
 }

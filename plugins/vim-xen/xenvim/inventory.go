@@ -218,11 +218,16 @@ func free(s *settings, used sdk.Resources) sdk.Resources {
 	return f
 }
 
+// addresses lists the subnet addresses in use: the nodes', and their parts' endpoints
+// (netdev.go), which a scale-up handed the endpoint's address otherwise.
 func addresses(nodes []node) []string {
 	var out []string
 	for _, n := range nodes {
 		if n.meta.IP != "" {
 			out = append(out, n.meta.IP)
+		}
+		if ip := n.meta.Record.EndpointIP; ip != "" {
+			out = append(out, ip)
 		}
 	}
 	return out

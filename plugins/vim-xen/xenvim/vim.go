@@ -78,9 +78,13 @@ func (p *Plugin) Offer(_ context.Context, spec sdk.PartSpec) (sdk.Offer, error) 
 	}
 	if s.subnet.IsValid() && hasNIC(s, rec) {
 		a := newAllocator(s.subnet, addresses(all))
-		for i := 0; i < need.Nodes; i++ {
+		want := need.Nodes
+		if s.guests {
+			want++ // the part's endpoint
+		}
+		for i := 0; i < want; i++ {
 			if _, ok := a.next(); !ok {
-				o.Reason = fmt.Sprintf("not enough addresses: subnet %s has %d free, need %d", s.subnet, i, need.Nodes)
+				o.Reason = fmt.Sprintf("not enough addresses: subnet %s has %d free, need %d", s.subnet, i, want)
 				return o, nil
 			}
 		}
