@@ -38,6 +38,10 @@ func printError(w io.Writer, err error) {
 	var e *client.Error
 	if !errors.As(err, &e) {
 		fmt.Fprintln(w, "Error:", err)
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			// The commonest first-hour mistake: no necosd listening where necosctl looks.
+			fmt.Fprintln(w, "  Is necosd running? Start it with ./scripts/run.sh, or point necosctl at it with --server or NECOS_SERVER.")
+		}
 		return
 	}
 	fmt.Fprintf(w, "Error: %s (HTTP %d)\n", e.Message, e.Status)

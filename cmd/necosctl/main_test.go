@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -244,5 +246,30 @@ func TestFailureReasonGroupsBySliceLessMessage(t *testing.T) {
 	b := failureReason(errors.New(`slice "X-b1-9" (id 9c21) failed: provider WAN unavailable`), "9c21", "X-b1-9")
 	if a != b || strings.Contains(a, "7f3a") {
 		t.Fatalf("reasons differ or keep the id: %q vs %q", a, b)
+	}
+}
+
+// TestPrintErrorConnectionRefused checks that a refused connection tells the user how to
+// start necosd or where to point necosctl, and that other errors get no such hint.
+func TestPrintErrorConnectionRefused(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now: the dial is refused
+	_, err = net.Dial("tcp", addr)
+	if err == nil {
+		t.Fatal("dial to a closed port succeeded")
+	}
+	var out bytes.Buffer
+	printError(&out, fmt.Errorf("list slices: %w", err))
+	if !strings.Contains(out.String(), "Is necosd running?") || !strings.Contains(out.String(), "./scripts/run.sh") {
+		t.Fatalf("no next step for a refused connection:\n%s", out.String())
+	}
+	out.Reset()
+	printError(&out, errors.New("something else"))
+	if strings.Contains(out.String(), "necosd running") {
+		t.Fatalf("hint on an unrelated error:\n%s", out.String())
 	}
 }
