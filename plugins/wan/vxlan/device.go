@@ -201,6 +201,36 @@ func (p *Plugin) releaseBridge(h *netlink.Handle, ns, name string) error {
 // A port the plugin did not make (a VM's tap, a VIM's veth) keeps the bridge: whoever
 // attached it still uses the bridge; the bridge is collected once they are gone.
 func (p *Plugin) keepBridge(br netlink.Link, links []netlink.Link) string {
+	return p.keepBridgeIn(br, bridgeUses(links))
+}
+
+// bridgeUse is what uses the bridges of one namespace: a port by bridge index, a link
+// meant for it by bridge name. Built once per device list, so that deciding for every
+// bridge of a namespace costs one pass over its devices, not one per bridge.
+type bridgeUse struct {
+	port  map[int]string
+	meant map[string]string
+}
+
+func bridgeUses(links []netlink.Link) bridgeUse {
+	u := bridgeUse{port: map[int]string{}, meant: map[string]string{}}
+	for _, l := range links {
+		a := l.Attrs()
+		if a.MasterIndex != 0 {
+			if _, seen := u.port[a.MasterIndex]; !seen {
+				u.port[a.MasterIndex] = a.Name
+			}
+		}
+		if tg, ok := parseTag(a.Alias); ok {
+			if _, seen := u.meant[tg.Bridge]; !seen {
+				u.meant[tg.Bridge] = tg.Ref.String()
+			}
+		}
+	}
+	return u
+}
+
+func (p *Plugin) keepBridgeIn(br netlink.Link, u bridgeUse) string {
 	t, ours := parseBridgeTag(br.Attrs().Alias)
 	switch {
 	case br.Type() != "bridge" || !ours:
@@ -208,13 +238,11 @@ func (p *Plugin) keepBridge(br netlink.Link, links []netlink.Link) string {
 	case !t.ownedBy(p.provider):
 		return "created for provider " + t.Provider
 	}
-	for _, l := range links {
-		if l.Attrs().MasterIndex == br.Attrs().Index {
-			return "device " + l.Attrs().Name + " is a port of it"
-		}
-		if tg, ok := parseTag(l.Attrs().Alias); ok && tg.Bridge == br.Attrs().Name {
-			return "link " + tg.Ref.String() + " is meant for it"
-		}
+	if name, ok := u.port[br.Attrs().Index]; ok {
+		return "device " + name + " is a port of it"
+	}
+	if ref, ok := u.meant[br.Attrs().Name]; ok {
+		return "link " + ref + " is meant for it"
 	}
 	return ""
 }
@@ -271,8 +299,9 @@ func (p *Plugin) collectIn(ns string) (int, error) {
 		}
 		rest = append(rest, l)
 	}
+	uses := bridgeUses(rest)
 	for _, l := range rest {
-		if l.Type() != "bridge" || p.keepBridge(l, rest) != "" {
+		if l.Type() != "bridge" || p.keepBridgeIn(l, uses) != "" {
 			continue
 		}
 		t, _ := parseBridgeTag(l.Attrs().Alias)

@@ -137,6 +137,12 @@ func (p *Plugin) scanNamespace(s *snapshot, ns string) error {
 	for _, l := range links {
 		names[l.Attrs().Index] = l.Attrs().Name
 	}
+	// One dump of the namespace's qdiscs instead of one request per device: with
+	// 1,000 links a request per device made every call cost seconds.
+	tbfs, tbfErr := rootTbfs(h)
+	if tbfErr != nil {
+		p.log.Warn("cannot read qdiscs", "netns", ns, "error", tbfErr)
+	}
 	for _, l := range links {
 		attrs := l.Attrs()
 		where := nsLabel(ns) + " device " + attrs.Name
@@ -163,9 +169,7 @@ func (p *Plugin) scanNamespace(s *snapshot, ns string) error {
 		}
 		t := d.tag
 		d.ns, d.link, d.up, d.master = ns, l, attrs.Flags&net.FlagUp != 0, names[attrs.MasterIndex]
-		if tbf, err := rootTbf(h, l); err != nil {
-			p.log.Warn("cannot read qdisc", "netns", ns, "device", attrs.Name, "error", err)
-		} else if tbf != nil {
+		if tbf := tbfs[attrs.Index]; tbf != nil {
 			d.hasTbf, d.rateBytes = true, tbf.Rate
 		}
 		k := linkKey{provider: t.Provider, ref: t.Ref}
@@ -200,6 +204,27 @@ func linkList(h *netlink.Handle) ([]netlink.Link, error) {
 		}
 	}
 	return nil, err
+}
+
+// rootTbfs returns the root tbf qdiscs of a namespace by device index, from one dump.
+func rootTbfs(h *netlink.Handle) (map[int]*netlink.Tbf, error) {
+	var qs []netlink.Qdisc
+	var err error
+	for range 5 {
+		if qs, err = h.QdiscList(nil); !errors.Is(err, netlink.ErrDumpInterrupted) {
+			break
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := map[int]*netlink.Tbf{}
+	for _, q := range qs {
+		if tbf, ok := q.(*netlink.Tbf); ok && q.Attrs().Parent == netlink.HANDLE_ROOT {
+			out[q.Attrs().LinkIndex] = tbf
+		}
+	}
+	return out, nil
 }
 
 // rootTbf returns the tbf qdisc at the root of link, or nil.

@@ -542,3 +542,49 @@ func TestLocalLink(t *testing.T) {
 	}
 	n.assertPristine()
 }
+
+// BenchmarkConnectWithLinks times Connect and Disconnect of one link while 0 or 1,000
+// other links (each with its bridges, VXLAN devices and rate limit) are alive in the
+// same two sites: a call's cost should not grow with what exists.
+func BenchmarkConnectWithLinks(b *testing.B) {
+	for _, alive := range []int{0, 1000} {
+		b.Run(fmt.Sprintf("links=%d", alive), func(b *testing.B) {
+			n := newTestNet(b, "core", "edge1")
+			wan := newPlugin(b)
+			ctx := context.Background()
+			if err := wan.Configure(ctx, sdk.Config{Provider: n.provider(), JSON: n.config()}); err != nil {
+				b.Fatal(err)
+			}
+			// The links alive are made with the device path alone (no scan per link), so
+			// setting up 1,000 costs seconds whatever the calls cost.
+			for i := range alive {
+				spec := sdk.LinkSpec{Ref: sdk.LinkRef{SliceID: fmt.Sprintf("alive%d", i), LinkID: "l"},
+					End1: n.sites[0].end("c", fmt.Sprintf("br-a%d", i)), End2: n.sites[1].end("e", fmt.Sprintf("br-a%d", i)),
+					BandwidthBps: 64_000}
+				var made undoStack
+				for end := 1; end <= 2; end++ {
+					if err := wan.ensureEnd(spec, end, uint32(100_000+i), &made); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			spec := sdk.LinkSpec{Ref: sdk.LinkRef{SliceID: "bench", LinkID: "l"}, End1: n.sites[0].end("c", "br-bench"),
+				End2: n.sites[1].end("e", "br-bench"), BandwidthBps: 10_000_000}
+			var conn, disc time.Duration
+			for b.Loop() {
+				t0 := time.Now()
+				if _, err := wan.Connect(ctx, spec); err != nil {
+					b.Fatal(err)
+				}
+				t1 := time.Now()
+				if err := wan.Disconnect(ctx, spec.Ref); err != nil {
+					b.Fatal(err)
+				}
+				conn += t1.Sub(t0)
+				disc += time.Since(t1)
+			}
+			b.ReportMetric(float64(conn.Microseconds())/float64(b.N)/1000, "ms/connect")
+			b.ReportMetric(float64(disc.Microseconds())/float64(b.N)/1000, "ms/disconnect")
+		})
+	}
+}
