@@ -211,9 +211,9 @@ func TestNECOSFieldVariants(t *testing.T) {
 	tok := env.Token("alice")
 	doc := strings.Replace(string(apitest.SmallSlice("variants")), "    cost:\n",
 		"    created-slice: no\n"+
-			"    slice-requirements: {elasticity: yes}\n"+
 			"    slice-timeframe:\n      service-start-time: {year: 2019, month: 6, day: 1}\n      service-stop-time: 2019-06-30\n      service-duration: 8h\n"+
 			"    cost:\n", 1)
+	doc = strings.Replace(doc, "{elasticity: false,", "{elasticity: yes,", 1)
 	doc = strings.Replace(doc, `value-euros: "<=10"`, `value-euros: "<= 10 €"`, 1)
 	doc = strings.Replace(doc, "cpu-number: 1, memory-mb: 512", "cpu-number: '1', memory-mb: \"512\", host-image: undefined", 1)
 	a := do(t, "POST", env.URL+"/slice_activator/create_slice", tok, []byte(doc), "Content-Type", yamlType).status(t, 201)

@@ -125,11 +125,15 @@ func TestLayoutResizeScale(t *testing.T) {
 	if l.total().CPUs != 4 {
 		t.Error("resized modified its receiver")
 	}
-	for _, bad := range []sdk.ResizeRequest{{VDU: "worker", CPUs: -1}, {VDU: "worker"}, {VDU: "nope", CPUs: 1},
+	for _, bad := range []sdk.ResizeRequest{{VDU: "worker", CPUs: -1}, {VDU: "worker"},
 		{VDU: "worker", Node: "worker-9", CPUs: 1}} {
 		if _, err := l.resized(bad); sdk.CodeOf(err) != sdk.CodeInvalidArgument {
 			t.Errorf("resize %+v: %v, want InvalidArgument", bad, err)
 		}
+	}
+	// An unknown VDU is NotFound in every VIM (the plugin contract).
+	if _, err := l.resized(sdk.ResizeRequest{VDU: "nope", CPUs: 1}); sdk.CodeOf(err) != sdk.CodeNotFound {
+		t.Errorf("resize an unknown VDU: %v, want NotFound", err)
 	}
 	if _, err := l.scaled(sdk.ScaleRequest{VDU: "worker", Instances: -1}); sdk.CodeOf(err) != sdk.CodeInvalidArgument {
 		t.Errorf("scale to -1: %v", err)
