@@ -4,11 +4,12 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
+	"syscall"
 )
 
 // The machine mounts cgroup v1 hierarchies, which are left as they are. A kubelet on
@@ -59,16 +60,65 @@ type cgroupRoot struct {
 	created []string // directories made or shared, in order of creation
 }
 
-// Nodes of one process share the directories above their roots where a hierarchy lacks
-// them (the own memory cgroup's path, made in the other hierarchies). Each such directory
-// is counted, so that it is made once, and removed by the last node that leaves it, not by
-// the first while a sibling still lives below it.
-var (
-	sharedMu   sync.Mutex
-	sharedDirs = map[string]int{}
-)
+// Nodes share the directories above their roots where a hierarchy lacks them (the own
+// memory cgroup's path, made in the other hierarchies), and so do nodes of other
+// processes in the same memory cgroup (test binaries run side by side). Which of those
+// directories necos made is kept in a machine-wide registry, read and written under an
+// exclusive lock, so that a directory is made once, removed by whichever node leaves it
+// last (a removal that finds a sibling still below is no error), and a directory necos
+// did not make is never removed.
+const cgroupRegistry = "/run/necos/kubenode-cgroups"
 
-func makeCgroupRoot(name string) (*cgroupRoot, error) {
+// registry is the set of cgroup directories necos made, locked while held.
+type registry struct {
+	f    *os.File
+	dirs map[string]bool
+}
+
+func openRegistry() (*registry, error) {
+	if err := os.MkdirAll(filepath.Dir(cgroupRegistry), 0o700); err != nil {
+		return nil, fmt.Errorf("cgroup registry: %w", err)
+	}
+	f, err := os.OpenFile(cgroupRegistry, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("cgroup registry: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cgroup registry: lock: %w", err)
+	}
+	b, err := io.ReadAll(f)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cgroup registry: %w", err)
+	}
+	r := &registry{f: f, dirs: map[string]bool{}}
+	for _, l := range strings.Split(string(b), "\n") {
+		if l != "" {
+			r.dirs[l] = true
+		}
+	}
+	return r, nil
+}
+
+// close writes the set back and releases the lock.
+func (r *registry) close() error {
+	defer r.f.Close() // closing releases the lock
+	lines := make([]string, 0, len(r.dirs))
+	for d := range r.dirs {
+		lines = append(lines, d+"\n")
+	}
+	sort.Strings(lines)
+	if err := r.f.Truncate(0); err != nil {
+		return fmt.Errorf("cgroup registry: %w", err)
+	}
+	if _, err := r.f.WriteAt([]byte(strings.Join(lines, "")), 0); err != nil {
+		return fmt.Errorf("cgroup registry: %w", err)
+	}
+	return nil
+}
+
+func makeCgroupRoot(name string) (_ *cgroupRoot, err error) {
 	mounts, err := cgroupMounts()
 	if err != nil {
 		return nil, err
@@ -76,33 +126,34 @@ func makeCgroupRoot(name string) (*cgroupRoot, error) {
 	if len(mounts) == 0 {
 		return nil, errors.New("no cgroup v1 hierarchy is mounted")
 	}
+	reg, err := openRegistry()
+	if err != nil {
+		return nil, err
+	}
+	defer func() { err = errors.Join(err, reg.close()) }()
 	r := &cgroupRoot{path: filepath.Join(ownMemoryCgroup(), name)}
-	sharedMu.Lock()
-	defer sharedMu.Unlock()
 	for _, m := range mounts {
 		dir := m
 		for _, part := range strings.Split(strings.Trim(r.path, "/"), "/") {
 			parent := dir
 			dir = filepath.Join(dir, part)
-			if sharedDirs[dir] > 0 {
-				sharedDirs[dir]++
-				r.created = append(r.created, dir)
-				continue
-			}
 			if _, err := os.Stat(dir); err == nil {
+				if reg.dirs[dir] {
+					r.created = append(r.created, dir) // made by necos: shared
+				}
 				continue
 			}
 			if err := os.Mkdir(dir, 0o755); err != nil {
-				r.removeLocked()
+				r.removeWith(reg)
 				return nil, fmt.Errorf("cgroup %s: %w", dir, err)
 			}
-			sharedDirs[dir] = 1
+			reg.dirs[dir] = true
 			r.created = append(r.created, dir)
 			// A new cpuset takes no task until it has CPUs and memory nodes: its parent's.
 			for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
 				if b, err := os.ReadFile(filepath.Join(parent, f)); err == nil {
 					if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
-						r.removeLocked()
+						r.removeWith(reg)
 						return nil, fmt.Errorf("cgroup %s: %s: %w", dir, f, err)
 					}
 				}
@@ -114,16 +165,19 @@ func makeCgroupRoot(name string) (*cgroupRoot, error) {
 
 // remove deletes every cgroup below the root and the directories makeCgroupRoot made,
 // deepest first. A cgroup that still holds a process stays, and is reported.
-func (r *cgroupRoot) remove() error {
+func (r *cgroupRoot) remove() (err error) {
 	if r == nil {
 		return nil
 	}
-	sharedMu.Lock()
-	defer sharedMu.Unlock()
-	return r.removeLocked()
+	reg, err := openRegistry()
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, reg.close()) }()
+	return r.removeWith(reg)
 }
 
-func (r *cgroupRoot) removeLocked() error {
+func (r *cgroupRoot) removeWith(reg *registry) error {
 	mounts, _ := cgroupMounts()
 	var dirs []string
 	for _, m := range append(mounts, "/sys/fs/cgroup/unified") {
@@ -144,11 +198,14 @@ func (r *cgroupRoot) removeLocked() error {
 	}
 	for i := len(r.created) - 1; i >= 0; i-- {
 		d := r.created[i]
-		if sharedDirs[d]--; sharedDirs[d] > 0 {
-			continue // a sibling node still lives below it
-		}
-		delete(sharedDirs, d)
-		if err := os.Remove(d); err != nil && !os.IsNotExist(err) {
+		switch err := os.Remove(d); {
+		case err == nil || os.IsNotExist(err):
+			delete(reg.dirs, d)
+		case errors.Is(err, syscall.EBUSY):
+			// Another node, maybe of another process, still lives below: it removes
+			// the directory when it leaves. The node's own root, if busy, was reported
+			// above.
+		default:
 			errs = append(errs, err)
 		}
 	}
