@@ -18,7 +18,6 @@ import (
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
-	"go.etcd.io/etcd/server/v3/etcdserver/api/v3client"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
@@ -90,7 +89,22 @@ func startEmbedded(ctx context.Context, dir string, logger hclog.Logger) (*clien
 		e.Close()
 		return nil, nil, ctx.Err()
 	}
-	cli := v3client.New(e.Server)
+	// The client dials the store's own TLS listener rather than using etcd's in-process
+	// client: under many watches created and cancelled at once (every ?wait=true request
+	// watches its slice), the in-process adapter's unbuffered streams deadlock the watch
+	// stream (etcd-io/etcd#18879, #20716), and waiters then never hear of their slice.
+	tc, err := (transport.TLSInfo{CertFile: access.ClientCert, KeyFile: access.ClientKey,
+		TrustedCAFile: access.CACert, MinVersion: tls.VersionTLS12}).ClientConfig()
+	if err != nil {
+		e.Close()
+		return nil, nil, fmt.Errorf("embedded etcd: client TLS: %w", err)
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{clientURL.String()}, TLS: tc,
+		DialTimeout: 10 * time.Second})
+	if err != nil {
+		e.Close()
+		return nil, nil, fmt.Errorf("embedded etcd: connect: %w", err)
+	}
 	// A store made by an earlier version knows its member by a plain http peer URL;
 	// the member is told its new one, so that nothing names a listener that is gone.
 	if err := updatePeerURL(ctx, cli, e, peerURL.String()); err != nil {
@@ -101,7 +115,7 @@ func startEmbedded(ctx context.Context, dir string, logger hclog.Logger) (*clien
 	logger.Info("embedded store ready", "dir", dir, "client_url", clientURL.String(),
 		"ca", access.CACert, "client_cert", access.ClientCert, "client_key", access.ClientKey)
 	stop := func() error {
-		// The in-process client reports its own cancellation on Close: not an error.
+		// A client reports its own cancellation on Close: not an error.
 		err := cli.Close()
 		closing.Store(true)
 		e.Close()
