@@ -159,8 +159,16 @@ func TestRealGuestsCDN(t *testing.T) {
 				t.Fatalf("core cannot ping %s (%s) across %s: %v %s", edgeName, en.IPs[0], l.Name, err, out)
 			}
 		}
-		if out, err := guestSSH(t, edge, en.Name, "(necos-guest recv 5001 >/tmp/recv.log 2>&1 &) ; sleep 0.5"); err != nil {
-			t.Fatalf("start the receiver on %s: %v %s", edgeName, err, out)
+		// The edge answers pings once its kernel is up; its sshd may start a moment later.
+		for deadline := time.Now().Add(90 * time.Second); ; {
+			out, err := guestSSH(t, edge, en.Name, "(necos-guest recv 5001 >/tmp/recv.log 2>&1 &) ; sleep 0.5")
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("start the receiver on %s: %v %s", edgeName, err, out)
+			}
+			time.Sleep(500 * time.Millisecond)
 		}
 		out, err := guestSSH(t, core, coreNode, "necos-guest send "+en.IPs[0]+":5001 5")
 		if err != nil {
