@@ -26,6 +26,10 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := newRootCommand(newApp(os.Stdout, os.Stderr)).ExecuteContext(ctx)
 	stop()
+	var exit *exitError
+	if errors.As(err, &exit) {
+		os.Exit(exit.code) // the remote command said why on its standard error
+	}
 	if err != nil {
 		printError(os.Stderr, err)
 		os.Exit(1)

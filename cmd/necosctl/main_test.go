@@ -25,11 +25,17 @@ func TestMain(m *testing.M) { os.Exit(apitest.Main(m)) }
 // returns its standard output, and its error as printError shows it.
 func ctl(t *testing.T, env *apitest.Env, args ...string) (string, string) {
 	t.Helper()
+	return ctlAt(t, env.URL, env.Token("alice"), args...)
+}
+
+// ctlAt runs necosctl against the API at url with token.
+func ctlAt(t *testing.T, url, token string, args ...string) (string, string) {
+	t.Helper()
 	var out, errOut bytes.Buffer
 	a := newApp(&out, &errOut)
 	a.tokenFile = filepath.Join(t.TempDir(), "no-token")
 	root := newRootCommand(a)
-	base := []string{"--server", env.URL, "--token", env.Token("alice")}
+	base := []string{"--server", url, "--token", token}
 	root.SetArgs(append(base, args...))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -85,7 +91,7 @@ func TestSliceCommands(t *testing.T) {
 		t.Errorf("get --necos:\n%s", out)
 	}
 	// A Ready slice: watch shows its history and stops.
-	out = mustCtl(t, env, "slice", "watch", id)
+	out = mustCtl(t, env, "slice", "watch", id, "--until-ready")
 	if !strings.Contains(out, "part.ready") || !strings.Contains(out, "slice is Ready") {
 		t.Errorf("watch of a ready slice:\n%s", out)
 	}
@@ -128,7 +134,7 @@ func TestWatch(t *testing.T) {
 	if err := json.Unmarshal([]byte(mustCtl(t, env, "slice", "create", "-f", spec, "-o", "json")), &created); err != nil {
 		t.Fatal(err)
 	}
-	out := mustCtl(t, env, "slice", "watch", created.ID)
+	out := mustCtl(t, env, "slice", "watch", created.ID, "--until-ready")
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if !strings.Contains(lines[0], "slice.accepted") || !strings.Contains(lines[len(lines)-1], "slice.ready") {
 		t.Errorf("watch:\n%s", out)

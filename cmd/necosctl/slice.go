@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -21,13 +22,14 @@ func newSliceCommand(a *app) *cobra.Command {
 		Aliases: []string{"slices"},
 		Short:   "Create, list, read, follow and delete slices",
 	}
-	cmd.AddCommand(newSliceCreate(a), newSliceList(a), newSliceGet(a), newSliceDelete(a), newSliceWatch(a), newSliceTimings(a), newSlicePortForward(a))
+	cmd.AddCommand(newSliceCreate(a), newSliceList(a), newSliceGet(a), newSliceDelete(a), newSliceWatch(a),
+		newSliceEvents(a), newSlicePolicies(a), newSliceMetrics(a), newSliceTimings(a), newSlicePortForward(a), newSliceSSH(a))
 	return cmd
 }
 
 func newSliceCreate(a *app) *cobra.Command {
 	var file string
-	var wait bool
+	var wait, showCreds bool
 	cmd := &cobra.Command{
 		Use:   "create -f FILE",
 		Short: "Create a slice from a NECOS slice spec (YAML or JSON)",
@@ -49,16 +51,74 @@ with the reason per part.`,
 			if err != nil {
 				return err
 			}
-			return a.print(s, func(w io.Writer) { sliceTable(w, s) })
+			return a.printSlice(s, showCreds)
 		},
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "slice spec file, - for standard input")
 	cmd.Flags().BoolVar(&wait, "wait", false, "return once the slice is Ready (or has failed)")
+	cmd.Flags().BoolVar(&showCreds, showCredentialsFlag, false, "print the parts' secrets (private keys, kubeconfigs, passwords)")
 	_ = cmd.MarkFlagRequired("file")
 	return cmd
 }
 
+const showCredentialsFlag = "show-credentials"
+
+// printSlice prints a slice, its parts' secrets only when showCreds: a terminal's
+// scroll-back or a pasted output should not leak a private key by default.
+func (a *app) printSlice(s *v1.Slice, showCreds bool) error {
+	hidden := false
+	if !showCreds {
+		for i := range s.Parts {
+			if c := s.Parts[i].Credential; c != nil && c.Secret != "" {
+				cc := *c
+				cc.Secret = ""
+				s.Parts[i].Credential, hidden = &cc, true
+			}
+		}
+	}
+	return a.print(s, func(w io.Writer) {
+		sliceTable(w, s)
+		credentialsTable(w, s, hidden)
+	})
+}
+
+func credentialsTable(w io.Writer, s *v1.Slice, hidden bool) {
+	var secrets []string
+	first := true
+	for _, p := range s.Parts {
+		c := p.Credential
+		if c == nil || c.Kind == "" {
+			continue
+		}
+		if first {
+			fmt.Fprintln(w)
+			row(w, "CREDENTIAL", "KIND", "USER", "HOST KEY", "EXPIRES")
+			first = false
+		}
+		hostKey := c.HostKey
+		if k := strings.Fields(hostKey); len(k) >= 2 && len(k[1]) > 16 {
+			hostKey = k[0] + " ..." + k[1][len(k[1])-12:] // enough to recognise it
+		}
+		row(w, p.Name, c.Kind, c.User, hostKey, when(c.Expires))
+		if c.Secret != "" {
+			secrets = append(secrets, fmt.Sprintf("\n# %s of part %s\n%s", c.Kind, p.Name, strings.TrimRight(c.Secret, "\n")))
+		}
+	}
+	if hidden {
+		fmt.Fprintf(w, "\n(secrets hidden: --%s prints them)\n", showCredentialsFlag)
+	}
+	for _, sec := range secrets {
+		fmt.Fprintln(w, sec)
+	}
+}
+
 func readSpec(file string, stdin io.Reader) ([]byte, error) {
+	return readInput(file, stdin, "slice spec")
+}
+
+// readInput reads a document from a file, or from stdin when file is "-"; what names
+// the document in errors.
+func readInput(file string, stdin io.Reader, what string) ([]byte, error) {
 	if file == "-" {
 		b, err := io.ReadAll(stdin)
 		if err != nil {
@@ -68,7 +128,7 @@ func readSpec(file string, stdin io.Reader) ([]byte, error) {
 	}
 	b, err := os.ReadFile(file)
 	if err != nil {
-		return nil, fmt.Errorf("read slice spec: %w", err)
+		return nil, fmt.Errorf("read %s: %w", what, err)
 	}
 	return b, nil
 }
@@ -114,12 +174,16 @@ func newSliceList(a *app) *cobra.Command {
 }
 
 func newSliceGet(a *app) *cobra.Command {
-	var necos bool
+	var necos, showCreds bool
 	cmd := &cobra.Command{
 		Use:   "get ID",
 		Short: "Show a slice: parts, nodes and their addresses, links, prices",
-		Long: `Show a slice. With --necos, print the slice in the NECOS YAML format, enriched with
-what was created, as create_slice answers it (whatever -o says).`,
+		Long: `Show a slice. The API hands the parts' credentials to the slice's owner only, and
+necosctl shows their kind and user but not their secrets (private keys, kubeconfigs,
+passwords) unless --show-credentials is given, in every output format.
+With --necos, print the slice in the NECOS YAML format, enriched with what was created,
+as create_slice answers it (whatever -o says; it carries the credentials, as the
+original's did).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := a.client()
@@ -138,10 +202,11 @@ what was created, as create_slice answers it (whatever -o says).`,
 			if err != nil {
 				return err
 			}
-			return a.print(s, func(w io.Writer) { sliceTable(w, s) })
+			return a.printSlice(s, showCreds)
 		},
 	}
 	cmd.Flags().BoolVar(&necos, "necos", false, "print the NECOS YAML of the slice")
+	cmd.Flags().BoolVar(&showCreds, showCredentialsFlag, false, "print the parts' secrets (private keys, kubeconfigs, passwords)")
 	return cmd
 }
 
@@ -175,22 +240,33 @@ func newSliceDelete(a *app) *cobra.Command {
 }
 
 func newSliceWatch(a *app) *cobra.Command {
-	return &cobra.Command{
+	var untilReady bool
+	cmd := &cobra.Command{
 		Use:   "watch ID",
-		Short: "Follow a slice's progress, part by part, until it is Ready, Failed or gone",
-		Long: `Print the slice's events as they happen, one line each: time, event, part or link,
-message. The command ends when the slice is Ready (exit 0), Failed (exit 1) or gone;
-a slice being decommissioned is followed until it is gone. -o json prints one JSON
-event per line.`,
+		Short: "Follow a slice's events as they happen, until interrupted or the slice is gone",
+		Long: `Print the slice's events, past then live, one line each: time (to the millisecond),
+event, part or link, message. A Ready slice keeps being followed — elastic actions,
+services, its decommission — until the slice is gone (exit 0) or the command is
+interrupted (Ctrl-C, exit 0). A Failed slice ends the command (exit 1), unless it is
+being decommissioned: that is followed until it is gone.
+
+With --until-ready the command ends as soon as the slice is Ready (exit 0), as scripts
+that wait for a slice need. -o json prints one JSON event per line.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := a.client()
 			if err != nil {
 				return err
 			}
-			return a.watch(cmd, c, args[0])
+			err = a.watch(cmd, c, args[0], untilReady)
+			if !untilReady && cmd.Context().Err() != nil && errors.Is(err, cmd.Context().Err()) {
+				return nil // interrupted: what following ends with
+			}
+			return err
 		},
 	}
+	cmd.Flags().BoolVar(&untilReady, "until-ready", false, "stop once the slice is Ready (exit 0) or Failed (exit 1)")
+	return cmd
 }
 
 // errFailed ends a watch of a slice that failed.
@@ -198,7 +274,8 @@ type errFailed struct{ id, message string }
 
 func (e *errFailed) Error() string { return fmt.Sprintf("slice %s failed: %s", e.id, e.message) }
 
-func (a *app) watch(cmd *cobra.Command, c *client.Client, id string) error {
+// watch prints a slice's events until it is gone, failed, or (untilReady) Ready.
+func (a *app) watch(cmd *cobra.Command, c *client.Client, id string, untilReady bool) error {
 	live, deleting := false, false
 	var failure error
 	err := c.Watch(cmd.Context(), id, func(ev client.StreamEvent) error {
@@ -208,10 +285,10 @@ func (a *app) watch(cmd *cobra.Command, c *client.Client, id string) error {
 		switch {
 		case ev.Name == v1.StreamLive:
 			live, deleting = true, ev.State.Deleting || ev.State.State == "Deleting"
-			// Nothing more will happen to a slice at rest: stop here.
+			// Only the live state says whether the slice is at rest now.
 			switch {
 			case deleting:
-			case ev.State.State == "Ready":
+			case ev.State.State == "Ready" && untilReady:
 				return client.ErrStop
 			case ev.State.State == "Failed":
 				failure = &errFailed{id, ev.State.Message}
@@ -223,7 +300,7 @@ func (a *app) watch(cmd *cobra.Command, c *client.Client, id string) error {
 			deleting = true
 		case deleting:
 			// Followed until gone (stream.end).
-		case ev.Event.Type == "slice.ready":
+		case ev.Event.Type == "slice.ready" && untilReady:
 			return client.ErrStop
 		case ev.Event.Type == "slice.failed" || ev.Event.Type == "slice.refused":
 			failure = &errFailed{id, ev.Event.Message}
@@ -265,11 +342,7 @@ func (a *app) printEvent(ev client.StreamEvent) error {
 		return err
 	}
 	e := ev.Event
-	subject := e.Part
-	if subject == "" {
-		subject = e.Link
-	}
-	_, err := fmt.Fprintf(a.out, "%s  %-22s %-28s %s\n", clock(e.Time), e.Type, subject, e.Message)
+	_, err := fmt.Fprintf(a.out, "%s  %-22s %-28s %s\n", clock(e.Time), e.Type, eventSubject(e), e.Message)
 	return err
 }
 
@@ -283,8 +356,6 @@ func describeState(s *v1.StreamState) string {
 	}
 	return out
 }
-
-func clock(t time.Time) string { return t.Local().Format("15:04:05") }
 
 func newSliceTimings(a *app) *cobra.Command {
 	return &cobra.Command{

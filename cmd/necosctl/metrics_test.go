@@ -1,0 +1,154 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/necos/necos/api"
+	"github.com/necos/necos/api/apitest"
+	"github.com/necos/necos/core/monitoring"
+	"github.com/necos/necos/core/pluginhost"
+	"github.com/necos/necos/core/providers"
+	"github.com/necos/necos/core/sro"
+	"github.com/necos/necos/core/store"
+	"github.com/necos/necos/internal/testenv"
+	"github.com/necos/necos/sdk/plugintest"
+)
+
+// startMetricsEnv is necosd's API with the metrics routes over a real engine (vim-xen
+// on libvirt's test driver) and the monitoring collector writing to a real InfluxDB
+// through the monitor-influx plugin.
+func startMetricsEnv(t *testing.T) (url, token string) {
+	t.Helper()
+	influx := testenv.StartInflux(t)
+	logger := plugintest.TestLogger(t).ResetNamed("necos")
+	dir := t.TempDir()
+	for _, p := range []string{"vim-xen", "monitor-influx"} {
+		b, err := os.ReadFile(plugintest.Build(t, "github.com/necos/necos/plugins/"+p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, pluginhost.BinaryPrefix+p), b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	host := pluginhost.New(pluginhost.Options{Dir: dir, Logger: logger.Named("plugins")})
+	if _, err := host.Lock(); err != nil {
+		t.Fatal(err)
+	}
+	cat, err := providers.Parse([]byte(apitest.Catalogue + influx.MonitorCatalogue()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	st, err := store.Open(ctx, store.Options{Dir: t.TempDir(), Logger: logger.Named("store")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	token = store.NewToken()
+	if err := st.AddToken(ctx, "alice", token); err != nil {
+		t.Fatal(err)
+	}
+	reg := providers.NewRegistry(cat, host, logger.Named("providers"))
+	engine := sro.New(sro.Options{Store: st, Catalogue: cat, Plugins: reg, Logger: logger.Named("engine"), CallTimeout: time.Minute})
+	col := monitoring.New(monitoring.Options{Store: st, Plugins: reg, Logger: logger.Named("monitoring")})
+	engine.AddListener(col)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = engine.Run(ctx) }()
+	srv := httptest.NewServer(api.New(api.Options{Engine: engine, Registry: reg, Logger: logger.Named("api"),
+		Extra: api.MetricsRoutes(engine, col)}))
+	t.Cleanup(func() {
+		srv.CloseClientConnections()
+		srv.Close()
+		cancel()
+		<-done
+		col.Close()
+		_ = host.Close()
+		if err := st.Close(); err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("close store: %v", err)
+		}
+	})
+	return srv.URL, token
+}
+
+func TestSliceMetrics(t *testing.T) {
+	url, token := startMetricsEnv(t)
+	ctl := func(t *testing.T, _ any, args ...string) (string, string) {
+		t.Helper()
+		return ctlAt(t, url, token, args...)
+	}
+	mustCtl := func(t *testing.T, env any, args ...string) string {
+		t.Helper()
+		out, errOut := ctl(t, env, args...)
+		if errOut != "" {
+			t.Fatalf("necosctl %s: %s", strings.Join(args, " "), errOut)
+		}
+		return out
+	}
+	var env any
+	id := sliceID(t, mustCtl(t, env, "slice", "create", "--wait", "-o", "json", "-f", writeFile(t, "s.yaml", apitest.SmallSlice("met"))))
+
+	// The monitoring samples every node: wait for two points of each node's memory.
+	var ans struct {
+		Series []struct {
+			Metric string            `json:"metric"`
+			Tags   map[string]string `json:"tags"`
+			Points []struct {
+				Value float64 `json:"value"`
+			} `json:"points"`
+		} `json:"series"`
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		out := mustCtl(t, env, "slice", "metrics", id, "--metric", "MEMORY_USED_MB", "--last", "2", "--since", "5m", "-o", "json")
+		if err := json.Unmarshal([]byte(out), &ans); err != nil {
+			t.Fatalf("metrics -o json: %v\n%s", err, out)
+		}
+		if len(ans.Series) == 2 && len(ans.Series[0].Points) == 2 && len(ans.Series[1].Points) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no two points of both nodes' memory within a minute:\n%s", out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	for _, s := range ans.Series {
+		if s.Metric != "MEMORY_USED_MB" || s.Tags["slice"] != id || s.Tags["part"] == "" || s.Points[1].Value <= 0 {
+			t.Errorf("series %+v", s)
+		}
+	}
+
+	// The table: one row per series; --points one row per point; filters reach the API.
+	out := mustCtl(t, env, "slice", "metrics", id, "--metric", "MEMORY_USED_MB", "--last", "2", "--part", "core-dc")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], "METRIC") || !strings.Contains(lines[1], "core-dc") ||
+		!strings.Contains(lines[1], "core_vm-1") || !strings.Contains(lines[1], " 2 ") {
+		t.Errorf("metrics table of core-dc:\n%s", out)
+	}
+	out = mustCtl(t, env, "slice", "metrics", id, "--metric", "MEMORY_USED_MB", "--last", "2", "--points")
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 5 || !strings.Contains(lines[0], "TIME") {
+		t.Errorf("metrics --points, want a header and 4 points:\n%s", out)
+	}
+	// A bad query names its parameter.
+	if _, errOut := ctl(t, env, "slice", "metrics", id, "--since", "yesterday"); !strings.Contains(errOut, "HTTP 400") || !strings.Contains(errOut, "since") {
+		t.Errorf("bad --since: %s", errOut)
+	}
+}
+
+func sliceID(t *testing.T, createJSON string) string {
+	t.Helper()
+	var s struct {
+		ID string `json:"id"`
+	}
+	if err := json.Unmarshal([]byte(createJSON), &s); err != nil || s.ID == "" {
+		t.Fatalf("created slice: %v %s", err, createJSON)
+	}
+	return s.ID
+}
