@@ -91,10 +91,30 @@ func newPluginsCommand(a *app) *cobra.Command {
 					row(w, p.Name, p.Plugin, p.Version, strings.Join(p.Kinds, ","), p.State, pid, p.Restarts,
 						when(&p.Started), p.LastError)
 				}
+				refusedHint(w, l)
 			})
 		},
 	}, newPluginsLock(a))
 	return cmd
+}
+
+// refusedHint tells what to do about refused plugin instances: a binary not locked, or
+// changed since, is locked again once trusted; a missing one is built.
+func refusedHint(w io.Writer, l []v1.Plugin) {
+	var refused []string
+	seen := map[string]bool{}
+	for _, p := range l {
+		if p.State == string(pluginhost.StateRefused) && !seen[p.Plugin] {
+			refused, seen[p.Plugin] = append(refused, p.Plugin), true
+		}
+	}
+	if len(refused) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\n%d plugin(s) refused (see LAST ERROR). A binary not in the lock file or changed since: if\n", len(refused))
+	fmt.Fprintf(w, "you trust it, on necosd's machine run: necosctl plugins lock --dir bin/plugins %s\n", strings.Join(refused, " "))
+	fmt.Fprintln(w, "(--dir: necosd's --plugin-dir). A missing binary: build it (make build). necosd tries a")
+	fmt.Fprintln(w, "refused plugin again at its provider's next use; /readyz names those not serving.")
 }
 
 func newPluginsLock(a *app) *cobra.Command {

@@ -170,6 +170,14 @@ func TestErrors(t *testing.T) {
 		t.Errorf("one problem:\n%s", errOut)
 	}
 
+	// A VIM this catalogue lacks: the VIMs it has, and the example catalogue offering it.
+	kube := writeFile(t, "kube.yaml", bytes.Replace(apitest.SmallSlice("kube"), []byte("name: xen-vim"), []byte("name: KUBERNETES"), 1))
+	_, errOut = ctl(t, env, "slice", "create", "-f", kube)
+	if !strings.Contains(errOut, `unknown VIM "KUBERNETES": this platform offers [xen-vim]`) ||
+		!strings.Contains(errOut, "--catalogue examples/catalogue-kubernetes.yaml") {
+		t.Errorf("unknown VIM:\n%s", errOut)
+	}
+
 	// The spec asks 64 CPUs in Spain: the slice fails, and watch says so.
 	huge := writeFile(t, "huge.yaml", []byte(strings.Replace(string(apitest.SmallSlice("huge")), "cpu-number: 1", "cpu-number: 64", 1)))
 	_, errOut = ctl(t, env, "slice", "create", "-f", huge, "--wait")

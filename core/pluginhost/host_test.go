@@ -2,6 +2,7 @@ package pluginhost_test
 
 import (
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -68,8 +69,9 @@ func TestStartRefusesUnlistedBinary(t *testing.T) {
 	t.Logf("refused: %v", err)
 
 	_, err = h.Start(ctxT(t), pluginhost.InstanceConfig{Name: "x", Plugin: "missing"})
-	if err == nil || !strings.Contains(err.Error(), filepath.Join(dir, "necos-plugin-missing")) {
-		t.Errorf("missing binary: want an error naming its path, got %v", err)
+	if err == nil || !strings.Contains(err.Error(), filepath.Join(dir, "necos-plugin-missing")) || !errors.Is(err, fs.ErrNotExist) ||
+		!strings.Contains(err.Error(), "make build") {
+		t.Errorf("missing binary: want an error naming its path and how to build it, got %v", err)
 	}
 	_, err = h.Start(ctxT(t), pluginhost.InstanceConfig{Name: "x", Plugin: "../memvim"})
 	if err == nil {

@@ -378,6 +378,10 @@ func (h *Host) lockedHash(name string) ([]byte, string, error) {
 	}
 	path := h.binaryPath(name)
 	fi, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, "", fmt.Errorf("plugin %s: no binary %s (%w): build it into the plugin directory (make build does for the project's plugins), or correct the provider's plugin name in the catalogue",
+			name, path, fs.ErrNotExist)
+	}
 	if err != nil {
 		return nil, "", fmt.Errorf("plugin %s: %w", name, err)
 	}

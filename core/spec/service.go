@@ -256,7 +256,7 @@ func (s *Service) CheckVIMs(offered []string) error {
 	for _, part := range s.Parts {
 		for _, v := range part.VDUs {
 			if v.VIM != "" && !matchFold(offered, v.VIM) {
-				p.add(vduRef(part.Name, v.Name, "VIM"), "unknown VIM %q: this platform offers %s", v.VIM, list(sorted(offered)))
+				p.add(vduRef(part.Name, v.Name, "VIM"), "unknown VIM %q: this platform offers %s%s", v.VIM, list(sorted(offered)), vimHint(v.VIM))
 			}
 		}
 	}

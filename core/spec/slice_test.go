@@ -348,10 +348,20 @@ func TestCheckVIMs(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = s.CheckVIMs([]string{"kubernetes", "xen-vim", "SSH"})
-	wantProblem(t, err, "slices.sliced.slice-parts[1].dc-slice-part.VIM.name", `unknown VIM "openstack": this platform offers [SSH, kubernetes, xen-vim]`)
+	wantProblem(t, err, "slices.sliced.slice-parts[1].dc-slice-part.VIM.name", `unknown VIM "openstack": this platform offers [SSH, kubernetes, xen-vim]; no example catalogue offers it`)
 	if e := err.(*Error); len(e.Problems) != 1 {
 		t.Errorf("KUBERNETES matches kubernetes: %v", e)
 	}
+}
+
+// A VIM an example catalogue offers names it and how to run necosd with it.
+func TestCheckVIMsNamesExampleCatalogues(t *testing.T) {
+	s, err := ParseSlice([]byte(replace(t, minimal, "name: xen-vim", "name: KUBERNETES")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantProblem(t, s.CheckVIMs([]string{"xen-vim"}), "slices.sliced.slice-parts[1].dc-slice-part.VIM.name",
+		`unknown VIM "KUBERNETES": this platform offers [xen-vim]; examples/catalogue-kubernetes.yaml offers it: run necosd with --catalogue examples/catalogue-kubernetes.yaml`)
 }
 
 func TestValidateBuiltSlice(t *testing.T) {

@@ -5,6 +5,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/necos/necos/examples"
 )
 
 // Validate checks a slice built or changed in code (a horizontal-elasticity part, say)
@@ -263,10 +265,20 @@ func (s *Slice) CheckVIMs(offered []string) error {
 	for i := range s.Parts {
 		part := &s.Parts[i]
 		if part.VIM.Name != "" && !matchFold(offered, part.VIM.Name) {
-			p.add(join(s.partPath(part, i), "VIM.name"), "unknown VIM %q: this platform offers %s", part.VIM.Name, list(sorted(offered)))
+			p.add(join(s.partPath(part, i), "VIM.name"), "unknown VIM %q: this platform offers %s%s", part.VIM.Name, list(sorted(offered)), vimHint(part.VIM.Name))
 		}
 	}
 	return p.err()
+}
+
+// vimHint is the next step for a VIM the running catalogue lacks: the example
+// catalogues that offer it, or how a catalogue comes to offer it.
+func vimHint(vim string) string {
+	cats := examples.CataloguesOffering(vim)
+	if len(cats) == 0 {
+		return "; no example catalogue offers it: a provider needs dc.vim: " + vim + " in necosd's catalogue and a VIM plugin serving it (docs/plugin-contract.md)"
+	}
+	return fmt.Sprintf("; %s offers it: run necosd with --catalogue %s", strings.Join(cats, " and "), cats[0])
 }
 
 func matchFold(list []string, s string) bool {

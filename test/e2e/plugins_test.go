@@ -81,7 +81,7 @@ func TestBrokenPluginsAtStartUp(t *testing.T) {
 	if err != nil {
 		t.Fatalf("necosctl plugins list: %v\n%s", err, out)
 	}
-	for _, want := range []string{"CHANGED", "MISSING", "refused", "SHA-256"} {
+	for _, want := range []string{"CHANGED", "MISSING", "refused", "SHA-256", "necosctl plugins lock --dir bin/plugins ghost tampered", "make build"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("necosctl plugins list does not show %q:\n%s", want, out)
 		}
