@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 
 	v1 "github.com/necos/necos/api/v1"
@@ -111,6 +112,7 @@ func refusedHint(w io.Writer, l []v1.Plugin) {
 	if len(refused) == 0 {
 		return
 	}
+	sort.Strings(refused)
 	fmt.Fprintf(w, "\n%d plugin(s) refused (see LAST ERROR). A binary not in the lock file or changed since: if\n", len(refused))
 	fmt.Fprintf(w, "you trust it, on necosd's machine run: necosctl plugins lock --dir bin/plugins %s\n", strings.Join(refused, " "))
 	fmt.Fprintln(w, "(--dir: necosd's --plugin-dir). A missing binary: build it (make build). necosd tries a")
