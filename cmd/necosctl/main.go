@@ -61,6 +61,10 @@ func printError(w io.Writer, err error) {
 	}
 	if e.SliceID != "" {
 		fmt.Fprintf(w, "  (slice %s)\n", e.SliceID)
+		if e.Status == 409 && len(e.Problems) > 0 && e.Problems[0].Path == "slices.sliced.id" {
+			// The id is held by an earlier slice, maybe one that failed: name the commands.
+			fmt.Fprintf(w, "  See it with: necosctl slice get %s; free the id with: necosctl slice delete %s --wait\n", e.SliceID, e.SliceID)
+		}
 	}
 	if e.Status == 401 {
 		fmt.Fprintln(w, "  Give a tenant's token with --token or NECOS_TOKEN (necosd writes the demo tenant's to data/demo-token).")

@@ -185,6 +185,15 @@ func TestErrors(t *testing.T) {
 		t.Errorf("failed slice:\n%s", errOut)
 	}
 
+	// Another document with the id of a live slice: the commands that free it. (The
+	// same document again is the same create: it answers the slice it made.)
+	mustCtl(t, env, "slice", "create", "-f", writeFile(t, "dup.yaml", apitest.SmallSlice("dup")), "--wait")
+	other := writeFile(t, "dup2.yaml", []byte(strings.Replace(string(apitest.SmallSlice("dup")), "cpu-number: 1", "cpu-number: 2", 1)))
+	_, errOut = ctl(t, env, "slice", "create", "-f", other)
+	if !strings.Contains(errOut, "HTTP 409") || !strings.Contains(errOut, "necosctl slice delete dup-") {
+		t.Errorf("id held by a live slice:\n%s", errOut)
+	}
+
 	var out, stderr bytes.Buffer
 	a := newApp(&out, &stderr)
 	a.tokenFile = filepath.Join(t.TempDir(), "none")
