@@ -52,15 +52,26 @@ type env struct {
 
 func start(t *testing.T, cat *providers.Catalogue) *env {
 	t.Helper()
+	return startWith(t, cat, nil)
+}
+
+// startWith starts an engine on cat with the vim-xen plugin and the plugins named; wrap,
+// when set, stands between the engine and the providers' plugins.
+func startWith(t *testing.T, cat *providers.Catalogue, wrap func(sro.Plugins) sro.Plugins, plugins ...string) *env {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	st, err := store.Open(ctx, store.Options{Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	log := hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: os.Stderr})
-	host := pluginhost.New(pluginhost.Options{Dir: testenv.PluginDir(t, "vim-xen"), Logger: log})
+	host := pluginhost.New(pluginhost.Options{Dir: testenv.PluginDir(t, append([]string{"vim-xen"}, plugins...)...), Logger: log})
 	reg := providers.NewRegistry(cat, host, log)
-	e := sro.New(sro.Options{Store: st, Catalogue: cat, Plugins: reg, Logger: log, CallTimeout: time.Minute})
+	var pl sro.Plugins = reg
+	if wrap != nil {
+		pl = wrap(reg)
+	}
+	e := sro.New(sro.Options{Store: st, Catalogue: cat, Plugins: pl, Logger: log, CallTimeout: time.Minute})
 	done := make(chan struct{})
 	go func() { defer close(done); _ = e.Run(ctx) }()
 	t.Cleanup(func() {

@@ -458,18 +458,27 @@ func (e *Engine) AddPart(ctx context.Context, sliceID, template string, opts Add
 		}
 		return nil, fail(err)
 	}
+	// The link is placed and recorded before the part is created, as slice creation
+	// plans links before it builds parts: the WAN provider's offer provisions the new
+	// part's site (its namespace), which the VIM needs to plug the part's bridge into.
+	link, err := e.planNewLink(ctx, v, s, plan, tp, np, opts)
+	if err != nil {
+		return nil, fail(e.undoAdd(ctx, np, link, err))
+	}
 	if err := e.createPart(ctx, np); err != nil {
-		return nil, fail(e.undoAdd(ctx, np, nil, err))
+		return nil, fail(e.undoAdd(ctx, np, link, err))
 	}
 	if cur, err := e.store.GetSlice(ctx, sliceID); err != nil || cur.Deleting {
 		if err == nil {
 			err = fmt.Errorf("slice is being decommissioned: %w", ErrNotReady)
 		}
-		return nil, fail(e.undoAdd(ctx, np, nil, err))
-	}
-	link, err := e.linkNewPart(ctx, v, s, plan, tp, np, opts)
-	if err != nil {
 		return nil, fail(e.undoAdd(ctx, np, link, err))
+	}
+	if link != nil && link.State == store.LinkPlanned {
+		if err := e.connectLink(ctx, link); err != nil {
+			return nil, fail(e.undoAdd(ctx, np, link, err))
+		}
+		link.State = store.LinkReady
 	}
 	msg := fmt.Sprintf("%s at %s", why, np.Provider)
 	if link != nil {
@@ -537,10 +546,11 @@ func (e *Engine) copySpec(s *spec.Slice, tp *store.Part, sliceID, tenant, name s
 	return ps, vimName
 }
 
-// linkNewPart links a new part to the slice's core (or opts.LinkTo) the way planLinks
-// and connectLink link a new slice's parts. It returns the link record it made, if any,
-// also on failure, for undoAdd.
-func (e *Engine) linkNewPart(ctx context.Context, v *View, s *spec.Slice, plan *builder.Plan, tp, np *store.Part, opts AddPartOptions) (*store.Link, error) {
+// planNewLink places and records the link of a new part to the slice's core (or
+// opts.LinkTo) the way planLinks plans a new slice's links; AddPart connects it once
+// the part exists. It returns the link record it made, if any, also on failure, for
+// undoAdd.
+func (e *Engine) planNewLink(ctx context.Context, v *View, s *spec.Slice, plan *builder.Plan, tp, np *store.Part, opts AddPartOptions) (*store.Link, error) {
 	to := opts.LinkTo
 	if to == "" {
 		to = corePart(s)
@@ -596,10 +606,6 @@ func (e *Engine) linkNewPart(ctx context.Context, v *View, s *spec.Slice, plan *
 		}
 		return nil, err
 	}
-	if err := e.connectLink(ctx, rec); err != nil {
-		return rec, err
-	}
-	rec.State = store.LinkReady
 	return rec, nil
 }
 
