@@ -514,6 +514,21 @@ func TestFailedSlice(t *testing.T) {
 	if e.SliceID == "" || len(e.Problems) == 0 {
 		t.Errorf("failure %+v", e)
 	}
+
+	// The refused slice holds nothing: a corrected document takes its id, the failed
+	// record goes; the same document again is still answered with the failed slice.
+	do(t, "POST", env.URL+"/v1/slices", tok, huge, "Content-Type", yamlType).status(t, 202)
+	var s v1.Slice
+	do(t, "POST", env.URL+"/v1/slices?wait=true", tok, apitest.SmallSlice("huge"), "Content-Type", yamlType).status(t, 201).json(t, &s)
+	if s.State != "Ready" || s.ID == e.SliceID || s.Name != "huge" {
+		t.Errorf("corrected slice %+v", s)
+	}
+	do(t, "GET", env.URL+"/v1/slices/"+e.SliceID, tok, nil).status(t, 404)
+	if l := listSlices(t, env, "alice"); len(l) != 1 || l[0].ID != s.ID {
+		t.Errorf("list after the replacement %+v", l)
+	}
+	// A Ready slice is live: another document under its id is still refused.
+	do(t, "POST", env.URL+"/v1/slices", tok, huge, "Content-Type", yamlType).status(t, 409)
 }
 
 // TestFederation lists providers (never their plugins' configuration) and plugins.

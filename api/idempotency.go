@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"net/http"
 
@@ -20,7 +21,8 @@ const maxIdempotencyKey = 255
 // submit stores a tenant's new slice, or finds the one an earlier request made with the
 // same document: under the same Idempotency-Key, or, without a key, under the same
 // slice id (a create whose answer was lost, sent again). A key sent again with another
-// document is a 422; another document under a live slice's id stays a 409.
+// document is a 422; another document under a live slice's id stays a 409, but replaces
+// a Failed slice that holds nothing (refused at placement, or rolled back entirely).
 func (h *Handler) submit(w http.ResponseWriter, r *http.Request, doc []byte) (*store.Slice, error) {
 	ctx, tenant, st := r.Context(), TenantFrom(r.Context()), h.engine.Store()
 	key, digest := r.Header.Get(IdempotencyHeader), store.Digest(doc)
@@ -55,9 +57,14 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request, doc []byte) (*s
 	replayed := false
 	var ex *store.SliceExistsError
 	if errors.As(err, &ex) && ex.ID != "" {
-		if prev, gerr := st.GetSlice(ctx, ex.ID); gerr == nil && prev.Tenant == tenant && !prev.Deleting &&
-			store.Digest([]byte(prev.Spec)) == digest {
+		prev, gerr := st.GetSlice(ctx, ex.ID)
+		switch {
+		case gerr != nil || prev.Tenant != tenant || prev.Deleting:
+		case store.Digest([]byte(prev.Spec)) == digest:
 			sl, err, replayed = prev, nil, true
+		case h.dropEmptyFailed(ctx, prev):
+			// A Failed slice holding nothing is not live: another document takes its id.
+			sl, err = h.engine.Submit(ctx, tenant, doc)
 		}
 	}
 	if key != "" {
@@ -85,4 +92,28 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request, doc []byte) (*s
 		return replay(sl)
 	}
 	return sl, nil
+}
+
+// dropEmptyFailed removes sl from the store when it is Failed and holds no part and no
+// link on any provider, and reports whether it did: such a slice keeps nothing but its
+// id and its events, and a tenant who corrects the document expects the id free.
+func (h *Handler) dropEmptyFailed(ctx context.Context, sl *store.Slice) bool {
+	st := h.engine.Store()
+	if sl.State != store.SliceFailed || sl.Deleting {
+		return false
+	}
+	parts, err := st.ListParts(ctx, sl.ID)
+	if err != nil || len(parts) > 0 {
+		return false
+	}
+	links, err := st.ListLinks(ctx, sl.ID)
+	if err != nil || len(links) > 0 {
+		return false
+	}
+	if err := st.DeleteSlice(ctx, sl); err != nil {
+		h.log.Warn("drop failed slice", "slice", sl.ID, "error", err)
+		return false
+	}
+	h.log.Info("failed slice holding nothing replaced", "slice", sl.ID, "name", sl.Name, "tenant", sl.Tenant)
+	return true
 }
