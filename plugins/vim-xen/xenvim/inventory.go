@@ -186,9 +186,21 @@ func readNode(d *libvirt.Domain, s *settings) (node, bool, error) {
 	}, true, nil
 }
 
-// partNodes returns the nodes of one part, read afresh. Only the domains named after the
-// part are read (their names start with its slice and part).
+// partNodes returns the nodes of one part, read afresh. A part this process has seen is
+// read by its domains' names (partNames), so the call costs the same however many
+// domains the host has; otherwise, or when what was read disagrees with the part's
+// record (a node missing, or one another process added), the domains named after the
+// part are found by listing the host's domains.
 func (p *Plugin) partNodes(conn *libvirt.Connect, s *settings, ref sdk.PartRef) ([]node, error) {
+	if names := p.names.get(ref); len(names) > 0 {
+		nodes, complete, err := p.readNamed(conn, s, ref, names)
+		if err != nil {
+			return nil, err
+		}
+		if complete {
+			return nodes, nil
+		}
+	}
 	all, err := p.listNodes(conn, s, namePrefix+cleanName(ref.SliceID)+"."+cleanName(ref.PartID)+".", false)
 	if err != nil {
 		return nil, err
@@ -199,7 +211,76 @@ func (p *Plugin) partNodes(conn *libvirt.Connect, s *settings, ref sdk.PartRef) 
 			out = append(out, n)
 		}
 	}
+	p.names.set(ref, out)
 	return out, nil
+}
+
+// readNamed reads a part's domains by name; complete is false when the nodes read are
+// not exactly those the part's record wants, or a domain is gone.
+func (p *Plugin) readNamed(conn *libvirt.Connect, s *settings, ref sdk.PartRef, names []string) ([]node, bool, error) {
+	var out []node
+	for _, name := range names {
+		d, err := conn.LookupDomainByName(name)
+		if isLibvirtCode(err, libvirt.ERR_NO_DOMAIN) {
+			return nil, false, nil
+		}
+		if err != nil {
+			return nil, false, lvError(err, "look up domain %s", name)
+		}
+		n, ok, err := readNode(d, s)
+		_ = d.Free()
+		if isLibvirtCode(err, libvirt.ERR_NO_DOMAIN) {
+			return nil, false, nil
+		}
+		if err != nil {
+			return nil, false, lvError(err, "read domain %s", name)
+		}
+		if !ok || n.ref() != ref {
+			return nil, false, nil
+		}
+		out = append(out, n)
+	}
+	rec := latestRecord(out)
+	want := 0
+	for _, v := range rec.VDUs {
+		want += v.Instances
+	}
+	if len(out) != want || len(missingNodes(rec, out)) > 0 {
+		return nil, false, nil
+	}
+	return out, true, nil
+}
+
+// partNames remembers the domain names of each part this process has read or made. It
+// is a hint, never the truth: partNodes checks every name against libvirt and the
+// part's record, and lists the host's domains when they disagree.
+type partNames struct {
+	mu sync.Mutex
+	m  map[sdk.PartRef][]string
+}
+
+func (c *partNames) get(ref sdk.PartRef) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.m[ref]
+}
+
+// set records the part's nodes (none: the part is forgotten).
+func (c *partNames) set(ref sdk.PartRef, nodes []node) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(nodes) == 0 {
+		delete(c.m, ref)
+		return
+	}
+	if c.m == nil {
+		c.m = map[sdk.PartRef][]string{}
+	}
+	names := make([]string, len(nodes))
+	for i, n := range nodes {
+		names[i] = n.domain
+	}
+	c.m[ref] = names
 }
 
 func usage(nodes []node) sdk.Resources {

@@ -60,6 +60,8 @@ type Plugin struct {
 	cpu cpuTracker
 	// domains remembers what was read of each domain (inventory.go).
 	domains domainCache
+	// names remembers each part's domain names, so a part is read by name (inventory.go).
+	names partNames
 
 	// deploys holds the deployments this process ran or runs (see deploy.go).
 	deploys deployTable

@@ -760,6 +760,7 @@ func (p *Plugin) Delete(_ context.Context, ref sdk.PartRef) error {
 		}
 	}
 	p.forgetPart(s, ref, rec)
+	p.names.set(ref, nil)
 	if len(nodes) > 0 {
 		p.log.Info("part deleted", "part", ref.String(), "nodes", len(nodes), "took", time.Since(start))
 	}
