@@ -35,6 +35,10 @@ type PartStatus struct {
 	VSwitch VSwitch `json:"vswitch"`
 	// Nodes are the part's nodes; each is rendered as one vdu entry.
 	Nodes []NodeStatus `json:"nodes,omitempty"`
+	// State is part-state, written only for a part its provider no longer has as
+	// created (Lost), with Reason (part-state-reason) saying what is missing.
+	State  string `json:"part-state,omitempty"`
+	Reason string `json:"part-state-reason,omitempty"`
 }
 
 // Controller is dc-slice-controller {dc-slice-provider, ip, port} or
@@ -275,6 +279,8 @@ func dcPartNode(p *DCPart, st *PartStatus) *yaml.Node {
 		putStr(id, "slice-controller-id", st.ID.ControllerID)
 		putStr(id, "slice-part-uuid", st.ID.PartUUID)
 		putMap(m, "dc-slice-part-id", id)
+		putStr(m, "part-state", st.State)
+		putStr(m, "part-state-reason", st.Reason)
 		if st.Cost != nil {
 			put(m, "cost", costNode(st.Cost))
 		}

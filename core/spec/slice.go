@@ -558,6 +558,9 @@ func (d *decoder) dcPart(o *obj) DCPart {
 	if o.has("dc-slice-part-id") {
 		st.ID, filled = d.partID(o.sub("dc-slice-part-id")), true
 	}
+	if o.has("part-state") {
+		st.State, st.Reason, filled = o.str("part-state"), o.str("part-state-reason"), true
+	}
 	if o.has("vswitch") {
 		sw := o.sub("vswitch")
 		st.VSwitch, filled = VSwitch{Type: sw.str("type"), Bridge: sw.str("bridge-name")}, true

@@ -121,7 +121,8 @@ func vxlans(t *testing.T, name string) []string {
 func TestAddPartAtNewSite(t *testing.T) {
 	cat, ns := siteCatalogue(t)
 	var vims *siteVIMs
-	env := startWith(t, cat, func(p sro.Plugins) sro.Plugins { vims = &siteVIMs{Plugins: p}; return vims }, "wan")
+	env := startWith(t, cat, startOptions{plugins: []string{"wan"},
+		wrap: func(p sro.Plugins) sro.Plugins { vims = &siteVIMs{Plugins: p}; return vims }})
 	ctx := context.Background()
 	sl, err := env.engine.Submit(ctx, "alice", slice("cdn", part("core", "AMERICA.BRAZIL", 1, 1), part("edge", "EUROPE.SPAIN", 1, 1),
 		link("core-to-edge", "core", "edge")))

@@ -51,6 +51,10 @@ type Options struct {
 	VNIMin, VNIMax uint32
 	// Resync reconciles every slice this often, to catch anything missed; default 5 min.
 	Resync time.Duration
+	// HealthInterval is how often the parts of Ready and Degraded slices are described
+	// at their providers, to find parts a provider lost (they are also described when
+	// the engine starts leading); default 30 s.
+	HealthInterval time.Duration
 	// Identity names this engine in leader election; it must differ between the
 	// replicas sharing a store and stay the same across restarts of one replica (a
 	// restarted replica then takes over its predecessor's lead at once). Default
@@ -94,6 +98,9 @@ func New(opts Options) *Engine {
 	}
 	if opts.Resync <= 0 {
 		opts.Resync = 5 * time.Minute
+	}
+	if opts.HealthInterval <= 0 {
+		opts.HealthInterval = 30 * time.Second
 	}
 	if opts.Identity == "" {
 		host, _ := os.Hostname()
@@ -245,6 +252,8 @@ func (e *Engine) lead(ctx context.Context) error {
 	e.resyncAll(lctx)
 	ticker := time.NewTicker(e.opts.Resync)
 	defer ticker.Stop()
+	health := time.NewTicker(e.opts.HealthInterval)
+	defer health.Stop()
 loop:
 	for {
 		select {
@@ -256,6 +265,9 @@ loop:
 			}
 			e.queue.Add(id)
 		case <-ticker.C:
+			e.resyncAll(lctx)
+		case <-health.C:
+			// Reconciling a Ready or Degraded slice describes its parts.
 			e.resyncAll(lctx)
 		}
 	}

@@ -52,12 +52,20 @@ type env struct {
 
 func start(t *testing.T, cat *providers.Catalogue) *env {
 	t.Helper()
-	return startWith(t, cat, nil)
+	return startWith(t, cat, startOptions{})
 }
 
-// startWith starts an engine on cat with the vim-xen plugin and the plugins named; wrap,
-// when set, stands between the engine and the providers' plugins.
-func startWith(t *testing.T, cat *providers.Catalogue, wrap func(sro.Plugins) sro.Plugins, plugins ...string) *env {
+type startOptions struct {
+	// wrap, when set, stands between the engine and the providers' plugins.
+	wrap func(sro.Plugins) sro.Plugins
+	// plugins besides vim-xen.
+	plugins []string
+	// health is the engine's HealthInterval.
+	health time.Duration
+}
+
+// startWith starts an engine on cat with the vim-xen plugin and o's.
+func startWith(t *testing.T, cat *providers.Catalogue, o startOptions) *env {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	st, err := store.Open(ctx, store.Options{Dir: t.TempDir()})
@@ -65,13 +73,13 @@ func startWith(t *testing.T, cat *providers.Catalogue, wrap func(sro.Plugins) sr
 		t.Fatal(err)
 	}
 	log := hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: os.Stderr})
-	host := pluginhost.New(pluginhost.Options{Dir: testenv.PluginDir(t, append([]string{"vim-xen"}, plugins...)...), Logger: log})
+	host := pluginhost.New(pluginhost.Options{Dir: testenv.PluginDir(t, append([]string{"vim-xen"}, o.plugins...)...), Logger: log})
 	reg := providers.NewRegistry(cat, host, log)
 	var pl sro.Plugins = reg
-	if wrap != nil {
-		pl = wrap(reg)
+	if o.wrap != nil {
+		pl = o.wrap(reg)
 	}
-	e := sro.New(sro.Options{Store: st, Catalogue: cat, Plugins: pl, Logger: log, CallTimeout: time.Minute})
+	e := sro.New(sro.Options{Store: st, Catalogue: cat, Plugins: pl, Logger: log, CallTimeout: time.Minute, HealthInterval: o.health})
 	done := make(chan struct{})
 	go func() { defer close(done); _ = e.Run(ctx) }()
 	t.Cleanup(func() {

@@ -36,6 +36,10 @@ const (
 	// EvDecommissionRequested: the tenant asked for the slice's decommission.
 	EvDecommissionRequested = "slice.decommission-requested"
 	EvDeleted               = "slice.deleted"
+	// EvDegraded: parts of a Ready slice are gone at their provider; EvRecovered: they
+	// are back and the slice is Ready again.
+	EvDegraded  = "slice.degraded"
+	EvRecovered = "slice.recovered"
 )
 
 func (e *Engine) reconcile(ctx context.Context, id string) error {
@@ -62,8 +66,8 @@ func (e *Engine) reconcile(ctx context.Context, id string) error {
 		return e.build(ctx, sl)
 	case store.SliceRollingBack:
 		return e.rollback(ctx, sl)
-	case store.SliceReady:
-		e.announceReady(ctx, sl)
+	case store.SliceReady, store.SliceDegraded:
+		return e.checkHealth(ctx, sl)
 	}
 	return nil
 }

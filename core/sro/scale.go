@@ -64,6 +64,29 @@ type keyedEntry struct {
 	refs int
 }
 
+// tryLock takes key's lock if nobody holds it; ok is false (and unlock nil) otherwise.
+func (k *keyedMutex) tryLock(key string) (unlock func(), ok bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if e := k.m[key]; e != nil {
+		return nil, false // held, or about to be
+	}
+	if k.m == nil {
+		k.m = map[string]*keyedEntry{}
+	}
+	e := &keyedEntry{refs: 1}
+	e.mu.Lock()
+	k.m[key] = e
+	return func() {
+		e.mu.Unlock()
+		k.mu.Lock()
+		if e.refs--; e.refs == 0 {
+			delete(k.m, key)
+		}
+		k.mu.Unlock()
+	}, true
+}
+
 func (k *keyedMutex) lock(key string) (unlock func()) {
 	k.mu.Lock()
 	if k.m == nil {
@@ -99,8 +122,11 @@ func (e *Engine) readyView(ctx context.Context, sliceID string) (*View, error) {
 	}
 	if sl.Deleting || sl.State != store.SliceReady {
 		what := string(sl.State)
-		if sl.Deleting {
+		switch {
+		case sl.Deleting:
 			what = "being decommissioned"
+		case sl.State == store.SliceDegraded:
+			what = fmt.Sprintf("%s (%s); it changes again once its parts are back", sl.State, sl.Message)
 		}
 		return nil, fmt.Errorf("slice %s is %s: %w", sliceID, what, ErrNotReady)
 	}

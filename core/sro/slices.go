@@ -203,6 +203,9 @@ func (e *Engine) Status(v *View) spec.Status {
 			ID:         spec.PartID{ControllerID: p.Provider, PartUUID: p.UUID},
 			VSwitch:    spec.VSwitch{Type: "linux-bridge", Bridge: p.Spec.Bridge},
 		}
+		if p.State == store.PartLost {
+			ps.State, ps.Reason = string(p.State), p.Message
+		}
 		model := dcModel
 		if model == "" {
 			model = spec.CostPerMachinePerDay

@@ -16,18 +16,22 @@ import (
 type SliceState string
 
 // Slice states. Pending → Creating → Ready; a failure goes RollingBack → Failed; a
-// decommission goes Deleting → (gone).
+// decommission goes Deleting → (gone). A Ready slice whose parts a provider no longer
+// has is Degraded until they are back.
 const (
 	SlicePending     SliceState = "Pending"
 	SliceCreating    SliceState = "Creating"
 	SliceReady       SliceState = "Ready"
+	SliceDegraded    SliceState = "Degraded"
 	SliceRollingBack SliceState = "RollingBack"
 	SliceFailed      SliceState = "Failed"
 	SliceDeleting    SliceState = "Deleting"
 )
 
 // Terminal reports whether the reconciler has nothing more to do in this state.
-func (s SliceState) Terminal() bool { return s == SliceReady || s == SliceFailed }
+func (s SliceState) Terminal() bool {
+	return s == SliceReady || s == SliceFailed || s == SliceDegraded
+}
 
 // Slice is a tenant's slice: its spec and where it is.
 type Slice struct {
@@ -55,6 +59,9 @@ const (
 	PartPlanned  PartState = "Planned"
 	PartCreating PartState = "Creating"
 	PartReady    PartState = "Ready"
+	// PartLost: the part's provider no longer has it as created (Message says what is
+	// missing); its slice is Degraded until it is back.
+	PartLost     PartState = "Lost"
 	PartFailed   PartState = "Failed"
 	PartDeleting PartState = "Deleting"
 	PartDeleted  PartState = "Deleted"
