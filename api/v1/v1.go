@@ -11,9 +11,10 @@ import "time"
 type Slice struct {
 	ID   string `json:"id"`
 	Name string `json:"name"`
-	// State is Pending, Creating, Ready, RollingBack, Failed or Deleting.
+	// State is Pending, Creating, Ready, Degraded (Ready, but a provider no longer has
+	// some of its parts), RollingBack, Failed or Deleting.
 	State string `json:"state"`
-	// Message says why a slice failed or is rolling back.
+	// Message says why a slice failed, is rolling back or is Degraded.
 	Message string `json:"message,omitempty"`
 	// Deleting is set once the tenant asked for decommission, before State follows.
 	Deleting  bool       `json:"deleting,omitempty"`
@@ -54,7 +55,8 @@ type Part struct {
 	Type     string `json:"type,omitempty"`
 	Location string `json:"location,omitempty"`
 	Provider string `json:"provider"`
-	// State is Planned, Creating, Ready, Failed, Deleting or Deleted.
+	// State is Planned, Creating, Ready, Lost (its provider no longer has it as created;
+	// Message says what is missing), Failed, Deleting or Deleted.
 	State   string `json:"state"`
 	Message string `json:"message,omitempty"`
 	// Elastic marks a part added by horizontal elasticity.

@@ -73,6 +73,9 @@ type config struct {
 	Workers int `yaml:"workers"`
 	// CallTimeout bounds each plugin call.
 	CallTimeout time.Duration `yaml:"call_timeout"`
+	// HealthInterval is how often the parts of Ready slices are described at their
+	// providers, to find parts a provider lost (the slice is then Degraded).
+	HealthInterval time.Duration `yaml:"health_interval"`
 	// DebugListen serves Go's profiler (net/http/pprof) there when set.
 	DebugListen string `yaml:"debug_listen"`
 	LogLevel    string `yaml:"log_level"`
@@ -137,6 +140,7 @@ func defaultConfig() config {
 		MaxLinksPerSlice:     spec.DefaultMaxLinks,
 		MaxInstancesPerSlice: spec.DefaultMaxInstances,
 		CallTimeout:          5 * time.Minute,
+		HealthInterval:       30 * time.Second,
 		LogLevel:             "info",
 	}
 }
@@ -172,6 +176,7 @@ func (c *config) bindFlags(cmd *cobra.Command) {
 	f.IntVar(&c.MaxInstancesPerSlice, "max-instances-per-slice", c.MaxInstancesPerSlice, "VDU instances (nodes) a slice may have in all")
 	f.IntVar(&c.Workers, "workers", c.Workers, "slices reconciled at once")
 	f.DurationVar(&c.CallTimeout, "call-timeout", c.CallTimeout, "bound on each plugin call")
+	f.DurationVar(&c.HealthInterval, "health-interval", c.HealthInterval, "how often Ready slices' parts are described at their providers (a lost part makes the slice Degraded)")
 	f.StringVar(&c.DebugListen, "debug-listen", c.DebugListen, "address for Go's profiler (/debug/pprof/), e.g. 127.0.0.1:6060; off when empty")
 	f.StringVar(&c.LogLevel, "log-level", c.LogLevel, "trace, debug, info, warn or error")
 	f.BoolVar(&c.LogJSON, "log-json", c.LogJSON, "log as JSON lines")

@@ -116,14 +116,15 @@ func run(ctx context.Context, cfg config) error {
 	promReg := prometheus.NewRegistry()
 	promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	engine := sro.New(sro.Options{
-		Store:       st,
-		Catalogue:   cat,
-		Plugins:     reg,
-		Logger:      log.Named("engine"),
-		Workers:     cfg.Workers,
-		CallTimeout: cfg.CallTimeout,
-		Metrics:     sro.NewMetrics(promReg),
-		Identity:    identity(cfg),
+		Store:          st,
+		Catalogue:      cat,
+		Plugins:        reg,
+		Logger:         log.Named("engine"),
+		Workers:        cfg.Workers,
+		CallTimeout:    cfg.CallTimeout,
+		HealthInterval: cfg.HealthInterval,
+		Metrics:        sro.NewMetrics(promReg),
+		Identity:       identity(cfg),
 	})
 
 	// Monitoring starts for each slice once it is Ready; elasticity acts on what it
