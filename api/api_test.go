@@ -706,3 +706,55 @@ func TestEventStreamResume(t *testing.T) {
 	}
 	t.Errorf("no heartbeat: %v", sc.Err())
 }
+
+// TestListSlicesPages pages through a tenant's slices: every slice once, oldest first,
+// never another tenant's, and a bad limit or token is a 400 naming the parameter.
+func TestListSlicesPages(t *testing.T) {
+	env := apitest.Start(t)
+	tok := env.Token("alice")
+	var want []string
+	for i := range 5 {
+		var s v1.Slice
+		do(t, "POST", env.URL+"/v1/slices?wait=true", tok, apitest.SmallSlice(fmt.Sprintf("p%d", i)),
+			"Content-Type", yamlType).status(t, 201).json(t, &s)
+		want = append(want, s.ID)
+		if i == 2 {
+			do(t, "POST", env.URL+"/v1/slices?wait=true", env.Token("bob"), apitest.SmallSlice("b"),
+				"Content-Type", yamlType).status(t, 201)
+		}
+	}
+	var got []string
+	next, pages := "", 0
+	for {
+		var l v1.SliceList
+		do(t, "GET", env.URL+"/v1/slices?limit=2&continue="+next, tok, nil).status(t, 200).json(t, &l)
+		pages++
+		if len(l.Slices) > 2 {
+			t.Fatalf("page of %d with limit 2", len(l.Slices))
+		}
+		for _, s := range l.Slices {
+			if s.Parts != 2 || s.CostPerDay != 10 {
+				t.Errorf("summary %+v", s)
+			}
+			got = append(got, s.ID)
+		}
+		if l.Continue == "" {
+			break
+		}
+		next = l.Continue
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) || pages != 3 {
+		t.Fatalf("%d pages: %v, want %v", pages, got, want)
+	}
+	if all := listSlices(t, env, "alice"); len(all) != 5 || all[4].ID != want[4] {
+		t.Fatalf("without limit: %+v", all)
+	}
+	for q, field := range map[string]string{"limit=0": "query limit", "limit=1001": "query limit",
+		"limit=x": "query limit", "continue=-3": "query continue", "continue=abc": "query continue"} {
+		var e v1.Error
+		do(t, "GET", env.URL+"/v1/slices?"+q, tok, nil).status(t, 400).json(t, &e)
+		if len(e.Problems) == 0 || e.Problems[0].Path != field {
+			t.Errorf("%s: %+v, want a problem at %q", q, e, field)
+		}
+	}
+}

@@ -73,34 +73,54 @@ func (h *Handler) checkLimits(doc []byte) error {
 	return s.CheckLimits(h.opts.Limits)
 }
 
-// listSlices is GET /v1/slices: the tenant's slices, oldest first.
+// listSlices is GET /v1/slices: the tenant's slices, oldest first; with ?limit=N a page
+// of at most N, and a continue token when more follow (?continue= asks for the next).
 func (h *Handler) listSlices(w http.ResponseWriter, r *http.Request) {
 	ctx, tenant := r.Context(), TenantFrom(r.Context())
-	slices, err := h.engine.List(ctx, tenant)
+	limit, cursor, err := pageParams(r)
 	if err != nil {
 		WriteError(w, r, err)
 		return
 	}
-	out := v1.SliceList{Slices: make([]v1.SliceSummary, 0, len(slices))}
-	for _, sl := range slices {
-		v, err := h.engine.Get(ctx, tenant, sl.ID)
-		if errors.Is(err, sro.ErrNotFound) {
-			continue // decommissioned since the list was read
-		}
-		if err != nil {
-			WriteError(w, r, err)
-			return
-		}
+	views, next, err := h.engine.Page(ctx, tenant, cursor, limit)
+	if err != nil {
+		WriteError(w, r, err)
+		return
+	}
+	out := v1.SliceList{Slices: make([]v1.SliceSummary, 0, len(views))}
+	for _, v := range views {
 		out.Slices = append(out.Slices, summaryView(v))
 	}
-	sort.SliceStable(out.Slices, func(i, j int) bool {
-		a, b := out.Slices[i], out.Slices[j]
-		if !a.CreatedAt.Equal(b.CreatedAt) {
-			return a.CreatedAt.Before(b.CreatedAt)
-		}
-		return a.ID < b.ID
-	})
+	if next != 0 {
+		out.Continue = strconv.FormatInt(int64(next), 10)
+	}
 	WriteJSON(w, http.StatusOK, out)
+}
+
+// maxPageSize bounds ?limit so that one answer stays small.
+const maxPageSize = 1000
+
+// pageParams reads ?limit (1..maxPageSize; absent: every slice) and ?continue (a token
+// from the previous page's answer).
+func pageParams(r *http.Request) (int, store.PageCursor, error) {
+	q := r.URL.Query()
+	limit := 0
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > maxPageSize {
+			return 0, 0, fieldError("query limit", "expected a whole number from 1 to %d, got %q", maxPageSize, s)
+		}
+		limit = n
+	}
+	var cursor store.PageCursor
+	if s := q.Get("continue"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n <= 0 {
+			return 0, 0, fieldError("query continue", "expected the continue token of a previous page, got %q", s)
+		}
+		cursor = store.PageCursor(n)
+	}
+	return limit, cursor, nil
 }
 
 // getSlice is GET /v1/slices/{id}: the JSON view, or the NECOS YAML render with

@@ -274,13 +274,39 @@ func (c *Client) retrying(ctx context.Context, send func() error) error {
 	}
 }
 
-// ListSlices returns the tenant's slices, oldest first.
+// ListSlices returns the tenant's slices, oldest first, reading them a page at a time.
 func (c *Client) ListSlices(ctx context.Context) ([]v1.SliceSummary, error) {
+	var out []v1.SliceSummary
+	token := ""
+	for {
+		l, err := c.ListSlicePage(ctx, listPageSize, token)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, l.Slices...)
+		if l.Continue == "" {
+			return out, nil
+		}
+		token = l.Continue
+	}
+}
+
+// listPageSize is the page ListSlices asks for: large enough to need few requests,
+// small enough that one answer stays well under a megabyte.
+const listPageSize = 500
+
+// ListSlicePage returns at most limit of the tenant's slices, oldest first, from the
+// page that token (a previous page's Continue; "" for the first) names.
+func (c *Client) ListSlicePage(ctx context.Context, limit int, token string) (*v1.SliceList, error) {
+	q := url.Values{"limit": {strconv.Itoa(limit)}}
+	if token != "" {
+		q.Set("continue", token)
+	}
 	var l v1.SliceList
-	if _, err := c.call(ctx, request{method: http.MethodGet, path: "/v1/slices"}, &l); err != nil {
+	if _, err := c.call(ctx, request{method: http.MethodGet, path: "/v1/slices", query: q}, &l); err != nil {
 		return nil, err
 	}
-	return l.Slices, nil
+	return &l, nil
 }
 
 // GetSlice returns a slice.

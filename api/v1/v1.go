@@ -46,6 +46,8 @@ type SliceSummary struct {
 // SliceList is the answer of GET /v1/slices.
 type SliceList struct {
 	Slices []SliceSummary `json:"slices"`
+	// Continue, when set, asks for the next page: GET /v1/slices?limit=N&continue=TOKEN.
+	Continue string `json:"continue,omitempty"`
 }
 
 // Part is a DC slice part.

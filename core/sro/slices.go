@@ -116,6 +116,21 @@ func (e *Engine) List(ctx context.Context, tenant string) ([]*store.Slice, error
 	return e.store.ListSlices(ctx, tenant)
 }
 
+// Page returns up to limit views of a tenant's slices (limit <= 0: all), oldest first,
+// from cursor on, and the cursor of the next page (0 after the last). Reads are batched,
+// so a page costs the same however many slices the store holds.
+func (e *Engine) Page(ctx context.Context, tenant string, cursor store.PageCursor, limit int) ([]*View, store.PageCursor, error) {
+	recs, next, err := e.store.PageSlices(ctx, tenant, cursor, limit)
+	if err != nil {
+		return nil, 0, err
+	}
+	out := make([]*View, len(recs))
+	for i, r := range recs {
+		out[i] = &View{Slice: r.Slice, Parts: r.Parts, Links: r.Links}
+	}
+	return out, next, nil
+}
+
 // Decommission asks for a tenant's slice to be removed from every provider; the slice
 // leaves the store once every backend confirmed.
 func (e *Engine) Decommission(ctx context.Context, tenant, id string) (*store.Slice, error) {

@@ -36,7 +36,7 @@ type embeddedPorts struct {
 // from a CA whose files are under dir/pki (0600): other local users cannot read or write
 // the store, while an operator who can read those files reaches it with etcdctl (see
 // EmbeddedAccess).
-func startEmbedded(ctx context.Context, dir string, logger hclog.Logger) (*clientv3.Client, func() error, error) {
+func startEmbedded(ctx context.Context, dir string, history time.Duration, logger hclog.Logger) (*clientv3.Client, func() error, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, nil, fmt.Errorf("store dir: %w", err)
 	}
@@ -72,6 +72,10 @@ func startEmbedded(ctx context.Context, dir string, logger hclog.Logger) (*clien
 	// The metrics listener is not wanted; the client one is kept so that operators can
 	// inspect the store with etcdctl (and the certificates of dir/pki).
 	cfg.ListenMetricsUrls = nil
+	// Every update of a record keeps its old revision until compacted: without this the
+	// store grows with every write for ever (hundreds of MB for 10k slices).
+	cfg.AutoCompactionMode = embed.CompactorModePeriodic
+	cfg.AutoCompactionRetention = history.String()
 
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {

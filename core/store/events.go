@@ -89,8 +89,14 @@ func sequence(evs []stored) []Event {
 
 // Events lists a slice's events in the order they were recorded.
 func (s *Store) Events(ctx context.Context, slice string) ([]Event, error) {
+	evs, _, err := s.eventsAt(ctx, slice)
+	return evs, err
+}
+
+// eventsAt lists a slice's events and the store revision they were read at.
+func (s *Store) eventsAt(ctx context.Context, slice string) ([]Event, int64, error) {
 	var evs []stored
-	err := s.list(ctx, s.key("events", slice)+"/", func(key string, rev int64, raw []byte) error {
+	rev, err := s.listAt(ctx, s.key("events", slice)+"/", func(key string, rev int64, raw []byte) error {
 		var ev Event
 		if err := jsonUnmarshal(key, raw, &ev); err != nil {
 			return err
@@ -98,44 +104,80 @@ func (s *Store) Events(ctx context.Context, slice string) ([]Event, error) {
 		evs = append(evs, stored{key: key, rev: rev, ev: ev})
 		return nil
 	})
-	return sequence(evs), err
+	return sequence(evs), rev, err
 }
 
 // WatchEvents sends a slice's events recorded after the event numbered since (0: from
 // now), in order, until ctx ends. The channel closes when ctx ends or the watch fails.
+// When since is older than the history the store keeps (it was compacted), the events
+// after it are read from the record and the watch goes on from there.
 func (s *Store) WatchEvents(ctx context.Context, slice string, since int64) <-chan Event {
 	out := make(chan Event, 64)
-	opts := []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithFilterDelete()}
-	if since > 0 {
-		// From since's own revision: its transaction may hold later events.
-		opts = append(opts, clientv3.WithRev(since/seqPerRevision))
+	prefix := s.key("events", slice) + "/"
+	watch := func(rev int64) (clientv3.WatchChan, context.CancelFunc) {
+		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+		opts := []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithFilterDelete()}
+		if rev > 0 {
+			opts = append(opts, clientv3.WithRev(rev))
+		}
+		return s.cli.Watch(wctx, prefix, opts...), cancel
 	}
-	wch := s.cli.Watch(clientv3.WithRequireLeader(ctx), s.key("events", slice)+"/", opts...)
+	// From since's own revision: its transaction may hold later events.
+	wch, cancel := watch(since / seqPerRevision)
 	go func() {
 		defer close(out)
-		for resp := range wch {
-			if resp.Err() != nil {
+		defer func() { cancel() }()
+		send := func(ev Event) bool {
+			if ev.Seq <= since {
+				return true
+			}
+			select {
+			case out <- ev:
+				since = ev.Seq
+				return true
+			case <-ctx.Done():
+				return false
+			}
+		}
+		for {
+			compacted := false
+			for resp := range wch {
+				if resp.CompactRevision != 0 {
+					compacted = true
+					break
+				}
+				if resp.Err() != nil {
+					return
+				}
+				// A response holds whole revisions: number each revision's events together.
+				var evs []stored
+				for _, e := range resp.Events {
+					var ev Event
+					if json.Unmarshal(e.Kv.Value, &ev) != nil {
+						continue
+					}
+					evs = append(evs, stored{key: string(e.Kv.Key), rev: e.Kv.ModRevision, ev: ev})
+				}
+				for _, ev := range sequence(evs) {
+					if !send(ev) {
+						return
+					}
+				}
+			}
+			if !compacted {
 				return
 			}
-			// A response holds whole revisions: number each revision's events together.
-			var evs []stored
-			for _, e := range resp.Events {
-				var ev Event
-				if json.Unmarshal(e.Kv.Value, &ev) != nil {
-					continue
-				}
-				evs = append(evs, stored{key: string(e.Kv.Key), rev: e.Kv.ModRevision, ev: ev})
+			cancel()
+			evs, rev, err := s.eventsAt(ctx, slice)
+			if err != nil {
+				return
 			}
-			for _, ev := range sequence(evs) {
-				if ev.Seq <= since {
-					continue
-				}
-				select {
-				case out <- ev:
-				case <-ctx.Done():
+			for _, ev := range evs {
+				if !send(ev) {
 					return
 				}
 			}
+			wch, cancel = watch(rev + 1)
 		}
 	}()
 	return out

@@ -294,31 +294,47 @@ func (s *Store) PutLink(ctx context.Context, l *Link, evs ...Event) error {
 func (s *Store) ListParts(ctx context.Context, sliceID string) ([]*Part, error) {
 	var out []*Part
 	err := s.list(ctx, s.key("parts", sliceID)+"/", func(key string, rev int64, raw []byte) error {
-		var p Part
-		if err := jsonUnmarshal(key, raw, &p); err != nil {
-			return err
+		p, err := decodePart(key, rev, raw)
+		if err == nil {
+			out = append(out, p)
 		}
-		blankSecret(&p)
-		p.Rev = rev
-		out = append(out, &p)
-		return nil
+		return err
 	})
 	return out, err
+}
+
+// decodePart reads a stored part; a record of an earlier version may still hold its
+// secret, which readers never see.
+func decodePart(key string, rev int64, raw []byte) (*Part, error) {
+	var p Part
+	if err := jsonUnmarshal(key, raw, &p); err != nil {
+		return nil, err
+	}
+	blankSecret(&p)
+	p.Rev = rev
+	return &p, nil
 }
 
 // ListLinks lists a slice's links, by name.
 func (s *Store) ListLinks(ctx context.Context, sliceID string) ([]*Link, error) {
 	var out []*Link
 	err := s.list(ctx, s.key("links", sliceID)+"/", func(key string, rev int64, raw []byte) error {
-		var l Link
-		if err := jsonUnmarshal(key, raw, &l); err != nil {
-			return err
+		l, err := decodeLink(key, rev, raw)
+		if err == nil {
+			out = append(out, l)
 		}
-		l.Rev = rev
-		out = append(out, &l)
-		return nil
+		return err
 	})
 	return out, err
+}
+
+func decodeLink(key string, rev int64, raw []byte) (*Link, error) {
+	var l Link
+	if err := jsonUnmarshal(key, raw, &l); err != nil {
+		return nil, err
+	}
+	l.Rev = rev
+	return &l, nil
 }
 
 // UpdatePart changes one part with fn (retried on concurrent writes) and records the

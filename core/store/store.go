@@ -75,8 +75,17 @@ type Options struct {
 	// Dir/secret.key is used, made there on first use. Every necosd sharing a store
 	// needs the same key: one given another is refused at Open.
 	SecretKey []byte
-	Logger    hclog.Logger
+	// History is how long the embedded etcd keeps the revisions that writes replace
+	// before compacting them (default DefaultHistory); without compaction every update of
+	// a slice stays on disk for ever. An external cluster compacts by its own
+	// --auto-compaction-retention.
+	History time.Duration
+	Logger  hclog.Logger
 }
+
+// DefaultHistory is how long the embedded store keeps replaced revisions: longer than any
+// watch of a client that reconnects (event streams resume from the record beyond it).
+const DefaultHistory = time.Hour
 
 // Open connects to the store described by opts: an external etcd cluster when Endpoints
 // are given, else an embedded single-member etcd with its data under Dir.
@@ -178,7 +187,11 @@ func (s *Store) connect(ctx context.Context, opts Options) error {
 	if opts.Dir == "" {
 		return errors.New("store: neither etcd endpoints nor a data directory given")
 	}
-	cli, stop, err := startEmbedded(ctx, opts.Dir, s.logger)
+	history := opts.History
+	if history <= 0 {
+		history = DefaultHistory
+	}
+	cli, stop, err := startEmbedded(ctx, opts.Dir, history, s.logger)
 	if err != nil {
 		return err
 	}
@@ -250,18 +263,24 @@ func (s *Store) get(ctx context.Context, key string, v any) (int64, error) {
 
 // list reads every JSON record under a key prefix, calling each for every one.
 func (s *Store) list(ctx context.Context, prefix string, each func(key string, rev int64, raw []byte) error) error {
+	_, err := s.listAt(ctx, prefix, each)
+	return err
+}
+
+// listAt is list, returning the store revision the records were read at.
+func (s *Store) listAt(ctx context.Context, prefix string, each func(key string, rev int64, raw []byte) error) (int64, error) {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
 	r, err := s.cli.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
 	if err != nil {
-		return fmt.Errorf("list %s: %w", prefix, err)
+		return 0, fmt.Errorf("list %s: %w", prefix, err)
 	}
 	for _, kv := range r.Kvs {
 		if err := each(string(kv.Key), kv.ModRevision, kv.Value); err != nil {
-			return err
+			return 0, err
 		}
 	}
-	return nil
+	return r.Header.Revision, nil
 }
 
 // op is one write of a transaction: a put of a JSON value, or a delete when v is nil.

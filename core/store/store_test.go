@@ -19,7 +19,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-func openEmbedded(t *testing.T, dir string) *Store {
+func openEmbedded(t testing.TB, dir string) *Store {
 	t.Helper()
 	s, err := Open(context.Background(), Options{Dir: dir})
 	if err != nil {
