@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strings"
 
+	"github.com/necos/necos/sdk"
 	"github.com/necos/necos/sdk/nsnet"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -41,6 +42,10 @@ import (
 
 const (
 	bridgeTagPrefix = "necos-vim/1 bridge?"
+	// endpointTagPrefix tags the loopback device of a part's endpoint namespace, and
+	// tapTagPrefix a node's tap: whose they are, for the sweep (sweep.go).
+	endpointTagPrefix = "necos-vim/1 endpoint?"
+	tapTagPrefix      = "necos-vim/1 tap?"
 	// endpointPrefix names the parts' endpoint namespaces; it does not match the WAN
 	// plugin's "necos-*" pattern, so the WAN plugin never scans them.
 	endpointPrefix = "necosvm-"
@@ -63,27 +68,52 @@ func EndpointNetns(provider, slice, part string) string {
 func vethName(ns string) string { return "ve" + digest(ns) }
 
 func bridgeTag(provider, slice, part string) string {
+	return ownerTag(bridgeTagPrefix, provider, slice, part, "")
+}
+
+// ownerTag is the alias the plugin gives a device it makes, saying whose it is, so that
+// a sweep (sweep.go) finds what a killed process left: prefix says what the device is,
+// then the provider, slice and part, and for a tap its domain. A tag too long for an
+// alias (255 bytes) names the provider only; such a device is never swept.
+func ownerTag(prefix, provider, slice, part, domain string) string {
 	v := url.Values{}
 	v.Set("p", provider)
 	v.Set("s", slice)
 	v.Set("part", part)
-	a := bridgeTagPrefix + v.Encode()
+	if domain != "" {
+		v.Set("d", domain)
+	}
+	a := prefix + v.Encode()
 	if len(a) > 255 {
-		a = bridgeTagPrefix + "p=" + url.QueryEscape(provider)
+		a = prefix + "p=" + url.QueryEscape(provider)
 	}
 	return a
 }
 
-func bridgeOwner(alias string) (provider string, ok bool) {
-	rest, found := strings.CutPrefix(alias, bridgeTagPrefix)
+// tagOf reads a tag ownerTag made with prefix.
+func tagOf(prefix, alias string) (t deviceTag, ok bool) {
+	rest, found := strings.CutPrefix(alias, prefix)
 	if !found {
-		return "", false
+		return t, false
 	}
 	v, err := url.ParseQuery(rest)
 	if err != nil {
-		return "", false
+		return t, false
 	}
-	return v.Get("p"), true
+	return deviceTag{provider: v.Get("p"), ref: sdk.PartRef{SliceID: v.Get("s"), PartID: v.Get("part")},
+		domain: v.Get("d")}, true
+}
+
+// deviceTag is what a tag says.
+type deviceTag struct {
+	provider string
+	ref      sdk.PartRef // empty in a shortened tag
+	domain   string      // a tap's
+}
+
+func bridgeOwner(alias string) (provider string, ok bool) {
+	t, ok := tagOf(bridgeTagPrefix, alias)
+	return t.provider, ok
 }
 
 // handleIn opens a netlink handle in the named namespace ("" is the caller's).
@@ -176,6 +206,12 @@ func (n partNet) ensure() error {
 		return err
 	}
 	defer eh.Close()
+	// Whose the namespace is, on its loopback device: a namespace cannot carry a tag.
+	if lo, err := eh.LinkByName("lo"); err == nil {
+		if tag := ownerTag(endpointTagPrefix, n.provider, n.slice, n.part, ""); lo.Attrs().Alias != tag {
+			_ = eh.LinkSetAlias(lo, tag)
+		}
+	}
 	veth := vethName(ep)
 	if _, err := eh.LinkByName(endpointDev); err != nil {
 		if old, err := h.LinkByName(veth); err == nil {
@@ -284,9 +320,9 @@ func sweepBridge(ns, name, provider string) error {
 	return nil
 }
 
-// ensureTap makes a node's tap in the host namespace, down, or brings it back there
-// from the site's namespace (a stopped node being started again).
-func ensureTap(name, siteNS string) error {
+// ensureTap makes a node's tap in the host namespace, down, tagged (ownerTag), or brings
+// it back there from the site's namespace (a stopped node being started again).
+func ensureTap(name, siteNS, tag string) error {
 	h, err := netlink.NewHandle()
 	if err != nil {
 		return err
@@ -321,6 +357,7 @@ func ensureTap(name, siteNS string) error {
 	}
 	if l, err := h.LinkByName(name); err == nil {
 		_ = h.LinkSetIP6AddrGenMode(l, 1)
+		_ = h.LinkSetAlias(l, tag)
 	}
 	return nil
 }

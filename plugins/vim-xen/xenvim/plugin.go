@@ -128,6 +128,15 @@ func (p *Plugin) Configure(_ context.Context, cfg sdk.Config) error {
 	p.log.Info("configured", "uri", s.uri, "domain_type", s.domainType, "provider", s.provider.Name,
 		"cpus", s.capacity.CPUs, "memory_mb", s.capacity.MemoryMB, "storage_gb", s.capacity.StorageGB,
 		"subnet", s.subnet)
+	if s.guests {
+		// What a killed predecessor left of its parts' networks (sweep.go).
+		if r, err := p.sweep(conn, &s); err != nil {
+			p.log.Warn("sweeping what parts without domains left", "error", err,
+				"taps", r.Taps, "bridges", r.Bridges, "endpoints", r.Endpoints)
+		} else if r.total() > 0 {
+			p.log.Info("swept what parts without domains left", "taps", r.Taps, "bridges", r.Bridges, "endpoints", r.Endpoints)
+		}
+	}
 	return nil
 }
 

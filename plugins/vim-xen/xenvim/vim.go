@@ -139,7 +139,7 @@ func (p *Plugin) Create(ctx context.Context, spec sdk.PartSpec) (sdk.Part, error
 	}
 	for _, n := range existing {
 		if !n.active() {
-			if err := p.startNode(conn, s, rec, n.uuid, n.domain); err != nil {
+			if err := p.startNode(conn, s, spec.Ref, rec, n.uuid, n.domain); err != nil {
 				return sdk.Part{}, fmt.Errorf("create part %s: start %s: %w", spec.Ref, n.meta.Name, err)
 			}
 		}
@@ -211,7 +211,7 @@ func (p *Plugin) addNodes(ctx context.Context, conn *libvirt.Connect, s *setting
 		if err := ctx.Err(); err != nil {
 			return sdk.Errorf(sdk.CodeCanceled, "start nodes: %v", err)
 		}
-		if err := p.startNode(conn, s, rec, m.uuid, m.domain); err != nil {
+		if err := p.startNode(conn, s, ref, rec, m.uuid, m.domain); err != nil {
 			return err
 		}
 	}
@@ -223,9 +223,10 @@ type madeNode struct{ uuid, domain string }
 
 // startNode starts a node's domain; a real guest's tap is made (or brought back) in the
 // host namespace first, and put onto the part's bridge once the guest runs.
-func (p *Plugin) startNode(conn *libvirt.Connect, s *settings, rec partRecord, uuid, domain string) error {
+func (p *Plugin) startNode(conn *libvirt.Connect, s *settings, ref sdk.PartRef, rec partRecord, uuid, domain string) error {
 	if s.guests {
-		if err := ensureTap(tapName(domain), rec.Netns); err != nil {
+		tag := ownerTag(tapTagPrefix, s.provider.Name, ref.SliceID, ref.PartID, domain)
+		if err := ensureTap(tapName(domain), rec.Netns, tag); err != nil {
 			return sdk.Errorf(sdk.CodeFailedPrecondition, "node %s: %v", domain, err)
 		}
 	}
