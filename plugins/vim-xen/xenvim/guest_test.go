@@ -86,6 +86,17 @@ func newGuestEnv(t *testing.T) *guestEnv {
 	return e
 }
 
+// deleteOnCleanup deletes the part at the end of the test, also after a t.Fatal or a
+// failed Create (a part that does not exist is deleted at once), and fails the test
+// when that does not work: a test must leave no guest behind.
+func (e *guestEnv) deleteOnCleanup(t *testing.T, ref sdk.PartRef) {
+	t.Cleanup(func() {
+		if err := e.p.Delete(context.Background(), ref); err != nil {
+			t.Errorf("clean-up: delete part %s: %v", ref, err)
+		}
+	})
+}
+
 func (e *guestEnv) spec(part string, vdus ...sdk.VDUSpec) sdk.PartSpec {
 	ref := sdk.PartRef{SliceID: "guests-" + suffix(), PartID: part}
 	return sdk.PartSpec{Ref: ref, Name: part, Type: "DC", Bridge: "nbt" + digest(ref.SliceID, part)[:10],
@@ -204,12 +215,12 @@ func TestRealGuestLifecycle(t *testing.T) {
 	spec := e.spec("core-dc", sdk.VDUSpec{Name: "core_vm", Instances: 1, CPUs: 1, MemoryMB: 256, StorageGB: 1})
 	ctx := context.Background()
 	start := time.Now()
+	e.deleteOnCleanup(t, spec.Ref)
 	part, err := e.p.Create(ctx, spec)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("create: %s", time.Since(start))
-	t.Cleanup(func() { _ = e.p.Delete(context.Background(), spec.Ref) })
 	out := waitSSH(t, part, "core_vm-1", "hostname; nproc; cat /data/README", 60*time.Second)
 	t.Logf("create to SSH: %s", time.Since(start))
 	if want := "core_vm-1\n1\nnecos guest data disk\n"; out != want {
@@ -298,6 +309,7 @@ func TestRealGuestsDeployAndIsolation(t *testing.T) {
 	parts := make([]sdk.Part, len(specs))
 	errs := make(chan error, len(specs))
 	for i := range specs {
+		e.deleteOnCleanup(t, specs[i].Ref)
 		go func() {
 			var err error
 			parts[i], err = e.p.Create(ctx, specs[i])
@@ -308,9 +320,6 @@ func TestRealGuestsDeployAndIsolation(t *testing.T) {
 		if err := <-errs; err != nil {
 			t.Fatal(err)
 		}
-	}
-	for i := range specs {
-		t.Cleanup(func() { _ = e.p.Delete(context.Background(), specs[i].Ref) })
 	}
 	for _, part := range parts {
 		waitSSH(t, part, "vm-1", "true", 60*time.Second)
@@ -390,11 +399,11 @@ func TestRealGuestsFoundAfterRestart(t *testing.T) {
 	}
 	before := map[sdk.PartRef]sdk.Part{}
 	for _, spec := range specs {
+		e.deleteOnCleanup(t, spec.Ref)
 		part, err := e.p.Create(ctx, spec)
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { _ = e.p.Delete(context.Background(), spec.Ref) })
 		before[spec.Ref] = part
 	}
 	for _, part := range before {
