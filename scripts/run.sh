@@ -21,9 +21,33 @@ make build
 export NECOS_GUEST_IMAGE=$(./scripts/guest-image.sh)
 
 influx_pid=$(./scripts/influxdb.sh data/influxdb 127.0.0.1:8086)
+# The one-machine federation's namespaces (examples/catalogue.yaml), which the WAN plugin
+# builds on first use. On stop they are removed unless a slice still has guests in a site
+# (its network lives there; the next run.sh finds it again): delete the slices first to
+# leave nothing.
+SITES="necos-unicamp necos-ufscar necos-spain necos-greece necos-5tonic"
+remove_sites() {
+  local uri busy="" d
+  for uri in qemu:///system test+unix:///default; do
+    for d in $(virsh -c "$uri" list --all --name 2>/dev/null | grep '^necos\.'); do
+      for ns in $SITES; do
+        virsh -c "$uri" dumpxml "$d" 2>/dev/null | grep -q "netns=\"$ns\"" && busy="$busy $ns"
+      done
+    done
+  done
+  if [ -n "$busy" ]; then
+    echo "run.sh: slices still have guests in$(echo "$busy" | tr ' ' '\n' | sort -u | tr '\n' ' '); the sites stay" >&2
+    return
+  fi
+  for ns in $SITES necos-underlay; do
+    [ -e "/run/netns/$ns" ] && ip netns delete "$ns" 2>/dev/null
+  done
+  true
+}
 cleanup() {
   [ "${necosd_pid:-}" ] && kill -TERM "$necosd_pid" 2>/dev/null && wait "$necosd_pid" 2>/dev/null
   [ "$influx_pid" != 0 ] && kill "$influx_pid" 2>/dev/null
+  remove_sites
   true
 }
 trap cleanup EXIT

@@ -4,7 +4,8 @@
 # plane and nodes: kubelet, kube-proxy, containerd, runc, metrics-server), the images the
 # nodes run, and InfluxDB, built from the Go module proxy and Debian packages (cached
 # under ~/.cache/necos; the first run builds them, ~20 min), then gofmt/vet and
-# `go test -race ./...`.
+# `go test -race ./...`, then a leak check (scripts/leaks.sh): anything the tests left
+# behind fails the run.
 # Extra arguments go to go test (e.g. -run TestX ./core/...).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,4 +29,14 @@ make lint
 if [ "$#" -eq 0 ]; then
   set -- ./...
 fi
-go test -race -count=1 -timeout 60m "$@"
+# The leak check: what the tests leave (namespaces, devices, domains, volumes, processes:
+# scripts/leaks.sh) fails the run. NECOS_TEST_RUN marks the run's processes; only the
+# tests get it, not this shell.
+run_id=$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')
+snapshot=$(mktemp)
+./scripts/leaks.sh snapshot "$snapshot"
+status=0
+NECOS_TEST_RUN=$run_id go test -race -count=1 -timeout 60m "$@" || status=$?
+./scripts/leaks.sh check "$snapshot" "$run_id" || status=1
+rm -f "$snapshot"
+exit "$status"
