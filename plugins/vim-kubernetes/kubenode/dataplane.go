@@ -137,6 +137,7 @@ type DataPlane struct {
 	metrics   *proc
 	stopOnce  sync.Once
 	stopErr   error
+	lease     *lease // held until Stop has removed everything (lease.go)
 }
 
 // Prepare makes the hub namespace, the certificates and the egress proxy: what the API
@@ -158,6 +159,12 @@ func Prepare(opts Options) (*DataPlane, error) {
 	b := make([]byte, 3)
 	_, _ = rand.Read(b)
 	d := &DataPlane{ID: hex.EncodeToString(b), Dir: opts.Dir, opts: opts, bins: bins}
+	// What data planes of dead processes left (lease.go); a failure there is not this
+	// data plane's, and is tried again at the next Prepare.
+	_, _ = sweepLeases()
+	if d.lease, err = takeLease(d.ID, d.Dir); err != nil {
+		return d, err
+	}
 	d.Hub = "necos-k" + d.ID + "-hub"
 	if err := makeHub(d.Hub); err != nil {
 		return d, fmt.Errorf("kubenode: hub: %w", err)
@@ -475,6 +482,9 @@ func (d *DataPlane) Stop() error {
 			}
 		}
 		d.stopErr = errors.Join(errs...)
+		if d.stopErr == nil {
+			d.lease.release()
+		}
 	})
 	return d.stopErr
 }
