@@ -1,11 +1,13 @@
 package xenvim
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -77,13 +79,80 @@ func newGuestEnv(t *testing.T) *guestEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
+	sweepDeadGuestEnvs(t)
 	e := &guestEnv{provider: sdk.Provider{Name: "guests-" + suffix()}, site: newSite(t), cfg: cfg}
+	plugintest.TakeLease(t, guestLeaseKind, e.provider.Name, mustJSON(t, guestLease{Site: e.site, Config: cfg}))
 	e.p = New(plugintest.TestLogger(t))
 	if err := e.p.Configure(context.Background(), sdk.Config{Provider: e.provider, JSON: raw}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = e.p.Close() })
 	return e
+}
+
+// guestLeaseKind is the kind of the leases of guest environments (plugintest.TakeLease):
+// a test binary killed at its timeout leaves its guests running, and the next test
+// deletes them.
+const guestLeaseKind = "vim-xen-guests"
+
+// guestLease is what a guest environment's lease holds: enough to delete its parts.
+type guestLease struct {
+	Site   string
+	Config Config
+}
+
+// sweepDeadGuestEnvs deletes the parts and the site of every guest environment whose
+// test process died before its clean-ups.
+func sweepDeadGuestEnvs(t *testing.T) {
+	t.Helper()
+	leases, err := plugintest.DeadLeases(guestLeaseKind)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range leases {
+		if err := removeGuestEnv(t, l); err != nil {
+			t.Logf("the guests of dead test provider %s: %v", l.ID, err)
+			l.Keep()
+			continue
+		}
+		t.Logf("removed what a killed test (provider %s) left", l.ID)
+		l.Release()
+	}
+}
+
+func removeGuestEnv(t *testing.T, l *plugintest.Lease) error {
+	var g guestLease
+	if err := json.Unmarshal(l.Data, &g); err != nil {
+		return err
+	}
+	if _, err := os.Stat(g.Config.KeyDir); err != nil {
+		g.Config.KeyDir = t.TempDir()
+	}
+	p := New(plugintest.TestLogger(t))
+	defer p.Close()
+	if err := p.Configure(context.Background(), sdk.Config{Provider: sdk.Provider{Name: l.ID}, JSON: mustJSON(t, g.Config)}); err != nil {
+		return err
+	}
+	s, conn, err := p.session()
+	if err != nil {
+		return err
+	}
+	nodes, err := p.inventory(conn, s)
+	if err != nil {
+		return err
+	}
+	refs := map[sdk.PartRef]bool{}
+	for _, n := range nodes {
+		refs[n.ref()] = true
+	}
+	var errs []error
+	for ref := range refs {
+		errs = append(errs, p.Delete(context.Background(), ref))
+	}
+	if err := nsnet.Remove(g.Site); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }
 
 // deleteOnCleanup deletes the part at the end of the test, also after a t.Fatal or a
@@ -473,4 +542,97 @@ func TestRealGuestsFoundAfterRestart(t *testing.T) {
 	for _, spec := range specs { // both share the site: checked once both are gone
 		assertGone(t, e, spec)
 	}
+}
+
+const guestHelperEnv = "NECOS_XENVIM_GUEST_HELPER"
+
+// TestHelperGuestEnv is, in the process TestKilledTestsGuestsAreRemoved starts and
+// kills, a test with a running guest; it does nothing in a normal run.
+func TestHelperGuestEnv(t *testing.T) {
+	if os.Getenv(guestHelperEnv) == "" {
+		return
+	}
+	e := newGuestEnv(t)
+	spec := e.spec("left", sdk.VDUSpec{Name: "vm", Instances: 1, CPUs: 1, MemoryMB: 256, StorageGB: 1})
+	if _, err := e.p.Create(context.Background(), spec); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Printf("ready %s %s %s %s\n", e.provider.Name, e.site, spec.Ref.SliceID, spec.Ref.PartID)
+	time.Sleep(5 * time.Minute)
+}
+
+// A test binary killed before its clean-ups (at its -timeout) leaves its guests running;
+// the next guest test deletes them, their volumes and namespaces, and the site.
+func TestKilledTestsGuestsAreRemoved(t *testing.T) {
+	if _, ok := guestConfig(t); !ok {
+		plugintest.NeedBackend(t, envGuestImage+" and "+envQemuURI+" (scripts/guest-image.sh, scripts/qemu.sh)")
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperGuestEnv$", "-test.v")
+	cmd.Env = append(os.Environ(), guestHelperEnv+"=1")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	var provider, site string
+	var ref sdk.PartRef
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) == 5 && f[0] == "ready" {
+			provider, site, ref = f[1], f[2], sdk.PartRef{SliceID: f[3], PartID: f[4]}
+			break
+		}
+	}
+	if provider == "" {
+		t.Fatal("the helper test made no guest")
+	}
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	cfg, _ := guestConfig(t)
+	if len(domainsOf(t, cfg.URI, ref)) == 0 {
+		t.Fatal("the killed test's guest is not there to be removed")
+	}
+
+	sweepDeadGuestEnvs(t)
+	if left := domainsOf(t, cfg.URI, ref); len(left) > 0 {
+		t.Errorf("domains left: %v", left)
+	}
+	if left, err := partVolumes(cfg.URI, cfg.StoragePool, ref); err != nil || len(left) > 0 {
+		t.Errorf("volumes left: %v %v", left, err)
+	}
+	if _, err := os.Stat(nsnet.Path(EndpointNetns(provider, ref.SliceID, ref.PartID))); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("endpoint namespace left (%v)", err)
+	}
+	if _, err := os.Stat(nsnet.Path(site)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("site namespace %s left (%v)", site, err)
+	}
+	if _, err := os.Stat(filepath.Join(plugintest.LeaseDir, guestLeaseKind, provider)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the dead test's lease is left (%v)", err)
+	}
+}
+
+// domainsOf lists the names of a part's domains at uri.
+func domainsOf(t *testing.T, uri string, ref sdk.PartRef) []string {
+	t.Helper()
+	conn, err := libvirt.NewConnect(uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	doms, err := conn.ListAllDomains(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	prefix := namePrefix + cleanName(ref.SliceID) + "." + cleanName(ref.PartID) + "."
+	for _, d := range doms {
+		if n, _ := d.GetName(); strings.HasPrefix(n, prefix) {
+			out = append(out, n)
+		}
+		_ = d.Free()
+	}
+	return out
 }
