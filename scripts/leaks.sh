@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Lists what necos's tests and plugins make on this machine and a run must not leave:
-# network namespaces with our prefixes (necos*), devices in the host's namespace (taps,
-# bridges, veths), libvirt domains (necos.*) on the QEMU and test-driver URIs, storage
-# volumes (necos.*) in the QEMU URI's pools, and live processes of one run (those whose
-# environment holds NECOS_TEST_RUN=<the run's id>).
+# named network namespaces (necos*, the tests' own, pods' cni-*), devices in the host's
+# namespace (taps, bridges, veths), libvirt domains (necos.*) on the QEMU and test-driver
+# URIs, storage volumes (necos.*) in the QEMU URI's pools, and live processes of one run
+# (those whose environment holds NECOS_TEST_RUN=<the run's id>).
 #
 #   scripts/leaks.sh snapshot FILE        what is there now (before a run)
 #   scripts/leaks.sh check FILE [RUN_ID]  what is there now and was not in FILE, and the
@@ -20,7 +20,9 @@ QEMU_URI=${NECOS_QEMU_URI:-qemu:///system}
 TEST_URI=${NECOS_LIBVIRT_URI:-test+unix:///default}
 
 list() {
-  ip netns list 2>/dev/null | awk '$1 ~ /^necos/ {print "netns " $1}'
+  # Every named network namespace: ours are necos*, but the tests' own prefixes and the
+  # CNI's (cni-*, a pod's) vary; the diff keeps only the run's.
+  ip netns list 2>/dev/null | awk '{print "netns " $1}'
   # Every device of the host's namespace but the machine's own (loopback, physical NICs
   # and whatever was there at the snapshot: the diff takes care of those).
   ip -o link show 2>/dev/null | awk -F': ' '{split($2, a, "@"); print "link " a[1]}'
