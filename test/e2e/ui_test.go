@@ -19,6 +19,7 @@ import (
 	v1 "github.com/necos/necos/api/v1"
 	"github.com/necos/necos/internal/testenv"
 	"github.com/necos/necos/sdk/plugintest"
+	"libvirt.org/go/libvirt"
 )
 
 // chromiumPath finds Debian's chromium (scripts/setup.sh installs it), or
@@ -181,15 +182,18 @@ const otherSlice = `slices:
 // TestDashboard drives the dashboard necosd serves at /ui/ in headless Chromium, as a
 // tenant would: log in with the token, create the Touristic CDN slice from its file,
 // watch every part become Ready in the topology, see the live metrics chart grow and an
-// elastic action appear in the timings and on the chart, find another tenant's slice
-// nowhere, look at the marketplace, and delete the slice — all against necosd with its
+// elastic action appear in the timings and on the chart, see the slice Degraded and a
+// part Lost (badge, colour, reason) when a domain is destroyed behind necos's back and
+// Ready again when it runs, find another tenant's slice nowhere, look at the marketplace, and delete the slice — all against necosd with its
 // real plugins, libvirt, VXLAN links in network namespaces and InfluxDB.
 func TestDashboard(t *testing.T) {
 	needRoot(t)
 	fed := newFederation(t)
 	uri := libvirtURI(t)
 	influx := testenv.StartInflux(t)
-	d := startDaemon(t, xenCatalogue(t, fed, influx.MonitorCatalogue()))
+	// Parts are described every 500 ms, so that a domain destroyed behind necos's back
+	// shows as a Lost part of a Degraded slice within the test.
+	d := startDaemon(t, xenCatalogue(t, fed, influx.MonitorCatalogue()), "--health-interval", "500ms")
 	ctx := browser(t)
 
 	// Another tenant's slice, which the demo tenant must never see.
@@ -321,6 +325,54 @@ func TestDashboard(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitJS(t, ctx, "list with the new slice", `!!document.querySelector('#slices tr[data-id="`+id+`"]')`, 30*time.Second)
+
+	// A domain destroyed behind necos's back: the list shows the slice Degraded with its
+	// own colour and the reason, the topology the part Lost with why; once the domain runs
+	// again, Ready again.
+	doms := domains(t, uri, id)
+	if len(doms) == 0 {
+		t.Fatal("no domains of the slice")
+	}
+	conn, err := libvirt.NewConnect(uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	dom, err := conn.LookupDomainByName(doms[0].Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dom.Free()
+	if err := dom.Destroy(); err != nil {
+		t.Fatalf("destroy %s: %v", doms[0].Name, err)
+	}
+	row := `document.querySelector('#slices tr[data-id="` + id + `"]')`
+	waitJS(t, ctx, "Degraded badge in the list", row+`.querySelector('.badge[data-state="Degraded"]') !== null && `+row+`.querySelector('.degraded') !== null`, time.Minute)
+	ready := evalJS[string](t, ctx, `(() => { const b = document.createElement("span"); b.className = "badge st-Ready"; document.body.append(b);
+		const c = getComputedStyle(b).backgroundColor; b.remove(); return c; })()`)
+	if got := evalJS[string](t, ctx, `getComputedStyle(`+row+`.querySelector('.badge')).backgroundColor`); got == ready || got == "rgb(229, 231, 235)" {
+		t.Errorf("the Degraded badge has the colour %s, as Ready or an unknown state", got)
+	}
+	if why := evalJS[string](t, ctx, row+`.querySelector('.degraded').textContent`); !strings.Contains(why, "stopped") {
+		t.Errorf("the list gives no reason for Degraded: %q", why)
+	}
+	screenshot(t, ctx, "slices-degraded")
+	if err := doIn(ctx, chromedp.Navigate(d.url("/ui/#/slices/"+id))); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "a Lost part in the topology, with why", `(() => { const p = document.querySelector('#topology .part[data-state="Lost"]');
+		return !!p && p.querySelector('.lost-why') !== null && p.querySelector('.lost-why').textContent.includes("stopped") &&
+			getComputedStyle(p.querySelector('rect')).strokeDasharray !== "none"; })()`, time.Minute)
+	waitJS(t, ctx, "Degraded badge on the slice page", `!!document.querySelector('.slice-head .badge[data-state="Degraded"]')`, 30*time.Second)
+	screenshot(t, ctx, "slice-degraded")
+	if err := dom.Create(); err != nil {
+		t.Fatalf("start %s again: %v", doms[0].Name, err)
+	}
+	waitJS(t, ctx, "the part Ready again", `document.querySelectorAll('#topology .part[data-state="Ready"]').length === 4`, time.Minute)
+	if err := doIn(ctx, chromedp.Navigate(d.url("/ui/#/"))); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "Ready again in the list", row+` !== null && `+row+`.querySelector('.badge[data-state="Ready"]') !== null`, time.Minute)
 	screenshot(t, ctx, "slices")
 	if body := evalJS[string](t, ctx, `document.body.innerText`); strings.Contains(body, hidden.ID) || strings.Contains(body, "secret-of-other") {
 		t.Errorf("another tenant's slice is listed:\n%s", body)

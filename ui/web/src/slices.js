@@ -70,7 +70,7 @@ export function slicesView(main, signal) {
     body.replaceChildren(...slices.map((sl) => h("tr", { "data-id": sl.id },
       h("td", {}, h("a", { href: "#/slices/" + encodeURIComponent(sl.id) }, sl.name)),
       h("td", {}, h("code", {}, sl.id)),
-      h("td", {}, badge(sl.deleting ? "Deleting" : sl.state), sl.message ? h("div", { class: "muted small" }, sl.message) : null),
+      h("td", {}, badge(sl.deleting ? "Deleting" : sl.state), sl.message ? h("div", { class: sl.state === "Degraded" ? "degraded small" : "muted small" }, sl.message) : null),
       h("td", {}, age(sl.created_at, now)),
       h("td", { class: "num" }, sl.parts),
       h("td", { class: "num" }, sl.links),

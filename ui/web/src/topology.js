@@ -7,7 +7,8 @@ const region = (loc) => (loc || "?").split(".")[0];
 
 // topology draws a slice's parts grouped in columns by region (the first word of their
 // location: AMERICA, EUROPE...), each part with its provider, type and nodes, and the
-// links between them with their bandwidth; every element is coloured by its state.
+// links between them with their bandwidth; every element is coloured by its state, and a
+// Lost part (its provider no longer has it) says why on the part.
 export function topology(sl) {
   const cols = new Map();
   for (const p of sl.parts) {
@@ -22,7 +23,7 @@ export function topology(sl) {
     let y = PAD + 22;
     for (const p of cols.get(r)) {
       const nodes = Math.max(p.nodes.length, 1);
-      const hgt = HEAD + nodes * LINE + 10;
+      const hgt = HEAD + nodes * LINE + 10 + (p.state === "Lost" ? LINE : 0);
       pos.set(p.name, { x: PAD + ci * (W + COLGAP), y, h: hgt });
       y += hgt + ROWGAP;
     }
@@ -65,6 +66,12 @@ export function topology(sl) {
     } else {
       const r = p.resources;
       g.append(s("text", { x: 12, y: HEAD + 4, class: "node muted" }, `${r.nodes} nodes asked, ${r.cpus} vCPU, ${r.memory_mb} MB`));
+    }
+    if (p.state === "Lost") {
+      // What the provider no longer has, on the part itself: a person sees why the slice is
+      // Degraded without hovering.
+      const why = p.message || "its provider no longer has it";
+      g.append(s("text", { x: 12, y: h - 10, class: "lost-why" }, "\u26a0 " + (why.length > 44 ? why.slice(0, 43) + "\u2026" : why)));
     }
     svg.append(g);
   }
