@@ -71,13 +71,18 @@ func (o *Orchestrator) redeploy(ctx context.Context, v *sro.View, part string) [
 			continue // recorded documents parsed when deployed; a newer parser may differ
 		}
 		src, ok := svc.Part(part)
-		if !ok && template != "" {
-			src, ok = svc.Part(template)
+		var vdus []spec.ServiceVDU
+		if ok {
+			vdus = src.VDUs
+		} else if template != "" {
+			if src, ok = svc.Part(template); ok {
+				vdus = selfRefs(src.VDUs, template, part)
+			}
 		}
-		if !ok || len(src.VDUs) == 0 {
+		if !ok || len(vdus) == 0 {
 			continue
 		}
-		one := &spec.Service{SliceID: svc.SliceID, Parts: []spec.ServicePart{{Name: part, VDUs: src.VDUs}}}
+		one := &spec.Service{SliceID: svc.SliceID, Parts: []spec.ServicePart{{Name: part, VDUs: vdus}}}
 		// A deployment of the service in progress first ends: the two would race.
 		if _, err := o.Wait(ctx, sliceID, rec.ID); err != nil {
 			problems = append(problems, fmt.Sprintf("service %s: %v", rec.ID, err))
@@ -104,6 +109,45 @@ func (o *Orchestrator) redeploy(ctx context.Context, v *sro.View, part string) [
 			"template", template)
 	}
 	return problems
+}
+
+// selfRefs returns a copy of a template part's VDUs for the part copied from it, where a
+// reference to the template itself (${parts.<template>.…}) names the copy instead: a
+// command that tells a server which part it is, or dials its own part's nodes, does so
+// for the copy as it did for the original. References to other parts stay.
+func selfRefs(vdus []spec.ServiceVDU, template, part string) []spec.ServiceVDU {
+	from, to := "${parts."+template+".", "${parts."+part+"."
+	swap := func(s string) string {
+		var b strings.Builder
+		for {
+			i := strings.Index(s, from)
+			if i < 0 {
+				b.WriteString(s)
+				return b.String()
+			}
+			b.WriteString(s[:i])
+			if i > 0 && s[i-1] == '$' {
+				b.WriteString(from) // $${parts.…} is a literal, not a reference
+			} else {
+				b.WriteString(to)
+			}
+			s = s[i+len(from):]
+		}
+	}
+	out := make([]spec.ServiceVDU, len(vdus))
+	for i, v := range vdus {
+		out[i] = v
+		out[i].Namespace = swap(v.Namespace)
+		out[i].Commands = make([]string, len(v.Commands))
+		for j, c := range v.Commands {
+			out[i].Commands[j] = swap(c)
+		}
+		out[i].Manifests = make([]string, len(v.Manifests))
+		for j, m := range v.Manifests {
+			out[i].Manifests[j] = swap(m)
+		}
+	}
+	return out
 }
 
 // templateOf returns the part an elastic part was copied from, as its part.adding event

@@ -491,6 +491,7 @@ func TestPostDeployAfterElasticity(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	runs := filepath.Join(dir, "runs")
+	names := filepath.Join(dir, "names")
 	doc := []byte(`slices:
   sliced:
     id: grow
@@ -500,7 +501,7 @@ func TestPostDeployAfterElasticity(t *testing.T) {
           vdus:
             - vdu:
                 name: edge_vm
-                commands: ["echo ${slice.id} >> ` + runs + `"]
+                commands: ["echo ${slice.id} >> ` + runs + `", "echo ${parts.edge.name} >> ` + names + `"]
 `)
 	rec, err := e.orch.Deploy(ctx, "alice", sliceID, doc)
 	if err != nil || rec.State != store.ServiceDeployed {
@@ -542,7 +543,12 @@ func TestPostDeployAfterElasticity(t *testing.T) {
 	if n := lines(); n != 7 {
 		t.Errorf("%d runs after the deployment onto the new part's 2 nodes, want 7", n)
 	}
-	b, _ := os.ReadFile(filepath.Join(dir, "rebalanced"))
+	// The copy's reference to its template part names the copy itself.
+	b, _ := os.ReadFile(names)
+	if want := strings.Repeat("edge\n", 5) + strings.Repeat(added.Name+"\n", 2); string(b) != want {
+		t.Errorf("the parts named by ${parts.edge.name}: %q, want %q", b, want)
+	}
+	b, _ = os.ReadFile(filepath.Join(dir, "rebalanced"))
 	if want := added.Observed.Nodes[0].IPs[0] + " " + added.Observed.Nodes[1].IPs[0] + "\n"; string(b) != want {
 		t.Errorf("post-deployment command wrote %q, want %q", b, want)
 	}
