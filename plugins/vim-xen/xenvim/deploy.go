@@ -274,7 +274,7 @@ func (p *Plugin) runNode(ctx context.Context, run *deployRun, i int, t sshTarget
 			n.State = sdk.DeployFailed
 		})
 	}
-	client, err := t.dial(ctx)
+	client, err := t.dialBooted(ctx)
 	if err != nil {
 		p.log.Warn("cannot reach node", "node", t.node, "addr", t.addr, "error", err)
 		fail(0, err.Error())
@@ -507,7 +507,8 @@ func (p *Plugin) guestTargets(part sdk.Part, jobs []nodeJob, user string, auth s
 		}
 		cfg := &ssh.ClientConfig{User: user, Auth: []ssh.AuthMethod{auth}, HostKeyCallback: check, Timeout: dialTimeout,
 			HostKeyAlgorithms: hostKeyAlgorithms(keys[ip].Type())}
-		out[i] = sshTarget{node: j.node.Name, addr: net.JoinHostPort(ip, "22"), cfg: cfg, netns: part.Attributes[AttrNetns]}
+		out[i] = sshTarget{node: j.node.Name, addr: net.JoinHostPort(ip, "22"), cfg: cfg, netns: part.Attributes[AttrNetns],
+			bootWait: guestBootWait}
 	}
 	if len(problems) > 0 {
 		return nil, sdk.Errorf(sdk.CodeFailedPrecondition, "%s", strings.Join(problems, "; "))

@@ -8,10 +8,12 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/necos/necos/sdk"
@@ -226,12 +228,50 @@ func hostKeyCheck(pinned []ssh.PublicKey, knownHostsFile string) (ssh.HostKeyCal
 	}, nil
 }
 
+// guestBootWait is how long a real guest that does not answer yet is dialled again: a
+// node made moments ago (a part horizontal elasticity just added, a scaled-up node) is
+// still booting when the service is deployed onto it; a TCG guest on a loaded machine
+// took up to ~70 s to answer SSH here.
+const guestBootWait = 3 * time.Minute
+
 // sshTarget is where and as whom a node's commands run.
 type sshTarget struct {
 	node  string
 	addr  string // host:port
 	cfg   *ssh.ClientConfig
 	netns string // the namespace to dial from; empty: the plugin's own
+	// bootWait, when set, is how long a node that does not answer yet is dialled again.
+	bootWait time.Duration
+}
+
+// dialBooted dials the target; one that refuses, cannot be routed to yet or does not
+// answer (a guest still booting) is dialled again every second until t.bootWait passes
+// or ctx ends. Any other failure (host key, authentication) is returned at once.
+func (t sshTarget) dialBooted(ctx context.Context) (*ssh.Client, error) {
+	deadline := time.Now().Add(t.bootWait)
+	for {
+		c, err := t.dial(ctx)
+		if err == nil || t.bootWait <= 0 || !notUpYet(err) || !time.Now().Before(deadline) {
+			if err != nil && t.bootWait > 0 && notUpYet(err) {
+				err = fmt.Errorf("%w (no answer for %s)", err, t.bootWait)
+			}
+			return c, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// notUpYet reports whether a dial failed as it does while the node boots: refused, no
+// route yet (its address answers no ARP), timed out, or closed before the SSH greeting.
+func notUpYet(err error) bool {
+	var ne net.Error
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH) ||
+		errors.Is(err, syscall.ENETUNREACH) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
 }
 
 // dial connects to the target, giving up when ctx ends or after dialTimeout.
