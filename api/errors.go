@@ -6,8 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 
 	v1 "github.com/necos/necos/api/v1"
 	"github.com/necos/necos/core/spec"
@@ -27,6 +30,8 @@ type Error struct {
 	SliceID string
 	// Cause is logged, never shown: it may hold internals.
 	Cause error
+	// RetryAfter, when set, is sent as Retry-After: when asking again may succeed.
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string {
@@ -114,6 +119,9 @@ func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	e := asError(err)
 	body := v1.Error{Error: e.Message, Problems: e.Problems, SliceID: e.SliceID}
+	if e.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(e.RetryAfter.Seconds()))))
+	}
 	if e.Status == http.StatusUnauthorized && w.Header().Get("WWW-Authenticate") == "" {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="necos"`)
 	}

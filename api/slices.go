@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gorilla/mux"
 	v1 "github.com/necos/necos/api/v1"
@@ -228,6 +229,10 @@ func (h *Handler) writeNECOS(w http.ResponseWriter, r *http.Request, status int,
 	WriteYAML(w, status, doc)
 }
 
+// unavailableRetryAfter is the Retry-After of a slice refused because its providers did
+// not answer.
+const unavailableRetryAfter = 30 * time.Second
+
 // awaitSlice waits until a submitted slice is Ready and returns it, or returns the
 // failure as an *Error: 409 when no provider could host it (asking again will not help
 // until the request or the federation changes), 503 when building it failed (a backend
@@ -270,8 +275,12 @@ func (h *Handler) failure(ctx context.Context, v *sro.View) *Error {
 	}
 	for _, ev := range evs {
 		switch ev.Type {
-		case sro.EvRefused:
+		case sro.EvRefused, sro.EvUnavailable:
 			e.Status = http.StatusConflict
+			if ev.Type == sro.EvUnavailable {
+				// The providers did not answer: a backend problem, worth a retry.
+				e.Status, e.RetryAfter = http.StatusServiceUnavailable, unavailableRetryAfter
+			}
 			// Reasons per part, when the engine gives them (Data: part name -> reason).
 			names := make([]string, 0, len(ev.Data))
 			for name := range ev.Data {

@@ -194,7 +194,7 @@ func (b *timingsBuilder) add(ev store.Event) {
 		b.begin("placement", "placement", "", at, "")
 	case sro.EvPlanned:
 		b.end("placement", at, v1.PhaseDone, ev.Message)
-	case sro.EvRefused:
+	case sro.EvRefused, sro.EvUnavailable:
 		b.end("placement", at, v1.PhaseFailed, ev.Message)
 		b.end("creation", at, v1.PhaseFailed, ev.Message)
 	case sro.EvPartCreate:

@@ -302,7 +302,7 @@ func (a *app) watch(cmd *cobra.Command, c *client.Client, id string, untilReady 
 			// Followed until gone (stream.end).
 		case ev.Event.Type == "slice.ready" && untilReady:
 			return client.ErrStop
-		case ev.Event.Type == "slice.failed" || ev.Event.Type == "slice.refused":
+		case ev.Event.Type == "slice.failed" || ev.Event.Type == "slice.refused" || ev.Event.Type == "slice.unavailable":
 			failure = &errFailed{id, ev.Event.Message}
 			return client.ErrStop
 		}

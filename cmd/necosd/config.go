@@ -73,6 +73,8 @@ type config struct {
 	Workers int `yaml:"workers"`
 	// CallTimeout bounds each plugin call.
 	CallTimeout time.Duration `yaml:"call_timeout"`
+	// OfferPatience is how long placement keeps asking providers that do not answer.
+	OfferPatience time.Duration `yaml:"offer_patience"`
 	// HealthInterval is how often the parts of Ready slices are described at their
 	// providers, to find parts a provider lost (the slice is then Degraded).
 	HealthInterval time.Duration `yaml:"health_interval"`
@@ -140,6 +142,7 @@ func defaultConfig() config {
 		MaxLinksPerSlice:     spec.DefaultMaxLinks,
 		MaxInstancesPerSlice: spec.DefaultMaxInstances,
 		CallTimeout:          5 * time.Minute,
+		OfferPatience:        2 * time.Minute,
 		HealthInterval:       30 * time.Second,
 		LogLevel:             "info",
 	}
@@ -176,6 +179,7 @@ func (c *config) bindFlags(cmd *cobra.Command) {
 	f.IntVar(&c.MaxInstancesPerSlice, "max-instances-per-slice", c.MaxInstancesPerSlice, "VDU instances (nodes) a slice may have in all")
 	f.IntVar(&c.Workers, "workers", c.Workers, "slices reconciled at once")
 	f.DurationVar(&c.CallTimeout, "call-timeout", c.CallTimeout, "bound on each plugin call")
+	f.DurationVar(&c.OfferPatience, "offer-patience", c.OfferPatience, "how long placement keeps asking providers that do not answer (down or overloaded) before refusing a slice as unavailable (503, Retry-After)")
 	f.DurationVar(&c.HealthInterval, "health-interval", c.HealthInterval, "how often Ready slices' parts are described at their providers (a lost part makes the slice Degraded)")
 	f.StringVar(&c.DebugListen, "debug-listen", c.DebugListen, "address for Go's profiler (/debug/pprof/), e.g. 127.0.0.1:6060; off when empty")
 	f.StringVar(&c.LogLevel, "log-level", c.LogLevel, "trace, debug, info, warn or error")

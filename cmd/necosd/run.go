@@ -122,6 +122,7 @@ func run(ctx context.Context, cfg config) error {
 		Logger:         log.Named("engine"),
 		Workers:        cfg.Workers,
 		CallTimeout:    cfg.CallTimeout,
+		OfferPatience:  cfg.OfferPatience,
 		HealthInterval: cfg.HealthInterval,
 		Metrics:        sro.NewMetrics(promReg),
 		Identity:       identity(cfg),

@@ -34,14 +34,26 @@ type Broker struct {
 	log     hclog.Logger
 	// OfferTimeout bounds each provider's Offer call.
 	OfferTimeout time.Duration
+	// OfferPatience is how long a placement keeps asking again a provider whose offer
+	// failed for want of an answer (its plugin down or restarting, or too slow under
+	// load), while the part or link has no acceptable offer from anyone else: a provider
+	// slow under load costs the tenant time, not the slice. When it runs out, the refusal
+	// says the providers were unavailable (see NoPlacementError.Unavailable).
+	OfferPatience time.Duration
+	// retryPause is the first pause between two asks; it doubles up to maxRetryPause.
+	retryPause time.Duration
 }
+
+// maxRetryPause bounds the pause between two offers asked of an unanswering provider.
+const maxRetryPause = 5 * time.Second
 
 // New returns a broker over a catalogue's providers.
 func New(cat *providers.Catalogue, plugins Plugins, st *store.Store, logger hclog.Logger) *Broker {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
-	return &Broker{cat: cat, plugins: plugins, store: st, log: logger, OfferTimeout: 30 * time.Second}
+	return &Broker{cat: cat, plugins: plugins, store: st, log: logger, OfferTimeout: 30 * time.Second,
+		OfferPatience: 2 * time.Minute, retryPause: 250 * time.Millisecond}
 }
 
 // Cost models of NECOS specs.
@@ -118,6 +130,9 @@ type Refusal struct {
 	Reasons []string `json:"reasons"`
 	// Link says that Part names a link (a net-slice-part).
 	Link bool `json:"link,omitempty"`
+	// Unavailable says that every provider that could have hosted it failed to answer
+	// (for OfferPatience): asking again later may succeed.
+	Unavailable bool `json:"unavailable,omitempty"`
 }
 
 // NoPlacementError lists, per part, why nothing fits.
@@ -125,9 +140,24 @@ type NoPlacementError struct {
 	Refusals []Refusal
 }
 
+// Unavailable reports whether nothing was refused but for providers that did not
+// answer: the slice may be placed when asked again, unlike one that does not fit.
+func (e *NoPlacementError) Unavailable() bool {
+	for _, r := range e.Refusals {
+		if !r.Unavailable {
+			return false
+		}
+	}
+	return len(e.Refusals) > 0
+}
+
 func (e *NoPlacementError) Error() string {
 	var b strings.Builder
 	b.WriteString("no provider can host")
+	if e.Unavailable() {
+		b.Reset()
+		b.WriteString("no provider answered in time (try again later)")
+	}
 	for i, r := range e.Refusals {
 		if i > 0 {
 			b.WriteString(";")
@@ -157,6 +187,8 @@ type partWork struct {
 	req     PartRequest
 	ok      []candidate
 	reasons []string
+	// unavailable: every eligible provider failed to answer.
+	unavailable bool
 }
 
 // PlaceParts places every part or none: on success each part holds a reservation at its
@@ -172,7 +204,7 @@ func (b *Broker) PlaceParts(ctx context.Context, sliceID string, reqs []PartRequ
 	var refusals []Refusal
 	for _, w := range works {
 		if len(w.ok) == 0 {
-			refusals = append(refusals, Refusal{Part: w.req.Spec.Ref.PartID, Reasons: nonEmptyReasons(w.reasons)})
+			refusals = append(refusals, Refusal{Part: w.req.Spec.Ref.PartID, Reasons: nonEmptyReasons(w.reasons), Unavailable: w.unavailable})
 		}
 	}
 	if len(refusals) > 0 {
@@ -225,19 +257,33 @@ func (b *Broker) offers(ctx context.Context, reqs []PartRequest, budget Budget) 
 		eligible, why := b.eligible(r)
 		works[i].reasons = why
 		cands[i] = make([]candidate, len(eligible))
+		settled := newSettle()
+		nodes := r.Spec.Resources().Nodes
 		for j, p := range eligible {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				cands[i][j] = candidate{provider: p}
-				cands[i][j].offer, cands[i][j].err = b.offer(ctx, p, r.Spec)
+				c := candidate{provider: p}
+				c.err = b.patiently(ctx, settled.done, func(actx context.Context) error {
+					var err error
+					c.offer, err = b.offer(actx, p, r.Spec)
+					return err
+				})
+				if c.err == nil && c.offer.Accepted && budget.check(unitPrice(budget.Model, c.offer.PricePerDay, nodes)) == "" {
+					settled.settle()
+				}
+				cands[i][j] = c
 			}()
 		}
 	}
 	wg.Wait()
 	for i, w := range works {
 		nodes := w.req.Spec.Resources().Nodes
+		w.unavailable = len(cands[i]) > 0 && len(w.reasons) == 0
 		for _, c := range cands[i] {
+			if !transient(c.err) {
+				w.unavailable = false
+			}
 			switch {
 			case c.err != nil:
 				w.reasons = append(w.reasons, b.offerFailure(c.provider, c.err))
@@ -472,9 +518,8 @@ func contains(list []string, s string) bool {
 	return false
 }
 
+// offer asks one provider for an offer (ctx bounds the call: see patiently).
 func (b *Broker) offer(ctx context.Context, provider string, spec sdk.PartSpec) (sdk.Offer, error) {
-	ctx, cancel := context.WithTimeout(ctx, b.OfferTimeout)
-	defer cancel()
 	vim, err := b.plugins.VIM(ctx, provider)
 	if err != nil {
 		return sdk.Offer{}, err
@@ -543,6 +588,7 @@ func (b *Broker) PlaceLinks(ctx context.Context, reqs []LinkRequest, budget Budg
 	results := make([][]result, len(reqs))
 	var wg sync.WaitGroup
 	for i, r := range reqs {
+		settled := newSettle()
 		for _, p := range wans {
 			if !p.WAN.Joins(r.Spec.End1.Site, r.Spec.End2.Site) || (r.WIM != "" && p.WAN.WIM != "" && !strings.EqualFold(p.WAN.WIM, r.WIM)) {
 				continue
@@ -552,13 +598,18 @@ func (b *Broker) PlaceLinks(ctx context.Context, reqs []LinkRequest, budget Budg
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				octx, cancel := context.WithTimeout(ctx, b.OfferTimeout)
-				defer cancel()
-				wan, err := b.plugins.WAN(octx, results[i][j].provider)
-				if err == nil {
-					results[i][j].offer, err = wan.OfferLink(octx, r.Spec)
+				res := result{provider: p.Name}
+				res.err = b.patiently(ctx, settled.done, func(actx context.Context) error {
+					wan, err := b.plugins.WAN(actx, res.provider)
+					if err == nil {
+						res.offer, err = wan.OfferLink(actx, r.Spec)
+					}
+					return err
+				})
+				if res.err == nil && res.offer.Accepted && budget.check(res.offer.PricePerDay, "per link per day") == "" {
+					settled.settle()
 				}
-				results[i][j].err = err
+				results[i][j] = res
 			}()
 		}
 	}
@@ -567,7 +618,11 @@ func (b *Broker) PlaceLinks(ctx context.Context, reqs []LinkRequest, budget Budg
 	for i, r := range reqs {
 		var reasons []string
 		best := -1
+		unavailable := len(results[i]) > 0
 		for j, res := range results[i] {
+			if !transient(res.err) {
+				unavailable = false
+			}
 			switch {
 			case res.err != nil:
 				reasons = append(reasons, b.offerFailure(res.provider, res.err))
@@ -587,7 +642,7 @@ func (b *Broker) PlaceLinks(ctx context.Context, reqs []LinkRequest, budget Budg
 			if len(reasons) == 0 {
 				reasons = []string{fmt.Sprintf("no WAN provider joins %s and %s", r.Spec.End1.Site, r.Spec.End2.Site)}
 			}
-			refusals = append(refusals, Refusal{Part: r.Spec.Ref.LinkID, Reasons: reasons, Link: true})
+			refusals = append(refusals, Refusal{Part: r.Spec.Ref.LinkID, Reasons: reasons, Link: true, Unavailable: unavailable})
 			out[i] = LinkPlacement{Link: r.Spec.Ref.LinkID}
 			continue
 		}
@@ -597,4 +652,60 @@ func (b *Broker) PlaceLinks(ctx context.Context, reqs []LinkRequest, budget Budg
 		return out, &NoPlacementError{Refusals: refusals}
 	}
 	return out, nil
+}
+
+// settle is closed once a part or link has an acceptable offer: the providers that have
+// not answered are then not asked again.
+type settle struct {
+	once sync.Once
+	done chan struct{}
+}
+
+func newSettle() *settle { return &settle{done: make(chan struct{})} }
+
+func (s *settle) settle() { s.once.Do(func() { close(s.done) }) }
+
+// transient reports whether an offer failed for want of an answer (the plugin down,
+// restarting, or too slow), rather than by the provider's decision.
+func transient(err error) bool {
+	switch sdk.CodeOf(err) {
+	case sdk.CodeUnavailable, sdk.CodeDeadlineExceeded:
+		return true
+	}
+	return false
+}
+
+// patiently runs ask, each attempt bounded by OfferTimeout, and asks again, pausing
+// longer each time, while it fails transiently, settled is open, ctx lives and
+// OfferPatience has not passed since the first attempt. It returns the last error.
+func (b *Broker) patiently(ctx context.Context, settled <-chan struct{}, ask func(context.Context) error) error {
+	deadline := time.Now().Add(b.OfferPatience)
+	pause := b.retryPause
+	if pause <= 0 {
+		pause = maxRetryPause
+	}
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, b.OfferTimeout)
+		err := ask(actx)
+		cancel()
+		if !transient(err) || ctx.Err() != nil {
+			return err
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return err
+		}
+		b.log.Debug("offer not answered, asking again", "attempt", attempt, "in", min(pause, left), "error", err)
+		t := time.NewTimer(min(pause, left))
+		select {
+		case <-t.C:
+		case <-settled:
+			t.Stop()
+			return err
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		}
+		pause = min(2*pause, maxRetryPause)
+	}
 }

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/necos/necos/core/providers"
 	"github.com/necos/necos/core/store"
@@ -20,10 +22,14 @@ type offerVIM struct {
 	capacity sdk.Resources
 	price    float64
 	fail     error
+	// failFirst: the first calls fail with fail, the next answer.
+	failFirst int32
+	calls     atomic.Int32
 }
 
 func (v *offerVIM) Offer(_ context.Context, p sdk.PartSpec) (sdk.Offer, error) {
-	if v.fail != nil {
+	n := v.calls.Add(1)
+	if v.fail != nil && (v.failFirst == 0 || n <= v.failFirst) {
 		return sdk.Offer{}, v.fail
 	}
 	r := p.Resources()
@@ -265,4 +271,52 @@ func TestMultiPartPlacementsAllOrNothing(t *testing.T) {
 			t.Errorf("run %d: %d slices placed holding %d parts; want 6 slices, 12 parts", run, won, holds)
 		}
 	}
+}
+
+// TestSlowProviders: an offer that fails for want of an answer is asked again while the
+// part has no other acceptable offer; a part whose every provider stays unanswering is
+// refused as unavailable (worth asking later), unlike one that does not fit.
+func TestSlowProviders(t *testing.T) {
+	down := sdk.Errorf(sdk.CodeUnavailable, "plugin restarting")
+	big := sdk.Resources{CPUs: 100, MemoryMB: 100000}
+	ctx := context.Background()
+
+	t.Run("answers after two failures", func(t *testing.T) {
+		flaky := &offerVIM{capacity: big, price: 2, fail: down, failFirst: 2}
+		b := setup(t, plugins{"CHEAP": flaky, "DEAR": {fail: errors.New("refused for good")}}, cat)
+		b.OfferPatience, b.retryPause = time.Minute, time.Millisecond
+		got, err := b.PlaceParts(ctx, "s1", []PartRequest{req("a", "EUROPE.SPAIN", "xen-vim", 1, 1)}, Budget{})
+		if err != nil || got[0].Provider != "CHEAP" || flaky.calls.Load() != 3 {
+			t.Fatalf("placements %+v, %v after %d calls", got, err, flaky.calls.Load())
+		}
+	})
+	t.Run("never answers", func(t *testing.T) {
+		b := setup(t, plugins{"CHEAP": {fail: down}, "DEAR": {fail: sdk.Errorf(sdk.CodeDeadlineExceeded, "slow")}}, cat)
+		b.OfferPatience, b.retryPause = 50*time.Millisecond, time.Millisecond
+		_, err := b.PlaceParts(ctx, "s2", []PartRequest{req("a", "EUROPE.SPAIN", "xen-vim", 1, 1)}, Budget{})
+		var np *NoPlacementError
+		if !errors.As(err, &np) || !np.Unavailable() || !strings.Contains(err.Error(), "CHEAP: provider unavailable") {
+			t.Fatalf("got %v, want an unavailable refusal", err)
+		}
+	})
+	t.Run("a refusal is not unavailable", func(t *testing.T) {
+		b := setup(t, plugins{"CHEAP": {fail: down}, "DEAR": {capacity: sdk.Resources{CPUs: 1}, price: 1}}, cat)
+		b.OfferPatience, b.retryPause = 50*time.Millisecond, time.Millisecond
+		_, err := b.PlaceParts(ctx, "s3", []PartRequest{req("a", "EUROPE.SPAIN", "xen-vim", 4, 1)}, Budget{})
+		var np *NoPlacementError
+		if !errors.As(err, &np) || np.Unavailable() {
+			t.Fatalf("got %v, want a refusal that is not unavailable", err)
+		}
+	})
+	t.Run("another offer settles the part", func(t *testing.T) {
+		// Were the unanswering provider asked again, the pause of an hour would hang
+		// the test: an acceptable offer from another provider ends the asking.
+		slow := &offerVIM{fail: down}
+		b := setup(t, plugins{"CHEAP": {capacity: big, price: 2}, "DEAR": slow}, cat)
+		b.OfferPatience, b.retryPause = time.Hour, time.Hour
+		got, err := b.PlaceParts(ctx, "s4", []PartRequest{req("a", "EUROPE.SPAIN", "xen-vim", 1, 1)}, Budget{})
+		if err != nil || got[0].Provider != "CHEAP" || slow.calls.Load() != 1 {
+			t.Fatalf("placements %+v, %v; the unanswering provider was asked %d times", got, err, slow.calls.Load())
+		}
+	})
 }

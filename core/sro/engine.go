@@ -47,6 +47,10 @@ type Options struct {
 	Workers int
 	// CallTimeout bounds each plugin call; default 5 minutes.
 	CallTimeout time.Duration
+	// OfferPatience is how long placement keeps asking again providers that do not
+	// answer (down, restarting, overloaded) before refusing the slice as unavailable
+	// (event slice.unavailable); default the broker's (2 minutes).
+	OfferPatience time.Duration
 	// VNIMin and VNIMax bound the VXLAN identifiers given to links; default 1000–16000000.
 	VNIMin, VNIMax uint32
 	// Resync reconciles every slice this often, to catch anything missed; default 5 min.
@@ -112,6 +116,9 @@ func New(opts Options) *Engine {
 		cat:    opts.Catalogue,
 		broker: broker.New(opts.Catalogue, opts.Plugins, opts.Store, opts.Logger.Named("broker")),
 		log:    opts.Logger,
+	}
+	if opts.OfferPatience > 0 {
+		e.broker.OfferPatience = opts.OfferPatience
 	}
 	e.queue = workqueue.NewTypedRateLimitingQueueWithConfig(
 		workqueue.NewTypedItemExponentialFailureRateLimiter[string](200*time.Millisecond, 30*time.Second),

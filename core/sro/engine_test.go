@@ -62,6 +62,8 @@ type startOptions struct {
 	plugins []string
 	// health is the engine's HealthInterval.
 	health time.Duration
+	// patience is the engine's OfferPatience.
+	patience time.Duration
 }
 
 // startWith starts an engine on cat with the vim-xen plugin and o's.
@@ -79,7 +81,7 @@ func startWith(t *testing.T, cat *providers.Catalogue, o startOptions) *env {
 	if o.wrap != nil {
 		pl = o.wrap(reg)
 	}
-	e := sro.New(sro.Options{Store: st, Catalogue: cat, Plugins: pl, Logger: log, CallTimeout: time.Minute, HealthInterval: o.health})
+	e := sro.New(sro.Options{Store: st, Catalogue: cat, Plugins: pl, Logger: log, CallTimeout: time.Minute, HealthInterval: o.health, OfferPatience: o.patience})
 	done := make(chan struct{})
 	go func() { defer close(done); _ = e.Run(ctx) }()
 	t.Cleanup(func() {

@@ -40,6 +40,10 @@ const (
 	// are back and the slice is Ready again.
 	EvDegraded  = "slice.degraded"
 	EvRecovered = "slice.recovered"
+	// EvUnavailable: the slice was refused because the providers that could host some
+	// of it did not answer (down or overloaded) for the broker's OfferPatience; asking
+	// again later may succeed.
+	EvUnavailable = "slice.unavailable"
 )
 
 func (e *Engine) reconcile(ctx context.Context, id string) error {
@@ -214,7 +218,11 @@ func (e *Engine) refuse(ctx context.Context, sl *store.Slice, refused *broker.No
 	for _, r := range refused.Refusals {
 		data[r.Part] = strings.Join(r.Reasons, "; ")
 	}
-	return e.finishWith(ctx, sl, store.SliceFailed, store.Event{Type: EvRefused, Message: refused.Error(), Data: data})
+	typ := EvRefused
+	if refused.Unavailable() {
+		typ = EvUnavailable
+	}
+	return e.finishWith(ctx, sl, store.SliceFailed, store.Event{Type: typ, Message: refused.Error(), Data: data})
 }
 
 // finish moves a slice to a final state with an event.
