@@ -111,8 +111,9 @@ func BenchmarkDescribe(b *testing.B) {
 
 // BenchmarkColdStart times a plugin's start. "exec-to-info" is sdk.Launch with the
 // lock's hash: hash check, exec, go-plugin handshake with AutoMTLS, first Info answer.
-// "host-start" is all of Host.Start: lock read, the same launch, API negotiation, schema
-// validation, Configure.
+// "host-start" is all of Host.Start: lock read, the binary's identity checked against the
+// one that last matched the lock (hashed only when it changed), exec, handshake, API
+// negotiation, schema validation, Configure.
 func BenchmarkColdStart(b *testing.B) {
 	dir := pluginDir(b, "memvim")
 	h, _ := newHost(b, dir, pluginhost.Options{Logger: hclog.NewNullLogger()})

@@ -94,6 +94,8 @@ type Host struct {
 	opts     Options
 
 	lockMu sync.Mutex // serializes Lock's read-modify-write of the lock file
+	// verified are the binaries that matched the lock, so launches skip the hash.
+	verified verifiedBinaries
 
 	mu        sync.Mutex
 	closed    bool

@@ -277,3 +277,34 @@ func TestCloseDuringStarts(t *testing.T) {
 		}
 	}
 }
+
+// A binary verified at one start and then changed in place (same size, same name, no
+// rename) is hashed again at the next start and refused.
+func TestStartRehashesABinaryChangedInPlace(t *testing.T) {
+	dir := pluginDir(t, "memvim")
+	h, _ := newHost(t, dir, pluginhost.Options{})
+	path := filepath.Join(dir, "necos-plugin-memvim")
+	if _, err := h.Start(ctxT(t), pluginhost.InstanceConfig{Name: "spain", Plugin: "memvim", Config: memvimConfig("", "")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Stop("spain"); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The last byte of an ELF binary is section data nobody reads at start-up.
+	if _, err := f.WriteAt([]byte{raw[len(raw)-1] ^ 0xff}, int64(len(raw)-1)); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	_, err = h.Start(ctxT(t), pluginhost.InstanceConfig{Name: "spain", Plugin: "memvim", Config: memvimConfig("", "")})
+	if !errors.Is(err, pluginhost.ErrHashMismatch) {
+		t.Fatalf("start of a binary changed in place: want ErrHashMismatch, got %v", err)
+	}
+}

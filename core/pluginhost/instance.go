@@ -10,7 +10,6 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/hashicorp/go-hclog"
-	plugin "github.com/hashicorp/go-plugin"
 	"github.com/necos/necos/sdk"
 )
 
@@ -182,7 +181,7 @@ func (in *Instance) Status() Status {
 // launch starts, verifies and configures one process for in.
 func (h *Host) launch(ctx context.Context, in *Instance) (*proc, error) {
 	cfg := in.cfg
-	want, wantHex, err := h.lockedHash(cfg.Plugin)
+	wantHex, err := h.lockedHash(cfg.Plugin)
 	if err != nil {
 		return nil, err
 	}
@@ -195,20 +194,21 @@ func (h *Host) launch(ctx context.Context, in *Instance) (*proc, error) {
 	}
 	env := []string{sdk.EnvLogLevel + "=" + lvl.String()}
 	start := time.Now()
+	// The binary is hashed when it changed since it last matched the lock (see
+	// verifiedBinaries), not at every launch.
+	got, err := h.verified.check(path, wantHex)
+	if errors.Is(err, errHashMismatch) {
+		return nil, h.mismatchError(path, got, wantHex)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("plugin %s: verify %s: %w", cfg.Plugin, path, err)
+	}
 	c, err := sdk.Launch(ctx, sdk.LaunchConfig{
 		Path:         path,
 		Env:          env,
 		Logger:       in.log,
-		SHA256:       want, // go-plugin hashes again right before exec
 		StartTimeout: h.opts.StartTimeout,
 	})
-	if errors.Is(err, plugin.ErrChecksumsDoNotMatch) {
-		got, herr := hashFile(path)
-		if herr != nil {
-			got = "(unreadable: " + herr.Error() + ")"
-		}
-		return nil, h.mismatchError(path, got, wantHex)
-	}
 	if err != nil {
 		return nil, err
 	}

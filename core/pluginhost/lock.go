@@ -372,32 +372,31 @@ func (h *Host) Lock(names ...string) ([]LockChange, error) {
 // lockedHash returns the SHA-256 the lock file records for a plugin, or an error naming
 // the file when the plugin cannot be run. The lock is read afresh at every launch, so a
 // relaunch honours a re-lock (and refuses a binary swapped since).
-func (h *Host) lockedHash(name string) ([]byte, string, error) {
+func (h *Host) lockedHash(name string) (string, error) {
 	if err := validPluginName(name); err != nil {
-		return nil, "", err
+		return "", err
 	}
 	path := h.binaryPath(name)
 	fi, err := os.Stat(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, "", fmt.Errorf("plugin %s: no binary %s (%w): build it into the plugin directory (make build does for the project's plugins), or correct the provider's plugin name in the catalogue",
+		return "", fmt.Errorf("plugin %s: no binary %s (%w): build it into the plugin directory (make build does for the project's plugins), or correct the provider's plugin name in the catalogue",
 			name, path, fs.ErrNotExist)
 	}
 	if err != nil {
-		return nil, "", fmt.Errorf("plugin %s: %w", name, err)
+		return "", fmt.Errorf("plugin %s: %w", name, err)
 	}
 	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
-		return nil, "", fmt.Errorf("plugin %s: %s is not an executable file", name, path)
+		return "", fmt.Errorf("plugin %s: %s is not an executable file", name, path)
 	}
 	lf, err := readLock(h.lockPath)
 	if err != nil {
-		return nil, "", err
+		return "", err
 	}
 	e, ok := lf.Plugins[name]
 	if !ok {
-		return nil, "", h.notLockedError(name, path)
+		return "", h.notLockedError(name, path)
 	}
-	sum, _ := hex.DecodeString(e.SHA256) // validated by readLock
-	return sum, e.SHA256, nil
+	return e.SHA256, nil // validated by readLock
 }
 
 func (h *Host) notLockedError(name, path string) error {
