@@ -5,17 +5,22 @@
 # made. Its namespaces, ports and data are its own, so it runs beside other necosd.
 # Run as root (the WAN plugin builds namespaces), after `make build`.
 #
-# Usage: scripts/bench.sh [-n SLICES] [-c CONCURRENCY[,CONCURRENCY...]]
+# Usage: scripts/bench.sh [-n SLICES] [-c CONCURRENCY[,CONCURRENCY...]] [-s STORED]
 #   BENCH_PROFILE=DIR also saves a 20 s CPU profile of necosd taken during the last run.
+#   -s STORED instead fills necosd with STORED 1-part slices (kept), then times the read
+#   routes (necosctl bench routes), and prints necosd's RSS, the store's size on disk and
+#   the time a restarted necosd takes to answer /readyz.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=200
 CONC=16
-while getopts "n:c:" o; do
+STORED=0
+while getopts "n:c:s:" o; do
   case "$o" in
     n) N=$OPTARG ;;
     c) CONC=$OPTARG ;;
-    *) echo "usage: $0 [-n SLICES] [-c CONCURRENCY,...]" >&2; exit 2 ;;
+    s) STORED=$OPTARG ;;
+    *) echo "usage: $0 [-n SLICES] [-c CONCURRENCY,...] [-s STORED]" >&2; exit 2 ;;
   esac
 done
 [ -x bin/necosd ] && [ -x bin/necosctl ] || { echo "bench.sh: run make build first" >&2; exit 1; }
@@ -44,16 +49,41 @@ sed -e "s/necos-/$TAG-/g" -e "s#http://127.0.0.1:8086#http://$INFLUX#" \
   examples/catalogue-bench.yaml >"$DIR/catalogue.yaml"
 influx_pid=$(./scripts/influxdb.sh "$DIR/influxdb" "$INFLUX")
 
-bin/necosd --listen "$API" --data-dir "$DIR/data" --catalogue "$DIR/catalogue.yaml" \
-  --debug-listen "$DEBUG" --log-level warn >"$DIR/necosd.log" 2>&1 &
-necosd_pid=$!
-for _ in $(seq 1 300); do
-  curl -fsS -o /dev/null "http://$API/readyz" 2>/dev/null && break
-  kill -0 "$necosd_pid" 2>/dev/null || { echo "necosd exited:" >&2; tail -20 "$DIR/necosd.log" >&2; exit 1; }
-  sleep 0.1
-done
+start_necosd() {
+  bin/necosd --listen "$API" --data-dir "$DIR/data" --catalogue "$DIR/catalogue.yaml" \
+    --debug-listen "$DEBUG" --log-level warn >>"$DIR/necosd.log" 2>&1 &
+  necosd_pid=$!
+  for _ in $(seq 1 600); do
+    curl -fsS -o /dev/null "http://$API/readyz" 2>/dev/null && return 0
+    kill -0 "$necosd_pid" 2>/dev/null || { echo "necosd exited:" >&2; tail -20 "$DIR/necosd.log" >&2; exit 1; }
+    sleep 0.05
+  done
+  echo "necosd not ready after 30 s" >&2
+  exit 1
+}
+start_necosd
 export NECOS_SERVER=http://$API NECOS_TOKEN
 NECOS_TOKEN=$(cat "$DIR/data/demo-token")
+
+if [ "$STORED" -gt 0 ]; then
+  echo "== filling: $STORED 1-part slices, kept, ${CONC%%,*} at a time"
+  bin/necosctl bench -f examples/slices/core-dc-xen.yaml -n "$STORED" -c "${CONC%%,*}" --keep
+  echo "== read routes with $STORED slices stored"
+  bin/necosctl bench routes -n 200
+  echo "== necosd RSS with $STORED slices stored: $(awk '/VmRSS/ {print $2, $3}' /proc/$necosd_pid/status)"
+  if [ -n "${BENCH_PROFILE:-}" ]; then
+    mkdir -p "$BENCH_PROFILE"
+    curl -fsS -o "$BENCH_PROFILE/necosd-heap-s$STORED.pprof" "http://$DEBUG/debug/pprof/heap"
+  fi
+  echo "== store on disk: $(du -sh "$DIR/data/store" | cut -f1)"
+  kill -TERM "$necosd_pid" && wait "$necosd_pid" 2>/dev/null || true
+  t0=$(date +%s%N)
+  start_necosd
+  echo "== restart to /readyz with $STORED slices stored: $(( ($(date +%s%N) - t0) / 1000000 )) ms"
+  sleep 5
+  echo "== necosd RSS 5 s after the restart: $(awk '/VmRSS/ {print $2, $3}' /proc/$necosd_pid/status)"
+  exit 0
+fi
 
 for c in ${CONC//,/ }; do
   for spec in examples/slices/core-dc-xen.yaml examples/slices/touristic-cdn-xen.yaml; do

@@ -30,6 +30,7 @@ const (
 func newBenchCommand(a *app) *cobra.Command {
 	var file string
 	var n, concurrency int
+	var keep bool
 	cmd := &cobra.Command{
 		Use:   "bench -f SLICE.yaml",
 		Short: "Create and delete N copies of a slice and report latencies and throughput",
@@ -41,7 +42,9 @@ CONCURRENCY at a time, waits for each to be Ready, then decommissions them all. 
   overhead p50/p99 the engine's time from accepted to Ready divided by the slowest part's
                    time from its plugin Create call to its result, read from the slice's
                    events: 1.0 means the slice took exactly as long as its slowest part
-  delete p50/p99   time from the delete request to the slice gone`,
+  delete p50/p99   time from the delete request to the slice gone
+
+With --keep the slices stay (to measure a platform that holds many: see bench routes).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if n <= 0 || concurrency <= 0 {
@@ -55,7 +58,7 @@ CONCURRENCY at a time, waits for each to be Ready, then decommissions them all. 
 			if err != nil {
 				return err
 			}
-			res, err := runBench(cmd.Context(), c, doc, n, concurrency)
+			res, err := runBench(cmd.Context(), c, doc, n, concurrency, keep)
 			if err != nil {
 				return err
 			}
@@ -65,7 +68,9 @@ CONCURRENCY at a time, waits for each to be Ready, then decommissions them all. 
 	cmd.Flags().StringVarP(&file, "file", "f", "", "NECOS slice spec to copy")
 	cmd.Flags().IntVarP(&n, "count", "n", 100, "slices to create")
 	cmd.Flags().IntVarP(&concurrency, "concurrency", "c", 8, "slices in flight at once")
+	cmd.Flags().BoolVar(&keep, "keep", false, "leave the slices made (failed ones are still deleted)")
 	_ = cmd.MarkFlagRequired("file")
+	cmd.AddCommand(newBenchRoutesCommand(a))
 	return cmd
 }
 
@@ -119,7 +124,7 @@ func failureReason(err error, id, name string) string {
 	return msg
 }
 
-func runBench(ctx context.Context, c *client.Client, doc []byte, n, concurrency int) (*benchResult, error) {
+func runBench(ctx context.Context, c *client.Client, doc []byte, n, concurrency int, keep bool) (*benchResult, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(doc, &root); err != nil {
 		return nil, fmt.Errorf("spec: %w", err)
@@ -199,7 +204,7 @@ func runBench(ctx context.Context, c *client.Client, doc []byte, n, concurrency 
 		}()
 	}
 	for i := range results {
-		if results[i].id != "" {
+		if results[i].id != "" && (!keep || results[i].err != nil) {
 			dwork <- i
 		}
 	}
@@ -209,7 +214,7 @@ func runBench(ctx context.Context, c *client.Client, doc []byte, n, concurrency 
 	prefix := fmt.Sprintf("%s-b%d-", base, run)
 	if left, err := c.ListSlices(ctx); err == nil {
 		for _, s := range left {
-			if strings.HasPrefix(s.Name, prefix) {
+			if strings.HasPrefix(s.Name, prefix) && (!keep || s.State != "Ready") {
 				if _, err := c.DeleteSlice(ctx, s.ID, true); err != nil && !client.IsNotFound(err) {
 					fmt.Fprintf(os.Stderr, "bench: delete %s: %v\n", s.ID, err)
 				}

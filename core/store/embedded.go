@@ -29,6 +29,10 @@ type embeddedPorts struct {
 	Peer   int `json:"peer"`
 }
 
+// embeddedSnapshotCount is how many writes the embedded member's raft log keeps in memory
+// between two snapshots.
+const embeddedSnapshotCount = 2000
+
 // startEmbedded runs a single-member etcd with its data under dir and returns an
 // in-process client to it (no network hop), and a function that stops both.
 //
@@ -76,6 +80,11 @@ func startEmbedded(ctx context.Context, dir string, history time.Duration, logge
 	// store grows with every write for ever (hundreds of MB for 10k slices).
 	cfg.AutoCompactionMode = embed.CompactorModePeriodic
 	cfg.AutoCompactionRetention = history.String()
+	// The raft log of the last SnapshotCount writes is held in memory: etcd's default
+	// (10,000 writes, each a whole record) costs tens of MB, kept for followers that
+	// a single member never has.
+	cfg.SnapshotCount = embeddedSnapshotCount
+	cfg.SnapshotCatchUpEntries = embeddedSnapshotCount / 4
 
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
