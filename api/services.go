@@ -90,6 +90,10 @@ func (s *serviceRoutes) necosDeploy(w http.ResponseWriter, r *http.Request) {
 }
 
 func deployedStatus(rec *service.Record) int {
+	if rec.State == store.ServiceApplied {
+		// Applied, but its workloads are not ready yet: accepted, not deployed.
+		return http.StatusAccepted
+	}
 	if rec.Generation > 1 {
 		return http.StatusOK
 	}

@@ -52,6 +52,13 @@ const (
 	DeploySucceeded = "succeeded"
 	DeployFailed    = "failed"
 	DeploySkipped   = "skipped"
+	// DeployApplied is a deployment whose steps all succeeded but whose workloads are
+	// not ready yet (pods pending, replicas not available) when the deploy's wait ended.
+	// The Deployment's Message says what is waited for; a later DeployStatus evaluates
+	// the workloads again and reports DeploySucceeded once they are ready, or
+	// DeployFailed when they cannot become ready (an image that cannot be pulled, a
+	// container in a crash loop).
+	DeployApplied = "applied"
 )
 
 // StepResult is the outcome of one step on one node.

@@ -144,8 +144,12 @@ func (o *Orchestrator) run(ctx context.Context, p *plan) {
 		return
 	}
 	state, msg := store.ServiceDeployed, ""
-	var failed []string
+	var failed, waiting []string
 	for _, sp := range rec.Parts {
+		if sp.State == sdk.DeployApplied {
+			waiting = append(waiting, fmt.Sprintf("%s: %s", sp.Name, sp.Message))
+			continue
+		}
 		if sp.State != sdk.DeploySucceeded {
 			failed = append(failed, fmt.Sprintf("%s: %s", sp.Name, sp.Message))
 		}
@@ -155,6 +159,8 @@ func (o *Orchestrator) run(ctx context.Context, p *plan) {
 		state, msg = store.ServiceFailed, "interrupted: "+joinSemi(failed)
 	case len(failed) > 0:
 		state, msg = store.ServiceFailed, fmt.Sprintf("%d of %d parts failed: %s", len(failed), len(rec.Parts), joinSemi(failed))
+	case len(waiting) > 0:
+		state, msg = store.ServiceApplied, fmt.Sprintf("%d of %d parts applied, workloads not ready: %s", len(waiting), len(rec.Parts), joinSemi(waiting))
 	default:
 		msg = fmt.Sprintf("%d parts deployed", len(rec.Parts))
 	}

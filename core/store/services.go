@@ -11,17 +11,23 @@ import (
 // ServiceState is where a service deployment is.
 type ServiceState string
 
-// Service states. A deployment goes Deploying → Deployed or Failed; Undeploying is set
+// Service states. A deployment goes Deploying → Deployed, Applied (workloads not ready yet) or Failed; Undeploying is set
 // while its parts are being cleared, after which the record is gone.
 const (
-	ServiceDeploying   ServiceState = "Deploying"
-	ServiceDeployed    ServiceState = "Deployed"
+	ServiceDeploying ServiceState = "Deploying"
+	ServiceDeployed  ServiceState = "Deployed"
+	// ServiceApplied is a deployment whose steps all succeeded while some workloads were
+	// not ready yet (pods pending) when the deploy's wait ended; the message says what
+	// they wait for.
+	ServiceApplied     ServiceState = "Applied"
 	ServiceFailed      ServiceState = "Failed"
 	ServiceUndeploying ServiceState = "Undeploying"
 )
 
 // Terminal reports whether a deployment in this state has ended.
-func (s ServiceState) Terminal() bool { return s == ServiceDeployed || s == ServiceFailed }
+func (s ServiceState) Terminal() bool {
+	return s == ServiceDeployed || s == ServiceFailed || s == ServiceApplied
+}
 
 // Service is a tenant's service deployed onto a slice: the document, and the progress of
 // its last deployment part by part, node by node, step by step.

@@ -197,6 +197,9 @@ func (p *Plugin) Deploy(ctx context.Context, req sdk.DeployRequest) (sdk.Deploym
 		p.log.Warn("workloads not yet sized for their VDUs", "service", req.ServiceID, "error", err)
 	}
 	rec.Deployment = p.waitJobs(ctx, k, ns.Name, rec, stepTimeout)
+	// Deployed means running: wait (a step's timeout at most) for the workloads to be
+	// ready, else say what they wait for.
+	rec.Deployment = withReadiness(ctx, k, ns.Name, rec.Objects, rec.Deployment, stepTimeout)
 	if err := writeRecord(ctx, k, ns.Name, rec); err != nil {
 		return sdk.Deployment{}, err
 	}
@@ -507,7 +510,8 @@ func (p *Plugin) DeployStatus(ctx context.Context, serviceID string, ref sdk.Par
 		return sdk.Deployment{}, sdk.Errorf(sdk.CodeNotFound, "service %s is not deployed on part %s", serviceID, ref)
 	}
 	d, _ := refreshJobs(ctx, k, ns.Name, rec)
-	return d, nil
+	// Evaluated afresh: an applied service becomes succeeded once its pods are ready.
+	return withReadiness(ctx, k, ns.Name, rec.Objects, d, 0), nil
 }
 
 // Undeploy deletes what the service applied and its Jobs (with their pods), then its

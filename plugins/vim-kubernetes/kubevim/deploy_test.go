@@ -35,7 +35,8 @@ spec:
     spec:
       containers:
       - name: web
-        image: nginx
+        image: necos.local/busybox:1.35
+        command: [httpd, -f, -p, "8080"]
 `
 
 const webOnly = `apiVersion: apps/v1
@@ -52,7 +53,8 @@ spec:
     spec:
       containers:
       - name: web
-        image: nginx
+        image: necos.local/busybox:1.35
+        command: [httpd, -f, -p, "8080"]
 `
 
 // TestDeployer drives the Deployer (and the VIM) through the plugin's gRPC adapters.
