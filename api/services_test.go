@@ -43,6 +43,13 @@ type svcEnv struct {
 // the named plugins, built from this module.
 func startServices(t *testing.T, catalogue string, plugins ...string) *svcEnv {
 	t.Helper()
+	return startServicesWith(t, service.Options{}, catalogue, plugins...)
+}
+
+// startServicesWith is startServices with the orchestrator's options (its store, slices,
+// deployers and logger are filled in).
+func startServicesWith(t *testing.T, opts service.Options, catalogue string, plugins ...string) *svcEnv {
+	t.Helper()
 	logger := plugintest.TestLogger(t).ResetNamed("necos")
 	dir := t.TempDir()
 	for _, p := range plugins {
@@ -77,8 +84,11 @@ func startServices(t *testing.T, catalogue string, plugins ...string) *svcEnv {
 	}
 	reg := providers.NewRegistry(cat, host, logger.Named("providers"))
 	engine := sro.New(sro.Options{Store: st, Catalogue: cat, Plugins: reg, Logger: logger.Named("engine"), CallTimeout: 2 * time.Minute})
-	orch := service.New(service.Options{Store: st, Slices: engine, Deployers: reg, Logger: logger.Named("services"),
-		PollInterval: 100 * time.Millisecond})
+	opts.Store, opts.Slices, opts.Deployers, opts.Logger = st, engine, reg, logger.Named("services")
+	if opts.PollInterval == 0 {
+		opts.PollInterval = 100 * time.Millisecond
+	}
+	orch := service.New(opts)
 	done := make(chan struct{})
 	go func() { defer close(done); _ = engine.Run(ctx) }()
 	// necosd serves the metrics and policy routes beside (documented in the same
@@ -315,7 +325,11 @@ func TestServiceRoutes(t *testing.T) {
 // TestServiceManifestsKubernetes deploys the IoT example (examples/services/iot-dojot.yaml)
 // onto the IoT example slice, whose two parts are Kubernetes parts: through the NECOS
 // route, the engine and vim-kubernetes into a real API server (etcd, kube-apiserver and
-// kube-controller-manager on 127.0.0.1; no kubelet, so the pods are never run).
+// kube-controller-manager on 127.0.0.1; no kubelet, so the pods are never run). Every
+// manifest is applied, but no pod can run: the service is Applied (202), not Deployed,
+// once a step's timeout has passed, and says what its pods wait for; a later GET says
+// the same (re-checked, still Pending). test/e2e's TestIoTSliceOnRealPods sees the
+// same service Deployed on real nodes.
 func TestServiceManifestsKubernetes(t *testing.T) {
 	if !kubetest.Available() {
 		plugintest.NeedBackend(t, kubetest.MissingReason)
@@ -328,7 +342,8 @@ func TestServiceManifestsKubernetes(t *testing.T) {
 	t.Cleanup(func() { _ = cluster.Stop() })
 	t.Logf("control plane ready in %v", cluster.Started)
 	k8s := `{kubeconfig: "` + cluster.Kubeconfig + `", token_ttl: 1h, wait_timeout: 60s}`
-	env := startServices(t, `
+	// A short step timeout: the wait for pods that cannot run ends after it.
+	env := startServicesWith(t, service.Options{StepTimeout: 3 * time.Second}, `
 providers:
   - name: UNICAMP
     location: AMERICA.BRAZIL.UNICAMP
@@ -346,8 +361,8 @@ providers:
 	}
 	begin := time.Now()
 	status, body, _ := env.call(t, "alice", http.MethodPost, "/service_orchestrator/deploy_service", "text/x-yaml", doc)
-	if status != http.StatusCreated {
-		t.Fatalf("deploy: %d %s", status, body)
+	if status != http.StatusAccepted {
+		t.Fatalf("deploy: %d %s; want 202 (applied, no node to run the pods)", status, body)
 	}
 	t.Logf("deployment of %d manifests onto 2 Kubernetes parts: %v", strings.Count(string(doc), "apiVersion:"), time.Since(begin))
 	var necos struct {
@@ -357,8 +372,17 @@ providers:
 		t.Fatal(err)
 	}
 	s := necos.Service
-	if s.State != "Deployed" || s.Counts.Succeeded != 8 || s.Counts.Total != 8 || len(s.Policies) != 2 {
+	// Every step ran; the pods wait (no scheduler, no node: Pending).
+	if s.State != "Applied" || s.Counts.Succeeded != 8 || s.Counts.Total != 8 || len(s.Policies) != 2 ||
+		!strings.Contains(s.Message, "2 of 2 parts applied, workloads not ready") ||
+		!strings.Contains(s.Message, "waiting for") || !strings.Contains(s.Message, "Pending") ||
+		!strings.Contains(s.Message, "Deployment/iotagent-mqtt: 0 of 1 replicas available") {
 		t.Errorf("service:\n%s", body)
+	}
+	status, body, _ = env.call(t, "alice", http.MethodGet, "/v1/slices/"+v.Slice.ID+"/services/"+s.ID, "", nil)
+	var got v1.Service
+	if status != http.StatusOK || json.Unmarshal(body, &got) != nil || got.State != "Applied" || !strings.Contains(got.Message, "Pending") {
+		t.Errorf("GET while the pods wait: %d %s", status, body)
 	}
 	ens, cns := edge.Observed.Attributes["namespace"], core.Observed.Attributes["namespace"]
 	cm, err := cluster.Client.CoreV1().ConfigMaps(ens).Get(ctx, "iotagent-mqtt", metav1.GetOptions{})

@@ -233,7 +233,7 @@ func (b *timingsBuilder) add(ev store.Event) {
 		b.end("decommission", at, v1.PhaseDone, ev.Message)
 	case service.EvDeploying:
 		b.begin("service/"+ev.Data["service"], "service", ev.Data["service"], at, ev.Message)
-	case service.EvDeployed:
+	case service.EvDeployed, service.EvApplied:
 		b.end("service/"+ev.Data["service"], at, v1.PhaseDone, ev.Message)
 	case service.EvFailed:
 		b.end("service/"+ev.Data["service"], at, v1.PhaseFailed, ev.Message)

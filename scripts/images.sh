@@ -9,6 +9,7 @@
 #                                   what the plugin's command Jobs run
 #   necos.local/mosquitto:2.0.11    the MQTT broker (Debian mosquitto), port 1883
 #   necos.local/iot-agent:0.1.0     the IoT agent (images/iot-agent), HTTP on 8080
+#   necos.local/necos-cdn:0.1.0     the Touristic CDN's server (cmd/necos-cdn), HTTP on 8080
 #
 # Prints the archive's path (NECOS_IMAGES).
 set -euo pipefail
@@ -21,7 +22,7 @@ DEBS=(busybox-static mosquitto)
 SKIP=" libelogind0 "
 
 versions=$(apt-cache policy "${DEBS[@]}" 2>/dev/null | sed -n 's/^ *Candidate: //p' | tr '\n' ' ')
-inputs=$( { find images -type f | LC_ALL=C sort | xargs sha256sum; sha256sum scripts/images.sh go.sum; echo "$versions"; } | sha256sum | cut -c1-16)
+inputs=$( { find images cmd/necos-cdn -type f | LC_ALL=C sort | xargs sha256sum; sha256sum scripts/images.sh go.sum; echo "$versions"; } | sha256sum | cut -c1-16)
 OUT=$CACHE/images/$inputs
 if [ -f "$OUT/images.tar" ]; then echo "$OUT/images.tar"; exit 0; fi
 mkdir -p "$OUT"
@@ -52,7 +53,7 @@ done
 
 # The project's programs, static.
 mkdir -p "$work/bin"
-CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -buildid=" -o "$work/bin/" ./images/pause ./images/iot-agent
+CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -buildid=" -o "$work/bin/" ./images/pause ./images/iot-agent ./cmd/necos-cdn
 
 bb=$work/root/bin/busybox
 links=$("$bb" --list-full | grep -vx "bin/busybox" | sed 's#^#/#' | while read -r p; do printf '"%s": "/bin/busybox",' "$p"; done)
@@ -83,7 +84,13 @@ cat > "$work/spec.json" <<JSON
    "dirs": ["/tmp"],
    "user": "65534:65534",
    "ports": ["8080/tcp"],
-   "entrypoint": ["/iot-agent"]}
+   "entrypoint": ["/iot-agent"]},
+  {"name": "necos.local/necos-cdn:0.1.0",
+   "files": [{"src": "$work/bin/necos-cdn", "dst": "/necos-cdn", "mode": 493}],
+   "dirs": ["/tmp", "/cdn"],
+   "user": "65534:65534",
+   "ports": ["8080/tcp"],
+   "entrypoint": ["/necos-cdn"]}
 ]
 JSON
 go run ./images/build -o "$OUT/images.tar" "$work/spec.json" >&2

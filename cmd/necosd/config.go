@@ -78,6 +78,10 @@ type config struct {
 	// HealthInterval is how often the parts of Ready slices are described at their
 	// providers, to find parts a provider lost (the slice is then Degraded).
 	HealthInterval time.Duration `yaml:"health_interval"`
+	// ServiceStepTimeout bounds each step of a service deployment (a command, a
+	// manifest with the wait for its workloads to be ready); zero leaves it to each
+	// deployer (5 minutes for the project's plugins).
+	ServiceStepTimeout time.Duration `yaml:"service_step_timeout"`
 	// DebugListen serves Go's profiler (net/http/pprof) there when set.
 	DebugListen string `yaml:"debug_listen"`
 	LogLevel    string `yaml:"log_level"`
@@ -181,6 +185,7 @@ func (c *config) bindFlags(cmd *cobra.Command) {
 	f.DurationVar(&c.CallTimeout, "call-timeout", c.CallTimeout, "bound on each plugin call")
 	f.DurationVar(&c.OfferPatience, "offer-patience", c.OfferPatience, "how long placement keeps asking providers that do not answer (down or overloaded) before refusing a slice as unavailable (503, Retry-After)")
 	f.DurationVar(&c.HealthInterval, "health-interval", c.HealthInterval, "how often Ready slices' parts are described at their providers (a lost part makes the slice Degraded)")
+	f.DurationVar(&c.ServiceStepTimeout, "service-step-timeout", c.ServiceStepTimeout, "bound on each step of a service deployment, the wait for its workloads included (0: each deployer's default, 5 min); workloads not ready by then leave the service Applied until they are")
 	f.StringVar(&c.DebugListen, "debug-listen", c.DebugListen, "address for Go's profiler (/debug/pprof/), e.g. 127.0.0.1:6060; off when empty")
 	f.StringVar(&c.LogLevel, "log-level", c.LogLevel, "trace, debug, info, warn or error")
 	f.BoolVar(&c.LogJSON, "log-json", c.LogJSON, "log as JSON lines")
@@ -243,6 +248,10 @@ func (c *config) load(cmd *cobra.Command, path string) error {
 		if d <= 0 {
 			return fmt.Errorf("%s: must be > 0, got %s", name, d)
 		}
+	}
+	if c.ServiceStepTimeout < 0 || c.ServiceStepTimeout > 0 && c.ServiceStepTimeout < time.Second {
+		// Plugins get it in whole seconds: less would be none at all.
+		return fmt.Errorf("service_step_timeout: must be 0 (each deployer's default) or at least 1s, got %s", c.ServiceStepTimeout)
 	}
 	if (c.EtcdCert == "") != (c.EtcdKey == "") {
 		return errors.New("etcd_cert and etcd_key: give both (the client certificate and its private key) or neither")

@@ -133,7 +133,8 @@ func run(ctx context.Context, cfg config) error {
 	collector := monitoring.New(monitoring.Options{Store: st, Plugins: reg, Logger: log.Named("monitoring")})
 	defer collector.Close()
 	engine.AddListener(collector)
-	services := service.New(service.Options{Store: st, Slices: engine, Deployers: reg, Logger: log.Named("services")})
+	services := service.New(service.Options{Store: st, Slices: engine, Deployers: reg, Logger: log.Named("services"),
+		StepTimeout: cfg.ServiceStepTimeout})
 	defer services.Close()
 	elasticity := elastic.New(elastic.Options{Store: st, Engine: engine, Monitor: reg, PostDeployer: services,
 		IsLeader: engine.IsLeader, Logger: log.Named("elastic")})

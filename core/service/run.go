@@ -143,30 +143,35 @@ func (o *Orchestrator) run(ctx context.Context, p *plan) {
 		o.log.Error("read service after deployment", "slice", sliceID, "service", p.id, "error", err)
 		return
 	}
-	state, msg := store.ServiceDeployed, ""
+	state, msg := outcome(rec.Parts, ctx.Err() != nil)
+	o.finish(sliceID, p.id, state, msg)
+	o.log.Info("service deployment ended", "slice", sliceID, "service", p.id, "state", state, "message", msg,
+		"took", time.Since(begin).String())
+}
+
+// outcome is what a deployment's parts make of the service: Failed when a part failed
+// (interrupted: the deployment's context ended), Applied when every part's steps
+// succeeded but some part's workloads are not ready yet, else Deployed.
+func outcome(parts []store.ServicePart, interrupted bool) (store.ServiceState, string) {
 	var failed, waiting []string
-	for _, sp := range rec.Parts {
-		if sp.State == sdk.DeployApplied {
+	for _, sp := range parts {
+		switch sp.State {
+		case sdk.DeploySucceeded:
+		case sdk.DeployApplied:
 			waiting = append(waiting, fmt.Sprintf("%s: %s", sp.Name, sp.Message))
-			continue
-		}
-		if sp.State != sdk.DeploySucceeded {
+		default:
 			failed = append(failed, fmt.Sprintf("%s: %s", sp.Name, sp.Message))
 		}
 	}
 	switch {
-	case ctx.Err() != nil && len(failed) > 0:
-		state, msg = store.ServiceFailed, "interrupted: "+joinSemi(failed)
+	case interrupted && len(failed) > 0:
+		return store.ServiceFailed, "interrupted: " + joinSemi(failed)
 	case len(failed) > 0:
-		state, msg = store.ServiceFailed, fmt.Sprintf("%d of %d parts failed: %s", len(failed), len(rec.Parts), joinSemi(failed))
+		return store.ServiceFailed, fmt.Sprintf("%d of %d parts failed: %s", len(failed), len(parts), joinSemi(failed))
 	case len(waiting) > 0:
-		state, msg = store.ServiceApplied, fmt.Sprintf("%d of %d parts applied, workloads not ready: %s", len(waiting), len(rec.Parts), joinSemi(waiting))
-	default:
-		msg = fmt.Sprintf("%d parts deployed", len(rec.Parts))
+		return store.ServiceApplied, fmt.Sprintf("%d of %d parts applied, workloads not ready: %s", len(waiting), len(parts), joinSemi(waiting))
 	}
-	o.finish(sliceID, p.id, state, msg)
-	o.log.Info("service deployment ended", "slice", sliceID, "service", p.id, "state", state, "message", msg,
-		"took", time.Since(begin).String())
+	return store.ServiceDeployed, fmt.Sprintf("%d parts deployed", len(parts))
 }
 
 // finish records the end of a deployment.
@@ -174,8 +179,11 @@ func (o *Orchestrator) finish(sliceID, id string, state store.ServiceState, msg 
 	wctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	defer cancel()
 	ev := EvDeployed
-	if state == store.ServiceFailed {
+	switch state {
+	case store.ServiceFailed:
 		ev = EvFailed
+	case store.ServiceApplied:
+		ev = EvApplied
 	}
 	_, err := o.store.UpdateService(wctx, sliceID, id, func(s *store.Service) ([]store.Event, error) {
 		if s.State == store.ServiceUndeploying {

@@ -44,9 +44,13 @@ import (
 
 // Event types the orchestrator records on the slice.
 const (
-	EvDeploying   = "service.deploying"
-	EvStep        = "service.step"
-	EvDeployed    = "service.deployed"
+	EvDeploying = "service.deploying"
+	EvStep      = "service.step"
+	EvDeployed  = "service.deployed"
+	// EvApplied ends a deployment whose steps all ran while some workloads were not ready;
+	// service.deployed (or service.failed) follows when a read finds them ready (or
+	// unable to start).
+	EvApplied     = "service.applied"
 	EvFailed      = "service.failed"
 	EvUndeploying = "service.undeploying"
 	EvUndeployed  = "service.undeployed"
@@ -248,24 +252,38 @@ func checkID(id string) error {
 	return nil
 }
 
-// Get returns a service of a tenant's slice.
+// Get returns a service of a tenant's slice. An Applied service's workloads are
+// evaluated again first (recheck.go), so that it reads Deployed once they are ready.
 func (o *Orchestrator) Get(ctx context.Context, tenant, sliceID, id string) (*Record, error) {
-	if _, err := o.opts.Slices.Get(ctx, tenant, sliceID); err != nil {
+	v, err := o.opts.Slices.Get(ctx, tenant, sliceID)
+	if err != nil {
 		return nil, err
 	}
 	rec, err := o.store.GetService(ctx, sliceID, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("service %s of slice %s: %w", id, sliceID, ErrNotFound)
 	}
-	return rec, err
-}
-
-// List returns the services of a tenant's slice, by id.
-func (o *Orchestrator) List(ctx context.Context, tenant, sliceID string) ([]*Record, error) {
-	if _, err := o.opts.Slices.Get(ctx, tenant, sliceID); err != nil {
+	if err != nil {
 		return nil, err
 	}
-	return o.store.ListServices(ctx, sliceID)
+	return o.recheck(ctx, v, rec), nil
+}
+
+// List returns the services of a tenant's slice, by id, Applied ones evaluated again as
+// by Get.
+func (o *Orchestrator) List(ctx context.Context, tenant, sliceID string) ([]*Record, error) {
+	v, err := o.opts.Slices.Get(ctx, tenant, sliceID)
+	if err != nil {
+		return nil, err
+	}
+	recs, err := o.store.ListServices(ctx, sliceID)
+	if err != nil {
+		return nil, err
+	}
+	for i, rec := range recs {
+		recs[i] = o.recheck(ctx, v, rec)
+	}
+	return recs, nil
 }
 
 // Wait waits until the service's deployment has ended and returns its record.
