@@ -2,6 +2,7 @@ package xenvim
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"sort"
 	"strconv"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/necos/necos/sdk"
+	"libvirt.org/go/libvirt"
 )
 
 // BenchmarkGuestBoot measures define → SSH answers for real guests: -benchtime Nx boots
@@ -113,4 +115,155 @@ func qemuUsage(b *testing.B, domain string, window time.Duration) (float64, floa
 		}
 	}
 	return rss, cpu
+}
+
+// BenchmarkGuestIdleMemory boots one guest of 256 MB and, once it has been idle for
+// 30 s, reports where its qemu process's memory goes: the guest's RAM (the resident part
+// of the RAM block), qemu's own anonymous memory (TCG's translation cache, heap, thread
+// stacks, device state), and mapped files (qemu and its libraries, shared between
+// guests: their PSS is what one guest costs), with what the guest says it uses (its
+// balloon's statistics).
+//
+//	go test -run '^$' -bench GuestIdleMemory -benchtime 1x ./plugins/vim-xen/xenvim
+func BenchmarkGuestIdleMemory(b *testing.B) {
+	cfg, ok := guestConfig(b)
+	if !ok {
+		b.Skip("needs " + envGuestImage + " and " + envQemuURI)
+	}
+	// The maximum memory is how far Resize can grow a node live (max_node): the guest's
+	// kernel sizes some tables for it.
+	for _, maxMB := range []int64{1024, 256} {
+		b.Run(fmt.Sprintf("max-memory-%dMB", maxMB), func(b *testing.B) {
+			c := cfg
+			c.MaxNode.MemoryMB = maxMB
+			idleMemory(b, c)
+		})
+	}
+}
+
+func idleMemory(b *testing.B, cfg Config) {
+	e := &guestEnv{provider: sdk.Provider{Name: "bench-" + suffix()}, site: newSite(b), cfg: cfg}
+	e.p = New(nil)
+	if err := e.p.Configure(context.Background(), sdk.Config{Provider: e.provider, JSON: mustJSON(b, cfg)}); err != nil {
+		b.Fatal(err)
+	}
+	defer e.p.Close()
+	ctx := context.Background()
+	for i := 0; i < b.N; i++ {
+		spec := e.spec("p", sdk.VDUSpec{Name: "vm", Instances: 1, CPUs: 1, MemoryMB: 256, StorageGB: 1})
+		b.Cleanup(func() { _ = e.p.Delete(context.Background(), spec.Ref) })
+		part, err := e.p.Create(ctx, spec)
+		if err != nil {
+			b.Fatal(err)
+		}
+		waitSSH(b, part, "vm-1", "true", 60*time.Second)
+		time.Sleep(30 * time.Second)
+		name := domainName(e.provider.Name, spec.Ref, "vm-1")
+		m := qemuMemory(b, name)
+		b.Logf("idle 30 s: rss %.0f MB (pss %.0f) = guest RAM %.0f + qemu anon %.0f + files %.0f (pss %.0f); the guest uses %.0f of %.0f MB",
+			m.rss, m.pss, m.ramRSS, m.anonRSS, m.fileRSS, m.filePSS, m.guestUsed, m.guestActual)
+		out, _ := sshTo(b, part, "vm-1", "grep -E '^(MemTotal|MemFree|Buffers|Cached|Shmem|Slab|PageTables|KernelStack|Percpu):' /proc/meminfo | tr -s ' ' | tr '\\n' ' '; du -sxm / 2>/dev/null | cut -f1")
+		b.Logf("in the guest: %s MB in its root file system (RAM)", strings.TrimSpace(out))
+		b.ReportMetric(m.rss, "rss-MB")
+		b.ReportMetric(m.pss, "pss-MB")
+		b.ReportMetric(m.ramRSS, "guest-ram-MB")
+		b.ReportMetric(m.anonRSS, "qemu-anon-MB")
+		b.ReportMetric(m.filePSS, "files-pss-MB")
+		b.ReportMetric(m.guestUsed, "guest-used-MB")
+		if err := e.p.Delete(ctx, spec.Ref); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+type qemuMem struct {
+	rss, pss, ramRSS, anonRSS, anonPSS, fileRSS, filePSS float64
+	guestUsed, guestActual, guestUnused                  float64
+}
+
+// qemuMemory reads a domain's qemu process's smaps (MB) and the guest's balloon
+// statistics.
+func qemuMemory(b *testing.B, domain string) qemuMem {
+	b.Helper()
+	pid := ""
+	procs, _ := os.ReadDir("/proc")
+	for _, p := range procs {
+		cmd, err := os.ReadFile("/proc/" + p.Name() + "/cmdline")
+		if err == nil && strings.Contains(string(cmd), "guest="+domain) {
+			pid = p.Name()
+		}
+	}
+	if pid == "" {
+		b.Fatalf("no qemu process for %s", domain)
+	}
+	raw, err := os.ReadFile("/proc/" + pid + "/smaps")
+	if err != nil {
+		b.Fatal(err)
+	}
+	type mapping struct {
+		size, rss, pss float64
+		file           bool
+	}
+	var maps []mapping
+	for _, line := range strings.Split(string(raw), "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) >= 5 && strings.Contains(f[0], "-") && len(f[1]) == 4:
+			lo, hi, _ := strings.Cut(f[0], "-")
+			l, _ := strconv.ParseUint(lo, 16, 64)
+			h, _ := strconv.ParseUint(hi, 16, 64)
+			maps = append(maps, mapping{size: float64(h-l) / (1 << 20), file: len(f) >= 6 && strings.HasPrefix(f[5], "/")})
+		case len(f) >= 2 && len(maps) > 0 && f[0] == "Rss:":
+			v, _ := strconv.ParseFloat(f[1], 64)
+			maps[len(maps)-1].rss = v / 1024
+		case len(f) >= 2 && len(maps) > 0 && f[0] == "Pss:":
+			v, _ := strconv.ParseFloat(f[1], 64)
+			maps[len(maps)-1].pss = v / 1024
+		}
+	}
+	var m qemuMem
+	ram := 0
+	for i, mp := range maps {
+		if mp.size > maps[ram].size {
+			ram = i
+		}
+	}
+	for i, mp := range maps {
+		m.rss += mp.rss
+		m.pss += mp.pss
+		switch {
+		case i == ram:
+			m.ramRSS = mp.rss
+		case mp.file:
+			m.fileRSS += mp.rss
+			m.filePSS += mp.pss
+		default:
+			m.anonRSS += mp.rss
+			m.anonPSS += mp.pss
+		}
+	}
+	conn, err := libvirt.NewConnect(os.Getenv(envQemuURI))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	d, err := conn.LookupDomainByName(domain)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer d.Free()
+	stats, err := d.MemoryStats(uint32(libvirt.DOMAIN_MEMORY_STAT_NR), 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, s := range stats {
+		switch libvirt.DomainMemoryStatTags(s.Tag) {
+		case libvirt.DOMAIN_MEMORY_STAT_ACTUAL_BALLOON:
+			m.guestActual = float64(s.Val) / 1024
+		case libvirt.DOMAIN_MEMORY_STAT_UNUSED:
+			m.guestUnused = float64(s.Val) / 1024
+		}
+	}
+	m.guestUsed = m.guestActual - m.guestUnused
+	return m
 }
