@@ -83,9 +83,70 @@ type Part struct {
 	// Observed is the part as its VIM last described it.
 	Observed *sdk.Part `json:"observed,omitempty"`
 	// Elastic marks a part added by horizontal elasticity.
-	Elastic   bool      `json:"elastic,omitempty"`
-	UpdatedAt time.Time `json:"updated_at"`
-	Rev       int64     `json:"-"`
+	Elastic bool `json:"elastic,omitempty"`
+	// Change is an elasticity change asked of the part that the reconciler has not yet
+	// converged or rolled back (nil when none): the intent, written before anything is
+	// reserved or built, so that a restarted necosd resumes it.
+	Change    *PartChange `json:"change,omitempty"`
+	UpdatedAt time.Time   `json:"updated_at"`
+	Rev       int64       `json:"-"`
+}
+
+// Kinds of PartChange.
+const (
+	ChangeResize = "resize" // the size of a VDU's nodes, or of one node
+	ChangeScale  = "scale"  // the number of nodes of a VDU
+	ChangeAdd    = "add"    // the part itself is being added (horizontal elasticity)
+	ChangeRemove = "remove" // the part (added by elasticity) is being removed
+)
+
+// PartChange is an elasticity intent on a part. At most one is pending per part.
+type PartChange struct {
+	// ID names the change in its outcome events (Data["change"]).
+	ID   string `json:"id"`
+	Kind string `json:"kind"`
+	// Resize and scale: the VDU, the node (resize of one node) and the new size.
+	VDU       string `json:"vdu,omitempty"`
+	Node      string `json:"node,omitempty"`
+	CPUs      int    `json:"cpus,omitempty"`
+	MemoryMB  int64  `json:"memory_mb,omitempty"`
+	Instances int    `json:"instances,omitempty"`
+	// Hold is the part's reservation before the change (given back on failure), Want the
+	// reservation after it; Reserved says Want is held.
+	Hold     ChangeAmount `json:"hold"`
+	Want     ChangeAmount `json:"want"`
+	Reserved bool         `json:"reserved,omitempty"`
+	// Add: the part copied, the provider excluded (the template's), the part linked to
+	// and the link's name (chosen with the intent, so that a resumed add reuses it), its
+	// bandwidth in GB and who asked.
+	Template    string  `json:"template,omitempty"`
+	Exclude     string  `json:"exclude,omitempty"`
+	VIM         string  `json:"vim,omitempty"`
+	LinkTo      string  `json:"link_to,omitempty"`
+	Link        string  `json:"link,omitempty"`
+	BandwidthGB float64 `json:"bandwidth_gb,omitempty"`
+	Reason      string  `json:"reason,omitempty"`
+	// Failed is why the change failed, set while its rollback runs.
+	Failed    string    `json:"failed,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// ChangeAmount is an amount of resources as a PartChange stores it.
+type ChangeAmount struct {
+	CPUs      int   `json:"cpus"`
+	MemoryMB  int64 `json:"memory_mb"`
+	StorageGB int64 `json:"storage_gb"`
+	Nodes     int   `json:"nodes"`
+}
+
+// AmountOf converts r.
+func AmountOf(r sdk.Resources) ChangeAmount {
+	return ChangeAmount{CPUs: r.CPUs, MemoryMB: r.MemoryMB, StorageGB: r.StorageGB, Nodes: r.Nodes}
+}
+
+// Resources converts a back.
+func (a ChangeAmount) Resources() sdk.Resources {
+	return sdk.Resources{CPUs: a.CPUs, MemoryMB: a.MemoryMB, StorageGB: a.StorageGB, Nodes: a.Nodes}
 }
 
 // Ref returns the part's plugin reference.
@@ -282,6 +343,19 @@ func (s *Store) PutPart(ctx context.Context, p *Part, evs ...Event) error {
 	return err
 }
 
+// CreatePart stores a new part; ErrExists when the slice has a part of that name.
+func (s *Store) CreatePart(ctx context.Context, p *Part, evs ...Event) error {
+	p.UpdatedAt = time.Now().UTC()
+	rec := *p
+	ops := []op{{key: s.partKey(p.SliceID, p.Name), v: &rec, rev: 0}}
+	if sec, _, ok := s.sealPart(&rec); ok {
+		ops = append(ops, sec)
+	}
+	ops = append(ops, s.eventOps(p.SliceID, evs)...)
+	_, err := s.commit(ctx, ops...)
+	return err
+}
+
 // PutLink creates or replaces a link.
 func (s *Store) PutLink(ctx context.Context, l *Link, evs ...Event) error {
 	l.UpdatedAt = time.Now().UTC()
@@ -309,6 +383,18 @@ func decodePart(key string, rev int64, raw []byte) (*Part, error) {
 	var p Part
 	if err := jsonUnmarshal(key, raw, &p); err != nil {
 		return nil, err
+	}
+	blankSecret(&p)
+	p.Rev = rev
+	return &p, nil
+}
+
+// GetPart reads one part (without its secret).
+func (s *Store) GetPart(ctx context.Context, sliceID, name string) (*Part, error) {
+	var p Part
+	rev, err := s.get(ctx, s.partKey(sliceID, name), &p)
+	if err != nil {
+		return nil, fmt.Errorf("part %s/%s: %w", sliceID, name, err)
 	}
 	blankSecret(&p)
 	p.Rev = rev
