@@ -13,6 +13,7 @@ import (
 	"github.com/gorilla/mux"
 	v1 "github.com/necos/necos/api/v1"
 	"github.com/necos/necos/core/monitoring"
+	"github.com/necos/necos/core/providers"
 	"github.com/necos/necos/core/sro"
 	"github.com/necos/necos/sdk"
 )
@@ -120,7 +121,7 @@ func findSlice(slices SliceFinder, r *http.Request) (*sro.View, error) {
 }
 
 func metricsError(err error) error {
-	if errors.Is(err, monitoring.ErrNoMonitor) {
+	if errors.Is(err, providers.ErrNoMonitor) {
 		return &Error{Status: http.StatusServiceUnavailable, Message: "no monitoring: the catalogue names no monitor plugin", Cause: err}
 	}
 	return err
@@ -138,7 +139,7 @@ func (m *metricsRoutes) query(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if m.metrics == nil {
-		WriteError(w, r, metricsError(monitoring.ErrNoMonitor))
+		WriteError(w, r, metricsError(providers.ErrNoMonitor))
 		return
 	}
 	pts, err := m.metrics.Query(r.Context(), v.Slice.ID, q)
@@ -268,7 +269,7 @@ func (m *metricsRoutes) push(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if m.metrics == nil {
-		WriteError(w, r, metricsError(monitoring.ErrNoMonitor))
+		WriteError(w, r, metricsError(providers.ErrNoMonitor))
 		return
 	}
 	n, err := m.metrics.Push(r.Context(), v.Slice.ID, pts)

@@ -63,13 +63,13 @@ package elastic
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sort"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/necos/necos/core/providers"
 	"github.com/necos/necos/core/spec"
 	"github.com/necos/necos/core/sro"
 	"github.com/necos/necos/core/store"
@@ -103,9 +103,6 @@ const (
 	DefaultResync        = 2 * time.Second
 	DefaultActionTimeout = 10 * time.Minute
 )
-
-// ErrNoMonitor: the catalogue has no monitor plugin, so there is nothing to evaluate.
-var ErrNoMonitor = errors.New("no monitor plugin in the catalogue")
 
 // Actuator is what the engine grows slices through; *sro.Engine is one.
 type Actuator interface {
@@ -301,14 +298,14 @@ func (e *Engine) event(ctx context.Context, sliceID string, evs ...store.Event) 
 
 func (e *Engine) monitor(ctx context.Context) (sdk.Monitor, error) {
 	if e.opts.Monitor == nil {
-		return nil, ErrNoMonitor
+		return nil, providers.ErrNoMonitor
 	}
 	m, err := e.opts.Monitor.Monitor(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("monitor plugin: %w", err)
 	}
 	if m == nil {
-		return nil, ErrNoMonitor
+		return nil, providers.ErrNoMonitor
 	}
 	return m, nil
 }

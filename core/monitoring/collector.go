@@ -36,6 +36,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/necos/necos/core/providers"
 	"github.com/necos/necos/core/spec"
 	"github.com/necos/necos/core/sro"
 	"github.com/necos/necos/core/store"
@@ -48,9 +49,6 @@ const DefaultGranularity = 10 * time.Second
 // EvStarted is the event recorded when a part's first measurements are stored: the end
 // of the slice's monitoring start, as the timings show it.
 const EvStarted = "monitoring.started"
-
-// ErrNoMonitor: the catalogue names no monitor plugin, so nothing is stored or read.
-var ErrNoMonitor = errors.New("no monitor plugin in the catalogue")
 
 // Plugins gives the collector the plugin clients it calls; *providers.Registry is one.
 type Plugins interface {
@@ -418,7 +416,7 @@ func (c *Collector) collect(ctx context.Context, l loop) error {
 	}
 	mon, err := c.monitor(cctx)
 	if err != nil || mon == nil {
-		return fmt.Errorf("monitor plugin: %w", errors.Join(err, ErrNoMonitor))
+		return fmt.Errorf("monitor plugin: %w", errors.Join(err, providers.ErrNoMonitor))
 	}
 	points := Points(l.ref, samples, time.Now())
 	for len(points) > 0 {
@@ -510,7 +508,7 @@ func (c *Collector) Query(ctx context.Context, sliceID string, q sdk.Query) ([]s
 		return nil, fmt.Errorf("query metrics of %s: %w", sliceID, err)
 	}
 	if mon == nil {
-		return nil, ErrNoMonitor
+		return nil, providers.ErrNoMonitor
 	}
 	tags := make(map[string]string, len(q.Tags)+1)
 	for k, v := range q.Tags {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	protocol "github.com/influxdata/line-protocol"
+	"github.com/necos/necos/core/providers"
 	"github.com/necos/necos/core/spec"
 	"github.com/necos/necos/sdk"
 )
@@ -64,7 +65,7 @@ func (c *Collector) Push(ctx context.Context, sliceID string, points []sdk.Point
 		return 0, fmt.Errorf("push metrics to %s: %w", sliceID, err)
 	}
 	if mon == nil {
-		return 0, ErrNoMonitor
+		return 0, providers.ErrNoMonitor
 	}
 	var pr problems
 	switch {

@@ -163,6 +163,10 @@ func (r *Registry) Deployer(ctx context.Context, provider string) (sdk.Deployer,
 	return d, nil
 }
 
+// ErrNoMonitor: the catalogue names no monitor plugin, so there is nothing to store,
+// read or evaluate (the collector, the metrics API and the elasticity engine say so).
+var ErrNoMonitor = errors.New("no monitor plugin in the catalogue")
+
 // Monitor returns the monitoring plugin's client, or nil when the catalogue has none.
 func (r *Registry) Monitor(ctx context.Context) (sdk.Monitor, error) {
 	if r.cat.Monitor == nil {
