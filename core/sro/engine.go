@@ -3,7 +3,10 @@
 // slice, parts and links from the store, takes the next idempotent step through the
 // plugins, and records its result before the next, so a necosd killed at any point
 // resumes where it was — a create ends Ready or rolled back, a decommission ends with
-// nothing left at any provider.
+// nothing left at any provider, an elasticity change (an intent on a part's record, see
+// change.go) ends converged or rolled back. Reconcile has controller-runtime's shape:
+// one slice at a time, an error retried with back-off, RequeueAfter for what waits on
+// time (the health round of Ready slices).
 package sro
 
 import (
@@ -19,8 +22,6 @@ import (
 	"github.com/necos/necos/core/providers"
 	"github.com/necos/necos/core/store"
 	"github.com/necos/necos/sdk"
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/client/v3/concurrency"
 	"k8s.io/client-go/util/workqueue"
 )
 
@@ -80,7 +81,9 @@ type Engine struct {
 	mu        sync.Mutex
 	listeners []Listener
 	leader    bool
-	announced map[string]bool // Ready slices announced to listeners
+	announced map[string]bool    // Ready slices announced to listeners
+	waiters   map[string]*waiter // callers of this process waiting for a change, by id
+	failures  map[string]error   // why changes failed, until their rollback settles them
 }
 
 // New returns an engine. Call Run to start reconciling.
@@ -190,31 +193,19 @@ func (e *Engine) Run(ctx context.Context) error {
 
 // lead campaigns for leadership, then reconciles until leadership or ctx is lost.
 func (e *Engine) lead(ctx context.Context) error {
-	sess, err := concurrency.NewSession(e.store.Client(), concurrency.WithTTL(10), concurrency.WithContext(ctx))
+	term, err := e.store.Campaign(ctx, e.opts.Identity, 10)
 	if err != nil {
-		return fmt.Errorf("election session: %w", err)
+		return err
 	}
-	defer sess.Close()
-	el := concurrency.NewElection(sess, e.store.Prefix()+"leader")
-	// A leader with our identity is this engine before a crash (kill -9): its session
-	// would keep the lead until its lease expires. Revoke it and take over at once.
-	if resp, err := el.Leader(ctx); err == nil && len(resp.Kvs) > 0 {
-		kv := resp.Kvs[0]
-		if string(kv.Value) == e.opts.Identity && clientv3.LeaseID(kv.Lease) != sess.Lease() {
-			if _, err := e.store.Client().Revoke(ctx, clientv3.LeaseID(kv.Lease)); err == nil {
-				e.log.Info("took over from this engine's previous run", "identity", e.opts.Identity)
-			}
-		}
-	}
-	if err := el.Campaign(ctx, e.opts.Identity); err != nil {
-		return fmt.Errorf("campaign: %w", err)
+	if term.TookOver {
+		e.log.Info("took over from this engine's previous run", "identity", e.opts.Identity)
 	}
 	e.log.Info("leading: reconciling slices", "identity", e.opts.Identity)
 	lctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
 		select {
-		case <-sess.Done():
+		case <-term.Done():
 			cancel()
 		case <-lctx.Done():
 		}
@@ -259,8 +250,6 @@ func (e *Engine) lead(ctx context.Context) error {
 	e.resyncAll(lctx)
 	ticker := time.NewTicker(e.opts.Resync)
 	defer ticker.Stop()
-	health := time.NewTicker(e.opts.HealthInterval)
-	defer health.Stop()
 loop:
 	for {
 		select {
@@ -273,16 +262,15 @@ loop:
 			e.queue.Add(id)
 		case <-ticker.C:
 			e.resyncAll(lctx)
-		case <-health.C:
-			// Reconciling a Ready or Degraded slice describes its parts.
-			e.resyncAll(lctx)
 		}
 	}
 	cancel()
 	// Unblock the feeder if it waits on Get: a no-op item is harmless.
 	e.queue.Add("")
 	wg.Wait()
-	_ = el.Resign(context.Background())
+	_ = term.Resign(context.Background())
+	// The listeners (monitoring) follow the lead: the next leader announces the slices.
+	e.forgetAll()
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
@@ -312,7 +300,8 @@ func (e *Engine) process(ctx context.Context, id string) {
 		e.queue.Forget(id)
 		return
 	}
-	if err := e.reconcile(ctx, id); err != nil {
+	res, err := e.Reconcile(ctx, id)
+	if err != nil {
 		if ctx.Err() != nil {
 			return
 		}
@@ -321,6 +310,9 @@ func (e *Engine) process(ctx context.Context, id string) {
 		return
 	}
 	e.queue.Forget(id)
+	if res.RequeueAfter > 0 {
+		e.queue.AddAfter(id, res.RequeueAfter)
+	}
 }
 
 // callCtx bounds one plugin call.

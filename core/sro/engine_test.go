@@ -19,7 +19,12 @@ import (
 	"github.com/necos/necos/sdk"
 )
 
-func TestMain(m *testing.M) { testenv.Main(m) }
+func TestMain(m *testing.M) {
+	if os.Getenv(crashChildEnv) != "" {
+		os.Exit(crashChild()) // a child of TestKill9DuringElasticity
+	}
+	testenv.Main(m)
+}
 
 // catalogue of libvirt providers (in-process test driver); domainType "bogus" makes a
 // provider whose creates fail in libvirt.

@@ -26,14 +26,12 @@ func (e *Engine) checkHealth(ctx context.Context, sl *store.Slice) error {
 		if p.State != store.PartReady && p.State != store.PartLost {
 			continue // being added or removed: the operation at work owns it
 		}
-		// A part an elasticity operation is changing may look short of nodes or
-		// stopped for a moment: it is described on a later round.
-		unlock, ok := opLocks.tryLock(holderOf(sl.ID, p.Name))
-		if !ok {
+		// A part with a change pending (one the reconciler could not finish yet) may
+		// look short of nodes or stopped: it is described once the change is settled.
+		if p.Change != nil {
 			continue
 		}
 		why, err := e.partLost(ctx, p)
-		unlock()
 		if err != nil {
 			e.log.Warn("describe part", "slice", sl.ID, "part", p.Name, "provider", p.Provider, "error", err)
 			continue

@@ -46,34 +46,59 @@ const (
 	EvUnavailable = "slice.unavailable"
 )
 
-func (e *Engine) reconcile(ctx context.Context, id string) error {
+// Result says when to reconcile a slice again, as controller-runtime's reconcile.Result
+// does: a slice that waits for time to pass asks for it, no periodic resync is needed.
+type Result struct {
+	// RequeueAfter, when > 0, reconciles the slice again after that long.
+	RequeueAfter time.Duration
+}
+
+// Reconcile takes the next steps of slice id towards what is asked of it: plan and build
+// a new slice, roll back a failed one, decommission one being deleted, converge the
+// elasticity changes of a Ready one and describe its parts (again after HealthInterval).
+// An error asks for a retry (with back-off); Run's workers call it, one slice at a time.
+func (e *Engine) Reconcile(ctx context.Context, id string) (Result, error) {
 	sl, err := e.store.GetSlice(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil
+		return Result{}, nil
 	}
 	if err != nil {
-		return err
+		return Result{}, err
 	}
 	if sl.Deleting {
-		return e.decommission(ctx, sl)
+		return Result{}, e.decommission(ctx, sl)
 	}
 	switch sl.State {
 	case store.SlicePending:
 		if err := e.plan(ctx, sl); err != nil {
-			return err
+			return Result{}, err
 		}
 		if sl.State != store.SliceCreating {
-			return nil
+			return Result{}, nil
 		}
-		return e.build(ctx, sl)
+		return e.afterBuild(ctx, sl, e.build(ctx, sl))
 	case store.SliceCreating:
-		return e.build(ctx, sl)
+		return e.afterBuild(ctx, sl, e.build(ctx, sl))
 	case store.SliceRollingBack:
-		return e.rollback(ctx, sl)
+		return Result{}, e.rollback(ctx, sl)
 	case store.SliceReady, store.SliceDegraded:
-		return e.checkHealth(ctx, sl)
+		if err := e.convergeChanges(ctx, sl); err != nil {
+			return Result{}, err
+		}
+		if err := e.checkHealth(ctx, sl); err != nil {
+			return Result{}, err
+		}
+		return Result{RequeueAfter: e.opts.HealthInterval}, nil
 	}
-	return nil
+	return Result{}, nil
+}
+
+// afterBuild asks for the health round of a slice the build made Ready.
+func (e *Engine) afterBuild(ctx context.Context, sl *store.Slice, err error) (Result, error) {
+	if err != nil || sl.State != store.SliceReady {
+		return Result{}, err
+	}
+	return Result{RequeueAfter: e.opts.HealthInterval}, nil
 }
 
 // plan places the slice's parts and links at providers (reserving them) and records the
@@ -530,6 +555,13 @@ func (e *Engine) disconnectLink(ctx context.Context, l *store.Link) error {
 }
 
 func (e *Engine) deletePart(ctx context.Context, p *store.Part) error {
+	if p.Provider == "" {
+		// An added part not yet placed, or placed without the record saying where.
+		if err := e.releaseHolder(ctx, p.SliceID, p.Name); err != nil {
+			return err
+		}
+		return e.store.DeletePart(ctx, p.SliceID, p.Name, store.Event{Type: EvPartDeleted, Part: p.Name})
+	}
 	cctx, cancel := e.callCtx(ctx)
 	defer cancel()
 	start := time.Now()

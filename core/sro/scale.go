@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/necos/necos/core/broker"
@@ -17,9 +16,10 @@ import (
 
 // Elasticity operations change a Ready slice: a part's nodes grow (ResizePart), a VDU
 // gets more nodes (ScalePart), a copy of a part is added at another provider and linked
-// in (AddPart) or such a copy is removed again (RemovePart). Each keeps the store, the
-// providers' ledgers and the backends consistent — the reservation is taken before the
-// backend is asked, given back when the backend refuses — and records events.
+// in (AddPart) or such a copy is removed again (RemovePart). Each is an intent the
+// reconciler converges (change.go); this file holds what they share. The store, the
+// providers' ledgers and the backends stay consistent — the reservation is taken before
+// the backend is asked, given back when the backend refuses — and events are recorded.
 
 // Event types of the elasticity operations.
 const (
@@ -31,6 +31,7 @@ const (
 	EvPartAdded        = "part.added"
 	EvPartAddFailed    = "part.add-failed"
 	EvPartRemoved      = "part.removed"
+	EvPartRemoveFailed = "part.remove-failed"
 )
 
 var (
@@ -47,67 +48,6 @@ var (
 func IsProviderFull(err error) bool {
 	return errors.Is(err, ErrProviderFull) || errors.Is(err, store.ErrNoRoom) ||
 		sdk.CodeOf(err) == sdk.CodeResourceExhausted
-}
-
-// opLocks serialises the elasticity operations on one part (resize, scale) and on one
-// slice (add, remove: names are chosen under it). Slice ids are unique, so one set of
-// locks serves every engine of the process. Across processes only the leader acts.
-var opLocks keyedMutex
-
-type keyedMutex struct {
-	mu sync.Mutex
-	m  map[string]*keyedEntry
-}
-
-type keyedEntry struct {
-	mu   sync.Mutex
-	refs int
-}
-
-// tryLock takes key's lock if nobody holds it; ok is false (and unlock nil) otherwise.
-func (k *keyedMutex) tryLock(key string) (unlock func(), ok bool) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if e := k.m[key]; e != nil {
-		return nil, false // held, or about to be
-	}
-	if k.m == nil {
-		k.m = map[string]*keyedEntry{}
-	}
-	e := &keyedEntry{refs: 1}
-	e.mu.Lock()
-	k.m[key] = e
-	return func() {
-		e.mu.Unlock()
-		k.mu.Lock()
-		if e.refs--; e.refs == 0 {
-			delete(k.m, key)
-		}
-		k.mu.Unlock()
-	}, true
-}
-
-func (k *keyedMutex) lock(key string) (unlock func()) {
-	k.mu.Lock()
-	if k.m == nil {
-		k.m = map[string]*keyedEntry{}
-	}
-	e := k.m[key]
-	if e == nil {
-		e = &keyedEntry{}
-		k.m[key] = e
-	}
-	e.refs++
-	k.mu.Unlock()
-	e.mu.Lock()
-	return func() {
-		e.mu.Unlock()
-		k.mu.Lock()
-		if e.refs--; e.refs == 0 {
-			delete(k.m, key)
-		}
-		k.mu.Unlock()
-	}
 }
 
 // readyView returns a slice that is Ready and not being decommissioned, with its parts
@@ -176,40 +116,17 @@ func withVDU(ps sdk.PartSpec, vdu string, f func(*sdk.VDUSpec)) sdk.PartSpec {
 
 func holderOf(sliceID, part string) string { return sliceID + "/" + part }
 
-// reserveChange moves the part's reservation at its provider by delta, checked against
-// the capacity the provider announces for next (the part's spec after the change). It
-// returns the new price per day the provider quotes for next (0 when unknown) and a
-// function giving the previous reservation back. A refusal wraps ErrProviderFull.
-func (e *Engine) reserveChange(ctx context.Context, p *store.Part, next sdk.PartSpec, delta sdk.Resources) (price float64, restore func(), err error) {
-	old, had, err := e.store.GetHold(ctx, p.Provider, holderOf(p.SliceID, p.Name))
+// currentHold is what the part holds at its provider (its spec's resources when the
+// ledger has no hold for it).
+func (e *Engine) currentHold(ctx context.Context, p *store.Part) (sdk.Resources, error) {
+	h, had, err := e.store.GetHold(ctx, p.Provider, holderOf(p.SliceID, p.Name))
 	if err != nil {
-		return 0, nil, err
+		return sdk.Resources{}, err
 	}
 	if !had {
-		old = store.Hold{Resources: p.Spec.Resources()}
+		return p.Spec.Resources(), nil
 	}
-	// The provider's capacity comes with its offer; whether it would accept the whole
-	// part again does not matter here (the part already holds most of it).
-	offer, err := e.callOffer(ctx, p.Provider, next)
-	if err != nil {
-		return 0, nil, fmt.Errorf("capacity of %s: %w", p.Provider, err)
-	}
-	amount := old.Resources.Add(delta)
-	if err := e.broker.Resize(ctx, p.SliceID, p.Name, p.Provider, amount, offer.Capacity); err != nil {
-		if errors.Is(err, store.ErrNoRoom) {
-			return 0, nil, fmt.Errorf("%w: %w", ErrProviderFull, err)
-		}
-		return 0, nil, err
-	}
-	restore = func() {
-		// A zero capacity is not checked: giving back what was held always fits.
-		rctx, cancel := e.cleanupCtx(ctx)
-		defer cancel()
-		if err := e.broker.Resize(rctx, p.SliceID, p.Name, p.Provider, old.Resources, sdk.Resources{}); err != nil {
-			e.log.Warn("restore reservation", "part", holderOf(p.SliceID, p.Name), "provider", p.Provider, "error", err)
-		}
-	}
-	return offer.PricePerDay, restore, nil
+	return h.Resources, nil
 }
 
 func (e *Engine) callOffer(ctx context.Context, provider string, ps sdk.PartSpec) (sdk.Offer, error) {
@@ -239,96 +156,6 @@ func fullErr(err error) error {
 	return err
 }
 
-// ResizePart sets the vCPUs and/or memory (zero leaves a value as it is) of the nodes of
-// a VDU of a part, or of one node of it when node is set (vertical elasticity). The new
-// size is reserved at the provider first (ErrProviderFull when it does not fit), then
-// the VIM resizes, then the part's observed state (and, for a VDU-wide change, its
-// spec) is recorded. A refusal gives the reservation back.
-func (e *Engine) ResizePart(ctx context.Context, sliceID, part, vdu, node string, cpus int, memMB int64) error {
-	if cpus < 0 || memMB < 0 || (cpus == 0 && memMB == 0) {
-		return sdk.Errorf(sdk.CodeInvalidArgument, "resize part %s/%s: cpus and memory_mb must be >= 0 and one of them > 0, got %d and %d", sliceID, part, cpus, memMB)
-	}
-	unlock := opLocks.lock(holderOf(sliceID, part))
-	defer unlock()
-	p, err := e.readyPart(ctx, sliceID, part)
-	if err != nil {
-		return fmt.Errorf("resize part %s/%s: %w", sliceID, part, err)
-	}
-	v, ok := p.Spec.VDU(vdu)
-	if !ok {
-		return fmt.Errorf("resize part %s/%s: no VDU %q: %w", sliceID, part, vdu, ErrNotFound)
-	}
-	var delta sdk.Resources
-	targets := 0
-	for _, n := range nodesOf(p, v) {
-		if node != "" && n.Name != node {
-			continue
-		}
-		targets++
-		if cpus > 0 {
-			delta.CPUs += cpus - n.CPUs
-		}
-		if memMB > 0 {
-			delta.MemoryMB += memMB - n.MemoryMB
-		}
-	}
-	if node != "" && targets == 0 {
-		return fmt.Errorf("resize part %s/%s: no node %q in VDU %s: %w", sliceID, part, node, vdu, ErrNotFound)
-	}
-	next := p.Spec
-	if node == "" {
-		next = withVDU(p.Spec, vdu, func(x *sdk.VDUSpec) {
-			if cpus > 0 {
-				x.CPUs = cpus
-			}
-			if memMB > 0 {
-				x.MemoryMB = memMB
-			}
-		})
-	}
-	what := resizeWhat(vdu, node, cpus, memMB)
-	fail := func(err error) error {
-		err = fmt.Errorf("resize part %s/%s (%s) at %s: %w", sliceID, part, what, p.Provider, err)
-		e.partEvent(ctx, sliceID, store.Event{Type: EvPartResizeFailed, Part: part, Message: err.Error(),
-			Data: map[string]string{"provider": p.Provider, "full": fmt.Sprint(IsProviderFull(err))}})
-		return err
-	}
-	price, restore, err := e.reserveChange(ctx, p, next, delta)
-	if err != nil {
-		return fail(err)
-	}
-	obs, err := e.callVIM(ctx, p.Provider, "resize", func(ctx context.Context, vim sdk.VIM) (sdk.Part, error) {
-		return vim.Resize(ctx, sdk.ResizeRequest{Ref: p.Ref(), VDU: vdu, Node: node, CPUs: cpus, MemoryMB: memMB})
-	})
-	if err != nil {
-		restore()
-		return fail(fullErr(err))
-	}
-	_, err = e.store.UpdatePart(ctx, sliceID, part, func(x *store.Part) ([]store.Event, error) {
-		x.Observed = &obs
-		if node == "" {
-			x.Spec = withVDU(x.Spec, vdu, func(s *sdk.VDUSpec) {
-				if cpus > 0 {
-					s.CPUs = cpus
-				}
-				if memMB > 0 {
-					s.MemoryMB = memMB
-				}
-			})
-		}
-		if price > 0 && node == "" {
-			x.PricePerDay = price
-		}
-		return []store.Event{{Type: EvPartResized, Part: part, Message: what + " at " + p.Provider,
-			Data: map[string]string{"provider": p.Provider, "vdu": vdu, "node": node, "cpus": fmt.Sprint(cpus), "memory_mb": fmt.Sprint(memMB)}}}, nil
-	})
-	if err != nil {
-		return fmt.Errorf("resize part %s/%s: record: %w", sliceID, part, err)
-	}
-	e.log.Info("part resized", "slice", sliceID, "part", part, "what", what, "provider", p.Provider)
-	return nil
-}
-
 func resizeWhat(vdu, node string, cpus int, memMB int64) string {
 	var size []string
 	if cpus > 0 {
@@ -342,62 +169,6 @@ func resizeWhat(vdu, node string, cpus int, memMB int64) string {
 		target = "node " + node + " of VDU " + vdu
 	}
 	return target + " to " + strings.Join(size, " and ")
-}
-
-// ScalePart sets the number of nodes of a VDU of a part (vertical elasticity: one more
-// worker). The nodes added are reserved at the provider first (ErrProviderFull when they
-// do not fit), then the VIM scales, then the part's spec and observed state are
-// recorded. A refusal gives the reservation back.
-func (e *Engine) ScalePart(ctx context.Context, sliceID, part, vdu string, instances int) error {
-	if instances < 0 {
-		return sdk.Errorf(sdk.CodeInvalidArgument, "scale part %s/%s: instances must be >= 0, got %d", sliceID, part, instances)
-	}
-	unlock := opLocks.lock(holderOf(sliceID, part))
-	defer unlock()
-	p, err := e.readyPart(ctx, sliceID, part)
-	if err != nil {
-		return fmt.Errorf("scale part %s/%s: %w", sliceID, part, err)
-	}
-	v, ok := p.Spec.VDU(vdu)
-	if !ok {
-		return fmt.Errorf("scale part %s/%s: no VDU %q: %w", sliceID, part, vdu, ErrNotFound)
-	}
-	have := len(nodesOf(p, v))
-	d := instances - have
-	delta := sdk.Resources{CPUs: d * v.CPUs, MemoryMB: int64(d) * v.MemoryMB, StorageGB: int64(d) * v.StorageGB, Nodes: d}
-	next := withVDU(p.Spec, vdu, func(x *sdk.VDUSpec) { x.Instances = instances })
-	what := fmt.Sprintf("VDU %s from %d to %d nodes", vdu, have, instances)
-	fail := func(err error) error {
-		err = fmt.Errorf("scale part %s/%s (%s) at %s: %w", sliceID, part, what, p.Provider, err)
-		e.partEvent(ctx, sliceID, store.Event{Type: EvPartScaleFailed, Part: part, Message: err.Error(),
-			Data: map[string]string{"provider": p.Provider, "full": fmt.Sprint(IsProviderFull(err))}})
-		return err
-	}
-	price, restore, err := e.reserveChange(ctx, p, next, delta)
-	if err != nil {
-		return fail(err)
-	}
-	obs, err := e.callVIM(ctx, p.Provider, "scale", func(ctx context.Context, vim sdk.VIM) (sdk.Part, error) {
-		return vim.Scale(ctx, sdk.ScaleRequest{Ref: p.Ref(), VDU: vdu, Instances: instances})
-	})
-	if err != nil {
-		restore()
-		return fail(fullErr(err))
-	}
-	_, err = e.store.UpdatePart(ctx, sliceID, part, func(x *store.Part) ([]store.Event, error) {
-		x.Observed = &obs
-		x.Spec = withVDU(x.Spec, vdu, func(s *sdk.VDUSpec) { s.Instances = instances })
-		if price > 0 {
-			x.PricePerDay = price
-		}
-		return []store.Event{{Type: EvPartScaled, Part: part, Message: what + " at " + p.Provider,
-			Data: map[string]string{"provider": p.Provider, "vdu": vdu, "instances": fmt.Sprint(instances)}}}, nil
-	})
-	if err != nil {
-		return fmt.Errorf("scale part %s/%s: record: %w", sliceID, part, err)
-	}
-	e.log.Info("part scaled", "slice", sliceID, "part", part, "what", what, "provider", p.Provider)
-	return nil
 }
 
 // AddPartOptions say where AddPart puts the new part and how it is linked in.
@@ -416,113 +187,6 @@ type AddPartOptions struct {
 	BandwidthGB float64
 	// Reason says who asked (e.g. "policy cpu-high"); it goes into the events.
 	Reason string
-}
-
-// AddPart adds a copy of the part template to a Ready slice (horizontal elasticity):
-// the same VIM and VDUs — as the tenant's spec describes the template, or as the store
-// holds it for a part that is itself elastic — under a new name, placed by the broker at
-// another provider than the template's (location from opts, budget from the slice's
-// cost.dc-model), created, and linked to the core part through the WAN provider the
-// broker picks (VNI from the store; a link no WAN provider can build fails the add, or
-// is recorded NotBuilt when the slice accepts links not built, as slice creation does). The part and its link are recorded with
-// Elastic set, so they show in the slice's record and its monitoring and go with its
-// decommission.
-//
-// On any failure everything made for the new part is removed again — link, domains,
-// reservation, VNI, records — and the error says why (a *broker.NoPlacementError in
-// its chain when no provider could take the part).
-func (e *Engine) AddPart(ctx context.Context, sliceID, template string, opts AddPartOptions) (*store.Part, error) {
-	unlock := opLocks.lock(sliceID)
-	defer unlock()
-	v, err := e.readyView(ctx, sliceID)
-	if err != nil {
-		return nil, fmt.Errorf("add part to %s: %w", sliceID, err)
-	}
-	tp, ok := v.Part(template)
-	if !ok {
-		return nil, fmt.Errorf("add part to %s: no template part %q: %w", sliceID, template, ErrNotFound)
-	}
-	s, err := spec.ParseSlice([]byte(v.Slice.Spec))
-	if err != nil {
-		return nil, fmt.Errorf("add part to %s: stored spec: %w", sliceID, err)
-	}
-	name := opts.Name
-	if name == "" {
-		name = nextPartName(v, template)
-	} else if _, taken := v.Part(name); taken {
-		return nil, sdk.Errorf(sdk.CodeAlreadyExists, "add part to %s: part %q exists", sliceID, name)
-	}
-	ps, vimName := e.copySpec(s, tp, sliceID, v.Slice.Tenant, name)
-	if opts.Location != "" {
-		ps.Location = opts.Location
-	}
-	why := "copy of " + template
-	if opts.Reason != "" {
-		why += ", " + opts.Reason
-	}
-	fail := func(err error) error {
-		err = fmt.Errorf("add part %s to %s: %w", name, sliceID, err)
-		e.partEvent(ctx, sliceID, store.Event{Type: EvPartAddFailed, Part: name, Message: err.Error(),
-			Data: map[string]string{"template": template}})
-		return err
-	}
-	plan := builder.New(sliceID, v.Slice.Tenant, s)
-	placed, err := e.broker.PlaceParts(ctx, sliceID, []broker.PartRequest{{Spec: ps, VIM: vimName, Exclude: []string{tp.Provider}}}, plan.DCBudget)
-	if err != nil {
-		return nil, fail(err)
-	}
-	pl := placed[0]
-	np := &store.Part{SliceID: sliceID, Name: name, UUID: store.NewUUID(), Provider: pl.Provider, Spec: ps,
-		PricePerDay: pl.Offer.PricePerDay, State: store.PartPlanned, Elastic: true}
-	// Recorded before anything is built: a crash from here on leaves a record that the
-	// slice's decommission cleans up, never an orphan.
-	if err := e.store.PutPart(ctx, np, store.Event{Type: EvPartAdding, Part: name,
-		Message: fmt.Sprintf("%s at %s (%s)", why, pl.Provider, ps.Location),
-		Data:    map[string]string{"template": template, "provider": pl.Provider}}); err != nil {
-		if rerr := e.broker.ReleasePart(ctx, sliceID, name, pl.Provider); rerr != nil {
-			e.log.Warn("release reservation of unrecorded part", "part", holderOf(sliceID, name), "error", rerr)
-		}
-		return nil, fail(err)
-	}
-	// The link is placed and recorded before the part is created, as slice creation
-	// plans links before it builds parts: the WAN provider's offer provisions the new
-	// part's site (its namespace), which the VIM needs to plug the part's bridge into.
-	link, err := e.planNewLink(ctx, v, s, plan, tp, np, opts)
-	if err != nil {
-		return nil, fail(e.undoAdd(ctx, np, link, err))
-	}
-	if err := e.createPart(ctx, np); err != nil {
-		return nil, fail(e.undoAdd(ctx, np, link, err))
-	}
-	if cur, err := e.store.GetSlice(ctx, sliceID); err != nil || cur.Deleting {
-		if err == nil {
-			err = fmt.Errorf("slice is being decommissioned: %w", ErrNotReady)
-		}
-		return nil, fail(e.undoAdd(ctx, np, link, err))
-	}
-	if link != nil && link.State == store.LinkPlanned {
-		if err := e.connectLink(ctx, link); err != nil {
-			return nil, fail(e.undoAdd(ctx, np, link, err))
-		}
-		link.State = store.LinkReady
-	}
-	msg := fmt.Sprintf("%s at %s", why, np.Provider)
-	if link != nil {
-		if link.State == store.LinkReady {
-			msg += fmt.Sprintf(", linked to %s by %s (VNI %d)", linkOther(link, name), link.Provider, link.Spec.VNI)
-		} else {
-			msg += fmt.Sprintf(", link to %s recorded, %s", linkOther(link, name), link.Message)
-		}
-	}
-	out, err := e.store.UpdatePart(ctx, sliceID, name, func(x *store.Part) ([]store.Event, error) {
-		return []store.Event{{Type: EvPartAdded, Part: name, Message: msg,
-			Data: map[string]string{"template": template, "provider": np.Provider}}}, nil
-	})
-	if err != nil {
-		return nil, fail(e.undoAdd(ctx, np, link, err))
-	}
-	e.log.Info("part added", "slice", sliceID, "part", name, "template", template, "provider", np.Provider)
-	return out, nil
 }
 
 func linkOther(l *store.Link, part string) string {
@@ -572,33 +236,18 @@ func (e *Engine) copySpec(s *spec.Slice, tp *store.Part, sliceID, tenant, name s
 	return ps, vimName
 }
 
-// planNewLink places and records the link of a new part to the slice's core (or
-// opts.LinkTo) the way planLinks plans a new slice's links; AddPart connects it once
-// the part exists. It returns the link record it made, if any, also on failure, for
-// undoAdd.
-func (e *Engine) planNewLink(ctx context.Context, v *View, s *spec.Slice, plan *builder.Plan, tp, np *store.Part, opts AddPartOptions) (*store.Link, error) {
-	to := opts.LinkTo
-	if to == "" {
-		to = corePart(s)
-	}
-	if to == "" || to == np.Name {
-		return nil, nil
-	}
+// planNewLink places and records link name between part to and the new part np the way
+// planLinks plans a new slice's links (bandwidth and WIM as the template's link to the
+// same part, unless bwGB is set); the add connects it once the part exists.
+func (e *Engine) planNewLink(ctx context.Context, v *View, s *spec.Slice, plan *builder.Plan, template string, np *store.Part, to, name string, bwGB float64) (*store.Link, error) {
 	target, ok := v.Part(to)
 	if !ok {
 		return nil, fmt.Errorf("link-to: slice has no part %q", to)
 	}
-	name := fmt.Sprintf("%s-to-%s", to, np.Name)
-	for i := 2; ; i++ {
-		if !hasLink(v, name) {
-			break
-		}
-		name = fmt.Sprintf("%s-to-%s-%d", to, np.Name, i)
-	}
-	bw, wim := builder.BandwidthBps(opts.BandwidthGB), ""
+	bw, wim := builder.BandwidthBps(bwGB), ""
 	for _, l := range v.Links {
 		ends := [2]string{l.Spec.End1.Part, l.Spec.End2.Part}
-		if ends == [2]string{tp.Name, to} || ends == [2]string{to, tp.Name} {
+		if ends == [2]string{template, to} || ends == [2]string{to, template} {
 			if bw == 0 {
 				bw = l.Spec.BandwidthBps
 			}
@@ -656,64 +305,6 @@ func hasLink(v *View, name string) bool {
 		}
 	}
 	return false
-}
-
-// undoAdd removes what AddPart made for np (its link first, then the part, each with
-// its reservation or VNI and its record) and returns cause, joined with any cleanup
-// failure: a record left behind is removed by the slice's decommission.
-func (e *Engine) undoAdd(ctx context.Context, np *store.Part, link *store.Link, cause error) error {
-	cctx, cancel := e.cleanupCtx(ctx)
-	defer cancel()
-	var errs []error
-	if link != nil {
-		if err := e.disconnectLink(cctx, link); err != nil {
-			errs = append(errs, fmt.Errorf("undo: %w", err))
-		}
-	}
-	if len(errs) == 0 {
-		if err := e.deletePart(cctx, np); err != nil {
-			errs = append(errs, fmt.Errorf("undo: %w", err))
-		}
-	}
-	if len(errs) > 0 {
-		e.log.Error("undo of an added part failed; the slice's decommission will finish it",
-			"slice", np.SliceID, "part", np.Name, "error", errors.Join(errs...))
-		return errors.Join(append([]error{cause}, errs...)...)
-	}
-	return cause
-}
-
-// RemovePart removes a part that AddPart added, with its links, from a Ready slice
-// (scaling back in). Parts of the tenant's spec are refused: the slice's decommission
-// removes those.
-func (e *Engine) RemovePart(ctx context.Context, sliceID, part string) error {
-	unlock := opLocks.lock(sliceID)
-	defer unlock()
-	v, err := e.readyView(ctx, sliceID)
-	if err != nil {
-		return fmt.Errorf("remove part %s/%s: %w", sliceID, part, err)
-	}
-	p, ok := v.Part(part)
-	if !ok {
-		return fmt.Errorf("remove part %s/%s: %w", sliceID, part, ErrNotFound)
-	}
-	if !p.Elastic {
-		return sdk.Errorf(sdk.CodeFailedPrecondition, "remove part %s/%s: only parts added by elasticity can be removed from a slice", sliceID, part)
-	}
-	unlockPart := opLocks.lock(holderOf(sliceID, part))
-	defer unlockPart()
-	for _, l := range v.Links {
-		if l.Spec.End1.Part == part || l.Spec.End2.Part == part {
-			if err := e.disconnectLink(ctx, l); err != nil {
-				return fmt.Errorf("remove part %s/%s: %w", sliceID, part, err)
-			}
-		}
-	}
-	if err := e.deletePart(ctx, p); err != nil {
-		return fmt.Errorf("remove part %s/%s: %w", sliceID, part, err)
-	}
-	e.partEvent(ctx, sliceID, store.Event{Type: EvPartRemoved, Part: part, Message: "from " + p.Provider})
-	return nil
 }
 
 // partEvent records an event, logging (not returning) a failure: the operation's own

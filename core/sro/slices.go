@@ -201,6 +201,21 @@ func (e *Engine) forgetReady(id string) {
 	e.mu.Unlock()
 }
 
+// forgetAll tells listeners every announced slice is gone from this engine's care (its
+// lead ended): the collector stops, and the next leader announces them to its own.
+func (e *Engine) forgetAll() {
+	e.mu.Lock()
+	ids := make([]string, 0, len(e.announced))
+	for id := range e.announced {
+		ids = append(ids, id)
+	}
+	e.announced = nil
+	e.mu.Unlock()
+	for _, id := range ids {
+		e.notifyGone(id)
+	}
+}
+
 // Status converts a slice's records into what spec.Render writes back to tenants.
 func (e *Engine) Status(v *View) spec.Status {
 	st := spec.Status{Parts: map[string]spec.PartStatus{}, Links: map[string]spec.LinkStatus{}}
