@@ -112,6 +112,13 @@ func crashChild() int {
 		return 2
 	}
 	ctx := context.Background()
+	// The plugins are launched first, so that the kills fall in the change's own steps.
+	for _, pr := range []string{"BR", "ES", "GR", "BAD"} {
+		if _, err := r.reg.VIM(ctx, pr); err != nil {
+			fmt.Println("start:", err)
+			return 2
+		}
+	}
 	fmt.Println("acting")
 	switch job.Kind {
 	case "resize":
@@ -196,15 +203,15 @@ func TestKill9DuringElasticity(t *testing.T) {
 				job.Value = 40
 			}
 			start := time.Now()
-			delay := time.Duration(rand.IntN(800)) * time.Millisecond
-			finished := killDuring(t, job, delay)
+			delay := time.Duration(rand.IntN(400)) * time.Millisecond
+			finished, killed := killDuring(t, job, delay)
 
 			r, err := runEngine(ctx, job, log)
 			if err != nil {
 				t.Fatal(err)
 			}
 			edge, copies := settle(t, r, sl.ID)
-			outcome := changeOutcome(t, r, sl.ID, start)
+			outcome, step := changeOutcome(t, r, sl.ID, start, killed)
 			v, _ := edge.Spec.VDU("vm")
 			switch {
 			case kind == "resize" && outcome == "converged":
@@ -229,12 +236,11 @@ func TestKill9DuringElasticity(t *testing.T) {
 				consistent(t, r, uri, sl.ID)
 			}
 			r.stop()
-			when := "before"
 			if finished {
-				when = "after"
+				step = "after it returned"
 			}
-			tally[fmt.Sprintf("%s, killed %s it returned: %s", kind, when, outcome)]++
-			t.Logf("%s run %d: killed %v after the request, %s it returned: %s", kind, i, delay, when, outcome)
+			tally[fmt.Sprintf("%s, killed %s: %s", kind, step, outcome)]++
+			t.Logf("%s run %d: killed %v after the request, %s: %s", kind, i, delay, step, outcome)
 			if t.Failed() {
 				return
 			}
@@ -251,16 +257,24 @@ func TestKill9DuringElasticity(t *testing.T) {
 }
 
 // changeOutcome says how the last change asked since start ended, by its events:
-// converged, rolled back, or never recorded (killed before the intent was written).
-func changeOutcome(t *testing.T, r *running, sliceID string, start time.Time) string {
+// converged, rolled back, or never recorded (killed before the intent was written); and
+// the last step recorded before the kill.
+func changeOutcome(t *testing.T, r *running, sliceID string, start, killed time.Time) (outcome, step string) {
 	t.Helper()
 	evs, err := r.store.Events(context.Background(), sliceID)
 	if err != nil {
 		t.Fatal(err)
 	}
 	out := "not recorded"
+	step = "before any step was recorded"
 	for _, ev := range evs {
-		if ev.Data["change"] == "" || ev.Time.Before(start) {
+		if ev.Time.Before(start) {
+			continue
+		}
+		if ev.Time.Before(killed) && ev.Part != "" {
+			step = "after " + ev.Type
+		}
+		if ev.Data["change"] == "" {
 			continue
 		}
 		switch ev.Type {
@@ -270,12 +284,12 @@ func changeOutcome(t *testing.T, r *running, sliceID string, start time.Time) st
 			out = "rolled back"
 		}
 	}
-	return out
+	return out, step
 }
 
 // killDuring runs job in a child and kills it delay after it starts asking; finished
 // says whether the request had returned by then.
-func killDuring(t *testing.T, job crashJob, delay time.Duration) (finished bool) {
+func killDuring(t *testing.T, job crashJob, delay time.Duration) (finished bool, killed time.Time) {
 	t.Helper()
 	b, _ := json.Marshal(job)
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
@@ -315,9 +329,10 @@ func killDuring(t *testing.T, job crashJob, delay time.Duration) (finished bool)
 		finished = ok && strings.HasPrefix(l, "done")
 	default:
 	}
+	killed = time.Now()
 	_ = cmd.Process.Signal(syscall.SIGKILL)
 	_ = cmd.Wait()
-	return finished
+	return finished, killed
 }
 
 // settle waits until no change is pending on the slice, which is Ready, and returns its

@@ -277,3 +277,42 @@ func TestAddPartFailures(t *testing.T) {
 		t.Fatalf("add to a slice being decommissioned: %v", err)
 	}
 }
+
+// Changes of one part asked at once are converged one after the other (one intent per
+// part at a time): both land, and the ledger holds their sum.
+func TestConcurrentChangesOfAPart(t *testing.T) {
+	env := start(t, catalogue(t, ""))
+	ctx := context.Background()
+	sl, err := env.engine.Submit(ctx, "alice", slice("both", part("core", "AMERICA.BRAZIL", 1, 2)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := wait(t, env.engine, sl.ID); got.State != store.SliceReady {
+		t.Fatalf("state %s: %s", got.State, got.Message)
+	}
+	errs := make(chan error, 2)
+	for i, node := range []string{"vm-1", "vm-2"} {
+		go func() { errs <- env.engine.ResizePart(ctx, sl.ID, "core", "vm", node, 2+i, 0) }()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := readyPart(t, env, sl.ID, "core")
+	if p.Change != nil || p.Observed.Nodes[0].CPUs != 2 || p.Observed.Nodes[1].CPUs != 3 {
+		t.Fatalf("after two resizes: change %+v, nodes %+v", p.Change, p.Observed.Nodes)
+	}
+	if h := hold(t, env, "BR", sl.ID+"/core"); h.CPUs != 5 || h.Nodes != 2 {
+		t.Fatalf("hold %+v, want 5 vCPUs on 2 nodes", h)
+	}
+	// A Ready slice asks to be reconciled again after the health interval, without a
+	// periodic resync; a slice that is gone asks for nothing.
+	res, err := env.engine.Reconcile(ctx, sl.ID)
+	if err != nil || res.RequeueAfter != 30*time.Second {
+		t.Fatalf("reconcile of a Ready slice: %+v, %v", res, err)
+	}
+	if res, err := env.engine.Reconcile(ctx, "s-000000000000"); err != nil || res.RequeueAfter != 0 {
+		t.Fatalf("reconcile of no slice: %+v, %v", res, err)
+	}
+}
