@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -188,6 +189,10 @@ func TestKill9DuringElasticity(t *testing.T) {
 	})
 
 	tally := map[string]int{}
+	span := map[string]time.Duration{}
+	for _, k := range []string{"resize", "scale", "add", "add-bad", "scale-full"} {
+		span[k] = 400 * time.Millisecond
+	}
 	cpus, nodes := 1, 1
 	// add-bad copies the part to a provider whose creates fail in libvirt, scale-full
 	// asks for more nodes than the provider has: both roll back, killed or not.
@@ -203,8 +208,13 @@ func TestKill9DuringElasticity(t *testing.T) {
 				job.Value = 40
 			}
 			start := time.Now()
-			delay := time.Duration(rand.IntN(400)) * time.Millisecond
-			finished, killed := killDuring(t, job, delay)
+			// Kills fall evenly over the change's duration, as the last run that
+			// returned before its kill measured it.
+			delay := time.Duration(rand.Int64N(int64(span[kind])))
+			finished, killed, took := killDuring(t, job, delay)
+			if finished {
+				span[kind] = max(took+took/4, 5*time.Millisecond)
+			}
 
 			r, err := runEngine(ctx, job, log)
 			if err != nil {
@@ -289,7 +299,7 @@ func changeOutcome(t *testing.T, r *running, sliceID string, start, killed time.
 
 // killDuring runs job in a child and kills it delay after it starts asking; finished
 // says whether the request had returned by then.
-func killDuring(t *testing.T, job crashJob, delay time.Duration) (finished bool, killed time.Time) {
+func killDuring(t *testing.T, job crashJob, delay time.Duration) (finished bool, killed time.Time, took time.Duration) {
 	t.Helper()
 	b, _ := json.Marshal(job)
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
@@ -304,9 +314,13 @@ func killDuring(t *testing.T, job crashJob, delay time.Duration) (finished bool,
 		t.Fatal(err)
 	}
 	lines := make(chan string, 4)
+	var doneAt atomic.Int64
 	go func() {
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
+			if strings.HasPrefix(sc.Text(), "done") {
+				doneAt.Store(time.Now().UnixNano())
+			}
 			lines <- sc.Text()
 		}
 		close(lines)
@@ -323,16 +337,15 @@ func killDuring(t *testing.T, job crashJob, delay time.Duration) (finished bool,
 		_ = cmd.Wait()
 		t.Fatalf("child did not start:\n%s", stderr.String())
 	}
+	acting := time.Now()
 	time.Sleep(delay)
-	select {
-	case l, ok := <-lines:
-		finished = ok && strings.HasPrefix(l, "done")
-	default:
+	if at := doneAt.Load(); at != 0 {
+		finished, took = true, time.Unix(0, at).Sub(acting)
 	}
 	killed = time.Now()
 	_ = cmd.Process.Signal(syscall.SIGKILL)
 	_ = cmd.Wait()
-	return finished, killed
+	return finished, killed, took
 }
 
 // settle waits until no change is pending on the slice, which is Ready, and returns its
