@@ -29,7 +29,11 @@ func TestManyWaitersHearTheirSlice(t *testing.T) {
 						t.Error(err)
 						return
 					}
+					// The builder is waited for too: its last commit may be seen by the
+					// watch before its own answer arrives, and the round's ctx then ends.
+					wg.Add(1)
 					go func() {
+						defer wg.Done()
 						for _, st := range []SliceState{SliceCreating, SliceReady} {
 							if _, err := s.UpdateSlice(ctx, sl.ID, func(x *Slice) ([]Event, error) {
 								x.State = st
