@@ -26,6 +26,9 @@ type LaunchConfig struct {
 	SHA256 []byte
 	// StartTimeout bounds the handshake; zero means one minute.
 	StartTimeout time.Duration
+	// Dir is the plugin's working directory; empty means the host's. Relative paths in
+	// the plugin's configuration resolve against it.
+	Dir string
 }
 
 // Client is the host's side of a running plugin: its info and a client per kind. The
@@ -47,6 +50,7 @@ func Launch(ctx context.Context, cfg LaunchConfig) (*Client, error) {
 	}
 	cmd := exec.Command(cfg.Path, cfg.Args...)
 	cmd.Env = append(os.Environ(), cfg.Env...)
+	cmd.Dir = cfg.Dir
 	cmd.Env = append(cmd.Env, EnvParentPID+"="+strconv.Itoa(os.Getpid()))
 	cc := &plugin.ClientConfig{
 		HandshakeConfig:  Handshake,

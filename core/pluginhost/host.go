@@ -150,6 +150,9 @@ type InstanceConfig struct {
 	// Config is the provider's plugin configuration, a JSON object (empty means {}).
 	// It is validated against the plugin's schema before Configure.
 	Config []byte
+	// Dir is the plugin process's working directory (empty: the host's), so that
+	// relative paths in Config resolve against it: the catalogue file's directory.
+	Dir string
 }
 
 // Start launches a plugin instance and configures it; it returns once the plugin is

@@ -2,6 +2,7 @@ package pluginhost_test
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -306,5 +307,24 @@ func TestStartRehashesABinaryChangedInPlace(t *testing.T) {
 	_, err = h.Start(ctxT(t), pluginhost.InstanceConfig{Name: "spain", Plugin: "memvim", Config: memvimConfig("", "")})
 	if !errors.Is(err, pluginhost.ErrHashMismatch) {
 		t.Fatalf("start of a binary changed in place: want ErrHashMismatch, got %v", err)
+	}
+}
+
+// A plugin runs in the instance's Dir, so a relative path in its configuration (here
+// memvim's state_dir) lands under that directory, not under the host's.
+func TestPluginRunsInItsDir(t *testing.T) {
+	dir := pluginDir(t, "memvim")
+	h, _ := newHost(t, dir, pluginhost.Options{})
+	work := t.TempDir()
+	in, err := h.Start(ctxT(t), pluginhost.InstanceConfig{Name: "spain", Plugin: "memvim",
+		Config: memvimConfig("state", ""), Dir: work})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(work, "state", "launches")); err != nil {
+		t.Errorf("relative state_dir not under the instance's Dir: %v", err)
+	}
+	if cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", in.Status().Pid)); err != nil || cwd != work {
+		t.Errorf("plugin's working directory %q (%v), want %q", cwd, err, work)
 	}
 }

@@ -208,6 +208,7 @@ func (h *Host) launch(ctx context.Context, in *Instance) (*proc, error) {
 		Env:          env,
 		Logger:       in.log,
 		StartTimeout: h.opts.StartTimeout,
+		Dir:          cfg.Dir,
 	})
 	if err != nil {
 		return nil, err

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -21,6 +22,11 @@ type Catalogue struct {
 	Providers []Provider `yaml:"providers" json:"providers"`
 	// Monitor is the plugin that stores metrics; none disables monitoring.
 	Monitor *PluginRef `yaml:"monitor,omitempty" json:"monitor,omitempty"`
+	// Dir is the directory of the catalogue file (absolute), set by Load; empty for a
+	// catalogue parsed from memory. Plugins run in it, so relative paths in their
+	// configuration (kubeconfigs, keys, images) are relative to the catalogue file, not
+	// to necosd's working directory.
+	Dir string `yaml:"-" json:"-"`
 }
 
 // Provider is one resource provider (a site).
@@ -162,6 +168,11 @@ func Load(path string) (*Catalogue, error) {
 	if err != nil {
 		return nil, fmt.Errorf("catalogue %s: %w", path, err)
 	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("catalogue %s: %w", path, err)
+	}
+	c.Dir = filepath.Dir(abs)
 	return c, nil
 }
 

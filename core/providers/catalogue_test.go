@@ -1,6 +1,7 @@
 package providers
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -90,5 +91,13 @@ func TestKubernetesCatalogueIsValid(t *testing.T) {
 	}
 	if got := c.VIMNames(); len(got) != 2 {
 		t.Fatalf("VIM names %v, want KUBERNETES and xen-vim", got)
+	}
+	// Plugins run in the catalogue's directory: its relative paths are the file's.
+	want, _ := filepath.Abs("../../examples")
+	if c.Dir != want {
+		t.Errorf("Dir %q, want %q", c.Dir, want)
+	}
+	if p, err := Parse([]byte("providers: []")); err != nil || p.Dir != "" {
+		t.Errorf("a parsed catalogue has Dir %q (%v), want none", p.Dir, err)
 	}
 }

@@ -79,6 +79,7 @@ func (r *Registry) instance(ctx context.Context, provider *Provider, role string
 			Plugin:   ref.Plugin,
 			Provider: sdk.Provider{Name: provider.Name, Location: provider.Location},
 			Config:   cfg,
+			Dir:      r.cat.Dir,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("provider %s: start %s plugin %s: %w", provider.Name, role, ref.Plugin, err)
