@@ -267,7 +267,7 @@ func (d *DataPlane) Start(ctx context.Context, apiAddr string, admin []byte) err
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = n.start(ctx, d, inNS)
+			errs[i] = n.start(ctx, d, inNS, cs)
 		}()
 	}
 	wg.Wait()

@@ -15,6 +15,9 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	criv1 "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/necos/necos/sdk/nsnet"
@@ -50,7 +53,7 @@ func (n *Node) socket() string { return n.path("containerd", "containerd.sock") 
 // start brings the node up: network, API forwarder, containerd with the images, kubelet,
 // kube-proxy. It returns once the processes run; the caller waits for the Node to be
 // Ready. On error, the caller stops the node (stop undoes whatever was done).
-func (n *Node) start(ctx context.Context, d *DataPlane, kubeconfig []byte) error {
+func (n *Node) start(ctx context.Context, d *DataPlane, kubeconfig []byte, cs kubernetes.Interface) error {
 	for _, sub := range []string{"containerd/root", "containerd/state", "cni/conf", "cni/ipam", "kubelet", "pod-logs",
 		"sysctl", "volume-plugins"} {
 		if err := os.MkdirAll(n.path(sub), 0o700); err != nil {
@@ -79,7 +82,36 @@ func (n *Node) start(ctx context.Context, d *DataPlane, kubeconfig []byte) error
 	if err := n.startKubelet(d); err != nil {
 		return err
 	}
+	// kube-proxy reads the node's IPs when it starts and exits when they change (for a
+	// supervisor to restart it; there is none here): started before the kubelet had
+	// registered the node's address, as on a loaded machine, it read none and exited a
+	// few seconds later. It starts once the Node has its InternalIP.
+	if err := n.waitAddress(ctx, cs); err != nil {
+		return err
+	}
 	return n.startProxy(d)
+}
+
+// waitAddress waits until the Node object lists the node's IP as its InternalIP.
+func (n *Node) waitAddress(ctx context.Context, cs kubernetes.Interface) error {
+	for {
+		node, err := cs.CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{})
+		if err == nil {
+			for _, a := range node.Status.Addresses {
+				if a.Type == corev1.NodeInternalIP && a.Address == n.IP {
+					return nil
+				}
+			}
+		}
+		if err := n.check(); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("node %s: not registered with its address %s: %w (last: %v)", n.Name, n.IP, ctx.Err(), err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 func (n *Node) startContainerd(ctx context.Context, d *DataPlane) error {
