@@ -180,6 +180,10 @@ func TestCreateDescribeDecommission(t *testing.T) {
 	if st := created.Status().Parts["core"]; st.Controller.Provider != "BR" || len(st.Nodes) != 1 || st.Nodes[0].IP == "" {
 		t.Fatalf("rendered core part: %+v", st)
 	}
+	// The tenant asked for construction; a Ready slice's document says it is active.
+	if created.Lifecycle == nil || created.Lifecycle.Status != "active" {
+		t.Fatalf("rendered lifecycle %+v, want status active\n%s", created.Lifecycle, yml)
+	}
 
 	if _, err := env.engine.Decommission(ctx, "alice", sl.ID); err != nil {
 		t.Fatal(err)

@@ -77,6 +77,9 @@ func TestDegradedWhenAPartIsLost(t *testing.T) {
 	if lost, _ := v.Part("edge"); lost.State != store.PartLost || lost.Message != "not found at provider ES" {
 		t.Fatalf("lost part recorded %s: %s", lost.State, lost.Message)
 	}
+	if !strings.Contains(string(yml), "status: degraded") {
+		t.Fatalf("NECOS document's lifecycle does not say degraded:\n%s", yml)
+	}
 	if !strings.Contains(string(yml), "part-state: Lost") || !strings.Contains(string(yml), "part-state-reason: not found at provider ES") {
 		t.Fatalf("NECOS document does not say the slice is degraded:\n%s", yml)
 	}

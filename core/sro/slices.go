@@ -292,6 +292,11 @@ func (e *Engine) Render(v *View) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("slice %s: stored spec: %w", v.Slice.ID, err)
 	}
+	// The tenant asked for construction; the document says where the slice is now.
+	if s.Lifecycle == nil {
+		s.Lifecycle = &spec.Lifecycle{Description: "lifecycle status"}
+	}
+	s.Lifecycle.Status = LifecycleStatus(v.Slice.State)
 	// Parts added by elasticity are not in the tenant's spec: render them too.
 	for _, p := range v.Parts {
 		if _, ok := s.Part(p.Name); !ok && p.Elastic {
@@ -299,6 +304,23 @@ func (e *Engine) Render(v *View) ([]byte, error) {
 		}
 	}
 	return spec.Render(s, e.Status(v))
+}
+
+// LifecycleStatus is the NECOS slice-lifecycle status of a slice in state st:
+// construction while it is built, active once Ready, degraded while a provider lacks
+// one of its parts, failed, or decommissioning while it is taken down.
+func LifecycleStatus(st store.SliceState) string {
+	switch st {
+	case store.SliceReady:
+		return "active"
+	case store.SliceDegraded:
+		return "degraded"
+	case store.SliceRollingBack, store.SliceFailed:
+		return "failed"
+	case store.SliceDeleting:
+		return "decommissioning"
+	}
+	return "construction"
 }
 
 func elasticPart(p *store.Part) spec.DCPart {
