@@ -25,6 +25,10 @@ var catalogues embed.FS
 // Dir is where the example catalogues are, from the repository's root.
 const Dir = "examples"
 
+// KubernetesCatalogue is the catalogue with Kubernetes providers next to the libvirt
+// ones, which scripts/run.sh --kubernetes runs with a cluster of this machine.
+const KubernetesCatalogue = Dir + "/catalogue-kubernetes.yaml"
+
 // CataloguesOffering returns the example catalogues (paths from the repository's root,
 // sorted) with a provider whose DC part runs vim, matched ignoring case as slices'
 // VIM names are: what a user whose slice names a VIM the running catalogue lacks can

@@ -361,7 +361,7 @@ func TestCheckVIMsNamesExampleCatalogues(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantProblem(t, s.CheckVIMs([]string{"xen-vim"}), "slices.sliced.slice-parts[1].dc-slice-part.VIM.name",
-		`unknown VIM "KUBERNETES": this platform offers [xen-vim]; examples/catalogue-kubernetes.yaml offers it: run necosd with --catalogue examples/catalogue-kubernetes.yaml`)
+		`unknown VIM "KUBERNETES": this platform offers [xen-vim]; examples/catalogue-kubernetes.yaml offers it: run necosd with --catalogue examples/catalogue-kubernetes.yaml (./scripts/run.sh --kubernetes runs it with a Kubernetes cluster on this machine)`)
 }
 
 func TestValidateBuiltSlice(t *testing.T) {

@@ -278,7 +278,11 @@ func vimHint(vim string) string {
 	if len(cats) == 0 {
 		return "; no example catalogue offers it: a provider needs dc.vim: " + vim + " in necosd's catalogue and a VIM plugin serving it (docs/plugin-contract.md)"
 	}
-	return fmt.Sprintf("; %s offers it: run necosd with --catalogue %s", strings.Join(cats, " and "), cats[0])
+	hint := fmt.Sprintf("; %s offers it: run necosd with --catalogue %s", strings.Join(cats, " and "), cats[0])
+	if cats[0] == examples.KubernetesCatalogue {
+		hint += " (./scripts/run.sh --kubernetes runs it with a Kubernetes cluster on this machine)"
+	}
+	return hint
 }
 
 func matchFold(list []string, s string) bool {

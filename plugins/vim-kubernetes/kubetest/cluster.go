@@ -92,8 +92,11 @@ var DefaultNode = NodeOptions{
 // Options tune Start.
 type Options struct {
 	// Nodes are created (with allocatable capacity in their status) once the cluster is up.
-	// Empty means DefaultNode.
+	// Empty means DefaultNode, unless NoFakeNode.
 	Nodes []NodeOptions
+	// NoFakeNode creates no fake Node when Nodes is empty: the cluster's capacity is
+	// then its real nodes' only.
+	NoFakeNode bool
 	// ControllerLog receives the controller-manager's output; nil means a file in the
 	// cluster's Dir (Cluster.ControllerLogPath).
 	ControllerLog *os.File
@@ -234,7 +237,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		}
 	}
 	nodes := opts.Nodes
-	if len(nodes) == 0 {
+	if len(nodes) == 0 && !opts.NoFakeNode {
 		nodes = []NodeOptions{DefaultNode}
 	}
 	for _, n := range nodes {
