@@ -57,9 +57,6 @@ func acceptsStream(r *http.Request) bool {
 // slice's last events: they travel on another watch than the slice record's.
 const goneGrace = 2 * time.Second
 
-// resumeBackoff spaces attempts to re-establish a broken store watch.
-const resumeBackoff = time.Second
-
 // stream sends a slice's events as server-sent events: those already recorded (after
 // Last-Event-ID, when the client reconnects), a stream.live marker with the slice's
 // state, then each event as the engine records it, and heartbeat comments meanwhile.
@@ -133,28 +130,7 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request, id string) {
 			return
 		case ev, ok := <-watch:
 			if !ok {
-				if ctx.Err() != nil {
-					return
-				}
-				// The store dropped the watch (a leader change, a compaction): catch up
-				// from the record, then watch again.
-				h.log.Debug("event stream: watch ended, resuming", "slice", id, "after", last)
-				select {
-				case <-ctx.Done():
-					return
-				case <-time.After(resumeBackoff):
-				}
-				evs, err := st.Events(ctx, id)
-				if err != nil {
-					h.log.Warn("event stream: resume", "slice", id, "error", err)
-				}
-				for _, ev := range evs {
-					if !send(ev) {
-						return
-					}
-				}
-				watch = st.WatchEvents(sctx, id, last)
-				continue
+				return // the client left: the store resumes a dropped watch by itself
 			}
 			if !send(ev) {
 				return

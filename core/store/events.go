@@ -108,9 +108,10 @@ func (s *Store) eventsAt(ctx context.Context, slice string) ([]Event, int64, err
 }
 
 // WatchEvents sends a slice's events recorded after the event numbered since (0: from
-// now), in order, until ctx ends. The channel closes when ctx ends or the watch fails.
-// When since is older than the history the store keeps (it was compacted), the events
-// after it are read from the record and the watch goes on from there.
+// now), in order, until ctx ends; the channel closes only then. A watch the store drops
+// (a leader change, a connection lost, a revision compacted away) is resumed by itself:
+// the events recorded meanwhile are read from the record, then the watch goes on from
+// there, so a follower neither misses an event nor sees one twice.
 func (s *Store) WatchEvents(ctx context.Context, slice string, since int64) <-chan Event {
 	out := make(chan Event, 64)
 	prefix := s.key("events", slice) + "/"
@@ -142,12 +143,9 @@ func (s *Store) WatchEvents(ctx context.Context, slice string, since int64) <-ch
 		for {
 			compacted := false
 			for resp := range wch {
-				if resp.CompactRevision != 0 {
-					compacted = true
+				if resp.CompactRevision != 0 || resp.Err() != nil {
+					compacted = resp.CompactRevision != 0
 					break
-				}
-				if resp.Err() != nil {
-					return
 				}
 				// A response holds whole revisions: number each revision's events together.
 				var evs []stored
@@ -164,24 +162,41 @@ func (s *Store) WatchEvents(ctx context.Context, slice string, since int64) <-ch
 					}
 				}
 			}
-			if !compacted {
-				return
-			}
 			cancel()
-			evs, rev, err := s.eventsAt(ctx, slice)
-			if err != nil {
-				return
-			}
-			for _, ev := range evs {
-				if !send(ev) {
-					return
+			// Resume: at once after a compaction (the store is fine), after a pause
+			// otherwise (it may be down, or electing a leader).
+			for {
+				if !compacted {
+					select {
+					case <-ctx.Done():
+						return
+					case <-time.After(watchResumePause):
+					}
 				}
+				evs, rev, err := s.eventsAt(ctx, slice)
+				if err != nil {
+					if ctx.Err() != nil {
+						return
+					}
+					s.logger.Debug("event watch: catch up", "slice", slice, "error", err)
+					compacted = false
+					continue
+				}
+				for _, ev := range evs {
+					if !send(ev) {
+						return
+					}
+				}
+				wch, cancel = watch(rev + 1)
+				break
 			}
-			wch, cancel = watch(rev + 1)
 		}
 	}()
 	return out
 }
+
+// watchResumePause spaces attempts to resume an event watch the store dropped.
+const watchResumePause = time.Second
 
 // WatchSlices reports the id of every slice written or deleted from now on, until ctx
 // ends. Reconcilers use it to learn of work.
