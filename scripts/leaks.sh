@@ -25,7 +25,10 @@ list() {
   ip netns list 2>/dev/null | awk '{print "netns " $1}'
   # Every device of the host's namespace but the machine's own (loopback, physical NICs
   # and whatever was there at the snapshot: the diff takes care of those).
-  ip -o link show 2>/dev/null | awk -F': ' '{split($2, a, "@"); print "link " a[1]}'
+  # Not the devices a kernel module makes when it loads (a test may load it first on a
+  # cold machine): they belong to the kernel, and nobody removes them.
+  ip -o link show 2>/dev/null | awk -F': ' '{split($2, a, "@"); print "link " a[1]}' |
+    grep -vxE 'link (tunl0|sit0|gre0|gretap0|erspan0|ip_vti0|ip6_vti0|ip6tnl0|ip6gre0|ifb[0-9]+|dummy0|bond0)'
   for uri in "$QEMU_URI" "$TEST_URI"; do
     virsh -c "$uri" list --all --name 2>/dev/null | awk -v u="$uri" '/^necos\./ {print "domain " u " " $1}'
   done
