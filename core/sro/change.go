@@ -392,13 +392,15 @@ func (e *Engine) RemovePart(ctx context.Context, sliceID, part string) error {
 	})
 }
 
-// convergeChanges converges (or rolls back) every change pending on the slice's parts.
-// It returns an error only for what a retry may fix (the store, a lost leadership).
-func (e *Engine) convergeChanges(ctx context.Context, sl *store.Slice) error {
+// convergeChanges converges (or rolls back) every change pending on the slice's parts
+// and says how many there were. It returns an error only for what a retry may fix (the
+// store, a lost leadership).
+func (e *Engine) convergeChanges(ctx context.Context, sl *store.Slice) (int, error) {
 	parts, err := e.store.ListParts(ctx, sl.ID)
 	if err != nil {
-		return err
+		return 0, err
 	}
+	n := 0
 	for _, p := range parts {
 		if p.Change == nil {
 			continue
@@ -414,14 +416,15 @@ func (e *Engine) convergeChanges(ctx context.Context, sl *store.Slice) error {
 		default:
 			err = e.clearChange(ctx, p, nil)
 		}
+		n++
 		if err != nil {
-			return err
+			return n, err
 		}
 		if cur, err := e.store.GetSlice(ctx, sl.ID); err != nil || cur.Deleting {
-			return err // decommission takes over
+			return n, err // decommission takes over
 		}
 	}
-	return nil
+	return n, nil
 }
 
 // clearChange removes p's change from its record with the events given.

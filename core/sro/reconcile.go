@@ -82,8 +82,14 @@ func (e *Engine) Reconcile(ctx context.Context, id string) (Result, error) {
 	case store.SliceRollingBack:
 		return Result{}, e.rollback(ctx, sl)
 	case store.SliceReady, store.SliceDegraded:
-		if err := e.convergeChanges(ctx, sl); err != nil {
+		n, err := e.convergeChanges(ctx, sl)
+		if err != nil {
 			return Result{}, err
+		}
+		if n > 0 {
+			// The parts were just called: their health round waits, and the next
+			// change of the slice is not held up by describing every part.
+			return Result{RequeueAfter: e.opts.HealthInterval}, nil
 		}
 		if err := e.checkHealth(ctx, sl); err != nil {
 			return Result{}, err

@@ -53,6 +53,15 @@ func IsProviderFull(err error) bool {
 // readyView returns a slice that is Ready and not being decommissioned, with its parts
 // and links.
 func (e *Engine) readyView(ctx context.Context, sliceID string) (*View, error) {
+	sl, err := e.readySlice(ctx, sliceID)
+	if err != nil {
+		return nil, err
+	}
+	return e.view(ctx, sl)
+}
+
+// readySlice returns a slice that is Ready and not being decommissioned.
+func (e *Engine) readySlice(ctx context.Context, sliceID string) (*store.Slice, error) {
 	sl, err := e.store.GetSlice(ctx, sliceID)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("%s: %w", sliceID, ErrNotFound)
@@ -70,18 +79,20 @@ func (e *Engine) readyView(ctx context.Context, sliceID string) (*View, error) {
 		}
 		return nil, fmt.Errorf("slice %s is %s: %w", sliceID, what, ErrNotReady)
 	}
-	return e.view(ctx, sl)
+	return sl, nil
 }
 
 // readyPart returns a Ready part of a Ready slice.
 func (e *Engine) readyPart(ctx context.Context, sliceID, name string) (*store.Part, error) {
-	v, err := e.readyView(ctx, sliceID)
-	if err != nil {
+	if _, err := e.readySlice(ctx, sliceID); err != nil {
 		return nil, err
 	}
-	p, ok := v.Part(name)
-	if !ok {
+	p, err := e.store.GetPart(ctx, sliceID, name)
+	if errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("slice %s has no part %q: %w", sliceID, name, ErrNotFound)
+	}
+	if err != nil {
+		return nil, err
 	}
 	if p.State != store.PartReady {
 		return nil, fmt.Errorf("part %s/%s is %s: %w", sliceID, name, p.State, ErrNotReady)
