@@ -70,13 +70,13 @@ func (m *marketRoutes) get(w http.ResponseWriter, r *http.Request) {
 			e.Kinds = append(e.Kinds, providers.RoleWAN)
 		}
 		if m.store != nil {
-			l, err := m.store.GetLedger(r.Context(), p.Name)
+			t, holders, err := m.store.LedgerSummary(r.Context(), p.Name)
 			if err != nil {
+				wg.Wait() // the offers asked so far write into out
 				WriteError(w, r, err)
 				return
 			}
-			t := l.Total()
-			e.Reserved, e.ReservedBps, e.Holders = resources(t.Resources), t.BandwidthBps, len(l.Holds)
+			e.Reserved, e.ReservedBps, e.Holders = resources(t.Resources), t.BandwidthBps, holders
 		}
 		if p.DC == nil {
 			continue

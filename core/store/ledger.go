@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/necos/necos/sdk"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // ErrNoRoom: a reservation does not fit in the provider's capacity.
@@ -79,6 +80,27 @@ func (s *Store) GetLedger(ctx context.Context, provider string) (*Ledger, error)
 		return nil
 	})
 	return l, err
+}
+
+// LedgerSummary returns what a provider has granted in all and to how many holders, in
+// one read that costs the same however many holds there are (GetLedger reads them all).
+func (s *Store) LedgerSummary(ctx context.Context, provider string) (Hold, int, error) {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	r, err := s.cli.Txn(ctx).Then(
+		clientv3.OpGet(s.ledgerTotalKey(provider)),
+		clientv3.OpGet(s.holdsPrefix(provider), clientv3.WithPrefix(), clientv3.WithCountOnly()),
+	).Commit()
+	if err != nil {
+		return Hold{}, 0, fmt.Errorf("ledger of %s: %w", provider, err)
+	}
+	var total Hold
+	if kvs := r.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
+		if err := jsonUnmarshal(string(kvs[0].Key), kvs[0].Value, &total); err != nil {
+			return Hold{}, 0, err
+		}
+	}
+	return total, int(r.Responses[1].GetResponseRange().Count), nil
 }
 
 // GetHold reads one holder's hold at a provider.

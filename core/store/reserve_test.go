@@ -96,3 +96,26 @@ func TestReserveAll(t *testing.T) {
 		t.Errorf("A's holds total %d CPUs, want 5", l.Total().Resources.CPUs)
 	}
 }
+
+// TestLedgerSummary: the total and the number of holders, as GetLedger would sum them.
+func TestLedgerSummary(t *testing.T) {
+	ctx := context.Background()
+	s := openEmbedded(t, t.TempDir())
+	capacity := Hold{Resources: sdk.Resources{CPUs: 100}}
+	for i, cpus := range []int{1, 2, 3} {
+		if err := s.Reserve(ctx, "A", fmt.Sprintf("s%d/p", i), Hold{Resources: sdk.Resources{CPUs: cpus}, BandwidthBps: 10}, capacity); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Release(ctx, "A", "s1/p"); err != nil {
+		t.Fatal(err)
+	}
+	total, holders, err := s.LedgerSummary(ctx, "A")
+	l, _ := s.GetLedger(ctx, "A")
+	if err != nil || holders != 2 || total.Resources.CPUs != 4 || total.BandwidthBps != 20 || total != l.Total() {
+		t.Fatalf("summary %+v, %d holders, %v; ledger total %+v", total, holders, err, l.Total())
+	}
+	if total, holders, err := s.LedgerSummary(ctx, "nobody"); err != nil || holders != 0 || total != (Hold{}) {
+		t.Fatalf("empty ledger: %+v %d %v", total, holders, err)
+	}
+}
