@@ -543,20 +543,19 @@ func TestLocalLink(t *testing.T) {
 	n.assertPristine()
 }
 
-// BenchmarkConnectWithLinks times Connect and Disconnect of one link while 0 or 1,000
-// other links (each with its bridges, VXLAN devices and rate limit) are alive in the
-// same two sites: a call's cost should not grow with what exists.
+// BenchmarkConnectWithLinks times OfferLink, Connect, DescribeLink and Disconnect of one
+// link while 0, 100 or 1,000 other links (each with its bridges, VXLAN devices and rate
+// limit) are alive in the same two sites: a call's cost should not grow with what exists.
 func BenchmarkConnectWithLinks(b *testing.B) {
-	for _, alive := range []int{0, 1000} {
+	for _, alive := range []int{0, 100, 1000} {
 		b.Run(fmt.Sprintf("links=%d", alive), func(b *testing.B) {
 			n := newTestNet(b, "core", "edge1")
 			wan := newPlugin(b)
 			ctx := context.Background()
-			if err := wan.Configure(ctx, sdk.Config{Provider: n.provider(), JSON: n.config()}); err != nil {
-				b.Fatal(err)
-			}
 			// The links alive are made with the device path alone (no scan per link), so
-			// setting up 1,000 costs seconds whatever the calls cost.
+			// setting up 1,000 costs seconds whatever the calls cost; the plugin is
+			// configured after them, as a restarted plugin finds them.
+			wan.provider = n.provider().Name
 			for i := range alive {
 				spec := sdk.LinkSpec{Ref: sdk.LinkRef{SliceID: fmt.Sprintf("alive%d", i), LinkID: "l"},
 					End1: n.sites[0].end("c", fmt.Sprintf("br-a%d", i)), End2: n.sites[1].end("e", fmt.Sprintf("br-a%d", i)),
@@ -568,23 +567,36 @@ func BenchmarkConnectWithLinks(b *testing.B) {
 					}
 				}
 			}
+			if err := wan.Configure(ctx, sdk.Config{Provider: n.provider(), JSON: n.config()}); err != nil {
+				b.Fatal(err)
+			}
 			spec := sdk.LinkSpec{Ref: sdk.LinkRef{SliceID: "bench", LinkID: "l"}, End1: n.sites[0].end("c", "br-bench"),
 				End2: n.sites[1].end("e", "br-bench"), BandwidthBps: 10_000_000}
-			var conn, disc time.Duration
+			var took [4]time.Duration
 			for b.Loop() {
 				t0 := time.Now()
+				if o, err := wan.OfferLink(ctx, spec); err != nil || !o.Accepted {
+					b.Fatal(o, err)
+				}
+				t1 := time.Now()
 				if _, err := wan.Connect(ctx, spec); err != nil {
 					b.Fatal(err)
 				}
-				t1 := time.Now()
+				t2 := time.Now()
+				if l, err := wan.DescribeLink(ctx, spec.Ref); err != nil || l.State != sdk.StateReady {
+					b.Fatal(l, err)
+				}
+				t3 := time.Now()
 				if err := wan.Disconnect(ctx, spec.Ref); err != nil {
 					b.Fatal(err)
 				}
-				conn += t1.Sub(t0)
-				disc += time.Since(t1)
+				for i, d := range []time.Duration{t1.Sub(t0), t2.Sub(t1), t3.Sub(t2), time.Since(t3)} {
+					took[i] += d
+				}
 			}
-			b.ReportMetric(float64(conn.Microseconds())/float64(b.N)/1000, "ms/connect")
-			b.ReportMetric(float64(disc.Microseconds())/float64(b.N)/1000, "ms/disconnect")
+			for i, unit := range []string{"ms/offer", "ms/connect", "ms/describe", "ms/disconnect"} {
+				b.ReportMetric(float64(took[i].Microseconds())/float64(b.N)/1000, unit)
+			}
 		})
 	}
 }
