@@ -31,12 +31,12 @@ func (p *Plugin) ensureEnd(spec sdk.LinkSpec, n int, vni uint32, made *undoStack
 	if n == 2 {
 		end, peer = peer, end
 	}
+	defer p.lockBridges(bridgeNode{end.Netns, end.Bridge})()
 	where := nsLabel(end.Netns)
 	h, err := p.handle(end.Netns)
 	if err != nil {
 		return fmt.Errorf("end%d: %w", n, err)
 	}
-	defer h.Close()
 
 	local, remote := net.ParseIP(end.Underlay), net.ParseIP(peer.Underlay)
 	under, err := underlayDevice(h, local)
@@ -54,7 +54,7 @@ func (p *Plugin) ensureEnd(spec sdk.LinkSpec, n int, vni uint32, made *undoStack
 		}
 	}
 
-	br, err := p.ensureBridge(h, n, spec.Ref.SliceID, end, made)
+	br, err := p.ensureBridge(h, n, spec.Ref, end, made)
 	if err != nil {
 		return err
 	}
@@ -125,7 +125,10 @@ func (p *Plugin) adopt(h *netlink.Handle, n int, dev netlink.Link, ref sdk.LinkR
 
 // ensureBridge returns the end's bridge, creating it (tagged as the plugin's, for the
 // end's slice and part) when missing.
-func (p *Plugin) ensureBridge(h *netlink.Handle, n int, sliceID string, end sdk.LinkEnd, made *undoStack) (netlink.Link, error) {
+//
+// Its undo step releases the bridge rather than deleting it: another link may be on it by
+// then.
+func (p *Plugin) ensureBridge(h *netlink.Handle, n int, ref sdk.LinkRef, end sdk.LinkEnd, made *undoStack) (netlink.Link, error) {
 	ns, name := end.Netns, end.Bridge
 	where := nsLabel(ns)
 	br, err := h.LinkByName(name)
@@ -133,11 +136,12 @@ func (p *Plugin) ensureBridge(h *netlink.Handle, n int, sliceID string, end sdk.
 	case isNotFound(err):
 		attrs := netlink.NewLinkAttrs()
 		attrs.Name = name
-		alias := bridgeTag{Provider: p.provider, SliceID: sliceID, Part: end.Part}.encode()
+		alias := bridgeTag{Provider: p.provider, SliceID: ref.SliceID, Part: end.Part}.encode()
 		if br, err = p.createTagged(h, &netlink.Bridge{LinkAttrs: attrs}, alias); err != nil {
 			return nil, fmt.Errorf("end%d: create bridge %s in %s: %w", n, name, where, err)
 		}
-		made.push(func() error { return p.deleteDevice(ns, name) })
+		key := linkKey{p.provider, ref}
+		made.push(func() error { return p.releaseBridge(ns, name, key) })
 		p.log.Debug("bridge created", "bridge", name, "where", where)
 	case err != nil:
 		return nil, fmt.Errorf("end%d: look up bridge %s in %s: %w", n, name, where, err)
@@ -153,55 +157,149 @@ func (p *Plugin) ensureBridge(h *netlink.Handle, n int, sliceID string, end sdk.
 	return br, nil
 }
 
-// removeEnd deletes one end's VXLAN device, then its bridge if the plugin made it and
-// no other necos-wan link uses it.
-func (p *Plugin) removeEnd(d *vxdev) error {
-	h, err := p.handle(d.ns)
+// removeEnd deletes end n of link key (the device at loc, when it is that end), then its
+// bridge if the plugin made it and nothing else uses it (see releaseBridgeLocked).
+func (p *Plugin) removeEnd(key linkKey, n int, loc *endLoc) error {
+	defer p.lockBridges(bridgeNode{loc.ns, loc.bridge})()
+	h, err := p.handle(loc.ns)
 	if err != nil {
+		if loc.ns != "" && sdk.CodeOf(err) == sdk.CodeFailedPrecondition {
+			return nil // the namespace is gone, and its devices with it
+		}
 		return err
 	}
-	defer h.Close()
-	name := d.link.Attrs().Name
-	if err := h.LinkDel(d.link); err != nil && !isGone(err) {
-		return fmt.Errorf("delete %s in %s: %w", name, nsLabel(d.ns), err)
+	l, err := h.LinkByName(loc.dev)
+	switch {
+	case isNotFound(err):
+	case err != nil:
+		return fmt.Errorf("look up %s in %s: %w", loc.dev, nsLabel(loc.ns), err)
+	default:
+		if d := devOf(loc.ns, l); d != nil && d.tag.Provider == key.provider && d.tag.Ref == key.ref && d.tag.End == n {
+			if err := h.LinkDel(l); err != nil && !isGone(err) {
+				return fmt.Errorf("delete %s in %s: %w", loc.dev, nsLabel(loc.ns), err)
+			}
+		}
 	}
-	return p.releaseBridge(h, d.ns, d.tag.Bridge)
+	return p.releaseBridgeLocked(loc.ns, loc.bridge, key)
 }
 
-// releaseBridge deletes the bridge when it is the plugin's to collect (see collectable).
-func (p *Plugin) releaseBridge(h *netlink.Handle, ns, name string) error {
+// releaseBridge is releaseBridgeLocked under the bridge's lock.
+func (p *Plugin) releaseBridge(ns, name string, skip linkKey) error {
+	defer p.lockBridges(bridgeNode{ns, name})()
+	return p.releaseBridgeLocked(ns, name, skip)
+}
+
+// releaseBridgeLocked deletes bridge name of namespace ns when the plugin made it (its
+// tag says so, for this provider), no device is a port of it, and no link of the index
+// but skip is meant for it. A port the plugin did not make (a VM's tap, a VIM's veth)
+// keeps the bridge: whoever attached it still uses the bridge; the bridge is recorded in
+// pending and collected by a later Disconnect once they are gone. The caller holds the
+// bridge's lock.
+func (p *Plugin) releaseBridgeLocked(ns, name string, skip linkKey) error {
 	if name == "" {
 		return nil
 	}
-	br, err := h.LinkByName(name)
+	node := bridgeNode{ns, name}
+	done := func() {
+		p.mu.Lock()
+		delete(p.pending, node)
+		p.mu.Unlock()
+	}
+	c, err := p.conn(ns)
+	if err != nil {
+		if ns != "" && sdk.CodeOf(err) == sdk.CodeFailedPrecondition {
+			done()
+			return nil
+		}
+		return err
+	}
+	br, err := c.h.LinkByName(name)
 	if isNotFound(err) {
+		done()
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("look up bridge %s in %s: %w", name, nsLabel(ns), err)
 	}
-	links, err := linkList(h)
-	if err != nil {
-		return fmt.Errorf("list devices in %s: %w", nsLabel(ns), err)
-	}
-	if why := p.keepBridge(br, links); why != "" {
+	if why := p.notOurs(br); why != "" {
+		done()
 		p.log.Debug("bridge kept", "bridge", name, "netns", ns, "because", why)
 		return nil
 	}
-	if err := h.LinkDel(br); err != nil && !isGone(err) {
+	if ref := p.meantFor(node, skip); ref != "" {
+		done()
+		p.log.Debug("bridge kept", "bridge", name, "netns", ns, "because", "link "+ref+" is meant for it")
+		return nil
+	}
+	port, err := c.portOf(br.Attrs().Index)
+	if err != nil {
+		return fmt.Errorf("list the ports of bridge %s in %s: %w", name, nsLabel(ns), err)
+	}
+	if port != "" {
+		p.mu.Lock()
+		if p.pending == nil {
+			p.pending = map[bridgeNode]bool{}
+		}
+		p.pending[node] = true
+		p.mu.Unlock()
+		p.log.Debug("bridge kept", "bridge", name, "netns", ns, "because", "device "+port+" is a port of it")
+		return nil
+	}
+	if err := c.h.LinkDel(br); err != nil && !isGone(err) {
 		return fmt.Errorf("delete bridge %s in %s: %w", name, nsLabel(ns), err)
 	}
+	done()
 	p.log.Info("bridge removed with its last link", "bridge", name, "netns", ns)
 	return nil
 }
 
-// keepBridge says why bridge br (among links, the devices of its namespace) must stay,
-// or "" when the plugin may delete it: it made the bridge (its tag says so, for this
-// provider), no device is a port of it, and no necos-wan VXLAN device is meant for it.
-// A port the plugin did not make (a VM's tap, a VIM's veth) keeps the bridge: whoever
-// attached it still uses the bridge; the bridge is collected once they are gone.
-func (p *Plugin) keepBridge(br netlink.Link, links []netlink.Link) string {
-	return p.keepBridgeIn(br, bridgeUses(links))
+// notOurs says why the plugin may not delete bridge br whatever uses it, or "".
+func (p *Plugin) notOurs(br netlink.Link) string {
+	t, ours := parseBridgeTag(br.Attrs().Alias)
+	switch {
+	case br.Type() != "bridge" || !ours:
+		return "not created by the plugin"
+	case !t.ownedBy(p.provider):
+		return "created for provider " + t.Provider
+	}
+	return ""
+}
+
+// meantFor returns a link of the index, other than skip, with an end on bridge node.
+func (p *Plugin) meantFor(node bridgeNode, skip linkKey) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.idx == nil {
+		return ""
+	}
+	for k, l := range p.idx.links {
+		if k == skip || l.leaving {
+			continue
+		}
+		for _, a := range l.at {
+			if a != nil && a.ns == node.ns && a.bridge == node.bridge {
+				return k.ref.String()
+			}
+		}
+	}
+	return ""
+}
+
+// collectPending releases the bridges kept for a port (see releaseBridgeLocked): those
+// whose ports are gone now are deleted. It costs the bridges pending, not the links.
+func (p *Plugin) collectPending() {
+	p.mu.Lock()
+	nodes := make([]bridgeNode, 0, len(p.pending))
+	for n := range p.pending {
+		nodes = append(nodes, n)
+	}
+	p.mu.Unlock()
+	for _, n := range nodes {
+		if err := p.releaseBridge(n.ns, n.bridge, linkKey{}); err != nil {
+			p.log.Warn("collecting a bridge kept for a port failed; tried again at the next disconnect",
+				"bridge", n.bridge, "netns", n.ns, "error", err)
+		}
+	}
 }
 
 // bridgeUse is what uses the bridges of one namespace: a port by bridge index, a link
@@ -230,13 +328,11 @@ func bridgeUses(links []netlink.Link) bridgeUse {
 	return u
 }
 
+// keepBridgeIn says why bridge br must stay, given u, what uses the bridges of its
+// namespace, or "" when the plugin may delete it (see releaseBridgeLocked).
 func (p *Plugin) keepBridgeIn(br netlink.Link, u bridgeUse) string {
-	t, ours := parseBridgeTag(br.Attrs().Alias)
-	switch {
-	case br.Type() != "bridge" || !ours:
-		return "not created by the plugin"
-	case !t.ownedBy(p.provider):
-		return "created for provider " + t.Provider
+	if why := p.notOurs(br); why != "" {
+		return why
 	}
 	if name, ok := u.port[br.Attrs().Index]; ok {
 		return "device " + name + " is a port of it"
@@ -249,10 +345,11 @@ func (p *Plugin) keepBridgeIn(br netlink.Link, u bridgeUse) string {
 
 // collect removes what the plugin made that belongs to no link any more, in every
 // namespace it manages: devices left under a temporary name by a process that died
-// while creating them, and bridges it made that nothing uses (see keepBridge), such as
+// while creating them, and bridges it made that nothing uses (see keepBridgeIn), such as
 // one whose last link's process died between deleting the VXLAN device and the bridge.
-// It runs under p.mu, at start-up and after every Disconnect, and returns how many
-// devices it removed.
+// The plugin's bridges kept for a port only are recorded in pending, for a later
+// Disconnect to collect once the port is gone. It runs under p.mu, at start-up, and
+// returns how many devices it removed.
 func (p *Plugin) collect() (int, error) {
 	removed := 0
 	var errs []error
@@ -274,7 +371,6 @@ func (p *Plugin) collectIn(ns string) (int, error) {
 		}
 		return 0, err
 	}
-	defer h.Close()
 	links, err := linkList(h)
 	if err != nil {
 		return 0, fmt.Errorf("list devices in %s: %w", nsLabel(ns), err)
@@ -301,7 +397,16 @@ func (p *Plugin) collectIn(ns string) (int, error) {
 	}
 	uses := bridgeUses(rest)
 	for _, l := range rest {
-		if l.Type() != "bridge" || p.keepBridgeIn(l, uses) != "" {
+		if l.Type() != "bridge" {
+			continue
+		}
+		if why := p.keepBridgeIn(l, uses); why != "" {
+			if _, port := uses.port[l.Attrs().Index]; port && p.notOurs(l) == "" {
+				if p.pending == nil {
+					p.pending = map[bridgeNode]bool{}
+				}
+				p.pending[bridgeNode{ns, l.Attrs().Name}] = true
+			}
 			continue
 		}
 		t, _ := parseBridgeTag(l.Attrs().Alias)
@@ -349,7 +454,6 @@ func (p *Plugin) deleteDevice(ns, name string) error {
 	if err != nil {
 		return err
 	}
-	defer h.Close()
 	l, err := h.LinkByName(name)
 	if isNotFound(err) {
 		return nil
@@ -423,13 +527,13 @@ func isGone(err error) bool { return isNotFound(err) || errors.Is(err, unix.ENOD
 // with the link's rate limit on what it sends, so that the link is limited in each
 // direction as a tunnel would be. What it creates is pushed on made.
 func (p *Plugin) ensureLocal(spec sdk.LinkSpec, vni uint32, made *undoStack) error {
+	defer p.lockBridges(bridgeNode{spec.End1.Netns, spec.End1.Bridge}, bridgeNode{spec.End2.Netns, spec.End2.Bridge})()
 	ns := spec.End1.Netns
 	where := nsLabel(ns)
 	h, err := p.handle(ns)
 	if err != nil {
 		return fmt.Errorf("end1: %w", err)
 	}
-	defer h.Close()
 	ip := net.ParseIP(spec.End1.Underlay)
 	under, err := underlayDevice(h, ip)
 	if err != nil {
@@ -449,7 +553,7 @@ func (p *Plugin) ensureLocal(spec sdk.LinkSpec, vni uint32, made *undoStack) err
 		if i == 1 {
 			peer = spec.End1
 		}
-		if brs[i], err = p.ensureBridge(h, i+1, spec.Ref.SliceID, end, made); err != nil {
+		if brs[i], err = p.ensureBridge(h, i+1, spec.Ref, end, made); err != nil {
 			return err
 		}
 		if aliases[i], err = (tag{

@@ -7,8 +7,10 @@
 // underlay address, enslaves it to the end's bridge (creating the bridge when missing)
 // and puts a tbf qdisc on it that limits what enters the tunnel to the link's bandwidth.
 //
-// The plugin keeps no state: every link is recorded on its devices (see tag), so a
-// restarted plugin describes and removes the links an earlier process made.
+// Every link is recorded on its devices (see tag), so a restarted plugin describes and
+// removes the links an earlier process made. The plugin keeps an index of them in memory,
+// built from one scan of the devices at start-up (see index.go), so that no call's cost
+// grows with the links alive.
 package vxlan
 
 import (
@@ -21,6 +23,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/necos/necos/sdk"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // Version is the plugin's version.
@@ -34,12 +37,25 @@ type Plugin struct {
 	host    netns.NsHandle
 	hostErr error
 
-	// mu serialises every call that reads or changes devices. VNI allocation and
-	// bandwidth accounting are read from the devices, so a Connect must see the devices
-	// of the Connect before it; calls are rare and take milliseconds.
+	// mu guards the configuration, the index and pending; it is held for decisions in
+	// memory (admission, VNI allocation), never while devices are changed.
 	mu       sync.Mutex
 	cfg      Config
 	provider string
+	idx      *snapshot
+	// pending are the plugin's bridges kept because a device of someone else (a VM's
+	// tap) was a port of them: each Disconnect collects those whose ports are gone.
+	pending map[bridgeNode]bool
+
+	// linkLocks serialise the calls on one link; bridgeLocks the changes to one bridge
+	// (two links of a slice may share one). Calls on other links run in parallel.
+	linkLocks   keyedLocks[linkKey]
+	bridgeLocks keyedLocks[bridgeNode]
+	// provMu serialises the provisioning of sites (rare: once per site).
+	provMu sync.Mutex
+
+	connMu sync.Mutex
+	conns  map[string]*nsConn
 }
 
 var (
@@ -57,6 +73,7 @@ func New() *Plugin {
 
 // Close releases the plugin's handle on the host namespace.
 func (p *Plugin) Close() error {
+	p.closeConns()
 	if p.hostErr == nil {
 		return p.host.Close()
 	}
@@ -93,12 +110,20 @@ func (p *Plugin) Configure(_ context.Context, c sdk.Config) error {
 	}
 	p.log.Info("configured", "provider", p.provider, "max_bandwidth_bps", cfg.MaxBandwidthBps,
 		"vni_min", cfg.VNIMin, "vni_max", cfg.VNIMax, "udp_port", cfg.UDPPort, "mtu", cfg.MTU)
-	// A plugin process starts by collecting what an earlier one, killed mid-call, left.
+	// A plugin process starts by collecting what an earlier one, killed mid-call, left,
+	// then indexes the links the devices hold.
 	p.collectLogged("start-up")
+	if p.hostErr == nil {
+		start := time.Now()
+		if err := p.rebuildLocked(); err != nil {
+			return fmt.Errorf("index the links: %w", err)
+		}
+		p.log.Debug("indexed links", "links", len(p.idx.links), "took", time.Since(start).String())
+	}
 	return nil
 }
 
-// collectLogged runs collect (under p.mu) and logs its outcome. A failed collection
+// collectLogged runs collect (under p.mu, at start-up) and logs its outcome. A failed collection
 // fails no call: what it could not remove is tried again at the next one.
 func (p *Plugin) collectLogged(when string) {
 	if p.hostErr != nil {
@@ -115,16 +140,26 @@ func (p *Plugin) collectLogged(when string) {
 	}
 }
 
-// begin checks what every call needs, then takes the lock; the caller unlocks.
+// begin checks what every call needs.
 func (p *Plugin) begin(ctx context.Context) error {
 	if p.hostErr != nil {
 		return sdk.Errorf(sdk.CodeUnavailable, "host network namespace: %v", p.hostErr)
 	}
-	if err := ctx.Err(); err != nil {
+	return ctx.Err()
+}
+
+// check validates spec and provisions its sites (when configured to).
+func (p *Plugin) check(ctx context.Context, spec sdk.LinkSpec) error {
+	if err := p.begin(ctx); err != nil {
 		return err
 	}
 	p.mu.Lock()
-	return nil
+	err := p.validateSpec(spec)
+	p.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return p.provisionSites(spec)
 }
 
 // OfferLink implements [sdk.WAN]. The bandwidth left between the two sites is the
@@ -132,17 +167,12 @@ func (p *Plugin) begin(ctx context.Context) error {
 // devices; an existing link with the same ref is not counted, so re-offering a link
 // (to change its rate) sees its own share as free.
 func (p *Plugin) OfferLink(ctx context.Context, spec sdk.LinkSpec) (sdk.LinkOffer, error) {
-	if err := p.begin(ctx); err != nil {
+	if err := p.check(ctx, spec); err != nil {
 		return sdk.LinkOffer{}, err
 	}
+	p.mu.Lock()
 	defer p.mu.Unlock()
-	if err := p.validateSpec(spec); err != nil {
-		return sdk.LinkOffer{}, err
-	}
-	if err := p.provisionSites(spec); err != nil {
-		return sdk.LinkOffer{}, err
-	}
-	snap, err := p.scan()
+	snap, err := p.indexLocked()
 	if err != nil {
 		return sdk.LinkOffer{}, fmt.Errorf("offer link %s: %w", spec.Ref, err)
 	}
@@ -307,52 +337,121 @@ func (s *snapshot) joined(spec sdk.LinkSpec, skip linkKey) *linkKey {
 // sameEnds reports whether an existing link's devices are where spec puts them.
 func sameEnds(cur *linkDevs, spec sdk.LinkSpec) error {
 	for i, want := range []sdk.LinkEnd{spec.End1, spec.End2} {
-		d := cur.ends[i]
-		if d == nil {
+		a := cur.at[i]
+		if a == nil {
 			continue
 		}
-		if d.ns != want.Netns || d.tag.Bridge != want.Bridge || ipString(d.local) != canonicalIP(want.Underlay) {
+		if a.ns != want.Netns || a.bridge != want.Bridge || a.underlay != canonicalIP(want.Underlay) {
 			return sdk.Errorf(sdk.CodeFailedPrecondition,
 				"link %s exists with end%d in %s (underlay %s, bridge %s); disconnect it first to move it",
-				spec.Ref, i+1, nsLabel(d.ns), ipString(d.local), d.tag.Bridge)
+				spec.Ref, i+1, nsLabel(a.ns), a.underlay, a.bridge)
 		}
 	}
 	return nil
 }
 
+// locations is where spec puts the ends of a link with VNI vni.
+func locations(spec sdk.LinkSpec, vni uint32) [2]*endLoc {
+	var at [2]*endLoc
+	for i, e := range []sdk.LinkEnd{spec.End1, spec.End2} {
+		dev := deviceName(vni)
+		if isLocal(spec) {
+			dev = localName(vni, i+1)
+		}
+		at[i] = &endLoc{ns: e.Netns, dev: dev, bridge: e.Bridge, underlay: canonicalIP(e.Underlay)}
+	}
+	return at
+}
+
 // Connect implements [sdk.WAN]. It is idempotent: a link that exists is checked and
 // completed (a missing end made again, a changed bandwidth applied) and returned. On
 // any failure it removes what this call created, and only that.
+//
+// The link is admitted and, when new, reserved in the index (its VNI, bandwidth and
+// bridges count for every other call from then on) under p.mu; its devices are then made
+// under its own lock and its bridges' locks, beside other links' calls.
 func (p *Plugin) Connect(ctx context.Context, spec sdk.LinkSpec) (sdk.Link, error) {
-	if err := p.begin(ctx); err != nil {
-		return sdk.Link{}, err
-	}
-	defer p.mu.Unlock()
-	if err := p.validateSpec(spec); err != nil {
-		return sdk.Link{}, err
-	}
-	if err := p.provisionSites(spec); err != nil {
+	if err := p.check(ctx, spec); err != nil {
 		return sdk.Link{}, err
 	}
 	start := time.Now()
-	snap, err := p.scan()
-	if err != nil {
-		return sdk.Link{}, fmt.Errorf("connect %s: %w", spec.Ref, err)
-	}
 	key := linkKey{p.provider, spec.Ref}
-	if err := p.admit(snap, spec, key, p.linkAvailable(snap, spec, key)); err != nil {
-		return sdk.Link{}, err
+	defer p.linkLocks.lock(key)()
+	var (
+		vni   uint32
+		isNew bool
+		err   error
+	)
+	// A new link's VNI or device name may turn out taken by a device the index does not
+	// know (made meanwhile by someone else): the index merges a scan and tries once more.
+	for attempt := 0; ; attempt++ {
+		if vni, isNew, err = p.reserve(key, spec); err != nil {
+			return sdk.Link{}, err
+		}
+		if err = p.ensure(key, spec, vni); err == nil {
+			break
+		}
+		p.mu.Lock()
+		if isNew {
+			delete(p.idx.links, key)
+			delete(p.idx.vnis, vni)
+		}
+		retry := isNew && spec.VNI == 0 && attempt == 0 &&
+			(sdk.CodeOf(err) == sdk.CodeAlreadyExists || errors.Is(err, unix.EEXIST))
+		if retry {
+			if merr := p.mergeScanLocked(); merr != nil {
+				retry = false
+			}
+		}
+		p.mu.Unlock()
+		if !retry {
+			return sdk.Link{}, fmt.Errorf("connect %s: %w", spec.Ref, err)
+		}
+		p.log.Info("VNI or device name taken by a device the index did not know; trying again",
+			"link", spec.Ref.String(), "vni", vni, "error", err)
 	}
-	cur := snap.links[key]
-	vni := spec.VNI
-	if cur != nil {
-		vni = cur.vni()
-	} else if vni, err = p.pickVNI(snap, spec.VNI); err != nil {
-		return sdk.Link{}, err
+	p.mu.Lock()
+	if l := p.idx.links[key]; l != nil {
+		s := spec
+		l.spec, l.v, l.at, l.ends = &s, vni, locations(spec, vni), [2]*vxdev{}
 	}
+	p.mu.Unlock()
+	p.log.Info("link connected", "link", spec.Ref.String(), "vni", vni, "bandwidth_bps", spec.BandwidthBps,
+		"end1", spec.End1.Site, "end2", spec.End2.Site, "local", isLocal(spec), "new", isNew, "took", time.Since(start).String())
+	link := sdk.Link{Ref: spec.Ref, Name: spec.Name, State: sdk.StateReady, VNI: vni,
+		End1: spec.End1, End2: spec.End2, BandwidthBps: spec.BandwidthBps}
+	link.End1.Underlay = canonicalIP(link.End1.Underlay)
+	link.End2.Underlay = canonicalIP(link.End2.Underlay)
+	return link, nil
+}
 
+// reserve admits spec and returns its VNI; a new link is entered in the index with it.
+func (p *Plugin) reserve(key linkKey, spec sdk.LinkSpec) (vni uint32, isNew bool, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	idx, err := p.indexLocked()
+	if err != nil {
+		return 0, false, fmt.Errorf("connect %s: %w", spec.Ref, err)
+	}
+	if err := p.admit(idx, spec, key, p.linkAvailable(idx, spec, key)); err != nil {
+		return 0, false, err
+	}
+	if cur := idx.links[key]; cur != nil {
+		return cur.vni(), false, nil
+	}
+	if vni, err = p.pickVNI(idx, spec.VNI); err != nil {
+		return 0, false, err
+	}
+	s := spec
+	idx.links[key] = &linkDevs{key: key, spec: &s, v: vni, at: locations(spec, vni)}
+	idx.vnis[vni] = "link " + spec.Ref.String()
+	return vni, true, nil
+}
+
+// ensure makes the link's devices as spec says; on failure it removes what it made.
+func (p *Plugin) ensure(key linkKey, spec sdk.LinkSpec, vni uint32) error {
 	var made undoStack
-	ensure := func() error {
+	err := func() error {
 		if isLocal(spec) {
 			return p.ensureLocal(spec, vni, &made)
 		}
@@ -362,26 +461,20 @@ func (p *Plugin) Connect(ctx context.Context, spec sdk.LinkSpec) (sdk.Link, erro
 			}
 		}
 		return nil
-	}
-	if err := ensure(); err != nil {
+	}()
+	if err != nil {
 		if uerr := made.run(); uerr != nil {
 			p.log.Error("connect failed and its partial devices could not all be removed",
 				"link", spec.Ref.String(), "error", err, "cleanup_error", uerr)
 		}
-		return sdk.Link{}, fmt.Errorf("connect %s: %w", spec.Ref, err)
 	}
-	p.log.Info("link connected", "link", spec.Ref.String(), "vni", vni, "bandwidth_bps", spec.BandwidthBps,
-		"end1", spec.End1.Site, "end2", spec.End2.Site, "local", isLocal(spec), "new", cur == nil, "took", time.Since(start).String())
-	link := sdk.Link{Ref: spec.Ref, Name: spec.Name, State: sdk.StateReady, VNI: vni,
-		End1: spec.End1, End2: spec.End2, BandwidthBps: spec.BandwidthBps}
-	link.End1.Underlay = canonicalIP(link.End1.Underlay)
-	link.End2.Underlay = canonicalIP(link.End2.Underlay)
-	return link, nil
+	return err
 }
 
 // DescribeLink implements [sdk.WAN]: the link as its devices show it now. A link whose
 // devices are incomplete is reported in state failed with a message saying what is
-// wrong; Connect repairs it, Disconnect removes it.
+// wrong; Connect repairs it, Disconnect removes it. The index says where the devices
+// are; they are read from the kernel.
 func (p *Plugin) DescribeLink(ctx context.Context, ref sdk.LinkRef) (sdk.Link, error) {
 	if err := refError(ref); err != nil {
 		return sdk.Link{}, err
@@ -389,22 +482,48 @@ func (p *Plugin) DescribeLink(ctx context.Context, ref sdk.LinkRef) (sdk.Link, e
 	if err := p.begin(ctx); err != nil {
 		return sdk.Link{}, err
 	}
-	defer p.mu.Unlock()
-	snap, err := p.scan()
+	key := linkKey{p.provider, ref}
+	defer p.linkLocks.lock(key)()
+	p.mu.Lock()
+	cur, err := p.lookupLocked(key)
+	var at [2]*endLoc
+	if cur != nil {
+		at = cur.at
+	}
+	p.mu.Unlock()
 	if err != nil {
 		return sdk.Link{}, fmt.Errorf("describe %s: %w", ref, err)
 	}
-	cur := snap.links[linkKey{p.provider, ref}]
 	if cur == nil {
 		return sdk.Link{}, sdk.Errorf(sdk.CodeNotFound, "link %s not found", ref)
 	}
-	return cur.describe(), nil
+	now := &linkDevs{key: key}
+	for i, a := range at {
+		if a == nil {
+			continue
+		}
+		if now.ends[i], err = p.readEnd(key, i+1, a); err != nil {
+			return sdk.Link{}, fmt.Errorf("describe %s: %w", ref, err)
+		}
+	}
+	if now.ends[0] == nil && now.ends[1] == nil {
+		// Every device is gone (removed behind the plugin's back): so is the link.
+		p.mu.Lock()
+		if p.idx.links[key] == cur {
+			delete(p.idx.links, key)
+			delete(p.idx.vnis, cur.vni())
+		}
+		p.mu.Unlock()
+		return sdk.Link{}, sdk.Errorf(sdk.CodeNotFound, "link %s not found", ref)
+	}
+	return now.describe(), nil
 }
 
 // Disconnect implements [sdk.WAN]: it deletes the link's VXLAN devices (their qdiscs go
 // with them) and each end's bridge when the plugin created it and nothing uses it any
-// more, then collects whatever else of the plugin's no link uses (see collect). An
-// unknown link is not an error: a retried Disconnect after a crash still collects.
+// more, the two ends at once, then collects the plugin's bridges kept earlier for a port
+// that is gone since (see collectPending). An unknown link is not an error: a retried
+// Disconnect after a crash still collects.
 func (p *Plugin) Disconnect(ctx context.Context, ref sdk.LinkRef) error {
 	if err := refError(ref); err != nil {
 		return err
@@ -412,31 +531,61 @@ func (p *Plugin) Disconnect(ctx context.Context, ref sdk.LinkRef) error {
 	if err := p.begin(ctx); err != nil {
 		return err
 	}
-	defer p.mu.Unlock()
 	start := time.Now()
-	snap, err := p.scan()
+	key := linkKey{p.provider, ref}
+	defer p.linkLocks.lock(key)()
+	p.mu.Lock()
+	cur, err := p.lookupLocked(key)
+	var at [2]*endLoc
+	var local bool
+	var vni uint32
+	if cur != nil {
+		at, local, vni = cur.at, cur.local(), cur.vni()
+		cur.leaving = true
+	}
+	p.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("disconnect %s: %w", ref, err)
 	}
-	cur := snap.links[linkKey{p.provider, ref}]
-	defer p.collectLogged("disconnect")
+	defer p.collectPending()
 	if cur == nil {
 		p.log.Debug("disconnect: link not found", "link", ref.String())
 		return nil
 	}
-	var errs []error
-	for _, d := range cur.ends {
-		if d == nil {
-			continue
+	var errs [2]error
+	if local {
+		// Both ends are one veth pair in one namespace: deleting either deletes both.
+		for i, a := range at {
+			if a != nil {
+				errs[i] = p.removeEnd(key, i+1, a)
+			}
 		}
-		if err := p.removeEnd(d); err != nil {
-			errs = append(errs, err)
+	} else {
+		var wg sync.WaitGroup
+		for i, a := range at {
+			if a != nil {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					errs[i] = p.removeEnd(key, i+1, a)
+				}()
+			}
 		}
+		wg.Wait()
 	}
-	if err := errors.Join(errs...); err != nil {
+	if err := errors.Join(errs[:]...); err != nil {
+		p.mu.Lock()
+		cur.leaving = false
+		p.mu.Unlock()
 		return fmt.Errorf("disconnect %s: %w", ref, err)
 	}
-	p.log.Info("link disconnected", "link", ref.String(), "vni", cur.vni(), "took", time.Since(start).String())
+	p.mu.Lock()
+	if p.idx.links[key] == cur {
+		delete(p.idx.links, key)
+		delete(p.idx.vnis, vni)
+	}
+	p.mu.Unlock()
+	p.log.Info("link disconnected", "link", ref.String(), "vni", vni, "took", time.Since(start).String())
 	return nil
 }
 

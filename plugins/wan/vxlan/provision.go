@@ -52,15 +52,35 @@ func (p *Plugin) provisionSites(spec sdk.LinkSpec) error {
 	}
 	pc := p.cfg.Provision.withDefaults()
 	for _, end := range []sdk.LinkEnd{spec.End1, spec.End2} {
-		if end.Netns == "" {
+		if end.Netns == "" || p.siteReady(end) {
 			continue
 		}
-		if err := p.provisionSite(pc, end); err != nil {
+		p.provMu.Lock()
+		err := p.provisionSite(pc, end)
+		p.provMu.Unlock()
+		if err != nil {
 			return sdk.Errorf(sdk.CodeFailedPrecondition, "provision site %s (namespace %s, underlay %s): %v",
 				end.Site, end.Netns, end.Underlay, err)
 		}
 	}
 	return nil
+}
+
+// siteReady reports whether end's site holds its underlay address already.
+func (p *Plugin) siteReady(end sdk.LinkEnd) bool {
+	ip := net.ParseIP(end.Underlay)
+	if ip == nil {
+		return false
+	}
+	if _, err := os.Stat(filepath.Join(p.nsDir, end.Netns)); err != nil {
+		return false
+	}
+	h, err := p.handle(end.Netns)
+	if err != nil {
+		return false
+	}
+	d, err := underlayDevice(h, ip)
+	return err == nil && d != nil
 }
 
 func (p *Plugin) provisionSite(pc ProvisionConfig, end sdk.LinkEnd) error {
@@ -75,7 +95,6 @@ func (p *Plugin) provisionSite(pc ProvisionConfig, end sdk.LinkEnd) error {
 	if err != nil {
 		return err
 	}
-	defer h.Close()
 	if d, err := underlayDevice(h, ip); err != nil {
 		return err
 	} else if d != nil {
@@ -88,7 +107,6 @@ func (p *Plugin) provisionSite(pc ProvisionConfig, end sdk.LinkEnd) error {
 	if err != nil {
 		return err
 	}
-	defer uh.Close()
 	br, err := uh.LinkByName(underlayBridge)
 	if err != nil {
 		attrs := netlink.NewLinkAttrs()

@@ -12,34 +12,21 @@ import (
 	"github.com/necos/necos/sdk"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
 )
 
 // netnsDir is where named network namespaces are mounted (the iproute2 convention,
 // which netns.NewNamed and netns.GetFromName follow).
 const netnsDir = "/var/run/netns"
 
-// handle opens a netlink handle inside the named namespace ("" is the plugin's own,
-// the host's). The handle's sockets live in that namespace, so no OS thread of the
-// plugin ever switches namespace.
+// handle returns the plugin's netlink handle inside the named namespace ("" is the
+// plugin's own, the host's), kept between calls (see conn). The handle's sockets live in
+// that namespace, so no OS thread of the plugin ever switches namespace.
 func (p *Plugin) handle(name string) (*netlink.Handle, error) {
-	if name == "" {
-		h, err := netlink.NewHandleAt(p.host, unix.NETLINK_ROUTE)
-		if err != nil {
-			return nil, fmt.Errorf("netlink in the host namespace: %w", err)
-		}
-		return h, nil
-	}
-	ns, err := netns.GetFromName(name)
+	c, err := p.conn(name)
 	if err != nil {
-		return nil, sdk.Errorf(sdk.CodeFailedPrecondition, "network namespace %q: %v", name, err)
+		return nil, err
 	}
-	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
-	if err != nil {
-		return nil, fmt.Errorf("netlink in namespace %q: %w", name, err)
-	}
-	return h, nil
+	return c.h, nil
 }
 
 // namespaces lists where links may live: the host's namespace ("") and every named
@@ -95,13 +82,23 @@ type linkKey struct {
 	ref      sdk.LinkRef
 }
 
-// linkDevs is a link as its devices show it; an end is nil when its device is missing.
+// linkDevs is a link as the index holds it: as a scan found its devices (an end is nil
+// when its device is missing), or as this process connected it (spec and v).
 type linkDevs struct {
 	key  linkKey
 	ends [2]*vxdev
+	// at is where each end's device is (or is being made); nil when unknown.
+	at [2]*endLoc
+	// spec is what this process connected (or is connecting), with VNI v; nil for a link
+	// known from a scan only.
+	spec *sdk.LinkSpec
+	v    uint32
+	// leaving marks a link being disconnected: its bridges are no longer meant for it.
+	leaving bool
 }
 
-// snapshot is every necos-wan link and every VNI in use, read from the devices.
+// snapshot is every necos-wan link and every VNI in use, read from the devices; kept up
+// to date by the calls, it is the plugin's index.
 type snapshot struct {
 	links map[linkKey]*linkDevs
 	// vnis maps each VNI of any VXLAN device (necos-wan's or not) to where it is.
@@ -112,12 +109,21 @@ type snapshot struct {
 // deleted right now) is skipped; the host's must be readable.
 func (p *Plugin) scan() (*snapshot, error) {
 	s := &snapshot{links: map[linkKey]*linkDevs{}, vnis: map[uint32]string{}}
-	for _, name := range p.namespaces() {
+	names := p.namespaces()
+	p.dropConns(names)
+	for _, name := range names {
 		if err := p.scanNamespace(s, name); err != nil {
 			if name == "" {
 				return nil, err
 			}
 			p.log.Debug("skipping namespace", "netns", name, "error", err)
+		}
+	}
+	for _, l := range s.links {
+		for i, d := range l.ends {
+			if d != nil {
+				l.at[i] = &endLoc{ns: d.ns, dev: d.link.Attrs().Name, bridge: d.tag.Bridge, underlay: ipString(d.local)}
+			}
 		}
 	}
 	return s, nil
@@ -128,7 +134,6 @@ func (p *Plugin) scanNamespace(s *snapshot, ns string) error {
 	if err != nil {
 		return err
 	}
-	defer h.Close()
 	links, err := linkList(h)
 	if err != nil {
 		return fmt.Errorf("list devices in %s: %w", nsLabel(ns), err)
@@ -146,32 +151,21 @@ func (p *Plugin) scanNamespace(s *snapshot, ns string) error {
 	for _, l := range links {
 		attrs := l.Attrs()
 		where := nsLabel(ns) + " device " + attrs.Name
-		var d *vxdev
-		switch dev := l.(type) {
-		case *netlink.Vxlan:
-			s.vnis[uint32(dev.VxlanId)] = where
-			t, ok := parseTag(dev.Alias)
-			if !ok {
-				continue
-			}
-			d = &vxdev{vni: uint32(dev.VxlanId), local: dev.SrcAddr, remote: dev.Group, tag: t}
-		case *netlink.Veth:
-			// A local link's end: what a VXLAN device holds itself is on its tag.
-			t, ok := parseTag(dev.Alias)
-			if !ok || t.VNI == 0 {
-				continue
-			}
-			s.vnis[t.VNI] = where
-			ip := net.ParseIP(t.Underlay)
-			d = &vxdev{vni: t.VNI, local: ip, remote: ip, tag: t, isLocal: true}
-		default:
+		if vx, ok := l.(*netlink.Vxlan); ok {
+			s.vnis[uint32(vx.VxlanId)] = where
+		}
+		d := devOf(ns, l)
+		if d == nil {
 			continue
 		}
-		t := d.tag
-		d.ns, d.link, d.up, d.master = ns, l, attrs.Flags&net.FlagUp != 0, names[attrs.MasterIndex]
+		if d.isLocal {
+			s.vnis[d.vni] = where
+		}
+		d.master = names[attrs.MasterIndex]
 		if tbf := tbfs[attrs.Index]; tbf != nil {
 			d.hasTbf, d.rateBytes = true, tbf.Rate
 		}
+		t := d.tag
 		k := linkKey{provider: t.Provider, ref: t.Ref}
 		ld := s.links[k]
 		if ld == nil {
@@ -187,6 +181,69 @@ func (p *Plugin) scanNamespace(s *snapshot, ns string) error {
 		ld.ends[t.End-1] = d
 	}
 	return nil
+}
+
+// devOf returns device l of namespace ns as a link end when its tag says it is one (a
+// tagged VXLAN device, or a tagged veth of a local link), else nil. Its master and rate
+// limit are left for the caller to fill in.
+func devOf(ns string, l netlink.Link) *vxdev {
+	var d *vxdev
+	switch dev := l.(type) {
+	case *netlink.Vxlan:
+		t, ok := parseTag(dev.Alias)
+		if !ok {
+			return nil
+		}
+		d = &vxdev{vni: uint32(dev.VxlanId), local: dev.SrcAddr, remote: dev.Group, tag: t}
+	case *netlink.Veth:
+		// A local link's end: what a VXLAN device holds itself is on its tag.
+		t, ok := parseTag(dev.Alias)
+		if !ok || t.VNI == 0 {
+			return nil
+		}
+		ip := net.ParseIP(t.Underlay)
+		d = &vxdev{vni: t.VNI, local: ip, remote: ip, tag: t, isLocal: true}
+	default:
+		return nil
+	}
+	d.ns, d.link, d.up = ns, l, l.Attrs().Flags&net.FlagUp != 0
+	return d
+}
+
+// readEnd reads end n of link key from the kernel: the device at loc, when it is there
+// and tagged as that end. A named namespace that cannot be opened holds no end.
+func (p *Plugin) readEnd(key linkKey, n int, loc *endLoc) (*vxdev, error) {
+	c, err := p.conn(loc.ns)
+	if err != nil {
+		if loc.ns != "" {
+			return nil, nil
+		}
+		return nil, err
+	}
+	l, err := c.h.LinkByName(loc.dev)
+	if isNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("look up %s in %s: %w", loc.dev, nsLabel(loc.ns), err)
+	}
+	d := devOf(loc.ns, l)
+	if d == nil || d.tag.Provider != key.provider || d.tag.Ref != key.ref || d.tag.End != n {
+		return nil, nil
+	}
+	if mi := l.Attrs().MasterIndex; mi != 0 {
+		m, err := c.h.LinkByIndex(mi)
+		if err != nil && !isNotFound(err) {
+			return nil, fmt.Errorf("look up the master of %s in %s: %w", loc.dev, nsLabel(loc.ns), err)
+		}
+		if m != nil {
+			d.master = m.Attrs().Name
+		}
+	}
+	if d.rateBytes, d.hasTbf, err = c.rootTbfOf(l.Attrs().Index); err != nil {
+		return nil, fmt.Errorf("read the qdisc of %s in %s: %w", loc.dev, nsLabel(loc.ns), err)
+	}
+	return d, nil
 }
 
 // linkList lists a namespace's devices, retrying a dump the kernel interrupted because
@@ -250,6 +307,9 @@ func nsLabel(ns string) string {
 
 // vni returns the link's VNI as its devices hold it.
 func (l *linkDevs) vni() uint32 {
+	if l.spec != nil {
+		return l.v
+	}
 	for _, d := range l.ends {
 		if d != nil {
 			return d.vni
@@ -260,6 +320,9 @@ func (l *linkDevs) vni() uint32 {
 
 // local reports whether the link is a local link (a veth pair within one site).
 func (l *linkDevs) local() bool {
+	if l.spec != nil {
+		return isLocal(*l.spec)
+	}
 	for _, d := range l.ends {
 		if d != nil {
 			return d.isLocal
@@ -270,6 +333,9 @@ func (l *linkDevs) local() bool {
 
 // bandwidth returns the link's rate as recorded on its devices.
 func (l *linkDevs) bandwidth() uint64 {
+	if l.spec != nil {
+		return l.spec.BandwidthBps
+	}
 	for _, d := range l.ends {
 		if d != nil {
 			return d.tag.BandwidthBps
@@ -280,6 +346,9 @@ func (l *linkDevs) bandwidth() uint64 {
 
 // sites returns the sites the link joins, from whichever device is present.
 func (l *linkDevs) sites() (string, string) {
+	if l.spec != nil {
+		return l.spec.End1.Site, l.spec.End2.Site
+	}
 	for _, d := range l.ends {
 		if d != nil {
 			if d.tag.End == 1 {
@@ -294,12 +363,12 @@ func (l *linkDevs) sites() (string, string) {
 // bridgeNode names a bridge on a machine: namespace and bridge name.
 type bridgeNode struct{ ns, bridge string }
 
-// nodes returns the bridges the link joins (only those whose device exists).
+// nodes returns the bridges the link joins (only those of ends whose place is known).
 func (l *linkDevs) nodes() []bridgeNode {
 	var out []bridgeNode
-	for _, d := range l.ends {
-		if d != nil {
-			out = append(out, bridgeNode{d.ns, d.tag.Bridge})
+	for _, a := range l.at {
+		if a != nil {
+			out = append(out, bridgeNode{a.ns, a.bridge})
 		}
 	}
 	return out

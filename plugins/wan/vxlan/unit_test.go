@@ -190,13 +190,13 @@ func TestTbfShape(t *testing.T) {
 }
 
 func TestJoined(t *testing.T) {
-	dev := func(ns, br string) *vxdev { return &vxdev{ns: ns, tag: tag{Bridge: br}} }
+	at := func(ns, br string) *endLoc { return &endLoc{ns: ns, bridge: br} }
 	k := func(id string) linkKey { return linkKey{"p", sdk.LinkRef{SliceID: "s", LinkID: id}} }
 	s := &snapshot{links: map[linkKey]*linkDevs{
-		k("ab"): {key: k("ab"), ends: [2]*vxdev{dev("a", "br"), dev("b", "br")}},
-		k("bc"): {key: k("bc"), ends: [2]*vxdev{dev("b", "br"), dev("c", "br")}},
-		// Half a link joins nothing.
-		k("cd"): {key: k("cd"), ends: [2]*vxdev{dev("c", "br"), nil}},
+		k("ab"): {key: k("ab"), at: [2]*endLoc{at("a", "br"), at("b", "br")}},
+		k("bc"): {key: k("bc"), at: [2]*endLoc{at("b", "br"), at("c", "br")}},
+		// Half a link (found by a scan with one end's device missing) joins nothing.
+		k("cd"): {key: k("cd"), at: [2]*endLoc{at("c", "br"), nil}},
 	}}
 	spec := func(a, b string) sdk.LinkSpec {
 		return sdk.LinkSpec{End1: sdk.LinkEnd{Netns: a, Bridge: "br"}, End2: sdk.LinkEnd{Netns: b, Bridge: "br"}}
