@@ -39,7 +39,7 @@ func (p *Plugin) ensureEnd(spec sdk.LinkSpec, n int, vni uint32, made *undoStack
 	}
 
 	local, remote := net.ParseIP(end.Underlay), net.ParseIP(peer.Underlay)
-	under, err := underlayDevice(h, local)
+	under, err := p.underlay(end.Netns, local)
 	if err != nil {
 		return fmt.Errorf("end%d: %w", n, err)
 	}
@@ -151,6 +151,9 @@ func (p *Plugin) ensureBridge(h *netlink.Handle, n int, ref sdk.LinkRef, end sdk
 	}
 	// A bridge someone else made may be down; the link needs it up. Setting it up is
 	// idempotent and changes nothing else of it.
+	if br.Attrs().Flags&net.FlagUp != 0 {
+		return br, nil
+	}
 	if err := h.LinkSetUp(br); err != nil {
 		return nil, fmt.Errorf("end%d: set bridge %s up in %s: %w", n, name, where, err)
 	}
@@ -272,14 +275,9 @@ func (p *Plugin) meantFor(node bridgeNode, skip linkKey) string {
 	if p.idx == nil {
 		return ""
 	}
-	for k, l := range p.idx.links {
-		if k == skip || l.leaving {
-			continue
-		}
-		for _, a := range l.at {
-			if a != nil && a.ns == node.ns && a.bridge == node.bridge {
-				return k.ref.String()
-			}
+	for k, l := range p.idx.byNode[node] {
+		if k != skip && !l.leaving {
+			return k.ref.String()
 		}
 	}
 	return ""
@@ -428,6 +426,7 @@ func (p *Plugin) createTagged(h *netlink.Handle, link netlink.Link, alias string
 	if err != nil {
 		return nil, fmt.Errorf("read back %s: %w", tmp, err)
 	}
+	p.noIPv6(h, dev)
 	err = h.LinkSetAlias(dev, alias)
 	if err == nil {
 		err = h.LinkSetName(dev, name)
@@ -445,6 +444,19 @@ func (p *Plugin) createTagged(h *netlink.Handle, link netlink.Link, alias string
 		return nil, err
 	}
 	return dev, nil
+}
+
+// in6AddrGenModeNone is IN6_ADDR_GEN_MODE_NONE of linux/if_link.h.
+const in6AddrGenModeNone = 1
+
+// noIPv6 keeps the kernel from giving dev an IPv6 link-local address when it goes up:
+// the plugin's devices carry frames at layer 2 only, and each address (with its routes
+// and multicast memberships) makes every later device change in the namespace dearer.
+// A namespace without IPv6 refuses the setting, which is then not needed.
+func (p *Plugin) noIPv6(h *netlink.Handle, dev netlink.Link) {
+	if err := h.LinkSetIP6AddrGenMode(dev, in6AddrGenModeNone); err != nil {
+		p.log.Debug("cannot turn off IPv6 address generation", "device", dev.Attrs().Name, "error", err)
+	}
 }
 
 // deleteDevice deletes device name in namespace ns, if it is there. Undo steps use it
@@ -535,7 +547,7 @@ func (p *Plugin) ensureLocal(spec sdk.LinkSpec, vni uint32, made *undoStack) err
 		return fmt.Errorf("end1: %w", err)
 	}
 	ip := net.ParseIP(spec.End1.Underlay)
-	under, err := underlayDevice(h, ip)
+	under, err := p.underlay(ns, ip)
 	if err != nil {
 		return fmt.Errorf("end1: %w", err)
 	}
@@ -624,6 +636,7 @@ func (p *Plugin) createTaggedPair(h *netlink.Handle, names, aliases [2]string, b
 			if err != nil {
 				return fmt.Errorf("read back %s: %w", tmp[i], err)
 			}
+			p.noIPv6(h, d)
 			if err := h.LinkSetAlias(d, aliases[i]); err != nil {
 				return err
 			}

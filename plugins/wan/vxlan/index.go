@@ -3,6 +3,7 @@ package vxlan
 import (
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 
 	"github.com/necos/necos/sdk"
@@ -108,7 +109,7 @@ func (p *Plugin) mergeScanLocked() error {
 	}
 	for k, l := range snap.links {
 		if _, ok := p.idx.links[k]; !ok {
-			p.idx.links[k] = l
+			p.idx.put(l)
 		}
 	}
 	for v, where := range snap.vnis {
@@ -153,6 +154,40 @@ type nsConn struct {
 	ns  netns.NsHandle
 	h   *netlink.Handle
 	raw map[int]*nl.SocketHandle
+
+	// under maps an underlay address to the index of the device found holding it: an
+	// address dump costs as many devices as the namespace has, a lookup by index not.
+	mu    sync.Mutex
+	under map[string]int
+}
+
+// underlay returns the device of namespace ns holding address ip, or nil. A device found
+// once is looked up by its index afterwards, and searched for again when it is gone.
+func (p *Plugin) underlay(ns string, ip net.IP) (netlink.Link, error) {
+	c, err := p.conn(ns)
+	if err != nil {
+		return nil, err
+	}
+	key := ip.String()
+	c.mu.Lock()
+	idx, ok := c.under[key]
+	c.mu.Unlock()
+	if ok {
+		if l, err := c.h.LinkByIndex(idx); err == nil {
+			return l, nil
+		}
+	}
+	l, err := underlayDevice(c.h, ip)
+	if err != nil || l == nil {
+		return l, err
+	}
+	c.mu.Lock()
+	if c.under == nil {
+		c.under = map[string]int{}
+	}
+	c.under[key] = l.Attrs().Index
+	c.mu.Unlock()
+	return l, nil
 }
 
 func (c *nsConn) close() {

@@ -230,24 +230,22 @@ func (p *Plugin) linkAvailable(snap *snapshot, spec sdk.LinkSpec, skip linkKey) 
 // available returns the bandwidth left between sites a and b, not counting link skip.
 // Local links use no WAN capacity and are not counted.
 func (p *Plugin) available(snap *snapshot, a, b string, skip linkKey) uint64 {
-	var pairUsed uint64
-	siteUsed := map[string]uint64{}
+	if snap.byNode == nil {
+		snap.reindex()
+	}
 	want := pairKey(a, b)
-	for k, l := range snap.links {
-		if k.provider != p.provider || k == skip {
-			continue
-		}
-		s1, s2 := l.sites()
-		if l.local() {
-			continue
-		}
+	pairUsed := snap.pairUsed[pairUse{p.provider, want}]
+	siteUsed := map[string]uint64{a: snap.siteUsed[[2]string{p.provider, a}], b: snap.siteUsed[[2]string{p.provider, b}]}
+	if l := snap.links[skip]; l != nil && skip.provider == p.provider && !l.local() {
 		bw := l.bandwidth()
+		s1, s2 := l.sites()
 		if pairKey(s1, s2) == want {
-			pairUsed += bw
+			pairUsed -= bw
 		}
-		siteUsed[s1] += bw
-		if s2 != s1 {
-			siteUsed[s2] += bw
+		for s := range siteUsed {
+			if s == s1 || s == s2 {
+				siteUsed[s] -= bw
+			}
 		}
 	}
 	left := subFloor(p.cfg.pairCapacity(a, b), pairUsed)
@@ -298,40 +296,52 @@ func (p *Plugin) pickVNI(snap *snapshot, want uint32) (uint32, error) {
 
 // joined returns a link through which the spec's two bridges are already connected
 // (directly or over other bridges), ignoring link skip, or nil. Two paths between two
-// bridges make a loop that floods broadcasts forever: bridges here run no STP.
+// bridges make a loop that floods broadcasts forever: bridges here run no STP. It walks
+// the links from end1's bridge, so it costs the links of that bridge's component.
 func (s *snapshot) joined(spec sdk.LinkSpec, skip linkKey) *linkKey {
-	parent := map[bridgeNode]bridgeNode{}
-	via := map[bridgeNode]linkKey{}
-	var find func(n bridgeNode) bridgeNode
-	find = func(n bridgeNode) bridgeNode {
-		if p, ok := parent[n]; ok && p != n {
-			r := find(p)
-			parent[n] = r
-			return r
-		}
-		return n
+	if s.byNode == nil {
+		s.reindex()
 	}
-	for k, l := range s.links {
-		if k == skip {
-			continue
-		}
-		nodes := l.nodes()
-		if len(nodes) != 2 {
-			continue
-		}
-		a, b := find(nodes[0]), find(nodes[1])
-		if a != b {
-			parent[a] = b
-			via[b] = k
+	start := bridgeNode{spec.End1.Netns, spec.End1.Bridge}
+	goal := bridgeNode{spec.End2.Netns, spec.End2.Bridge}
+	if start == goal {
+		return &linkKey{}
+	}
+	// first is, for each bridge reached, the link from start through which it was.
+	first := map[bridgeNode]linkKey{}
+	seen := map[bridgeNode]bool{start: true}
+	queue := []bridgeNode{start}
+	for len(queue) > 0 {
+		n := queue[0]
+		queue = queue[1:]
+		for k, l := range s.byNode[n] {
+			if k == skip {
+				continue
+			}
+			nodes := l.nodes()
+			if len(nodes) != 2 {
+				continue
+			}
+			other := nodes[0]
+			if other == n {
+				other = nodes[1]
+			}
+			if seen[other] {
+				continue
+			}
+			seen[other] = true
+			via, ok := first[n]
+			if !ok {
+				via = k
+			}
+			first[other] = via
+			if other == goal {
+				return &via
+			}
+			queue = append(queue, other)
 		}
 	}
-	a := find(bridgeNode{spec.End1.Netns, spec.End1.Bridge})
-	b := find(bridgeNode{spec.End2.Netns, spec.End2.Bridge})
-	if a != b {
-		return nil
-	}
-	k := via[a]
-	return &k
+	return nil
 }
 
 // sameEnds reports whether an existing link's devices are where spec puts them.
@@ -393,7 +403,7 @@ func (p *Plugin) Connect(ctx context.Context, spec sdk.LinkSpec) (sdk.Link, erro
 		}
 		p.mu.Lock()
 		if isNew {
-			delete(p.idx.links, key)
+			p.idx.drop(key)
 			delete(p.idx.vnis, vni)
 		}
 		retry := isNew && spec.VNI == 0 && attempt == 0 &&
@@ -412,8 +422,10 @@ func (p *Plugin) Connect(ctx context.Context, spec sdk.LinkSpec) (sdk.Link, erro
 	}
 	p.mu.Lock()
 	if l := p.idx.links[key]; l != nil {
+		p.idx.drop(key)
 		s := spec
 		l.spec, l.v, l.at, l.ends = &s, vni, locations(spec, vni), [2]*vxdev{}
+		p.idx.put(l)
 	}
 	p.mu.Unlock()
 	p.log.Info("link connected", "link", spec.Ref.String(), "vni", vni, "bandwidth_bps", spec.BandwidthBps,
@@ -443,7 +455,7 @@ func (p *Plugin) reserve(key linkKey, spec sdk.LinkSpec) (vni uint32, isNew bool
 		return 0, false, err
 	}
 	s := spec
-	idx.links[key] = &linkDevs{key: key, spec: &s, v: vni, at: locations(spec, vni)}
+	idx.put(&linkDevs{key: key, spec: &s, v: vni, at: locations(spec, vni)})
 	idx.vnis[vni] = "link " + spec.Ref.String()
 	return vni, true, nil
 }
@@ -510,7 +522,7 @@ func (p *Plugin) DescribeLink(ctx context.Context, ref sdk.LinkRef) (sdk.Link, e
 		// Every device is gone (removed behind the plugin's back): so is the link.
 		p.mu.Lock()
 		if p.idx.links[key] == cur {
-			delete(p.idx.links, key)
+			p.idx.drop(key)
 			delete(p.idx.vnis, cur.vni())
 		}
 		p.mu.Unlock()
@@ -581,7 +593,7 @@ func (p *Plugin) Disconnect(ctx context.Context, ref sdk.LinkRef) error {
 	}
 	p.mu.Lock()
 	if p.idx.links[key] == cur {
-		delete(p.idx.links, key)
+		p.idx.drop(key)
 		delete(p.idx.vnis, vni)
 	}
 	p.mu.Unlock()

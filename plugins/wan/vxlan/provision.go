@@ -75,11 +75,7 @@ func (p *Plugin) siteReady(end sdk.LinkEnd) bool {
 	if _, err := os.Stat(filepath.Join(p.nsDir, end.Netns)); err != nil {
 		return false
 	}
-	h, err := p.handle(end.Netns)
-	if err != nil {
-		return false
-	}
-	d, err := underlayDevice(h, ip)
+	d, err := p.underlay(end.Netns, ip)
 	return err == nil && d != nil
 }
 

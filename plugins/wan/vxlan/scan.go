@@ -103,6 +103,93 @@ type snapshot struct {
 	links map[linkKey]*linkDevs
 	// vnis maps each VNI of any VXLAN device (necos-wan's or not) to where it is.
 	vnis map[uint32]string
+
+	// Kept by put and drop, so that admission costs what a link touches, not what
+	// exists: the links on each bridge, and the WAN bandwidth used per site pair and per
+	// site, by provider (local links use none).
+	byNode   map[bridgeNode]map[linkKey]*linkDevs
+	pairUsed map[pairUse]uint64
+	siteUsed map[[2]string]uint64
+}
+
+// pairUse names the bandwidth a provider's links use between a pair of sites.
+type pairUse struct {
+	provider string
+	pair     [2]string
+}
+
+// reindex computes byNode, pairUsed and siteUsed from links.
+func (s *snapshot) reindex() {
+	s.byNode = map[bridgeNode]map[linkKey]*linkDevs{}
+	s.pairUsed = map[pairUse]uint64{}
+	s.siteUsed = map[[2]string]uint64{}
+	for _, l := range s.links {
+		s.account(l, true)
+	}
+}
+
+// put enters link l in the index.
+func (s *snapshot) put(l *linkDevs) {
+	if s.byNode == nil {
+		s.reindex()
+	}
+	s.drop(l.key)
+	s.links[l.key] = l
+	s.account(l, true)
+}
+
+// drop removes link k from the index.
+func (s *snapshot) drop(k linkKey) {
+	l := s.links[k]
+	if l == nil {
+		return
+	}
+	if s.byNode == nil {
+		s.reindex()
+	}
+	s.account(l, false)
+	delete(s.links, k)
+}
+
+// account adds l's bridges and bandwidth to the sums, or takes them off.
+func (s *snapshot) account(l *linkDevs, add bool) {
+	for _, n := range l.nodes() {
+		m := s.byNode[n]
+		if add {
+			if m == nil {
+				m = map[linkKey]*linkDevs{}
+				s.byNode[n] = m
+			}
+			m[l.key] = l
+		} else if m != nil {
+			delete(m, l.key)
+			if len(m) == 0 {
+				delete(s.byNode, n)
+			}
+		}
+	}
+	if l.local() {
+		return
+	}
+	bw := l.bandwidth()
+	s1, s2 := l.sites()
+	pk := pairUse{l.key.provider, pairKey(s1, s2)}
+	if add {
+		s.pairUsed[pk] += bw
+	} else if s.pairUsed[pk] -= bw; s.pairUsed[pk] == 0 {
+		delete(s.pairUsed, pk)
+	}
+	for _, site := range []string{s1, s2} {
+		k := [2]string{l.key.provider, site}
+		if add {
+			s.siteUsed[k] += bw
+		} else if s.siteUsed[k] -= bw; s.siteUsed[k] == 0 {
+			delete(s.siteUsed, k)
+		}
+		if s2 == s1 {
+			break
+		}
+	}
 }
 
 // scan reads every namespace. A named namespace that cannot be read (it may be being
@@ -126,6 +213,7 @@ func (p *Plugin) scan() (*snapshot, error) {
 			}
 		}
 	}
+	s.reindex()
 	return s, nil
 }
 
