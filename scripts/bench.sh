@@ -88,12 +88,15 @@ fi
 for c in ${CONC//,/ }; do
   for spec in examples/slices/core-dc-xen.yaml examples/slices/touristic-cdn-xen.yaml; do
     echo "== $(basename "$spec" .yaml), $N slices, $c at a time"
+    prof_pid=""
     if [ -n "${BENCH_PROFILE:-}" ] && [ "$spec" = examples/slices/touristic-cdn-xen.yaml ]; then
       mkdir -p "$BENCH_PROFILE"
       (sleep 2; curl -fsS -o "$BENCH_PROFILE/necosd-cpu-c$c.pprof" "http://$DEBUG/debug/pprof/profile?seconds=20") &
+      prof_pid=$!
     fi
     bin/necosctl bench -f "$spec" -n "$N" -c "$c"
-    wait
+    # Wait for the profile only: a bare wait would wait for necosd, which runs on.
+    [ -z "$prof_pid" ] || wait "$prof_pid" || true
   done
 done
 echo "== necosd RSS after the runs: $(awk '/VmRSS/ {print $2, $3}' /proc/$necosd_pid/status)"
