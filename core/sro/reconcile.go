@@ -204,11 +204,21 @@ func (e *Engine) planLinks(ctx context.Context, sl *store.Slice, p *builder.Plan
 	if err != nil {
 		return nil, err
 	}
+	// Each link's VNI is allocated at once (a store round trip each); what a failure
+	// leaves allocated the caller releases with the slice's other reservations.
 	out := make([]*store.Link, len(p.Links))
+	errs := make([]error, len(p.Links))
+	var wg sync.WaitGroup
 	for i, l := range p.Links {
-		if out[i], err = e.record(ctx, lp, i, sl.ID, l.Name, false); err != nil {
-			return nil, err
-		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out[i], errs[i] = e.record(ctx, lp, i, sl.ID, l.Name, false)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -231,15 +241,28 @@ func (e *Engine) linkEnd(sliceID, part string, at map[string]broker.Placement) (
 func (e *Engine) releaseAll(ctx context.Context, sliceID string) error {
 	prefix := sliceID + "/"
 	match := func(h string) bool { return strings.HasPrefix(h, prefix) }
-	for _, pr := range e.cat.Providers {
-		if err := e.store.ReleasePrefix(ctx, pr.Name, prefix); err != nil {
-			return fmt.Errorf("release reservations of %s at %s: %w", sliceID, pr.Name, err)
+	// One store round trip per provider, all at once: a plan starts with this, and one
+	// after another they cost as much as the rest of the plan.
+	errs := make([]error, len(e.cat.Providers)+1)
+	var wg sync.WaitGroup
+	for i, pr := range e.cat.Providers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := e.store.ReleasePrefix(ctx, pr.Name, prefix); err != nil {
+				errs[i] = fmt.Errorf("release reservations of %s at %s: %w", sliceID, pr.Name, err)
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := e.store.ReleaseVNIs(ctx, match); err != nil {
+			errs[len(errs)-1] = fmt.Errorf("release VNIs of %s: %w", sliceID, err)
 		}
-	}
-	if err := e.store.ReleaseVNIs(ctx, match); err != nil {
-		return fmt.Errorf("release VNIs of %s: %w", sliceID, err)
-	}
-	return nil
+	}()
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // refuse ends a slice no provider can host, recording the reasons per part (or link)

@@ -52,6 +52,11 @@ type Store struct {
 	idemTTL   time.Duration
 	closeOnce sync.Once
 	closeErr  error
+
+	// vniMu guards vniTrying: the VNIs this process is committing right now, which its
+	// other allocations skip instead of all racing for the same lowest free one.
+	vniMu     sync.Mutex
+	vniTrying map[uint32]bool
 }
 
 // Options configure Open.

@@ -34,20 +34,44 @@ func (s *Store) AllocateVNI(ctx context.Context, holder string, min, max uint32)
 	if mine != 0 {
 		return mine, nil
 	}
-	for vni := min; vni <= max && vni >= min; vni++ {
-		if used[vni] {
-			continue
+	for {
+		vni, ok := s.tryVNI(used, min, max)
+		if !ok {
+			return 0, fmt.Errorf("no free VNI in [%d, %d]: %w", min, max, ErrNoRoom)
 		}
 		_, err := s.commit(ctx, op{key: s.key("vnis", strconv.FormatUint(uint64(vni), 10)), v: holder, rev: 0})
+		s.vniMu.Lock()
+		delete(s.vniTrying, vni)
+		s.vniMu.Unlock()
+		used[vni] = true
 		if errors.Is(err, ErrExists) {
-			continue // taken by a concurrent allocation
+			continue // taken by another engine meanwhile
 		}
 		if err != nil {
 			return 0, err
 		}
 		return vni, nil
 	}
-	return 0, fmt.Errorf("no free VNI in [%d, %d]: %w", min, max, ErrNoRoom)
+}
+
+// tryVNI returns the lowest VNI of [min, max] neither used nor being committed by another
+// allocation of this process, and marks it as being committed: concurrent allocations
+// (the links of many slices planned at once) each try a different VNI rather than all
+// committing the same one and all but one failing, one etcd round trip each.
+func (s *Store) tryVNI(used map[uint32]bool, min, max uint32) (uint32, bool) {
+	s.vniMu.Lock()
+	defer s.vniMu.Unlock()
+	for vni := min; vni <= max && vni >= min; vni++ {
+		if used[vni] || s.vniTrying[vni] {
+			continue
+		}
+		if s.vniTrying == nil {
+			s.vniTrying = map[uint32]bool{}
+		}
+		s.vniTrying[vni] = true
+		return vni, true
+	}
+	return 0, false
 }
 
 // ReleaseVNIs frees every VNI whose holder satisfies match.
