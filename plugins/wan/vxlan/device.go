@@ -1,6 +1,8 @@
 package vxlan
 
 import (
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -178,12 +180,60 @@ func (p *Plugin) removeEnd(key linkKey, n int, loc *endLoc) error {
 		return fmt.Errorf("look up %s in %s: %w", loc.dev, nsLabel(loc.ns), err)
 	default:
 		if d := devOf(loc.ns, l); d != nil && d.tag.Provider == key.provider && d.tag.Ref == key.ref && d.tag.End == n {
+			if !d.isLocal {
+				if done, err := p.deleteWithBridge(loc, key, l); err != nil || done {
+					return err
+				}
+			}
 			if err := h.LinkDel(l); err != nil && !isGone(err) {
 				return fmt.Errorf("delete %s in %s: %w", loc.dev, nsLabel(loc.ns), err)
 			}
 		}
 	}
 	return p.releaseBridgeLocked(loc.ns, loc.bridge, key)
+}
+
+// deleteWithBridge deletes the VXLAN device dev of an end at loc together with the end's
+// bridge in one request (see deleteGroup), when the bridge is the plugin's to delete once
+// dev is gone (see releaseBridgeLocked): its only port is dev and no other link is meant
+// for it. It reports false, having deleted nothing, when the bridge stays or the devices
+// cannot be put in one group; the caller then deletes them one by one. A process killed
+// between the steps leaves devices that are still tagged, found again as before.
+func (p *Plugin) deleteWithBridge(loc *endLoc, key linkKey, dev netlink.Link) (bool, error) {
+	c, err := p.conn(loc.ns)
+	if err != nil || loc.bridge == "" {
+		return false, nil
+	}
+	br, err := c.h.LinkByName(loc.bridge)
+	if err != nil || p.notOurs(br) != "" || p.meantFor(bridgeNode{loc.ns, loc.bridge}, key) != "" {
+		return false, nil
+	}
+	if port, err := c.portOf(br.Attrs().Index, dev.Attrs().Index); err != nil || port != "" {
+		return false, nil
+	}
+	// A group of the plugin's own for this one request: random, high bit set, so that no
+	// other device (group 0 by default) is in it.
+	var b [4]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return false, nil
+	}
+	g := binary.LittleEndian.Uint32(b[:]) | 1<<31
+	for _, l := range []netlink.Link{dev, br} {
+		if err := c.h.LinkSetGroup(l, int(g)); err != nil {
+			if l == br {
+				_ = c.h.LinkSetGroup(dev, 0)
+			}
+			return false, nil
+		}
+	}
+	if err := c.deleteGroup(g); err != nil && !isGone(err) {
+		return true, fmt.Errorf("delete %s and bridge %s in %s: %w", loc.dev, loc.bridge, nsLabel(loc.ns), err)
+	}
+	p.mu.Lock()
+	delete(p.pending, bridgeNode{loc.ns, loc.bridge})
+	p.mu.Unlock()
+	p.log.Info("bridge removed with its last link", "bridge", loc.bridge, "netns", loc.ns)
+	return true, nil
 }
 
 // releaseBridge is releaseBridgeLocked under the bridge's lock.
@@ -234,7 +284,7 @@ func (p *Plugin) releaseBridgeLocked(ns, name string, skip linkKey) error {
 		p.log.Debug("bridge kept", "bridge", name, "netns", ns, "because", "link "+ref+" is meant for it")
 		return nil
 	}
-	port, err := c.portOf(br.Attrs().Index)
+	port, err := c.portOf(br.Attrs().Index, 0)
 	if err != nil {
 		return fmt.Errorf("list the ports of bridge %s in %s: %w", name, nsLabel(ns), err)
 	}
