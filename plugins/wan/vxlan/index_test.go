@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/necos/necos/sdk"
 )
@@ -72,6 +73,20 @@ func TestConcurrentLinks(t *testing.T) {
 		if d, err := wan.DescribeLink(ctx, s.Ref); err != nil || d.State != sdk.StateReady {
 			t.Errorf("DescribeLink %s: %+v, %v; want ready", s.Ref, d, err)
 		}
+	}
+	// Frames cross the links connected at once: a VM on the first slice's core bridge
+	// reaches one on each edge's.
+	vms := [3]string{}
+	for i := range n.sites {
+		vms[i] = n.vm(i, "br-cc0", fmt.Sprintf("cc%d", i), fmt.Sprintf("192.168.30.%d/24", i+1))
+	}
+	for i := 1; i < 3; i++ {
+		if err := ping(vms[0], fmt.Sprintf("192.168.30.%d", i+1), 3*time.Second); err != nil {
+			t.Errorf("core cannot reach %s across links connected at once: %v", n.sites[i].Name, err)
+		}
+	}
+	for i := range n.sites {
+		n.delete(i, fmt.Sprintf("vcc%d", i))
 	}
 	for r, ring := range rings {
 		refused := 0
