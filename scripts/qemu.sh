@@ -24,6 +24,20 @@ getent group libvirt-qemu >/dev/null || groupadd -r libvirt-qemu
 id libvirt-qemu >/dev/null 2>&1 || useradd -r -g libvirt-qemu -G kvm -d /var/lib/libvirt -s /usr/sbin/nologin libvirt-qemu
 mkdir -p /var/log/libvirt/qemu /run/libvirt /var/lib/libvirt /etc/libvirt
 
+# The emulator of TCG guests (scripts/qemu-tcg-single: QEMU with single-threaded TCG, so
+# that a live add-cpu cannot abort it), where vim-xen looks for it by default
+# (DefaultTCGEmulator) and the guests' user can run it. Rewritten only when it changes:
+# libvirt probes an emulator again (~4 s) whenever its file is newer than its cache.
+TCG_EMULATOR=/var/lib/necos/qemu/qemu-system-x86_64-tcg-single
+mkdir -p "$(dirname "$TCG_EMULATOR")"
+sed "s|@QEMU@|$(command -v qemu-system-x86_64)|" scripts/qemu-tcg-single > "$TCG_EMULATOR.tmp"
+chmod 755 "$TCG_EMULATOR.tmp"
+if cmp -s "$TCG_EMULATOR.tmp" "$TCG_EMULATOR"; then
+  rm -f "$TCG_EMULATOR.tmp"
+else
+  mv "$TCG_EMULATOR.tmp" "$TCG_EMULATOR"
+fi
+
 # The QEMU driver's own configuration, for libvirtd, which this script starts. Without
 # udev, /dev/kvm keeps the kernel's root-only mode: libvirt then probes QEMU with
 # CAP_DAC_OVERRIDE (KVM seen) but checks its cache as the guests' user (KVM not usable),

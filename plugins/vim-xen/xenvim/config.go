@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -57,7 +58,15 @@ type Config struct {
 	// their NIC, so they reach the nodes of linked parts at other sites directly. Default:
 	// the subnet.
 	SliceNetwork string `json:"slice_network"`
+	// TCGEmulator is the emulator of guests under TCG (domain type qemu): empty means
+	// [DefaultTCGEmulator] when it is installed (scripts/qemu.sh installs it), else
+	// libvirt's own; "libvirt" means libvirt's own. See the README on live add-cpu.
+	TCGEmulator string `json:"tcg_emulator"`
 }
+
+// DefaultTCGEmulator is where scripts/qemu.sh installs the wrapper that runs QEMU's TCG
+// single-threaded (thread=single), under which a live vCPU hot-plug cannot abort QEMU 7.2.
+const DefaultTCGEmulator = "/var/lib/necos/qemu/qemu-system-x86_64-tcg-single"
 
 // Image is a base image: a disk, and optionally a kernel, initrd and command line to boot
 // it directly (as the project's small guest does); without a kernel the disk boots itself
@@ -134,6 +143,9 @@ var schema = sdk.ConfigSchema{Fields: []sdk.ConfigField{
 	{Name: "key_dir", Type: sdk.FieldString, Default: DefaultKeyDir, Description: "directory keeping each part's private SSH key (0600)"},
 	{Name: "slice_network", Type: sdk.FieldString,
 		Description: "CIDR the nodes of a slice share across links; its prefix length goes on the nodes' NICs (default: subnet)"},
+	{Name: "tcg_emulator", Type: sdk.FieldString,
+		Description: "emulator of TCG guests (domain type qemu): an absolute path; default " + DefaultTCGEmulator +
+			" when installed (scripts/qemu.sh: single-threaded TCG, so live add-cpu cannot abort QEMU), else libvirt's; \"libvirt\": libvirt's own"},
 }}
 
 // settings is a checked Config with defaults applied.
@@ -158,6 +170,8 @@ type settings struct {
 	storageDir string
 	keyDir     string
 	nicPrefix  int // prefix length on the nodes' NICs
+	// tcgEmulator is the <emulator> of TCG guests; empty: libvirt's own.
+	tcgEmulator string
 }
 
 // check validates c and reports every problem at once, each naming its key.
@@ -256,6 +270,20 @@ func (c Config) check(provider sdk.Provider) (settings, error) {
 		}
 	}
 	s.guests = len(s.images) > 0 && scheme(s.uri) != "test"
+	switch e := os.ExpandEnv(c.TCGEmulator); {
+	case e == "":
+		if executable(DefaultTCGEmulator) == nil {
+			s.tcgEmulator = DefaultTCGEmulator
+		}
+	case e == "libvirt":
+	case !filepath.IsAbs(e):
+		bad("tcg_emulator: expected an absolute path or \"libvirt\", got %q", c.TCGEmulator)
+	default:
+		if err := executable(e); err != nil {
+			bad("tcg_emulator: %v", err)
+		}
+		s.tcgEmulator = e
+	}
 	if s.guests && !s.subnet.IsValid() {
 		bad("subnet: required with images (nodes of real guests need addresses)")
 	}
@@ -321,4 +349,16 @@ func (s *settings) imageOf(vdu, name string) (string, Image, error) {
 	sort.Strings(have)
 	return "", Image{}, sdk.Errorf(sdk.CodeInvalidArgument, "vdu %s: unknown vdu-image %q at provider %s (images: %s)",
 		vdu, name, s.provider.Name, strings.Join(have, ", "))
+}
+
+// executable reports why path is not an executable file, or nil.
+func executable(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
+		return fmt.Errorf("%s is not an executable file", path)
+	}
+	return nil
 }

@@ -196,6 +196,7 @@ type guestSpec struct {
 	Tap, MAC                string // NIC: a pre-made tap (qemu) ...
 	Bridge                  string // ... or the bridge (xen)
 	Emulated                bool   // TCG: the maximum CPU model qemu emulates
+	Emulator                string // the emulator libvirt runs; empty: its own
 }
 
 // The domain XML the plugin writes. Only the elements it sets are modelled.
@@ -263,6 +264,7 @@ type bootXML struct {
 }
 
 type devicesXML struct {
+	Emulator    string          `xml:"emulator,omitempty"`
 	Controllers []controllerXML `xml:"controller"`
 	Disks       []diskXML       `xml:"disk"`
 	Interfaces  []interfaceXML  `xml:"interface"`
@@ -442,6 +444,9 @@ func (x *domainXML) guest(d domainSpec) {
 		// TCG's translated-code cache defaults to 1 GiB, of which a booted guest fills
 		// ~80 MB and keeps it resident; 32 MiB holds a boot's code with few flushes.
 		x.Features = &featuresXML{TCG: &tcgXML{TBCache: sizeXML{Unit: "MiB", Value: tcgCacheMiB}}}
+		// Single-threaded TCG (the wrapper, README): a live add-cpu under QEMU 7.2's
+		// multi-threaded TCG can abort QEMU; libvirt 9.0 cannot ask for thread=single.
+		x.Devices.Emulator = g.Emulator
 	}
 }
 

@@ -109,6 +109,9 @@ func (g *guestPlan) prepare(conn *libvirt.Connect, d *domainSpec, pl planned, im
 	d.Meta.Image, d.Meta.HostKey, d.Meta.MAC = im.name, hostPub, mac
 	d.Guest = &guestSpec{Kernel: im.base.kernel, Initrd: im.base.initrd, Cmdline: im.base.cmdline,
 		Disk: disk, DiskFormat: "qcow2", Seed: seedPath, MAC: mac, Emulated: d.Type == "qemu"}
+	if d.Type == "qemu" {
+		d.Guest.Emulator = g.s.tcgEmulator
+	}
 	if d.Type == "xen" {
 		d.Guest.Bridge = d.Bridge
 	} else {

@@ -2,6 +2,7 @@ package xenvim
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"sort"
@@ -602,7 +603,7 @@ func resizeNode(conn *libvirt.Connect, n node, cpus int, memMB int64) error {
 				return fmt.Errorf("vcpus (config): %w", err)
 			}
 			if live {
-				if err := d.SetVcpusFlags(uint(cpus), libvirt.DOMAIN_VCPU_LIVE); err != nil {
+				if err := setLiveVcpus(d, cpus); err != nil {
 					return fmt.Errorf("vcpus (live): %w", err)
 				}
 			}
@@ -624,6 +625,43 @@ func resizeNode(conn *libvirt.Connect, n node, cpus int, memMB int64) error {
 		return lvError(err, "resize node %s", n.meta.Name)
 	}
 	return nil
+}
+
+// setLiveVcpus changes a running domain's vCPUs. It adds them one at a time and
+// accepts libvirt's "didn't report thread id" once the domain has the vCPU: under
+// single-threaded TCG (the TCG wrapper) every vCPU runs in one thread, so libvirt 9.0
+// gets the same thread id for each, keeps only the first vCPU's and refuses each one
+// added after, although QEMU added it (the guest sees it). libvirt stops at the first
+// refusal of a multi-vCPU add, hence one at a time. Thread ids only serve pinning and
+// per-vCPU cgroups, which the plugin does not use.
+func setLiveVcpus(d *libvirt.Domain, cpus int) error {
+	cur, err := d.GetVcpusFlags(libvirt.DOMAIN_VCPU_LIVE)
+	if err != nil {
+		return err
+	}
+	if cpus <= int(cur) {
+		return d.SetVcpusFlags(uint(cpus), libvirt.DOMAIN_VCPU_LIVE)
+	}
+	for n := int(cur) + 1; n <= cpus; n++ {
+		err := d.SetVcpusFlags(uint(n), libvirt.DOMAIN_VCPU_LIVE)
+		if err == nil {
+			continue
+		}
+		if !noThreadID(err) {
+			return err
+		}
+		if got, gerr := d.GetVcpusFlags(libvirt.DOMAIN_VCPU_LIVE); gerr != nil || int(got) != n {
+			return fmt.Errorf("%w (domain has %d vCPUs, want %d)", err, got, n)
+		}
+	}
+	return nil
+}
+
+// noThreadID tells libvirt's refusal of a vCPU whose thread id it could not tell apart.
+func noThreadID(err error) bool {
+	var lerr libvirt.Error
+	return errors.As(err, &lerr) && lerr.Code == libvirt.ERR_INTERNAL_ERROR &&
+		strings.Contains(lerr.Message, "didn't report thread id for vcpu")
 }
 
 // writeRecord stores rec in the metadata of every given node (persistent and live).

@@ -1,0 +1,113 @@
+package xenvim
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/necos/necos/sdk"
+)
+
+func TestTCGEmulatorConfig(t *testing.T) {
+	dir := t.TempDir()
+	exe, plain := filepath.Join(dir, "qemu"), filepath.Join(dir, "notes")
+	if err := os.WriteFile(exe, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(plain, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("TCG_TEST_DIR", dir)
+	_, defErr := os.Stat(DefaultTCGEmulator)
+	def := ""
+	if defErr == nil {
+		def = DefaultTCGEmulator
+	}
+	for _, tc := range []struct {
+		in, want, bad string
+	}{
+		{in: "", want: def}, // the installed wrapper, else libvirt's
+		{in: "libvirt", want: ""},
+		{in: exe, want: exe},
+		{in: "${TCG_TEST_DIR}/qemu", want: exe},
+		{in: "qemu-system-x86_64", bad: "tcg_emulator: expected an absolute path"},
+		{in: plain, bad: "tcg_emulator: " + plain + " is not an executable file"},
+		{in: filepath.Join(dir, "none"), bad: "tcg_emulator: stat"},
+	} {
+		s, err := Config{URI: "qemu:///system", Capacity: Capacity{CPUs: 1, MemoryMB: 1}, TCGEmulator: tc.in}.check(sdk.Provider{Name: "p"})
+		switch {
+		case tc.bad != "":
+			if sdk.CodeOf(err) != sdk.CodeInvalidArgument || !strings.Contains(err.Error(), tc.bad) {
+				t.Errorf("%q: got %v, want an error with %q", tc.in, err, tc.bad)
+			}
+		case err != nil || s.tcgEmulator != tc.want:
+			t.Errorf("%q: emulator %q (%v), want %q", tc.in, s.tcgEmulator, err, tc.want)
+		}
+	}
+}
+
+func TestTCGGuestXMLNamesTheEmulator(t *testing.T) {
+	for _, tc := range []struct {
+		typ, emulator string
+		want          bool
+	}{{"qemu", "/opt/q", true}, {"qemu", "", false}, {"kvm", "/opt/q", false}} {
+		d := domainSpec{Name: "n", Type: tc.typ, CPUs: 1, MaxCPUs: 4, MemoryMB: 256, MaxMemMB: 1024,
+			Guest: &guestSpec{Kernel: "/k", Seed: "/s", Tap: "t", MAC: "52:54:00:00:00:01",
+				Emulated: tc.typ == "qemu", Emulator: tc.emulator}}
+		x, err := d.xml()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(x, "<emulator>/opt/q</emulator>"); got != tc.want {
+			t.Errorf("%s with emulator %q: <emulator> present %v:\n%s", tc.typ, tc.emulator, got, x)
+		}
+		if strings.Contains(x, "<emulator></emulator>") {
+			t.Errorf("empty <emulator> element:\n%s", x)
+		}
+	}
+}
+
+// The wrapper (scripts/qemu-tcg-single) adds thread=single to libvirt's -accel tcg and
+// passes every other argument through unchanged, spaces and empty ones included.
+func TestTCGWrapperArguments(t *testing.T) {
+	src, err := os.ReadFile("../../../scripts/qemu-tcg-single")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	// The real QEMU replaced by a program printing one argument a line.
+	printer := filepath.Join(dir, "print")
+	if err := os.WriteFile(printer, []byte("#!/bin/sh\nfor a in \"$@\"; do printf '<%s>\\n' \"$a\"; done\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	wrapper := filepath.Join(dir, "wrapper")
+	if err := os.WriteFile(wrapper, []byte(strings.ReplaceAll(string(src), "@QEMU@", printer)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args, want []string
+	}{
+		{[]string{"-name", "guest=a b", "-accel", "tcg,tb-size=32", "-append", "", "-m", "1024"},
+			[]string{"-name", "guest=a b", "-accel", "tcg,tb-size=32,thread=single", "-append", "", "-m", "1024"}},
+		{[]string{"-accel", "tcg"}, []string{"-accel", "tcg,thread=single"}},
+		{[]string{"-accel", "tcg,thread=multi"}, []string{"-accel", "tcg,thread=multi"}},
+		{[]string{"-accel", "kvm", "-accel", "tcgx", "tcg"}, []string{"-accel", "kvm", "-accel", "tcgx", "tcg"}},
+		// libvirt's capability probing.
+		{[]string{"-S", "-no-user-config", "-machine", "none,accel=kvm:tcg", "-qmp", "unix:/x/qmp.monitor,server=on,wait=off"},
+			[]string{"-S", "-no-user-config", "-machine", "none,accel=kvm:tcg", "-qmp", "unix:/x/qmp.monitor,server=on,wait=off"}},
+	} {
+		out, err := exec.Command(wrapper, tc.args...).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want strings.Builder
+		for _, a := range tc.want {
+			want.WriteString("<" + a + ">\n")
+		}
+		if string(out) != want.String() {
+			t.Errorf("%q: qemu got\n%s\nwant\n%s", tc.args, out, want.String())
+		}
+	}
+}
