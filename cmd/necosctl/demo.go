@@ -396,8 +396,8 @@ func partByName(s *v1.Slice, name string) (v1.Part, bool) {
 }
 
 // waitGuests waits until every node of the slice's parts that are reached from a
-// namespace accepts TCP on port 22 and greets as SSH: the deployer dials each node
-// once, and a guest still booting refuses.
+// namespace accepts TCP on port 22 and greets as SSH, so that the guests' boot is a
+// phase of its own, measured apart from the deployment.
 func waitGuests(ctx context.Context, s *v1.Slice, within time.Duration) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, within)
 	defer cancel()
@@ -670,6 +670,7 @@ func (d *demo) elasticity(ctx context.Context, cdn *client.Client, cdnSlice *v1.
 			_ = d.phase("cdn", "load the Spain edge until its policy acts (vertical, then horizontal)", func() (string, error) {
 				return d.cdnElastic(ctx, cdn, cdnSlice)
 			})
+			d.cdnHorizontal(ctx, cdn, cdnSlice)
 		}()
 	} else {
 		d.skip("cdn", "load and elasticity", "the CDN service is not deployed")
@@ -977,4 +978,189 @@ func (h *hostState) check(sliceIDs []string, virshURI string) (checked, left []s
 		}
 	}
 	return checked, left
+}
+
+// Phases that show what the CDN's horizontal action made.
+const (
+	hPart    = "horizontal: a new edge part Ready at another site"
+	hLink    = "horizontal: its link to the core built"
+	hService = "horizontal: the CDN service deployed onto it"
+	hVisitor = "horizontal: a visitor at its site served by it"
+)
+
+// cdnHorizontal shows, phase by phase, what the CDN's horizontal action made: the new
+// part Ready at another provider, its link to the core built, the service deployed onto
+// it by the engine's post-deployment, and a visitor in the new part's namespace served
+// by it. before is the slice as it was created.
+func (d *demo) cdnHorizontal(ctx context.Context, c *client.Client, before *v1.Slice) {
+	const who = "cdn"
+	skipAll := func(from int, why string) {
+		for _, name := range []string{hPart, hLink, hService, hVisitor}[from:] {
+			d.skip(who, name, why)
+		}
+	}
+	t, err := c.Timings(ctx, before.ID)
+	if err != nil {
+		skipAll(0, "timings: "+err.Error())
+		return
+	}
+	idx := -1
+	for i, a := range t.Actions {
+		if a.Action == "add-part" && a.Outcome == v1.PhaseDone {
+			idx = i
+			break
+		}
+	}
+	if idx < 0 {
+		skipAll(0, "no horizontal action was done")
+		return
+	}
+	act := t.Actions[idx]
+	var np v1.Part
+	var cur *v1.Slice
+	err = d.phase(who, hPart, func() (string, error) {
+		var err error
+		if cur, err = c.GetSlice(ctx, before.ID); err != nil {
+			return "", err
+		}
+		var added []v1.Part
+		for _, p := range cur.Parts {
+			if _, had := partByName(before, p.Name); !had {
+				added = append(added, p)
+			}
+		}
+		if len(added) != 1 || len(cur.Parts) != len(before.Parts)+1 {
+			return "", fmt.Errorf("%d parts before, %d now (%d new)", len(before.Parts), len(cur.Parts), len(added))
+		}
+		np = added[0]
+		tp, _ := partByName(before, act.Part)
+		switch {
+		case !np.Elastic:
+			return "", fmt.Errorf("part %s is not marked elastic", np.Name)
+		case np.State != "Ready":
+			return "", fmt.Errorf("part %s is %s: %s", np.Name, np.State, np.Message)
+		case np.Provider == tp.Provider:
+			return "", fmt.Errorf("part %s is at %s, the site of the part it copies", np.Name, np.Provider)
+		case len(np.Nodes) == 0 || len(np.Nodes[0].IPs) == 0:
+			return "", fmt.Errorf("part %s has no node with an address", np.Name)
+		}
+		return fmt.Sprintf("%s at %s (%s), a copy of %s at %s; %d -> %d parts; the engine added it in %s",
+			np.Name, np.Provider, np.Location, tp.Name, tp.Provider, len(before.Parts), len(cur.Parts),
+			phaseTook(t, "part-add", np.Name)), nil
+	})
+	if err != nil {
+		skipAll(1, "no new part")
+		return
+	}
+	_ = d.phase(who, hLink, func() (string, error) {
+		for _, l := range cur.Links {
+			if l.Ends[0].Part != np.Name && l.Ends[1].Part != np.Name {
+				continue
+			}
+			other := l.Ends[0].Part
+			if other == np.Name {
+				other = l.Ends[1].Part
+			}
+			if l.State != "Ready" {
+				return "", fmt.Errorf("link %s to %s is %s: %s", l.Name, other, l.State, l.Message)
+			}
+			return fmt.Sprintf("%s: %s <-> %s by %s, VNI %d, %s; built in %s", l.Name, np.Name, other, l.Provider, l.VNI,
+				bandwidth(l.BandwidthBps), phaseTook(t, "link", l.Name)), nil
+		}
+		return "", fmt.Errorf("no link of part %s", np.Name)
+	})
+	err = d.phase(who, hService, func() (string, error) {
+		// The engine deploys the service onto the new part once the part is made; its
+		// guest boots meanwhile, so this waits as long as a boot may take.
+		wctx, cancel := context.WithTimeout(ctx, d.o.sshWithin)
+		defer cancel()
+		for {
+			t, err := c.Timings(wctx, before.ID)
+			if err == nil && len(t.Actions) > idx {
+				a := t.Actions[idx]
+				if a.PostDeployed != nil && a.Done != nil {
+					return fmt.Sprintf("redeployed onto %s %.1fs after the part was added (%.1fs after the threshold was crossed)",
+						np.Name, a.PostDeployed.Sub(*a.Done).Seconds(), a.PostDeployed.Sub(crossedAt(a)).Seconds()), nil
+				}
+				for _, ph := range a.Phases {
+					if ph.Name == "post-deployment" && ph.Outcome != v1.PhaseDone {
+						return "", fmt.Errorf("post-deployment %s: %s", ph.Outcome, ph.Message)
+					}
+				}
+			}
+			select {
+			case <-wctx.Done():
+				return "", fmt.Errorf("not deployed onto %s within %s", np.Name, d.o.sshWithin)
+			case <-time.After(time.Second):
+			}
+		}
+	})
+	if err != nil {
+		d.skip(who, hVisitor, "the service is not on the new part")
+		return
+	}
+	_ = d.phase(who, hVisitor, func() (string, error) {
+		core, ok := partByName(cur, "core-dc")
+		if !ok || len(core.Nodes) == 0 || len(core.Nodes[0].IPs) == 0 {
+			return "", errors.New("no core-dc node with an address")
+		}
+		place := ""
+		for _, pl := range cdnPlaces {
+			if pl.part == act.Part {
+				place = pl.place
+			}
+		}
+		if place == "" {
+			return "", fmt.Errorf("part %s is no edge of the CDN's places", act.Part)
+		}
+		// A visitor in the new part's site, sent to its edge: the place's content comes
+		// from the new part, and whatever the edge does not hold from the core.
+		v := cdnVisitor(np.Attributes[attrNetns], core.Nodes[0].IPs[0])
+		url := "http://" + net.JoinHostPort(np.Nodes[0].IPs[0], "80") + "/" + place + "/"
+		server, body, err := httpGet(ctx, v, url)
+		if err != nil {
+			return "", fmt.Errorf("a visitor at %s: %w", np.Provider, err)
+		}
+		if !strings.HasPrefix(server, np.Name+"/") || !strings.Contains(body, "Visit "+place) {
+			return "", fmt.Errorf("a visitor at %s asking %s was served by %q, not part %s: %.80q", np.Provider, url, server, np.Name, body)
+		}
+		general, _, err := httpGet(ctx, v, "http://"+net.JoinHostPort(np.Nodes[0].IPs[0], "80")+"/")
+		if err != nil {
+			return "", fmt.Errorf("a visitor at %s, the general page: %w", np.Provider, err)
+		}
+		if !strings.HasPrefix(general, "core-dc/") {
+			return "", fmt.Errorf("a visitor at %s asking the new edge for the general page was served by %q, not the core", np.Provider, general)
+		}
+		return fmt.Sprintf("at %s, %s served by %s; the general page by %s", np.Provider, url, server, general), nil
+	})
+}
+
+// phaseTook returns how long the engine's phase name of subject took, as its timings say.
+func phaseTook(t *v1.Timings, name, subject string) string {
+	for _, p := range t.Phases {
+		if p.Name == name && p.Subject == subject {
+			return fmt.Sprintf("%.1fs", p.Seconds)
+		}
+	}
+	return "(not in the timings)"
+}
+
+// crossedAt is when an action's threshold was crossed, else when it fired.
+func crossedAt(a v1.ElasticAction) time.Time {
+	if a.Crossed != nil {
+		return *a.Crossed
+	}
+	return a.Fired
+}
+
+// bandwidth writes a rate in bits per second for people.
+func bandwidth(bps uint64) string {
+	switch {
+	case bps == 0:
+		return "no rate limit"
+	case bps >= 1e9:
+		return fmt.Sprintf("%.1f Gbit/s", float64(bps)/1e9)
+	default:
+		return fmt.Sprintf("%.0f Mbit/s", float64(bps)/1e6)
+	}
 }
