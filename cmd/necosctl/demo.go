@@ -401,6 +401,11 @@ func partByName(s *v1.Slice, name string) (v1.Part, bool) {
 func waitGuests(ctx context.Context, s *v1.Slice, within time.Duration) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, within)
 	defer cancel()
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		silent []string
+	)
 	n := 0
 	for _, p := range s.Parts {
 		ns := p.Attributes[attrNetns]
@@ -413,33 +418,54 @@ func waitGuests(ctx context.Context, s *v1.Slice, within time.Duration) (int, er
 			}
 			n++
 			addr := net.JoinHostPort(node.IPs[0], "22")
-			for {
-				if sshGreets(ctx, nsnet.Endpoint{Netns: ns, Addr: addr}) {
-					break
+			// Every guest at once, so that a silent one is named with all the others
+			// that are silent too, and what dialling it last said.
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				var last error
+				for {
+					if last = sshGreets(ctx, nsnet.Endpoint{Netns: ns, Addr: addr}); last == nil {
+						return
+					}
+					select {
+					case <-ctx.Done():
+						mu.Lock()
+						silent = append(silent, fmt.Sprintf("%s/%s (%s: %v)", p.Name, node.Name, addr, last))
+						mu.Unlock()
+						return
+					case <-time.After(500 * time.Millisecond):
+					}
 				}
-				select {
-				case <-ctx.Done():
-					return n, fmt.Errorf("%s/%s (%s) does not answer SSH after %s", p.Name, node.Name, addr, within)
-				case <-time.After(500 * time.Millisecond):
-				}
-			}
+			}()
 		}
+	}
+	wg.Wait()
+	if len(silent) > 0 {
+		sort.Strings(silent)
+		return n, fmt.Errorf("%d of %d guests do not answer SSH after %s: %s", len(silent), n, within, strings.Join(silent, "; "))
 	}
 	return n, nil
 }
 
-func sshGreets(ctx context.Context, ep nsnet.Endpoint) bool {
+// sshGreets returns nil once ep accepts TCP and greets as SSH, else what it did instead.
+func sshGreets(ctx context.Context, ep nsnet.Endpoint) error {
 	dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	c, err := nsnet.Dial(dctx, "tcp", ep)
 	if err != nil {
-		return false
+		return err
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
 	b := make([]byte, 4)
-	_, err = io.ReadFull(c, b)
-	return err == nil && string(b) == "SSH-"
+	if _, err = io.ReadFull(c, b); err != nil {
+		return fmt.Errorf("no greeting: %w", err)
+	}
+	if string(b) != "SSH-" {
+		return fmt.Errorf("greeted with %q, not SSH", b)
+	}
+	return nil
 }
 
 // deploy deploys a service document and fails unless it ends Deployed.
