@@ -39,6 +39,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/necos/necos/sdk/lease"
 	"github.com/necos/necos/sdk/nsnet"
 )
 
@@ -137,7 +138,7 @@ type DataPlane struct {
 	metrics   *proc
 	stopOnce  sync.Once
 	stopErr   error
-	lease     *lease // held until Stop has removed everything (lease.go)
+	lease     *lease.Lease // held until Stop has removed everything (lease.go)
 }
 
 // Prepare makes the hub namespace, the certificates and the egress proxy: what the API
@@ -483,7 +484,7 @@ func (d *DataPlane) Stop() error {
 		}
 		d.stopErr = errors.Join(errs...)
 		if d.stopErr == nil {
-			d.lease.release()
+			d.lease.Release()
 		}
 	})
 	return d.stopErr

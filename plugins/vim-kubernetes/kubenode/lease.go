@@ -6,8 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 
+	"github.com/necos/necos/sdk/lease"
 	"github.com/necos/necos/sdk/nsnet"
 )
 
@@ -20,78 +20,31 @@ import (
 // necos-k<ID>-*, and the mounts under the state directory.
 const leaseDir = "/run/necos/kubenode-leases"
 
-type lease struct {
-	f    *os.File
-	path string
-}
-
 // takeLease locks the lease of data plane id, recording dir.
-func takeLease(id, dir string) (*lease, error) {
-	if err := os.MkdirAll(leaseDir, 0o700); err != nil {
-		return nil, fmt.Errorf("kubenode: lease: %w", err)
-	}
-	path := filepath.Join(leaseDir, id)
-	// Go opens files close-on-exec: the nodes' processes do not inherit the lock.
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+func takeLease(id, dir string) (*lease.Lease, error) {
+	l, err := lease.Take(leaseDir, id, []byte(dir))
 	if err != nil {
-		return nil, fmt.Errorf("kubenode: lease: %w", err)
+		return nil, fmt.Errorf("kubenode: %w", err)
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("kubenode: lease: lock: %w", err)
-	}
-	if _, err := f.WriteString(dir); err != nil {
-		f.Close()
-		_ = os.Remove(path)
-		return nil, fmt.Errorf("kubenode: lease: %w", err)
-	}
-	return &lease{f: f, path: path}, nil
-}
-
-// release drops the lease once the data plane is gone.
-func (l *lease) release() {
-	if l == nil {
-		return
-	}
-	_ = os.Remove(l.path)
-	_ = l.f.Close()
+	return l, nil
 }
 
 // sweepLeases removes what data planes whose process died left: their namespaces and
-// the mounts under their state directories. A lease still locked is a live data plane's;
-// an empty one is being taken (the directory is written right after the lock).
+// the mounts under their state directories.
 func sweepLeases() (removed []string, err error) {
-	entries, err := os.ReadDir(leaseDir)
+	dead, err := lease.Dead(leaseDir)
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, nil
-		}
 		return nil, err
 	}
 	var errs []error
-	for _, e := range entries {
-		path := filepath.Join(leaseDir, e.Name())
-		f, err := os.OpenFile(path, os.O_RDWR, 0)
-		if err != nil {
-			continue
-		}
-		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-			f.Close() // its owner lives
-			continue
-		}
-		b, _ := os.ReadFile(path)
-		if len(b) == 0 {
-			f.Close()
-			continue
-		}
-		id := e.Name()
-		if err := removeDataPlaneLeft(id, string(b)); err != nil {
+	for _, l := range dead {
+		if err := removeDataPlaneLeft(l.ID, string(l.Data)); err != nil {
 			errs = append(errs, err)
-		} else {
-			removed = append(removed, id)
-			_ = os.Remove(path)
+			l.Keep()
+			continue
 		}
-		f.Close()
+		removed = append(removed, l.ID)
+		l.Release()
 	}
 	return removed, errors.Join(errs...)
 }
