@@ -138,20 +138,66 @@ func TestSchemaVersion(t *testing.T) {
 		t.Fatalf("newer schema: got %v, want ErrSchema", err)
 	}
 
-	// An older one is migrated step by step, then recorded at the current version.
-	if _, err := s.cli.Put(ctx, s.key("schema"), `{"version":`+strconv.Itoa(SchemaVersion-1)+`}`); err != nil {
+	// An older one is migrated step by step, then recorded at the version the necosd
+	// knows (played here by a necosd that knows one version more than this one).
+	known := SchemaVersion + 1
+	if _, err := s.cli.Put(ctx, s.key("schema"), `{"version":`+strconv.Itoa(SchemaVersion)+`}`); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.checkSchema(ctx); err == nil {
+	if err := s.checkSchemaAt(ctx, known); err == nil {
 		t.Fatal("a version without a migration must be refused")
 	}
 	ran := 0
-	migrations[SchemaVersion-1] = func(context.Context, *Store) error { ran++; return nil }
-	defer delete(migrations, SchemaVersion-1)
-	if err := s.checkSchema(ctx); err != nil || ran != 1 {
+	migrations[SchemaVersion] = func(context.Context, *Store) error { ran++; return nil }
+	defer delete(migrations, SchemaVersion)
+	if err := s.checkSchemaAt(ctx, known); err != nil || ran != 1 {
 		t.Fatalf("migration: err %v, ran %d times", err, ran)
 	}
-	if _, err := s.get(ctx, s.key("schema"), &rec); err != nil || rec.Version != SchemaVersion {
+	if _, err := s.get(ctx, s.key("schema"), &rec); err != nil || rec.Version != known {
 		t.Fatalf("after the migration: %+v, %v", rec, err)
+	}
+}
+
+// TestSchemaOfPendingChanges: part records may hold a pending elasticity intent
+// ("change"), which a necosd of schema version 1 would read as a settled part. A store of
+// version 1 is raised to 2 with its parts (a change included) read back as they were,
+// and a necosd of version 1 refuses the store afterwards, untouched.
+func TestSchemaOfPendingChanges(t *testing.T) {
+	if SchemaVersion < 2 {
+		t.Fatalf("SchemaVersion is %d: the part's change field came with version 2", SchemaVersion)
+	}
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := openEmbedded(t, dir)
+	// A store as a necosd of version 1 left it: its version and a part with a change.
+	if _, err := s.cli.Put(ctx, s.key("schema"), `{"version":1}`); err != nil {
+		t.Fatal(err)
+	}
+	p := &Part{SliceID: "s-1", Name: "edge", State: PartReady,
+		Change: &PartChange{ID: "c-1", Kind: ChangeScale, VDU: "w", Instances: 3, Hold: ChangeAmount{Nodes: 2}, Want: ChangeAmount{Nodes: 3}, Reserved: true}}
+	if err := s.PutPart(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	s = openEmbedded(t, dir)
+	var rec schemaRecord
+	if _, err := s.get(ctx, s.key("schema"), &rec); err != nil || rec.Version != SchemaVersion {
+		t.Fatalf("a store of version 1 opens at version %d: got %+v, %v", SchemaVersion, rec, err)
+	}
+	got, err := s.GetPart(ctx, "s-1", "edge")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Change == nil || got.Change.ID != "c-1" || got.Change.Instances != 3 || !got.Change.Reserved {
+		t.Fatalf("the pending change did not survive the migration: %+v", got.Change)
+	}
+
+	// A necosd of version 1 refuses it, and leaves the version as it was.
+	if err := s.checkSchemaAt(ctx, 1); !errors.Is(err, ErrSchema) {
+		t.Fatalf("a necosd of version 1 on a store of version %d: got %v, want ErrSchema", SchemaVersion, err)
+	}
+	if _, err := s.get(ctx, s.key("schema"), &rec); err != nil || rec.Version != SchemaVersion {
+		t.Fatalf("after the refusal: %+v, %v", rec, err)
 	}
 }

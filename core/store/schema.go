@@ -10,11 +10,23 @@ import (
 // keys and the JSON of every record type (pinned by testdata/records.golden.json). Raise
 // it with any change a necosd of the previous version would misread, and add the step
 // that brings a store from the previous version to it to migrations.
-const SchemaVersion = 1
+//
+// Versions:
+//   - 1: the first recorded layout.
+//   - 2: a part's record may hold a pending elasticity intent ("change", PartChange) that
+//     the reconciler converges. A necosd of version 1 would read such a part as settled,
+//     ignore the change and leave its reservation and backend out of step: it must refuse
+//     a store of version 2.
+const SchemaVersion = 2
 
 // migrations[v] rewrites a store at version v into version v+1. Each step must be safe to
 // run again after a crash halfway (the version is raised only after it succeeds).
-var migrations = map[int]func(ctx context.Context, s *Store) error{}
+var migrations = map[int]func(ctx context.Context, s *Store) error{
+	// A store of version 1 holds parts without "change" (or, written by a necosd built
+	// between the field and this version, with it): both read as they are. Nothing is
+	// rewritten; the version is raised so that a necosd of version 1 refuses the store.
+	1: func(context.Context, *Store) error { return nil },
+}
 
 // ErrSchema is returned by Open when the store was written by a newer necosd.
 var ErrSchema = errors.New("store schema is newer than this necosd")
@@ -26,13 +38,17 @@ type schemaRecord struct {
 
 // checkSchema records the schema version of a new store, migrates an older one step by
 // step, and refuses one written by a newer necosd (it would drop what it cannot read).
-func (s *Store) checkSchema(ctx context.Context) error {
+func (s *Store) checkSchema(ctx context.Context) error { return s.checkSchemaAt(ctx, SchemaVersion) }
+
+// checkSchemaAt is checkSchema for a necosd that knows up to version known (a test plays
+// an older necosd with it).
+func (s *Store) checkSchemaAt(ctx context.Context, known int) error {
 	key := s.key("schema")
 	for {
 		var rec schemaRecord
 		rev, err := s.get(ctx, key, &rec)
 		if errors.Is(err, ErrNotFound) {
-			_, err = s.commit(ctx, op{key: key, v: schemaRecord{Version: SchemaVersion}, rev: 0})
+			_, err = s.commit(ctx, op{key: key, v: schemaRecord{Version: known}, rev: 0})
 			if errors.Is(err, ErrExists) {
 				continue // another necosd wrote it first: read it
 			}
@@ -42,10 +58,10 @@ func (s *Store) checkSchema(ctx context.Context) error {
 			return err
 		}
 		switch {
-		case rec.Version == SchemaVersion:
+		case rec.Version == known:
 			return nil
-		case rec.Version > SchemaVersion:
-			return fmt.Errorf("%w: the store is at version %d, this necosd knows up to %d: run a newer necosd", ErrSchema, rec.Version, SchemaVersion)
+		case rec.Version > known:
+			return fmt.Errorf("%w: the store is at version %d, this necosd knows up to %d: run a newer necosd", ErrSchema, rec.Version, known)
 		}
 		step, ok := migrations[rec.Version]
 		if !ok {
