@@ -4,7 +4,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/necos/necos/sdk"
 	"libvirt.org/go/libvirt"
@@ -37,18 +36,10 @@ func (n node) usage() sdk.Resources {
 	return sdk.Resources{CPUs: n.cpus, MemoryMB: n.memMB, StorageGB: n.meta.StorageGB, Nodes: 1}
 }
 
-// inventory lists this provider's domains, for capacity accounting and address
-// allocation. libvirt is the only state; what was read of each domain is remembered
-// (see domainCache) because reading every domain's XML at each call made a create cost
-// O(domains). Domains that vanish while being read are skipped.
-func (p *Plugin) inventory(conn *libvirt.Connect, s *settings) ([]node, error) {
-	return p.listNodes(conn, s, namePrefix, true)
-}
-
-// listNodes reads the provider's domains whose names start with prefix; cached allows
-// answers from the domain cache (sizes and metadata; state may be stale), else every
-// domain is read afresh.
-func (p *Plugin) listNodes(conn *libvirt.Connect, s *settings, prefix string, cached bool) ([]node, error) {
+// listNodes reads afresh the provider's domains whose names start with prefix (one
+// listing, then each matching domain's definition). Domains that vanish while being read
+// are skipped.
+func (p *Plugin) listNodes(conn *libvirt.Connect, s *settings, prefix string) ([]node, error) {
 	doms, err := conn.ListAllDomains(0)
 	if err != nil {
 		return nil, lvError(err, "list domains at %s", s.uri)
@@ -59,25 +50,11 @@ func (p *Plugin) listNodes(conn *libvirt.Connect, s *settings, prefix string, ca
 		}
 	}()
 	var out []node
-	seen := make(map[string]bool, len(doms))
 	for i := range doms {
 		d := &doms[i]
 		name, err := d.GetName()
 		if err != nil || !strings.HasPrefix(name, prefix) {
 			continue
-		}
-		uuid, err := d.GetUUIDString()
-		if err != nil {
-			continue
-		}
-		seen[uuid] = true
-		if cached {
-			if n, mine, ok := p.domains.get(uuid); ok {
-				if mine {
-					out = append(out, n)
-				}
-				continue
-			}
 		}
 		n, ok, err := readNode(d, s)
 		if err != nil {
@@ -86,72 +63,11 @@ func (p *Plugin) listNodes(conn *libvirt.Connect, s *settings, prefix string, ca
 			}
 			return nil, lvError(err, "read domain %s", name)
 		}
-		p.domains.put(uuid, n, ok)
 		if ok {
 			out = append(out, n)
 		}
 	}
-	if prefix == namePrefix {
-		p.domains.retain(seen)
-	}
 	return out, nil
-}
-
-// domainTTL bounds how long what was read of a domain is trusted: the plugin forgets a
-// domain it changes at once, and this catches changes made behind its back (an
-// operator's virsh setvcpus) within a minute.
-const domainTTL = time.Minute
-
-// domainCache remembers, per domain UUID, the node read from it (or that it is not
-// this provider's).
-type domainCache struct {
-	mu sync.Mutex
-	m  map[string]cachedDomain
-}
-
-type cachedDomain struct {
-	n    node
-	mine bool
-	read time.Time
-}
-
-func (c *domainCache) get(uuid string) (node, bool, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.m[uuid]
-	if !ok || time.Since(e.read) > domainTTL {
-		return node{}, false, false
-	}
-	return e.n, e.mine, true
-}
-
-func (c *domainCache) put(uuid string, n node, mine bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.m == nil {
-		c.m = map[string]cachedDomain{}
-	}
-	c.m[uuid] = cachedDomain{n: n, mine: mine, read: time.Now()}
-}
-
-// forget drops domains this plugin changed.
-func (c *domainCache) forget(nodes ...node) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, n := range nodes {
-		delete(c.m, n.uuid)
-	}
-}
-
-// retain drops the domains that no longer exist.
-func (c *domainCache) retain(seen map[string]bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for id := range c.m {
-		if !seen[id] {
-			delete(c.m, id)
-		}
-	}
 }
 
 // readNode reads one domain; ok is false for domains that are not this provider's.
@@ -186,22 +102,44 @@ func readNode(d *libvirt.Domain, s *settings) (node, bool, error) {
 	}, true, nil
 }
 
-// partNodes returns the nodes of one part, read afresh. A part this process has seen is
-// read by its domains' names (partNames), so the call costs the same however many
-// domains the host has; otherwise, or when what was read disagrees with the part's
-// record (a node missing, or one another process added), the domains named after the
-// part are found by listing the host's domains.
+// partNodes returns the nodes of one part, read afresh by their domains' names, so the
+// call costs the same however many domains the host has. The names come from what this
+// process last read of the part (partNames), else from the usage index (index.go): a
+// part the index does not hold has no domain. When what was read disagrees with the
+// part's record (a node missing, or one another process added), the index missed a
+// change: it is read again at its next use, and the domains named after the part are
+// found by listing the host's domains.
 func (p *Plugin) partNodes(conn *libvirt.Connect, s *settings, ref sdk.PartRef) ([]node, error) {
-	if names := p.names.get(ref); len(names) > 0 {
-		nodes, complete, err := p.readNamed(conn, s, ref, names)
-		if err != nil {
-			return nil, err
-		}
-		if complete {
-			return nodes, nil
+	hint := p.names.get(ref)
+	if len(hint) > 0 {
+		nodes, complete, err := p.readNamed(conn, s, ref, hint)
+		if err != nil || complete {
+			if complete {
+				p.names.set(ref, nodes)
+			}
+			return nodes, err
 		}
 	}
-	all, err := p.listNodes(conn, s, namePrefix+cleanName(ref.SliceID)+"."+cleanName(ref.PartID)+".", false)
+	// Unknown to this process, or changed since it last read the part (its own scale
+	// or delete): the index knows.
+	if err := p.ensureIndex(conn, s); err != nil {
+		return nil, err
+	}
+	names := p.index.partNames(ref)
+	if len(names) == 0 {
+		p.names.set(ref, nil)
+		return nil, nil
+	}
+	nodes, complete, err := p.readNamed(conn, s, ref, names)
+	if err != nil {
+		return nil, err
+	}
+	if complete {
+		p.names.set(ref, nodes)
+		return nodes, nil
+	}
+	p.index.invalidate()
+	all, err := p.listNodes(conn, s, namePrefix+cleanName(ref.SliceID)+"."+cleanName(ref.PartID)+".")
 	if err != nil {
 		return nil, err
 	}
@@ -297,21 +235,6 @@ func free(s *settings, used sdk.Resources) sdk.Resources {
 	f := s.capacity.Sub(used)
 	f.CPUs, f.MemoryMB, f.StorageGB, f.Nodes = max(f.CPUs, 0), max(f.MemoryMB, 0), max(f.StorageGB, 0), 0
 	return f
-}
-
-// addresses lists the subnet addresses in use: the nodes', and their parts' endpoints
-// (netdev.go), which a scale-up handed the endpoint's address otherwise.
-func addresses(nodes []node) []string {
-	var out []string
-	for _, n := range nodes {
-		if n.meta.IP != "" {
-			out = append(out, n.meta.IP)
-		}
-		if ip := n.meta.Record.EndpointIP; ip != "" {
-			out = append(out, ip)
-		}
-	}
-	return out
 }
 
 // latestRecord returns the part record of highest generation among the part's nodes.

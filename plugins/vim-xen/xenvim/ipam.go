@@ -20,14 +20,16 @@ func hostCount(p netip.Prefix) int64 {
 	return n
 }
 
-// allocator hands out the lowest free host addresses of a subnet.
+// allocator hands out the lowest free host addresses of a subnet: neither in used nor
+// taken (when set: the usage index's view of the addresses in use).
 type allocator struct {
 	subnet netip.Prefix
 	used   map[netip.Addr]bool
+	taken  func(netip.Addr) bool
 }
 
 func newAllocator(subnet netip.Prefix, used []string) *allocator {
-	a := &allocator{subnet: subnet, used: map[netip.Addr]bool{}}
+	a := &allocator{subnet: subnet, used: map[netip.Addr]bool{}, taken: func(netip.Addr) bool { return false }}
 	for _, s := range used {
 		if ip, err := netip.ParseAddr(s); err == nil {
 			a.used[ip] = true
@@ -47,7 +49,7 @@ func (a *allocator) next() (netip.Addr, bool) {
 	n := hostCount(a.subnet)
 	ip := first
 	for i := int64(0); i < n && ip.IsValid() && a.subnet.Contains(ip); i++ {
-		if !a.used[ip] {
+		if !a.used[ip] && !a.taken(ip) {
 			a.used[ip] = true
 			return ip, true
 		}

@@ -13,7 +13,7 @@ import (
 // BenchmarkPartCallsWithDomains measures Describe, Resize and a Create+Delete of one
 // part while N other domains of the provider exist, on the libvirt test driver behind
 // a libvirtd (NECOS_LIBVIRT_URI, scripts/libvirtd.sh; test:///default without it). A
-// per-call cost that does not grow from N=10 to N=500 is the point:
+// per-call cost that does not grow from N=0 to N=1,000 is the point:
 //
 //	go test -run '^$' -bench PartCallsWithDomains ./plugins/vim-xen/xenvim
 func BenchmarkPartCallsWithDomains(b *testing.B) {
@@ -21,10 +21,11 @@ func BenchmarkPartCallsWithDomains(b *testing.B) {
 	if uri == "" {
 		uri = "test:///default"
 	}
-	for _, n := range []int{10, 500} {
+	for _, n := range []int{0, 1000} {
 		b.Run(fmt.Sprintf("domains=%d", n), func(b *testing.B) {
 			p := New(hclog.NewNullLogger())
-			raw := mustJSON(b, Config{URI: uri, Capacity: Capacity{CPUs: 4 * n, MemoryMB: int64(n) << 10, StorageGB: int64(n)},
+			room := n + 10
+			raw := mustJSON(b, Config{URI: uri, Capacity: Capacity{CPUs: 4 * room, MemoryMB: int64(room) << 10, StorageGB: int64(room)},
 				MaxNode: NodeLimit{CPUs: 2, MemoryMB: 512}, KeyDir: b.TempDir()})
 			if err := p.Configure(context.Background(), sdk.Config{Provider: sdk.Provider{Name: "bench-" + suffix()}, JSON: raw}); err != nil {
 				b.Fatal(err)
@@ -46,7 +47,11 @@ func BenchmarkPartCallsWithDomains(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			target := refs[n/2]
+			target := sdk.PartRef{SliceID: slice, PartID: "target"}
+			refs = append(refs, target)
+			if _, err := p.Create(ctx, partSpec(target, node)); err != nil {
+				b.Fatal(err)
+			}
 			b.Run("describe", func(b *testing.B) {
 				for i := 0; i < b.N; i++ {
 					if _, err := p.Describe(ctx, target); err != nil {

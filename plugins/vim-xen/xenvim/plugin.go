@@ -58,8 +58,8 @@ type Plugin struct {
 	parts keyedMutex
 
 	cpu cpuTracker
-	// domains remembers what was read of each domain (inventory.go).
-	domains domainCache
+	// index holds what the provider's domains hold of its capacity (index.go).
+	index domainIndex
 	// names remembers each part's domain names, so a part is read by name (inventory.go).
 	names partNames
 
@@ -124,6 +124,11 @@ func (p *Plugin) Configure(_ context.Context, cfg sdk.Config) error {
 	p.mu.Unlock()
 	if old != nil {
 		_, _ = old.Close()
+	}
+	// The usage index, from one listing of the host's domains (index.go).
+	p.index.invalidate()
+	if err := p.ensureIndex(conn, &s); err != nil {
+		p.log.Warn("reading the provider's domains (again at the next call)", "error", err)
 	}
 	p.log.Info("configured", "uri", s.uri, "domain_type", s.domainType, "provider", s.provider.Name,
 		"cpus", s.capacity.CPUs, "memory_mb", s.capacity.MemoryMB, "storage_gb", s.capacity.StorageGB,

@@ -53,12 +53,12 @@ func (p *Plugin) Offer(_ context.Context, spec sdk.PartSpec) (sdk.Offer, error) 
 	if err != nil {
 		return sdk.Offer{}, err
 	}
-	all, err := p.inventory(conn, s)
+	used, err := p.usageNow(conn, s)
 	if err != nil {
 		return sdk.Offer{}, fmt.Errorf("offer %s: %w", spec.Ref, err)
 	}
 	need := spec.Resources()
-	o := sdk.Offer{Requested: need, Free: free(s, usage(all)), Capacity: s.capacity,
+	o := sdk.Offer{Requested: need, Free: free(s, used), Capacity: s.capacity,
 		PricePerDay: float64(need.Nodes) * s.price}
 	rec := recordOf(spec)
 	if why := tooBig(s, rec.VDUs); why != "" {
@@ -78,7 +78,7 @@ func (p *Plugin) Offer(_ context.Context, spec sdk.PartSpec) (sdk.Offer, error) 
 		return o, nil
 	}
 	if s.subnet.IsValid() && hasNIC(s, rec) {
-		a := newAllocator(s.subnet, addresses(all))
+		a := p.addressAllocator(s)
 		want := need.Nodes
 		if s.guests {
 			want++ // the part's endpoint
@@ -249,6 +249,7 @@ func (p *Plugin) removeNode(conn *libvirt.Connect, s *settings, rec partRecord, 
 		if err := destroyDomain(conn, uuid); err != nil {
 			return err
 		}
+		p.index.drop(domain)
 		p.cpu.forget(uuid)
 	}
 	if !s.guests {
@@ -303,16 +304,16 @@ func (p *Plugin) defineNodes(ctx context.Context, conn *libvirt.Connect, s *sett
 	if why := tooBig(s, rec.VDUs); why != "" {
 		return rec, sdk.Errorf(sdk.CodeResourceExhausted, "provider %s: %s", s.provider.Name, why)
 	}
-	all, err := p.inventory(conn, s)
+	used, err := p.usageNow(conn, s)
 	if err != nil {
 		return rec, err
 	}
-	if ok, why := plannedUsage(pls).Fits(free(s, usage(all))); !ok {
+	if ok, why := plannedUsage(pls).Fits(free(s, used)); !ok {
 		return rec, sdk.Errorf(sdk.CodeResourceExhausted, "provider %s: %s", s.provider.Name, why)
 	}
 	var alloc *allocator
 	if s.subnet.IsValid() && hasNIC(s, rec) {
-		alloc = newAllocator(s.subnet, addresses(all))
+		alloc = p.addressAllocator(s)
 	}
 	if s.guests && rec.EndpointIP == "" {
 		// The part's endpoint (netdev.go) takes an address of the subnet like a node.
@@ -360,16 +361,29 @@ func (p *Plugin) defineNodes(ctx context.Context, conn *libvirt.Connect, s *sett
 		}
 		dom, err := conn.DomainDefineXML(x)
 		if err != nil {
+			// A name taken (by a domain the index missed) or any other surprise: read
+			// libvirt again before the next capacity check.
+			p.index.invalidate()
 			return rec, lvError(err, "define node %s (domain %s)", pl.name(), d.Name)
 		}
 		id, err := dom.GetUUIDString()
 		_ = dom.Free()
 		if err != nil {
+			p.index.invalidate()
 			return rec, lvError(err, "define node %s (domain %s)", pl.name(), d.Name)
 		}
 		(*made)[len(*made)-1].uuid = id
+		p.index.put(node{uuid: id, domain: d.Name, meta: d.Meta, state: libvirt.DOMAIN_SHUTOFF,
+			cpus: d.CPUs, maxCPUs: d.MaxCPUs, memMB: d.MemoryMB, maxMemMB: d.MaxMemMB})
 	}
 	return rec, nil
+}
+
+// addressAllocator hands out the subnet's addresses that no node or endpoint holds.
+func (p *Plugin) addressAllocator(s *settings) *allocator {
+	a := newAllocator(s.subnet, nil)
+	a.taken = p.index.inUse
+	return a
 }
 
 // withDomain looks a domain up by UUID and runs f on it.
@@ -547,19 +561,15 @@ func (p *Plugin) Resize(_ context.Context, req sdk.ResizeRequest) (sdk.Part, err
 func (p *Plugin) resizeNodes(conn *libvirt.Connect, s *settings, req sdk.ResizeRequest, targets []node) error {
 	p.capMu.Lock()
 	defer p.capMu.Unlock()
-	all, err := p.inventory(conn, s)
+	used, err := p.usageNow(conn, s)
 	if err != nil {
 		return err
 	}
-	// Re-read the targets under capMu: the values the change is computed from must be
-	// the ones the capacity check sees.
-	byID := map[string]node{}
-	for _, n := range all {
-		byID[n.uuid] = n
-	}
+	// Take the targets from the index under capMu: the values the change is computed
+	// from must be the ones the capacity check sees.
 	var grow sdk.Resources
 	for i, t := range targets {
-		if cur, ok := byID[t.uuid]; ok {
+		if cur, ok := p.index.get(t.domain); ok && cur.uuid == t.uuid {
 			targets[i] = cur
 			t = cur
 		}
@@ -570,7 +580,7 @@ func (p *Plugin) resizeNodes(conn *libvirt.Connect, s *settings, req sdk.ResizeR
 			grow.MemoryMB += max(req.MemoryMB-t.memMB, 0)
 		}
 	}
-	if ok, why := grow.Fits(free(s, usage(all))); !ok {
+	if ok, why := grow.Fits(free(s, used)); !ok {
 		return sdk.Errorf(sdk.CodeResourceExhausted, "provider %s: %s", s.provider.Name, why)
 	}
 	for _, t := range targets {
@@ -584,10 +594,19 @@ func (p *Plugin) resizeNodes(conn *libvirt.Connect, s *settings, req sdk.ResizeR
 		}
 	}
 	for _, t := range targets {
-		p.domains.forget(t)
-		if err := resizeNode(conn, t, req.CPUs, req.MemoryMB); err != nil {
+		err := resizeNode(conn, t, req.CPUs, req.MemoryMB)
+		if err != nil {
+			// Half done, perhaps: read the sizes again at the next use.
+			p.index.invalidate()
 			return err
 		}
+		if req.CPUs > 0 {
+			t.cpus = req.CPUs
+		}
+		if req.MemoryMB > 0 {
+			t.memMB = req.MemoryMB
+		}
+		p.index.put(t)
 	}
 	return nil
 }
@@ -666,7 +685,6 @@ func noThreadID(err error) bool {
 
 // writeRecord stores rec in the metadata of every given node (persistent and live).
 func (p *Plugin) writeRecord(conn *libvirt.Connect, nodes []node, rec partRecord) error {
-	p.domains.forget(nodes...)
 	for _, n := range nodes {
 		meta := n.meta
 		meta.Record = rec
@@ -686,7 +704,14 @@ func (p *Plugin) writeRecord(conn *libvirt.Connect, nodes []node, rec partRecord
 			return nil
 		})
 		if err != nil && !isLibvirtCode(err, libvirt.ERR_NO_DOMAIN) {
+			p.index.invalidate()
 			return lvError(err, "update metadata of node %s", n.meta.Name)
+		}
+		if err == nil {
+			if cur, ok := p.index.get(n.domain); ok && cur.uuid == n.uuid {
+				cur.meta = meta
+				p.index.put(cur)
+			}
 		}
 	}
 	return nil
