@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"net/netip"
+	"path/filepath"
 	"strings"
 
 	"github.com/necos/necos/plugins/vim-xen/seed"
@@ -21,6 +22,7 @@ import (
 type guestPlan struct {
 	s       *settings
 	pool    *libvirt.StoragePool
+	poolDir string // where the pool keeps its volumes
 	partKey string // the part's public key, an authorized_keys line
 	images  []guestImage
 }
@@ -54,7 +56,12 @@ func (p *Plugin) planGuests(conn *libvirt.Connect, s *settings, rec partRecord, 
 	if err != nil {
 		return nil, err
 	}
-	g := &guestPlan{s: s, pool: pool, partKey: pub}
+	dir, err := poolDir(pool)
+	if err != nil {
+		_ = pool.Free()
+		return nil, lvError(err, "storage pool %s", s.pool)
+	}
+	g := &guestPlan{s: s, pool: pool, poolDir: dir, partKey: pub}
 	for _, name := range names {
 		b, err := p.bases(conn, s, pool, name, s.images[name])
 		if err != nil {
@@ -78,37 +85,40 @@ func dedupe(in []string) []string {
 	return out
 }
 
-// prepare makes a node's host key, seed, volumes and tap name, and fills d.Guest.
-func (g *guestPlan) prepare(conn *libvirt.Connect, d *domainSpec, pl planned, im guestImage) error {
+// prepare makes a node's host key and seed, names its volumes and tap, and fills
+// d.Guest; the volumes are made by makeVolumes once the domain is defined. A node's
+// domain is defined before its volumes exist, and removed after them (removeNode), so a
+// volume without its domain is never one a live plugin is making: the start-up sweep
+// removes it (sweep.go).
+func (g *guestPlan) prepare(d *domainSpec, pl planned, im guestImage) (iso []byte, err error) {
 	hostPriv, hostPub, err := newPartKey("necos-host-" + pl.name())
 	if err != nil {
-		return sdk.Errorf(sdk.CodeInternal, "node %s: %v", pl.name(), err)
+		return nil, sdk.Errorf(sdk.CodeInternal, "node %s: %v", pl.name(), err)
 	}
 	mac, err := newMAC()
 	if err != nil {
-		return sdk.Errorf(sdk.CodeInternal, "node %s: %v", pl.name(), err)
+		return nil, sdk.Errorf(sdk.CodeInternal, "node %s: %v", pl.name(), err)
 	}
 	sd := seed.Seed{InstanceID: d.Name, Hostname: pl.name(), AuthorizedKeys: []string{g.partKey},
 		HostKey: hostPriv, HostKeyPublic: hostPub}
 	if d.IP != "" {
 		ip, err := netip.ParseAddr(d.IP)
 		if err != nil {
-			return sdk.Errorf(sdk.CodeInternal, "node %s: %v", pl.name(), err)
+			return nil, sdk.Errorf(sdk.CodeInternal, "node %s: %v", pl.name(), err)
 		}
 		sd.Interfaces = []seed.Interface{{Name: "eth0", MAC: mac,
 			Addresses: []string{netip.PrefixFrom(ip, g.s.nicPrefix).String()}}}
 	}
-	iso, err := seedISO(sd)
-	if err != nil {
-		return sdk.Errorf(sdk.CodeInternal, "node %s: %v", pl.name(), err)
+	if iso, err = seedISO(sd); err != nil {
+		return nil, sdk.Errorf(sdk.CodeInternal, "node %s: %v", pl.name(), err)
 	}
-	disk, seedPath, err := makeVolumes(conn, g.pool, d.Name, im.base, pl.vdu.StorageGB, iso)
-	if err != nil {
-		return err
+	var disk string
+	if im.base.disk != "" {
+		disk = filepath.Join(g.poolDir, overlayName(d.Name))
 	}
 	d.Meta.Image, d.Meta.HostKey, d.Meta.MAC = im.name, hostPub, mac
 	d.Guest = &guestSpec{Kernel: im.base.kernel, Initrd: im.base.initrd, Cmdline: im.base.cmdline,
-		Disk: disk, DiskFormat: "qcow2", Seed: seedPath, MAC: mac, Emulated: d.Type == "qemu"}
+		Disk: disk, DiskFormat: "qcow2", Seed: filepath.Join(g.poolDir, seedName(d.Name)), MAC: mac, Emulated: d.Type == "qemu"}
 	if d.Type == "qemu" {
 		d.Guest.Emulator = g.s.tcgEmulator
 	}
@@ -116,6 +126,19 @@ func (g *guestPlan) prepare(conn *libvirt.Connect, d *domainSpec, pl planned, im
 		d.Guest.Bridge = d.Bridge
 	} else {
 		d.Guest.Tap = tapName(d.Name)
+	}
+	return iso, nil
+}
+
+// makeVolumes makes the volumes prepare named for a defined node.
+func (g *guestPlan) makeVolumes(conn *libvirt.Connect, d domainSpec, pl planned, im guestImage, iso []byte) error {
+	disk, seedPath, err := makeVolumes(conn, g.pool, d.Name, im.base, pl.vdu.StorageGB, iso)
+	if err != nil {
+		return err
+	}
+	if disk != d.Guest.Disk || seedPath != d.Guest.Seed {
+		return sdk.Errorf(sdk.CodeInternal, "node %s: volumes made at %s and %s, the domain names %s and %s",
+			pl.name(), disk, seedPath, d.Guest.Disk, d.Guest.Seed)
 	}
 	return nil
 }

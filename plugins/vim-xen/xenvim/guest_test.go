@@ -635,28 +635,42 @@ func TestRealGuestsFoundAfterRestart(t *testing.T) {
 const guestHelperEnv = "NECOS_XENVIM_GUEST_HELPER"
 
 // TestHelperGuestEnv is, in the process TestKilledTestsGuestsAreRemoved starts and
-// kills, a test with a running guest; it does nothing in a normal run.
+// kills, a test with a running guest (or, with the helper variable "defined", a create
+// stopped after its node's domain was defined, before its volumes were made); it does
+// nothing in a normal run.
 func TestHelperGuestEnv(t *testing.T) {
-	if os.Getenv(guestHelperEnv) == "" {
+	mode := os.Getenv(guestHelperEnv)
+	if mode == "" {
 		return
 	}
 	e := newGuestEnv(t)
 	spec := e.spec("left", sdk.VDUSpec{Name: "vm", Instances: 1, CPUs: 1, MemoryMB: 256, StorageGB: 1})
+	ready := func() { fmt.Printf("ready %s %s %s %s\n", e.provider.Name, e.site, spec.Ref.SliceID, spec.Ref.PartID) }
+	if mode == "defined" {
+		testHookDefined = func(string) { ready(); time.Sleep(5 * time.Minute) }
+	}
 	if _, err := e.p.Create(context.Background(), spec); err != nil {
 		t.Fatal(err)
 	}
-	fmt.Printf("ready %s %s %s %s\n", e.provider.Name, e.site, spec.Ref.SliceID, spec.Ref.PartID)
+	ready()
 	time.Sleep(5 * time.Minute)
 }
 
-// A test binary killed before its clean-ups (at its -timeout) leaves its guests running;
-// the next guest test deletes them, their volumes and namespaces, and the site.
+// A test binary killed before its clean-ups (at its -timeout) leaves its guests running,
+// or, killed inside a create, a node's domain without its volumes; the next guest test
+// deletes them, their volumes and namespaces, and the site.
 func TestKilledTestsGuestsAreRemoved(t *testing.T) {
 	if _, ok := guestConfig(t); !ok {
 		plugintest.NeedBackend(t, envGuestImage+" and "+envQemuURI+" (scripts/guest-image.sh, scripts/qemu.sh)")
 	}
+	for _, mode := range []string{"running", "defined"} {
+		t.Run(mode, func(t *testing.T) { killedGuestEnvIsRemoved(t, mode) })
+	}
+}
+
+func killedGuestEnvIsRemoved(t *testing.T, mode string) {
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperGuestEnv$", "-test.v")
-	cmd.Env = append(os.Environ(), guestHelperEnv+"=1")
+	cmd.Env = append(os.Environ(), guestHelperEnv+"="+mode)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -681,7 +695,12 @@ func TestKilledTestsGuestsAreRemoved(t *testing.T) {
 	_ = cmd.Wait()
 	cfg, _ := guestConfig(t)
 	if len(domainsOf(t, cfg.URI, ref)) == 0 {
-		t.Fatal("the killed test's guest is not there to be removed")
+		t.Fatal("the killed test's domain is not there to be removed")
+	}
+	if mode == "defined" {
+		if vols, err := partVolumes(cfg.URI, cfg.StoragePool, ref); err != nil || len(vols) > 0 {
+			t.Fatalf("killed after the define, before the volumes: volumes %v %v", vols, err)
+		}
 	}
 
 	sweepDeadGuestEnvs(t)

@@ -137,9 +137,10 @@ func (p *Plugin) Configure(_ context.Context, cfg sdk.Config) error {
 		// What a killed predecessor left of its parts' networks (sweep.go).
 		if r, err := p.sweep(conn, &s); err != nil {
 			p.log.Warn("sweeping what parts without domains left", "error", err,
-				"taps", r.Taps, "bridges", r.Bridges, "endpoints", r.Endpoints)
+				"taps", r.Taps, "bridges", r.Bridges, "endpoints", r.Endpoints, "volumes", r.Volumes)
 		} else if r.total() > 0 {
-			p.log.Info("swept what parts without domains left", "taps", r.Taps, "bridges", r.Bridges, "endpoints", r.Endpoints)
+			p.log.Info("swept what parts without domains left", "taps", r.Taps, "bridges", r.Bridges,
+				"endpoints", r.Endpoints, "volumes", r.Volumes)
 		}
 	}
 	return nil

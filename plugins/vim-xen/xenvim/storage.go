@@ -78,6 +78,24 @@ func (p *Plugin) pool(conn *libvirt.Connect, s *settings) (*libvirt.StoragePool,
 	return pool, nil
 }
 
+// poolDir returns the directory a directory pool keeps its volumes in.
+func poolDir(pool *libvirt.StoragePool) (string, error) {
+	desc, err := pool.GetXMLDesc(0)
+	if err != nil {
+		return "", err
+	}
+	var x struct {
+		Path string `xml:"target>path"`
+	}
+	if err := xml.Unmarshal([]byte(desc), &x); err != nil {
+		return "", err
+	}
+	if x.Path == "" {
+		return "", fmt.Errorf("pool has no target path")
+	}
+	return x.Path, nil
+}
+
 func xmlText(s string) string {
 	var b strings.Builder
 	_ = xml.EscapeText(&b, []byte(s))

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/necos/necos/sdk"
 	"github.com/necos/necos/sdk/nsnet"
@@ -25,16 +26,25 @@ import (
 //   - a bridge of a part without domains, with the ports the plugin made on it (taps,
 //     the endpoint's veth) and the part's endpoint namespace; a bridge with any other
 //     port (a link's VXLAN device: the WAN plugin's) is left alone;
-//   - an endpoint namespace of a part without domains (its site's namespace may be gone).
+//   - an endpoint namespace of a part without domains (its site's namespace may be gone);
+//   - a node's volume (<domain>.qcow2, <domain>.seed) in the provider's pool whose domain
+//     does not exist. A node's domain is defined before its volumes are made and removed
+//     after them, so such a volume is never one a live plugin is making (a create killed
+//     between the two leaves a domain without volumes, which the part's next Create or
+//     Delete handles). Plugin versions before this order made the volumes first: a
+//     volume younger than volumeGrace is left for a later sweep.
 //
 // Each part is locked while it is looked at, so a call of this process never loses its
 // network. Processes serving one provider on one host are not coordinated (as for
 // capacity).
 
 // sweepResult counts what a sweep removed.
-type sweepResult struct{ Taps, Bridges, Endpoints int }
+type sweepResult struct{ Taps, Bridges, Endpoints, Volumes int }
 
-func (r sweepResult) total() int { return r.Taps + r.Bridges + r.Endpoints }
+func (r sweepResult) total() int { return r.Taps + r.Bridges + r.Endpoints + r.Volumes }
+
+// volumeGrace is how old a volume without its domain must be to be swept.
+const volumeGrace = time.Minute
 
 // sweep removes what parts of this provider left without a domain (see above).
 func (p *Plugin) sweep(conn *libvirt.Connect, s *settings) (sweepResult, error) {
@@ -58,7 +68,86 @@ func (p *Plugin) sweep(conn *libvirt.Connect, s *settings) (sweepResult, error) 
 	if err != nil {
 		errs = append(errs, err)
 	}
+	n, err = p.sweepVolumes(conn, s)
+	r.Volumes += n
+	if err != nil {
+		errs = append(errs, err)
+	}
 	return r, errors.Join(errs...)
+}
+
+// nodeOfVolume returns the domain a node's volume is named after, or false for other
+// volumes (the images' bases, anything else in the pool).
+func nodeOfVolume(name string) (string, bool) {
+	if !strings.HasPrefix(name, namePrefix) {
+		return "", false
+	}
+	for _, suffix := range []string{overlayName(""), seedName("")} {
+		if d, ok := strings.CutSuffix(name, suffix); ok && d != namePrefix {
+			return d, true
+		}
+	}
+	return "", false
+}
+
+// sweepVolumes deletes the nodes' volumes in the provider's pool whose domain does not
+// exist (see above). A pool that does not exist holds nothing.
+func (p *Plugin) sweepVolumes(conn *libvirt.Connect, s *settings) (int, error) {
+	pool, err := conn.LookupStoragePoolByName(s.pool)
+	if err != nil {
+		if isLibvirtCode(err, libvirt.ERR_NO_STORAGE_POOL) {
+			return 0, nil
+		}
+		return 0, lvError(err, "storage pool %s", s.pool)
+	}
+	defer pool.Free()
+	if active, err := pool.IsActive(); err != nil || !active {
+		return 0, nil
+	}
+	_ = pool.Refresh(0)
+	vols, err := pool.ListAllStorageVolumes(0)
+	if err != nil {
+		return 0, lvError(err, "list volumes of pool %s", s.pool)
+	}
+	defer func() {
+		for i := range vols {
+			_ = vols[i].Free()
+		}
+	}()
+	removed := 0
+	var errs []error
+	for i := range vols {
+		v := &vols[i]
+		name, err := v.GetName()
+		if err != nil {
+			continue
+		}
+		domain, ok := nodeOfVolume(name)
+		if !ok {
+			continue
+		}
+		d, err := conn.LookupDomainByName(domain)
+		if err == nil {
+			_ = d.Free()
+			continue
+		}
+		if !isLibvirtCode(err, libvirt.ERR_NO_DOMAIN) {
+			errs = append(errs, lvError(err, "look up domain %s of volume %s", domain, name))
+			continue
+		}
+		if path, err := v.GetPath(); err == nil {
+			if fi, err := os.Stat(path); err == nil && time.Since(fi.ModTime()) < volumeGrace {
+				continue
+			}
+		}
+		if err := v.Delete(0); err != nil && !isLibvirtCode(err, libvirt.ERR_NO_STORAGE_VOL) {
+			errs = append(errs, lvError(err, "delete volume %s", name))
+			continue
+		}
+		p.log.Info("swept a volume without its domain", "pool", s.pool, "volume", name)
+		removed++
+	}
+	return removed, errors.Join(errs...)
 }
 
 // isTapName says whether a device name is one tapName makes.

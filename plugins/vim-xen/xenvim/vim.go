@@ -122,6 +122,12 @@ func (p *Plugin) Create(ctx context.Context, spec sdk.PartSpec) (sdk.Part, error
 		return sdk.Part{}, fmt.Errorf("create part %s: %w", spec.Ref, err)
 	}
 	if s.guests && len(existing) > 0 {
+		// A node defined by a call killed before it made the node's volumes is made again.
+		if existing, err = p.dropUnbacked(conn, s, spec.Ref, rec, existing); err != nil {
+			return sdk.Part{}, fmt.Errorf("create part %s: %w", spec.Ref, err)
+		}
+	}
+	if s.guests && len(existing) > 0 {
 		// The part's network may be gone (a host restart): make it again first.
 		if err := p.partNet(s, spec.Ref, rec).ensure(); err != nil {
 			return sdk.Part{}, sdk.Errorf(sdk.CodeFailedPrecondition, "create part %s: network: %v", spec.Ref, err)
@@ -146,6 +152,53 @@ func (p *Plugin) Create(ctx context.Context, spec sdk.PartSpec) (sdk.Part, error
 		}
 	}
 	return p.describe(conn, s, spec.Ref)
+}
+
+// dropUnbacked removes the stopped nodes whose volumes are missing (a call killed
+// between defining a node's domain and making its volumes) and returns the others.
+func (p *Plugin) dropUnbacked(conn *libvirt.Connect, s *settings, ref sdk.PartRef, rec partRecord, nodes []node) ([]node, error) {
+	pool, err := p.pool(conn, s)
+	if err != nil {
+		return nil, err
+	}
+	defer pool.Free()
+	has := func(name string) (bool, error) {
+		v, err := pool.LookupStorageVolByName(name)
+		if err == nil {
+			_ = v.Free()
+			return true, nil
+		}
+		if isLibvirtCode(err, libvirt.ERR_NO_STORAGE_VOL) {
+			return false, nil
+		}
+		return false, lvError(err, "look up volume %s", name)
+	}
+	var keep []node
+	for _, n := range nodes {
+		backed := true
+		if !n.active() {
+			names := []string{seedName(n.domain)}
+			if im, ok := s.images[n.meta.Image]; !ok || im.Disk != "" {
+				names = append(names, overlayName(n.domain))
+			}
+			for _, name := range names {
+				ok, err := has(name)
+				if err != nil {
+					return nil, err
+				}
+				backed = backed && ok
+			}
+		}
+		if backed {
+			keep = append(keep, n)
+			continue
+		}
+		p.log.Warn("a node's volumes are missing: making it again", "part", ref.String(), "node", n.meta.Name)
+		if err := p.removeNode(conn, s, rec, n.uuid, n.domain); err != nil {
+			return nil, err
+		}
+	}
+	return keep, nil
 }
 
 // planned is a node to make: a VDU template and an instance index.
@@ -242,9 +295,26 @@ func (p *Plugin) startNode(conn *libvirt.Connect, s *settings, ref sdk.PartRef, 
 	return nil
 }
 
-// removeNode destroys and undefines a node's domain (uuid may be empty: never defined)
-// and removes its volumes and tap.
+// removeNode stops a node's domain (uuid may be empty: never defined), removes its
+// volumes, then undefines the domain and removes its tap. The volumes go before the
+// domain, so that a volume never outlives its domain (see guestPlan.prepare).
 func (p *Plugin) removeNode(conn *libvirt.Connect, s *settings, rec partRecord, uuid, domain string) error {
+	if s.guests {
+		if uuid != "" {
+			if err := stopDomain(conn, uuid); err != nil {
+				return err
+			}
+		}
+		pool, err := p.pool(conn, s)
+		if err != nil {
+			return err
+		}
+		err = deleteVolumes(pool, domain)
+		_ = pool.Free()
+		if err != nil {
+			return err
+		}
+	}
 	if uuid != "" {
 		if err := destroyDomain(conn, uuid); err != nil {
 			return err
@@ -254,14 +324,6 @@ func (p *Plugin) removeNode(conn *libvirt.Connect, s *settings, rec partRecord, 
 	}
 	if !s.guests {
 		return nil
-	}
-	pool, err := p.pool(conn, s)
-	if err != nil {
-		return err
-	}
-	defer pool.Free()
-	if err := deleteVolumes(pool, domain); err != nil {
-		return err
 	}
 	if err := deleteTap(tapName(domain), rec.Netns); err != nil {
 		return sdk.Errorf(sdk.CodeInternal, "%v", err)
@@ -350,8 +412,9 @@ func (p *Plugin) defineNodes(ctx context.Context, conn *libvirt.Connect, s *sett
 			d.IP, d.Prefix, d.Meta.IP = ip.String(), alloc.prefixLen(), ip.String()
 		}
 		*made = append(*made, madeNode{domain: d.Name})
+		var iso []byte
 		if g != nil {
-			if err := g.prepare(conn, &d, pl, g.images[i]); err != nil {
+			if iso, err = g.prepare(&d, pl, g.images[i]); err != nil {
 				return rec, err
 			}
 		}
@@ -375,6 +438,14 @@ func (p *Plugin) defineNodes(ctx context.Context, conn *libvirt.Connect, s *sett
 		(*made)[len(*made)-1].uuid = id
 		p.index.put(node{uuid: id, domain: d.Name, meta: d.Meta, state: libvirt.DOMAIN_SHUTOFF,
 			cpus: d.CPUs, maxCPUs: d.MaxCPUs, memMB: d.MemoryMB, maxMemMB: d.MaxMemMB})
+		if testHookDefined != nil {
+			testHookDefined(d.Name)
+		}
+		if g != nil {
+			if err := g.makeVolumes(conn, d, pl, g.images[i], iso); err != nil {
+				return rec, err
+			}
+		}
 	}
 	return rec, nil
 }
@@ -410,6 +481,26 @@ func startDomain(conn *libvirt.Connect, id string) error {
 	})
 	if err != nil {
 		return lvError(err, "start domain %s", id)
+	}
+	return nil
+}
+
+// testHookDefined, when set (by tests), runs after each node's domain is defined and
+// before its volumes are made: a test stops there to be killed.
+var testHookDefined func(domain string)
+
+// stopDomain stops a domain that runs; one that is gone or stopped is done.
+func stopDomain(conn *libvirt.Connect, id string) error {
+	err := withDomain(conn, id, func(d *libvirt.Domain) error {
+		if active, err := d.IsActive(); err == nil && active {
+			if err := d.Destroy(); err != nil && !isLibvirtCode(err, libvirt.ERR_OPERATION_INVALID) {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil && !isLibvirtCode(err, libvirt.ERR_NO_DOMAIN) {
+		return lvError(err, "stop domain %s", id)
 	}
 	return nil
 }
