@@ -62,6 +62,10 @@ type Config struct {
 	// [DefaultTCGEmulator] when it is installed (scripts/qemu.sh installs it), else
 	// libvirt's own; "libvirt" means libvirt's own. See the README on live add-cpu.
 	TCGEmulator string `json:"tcg_emulator"`
+	// TCGCacheMB is the size of a TCG guest's translated-code cache in MiB (default
+	// [DefaultTCGCacheMB]): what an idle guest's qemu keeps resident for it, against how
+	// often a boot flushes it and translates again.
+	TCGCacheMB int `json:"tcg_cache_mb"`
 }
 
 // DefaultTCGEmulator is where scripts/qemu.sh installs the wrapper that runs QEMU's TCG
@@ -143,6 +147,8 @@ var schema = sdk.ConfigSchema{Fields: []sdk.ConfigField{
 	{Name: "key_dir", Type: sdk.FieldString, Default: DefaultKeyDir, Description: "directory keeping each part's private SSH key (0600)"},
 	{Name: "slice_network", Type: sdk.FieldString,
 		Description: "CIDR the nodes of a slice share across links; its prefix length goes on the nodes' NICs (default: subnet)"},
+	{Name: "tcg_cache_mb", Type: sdk.FieldInt, Default: DefaultTCGCacheMB,
+		Description: "TCG guests' translated-code cache in MiB (resident in an idle guest's qemu; smaller: more retranslation at boot)"},
 	{Name: "tcg_emulator", Type: sdk.FieldString,
 		Description: "emulator of TCG guests (domain type qemu): an absolute path; default " + DefaultTCGEmulator +
 			" when installed (scripts/qemu.sh: single-threaded TCG, so live add-cpu cannot abort QEMU), else libvirt's; \"libvirt\": libvirt's own"},
@@ -172,6 +178,8 @@ type settings struct {
 	nicPrefix  int // prefix length on the nodes' NICs
 	// tcgEmulator is the <emulator> of TCG guests; empty: libvirt's own.
 	tcgEmulator string
+	// tcgCacheMB is the TCG guests' translation cache (MiB).
+	tcgCacheMB int
 }
 
 // check validates c and reports every problem at once, each naming its key.
@@ -283,6 +291,14 @@ func (c Config) check(provider sdk.Provider) (settings, error) {
 			bad("tcg_emulator: %v", err)
 		}
 		s.tcgEmulator = e
+	}
+	switch {
+	case c.TCGCacheMB == 0:
+		s.tcgCacheMB = DefaultTCGCacheMB
+	case c.TCGCacheMB < 1 || c.TCGCacheMB > 4096:
+		bad("tcg_cache_mb: expected 1 to 4096 (MiB), got %d", c.TCGCacheMB)
+	default:
+		s.tcgCacheMB = c.TCGCacheMB
 	}
 	if s.guests && !s.subnet.IsValid() {
 		bad("subnet: required with images (nodes of real guests need addresses)")

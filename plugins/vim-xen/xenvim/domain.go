@@ -1,6 +1,7 @@
 package xenvim
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/xml"
@@ -197,6 +198,7 @@ type guestSpec struct {
 	Bridge                  string // ... or the bridge (xen)
 	Emulated                bool   // TCG: the maximum CPU model qemu emulates
 	Emulator                string // the emulator libvirt runs; empty: its own
+	TCGCacheMB              int    // TCG: the translation cache (MiB)
 }
 
 // The domain XML the plugin writes. Only the elements it sets are modelled.
@@ -442,17 +444,19 @@ func (x *domainXML) guest(d domainSpec) {
 	}
 	if g.Emulated {
 		// TCG's translated-code cache defaults to 1 GiB, of which a booted guest fills
-		// ~80 MB and keeps it resident; 32 MiB holds a boot's code with few flushes.
-		x.Features = &featuresXML{TCG: &tcgXML{TBCache: sizeXML{Unit: "MiB", Value: tcgCacheMiB}}}
+		// ~80 MB and keeps it resident (tcg_cache_mb, DefaultTCGCacheMB).
+		cache := cmp.Or(g.TCGCacheMB, DefaultTCGCacheMB)
+		x.Features = &featuresXML{TCG: &tcgXML{TBCache: sizeXML{Unit: "MiB", Value: uint64(cache)}}}
 		// Single-threaded TCG (the wrapper, README): a live add-cpu under QEMU 7.2's
 		// multi-threaded TCG can abort QEMU; libvirt 9.0 cannot ask for thread=single.
 		x.Devices.Emulator = g.Emulator
 	}
 }
 
-// tcgCacheMiB is the size of a TCG guest's translation cache: smaller caches made boots
-// flush and translate again (16 MiB: +15 % CPU per boot), larger ones only cost memory.
-const tcgCacheMiB = 32
+// DefaultTCGCacheMB is the default size of a TCG guest's translation cache: smaller
+// caches make boots flush and translate again (16 MiB: +15 % CPU per boot), larger ones
+// only cost memory.
+const DefaultTCGCacheMB = 32
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 

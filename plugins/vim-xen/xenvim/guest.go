@@ -120,7 +120,7 @@ func (g *guestPlan) prepare(d *domainSpec, pl planned, im guestImage) (iso []byt
 	d.Guest = &guestSpec{Kernel: im.base.kernel, Initrd: im.base.initrd, Cmdline: im.base.cmdline,
 		Disk: disk, DiskFormat: "qcow2", Seed: filepath.Join(g.poolDir, seedName(d.Name)), MAC: mac, Emulated: d.Type == "qemu"}
 	if d.Type == "qemu" {
-		d.Guest.Emulator = g.s.tcgEmulator
+		d.Guest.Emulator, d.Guest.TCGCacheMB = g.s.tcgEmulator, g.s.tcgCacheMB
 	}
 	if d.Type == "xen" {
 		d.Guest.Bridge = d.Bridge

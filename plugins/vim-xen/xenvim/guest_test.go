@@ -59,7 +59,15 @@ func guestConfig(t testing.TB) (Config, bool) {
 		// NECOS_TCG_EMULATOR=libvirt runs the tests and benchmarks with libvirt's own
 		// emulator (multi-threaded TCG), to compare.
 		TCGEmulator: os.Getenv("NECOS_TCG_EMULATOR"),
+		// NECOS_TCG_CACHE_MB sets the translation cache (tcg_cache_mb), to compare.
+		TCGCacheMB: envInt("NECOS_TCG_CACHE_MB"),
 	}, true
+}
+
+// envInt is an integer environment variable, 0 when unset or not a number.
+func envInt(name string) int {
+	n, _ := strconv.Atoi(os.Getenv(name))
+	return n
 }
 
 // newSite makes a network namespace standing for a provider's site.

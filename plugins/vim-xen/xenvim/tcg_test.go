@@ -1,6 +1,7 @@
 package xenvim
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -108,6 +109,24 @@ func TestTCGWrapperArguments(t *testing.T) {
 		}
 		if string(out) != want.String() {
 			t.Errorf("%q: qemu got\n%s\nwant\n%s", tc.args, out, want.String())
+		}
+	}
+}
+
+// A TCG guest's translation cache is tcg_cache_mb (the default when unset).
+func TestTCGCacheSize(t *testing.T) {
+	for _, tc := range []struct {
+		cache int
+		want  string
+	}{{0, fmt.Sprintf("<tb-cache unit=\"MiB\">%d</tb-cache>", DefaultTCGCacheMB)}, {16, "<tb-cache unit=\"MiB\">16</tb-cache>"}} {
+		d := domainSpec{Name: "n", Type: "qemu", CPUs: 1, MaxCPUs: 4, MemoryMB: 256, MaxMemMB: 1024,
+			Guest: &guestSpec{Kernel: "/k", Seed: "/s", Tap: "t", MAC: "52:54:00:00:00:01", Emulated: true, TCGCacheMB: tc.cache}}
+		x, err := d.xml()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(x, tc.want) {
+			t.Errorf("tcg_cache_mb %d: no %s in\n%s", tc.cache, tc.want, x)
 		}
 	}
 }
