@@ -34,27 +34,28 @@ type embeddedPorts struct {
 const embeddedSnapshotCount = 2000
 
 // startEmbedded runs a single-member etcd with its data under dir and returns an
-// in-process client to it (no network hop), and a function that stops both.
+// in-process client to it (no network hop), a function that stops both, and the channel
+// on which etcd reports a fatal error.
 //
 // The member's listeners are on loopback and speak TLS with client certificates only,
 // from a CA whose files are under dir/pki (0600): other local users cannot read or write
 // the store, while an operator who can read those files reaches it with etcdctl (see
 // EmbeddedAccess).
-func startEmbedded(ctx context.Context, dir string, history time.Duration, logger hclog.Logger) (*clientv3.Client, func() error, error) {
+func startEmbedded(ctx context.Context, dir string, history time.Duration, logger hclog.Logger) (*clientv3.Client, func() error, <-chan error, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, nil, fmt.Errorf("store dir: %w", err)
+		return nil, nil, nil, fmt.Errorf("store dir: %w", err)
 	}
 	// A directory made by an earlier version, or by hand, may be open to others.
 	if err := os.Chmod(dir, 0o700); err != nil {
-		return nil, nil, fmt.Errorf("store dir: %w", err)
+		return nil, nil, nil, fmt.Errorf("store dir: %w", err)
 	}
 	ports, err := loadPorts(filepath.Join(dir, "ports.json"))
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	access, err := embeddedPKI(dir)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	cfg := embed.NewConfig()
 	cfg.Name = "necos"
@@ -88,19 +89,19 @@ func startEmbedded(ctx context.Context, dir string, history time.Duration, logge
 
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
-		return nil, nil, fmt.Errorf("start embedded etcd in %s: %w", dir, err)
+		return nil, nil, nil, fmt.Errorf("start embedded etcd in %s: %w", dir, err)
 	}
 	select {
 	case <-e.Server.ReadyNotify():
 	case err := <-e.Err():
 		e.Close()
-		return nil, nil, fmt.Errorf("embedded etcd: %w", err)
+		return nil, nil, nil, fmt.Errorf("embedded etcd: %w", err)
 	case <-time.After(60 * time.Second):
 		e.Close()
-		return nil, nil, errors.New("embedded etcd not ready after 60s")
+		return nil, nil, nil, errors.New("embedded etcd not ready after 60s")
 	case <-ctx.Done():
 		e.Close()
-		return nil, nil, ctx.Err()
+		return nil, nil, nil, ctx.Err()
 	}
 	// The client dials the store's own TLS listener rather than using etcd's in-process
 	// client: under many watches created and cancelled at once (every ?wait=true request
@@ -110,20 +111,20 @@ func startEmbedded(ctx context.Context, dir string, history time.Duration, logge
 		TrustedCAFile: access.CACert, MinVersion: tls.VersionTLS12}).ClientConfig()
 	if err != nil {
 		e.Close()
-		return nil, nil, fmt.Errorf("embedded etcd: client TLS: %w", err)
+		return nil, nil, nil, fmt.Errorf("embedded etcd: client TLS: %w", err)
 	}
 	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{clientURL.String()}, TLS: tc,
 		DialTimeout: 10 * time.Second})
 	if err != nil {
 		e.Close()
-		return nil, nil, fmt.Errorf("embedded etcd: connect: %w", err)
+		return nil, nil, nil, fmt.Errorf("embedded etcd: connect: %w", err)
 	}
 	// A store made by an earlier version knows its member by a plain http peer URL;
 	// the member is told its new one, so that nothing names a listener that is gone.
 	if err := updatePeerURL(ctx, cli, e, peerURL.String()); err != nil {
 		cli.Close()
 		e.Close()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	logger.Info("embedded store ready", "dir", dir, "client_url", clientURL.String(),
 		"ca", access.CACert, "client_cert", access.ClientCert, "client_key", access.ClientKey)
@@ -137,7 +138,7 @@ func startEmbedded(ctx context.Context, dir string, history time.Duration, logge
 		}
 		return err
 	}
-	return cli, stop, nil
+	return cli, stop, e.Err(), nil
 }
 
 // updatePeerURL sets the member's peer URL to want when it says otherwise.

@@ -46,6 +46,8 @@ type Store struct {
 	prefix string
 	logger hclog.Logger
 	close  func() error
+	// failed reports the embedded etcd's fatal errors (nil channel for a cluster).
+	failed <-chan error
 	// sealer seals the parts' secrets (see secrets.go).
 	sealer *sealer
 	// idemTTL is how long an Idempotency-Key is kept (IdempotencyTTL; tests shorten it).
@@ -196,11 +198,11 @@ func (s *Store) connect(ctx context.Context, opts Options) error {
 	if history <= 0 {
 		history = DefaultHistory
 	}
-	cli, stop, err := startEmbedded(ctx, opts.Dir, history, s.logger)
+	cli, stop, failed, err := startEmbedded(ctx, opts.Dir, history, s.logger)
 	if err != nil {
 		return err
 	}
-	s.cli, s.close = cli, stop
+	s.cli, s.close, s.failed = cli, stop, failed
 	return nil
 }
 
@@ -219,6 +221,11 @@ func dialHint(err error, opts Options) string {
 	}
 	return hint + ")"
 }
+
+// Err reports a fatal error of the embedded etcd (its server stopped serving): the
+// store is then unusable and its owner should stop. The channel is nil, and so never
+// ready, for an external cluster, whose failures the client's calls report.
+func (s *Store) Err() <-chan error { return s.failed }
 
 // Client returns the etcd client, for leader election.
 func (s *Store) Client() *clientv3.Client { return s.cli }

@@ -1,0 +1,158 @@
+package daemon_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/necos/necos/core/pluginhost"
+	"github.com/necos/necos/core/providers"
+	"github.com/necos/necos/core/sro"
+	"github.com/necos/necos/core/store"
+	"github.com/necos/necos/daemon"
+	"github.com/necos/necos/internal/testenv"
+	"github.com/necos/necos/sdk/plugintest"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+func config(t *testing.T, dir string) daemon.Config {
+	t.Helper()
+	cat, err := providers.Parse([]byte(`
+providers:
+  - name: BR
+    location: AMERICA.BRAZIL
+    dc: {vim: xen-vim, plugin: vim-xen, config: {uri: "test:///default", capacity: {cpus: 8, memory_mb: 16384, storage_gb: 500}, price_per_node_day: 2}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return daemon.Config{
+		Logger:    plugintest.TestLogger(t),
+		Catalogue: cat,
+		Store:     store.Options{Dir: dir},
+		Plugins:   pluginhost.Options{Dir: testenv.PluginDir(t, "vim-xen")},
+		Tokens:    map[string]string{"alice": "token-of-alice"},
+		Listen:    "127.0.0.1:0",
+	}
+}
+
+// A started daemon serves the API with every component wired (its plugins started:
+// /readyz asks the registry), takes the tenants' tokens, and stops everything on Close.
+func TestStartServeClose(t *testing.T) {
+	d, err := daemon.Start(context.Background(), config(t, filepath.Join(t.TempDir(), "store")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.Close() })
+	if d.Collector() == nil || d.Services() == nil || d.Elasticity() == nil {
+		t.Fatal("a component is missing from the full platform")
+	}
+	url := "http://" + d.Addr().String()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		resp, err := http.Get(url + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz: %d after a minute", resp.StatusCode)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	req, _ := http.NewRequest(http.MethodGet, url+"/v1/slices", nil)
+	req.Header.Set("Authorization", "Bearer token-of-alice")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /v1/slices with the token given in Config: %d", resp.StatusCode)
+	}
+	if n := len(d.Host().Instances()); n != 1 {
+		t.Errorf("plugin instances: %d, want 1", n)
+	}
+
+	if err := d.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatalf("second close: %v", err)
+	}
+	if n := len(d.Host().Instances()); n != 0 {
+		t.Errorf("plugin instances after close: %d", n)
+	}
+	if c, err := net.DialTimeout("tcp", d.Addr().String(), time.Second); err == nil {
+		c.Close()
+		t.Error("the API still accepts connections after Close")
+	}
+	select {
+	case err := <-d.Err():
+		t.Errorf("Err after a clean close: %v", err)
+	default:
+	}
+}
+
+// A start that fails halfway closes what it opened: the embedded store, locked by its
+// etcd while open, opens again at once.
+func TestStartFailureClosesWhatItOpened(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	dir := filepath.Join(t.TempDir(), "store")
+	cfg := config(t, dir)
+	cfg.Listen = busy.Addr().String()
+	if d, err := daemon.Start(context.Background(), cfg); err == nil {
+		d.Close()
+		t.Fatal("started on a port in use")
+	} else if !strings.Contains(err.Error(), "listen") {
+		t.Errorf("error does not say what failed: %v", err)
+	}
+	cfg.Listen = "127.0.0.1:0"
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	d, err := daemon.Start(ctx, cfg)
+	if err != nil {
+		t.Fatalf("start again on the same store: %v", err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Start's context bounds the start-up only: the platform, its store's client included,
+// outlives it.
+func TestOutlivesStartContext(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cfg := config(t, filepath.Join(t.TempDir(), "store"))
+	cfg.Off = daemon.Components{PluginStart: true, Monitoring: true, Services: true, Elasticity: true, UI: true}
+	cfg.Listen = ""
+	d, err := daemon.Start(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.Close() })
+	cancel()
+	if d.Addr() != nil || d.Collector() != nil || d.Services() != nil || d.Elasticity() != nil {
+		t.Error("a component switched off runs")
+	}
+	time.Sleep(100 * time.Millisecond)
+	if err := d.Store().Ping(context.Background()); err != nil {
+		t.Fatalf("store after the start context ended: %v", err)
+	}
+	if _, err := d.Engine().Get(context.Background(), "alice", "nothing"); !errors.Is(err, sro.ErrNotFound) {
+		t.Errorf("a slice that does not exist: %v, want sro.ErrNotFound", err)
+	}
+}
