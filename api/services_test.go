@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,11 +16,9 @@ import (
 	"github.com/necos/necos/api"
 	"github.com/necos/necos/api/apitest"
 	v1 "github.com/necos/necos/api/v1"
-	"github.com/necos/necos/core/pluginhost"
-	"github.com/necos/necos/core/providers"
 	"github.com/necos/necos/core/service"
 	"github.com/necos/necos/core/sro"
-	"github.com/necos/necos/core/store"
+	"github.com/necos/necos/daemon"
 	"github.com/necos/necos/plugins/vim-kubernetes/kubetest"
 	"github.com/necos/necos/sdk/plugintest"
 	"github.com/necos/necos/sdk/plugintest/sshdtest"
@@ -50,68 +46,28 @@ func startServices(t *testing.T, catalogue string, plugins ...string) *svcEnv {
 // deployers and logger are filled in).
 func startServicesWith(t *testing.T, opts service.Options, catalogue string, plugins ...string) *svcEnv {
 	t.Helper()
-	logger := plugintest.TestLogger(t).ResetNamed("necos")
-	dir := t.TempDir()
-	for _, p := range plugins {
-		bin := plugintest.Build(t, "github.com/necos/necos/plugins/"+p)
-		b, err := os.ReadFile(bin)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, pluginhost.BinaryPrefix+p), b, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	host := pluginhost.New(pluginhost.Options{Dir: dir, Logger: logger.Named("plugins")})
-	if _, err := host.Lock(); err != nil {
-		t.Fatal(err)
-	}
-	cat, err := providers.Parse([]byte(catalogue))
-	if err != nil {
-		t.Fatalf("catalogue: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	st, err := store.Open(ctx, store.Options{Dir: t.TempDir(), Logger: logger.Named("store")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tokens := map[string]string{}
-	for _, tenant := range apitest.Tenants {
-		tokens[tenant] = store.NewToken()
-		if err := st.AddToken(ctx, tenant, tokens[tenant]); err != nil {
-			t.Fatal(err)
-		}
-	}
-	reg := providers.NewRegistry(cat, host, logger.Named("providers"))
-	engine := sro.New(sro.Options{Store: st, Catalogue: cat, Plugins: reg, Logger: logger.Named("engine"), CallTimeout: 2 * time.Minute})
-	opts.Store, opts.Slices, opts.Deployers, opts.Logger = st, engine, reg, logger.Named("services")
 	if opts.PollInterval == 0 {
 		opts.PollInterval = 100 * time.Millisecond
 	}
-	orch := service.New(opts)
-	done := make(chan struct{})
-	go func() { defer close(done); _ = engine.Run(ctx) }()
+	env := apitest.Start(t, apitest.Options{
+		Catalogue: catalogue,
+		Plugins:   plugins,
+		Configure: func(c *daemon.Config) {
+			c.Off.Services = false
+			c.Services = opts
+			c.Engine.CallTimeout = 2 * time.Minute
+		},
+	})
 	// necosd serves the metrics and policy routes beside (documented in the same
 	// openapi.yaml); they are not exercised here.
-	h := api.New(api.Options{Engine: engine, Registry: reg, Logger: logger.Named("api"),
-		Extra: api.Extras(api.ServiceRoutes(orch), api.MetricsRoutes(engine, nil), api.PolicyRoutes(engine, st),
-			api.TimingsRoutes(engine, st, nil, nil), api.MarketplaceRoutes(reg, st))})
-	if err := h.(*api.Handler).CheckOpenAPI(); err != nil {
+	if err := env.Handler.(*api.Handler).CheckOpenAPI(); err != nil {
 		t.Errorf("openapi.yaml and the routes differ:\n%v", err)
 	}
-	srv := httptest.NewServer(h)
-	t.Cleanup(func() {
-		srv.CloseClientConnections()
-		srv.Close()
-		orch.Close()
-		cancel()
-		<-done
-		_ = host.Close()
-		if err := st.Close(); err != nil && !errors.Is(err, context.Canceled) {
-			t.Errorf("close store: %v", err)
-		}
-	})
-	return &svcEnv{url: srv.URL, engine: engine, orch: orch, tokens: tokens}
+	tokens := map[string]string{}
+	for _, tenant := range apitest.Tenants {
+		tokens[tenant] = env.Token(tenant)
+	}
+	return &svcEnv{url: env.URL, engine: env.Engine, orch: env.Daemon.Services(), tokens: tokens}
 }
 
 // call sends a request as tenant and returns the status and body.

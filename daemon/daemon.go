@@ -84,11 +84,11 @@ type Config struct {
 // Components names the optional components. A test of one part of the platform
 // switches the others off, so that they neither act nor log.
 type Components struct {
-	// Monitoring: no collector (no node metrics, no metrics routes).
+	// Monitoring: no collector (no node metrics).
 	Monitoring bool
 	// Services: no service orchestrator (no service routes, no post-deployments).
 	Services bool
-	// Elasticity: no elasticity engine (no policy routes).
+	// Elasticity: no elasticity engine (policies are kept, not evaluated).
 	Elasticity bool
 	// PluginStart: the providers' plugins start at their first use rather than at start.
 	PluginStart bool
@@ -210,18 +210,14 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	if ao.Ready == nil && !cfg.Off.PluginStart {
 		ao.Ready = d.reg.Ready
 	}
-	extras := []api.Extra{}
+	// The metrics and policy routes are served without the collector and the
+	// elasticity engine too (metrics then answer that nothing measures them).
+	var services api.Extra
 	if d.svc != nil {
-		extras = append(extras, api.ServiceRoutes(d.svc))
+		services = api.ServiceRoutes(d.svc)
 	}
-	if d.col != nil {
-		extras = append(extras, api.MetricsRoutes(d.engine, d.col))
-	}
-	if d.el != nil {
-		extras = append(extras, api.PolicyRoutes(d.engine, d.store))
-	}
-	extras = append(extras, api.TimingsRoutes(d.engine, d.store, metrics, ao.Logger), api.MarketplaceRoutes(d.reg, d.store), cfg.API.Extra)
-	ao.Extra = api.Extras(extras...)
+	ao.Extra = api.Extras(services, api.MetricsRoutes(d.engine, metrics), api.PolicyRoutes(d.engine, d.store),
+		api.TimingsRoutes(d.engine, d.store, metrics, ao.Logger), api.MarketplaceRoutes(d.reg, d.store), cfg.API.Extra)
 	d.handler = api.New(ao)
 	if !cfg.Off.UI {
 		// The dashboard (/ui/) beside the API: a static page that reads the API.

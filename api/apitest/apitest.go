@@ -1,7 +1,7 @@
-// Package apitest runs the necos API over a real engine for tests: an embedded store,
-// the vim-xen plugin binary (built from this module, locked, launched by the plugin host)
-// serving three providers on libvirt's in-process test driver, and the API on an
-// httptest server. Tests of the API and of its clients share it.
+// Package apitest runs the necos API over a real platform (daemon.Start) for tests: an
+// embedded store, the vim-xen plugin binary (built from this module, locked, launched by
+// the plugin host) serving three providers on libvirt's in-process test driver, and the
+// API on an httptest server. Tests of the API and of its clients share it.
 //
 // A test package builds the plugin once for all its tests by running them through Main:
 //
@@ -10,7 +10,6 @@ package apitest
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -30,6 +29,7 @@ import (
 	"github.com/necos/necos/core/providers"
 	"github.com/necos/necos/core/sro"
 	"github.com/necos/necos/core/store"
+	"github.com/necos/necos/daemon"
 	"github.com/necos/necos/sdk/plugintest"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -103,9 +103,12 @@ type Env struct {
 	Store     *store.Store
 	Registry  *providers.Registry
 	Catalogue *providers.Catalogue
+	// Daemon is the platform the API runs in (its collector, services, elasticity when
+	// Options.Configure switched them on).
+	Daemon *daemon.Daemon
 	// Prometheus holds the engine's and the API's metrics.
 	Prometheus *prometheus.Registry
-	// PluginDir holds the locked plugin binary.
+	// PluginDir holds the locked plugin binaries.
 	PluginDir string
 	tokens    map[string]string
 }
@@ -121,12 +124,12 @@ func (e *Env) Token(tenant string) string {
 
 var (
 	buildMu  sync.Mutex
-	buildDir string // set by Main: binaries built there outlive single tests
-	built    string
+	buildDir string                // set by Main: binaries built there outlive single tests
+	built    = map[string]string{} // plugin name -> binary under buildDir
 )
 
-// Main runs a test binary's tests (m.Run) so that they share one build of the plugin,
-// and removes it afterwards. It returns the exit code.
+// Main runs a test binary's tests (m.Run) so that they share one build of each plugin,
+// and removes them afterwards. It returns the exit code.
 func Main(m *testing.M) int {
 	dir, err := os.MkdirTemp("", "necos-apitest-")
 	if err != nil {
@@ -141,22 +144,22 @@ func Main(m *testing.M) int {
 	return code
 }
 
-// pluginBinary returns the built vim-xen plugin: built once per test binary under Main,
-// else once per test.
-func pluginBinary(t testing.TB) string {
+// pluginBinary returns the built plugin of that name: built once per test binary under
+// Main, else once per test.
+func pluginBinary(t testing.TB, name string) string {
 	buildMu.Lock()
 	defer buildMu.Unlock()
-	if built != "" {
-		return built
+	if b := built[name]; b != "" {
+		return b
 	}
-	bin := plugintest.Build(t, "github.com/necos/necos/plugins/"+VIMPlugin)
+	bin := plugintest.Build(t, "github.com/necos/necos/plugins/"+name)
 	if buildDir == "" {
 		return bin
 	}
-	keep := filepath.Join(buildDir, VIMPlugin)
+	keep := filepath.Join(buildDir, name)
 	copyFile(t, bin, keep)
-	built = keep
-	return built
+	built[name] = keep
+	return keep
 }
 
 func copyFile(t testing.TB, from, to string) {
@@ -189,9 +192,18 @@ type Options struct {
 	// wraps the listener (to observe connections), when set.
 	Server   *api.ServerOptions
 	Listener func(net.Listener) net.Listener
+	// Catalogue replaces the package's Catalogue, and Plugins the plugins built for it
+	// (default: VIMPlugin).
+	Catalogue string
+	Plugins   []string
+	// Configure adjusts the platform's configuration before it starts. The API runs
+	// alone by default (no monitoring, services, elasticity, dashboard; plugins start
+	// at their first use): switch on in Config.Off what a test needs.
+	Configure func(*daemon.Config)
 }
 
-// Start runs an API over a fresh engine and store; everything stops when the test ends.
+// Start runs an API over a fresh platform (daemon.Start): store, plugins, engine;
+// everything stops when the test ends.
 func Start(t testing.TB, opts ...Options) *Env {
 	t.Helper()
 	var o Options
@@ -201,62 +213,46 @@ func Start(t testing.TB, opts ...Options) *Env {
 	logger := plugintest.TestLogger(t).ResetNamed("necos")
 	logger.SetLevel(logLevel())
 
-	pluginDir := t.TempDir()
-	// A hard link is enough and costs nothing; a copy when the temp dirs are on
-	// different file systems.
-	target := filepath.Join(pluginDir, pluginhost.BinaryPrefix+VIMPlugin)
-	if err := os.Link(pluginBinary(t), target); err != nil {
-		copyFile(t, pluginBinary(t), target)
+	plugins := o.Plugins
+	if len(plugins) == 0 {
+		plugins = []string{VIMPlugin}
 	}
-	host := pluginhost.New(pluginhost.Options{Dir: pluginDir, Logger: logger.Named("plugins")})
-	if _, err := host.Lock(); err != nil {
+	pluginDir := t.TempDir()
+	for _, name := range plugins {
+		// A hard link is enough and costs nothing; a copy when the temp dirs are on
+		// different file systems.
+		target := filepath.Join(pluginDir, pluginhost.BinaryPrefix+name)
+		if err := os.Link(pluginBinary(t, name), target); err != nil {
+			copyFile(t, pluginBinary(t, name), target)
+		}
+	}
+	if _, err := pluginhost.New(pluginhost.Options{Dir: pluginDir}).Lock(); err != nil {
 		t.Fatalf("lock plugins: %v", err)
 	}
 
-	cat, err := providers.Parse([]byte(Catalogue))
+	catalogue := o.Catalogue
+	if catalogue == "" {
+		catalogue = Catalogue
+	}
+	cat, err := providers.Parse([]byte(catalogue))
 	if err != nil {
 		t.Fatalf("catalogue: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	st, err := store.Open(ctx, store.Options{Dir: t.TempDir(), Logger: logger.Named("store")})
-	if err != nil {
-		cancel()
-		t.Fatalf("open store: %v", err)
 	}
 	tokens := map[string]string{}
 	for _, tenant := range Tenants {
 		tokens[tenant] = store.NewToken()
-		if err := st.AddToken(ctx, tenant, tokens[tenant]); err != nil {
-			t.Fatalf("add token: %v", err)
-		}
 	}
-	reg := providers.NewRegistry(cat, host, logger.Named("providers"))
-	prom := prometheus.NewRegistry()
-	engine := sro.New(sro.Options{
-		Store:       st,
-		Catalogue:   cat,
-		Plugins:     reg,
-		Logger:      logger.Named("engine"),
-		Workers:     8,
-		CallTimeout: time.Minute,
-		Metrics:     sro.NewMetrics(prom),
-	})
-	engineDone := make(chan struct{})
-	go func() {
-		defer close(engineDone)
-		_ = engine.Run(ctx)
-	}()
-
-	apiOpts := o.API
-	apiOpts.Engine, apiOpts.Registry, apiOpts.Logger = engine, reg, logger.Named("api")
-	apiOpts.Metrics, apiOpts.Gatherer = prom, prom
-	// Timings and the marketplace need only the engine, the store and the plugins: every
-	// Env serves them.
-	apiOpts.Extra = api.Extras(api.TimingsRoutes(engine, st, nil, logger.Named("api")), api.MarketplaceRoutes(reg, st), apiOpts.Extra)
-	handler := api.New(apiOpts)
-	var srv *httptest.Server
+	cfg := daemon.Config{
+		Logger:    logger,
+		Catalogue: cat,
+		Store:     store.Options{Dir: t.TempDir()},
+		Plugins:   pluginhost.Options{Dir: pluginDir},
+		Tokens:    tokens,
+		Engine:    sro.Options{Workers: 8, CallTimeout: time.Minute},
+		Off:       daemon.Components{Monitoring: true, Services: true, Elasticity: true, PluginStart: true, UI: true},
+		API:       o.API,
+	}
 	var url string
-	var stopServer func()
 	if o.Server != nil {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -266,33 +262,34 @@ func Start(t testing.TB, opts ...Options) *Env {
 		if o.Listener != nil {
 			ln = o.Listener(ln)
 		}
-		so := *o.Server
-		so.Logger = logger.Named("http")
-		s := api.NewServer(handler, so)
-		served := make(chan struct{})
-		go func() { defer close(served); _ = s.Serve(ln) }()
-		stopServer = func() { _ = s.Close(); <-served }
-	} else {
-		srv = httptest.NewServer(handler)
-		url = srv.URL
-		// Streams still open would keep Close waiting.
-		stopServer = func() { srv.CloseClientConnections(); srv.Close() }
+		cfg.Listener, cfg.Server = ln, *o.Server
+		// Connections still open (streams) are closed at once when the test ends.
+		cfg.ShutdownTimeout = time.Millisecond
 	}
-
+	if o.Configure != nil {
+		o.Configure(&cfg)
+	}
+	d, err := daemon.Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	var srv *httptest.Server
+	if o.Server == nil {
+		srv = httptest.NewServer(d.Handler())
+		url = srv.URL
+	}
 	t.Cleanup(func() {
-		stopServer()
-		cancel()
-		<-engineDone
-		if err := host.Close(); err != nil {
-			t.Errorf("close plugin host: %v", err)
+		if srv != nil {
+			// Streams still open would keep Close waiting.
+			srv.CloseClientConnections()
+			srv.Close()
 		}
-		// The embedded store's in-process client reports its own cancellation on Close.
-		if err := st.Close(); err != nil && !errors.Is(err, context.Canceled) {
-			t.Errorf("close store: %v", err)
+		if err := d.Close(); err != nil {
+			t.Errorf("close: %v", err)
 		}
 	})
-	return &Env{URL: url, Server: srv, Handler: handler, Engine: engine, Store: st, Registry: reg, Catalogue: cat,
-		Prometheus: prom, PluginDir: pluginDir, tokens: tokens}
+	return &Env{URL: url, Server: srv, Handler: d.Handler(), Engine: d.Engine(), Store: d.Store(), Registry: d.Registry(),
+		Catalogue: cat, Daemon: d, Prometheus: d.Prometheus(), PluginDir: pluginDir, tokens: tokens}
 }
 
 // logLevel is NECOS_TEST_LOG (trace, debug, info...), info by default: the logs show

@@ -1,25 +1,14 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
-	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/necos/necos/api"
 	"github.com/necos/necos/api/apitest"
-	"github.com/necos/necos/core/monitoring"
-	"github.com/necos/necos/core/pluginhost"
-	"github.com/necos/necos/core/providers"
-	"github.com/necos/necos/core/sro"
-	"github.com/necos/necos/core/store"
+	"github.com/necos/necos/daemon"
 	"github.com/necos/necos/internal/testenv"
-	"github.com/necos/necos/sdk/plugintest"
 )
 
 // startMetricsEnv is necosd's API with the metrics routes over a real engine (vim-xen
@@ -28,54 +17,12 @@ import (
 func startMetricsEnv(t *testing.T) (url, token string) {
 	t.Helper()
 	influx := testenv.StartInflux(t)
-	logger := plugintest.TestLogger(t).ResetNamed("necos")
-	dir := t.TempDir()
-	for _, p := range []string{"vim-xen", "monitor-influx"} {
-		b, err := os.ReadFile(plugintest.Build(t, "github.com/necos/necos/plugins/"+p))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, pluginhost.BinaryPrefix+p), b, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	host := pluginhost.New(pluginhost.Options{Dir: dir, Logger: logger.Named("plugins")})
-	if _, err := host.Lock(); err != nil {
-		t.Fatal(err)
-	}
-	cat, err := providers.Parse([]byte(apitest.Catalogue + influx.MonitorCatalogue()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	st, err := store.Open(ctx, store.Options{Dir: t.TempDir(), Logger: logger.Named("store")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	token = store.NewToken()
-	if err := st.AddToken(ctx, "alice", token); err != nil {
-		t.Fatal(err)
-	}
-	reg := providers.NewRegistry(cat, host, logger.Named("providers"))
-	engine := sro.New(sro.Options{Store: st, Catalogue: cat, Plugins: reg, Logger: logger.Named("engine"), CallTimeout: time.Minute})
-	col := monitoring.New(monitoring.Options{Store: st, Plugins: reg, Logger: logger.Named("monitoring")})
-	engine.AddListener(col)
-	done := make(chan struct{})
-	go func() { defer close(done); _ = engine.Run(ctx) }()
-	srv := httptest.NewServer(api.New(api.Options{Engine: engine, Registry: reg, Logger: logger.Named("api"),
-		Extra: api.MetricsRoutes(engine, col)}))
-	t.Cleanup(func() {
-		srv.CloseClientConnections()
-		srv.Close()
-		cancel()
-		<-done
-		col.Close()
-		_ = host.Close()
-		if err := st.Close(); err != nil && !errors.Is(err, context.Canceled) {
-			t.Errorf("close store: %v", err)
-		}
+	env := apitest.Start(t, apitest.Options{
+		Catalogue: apitest.Catalogue + influx.MonitorCatalogue(),
+		Plugins:   []string{"vim-xen", "monitor-influx"},
+		Configure: func(c *daemon.Config) { c.Off.Monitoring = false },
 	})
-	return srv.URL, token
+	return env.URL, env.Token("alice")
 }
 
 func TestSliceMetrics(t *testing.T) {

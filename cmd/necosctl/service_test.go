@@ -4,24 +4,17 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/necos/necos/api"
 	"github.com/necos/necos/api/apitest"
 	v1 "github.com/necos/necos/api/v1"
-	"github.com/necos/necos/core/pluginhost"
-	"github.com/necos/necos/core/providers"
-	"github.com/necos/necos/core/service"
 	"github.com/necos/necos/core/sro"
-	"github.com/necos/necos/core/store"
-	"github.com/necos/necos/sdk/plugintest"
+	"github.com/necos/necos/daemon"
 	"github.com/necos/necos/sdk/plugintest/sshdtest"
 )
 
@@ -36,21 +29,9 @@ type serviceEnv struct {
 func startServiceEnv(t *testing.T) *serviceEnv {
 	t.Helper()
 	sshd := sshdtest.Start(t)
-	logger := plugintest.TestLogger(t).ResetNamed("necos")
-	dir := t.TempDir()
-	b, err := os.ReadFile(plugintest.Build(t, "github.com/necos/necos/plugins/vim-xen"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, pluginhost.BinaryPrefix+"vim-xen"), b, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	host := pluginhost.New(pluginhost.Options{Dir: dir, Logger: logger.Named("plugins")})
-	if _, err := host.Lock(); err != nil {
-		t.Fatal(err)
-	}
 	ssh := fmt.Sprintf("{ip: 127.0.0.1, port: %d, user: %s, host_key: %q}", sshd.Port, sshd.User, sshd.HostKey)
-	cat, err := providers.Parse([]byte(`
+	env := apitest.Start(t, apitest.Options{
+		Catalogue: `
 providers:
   - name: UNICAMP
     location: AMERICA.BRAZIL
@@ -58,39 +39,13 @@ providers:
   - name: SPAIN
     location: EUROPE.SPAIN
     dc: {vim: xen-vim, plugin: vim-xen, config: {uri: "test:///default", capacity: {cpus: 8, memory_mb: 16384, storage_gb: 100}, subnet: 10.10.3.0/24, ssh: ` + ssh + `}}
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	st, err := store.Open(ctx, store.Options{Dir: t.TempDir(), Logger: logger.Named("store")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	token := store.NewToken()
-	if err := st.AddToken(ctx, "alice", token); err != nil {
-		t.Fatal(err)
-	}
-	reg := providers.NewRegistry(cat, host, logger.Named("providers"))
-	engine := sro.New(sro.Options{Store: st, Catalogue: cat, Plugins: reg, Logger: logger.Named("engine"), CallTimeout: time.Minute})
-	orch := service.New(service.Options{Store: st, Slices: engine, Deployers: reg, Logger: logger.Named("services"),
-		PollInterval: 100 * time.Millisecond})
-	done := make(chan struct{})
-	go func() { defer close(done); _ = engine.Run(ctx) }()
-	srv := httptest.NewServer(api.New(api.Options{Engine: engine, Registry: reg, Logger: logger.Named("api"),
-		Extra: api.ServiceRoutes(orch)}))
-	t.Cleanup(func() {
-		srv.CloseClientConnections()
-		srv.Close()
-		orch.Close()
-		cancel()
-		<-done
-		_ = host.Close()
-		if err := st.Close(); err != nil && !errors.Is(err, context.Canceled) {
-			t.Errorf("close store: %v", err)
-		}
+`,
+		Configure: func(c *daemon.Config) {
+			c.Off.Services = false
+			c.Services.PollInterval = 100 * time.Millisecond
+		},
 	})
-	return &serviceEnv{url: srv.URL, token: token, engine: engine, sshd: sshd}
+	return &serviceEnv{url: env.URL, token: env.Token("alice"), engine: env.Engine, sshd: sshd}
 }
 
 // run runs necosctl and returns its output and error output.
