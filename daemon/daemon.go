@@ -96,6 +96,12 @@ type Components struct {
 	UI bool
 }
 
+// EngineOnly switches off every optional component: the store, the plugins (started at
+// their first use) and the engine run, with the API. Tests switch back on what they need.
+func EngineOnly() Components {
+	return Components{Monitoring: true, Services: true, Elasticity: true, PluginStart: true, UI: true}
+}
+
 // Daemon is a running platform. Close it.
 type Daemon struct {
 	cfg     Config

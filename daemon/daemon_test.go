@@ -137,7 +137,7 @@ func TestStartFailureClosesWhatItOpened(t *testing.T) {
 func TestOutlivesStartContext(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cfg := config(t, filepath.Join(t.TempDir(), "store"))
-	cfg.Off = daemon.Components{PluginStart: true, Monitoring: true, Services: true, Elasticity: true, UI: true}
+	cfg.Off = daemon.EngineOnly()
 	cfg.Listen = ""
 	d, err := daemon.Start(ctx, cfg)
 	if err != nil {

@@ -249,7 +249,7 @@ func Start(t testing.TB, opts ...Options) *Env {
 		Plugins:   pluginhost.Options{Dir: pluginDir},
 		Tokens:    tokens,
 		Engine:    sro.Options{Workers: 8, CallTimeout: time.Minute},
-		Off:       daemon.Components{Monitoring: true, Services: true, Elasticity: true, PluginStart: true, UI: true},
+		Off:       daemon.EngineOnly(),
 		API:       o.API,
 	}
 	var url string

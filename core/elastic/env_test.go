@@ -18,6 +18,7 @@ import (
 	"github.com/necos/necos/core/spec"
 	"github.com/necos/necos/core/sro"
 	"github.com/necos/necos/core/store"
+	"github.com/necos/necos/daemon"
 	"github.com/necos/necos/internal/testenv"
 	"github.com/necos/necos/sdk"
 	"github.com/necos/necos/sdk/plugintest"
@@ -87,27 +88,25 @@ func start(t testing.TB, o envOptions) *env {
 	if err != nil {
 		t.Fatalf("catalogue: %v\n%s", err, b.String())
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	st, err := store.Open(ctx, store.Options{Dir: t.TempDir()})
+	off := daemon.EngineOnly()
+	off.Monitoring, off.Elasticity = false, false
+	d, err := daemon.Start(context.Background(), daemon.Config{
+		Logger:     hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: os.Stderr}),
+		Catalogue:  cat,
+		Store:      store.Options{Dir: t.TempDir()},
+		Plugins:    pluginhost.Options{Dir: testenv.PluginDir(t, append([]string{"vim-xen", "monitor-influx"}, o.plugins...)...)},
+		Engine:     sro.Options{CallTimeout: time.Minute},
+		Elasticity: elastic.Options{PostDeployer: o.post, Resync: 100 * time.Millisecond, DefaultCooldown: time.Minute},
+		Off:        off,
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: os.Stderr})
-	host := pluginhost.New(pluginhost.Options{Dir: testenv.PluginDir(t, append([]string{"vim-xen", "monitor-influx"}, o.plugins...)...), Logger: log})
-	reg := providers.NewRegistry(cat, host, log)
-	e.engine = sro.New(sro.Options{Store: st, Catalogue: cat, Plugins: reg, Logger: log, CallTimeout: time.Minute})
-	e.col = monitoring.New(monitoring.Options{Store: st, Plugins: reg, Logger: log.Named("monitoring")})
-	e.engine.AddListener(e.col)
-	e.el = elastic.New(elastic.Options{Store: st, Engine: e.engine, Monitor: reg, PostDeployer: o.post, IsLeader: e.engine.IsLeader,
-		Logger: log.Named("elastic"), Resync: 100 * time.Millisecond, DefaultCooldown: time.Minute})
-	e.store, e.reg = st, reg
-	engDone, elDone := make(chan struct{}), make(chan struct{})
-	go func() { defer close(engDone); _ = e.engine.Run(ctx) }()
-	go func() { defer close(elDone); _ = e.el.Run(ctx) }()
+	e.engine, e.col, e.el, e.store, e.reg = d.Engine(), d.Collector(), d.Elasticity(), d.Store(), d.Registry()
 	t.Cleanup(func() {
 		// Slices left over are decommissioned, so that no domain outlives the test on
 		// the shared libvirt daemon.
-		slices, _ := st.ListSlices(context.Background(), "")
+		slices, _ := e.store.ListSlices(context.Background(), "")
 		for _, sl := range slices {
 			_, _ = e.engine.Decommission(context.Background(), "", sl.ID)
 		}
@@ -116,12 +115,7 @@ func start(t testing.TB, o envOptions) *env {
 			_ = e.engine.WaitGone(wctx, sl.ID)
 			wcancel()
 		}
-		cancel()
-		<-elDone
-		<-engDone
-		e.col.Close()
-		host.Close()
-		st.Close()
+		d.Close()
 	})
 	return e
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/necos/necos/core/spec"
 	"github.com/necos/necos/core/sro"
 	"github.com/necos/necos/core/store"
+	"github.com/necos/necos/daemon"
 	"github.com/necos/necos/internal/testenv"
 	"github.com/necos/necos/sdk"
 )
@@ -46,27 +47,21 @@ providers:
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	st, err := store.Open(ctx, store.Options{Dir: t.TempDir()})
+	off := daemon.EngineOnly()
+	off.Monitoring = false
+	d, err := daemon.Start(context.Background(), daemon.Config{
+		Logger:    hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: os.Stderr}),
+		Catalogue: cat,
+		Store:     store.Options{Dir: t.TempDir()},
+		Plugins:   pluginhost.Options{Dir: testenv.PluginDir(t, "vim-xen", "monitor-influx")},
+		Engine:    sro.Options{CallTimeout: time.Minute},
+		Off:       off,
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: os.Stderr})
-	host := pluginhost.New(pluginhost.Options{Dir: testenv.PluginDir(t, "vim-xen", "monitor-influx"), Logger: log})
-	reg := providers.NewRegistry(cat, host, log)
-	e := sro.New(sro.Options{Store: st, Catalogue: cat, Plugins: reg, Logger: log, CallTimeout: time.Minute})
-	col := monitoring.New(monitoring.Options{Store: st, Plugins: reg, Logger: log.Named("monitoring")})
-	e.AddListener(col)
-	done := make(chan struct{})
-	go func() { defer close(done); _ = e.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		col.Close()
-		host.Close()
-		st.Close()
-	})
-	return &env{engine: e, store: st, col: col}
+	t.Cleanup(func() { d.Close() })
+	return &env{engine: d.Engine(), store: d.Store(), col: d.Collector()}
 }
 
 const sliceDoc = `slices:

@@ -17,6 +17,7 @@ import (
 	"github.com/necos/necos/core/spec"
 	"github.com/necos/necos/core/sro"
 	"github.com/necos/necos/core/store"
+	"github.com/necos/necos/daemon"
 	"github.com/necos/necos/internal/testenv"
 	"github.com/necos/necos/sdk"
 	"github.com/necos/necos/sdk/plugintest/sshdtest"
@@ -53,26 +54,22 @@ providers:
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	st, err := store.Open(ctx, store.Options{Dir: t.TempDir()})
+	off := daemon.EngineOnly()
+	off.Services = false
+	d, err := daemon.Start(context.Background(), daemon.Config{
+		Logger:    hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: os.Stderr}),
+		Catalogue: cat,
+		Store:     store.Options{Dir: t.TempDir()},
+		Plugins:   pluginhost.Options{Dir: testenv.PluginDir(t, "vim-xen")},
+		Engine:    sro.Options{CallTimeout: time.Minute},
+		Services:  service.Options{PollInterval: 100 * time.Millisecond},
+		Off:       off,
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: os.Stderr})
-	host := pluginhost.New(pluginhost.Options{Dir: testenv.PluginDir(t, "vim-xen"), Logger: log})
-	reg := providers.NewRegistry(cat, host, log)
-	e := sro.New(sro.Options{Store: st, Catalogue: cat, Plugins: reg, Logger: log, CallTimeout: time.Minute})
-	orch := service.New(service.Options{Store: st, Slices: e, Deployers: reg, Logger: log, PollInterval: 100 * time.Millisecond})
-	done := make(chan struct{})
-	go func() { defer close(done); _ = e.Run(ctx) }()
-	t.Cleanup(func() {
-		orch.Close()
-		cancel()
-		<-done
-		host.Close()
-		st.Close()
-	})
-	return &env{engine: e, store: st, reg: reg, orch: orch, sshd: sshd}
+	t.Cleanup(func() { d.Close() })
+	return &env{engine: d.Engine(), store: d.Store(), reg: d.Registry(), orch: d.Services(), sshd: sshd}
 }
 
 const sliceDoc = `

@@ -22,6 +22,7 @@ import (
 	"github.com/necos/necos/core/providers"
 	"github.com/necos/necos/core/sro"
 	"github.com/necos/necos/core/store"
+	"github.com/necos/necos/daemon"
 	"github.com/necos/necos/internal/testenv"
 	"github.com/necos/necos/sdk"
 	"github.com/necos/necos/sdk/plugintest"
@@ -75,28 +76,23 @@ func runEngine(ctx context.Context, job crashJob, log hclog.Logger) (*running, e
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	st, err := store.Open(ctx, store.Options{Dir: job.Dir, Logger: log})
-	if err != nil {
-		cancel()
-		return nil, err
-	}
-	host := pluginhost.New(pluginhost.Options{Dir: job.Plugins, Logger: log})
-	reg := providers.NewRegistry(cat, host, log)
 	// One identity for every run: a restarted engine takes over its killed
 	// predecessor's lead at once, as a restarted necosd does.
-	e := sro.New(sro.Options{Store: st, Catalogue: cat, Plugins: reg, Logger: log, CallTimeout: time.Minute, Identity: job.Identity})
-	done := make(chan struct{})
-	go func() { defer close(done); _ = e.Run(ctx) }()
-	for !e.IsLeader() {
+	d, err := daemon.Start(ctx, daemon.Config{
+		Logger:    log,
+		Catalogue: cat,
+		Store:     store.Options{Dir: job.Dir},
+		Plugins:   pluginhost.Options{Dir: job.Plugins},
+		Engine:    sro.Options{CallTimeout: time.Minute, Identity: job.Identity},
+		Off:       daemon.EngineOnly(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	for !d.Engine().IsLeader() {
 		time.Sleep(10 * time.Millisecond)
 	}
-	return &running{engine: e, store: st, reg: reg, stop: func() {
-		cancel()
-		<-done
-		host.Close()
-		st.Close()
-	}}, nil
+	return &running{engine: d.Engine(), store: d.Store(), reg: d.Registry(), stop: func() { d.Close() }}, nil
 }
 
 // crashChild runs a job and reports on stdout; its parent kills it.

@@ -15,6 +15,7 @@ import (
 	"github.com/necos/necos/core/spec"
 	"github.com/necos/necos/core/sro"
 	"github.com/necos/necos/core/store"
+	"github.com/necos/necos/daemon"
 	"github.com/necos/necos/internal/testenv"
 	"github.com/necos/necos/sdk"
 )
@@ -74,28 +75,23 @@ type startOptions struct {
 // startWith starts an engine on cat with the vim-xen plugin and o's.
 func startWith(t *testing.T, cat *providers.Catalogue, o startOptions) *env {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	st, err := store.Open(ctx, store.Options{Dir: t.TempDir()})
+	cfg := daemon.Config{
+		Logger:    hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: os.Stderr}),
+		Catalogue: cat,
+		Store:     store.Options{Dir: t.TempDir()},
+		Plugins:   pluginhost.Options{Dir: testenv.PluginDir(t, append([]string{"vim-xen"}, o.plugins...)...)},
+		Engine:    sro.Options{CallTimeout: time.Minute, HealthInterval: o.health, OfferPatience: o.patience},
+		Off:       daemon.EngineOnly(),
+	}
+	if o.wrap != nil {
+		cfg.EnginePlugins = func(r *providers.Registry) sro.Plugins { return o.wrap(r) }
+	}
+	d, err := daemon.Start(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: os.Stderr})
-	host := pluginhost.New(pluginhost.Options{Dir: testenv.PluginDir(t, append([]string{"vim-xen"}, o.plugins...)...), Logger: log})
-	reg := providers.NewRegistry(cat, host, log)
-	var pl sro.Plugins = reg
-	if o.wrap != nil {
-		pl = o.wrap(reg)
-	}
-	e := sro.New(sro.Options{Store: st, Catalogue: cat, Plugins: pl, Logger: log, CallTimeout: time.Minute, HealthInterval: o.health, OfferPatience: o.patience})
-	done := make(chan struct{})
-	go func() { defer close(done); _ = e.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		host.Close()
-		st.Close()
-	})
-	return &env{engine: e, store: st, reg: reg}
+	t.Cleanup(func() { d.Close() })
+	return &env{engine: d.Engine(), store: d.Store(), reg: d.Registry()}
 }
 
 func slice(id string, parts ...string) []byte {
