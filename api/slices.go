@@ -16,7 +16,6 @@ import (
 	"github.com/necos/necos/core/spec"
 	"github.com/necos/necos/core/sro"
 	"github.com/necos/necos/core/store"
-	"gopkg.in/yaml.v3"
 )
 
 // createSlice is POST /v1/slices: a NECOS slice spec, YAML or JSON. It answers 202 at
@@ -265,7 +264,7 @@ func (h *Handler) failure(ctx context.Context, v *sro.View) *Error {
 	if err != nil {
 		h.log.Warn("read events of failed slice", "slice", v.Slice.ID, "error", err)
 	}
-	paths := partPaths(v.Slice.Spec)
+	paths := specPaths{v}
 	seen := map[v1.Problem]bool{}
 	add := func(p v1.Problem) {
 		if !seen[p] {
@@ -302,52 +301,18 @@ func (h *Handler) failure(ctx context.Context, v *sro.View) *Error {
 	return e
 }
 
-// specPaths maps a part or link name to its path in the tenant's document, so that
+// specPaths names a part or link by its path in the tenant's document, so that
 // failures name the field the tenant wrote.
-type specPaths map[string]string
+type specPaths struct{ v *sro.View }
 
 func (p specPaths) of(name string) string {
-	if path, ok := p[name]; ok {
-		return path
-	}
-	return "slices.sliced.slice-parts[name=" + name + "]"
-}
-
-// partPaths reads the names of slice-parts entries, in both shapes the NECOS files use:
-// {dc-slice-part: {name: x}} and the indentation quirk {dc-slice-part: null, name: x}.
-func partPaths(doc string) specPaths {
-	out := specPaths{}
-	var d struct {
-		Slices struct {
-			Sliced struct {
-				Parts []map[string]yaml.Node `yaml:"slice-parts"`
-			} `yaml:"sliced"`
-		} `yaml:"slices"`
-	}
-	if yaml.Unmarshal([]byte(doc), &d) != nil {
-		return out
-	}
-	for i, entry := range d.Slices.Sliced.Parts {
-		for _, kind := range []string{"dc-slice-part", "net-slice-part"} {
-			n, ok := entry[kind]
-			if !ok {
-				continue
-			}
-			var named struct {
-				Name string `yaml:"name"`
-			}
-			_ = n.Decode(&named)
-			if named.Name == "" {
-				if sib, ok := entry["name"]; ok {
-					_ = sib.Decode(&named.Name)
-				}
-			}
-			if named.Name != "" {
-				out[named.Name] = fmt.Sprintf("slices.sliced.slice-parts[%d].%s", i, kind)
-			}
+	// A spec that does not parse (the engine records it) names parts by their names.
+	if s, err := p.v.Spec(); err == nil {
+		if path, ok := s.PartPath(name); ok {
+			return path
 		}
 	}
-	return out
+	return "slices.sliced.slice-parts[name=" + name + "]"
 }
 
 // boolParam reads a boolean query parameter; absent is false.

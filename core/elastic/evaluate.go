@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/necos/necos/core/spec"
+	"github.com/necos/necos/core/sro"
 	"github.com/necos/necos/core/store"
 	"github.com/necos/necos/sdk"
 )
@@ -107,7 +108,8 @@ func (ev *evaluator) run(ctx context.Context) {
 		}
 		return // a slice gone takes its policies along: the next sync drops this one
 	}
-	sp, _ := spec.ParseSlice([]byte(sl.Spec))
+	// A spec that does not parse (the engine records it) leaves the default granularity.
+	sp, _ := sro.StoredSpec(sl)
 	every := granularity(&ev.pol.Spec, sp, ev.e.opts.DefaultGranularity)
 	ev.restore(ctx)
 	ev.e.log.Info("policy armed", "policy", ev.name(), "condition", ev.pol.Spec.String(), "every", every)

@@ -116,12 +116,9 @@ var _ sro.Listener = (*Collector)(nil)
 // SliceReady starts monitoring a slice (once; later calls for it do nothing).
 func (c *Collector) SliceReady(v *sro.View) {
 	id := v.Slice.ID
-	sp, err := spec.ParseSlice([]byte(v.Slice.Spec))
-	if err != nil {
-		// Still monitored, with the defaults: the spec only tunes periods and metrics.
-		c.log.Warn("monitoring with defaults: stored spec does not parse", "slice", id, "error", err)
-		sp = nil
-	}
+	// A spec that does not parse (the engine records it) leaves the slice monitored
+	// with the defaults: the spec only tunes periods and metrics.
+	sp, _ := v.Spec()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.ctx.Err() != nil || c.slices[id] != nil {
@@ -473,7 +470,7 @@ func (c *Collector) MetricNames(ctx context.Context, sliceID string) ([]string, 
 	if err != nil {
 		return nil, err
 	}
-	if sp, err := spec.ParseSlice([]byte(sl.Spec)); err == nil {
+	if sp, err := sro.StoredSpec(sl); err == nil {
 		for _, p := range sp.Parts {
 			if p.Monitoring != nil {
 				for _, m := range p.Monitoring.Metrics {

@@ -54,20 +54,9 @@ func DeriveID(svc *spec.Service) string {
 // resolverFor returns the reference resolver of a created slice: its spec (with the
 // parts elasticity added, which the spec lacks) and what was created of it.
 func (o *Orchestrator) resolverFor(v *sro.View) (*spec.Slice, func(string) (string, bool), error) {
-	s, err := spec.ParseSlice([]byte(v.Slice.Spec))
+	s, err := v.WholeSpec()
 	if err != nil {
-		return nil, nil, fmt.Errorf("slice %s: stored spec: %w", v.Slice.ID, err)
-	}
-	for _, p := range v.Parts {
-		if _, ok := s.Part(p.Name); ok {
-			continue
-		}
-		dp := spec.DCPart{Name: p.Name, Type: p.Spec.Type, Location: p.Spec.Location}
-		for _, vdu := range p.Spec.VDUs {
-			dp.VIM.VDUs = append(dp.VIM.VDUs, spec.VDU{Name: vdu.Name, Instances: vdu.Instances, Type: vdu.Type,
-				CPUs: vdu.CPUs, MemoryMB: vdu.MemoryMB, StorageGB: vdu.StorageGB, Image: vdu.Image})
-		}
-		s.Parts = append(s.Parts, dp)
+		return nil, nil, err
 	}
 	return s, spec.Resolver(s, o.opts.Slices.Status(v)), nil
 }

@@ -500,3 +500,30 @@ func TestCheckLimits(t *testing.T) {
 	wantProblem(t, err, "slices.sliced.slice-parts[7].net-slice-part", "at most 2 per slice (necosd --max-links-per-slice)")
 	wantProblem(t, err, "slices.sliced.slice-parts[3].dc-slice-part.VIM.vdus[0].vdu.instance-count", "15 instances in all, at most 10")
 }
+
+// PartPath names each part's entry in the document, in both shapes the NECOS files use
+// ({dc-slice-part: {name: x}} and {dc-slice-part: null, name: x}); a part the document
+// lacks has none.
+func TestPartPath(t *testing.T) {
+	quirk := replace(t, minimal, "      - dc-slice-part:\n          name: edge\n", "      - name: edge\n        dc-slice-part:\n")
+	quirk = strings.Replace(quirk, "          type: EDGE\n          location: EUROPE.SPAIN\n          VIM:\n            name: xen-vim\n            vdus:\n              - vdu:\n                  name: vm\n                  epa-attributes:\n                    host-epa: {cpu-number: 1, memory-mb: 512}\n",
+		"        type: EDGE\n        location: EUROPE.SPAIN\n        VIM:\n          name: xen-vim\n          vdus:\n            - vdu:\n                name: vm\n                epa-attributes:\n                  host-epa: {cpu-number: 1, memory-mb: 512}\n", 1)
+	for name, doc := range map[string]string{"nested": minimal, "name beside": quirk} {
+		s, err := ParseSlice([]byte(doc))
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", name, err, doc)
+		}
+		for part, want := range map[string]string{
+			"core":         "slices.sliced.slice-parts[0].dc-slice-part",
+			"edge":         "slices.sliced.slice-parts[1].dc-slice-part",
+			"core-to-edge": "slices.sliced.slice-parts[2].net-slice-part",
+		} {
+			if got, ok := s.PartPath(part); !ok || got != want {
+				t.Errorf("%s: PartPath(%s) = %q, %v; want %q", name, part, got, ok, want)
+			}
+		}
+		if got, ok := s.PartPath("edge-2"); ok {
+			t.Errorf("%s: a part the document lacks has path %q", name, got)
+		}
+	}
+}

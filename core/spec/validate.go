@@ -24,6 +24,24 @@ func (s *Slice) rootPath() string {
 	return s.root
 }
 
+// PartPath answers where in the tenant's document the dc-slice-part or net-slice-part
+// named name is ("slices.sliced.slice-parts[2].dc-slice-part"), so that an answer about
+// a part names the field its author wrote. A part the document lacks (one elasticity
+// added) has none.
+func (s *Slice) PartPath(name string) (string, bool) {
+	for i := range s.Parts {
+		if s.Parts[i].Name == name {
+			return s.partPath(&s.Parts[i], i), true
+		}
+	}
+	for i := range s.Links {
+		if s.Links[i].Name == name {
+			return s.linkPath(&s.Links[i], i), true
+		}
+	}
+	return "", false
+}
+
 func (s *Slice) partPath(p *DCPart, i int) string {
 	pos := p.pos
 	if pos == 0 {

@@ -9,7 +9,6 @@ import (
 
 	"github.com/necos/necos/core/broker"
 	"github.com/necos/necos/core/builder"
-	"github.com/necos/necos/core/spec"
 	"github.com/necos/necos/core/store"
 	"github.com/necos/necos/sdk"
 )
@@ -325,9 +324,9 @@ func (e *Engine) AddPart(ctx context.Context, sliceID, template string, opts Add
 		if !ok {
 			return nil, fmt.Errorf("add part to %s: no template part %q: %w", sliceID, template, ErrNotFound)
 		}
-		s, err := spec.ParseSlice([]byte(v.Slice.Spec))
+		s, err := v.Spec()
 		if err != nil {
-			return nil, fmt.Errorf("add part to %s: stored spec: %w", sliceID, err)
+			return nil, fmt.Errorf("add part to %s: %w", sliceID, err)
 		}
 		name := opts.Name
 		if name == "" {
@@ -637,9 +636,10 @@ func (e *Engine) convergeAdd(ctx context.Context, sl *store.Slice, p *store.Part
 		}
 		return e.undoAdd(ctx, p)
 	}
-	s, err := spec.ParseSlice([]byte(sl.Spec))
+	s, err := StoredSpec(sl)
 	if err != nil {
-		return fail(fmt.Errorf("stored spec: %w", err))
+		e.recordCorrupt(sl, err)
+		return fail(err)
 	}
 	plan := builder.New(sl.ID, sl.Tenant, s)
 	why := "copy of " + c.Template

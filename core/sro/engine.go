@@ -71,12 +71,14 @@ type Options struct {
 
 // Engine creates, watches and decommissions slices.
 type Engine struct {
-	opts   Options
-	store  *store.Store
-	cat    *providers.Catalogue
-	broker *broker.Broker
-	log    hclog.Logger
-	queue  workqueue.TypedRateLimitingInterface[string]
+	opts Options
+	// corrupt holds the slices whose corrupt stored spec this process recorded.
+	corrupt sync.Map
+	store   *store.Store
+	cat     *providers.Catalogue
+	broker  *broker.Broker
+	log     hclog.Logger
+	queue   workqueue.TypedRateLimitingInterface[string]
 
 	mu        sync.Mutex
 	listeners []Listener

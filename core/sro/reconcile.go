@@ -10,7 +10,6 @@ import (
 
 	"github.com/necos/necos/core/broker"
 	"github.com/necos/necos/core/builder"
-	"github.com/necos/necos/core/spec"
 	"github.com/necos/necos/core/store"
 	"github.com/necos/necos/sdk"
 )
@@ -112,8 +111,9 @@ func (e *Engine) afterBuild(ctx context.Context, sl *store.Slice, err error) (Re
 // reasons.
 func (e *Engine) plan(ctx context.Context, sl *store.Slice) error {
 	start := time.Now()
-	s, err := spec.ParseSlice([]byte(sl.Spec))
+	s, err := StoredSpec(sl)
 	if err != nil {
+		e.recordCorrupt(sl, err)
 		return e.finish(ctx, sl, store.SliceFailed, EvRefused, fmt.Sprintf("spec no longer valid: %v", err))
 	}
 	p := builder.New(sl.ID, sl.Tenant, s)

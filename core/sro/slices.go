@@ -21,6 +21,8 @@ type View struct {
 	Slice *store.Slice
 	Parts []*store.Part
 	Links []*store.Link
+	// parsed holds the slice's spec once parsed (Spec).
+	parsed *specOnce
 }
 
 // Part returns the named part.
@@ -108,7 +110,7 @@ func (e *Engine) view(ctx context.Context, sl *store.Slice) (*View, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &View{Slice: sl, Parts: parts, Links: links}, nil
+	return e.newView(sl, parts, links), nil
 }
 
 // List returns a tenant's slices (tenant "" lists all).
@@ -126,7 +128,7 @@ func (e *Engine) Page(ctx context.Context, tenant string, cursor store.PageCurso
 	}
 	out := make([]*View, len(recs))
 	for i, r := range recs {
-		out[i] = &View{Slice: r.Slice, Parts: r.Parts, Links: r.Links}
+		out[i] = e.newView(r.Slice, r.Parts, r.Links)
 	}
 	return out, next, nil
 }
@@ -219,7 +221,8 @@ func (e *Engine) forgetAll() {
 // Status converts a slice's records into what spec.Render writes back to tenants.
 func (e *Engine) Status(v *View) spec.Status {
 	st := spec.Status{Parts: map[string]spec.PartStatus{}, Links: map[string]spec.LinkStatus{}}
-	s, _ := spec.ParseSlice([]byte(v.Slice.Spec))
+	// A spec that does not parse (recorded by the reconciler) leaves the cost models out.
+	s, _ := v.Spec()
 	var dcModel, netModel string
 	if s != nil && s.Cost.DC != nil {
 		dcModel = s.Cost.DC.Model
@@ -288,21 +291,16 @@ func (e *Engine) Status(v *View) spec.Status {
 
 // Render writes a slice back in the NECOS format, enriched with what was created.
 func (e *Engine) Render(v *View) ([]byte, error) {
-	s, err := spec.ParseSlice([]byte(v.Slice.Spec))
+	// Parts added by elasticity are not in the tenant's spec: render them too.
+	s, err := v.WholeSpec()
 	if err != nil {
-		return nil, fmt.Errorf("slice %s: stored spec: %w", v.Slice.ID, err)
+		return nil, err
 	}
 	// The tenant asked for construction; the document says where the slice is now.
 	if s.Lifecycle == nil {
 		s.Lifecycle = &spec.Lifecycle{Description: "lifecycle status"}
 	}
 	s.Lifecycle.Status = LifecycleStatus(v.Slice.State)
-	// Parts added by elasticity are not in the tenant's spec: render them too.
-	for _, p := range v.Parts {
-		if _, ok := s.Part(p.Name); !ok && p.Elastic {
-			s.Parts = append(s.Parts, elasticPart(p))
-		}
-	}
 	return spec.Render(s, e.Status(v))
 }
 
