@@ -242,8 +242,16 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 		}
 	}
 
+	// Stopped in the reverse order: the API first, then what answers it; the collector
+	// and the services after the engine that announces slices to them.
 	d.mgr.start(base, "store", d.watchStore)
 	d.mgr.start(base, "plugins", d.startPlugins)
+	if d.col != nil {
+		d.mgr.start(base, "monitoring", d.col.Run)
+	}
+	if d.svc != nil {
+		d.mgr.start(base, "services", d.svc.Run)
+	}
 	d.mgr.start(base, "engine", d.engine.Run)
 	if d.el != nil {
 		d.mgr.start(base, "elasticity", d.el.Run)
@@ -350,11 +358,12 @@ func debugHandler() http.Handler {
 func (d *Daemon) Err() <-chan error { return d.mgr.failed }
 
 // Close stops every component in the reverse of their start order (the API first,
-// letting its requests finish), then the collector, the services, the plugins and the
-// store. Later calls return the first one's result.
+// letting its requests finish, the collector and the services after the engine), then
+// the plugins and the store. Later calls return the first one's result.
 func (d *Daemon) Close() error {
 	d.closeOnce.Do(func() {
 		d.mgr.stop()
+		// Components never started (a start that failed halfway) are closed here.
 		if d.col != nil {
 			d.col.Close()
 		}

@@ -156,3 +156,42 @@ func TestOutlivesStartContext(t *testing.T) {
 		t.Errorf("a slice that does not exist: %v, want sro.ErrNotFound", err)
 	}
 }
+
+// A component that fails stops the platform: here the API's listener closes under it.
+// Err names it once everything has stopped (the engine no longer leads); Close then
+// releases the rest.
+func TestComponentFailureStopsAll(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := config(t, filepath.Join(t.TempDir(), "store"))
+	cfg.Listen, cfg.Listener = "", ln
+	d, err := daemon.Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.Close() })
+	deadline := time.Now().Add(time.Minute)
+	for !d.Engine().IsLeader() {
+		if time.Now().After(deadline) {
+			t.Fatal("the engine does not lead")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	ln.Close()
+	select {
+	case err := <-d.Err():
+		if err == nil || !strings.HasPrefix(err.Error(), "api: ") {
+			t.Errorf("Err: %v, want the API's failure", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("no failure reported")
+	}
+	if d.Engine().IsLeader() {
+		t.Error("the engine still leads after a failure stopped the platform")
+	}
+	if err := d.Close(); err != nil {
+		t.Errorf("close after a failure: %v", err)
+	}
+}

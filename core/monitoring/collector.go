@@ -153,6 +153,14 @@ func (c *Collector) SliceGone(id string) {
 	}
 }
 
+// Run returns when ctx ends, having stopped every loop (Close): a component of the
+// daemon's manager.
+func (c *Collector) Run(ctx context.Context) error {
+	<-ctx.Done()
+	c.Close()
+	return nil
+}
+
 // Close stops every loop and waits for them.
 func (c *Collector) Close() {
 	c.cancel()

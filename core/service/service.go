@@ -147,6 +147,14 @@ func New(opts Options) *Orchestrator {
 		running: map[string]*inflight{}}
 }
 
+// Run returns when ctx ends, having closed the orchestrator (Close): a component of the
+// daemon's manager.
+func (o *Orchestrator) Run(ctx context.Context) error {
+	<-ctx.Done()
+	o.Close()
+	return nil
+}
+
 // Close stops the deployments in progress (their records say they were interrupted) and
 // waits for them.
 func (o *Orchestrator) Close() {
