@@ -3,9 +3,11 @@
 # scripts/kube-binaries.sh): containerd, its runc shim and ctr (containerd v2: Kubernetes
 # 1.37 no longer supports the 1.x Debian ships), runc with seccomp (Debian's 1.1.5 fails
 # under containerd 2; containerd gives every sandbox a seccomp profile) and metrics-server
-# (the real metrics.k8s.io). All from the Go module proxy, in a throwaway module outside
-# the project's go.mod, cached under $NECOS_CACHE. The CNI plugins are Debian's
-# (containernetworking-plugins, installed by scripts/setup.sh). Cold: ~4 min; warm: instant.
+# (the real metrics.k8s.io) and kube-router, whose network-policy controller alone enforces
+# NetworkPolicies on the nodes (CNI ptp enforces none). All from the Go module proxy, in a
+# throwaway module outside the project's go.mod, cached under $NECOS_CACHE. The CNI
+# plugins, iptables and ipset are Debian's (installed by scripts/setup.sh). Cold: ~6 min
+# (kube-router ~2 min of it); warm: instant.
 #
 # Prints the directory holding the binaries.
 set -euo pipefail
@@ -13,9 +15,12 @@ set -euo pipefail
 CONTAINERD_VERSION=${CONTAINERD_VERSION:-v2.4.2}
 RUNC_VERSION=${RUNC_VERSION:-v1.5.3}
 METRICS_SERVER_VERSION=${METRICS_SERVER_VERSION:-v0.8.0}
+# The one version the module proxy serves here (advisories exist against it: it runs only
+# the firewall, in test clusters' node namespaces, with no port open).
+KUBE_ROUTER_VERSION=${KUBE_ROUTER_VERSION:-v2.1.0}
 CACHE=${NECOS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/necos}
 OUT=$CACHE/node/containerd-$CONTAINERD_VERSION-runc-$RUNC_VERSION-ms-$METRICS_SERVER_VERSION
-BINARIES=(containerd containerd-shim-runc-v2 ctr runc metrics-server)
+BINARIES=(containerd containerd-shim-runc-v2 ctr runc metrics-server kube-router)
 
 have_all() {
   for b in "${BINARIES[@]}"; do [ -x "$OUT/$b" ] || return 1; done
@@ -63,4 +68,7 @@ CGO_ENABLED=1 build runc "github.com/opencontainers/runc@$RUNC_VERSION" github.c
 CGO_ENABLED=0 build metrics-server "sigs.k8s.io/metrics-server@$METRICS_SERVER_VERSION" \
   sigs.k8s.io/metrics-server/cmd/metrics-server \
   -ldflags "-s -w -X k8s.io/client-go/pkg/version.gitVersion=$METRICS_SERVER_VERSION"
+CGO_ENABLED=0 build kube-router "github.com/cloudnativelabs/kube-router/v2@$KUBE_ROUTER_VERSION" \
+  github.com/cloudnativelabs/kube-router/v2/cmd/kube-router \
+  -ldflags "-s -w -X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$KUBE_ROUTER_VERSION"
 echo "$OUT"

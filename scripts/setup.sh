@@ -15,7 +15,7 @@ need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 for p in libvirt-dev pkg-config protobuf-compiler libprotobuf-dev libvirt-daemon libvirt-clients \
          openssh-server openssh-client iputils-ping iproute2 ca-certificates curl git make chromium \
-         containernetworking-plugins nftables libseccomp-dev util-linux mosquitto; do
+         containernetworking-plugins nftables iptables ipset libseccomp-dev util-linux mosquitto; do
   have_pkg "$p" || need+=("$p")
 done
 if [ "${#need[@]}" -gt 0 ]; then

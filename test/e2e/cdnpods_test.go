@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -21,7 +23,7 @@ import (
 // The Touristic CDN example's edges (examples/services/touristic-cdn.yaml, the project's
 // necos-cdn image) on a real node, through necosd: the service is Deployed once their pods
 // are ready, and each edge serves its region's page on its NodePort and sends the rest to
-// the core. A service whose pod cannot be scheduled is Applied (202) with the scheduler's
+// the core; a pod of another slice cannot reach an edge's pod, one of its own part can. A service whose pod cannot be scheduled is Applied (202) with the scheduler's
 // reason once a step's timeout has passed, and a later GET says Deployed once the pod
 // runs. (The core's commands need a real guest: test/e2e's TestRealGuestsCDN runs them.)
 func TestCDNEdgesOnRealPods(t *testing.T) {
@@ -174,10 +176,79 @@ func TestCDNEdgesOnRealPods(t *testing.T) {
 		t.Errorf("events: no service.applied and re-checked service.deployed: %s", tail(string(ev.Body), 20))
 	}
 
+	isolation(ctx, t, d, cluster)
+
 	d.expect(d.do("demo", "DELETE", "/v1/slices/"+created.ID+"?wait=true", "", nil), 204, "delete the slice")
 	deleted = true
 	if nss := necosNamespaces(t, cluster); len(nss) != 0 {
 		t.Errorf("namespaces left: %v", nss)
+	}
+}
+
+// isolation: the Spain edge's pod (slice TouristicCDN_sliced) answers a pod of its own
+// part, and not a pod of another slice's part (the IoT slice's edge), kube-router
+// enforcing the part's NetworkPolicy; once that policy is removed, the other slice's pod
+// gets through (what blocked it was the policy).
+func isolation(ctx context.Context, t *testing.T, d *daemon, cluster *kubetest.Cluster) {
+	t.Helper()
+	r := d.do("demo", "POST", "/v1/slices?wait=true", "text/x-yaml", example(t, "iot-dojot.yaml"))
+	d.expect(r, 201, "create the IoT slice")
+	var other struct {
+		ID string `json:"id"`
+	}
+	r.json(t, &other)
+	defer d.do("demo", "DELETE", "/v1/slices/"+other.ID+"?wait=true", "", nil)
+	own, foreign := partNamespace(t, cluster, "edge-dc-slice-spain"), partNamespace(t, cluster, "dc-slice2")
+	server := waitRunning(ctx, t, cluster, own, "app=cdn-content")
+	url := fmt.Sprintf("http://%s:8080/spain/", server.Status.PodIP)
+	// Retried: a new pod's address joins the policy's allowed set a moment after it starts.
+	reach := fmt.Sprintf("for i in $(seq 30); do wget -T 2 -q -O /dev/null %s && exit 0; sleep 1; done; exit 1", url)
+	once := fmt.Sprintf("sleep 3; wget -T 5 -q -O /dev/null %s", url)
+	if !probe(ctx, t, cluster, own, "same-part", reach) {
+		t.Fatalf("a pod of the Spain edge's own part cannot reach its pod at %s", url)
+	}
+	begin := time.Now()
+	if probe(ctx, t, cluster, foreign, "other-slice", once) {
+		t.Fatalf("a pod of another slice's part (namespace %s) reached the Spain edge's pod at %s", foreign, url)
+	}
+	t.Logf("another slice's pod is refused (%v); its own part's pod is answered", time.Since(begin).Round(time.Millisecond))
+	if err := cluster.Client.NetworkingV1().NetworkPolicies(own).Delete(ctx, "necos-isolation", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if !probe(ctx, t, cluster, foreign, "other-slice-open", reach) {
+		t.Errorf("without the part's policy the other slice's pod still cannot reach %s: the block was not the policy", url)
+	}
+}
+
+// probe runs script (sh -c) in a pod of namespace ns and reports whether it exited 0.
+func probe(ctx context.Context, t *testing.T, c *kubetest.Cluster, ns, name, script string) bool {
+	t.Helper()
+	one := int64(1)
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "probe-" + name, Namespace: ns},
+		Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever, TerminationGracePeriodSeconds: &one,
+			Containers: []corev1.Container{{Name: "probe", Image: "necos.local/busybox:1.35", ImagePullPolicy: corev1.PullNever,
+				Command: []string{"sh", "-c", script},
+				Resources: corev1.ResourceRequirements{
+					Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("16Mi")},
+					Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("32Mi")}}}}}}
+	if _, err := c.Client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("probe %s in %s: %v", name, ns, err)
+	}
+	defer c.Client.CoreV1().Pods(ns).Delete(context.Background(), pod.Name, metav1.DeleteOptions{})
+	for {
+		got, err := c.Client.CoreV1().Pods(ns).Get(ctx, pod.Name, metav1.GetOptions{})
+		if err == nil {
+			switch got.Status.Phase {
+			case corev1.PodSucceeded:
+				return true
+			case corev1.PodFailed:
+				return false
+			}
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("probe %s in %s did not end: %+v %v", name, ns, got.Status, err)
+		}
+		time.Sleep(250 * time.Millisecond)
 	}
 }
 

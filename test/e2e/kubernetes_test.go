@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/necos/necos/core/spec"
+	"github.com/necos/necos/plugins/vim-kubernetes/kubenode"
 	"github.com/necos/necos/plugins/vim-kubernetes/kubetest"
 	"github.com/necos/necos/sdk/plugintest"
 	corev1 "k8s.io/api/core/v1"
@@ -41,8 +42,8 @@ func kubeCatalogue(t *testing.T, fed *federation, kubeconfig string) string {
       vim: KUBERNETES
       part_types: %s
       plugin: vim-kubernetes
-      config: {kubeconfig: "%s", capacity: {cpus: 8, memory_mb: 16384, storage_gb: 200}, price_per_node_day: %g}
-`, types, kubeconfig, s.Price)
+      config: {kubeconfig: "%s", capacity: {cpus: 8, memory_mb: 16384, storage_gb: 200}, price_per_node_day: %g, pod_cidrs: [%s]}
+`, types, kubeconfig, s.Price, kubenode.PodCIDRs)
 		}
 		if fed != nil {
 			fmt.Fprintf(&b, "    site: {underlay: %s, netns: %s}\n", s.Underlay, fed.netns(s.Name))

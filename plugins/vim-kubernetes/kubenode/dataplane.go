@@ -1,5 +1,6 @@
 // Package kubenode runs the data plane of a Kubernetes cluster on this machine: real
-// nodes (containerd 2, runc, the CNI plugins, kubelet, kube-proxy), each in a network
+// nodes (containerd 2, runc, the CNI plugins, kubelet, kube-proxy, and kube-router's
+// network-policy controller enforcing NetworkPolicies), each in a network
 // namespace of its own, joined by a hub namespace, with metrics-server serving the real
 // metrics.k8s.io. The control plane (etcd, kube-apiserver, controller-manager,
 // scheduler) is someone else's — kubetest starts one — and listens on the host's
@@ -25,6 +26,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sync"
 	"time"
@@ -47,8 +49,8 @@ import (
 const (
 	// EnvKube is the directory with kubelet and kube-proxy (scripts/kube-binaries.sh).
 	EnvKube = "KUBEBUILDER_ASSETS"
-	// EnvNode is the directory with containerd, containerd-shim-runc-v2, ctr, runc and
-	// metrics-server (scripts/node-binaries.sh).
+	// EnvNode is the directory with containerd, containerd-shim-runc-v2, ctr, runc,
+	// metrics-server and kube-router (scripts/node-binaries.sh).
 	EnvNode = "NECOS_KUBE_NODE"
 	// EnvImages is the image archive every node imports (scripts/images.sh).
 	EnvImages = "NECOS_IMAGES"
@@ -74,7 +76,7 @@ func FindBinaries() (Binaries, error) {
 	var missing []string
 	need := map[string][]string{
 		b.Kube: {"kubelet", "kube-proxy"},
-		b.Node: {"containerd", "containerd-shim-runc-v2", "ctr", "runc", "metrics-server"},
+		b.Node: {"containerd", "containerd-shim-runc-v2", "ctr", "runc", "metrics-server", "kube-router"},
 		b.CNI:  {"ptp", "host-local", "loopback"},
 	}
 	for dir, files := range need {
@@ -86,6 +88,13 @@ func FindBinaries() (Binaries, error) {
 	}
 	if fi, err := os.Stat(b.Images); b.Images == "" || err != nil || fi.IsDir() {
 		missing = append(missing, "images archive "+b.Images)
+	}
+	// kube-router's firewall programs the node's namespace with these (Debian's iptables
+	// and ipset).
+	for _, tool := range []string{"iptables", "iptables-save", "iptables-restore", "ipset"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			missing = append(missing, tool+" (Debian package "+map[bool]string{true: "ipset", false: "iptables"}[tool == "ipset"]+")")
+		}
 	}
 	if os.Geteuid() != 0 {
 		missing = append(missing, "root")

@@ -26,7 +26,7 @@ const (
 	hubBridge   = "br0"
 	hubCIDR     = "10.250.0.1/24"
 	hubIP       = "10.250.0.1"
-	podCIDRs    = "10.244.0.0/16"
+	podCIDRs    = PodCIDRs
 	nodeIface   = "eth0"
 	maxNodes    = 200
 	apiPortInNS = 6443 // the API server's loopback forwarder inside every namespace
@@ -43,6 +43,14 @@ func ipNet(cidr string) *net.IPNet {
 	n.IP = ip
 	return n
 }
+
+// PodCIDRs is the range every pod's address comes from, in every cluster the data plane
+// runs (each cluster in namespaces of its own). A VIM that keeps other slices' pods out
+// of a part while letting NodePort clients in names it (vim-kubernetes' pod_cidrs).
+const PodCIDRs = "10.244.0.0/16"
+
+// serviceCIDR is the API server's default service range.
+const serviceCIDR = "10.0.0.0/24"
 
 // inNS runs f with a netlink handle inside the named namespace.
 func inNS(name string, f func(h *netlink.Handle) error) error {

@@ -23,8 +23,9 @@ import (
 	"github.com/necos/necos/sdk/nsnet"
 )
 
-// Node is one Kubernetes node: containerd, kubelet and kube-proxy inside a network
-// namespace of its own; its pods in namespaces of theirs, on point-to-point links to it.
+// Node is one Kubernetes node: containerd, kubelet, kube-proxy and kube-router's
+// network-policy controller inside a network namespace of its own; its pods in
+// namespaces of theirs, on point-to-point links to it.
 type Node struct {
 	// Name is the node's name in the cluster and the name of its network namespace.
 	Name string
@@ -40,6 +41,7 @@ type Node struct {
 	containerd *proc
 	kubelet    *proc
 	proxy      *proc
+	firewall   *proc
 	sharedRoot bool
 }
 
@@ -309,9 +311,34 @@ conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeou
 	return nil
 }
 
+// startFirewall runs kube-router's network-policy controller alone (no routing, no
+// service proxy: CNI ptp routes, kube-proxy serves) in the node's namespace: it keeps
+// the namespace's iptables rules and ipsets in step with the cluster's NetworkPolicies
+// for the node's pods (whose traffic, on point-to-point links, is forwarded by the node).
+// Nothing of it reaches the host's namespace; its health and metrics ports are off.
+func (n *Node) startFirewall(d *DataPlane) error {
+	env := []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+	p, err := startIn(n.Name, n.path("kube-router.log"), env,
+		filepath.Join(d.bins.Node, "kube-router"),
+		"--kubeconfig="+n.path("kubeconfig"),
+		"--hostname-override="+n.Name,
+		"--run-firewall=true", "--run-router=false", "--run-service-proxy=false", "--run-loadbalancer=false",
+		"--enable-ipv4=true", "--enable-ipv6=false",
+		"--service-cluster-ip-range="+serviceCIDR,
+		"--health-port=0", "--metrics-port=0",
+		// A policy change is applied on its event; the full resync repairs the rest.
+		"--iptables-sync-period=1m",
+		"--v=1")
+	if err != nil {
+		return err
+	}
+	n.firewall = p
+	return nil
+}
+
 // check returns an error when one of the node's processes has ended.
 func (n *Node) check() error {
-	for _, p := range []*proc{n.containerd, n.kubelet, n.proxy} {
+	for _, p := range []*proc{n.containerd, n.kubelet, n.proxy, n.firewall} {
 		if p == nil {
 			continue
 		}
@@ -330,6 +357,8 @@ func (n *Node) stop() error {
 	var errs []error
 	n.kubelet.stop(10 * time.Second)
 	n.proxy.stop(5 * time.Second)
+	// Its rules and sets live in the node's namespace and go with it.
+	n.firewall.stop(5 * time.Second)
 	if n.containerd != nil {
 		if _, done := n.containerd.exited(); !done {
 			if err := n.removeSandboxes(); err != nil {

@@ -67,7 +67,10 @@ var testProvider = sdk.Provider{Name: "test", Location: "EUROPE.TEST"}
 // configJSON is a configuration for the test cluster with extra keys.
 func configJSON(t testing.TB, c *kubetest.Cluster, extra map[string]any) []byte {
 	t.Helper()
-	cfg := map[string]any{"kubeconfig": c.Kubeconfig, "token_ttl": "1h", "wait_timeout": "60s", "job_image": testJobImage}
+	// The real nodes' pod network: NodePorts answer from any node, other parts' pods
+	// are kept out (kube-router enforces the parts' policies).
+	cfg := map[string]any{"kubeconfig": c.Kubeconfig, "token_ttl": "1h", "wait_timeout": "60s", "job_image": testJobImage,
+		"pod_cidrs": []string{kubenode.PodCIDRs}}
 	for k, v := range extra {
 		cfg[k] = v
 	}

@@ -48,7 +48,7 @@ func (p *Plugin) Create(ctx context.Context, spec sdk.PartSpec) (sdk.Part, error
 		return sdk.Part{}, sdk.Errorf(sdk.CodeInternal, "create part %s: namespace %s: %v", spec.Ref, ns.Name, err)
 	}
 	// Also on a repeated Create: puts back what a crash or a person removed.
-	if err := ensureObjects(ctx, k, ns.Name, l); err != nil {
+	if err := ensureObjects(ctx, k, ns.Name, l, s.PodCIDRs); err != nil {
 		return sdk.Part{}, fmt.Errorf("create part %s: %w", spec.Ref, err)
 	}
 	if err := waitReady(ctx, s, k, ns.Name, quotaHard(l.total())); err != nil {
@@ -178,8 +178,9 @@ func mustFind(ctx context.Context, s settings, k *cluster, ref sdk.PartRef) (*co
 	return ns, err
 }
 
-// ensureObjects applies what a part's namespace holds besides workloads, sized for l.
-func ensureObjects(ctx context.Context, k *cluster, ns string, l layout) error {
+// ensureObjects applies what a part's namespace holds besides workloads, sized for l;
+// podCIDRs is the cluster's pod network (the config's pod_cidrs).
+func ensureObjects(ctx context.Context, k *cluster, ns string, l layout, podCIDRs []string) error {
 	if err := applyLimits(ctx, k, ns, l); err != nil {
 		return err
 	}
@@ -199,14 +200,20 @@ func ensureObjects(ctx context.Context, k *cluster, ns string, l layout) error {
 		applyOpts); err != nil {
 		return apiError(err, "apply role binding")
 	}
-	// Pods of the namespace accept traffic from pods of the same namespace only. The
-	// tenant may add policies (they only add allowed traffic, to its own pods).
+	// Pods of the namespace accept traffic from pods of the same namespace only, and,
+	// when the cluster's pod network is known, from every address outside it: the
+	// nodes, which is where a NodePort's clients come from (kube-proxy masquerades
+	// them), while other namespaces' pods stay out. The tenant may add policies (they
+	// only add allowed traffic, to its own pods).
+	from := []*netv1ac.NetworkPolicyPeerApplyConfiguration{netv1ac.NetworkPolicyPeer().WithPodSelector(metav1ac.LabelSelector())}
+	if len(podCIDRs) > 0 {
+		from = append(from, netv1ac.NetworkPolicyPeer().WithIPBlock(netv1ac.IPBlock().WithCIDR("0.0.0.0/0").WithExcept(podCIDRs...)))
+	}
 	if _, err := k.cs.NetworkingV1().NetworkPolicies(ns).Apply(ctx,
 		netv1ac.NetworkPolicy(netPolName, ns).WithLabels(managed).WithSpec(netv1ac.NetworkPolicySpec().
 			WithPodSelector(metav1ac.LabelSelector()).
 			WithPolicyTypes("Ingress").
-			WithIngress(netv1ac.NetworkPolicyIngressRule().WithFrom(
-				netv1ac.NetworkPolicyPeer().WithPodSelector(metav1ac.LabelSelector())))),
+			WithIngress(netv1ac.NetworkPolicyIngressRule().WithFrom(from...))),
 		applyOpts); err != nil {
 		return apiError(err, "apply network policy")
 	}

@@ -94,6 +94,11 @@ type Config struct {
 	// WaitTimeout bounds how long Create, Resize and Delete wait for the cluster's
 	// controllers (quota status, namespace finalization); a Go duration.
 	WaitTimeout string `json:"wait_timeout"`
+	// PodCIDRs is the cluster's pod network (IPv4 CIDRs). Given, a part's pods also
+	// accept traffic from every address outside it (the nodes: NodePort clients), while
+	// other parts' pods stay out; empty, only from the part's own pods. Enforced where
+	// the cluster's network plugin enforces NetworkPolicies.
+	PodCIDRs []string `json:"pod_cidrs"`
 }
 
 // settings is the configuration, checked and defaulted.
@@ -173,6 +178,7 @@ func (p *Plugin) ConfigSchema(context.Context) (sdk.ConfigSchema, error) {
 		{Name: "job_image", Type: sdk.FieldString, Default: DefaultJobImage, Description: "image running a VDU's commands (sh -c)"},
 		{Name: "pod_security", Type: sdk.FieldString, Default: DefaultPodSecurity, Description: "Pod Security Standard enforced in parts (privileged, baseline, restricted, none)"},
 		{Name: "wait_timeout", Type: sdk.FieldString, Default: DefaultWaitTimeout.String(), Description: "how long calls wait for the cluster's controllers (Go duration)"},
+		{Name: "pod_cidrs", Type: sdk.FieldList, Description: "the cluster's pod network (IPv4 CIDRs): parts then admit every address outside it (NodePort clients) besides their own pods; empty: their own pods only"},
 	}}, nil
 }
 
@@ -259,6 +265,11 @@ func checkConfig(c Config) (settings, error) {
 	for key, v := range c.NodeLabels {
 		if errs := append(validation.IsQualifiedName(key), validation.IsValidLabelValue(v)...); len(errs) > 0 {
 			problems = append(problems, fmt.Sprintf("node_labels[%s]: %s", key, strings.Join(errs, "; ")))
+		}
+	}
+	for i, c := range c.PodCIDRs {
+		if ip, n, err := net.ParseCIDR(c); err != nil || ip.To4() == nil || n.IP.String() != ip.String() {
+			problems = append(problems, fmt.Sprintf("pod_cidrs[%d]: expected an IPv4 network such as 10.244.0.0/16, got %q", i, c))
 		}
 	}
 	if c.APIEndpoint != "" {

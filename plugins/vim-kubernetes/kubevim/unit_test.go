@@ -194,15 +194,18 @@ func TestNeedsRenewal(t *testing.T) {
 func TestCheckConfig(t *testing.T) {
 	neg := -1.0
 	_, err := checkConfig(Config{TokenTTL: "5m", WaitTimeout: "soon", PodSecurity: "lax", PricePerNodeDay: &neg,
-		APIEndpoint: "https://:99", NodeLabels: map[string]string{"pool": "a b"}})
+		APIEndpoint: "https://:99", NodeLabels: map[string]string{"pool": "a b"}, PodCIDRs: []string{"10.244.0.0/16", "10.244.1.7/16"}})
 	msg := ""
 	if err != nil {
 		msg = err.Error()
 	}
-	for _, key := range []string{"token_ttl", "wait_timeout", "pod_security", "price_per_node_day", "api_endpoint", "node_labels[pool]"} {
+	for _, key := range []string{"token_ttl", "wait_timeout", "pod_security", "price_per_node_day", "api_endpoint", "node_labels[pool]", "pod_cidrs[1]"} {
 		if !strings.Contains(msg, key) {
 			t.Errorf("config error %q does not name %s", msg, key)
 		}
+	}
+	if strings.Contains(msg, "pod_cidrs[0]") {
+		t.Errorf("a valid pod CIDR refused: %s", msg)
 	}
 	s, err := checkConfig(Config{})
 	if err != nil || s.tokenTTL != DefaultTokenTTL || s.JobImage != DefaultJobImage || s.PodSecurity != DefaultPodSecurity {
