@@ -290,7 +290,38 @@ func (d *DataPlane) Start(ctx context.Context, apiAddr string, admin []byte) err
 	if err := d.waitReady(ctx, cs, restCfg); err != nil {
 		return err
 	}
+	if err := d.startFirewalls(ctx); err != nil {
+		return err
+	}
 	d.Started = time.Since(begin)
+	return nil
+}
+
+// startFirewalls runs every node's network-policy controller, once the nodes are
+// registered (kube-router finds its node by its Node object, and exits when there is
+// none), and waits until each has programmed its namespace (its top-level chain exists).
+func (d *DataPlane) startFirewalls(ctx context.Context) error {
+	for _, n := range d.Nodes {
+		if err := n.startFirewall(d); err != nil {
+			return err
+		}
+	}
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for _, n := range d.Nodes {
+		for {
+			if err, done := n.firewall.exited(); done {
+				return fmt.Errorf("node %s: %w", n.Name, n.firewall.failure(err))
+			}
+			if run(wctx, "nsenter", "--net="+nsnet.Path(n.Name), "iptables", "-w", "-S", "KUBE-ROUTER-FORWARD") == nil {
+				break
+			}
+			if wctx.Err() != nil {
+				return fmt.Errorf("node %s: kube-router programmed no rules within a minute (log: %s)", n.Name, n.path("kube-router.log"))
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
 	return nil
 }
 

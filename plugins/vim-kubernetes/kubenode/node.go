@@ -91,6 +91,7 @@ func (n *Node) start(ctx context.Context, d *DataPlane, kubeconfig []byte, cs ku
 	if err := n.waitAddress(ctx, cs); err != nil {
 		return err
 	}
+	// The network-policy controller comes once the node is registered (startFirewalls).
 	return n.startProxy(d)
 }
 
