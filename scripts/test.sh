@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything the tests need on this machine and runs them all, skipping none:
 # Debian packages, a libvirt daemon with the test driver, Kubernetes binaries (control
-# plane and nodes: kubelet, kube-proxy, containerd, runc, metrics-server), the images the
+# plane and nodes: kubelet, kube-proxy, containerd, runc, metrics-server, kube-router), the images the
 # nodes run, and InfluxDB, built from the Go module proxy and Debian packages (cached
 # under ~/.cache/necos; the first run builds them, ~20 min), then gofmt/vet and
 # `go test -race ./...`, then a leak check (scripts/leaks.sh): anything the tests left
