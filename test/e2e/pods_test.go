@@ -29,7 +29,9 @@ import (
 // example service's edge (the project's mosquitto and iot-agent images in one pod) runs;
 // an MQTT client in the cluster's hub namespace publishes through the NodePort and the
 // agent receives; a CPU-bound load makes the edge's vertical policy fire and the agent's
-// limits grow in place; decommission leaves no pod and no namespace.
+// limits grow in place; an add-node policy then gives the VDU a second node (a second
+// agent replica Running, the slice listing it); decommission leaves no pod and no
+// namespace.
 func TestIoTSliceOnRealPods(t *testing.T) {
 	needRoot(t)
 	if !kubetest.Available() {
@@ -38,7 +40,7 @@ func TestIoTSliceOnRealPods(t *testing.T) {
 	if !kubenode.Available() {
 		plugintest.NeedBackend(t, kubenode.MissingReason)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	cluster, err := kubetest.Start(ctx, kubetest.Options{RealNodes: 2})
 	if err != nil {
@@ -154,6 +156,8 @@ func TestIoTSliceOnRealPods(t *testing.T) {
 		t.Errorf("the policy fired while the worker read at most %.1f %% CPU", peak)
 	}
 
+	addNode(ctx, t, d, cluster, created.ID, ns)
+
 	d.expect(d.do("demo", "DELETE", "/v1/slices/"+created.ID+"?wait=true", "", nil), 204, "delete the slice")
 	deleted = true
 	if nss := necosNamespaces(t, cluster); len(nss) != 0 {
@@ -167,6 +171,85 @@ func TestIoTSliceOnRealPods(t *testing.T) {
 		if strings.HasPrefix(p.Namespace, "necos-") {
 			t.Errorf("pod left: %s/%s", p.Namespace, p.Name)
 		}
+	}
+}
+
+// addNode: a policy with add-node on the edge's busy k8s-node (the agent still burns)
+// gives the VDU a second node on the real nodes: the part's quota grows by a node's share,
+// the agent's Deployment runs a second replica and both its pods are Running, and the
+// slice, as the plugin describes the part, lists two k8s-node nodes.
+func addNode(ctx context.Context, t *testing.T, d *daemon, cluster *kubetest.Cluster, slice, ns string) {
+	t.Helper()
+	quota := func() int64 {
+		q, err := cluster.Client.CoreV1().ResourceQuotas(ns).Get(ctx, "necos-quota", metav1.GetOptions{})
+		if err != nil {
+			t.Fatalf("quota of %s: %v", ns, err)
+		}
+		hard := q.Spec.Hard[corev1.ResourceLimitsCPU]
+		if hard.IsZero() {
+			hard = q.Spec.Hard[corev1.ResourceRequestsCPU]
+		}
+		return hard.MilliValue()
+	}
+	before := quota()
+	pol := `policy:
+  name: iotagent-nodes
+  part: dc-slice2
+  operator: '>'
+  value: 50
+  trigger: {points: 2}
+  metric-collector: {node-type: worker, metric-name: PERCENT_CPU_UTILIZATION}
+  post-deployment:
+    timers: {reactivate-elasticity: 600}
+    actions: {vertical: [{action: {type: add-node, vdu: k8s-node, max: 2}}]}
+`
+	d.expect(d.do("demo", "POST", "/v1/slices/"+slice+"/policies", "text/x-yaml", []byte(pol)), 201, "register the add-node policy")
+	begin := time.Now()
+	for {
+		dep, err := cluster.Client.AppsV1().Deployments(ns).Get(ctx, "iotagent-mqtt", metav1.GetOptions{})
+		if err != nil {
+			t.Fatalf("agent deployment: %v", err)
+		}
+		if dep.Spec.Replicas != nil && *dep.Spec.Replicas == 2 && dep.Status.ReadyReplicas == 2 {
+			break
+		}
+		if ctx.Err() != nil {
+			r := d.do("demo", "GET", "/v1/slices/"+slice+"/events", "", nil)
+			t.Fatalf("the agent's Deployment has not 2 ready replicas after add-node: %+v; events: %s", dep.Status, tail(string(r.Body), 30))
+		}
+		time.Sleep(time.Second)
+	}
+	pods, err := cluster.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=iotagent-mqtt"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	running := map[string]string{}
+	for _, p := range pods.Items {
+		if p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil {
+			running[p.Name] = p.Spec.NodeName
+		}
+	}
+	if len(running) != 2 {
+		t.Errorf("agent pods Running after add-node: %v, want 2", running)
+	}
+	if after := quota(); after <= before {
+		t.Errorf("the part's CPU quota did not grow with the node: %dm -> %dm", before, after)
+	} else {
+		t.Logf("add-node %v after its policy: agent pods %v, CPU quota %dm -> %dm", time.Since(begin).Round(time.Second), running, before, after)
+	}
+	nodes := 0
+	for _, p := range getSlice(t, d, "demo", slice).Parts {
+		if p.Name != "dc-slice2" {
+			continue
+		}
+		for _, n := range p.Nodes {
+			if n.VDU == "k8s-node" {
+				nodes++
+			}
+		}
+	}
+	if nodes != 2 {
+		t.Errorf("the slice lists %d k8s-node nodes in dc-slice2 after add-node, want 2", nodes)
 	}
 }
 
