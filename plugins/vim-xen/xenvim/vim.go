@@ -707,7 +707,12 @@ func (p *Plugin) resizeNodes(conn *libvirt.Connect, s *settings, req sdk.ResizeR
 // flags at once.
 func resizeNode(conn *libvirt.Connect, n node, cpus int, memMB int64) error {
 	err := withDomain(conn, n.uuid, func(d *libvirt.Domain) error {
-		live := n.active()
+		// Asked of the domain, not of n: a node from the usage index may carry the state
+		// it had when defined (shut off), and the running domain would keep its size.
+		live, err := d.IsActive()
+		if err != nil {
+			return fmt.Errorf("state: %w", err)
+		}
 		if cpus > 0 && cpus != n.cpus {
 			if err := d.SetVcpusFlags(uint(cpus), libvirt.DOMAIN_VCPU_CONFIG); err != nil {
 				return fmt.Errorf("vcpus (config): %w", err)

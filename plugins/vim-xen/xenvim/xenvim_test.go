@@ -391,13 +391,30 @@ func TestResizedTemplateScalesAlike(t *testing.T) {
 }
 
 func TestResizeBeyondNodeMaximum(t *testing.T) {
-	p, _ := newTestPlugin(t, Config{MaxNode: NodeLimit{CPUs: 2, MemoryMB: 1024}})
+	p, provider := newTestPlugin(t, Config{MaxNode: NodeLimit{CPUs: 2, MemoryMB: 1024}})
 	ref := sdk.PartRef{SliceID: "s-" + suffix(), PartID: "p"}
 	mustCreate(t, p, partSpec(ref, sdk.VDUSpec{Name: "w", Instances: 1, CPUs: 1, MemoryMB: 256}))
 	ctx := context.Background()
 	part, err := p.Resize(ctx, sdk.ResizeRequest{Ref: ref, VDU: "w", CPUs: 2, MemoryMB: 1024})
 	if err != nil || part.Nodes[0].CPUs != 2 || part.Nodes[0].MemoryMB != 1024 {
 		t.Fatalf("resize to the maximum: %v, %+v", err, part.Nodes)
+	}
+	// The running domain has them, not only its definition (a node read from the usage
+	// index once carried its state from before it started, and the live change was skipped).
+	_, conn, err := p.session()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dom, err := conn.LookupDomainByName(domainName(provider.Name, ref, part.Nodes[0].Name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dom.Free()
+	if live, err := dom.GetVcpusFlags(libvirt.DOMAIN_VCPU_LIVE); err != nil || live != 2 {
+		t.Errorf("running domain's vCPUs after the resize: %d, %v; want 2", live, err)
+	}
+	if info, err := dom.GetInfo(); err != nil || info.Memory != 1024<<10 {
+		t.Errorf("running domain's memory after the resize: %+v, %v; want 1 GiB", info, err)
 	}
 	_, err = p.Resize(ctx, sdk.ResizeRequest{Ref: ref, VDU: "w", CPUs: 3})
 	if sdk.CodeOf(err) != sdk.CodeFailedPrecondition {
