@@ -26,6 +26,7 @@ import (
 	"github.com/necos/necos/core/pluginhost"
 	"github.com/necos/necos/core/providers"
 	"github.com/necos/necos/core/service"
+	"github.com/necos/necos/core/sites"
 	"github.com/necos/necos/core/sro"
 	"github.com/necos/necos/core/store"
 	"github.com/necos/necos/ui"
@@ -75,6 +76,9 @@ type Config struct {
 	// ShutdownTimeout bounds the wait for the API's requests in flight at Close;
 	// DefaultShutdownTimeout when 0.
 	ShutdownTimeout time.Duration
+	// KeepSites keeps, at Close, the network namespaces that WAN plugins built for the
+	// providers' sites; by default those no live slice uses are removed (sites.Release).
+	KeepSites bool
 	// DebugListen serves Go's profiler (net/http/pprof) there when set.
 	DebugListen string
 	// Prometheus holds the engine's and the API's metrics; nil: a new registry.
@@ -223,7 +227,7 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 		services = api.ServiceRoutes(d.svc)
 	}
 	ao.Extra = api.Extras(services, api.MetricsRoutes(d.engine, metrics), api.PolicyRoutes(d.engine, d.store),
-		api.TimingsRoutes(d.engine, d.store, metrics, ao.Logger), api.MarketplaceRoutes(d.reg, d.store), cfg.API.Extra)
+		api.TimingsRoutes(d.engine, d.store, metrics, ao.Logger), api.MarketplaceRoutes(d.reg, d.store), api.SiteRoutes(d.reg, d.store), cfg.API.Extra)
 	d.handler = api.New(ao)
 	if !cfg.Off.UI {
 		// The dashboard (/ui/) beside the API: a static page that reads the API.
@@ -370,6 +374,11 @@ func (d *Daemon) Close() error {
 		if d.svc != nil {
 			d.svc.Close()
 		}
+		// The sites are released once the engine has stopped, while the plugins and the
+		// store still serve.
+		if !d.cfg.KeepSites && d.reg != nil && d.store != nil {
+			d.releaseSites()
+		}
 		var errs []error
 		if d.host != nil {
 			if err := d.host.Close(); err != nil {
@@ -427,4 +436,23 @@ func (d *Daemon) Addr() net.Addr {
 		return nil
 	}
 	return d.ln.Addr()
+}
+
+// releaseSites removes, as the daemon stops, the site namespaces WAN plugins built that
+// no live slice uses: the federation's network is built again at its next use. What is
+// kept is logged with why.
+func (d *Daemon) releaseSites() {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	res, err := sites.Release(ctx, d.cfg.Catalogue, d.reg, d.store, nil)
+	if err != nil {
+		d.log.Warn("could not release the sites' namespaces; necosctl sites release does it while necosd runs",
+			"error", err)
+	}
+	if len(res.Removed) > 0 {
+		d.log.Info("released the sites' namespaces no slice uses (--keep-sites keeps them)", "removed", res.Removed)
+	}
+	for _, k := range res.Kept {
+		d.log.Info("kept a site's namespace", "site", k.Site, "netns", k.Netns, "reason", k.Reason)
+	}
 }

@@ -406,7 +406,47 @@ func (s *wanServer) Disconnect(ctx context.Context, r *pb.DisconnectRequest) (*p
 	return &pb.DisconnectResponse{}, toStatus(s.impl.Disconnect(ctx, linkRefFromPB(r.Ref)))
 }
 
+func (s *wanServer) ReleaseSites(ctx context.Context, r *pb.ReleaseSitesRequest) (*pb.ReleaseSitesResponse, error) {
+	rel, ok := s.impl.(SiteReleaser)
+	if !ok {
+		return nil, toStatus(Errorf(CodeUnimplemented, "this WAN plugin builds no sites to release"))
+	}
+	sites := make([]LinkEnd, len(r.Sites))
+	for i, e := range r.Sites {
+		sites[i] = linkEndFromPB(e)
+	}
+	out, err := rel.ReleaseSites(ctx, sites)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	resp := &pb.ReleaseSitesResponse{Removed: out.Removed}
+	for _, k := range out.Kept {
+		resp.Kept = append(resp.Kept, &pb.KeptSite{Site: k.Site, Netns: k.Netns, Reason: k.Reason})
+	}
+	return resp, nil
+}
+
 type wanClient struct{ c pb.WANClient }
+
+// The client serves SiteReleaser whatever the plugin does: a plugin without it answers
+// CodeUnimplemented.
+var _ SiteReleaser = (*wanClient)(nil)
+
+func (c *wanClient) ReleaseSites(ctx context.Context, sites []LinkEnd) (SiteRelease, error) {
+	req := &pb.ReleaseSitesRequest{Sites: make([]*pb.LinkEnd, len(sites))}
+	for i, e := range sites {
+		req.Sites[i] = linkEndToPB(e)
+	}
+	r, err := c.c.ReleaseSites(ctx, req)
+	if err != nil {
+		return SiteRelease{}, fromStatus(err)
+	}
+	out := SiteRelease{Removed: r.Removed}
+	for _, k := range r.Kept {
+		out.Kept = append(out.Kept, KeptSite{Site: k.Site, Netns: k.Netns, Reason: k.Reason})
+	}
+	return out, nil
+}
 
 func (c *wanClient) OfferLink(ctx context.Context, link LinkSpec) (LinkOffer, error) {
 	r, err := c.c.OfferLink(ctx, &pb.WANOfferRequest{Link: linkSpecToPB(link)})

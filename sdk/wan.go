@@ -83,3 +83,31 @@ type LinkOffer struct {
 	// CapacityBps is the total bandwidth between the two sites.
 	CapacityBps uint64
 }
+
+// SiteReleaser is served by a WAN plugin that builds sites itself (a one-machine
+// federation, where each site is a network namespace the plugin made on first use). It
+// is optional: a plugin without it answers CodeUnimplemented, which callers read as
+// "nothing to release".
+type SiteReleaser interface {
+	// ReleaseSites removes the given sites that the plugin built and that nothing uses
+	// (no device but the plugin's own underlay device in the site's namespace), and the
+	// underlay joining them once no site is left on it. Only each end's Site, Underlay and
+	// Netns are read. A site still in use, or not built by the plugin, is kept and said
+	// why; a site already gone is neither removed nor kept.
+	ReleaseSites(ctx context.Context, sites []LinkEnd) (SiteRelease, error)
+}
+
+// SiteRelease is what [SiteReleaser.ReleaseSites] did.
+type SiteRelease struct {
+	// Removed lists the network namespaces removed.
+	Removed []string
+	// Kept lists the sites kept, with why.
+	Kept []KeptSite
+}
+
+// KeptSite is a site that was not released, and why.
+type KeptSite struct {
+	Site   string
+	Netns  string
+	Reason string
+}

@@ -384,6 +384,21 @@ func (c *Client) Marketplace(ctx context.Context) (*v1.Marketplace, error) {
 	return &m, nil
 }
 
+// ReleaseSites removes the site namespaces WAN plugins built that no live slice uses
+// (only the named sites, providers or namespaces, when any are given) and says what it
+// removed and what it kept, with why.
+func (c *Client) ReleaseSites(ctx context.Context, sites ...string) (*v1.SiteRelease, error) {
+	var out v1.SiteRelease
+	q := url.Values{}
+	for _, s := range sites {
+		q.Add("site", s)
+	}
+	if _, err := c.call(ctx, request{method: http.MethodPost, path: "/v1/sites/release", query: q}, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // Providers returns the federation's providers.
 func (c *Client) Providers(ctx context.Context) ([]v1.Provider, error) {
 	var l v1.ProviderList

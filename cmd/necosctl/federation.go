@@ -167,3 +167,56 @@ func short(sum string) string {
 	}
 	return sum
 }
+
+func newSitesCommand(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "sites",
+		Aliases: []string{"site"},
+		Short:   "Release the providers' site namespaces that no live slice uses",
+	}
+	cmd.AddCommand(&cobra.Command{
+		Use:     "release [SITE...]",
+		Aliases: []string{"clean"},
+		Short:   "Remove the site namespaces WAN plugins built that no live slice uses",
+		Long: `Removes the network namespaces that the WAN plugins built for the providers' sites
+(a one-machine federation: provision_sites) when no live slice uses them, and the
+underlay namespace once no site is left on it. They are built again at their next use.
+necosd does the same when it stops, unless started with --keep-sites.
+
+SITE is a provider's name or a site's namespace; none means every site of the catalogue.
+A site a live slice uses is kept and the slices named (delete them first); a namespace
+holding something the plugin did not build is kept and its devices named. Exits 1 when a
+site named on the command line was kept.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			res, err := c.ReleaseSites(cmd.Context(), args...)
+			if err != nil {
+				return err
+			}
+			if err := a.print(res, func(w io.Writer) {
+				if len(res.Removed) == 0 {
+					fmt.Fprintln(w, "removed no namespace")
+				} else {
+					fmt.Fprintf(w, "removed %s\n", strings.Join(res.Removed, ", "))
+				}
+				if len(res.Kept) > 0 {
+					fmt.Fprintln(w)
+					row(w, "KEPT SITE", "NAMESPACE", "WHY")
+					for _, k := range res.Kept {
+						row(w, k.Site, k.Netns, k.Reason)
+					}
+				}
+			}); err != nil {
+				return err
+			}
+			if len(args) > 0 && len(res.Kept) > 0 {
+				return fmt.Errorf("%d of the sites named were kept (see WHY)", len(res.Kept))
+			}
+			return nil
+		},
+	})
+	return cmd
+}

@@ -61,7 +61,7 @@ to ./` + defaultTokenFile + `.`,
 	f.StringVar(&a.token, "token", os.Getenv(envToken), "tenant bearer token (env "+envToken+"; default: ./"+defaultTokenFile+" if present)")
 	f.StringVar(&a.caFile, "ca-file", os.Getenv(envCAFile), "PEM file of the CA that signed necosd's certificate, for an https --server (env "+envCAFile+")")
 	f.StringVarP(&a.output, "output", "o", "table", "output format: table, yaml or json")
-	root.AddCommand(newSliceCommand(a), newPolicyCommand(a), newServiceCommand(a), newProvidersCommand(a), newPluginsCommand(a), newBenchCommand(a))
+	root.AddCommand(newSliceCommand(a), newPolicyCommand(a), newServiceCommand(a), newProvidersCommand(a), newPluginsCommand(a), newSitesCommand(a), newBenchCommand(a))
 	root.AddCommand(newLoadCommand(a), newDemoCommand(a))
 	return root
 }

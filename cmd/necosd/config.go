@@ -82,6 +82,9 @@ type config struct {
 	// manifest with the wait for its workloads to be ready); zero leaves it to each
 	// deployer (5 minutes for the project's plugins).
 	ServiceStepTimeout time.Duration `yaml:"service_step_timeout"`
+	// KeepSites keeps, when necosd stops, the network namespaces that WAN plugins built
+	// for the providers' sites; by default those no live slice uses are removed.
+	KeepSites bool `yaml:"keep_sites"`
 	// DebugListen serves Go's profiler (net/http/pprof) there when set.
 	DebugListen string `yaml:"debug_listen"`
 	LogLevel    string `yaml:"log_level"`
@@ -186,6 +189,7 @@ func (c *config) bindFlags(cmd *cobra.Command) {
 	f.DurationVar(&c.OfferPatience, "offer-patience", c.OfferPatience, "how long placement keeps asking providers that do not answer (down or overloaded) before refusing a slice as unavailable (503, Retry-After)")
 	f.DurationVar(&c.HealthInterval, "health-interval", c.HealthInterval, "how often Ready slices' parts are described at their providers (a lost part makes the slice Degraded)")
 	f.DurationVar(&c.ServiceStepTimeout, "service-step-timeout", c.ServiceStepTimeout, "bound on each step of a service deployment, the wait for its workloads included (0: each deployer's default, 5 min); workloads not ready by then leave the service Applied until they are")
+	f.BoolVar(&c.KeepSites, "keep-sites", c.KeepSites, "on stop, keep the sites' network namespaces that WAN plugins built (by default those no live slice uses are removed; necosctl sites release does it on demand)")
 	f.StringVar(&c.DebugListen, "debug-listen", c.DebugListen, "address for Go's profiler (/debug/pprof/), e.g. 127.0.0.1:6060; off when empty")
 	f.StringVar(&c.LogLevel, "log-level", c.LogLevel, "trace, debug, info, warn or error")
 	f.BoolVar(&c.LogJSON, "log-json", c.LogJSON, "log as JSON lines")

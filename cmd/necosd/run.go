@@ -128,6 +128,7 @@ func run(ctx context.Context, cfg config) error {
 			MaxConnections:    cfg.MaxConnections,
 			TLS:               tlsCfg,
 		},
+		KeepSites:   cfg.KeepSites,
 		DebugListen: cfg.DebugListen,
 		Prometheus:  promReg,
 	})

@@ -235,6 +235,24 @@ func (c wanClient) Disconnect(ctx context.Context, ref sdk.LinkRef) error {
 	return err
 }
 
+// The host's client serves SiteReleaser whatever the plugin does: a plugin without it
+// answers CodeUnimplemented.
+var _ sdk.SiteReleaser = wanClient{}
+
+func (c wanClient) ReleaseSites(ctx context.Context, sites []sdk.LinkEnd) (sdk.SiteRelease, error) {
+	return call(ctx, c.in, "ReleaseSites", func(p *proc) (sdk.SiteRelease, error) {
+		w, err := c.wan(p)
+		if err != nil {
+			return sdk.SiteRelease{}, err
+		}
+		rel, ok := w.(sdk.SiteReleaser)
+		if !ok {
+			return sdk.SiteRelease{}, sdk.Errorf(sdk.CodeUnimplemented, "%s builds no sites to release", c.in.label)
+		}
+		return rel.ReleaseSites(ctx, sites)
+	})
+}
+
 // ---- Monitor ----
 
 type monitorClient struct{ in *Instance }

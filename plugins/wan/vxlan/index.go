@@ -266,6 +266,17 @@ func (p *Plugin) dropConns(keep []string) {
 	}
 }
 
+// dropConn closes the connection to one namespace, before it is deleted: an open
+// handle would keep the namespace (and its devices) alive.
+func (p *Plugin) dropConn(name string) {
+	p.connMu.Lock()
+	defer p.connMu.Unlock()
+	if c := p.conns[name]; c != nil && name != "" {
+		c.close()
+		delete(p.conns, name)
+	}
+}
+
 func (p *Plugin) closeConns() {
 	p.connMu.Lock()
 	defer p.connMu.Unlock()

@@ -716,6 +716,165 @@ func (*DisconnectResponse) Descriptor() ([]byte, []int) {
 	return file_necos_plugin_v1_wan_proto_rawDescGZIP(), []int{11}
 }
 
+type ReleaseSitesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The sites to release; only their site, underlay and netns are read.
+	Sites         []*LinkEnd `protobuf:"bytes,1,rep,name=sites,proto3" json:"sites,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseSitesRequest) Reset() {
+	*x = ReleaseSitesRequest{}
+	mi := &file_necos_plugin_v1_wan_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseSitesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseSitesRequest) ProtoMessage() {}
+
+func (x *ReleaseSitesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_necos_plugin_v1_wan_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseSitesRequest.ProtoReflect.Descriptor instead.
+func (*ReleaseSitesRequest) Descriptor() ([]byte, []int) {
+	return file_necos_plugin_v1_wan_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ReleaseSitesRequest) GetSites() []*LinkEnd {
+	if x != nil {
+		return x.Sites
+	}
+	return nil
+}
+
+type KeptSite struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Site  string                 `protobuf:"bytes,1,opt,name=site,proto3" json:"site,omitempty"`
+	Netns string                 `protobuf:"bytes,2,opt,name=netns,proto3" json:"netns,omitempty"`
+	// Why the site was kept: what still uses it.
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeptSite) Reset() {
+	*x = KeptSite{}
+	mi := &file_necos_plugin_v1_wan_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeptSite) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeptSite) ProtoMessage() {}
+
+func (x *KeptSite) ProtoReflect() protoreflect.Message {
+	mi := &file_necos_plugin_v1_wan_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeptSite.ProtoReflect.Descriptor instead.
+func (*KeptSite) Descriptor() ([]byte, []int) {
+	return file_necos_plugin_v1_wan_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *KeptSite) GetSite() string {
+	if x != nil {
+		return x.Site
+	}
+	return ""
+}
+
+func (x *KeptSite) GetNetns() string {
+	if x != nil {
+		return x.Netns
+	}
+	return ""
+}
+
+func (x *KeptSite) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type ReleaseSitesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Namespaces removed (sites', and the underlay's once no site is left on it).
+	Removed       []string    `protobuf:"bytes,1,rep,name=removed,proto3" json:"removed,omitempty"`
+	Kept          []*KeptSite `protobuf:"bytes,2,rep,name=kept,proto3" json:"kept,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseSitesResponse) Reset() {
+	*x = ReleaseSitesResponse{}
+	mi := &file_necos_plugin_v1_wan_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseSitesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseSitesResponse) ProtoMessage() {}
+
+func (x *ReleaseSitesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_necos_plugin_v1_wan_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseSitesResponse.ProtoReflect.Descriptor instead.
+func (*ReleaseSitesResponse) Descriptor() ([]byte, []int) {
+	return file_necos_plugin_v1_wan_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ReleaseSitesResponse) GetRemoved() []string {
+	if x != nil {
+		return x.Removed
+	}
+	return nil
+}
+
+func (x *ReleaseSitesResponse) GetKept() []*KeptSite {
+	if x != nil {
+		return x.Kept
+	}
+	return nil
+}
+
 var File_necos_plugin_v1_wan_proto protoreflect.FileDescriptor
 
 const file_necos_plugin_v1_wan_proto_rawDesc = "" +
@@ -764,13 +923,23 @@ const file_necos_plugin_v1_wan_proto_rawDesc = "" +
 	"\x04link\x18\x01 \x01(\v2\x15.necos.plugin.v1.LinkR\x04link\"?\n" +
 	"\x11DisconnectRequest\x12*\n" +
 	"\x03ref\x18\x01 \x01(\v2\x18.necos.plugin.v1.LinkRefR\x03ref\"\x14\n" +
-	"\x12DisconnectResponse2\xd9\x02\n" +
+	"\x12DisconnectResponse\"E\n" +
+	"\x13ReleaseSitesRequest\x12.\n" +
+	"\x05sites\x18\x01 \x03(\v2\x18.necos.plugin.v1.LinkEndR\x05sites\"L\n" +
+	"\bKeptSite\x12\x12\n" +
+	"\x04site\x18\x01 \x01(\tR\x04site\x12\x14\n" +
+	"\x05netns\x18\x02 \x01(\tR\x05netns\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"_\n" +
+	"\x14ReleaseSitesResponse\x12\x18\n" +
+	"\aremoved\x18\x01 \x03(\tR\aremoved\x12-\n" +
+	"\x04kept\x18\x02 \x03(\v2\x19.necos.plugin.v1.KeptSiteR\x04kept2\xb6\x03\n" +
 	"\x03WAN\x12P\n" +
 	"\tOfferLink\x12 .necos.plugin.v1.WANOfferRequest\x1a!.necos.plugin.v1.WANOfferResponse\x12L\n" +
 	"\aConnect\x12\x1f.necos.plugin.v1.ConnectRequest\x1a .necos.plugin.v1.ConnectResponse\x12[\n" +
 	"\fDescribeLink\x12$.necos.plugin.v1.DescribeLinkRequest\x1a%.necos.plugin.v1.DescribeLinkResponse\x12U\n" +
 	"\n" +
-	"Disconnect\x12\".necos.plugin.v1.DisconnectRequest\x1a#.necos.plugin.v1.DisconnectResponseB4Z2github.com/necos/necos/sdk/proto/pluginv1;pluginv1b\x06proto3"
+	"Disconnect\x12\".necos.plugin.v1.DisconnectRequest\x1a#.necos.plugin.v1.DisconnectResponse\x12[\n" +
+	"\fReleaseSites\x12$.necos.plugin.v1.ReleaseSitesRequest\x1a%.necos.plugin.v1.ReleaseSitesResponseB4Z2github.com/necos/necos/sdk/proto/pluginv1;pluginv1b\x06proto3"
 
 var (
 	file_necos_plugin_v1_wan_proto_rawDescOnce sync.Once
@@ -784,7 +953,7 @@ func file_necos_plugin_v1_wan_proto_rawDescGZIP() []byte {
 	return file_necos_plugin_v1_wan_proto_rawDescData
 }
 
-var file_necos_plugin_v1_wan_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_necos_plugin_v1_wan_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_necos_plugin_v1_wan_proto_goTypes = []any{
 	(*LinkRef)(nil),              // 0: necos.plugin.v1.LinkRef
 	(*LinkEnd)(nil),              // 1: necos.plugin.v1.LinkEnd
@@ -798,6 +967,9 @@ var file_necos_plugin_v1_wan_proto_goTypes = []any{
 	(*DescribeLinkResponse)(nil), // 9: necos.plugin.v1.DescribeLinkResponse
 	(*DisconnectRequest)(nil),    // 10: necos.plugin.v1.DisconnectRequest
 	(*DisconnectResponse)(nil),   // 11: necos.plugin.v1.DisconnectResponse
+	(*ReleaseSitesRequest)(nil),  // 12: necos.plugin.v1.ReleaseSitesRequest
+	(*KeptSite)(nil),             // 13: necos.plugin.v1.KeptSite
+	(*ReleaseSitesResponse)(nil), // 14: necos.plugin.v1.ReleaseSitesResponse
 }
 var file_necos_plugin_v1_wan_proto_depIdxs = []int32{
 	0,  // 0: necos.plugin.v1.LinkSpec.ref:type_name -> necos.plugin.v1.LinkRef
@@ -812,19 +984,23 @@ var file_necos_plugin_v1_wan_proto_depIdxs = []int32{
 	0,  // 9: necos.plugin.v1.DescribeLinkRequest.ref:type_name -> necos.plugin.v1.LinkRef
 	3,  // 10: necos.plugin.v1.DescribeLinkResponse.link:type_name -> necos.plugin.v1.Link
 	0,  // 11: necos.plugin.v1.DisconnectRequest.ref:type_name -> necos.plugin.v1.LinkRef
-	4,  // 12: necos.plugin.v1.WAN.OfferLink:input_type -> necos.plugin.v1.WANOfferRequest
-	6,  // 13: necos.plugin.v1.WAN.Connect:input_type -> necos.plugin.v1.ConnectRequest
-	8,  // 14: necos.plugin.v1.WAN.DescribeLink:input_type -> necos.plugin.v1.DescribeLinkRequest
-	10, // 15: necos.plugin.v1.WAN.Disconnect:input_type -> necos.plugin.v1.DisconnectRequest
-	5,  // 16: necos.plugin.v1.WAN.OfferLink:output_type -> necos.plugin.v1.WANOfferResponse
-	7,  // 17: necos.plugin.v1.WAN.Connect:output_type -> necos.plugin.v1.ConnectResponse
-	9,  // 18: necos.plugin.v1.WAN.DescribeLink:output_type -> necos.plugin.v1.DescribeLinkResponse
-	11, // 19: necos.plugin.v1.WAN.Disconnect:output_type -> necos.plugin.v1.DisconnectResponse
-	16, // [16:20] is the sub-list for method output_type
-	12, // [12:16] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	1,  // 12: necos.plugin.v1.ReleaseSitesRequest.sites:type_name -> necos.plugin.v1.LinkEnd
+	13, // 13: necos.plugin.v1.ReleaseSitesResponse.kept:type_name -> necos.plugin.v1.KeptSite
+	4,  // 14: necos.plugin.v1.WAN.OfferLink:input_type -> necos.plugin.v1.WANOfferRequest
+	6,  // 15: necos.plugin.v1.WAN.Connect:input_type -> necos.plugin.v1.ConnectRequest
+	8,  // 16: necos.plugin.v1.WAN.DescribeLink:input_type -> necos.plugin.v1.DescribeLinkRequest
+	10, // 17: necos.plugin.v1.WAN.Disconnect:input_type -> necos.plugin.v1.DisconnectRequest
+	12, // 18: necos.plugin.v1.WAN.ReleaseSites:input_type -> necos.plugin.v1.ReleaseSitesRequest
+	5,  // 19: necos.plugin.v1.WAN.OfferLink:output_type -> necos.plugin.v1.WANOfferResponse
+	7,  // 20: necos.plugin.v1.WAN.Connect:output_type -> necos.plugin.v1.ConnectResponse
+	9,  // 21: necos.plugin.v1.WAN.DescribeLink:output_type -> necos.plugin.v1.DescribeLinkResponse
+	11, // 22: necos.plugin.v1.WAN.Disconnect:output_type -> necos.plugin.v1.DisconnectResponse
+	14, // 23: necos.plugin.v1.WAN.ReleaseSites:output_type -> necos.plugin.v1.ReleaseSitesResponse
+	19, // [19:24] is the sub-list for method output_type
+	14, // [14:19] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_necos_plugin_v1_wan_proto_init() }
@@ -838,7 +1014,7 @@ func file_necos_plugin_v1_wan_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_necos_plugin_v1_wan_proto_rawDesc), len(file_necos_plugin_v1_wan_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,6 +23,7 @@ const (
 	WAN_Connect_FullMethodName      = "/necos.plugin.v1.WAN/Connect"
 	WAN_DescribeLink_FullMethodName = "/necos.plugin.v1.WAN/DescribeLink"
 	WAN_Disconnect_FullMethodName   = "/necos.plugin.v1.WAN/Disconnect"
+	WAN_ReleaseSites_FullMethodName = "/necos.plugin.v1.WAN/ReleaseSites"
 )
 
 // WANClient is the client API for WAN service.
@@ -35,6 +36,10 @@ type WANClient interface {
 	Connect(ctx context.Context, in *ConnectRequest, opts ...grpc.CallOption) (*ConnectResponse, error)
 	DescribeLink(ctx context.Context, in *DescribeLinkRequest, opts ...grpc.CallOption) (*DescribeLinkResponse, error)
 	Disconnect(ctx context.Context, in *DisconnectRequest, opts ...grpc.CallOption) (*DisconnectResponse, error)
+	// ReleaseSites removes the sites the plugin built itself (a one-machine federation's
+	// namespaces) that nothing uses any more. Optional: a plugin that builds no site
+	// answers Unimplemented.
+	ReleaseSites(ctx context.Context, in *ReleaseSitesRequest, opts ...grpc.CallOption) (*ReleaseSitesResponse, error)
 }
 
 type wANClient struct {
@@ -85,6 +90,16 @@ func (c *wANClient) Disconnect(ctx context.Context, in *DisconnectRequest, opts 
 	return out, nil
 }
 
+func (c *wANClient) ReleaseSites(ctx context.Context, in *ReleaseSitesRequest, opts ...grpc.CallOption) (*ReleaseSitesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReleaseSitesResponse)
+	err := c.cc.Invoke(ctx, WAN_ReleaseSites_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // WANServer is the server API for WAN service.
 // All implementations must embed UnimplementedWANServer
 // for forward compatibility.
@@ -95,6 +110,10 @@ type WANServer interface {
 	Connect(context.Context, *ConnectRequest) (*ConnectResponse, error)
 	DescribeLink(context.Context, *DescribeLinkRequest) (*DescribeLinkResponse, error)
 	Disconnect(context.Context, *DisconnectRequest) (*DisconnectResponse, error)
+	// ReleaseSites removes the sites the plugin built itself (a one-machine federation's
+	// namespaces) that nothing uses any more. Optional: a plugin that builds no site
+	// answers Unimplemented.
+	ReleaseSites(context.Context, *ReleaseSitesRequest) (*ReleaseSitesResponse, error)
 	mustEmbedUnimplementedWANServer()
 }
 
@@ -116,6 +135,9 @@ func (UnimplementedWANServer) DescribeLink(context.Context, *DescribeLinkRequest
 }
 func (UnimplementedWANServer) Disconnect(context.Context, *DisconnectRequest) (*DisconnectResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Disconnect not implemented")
+}
+func (UnimplementedWANServer) ReleaseSites(context.Context, *ReleaseSitesRequest) (*ReleaseSitesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReleaseSites not implemented")
 }
 func (UnimplementedWANServer) mustEmbedUnimplementedWANServer() {}
 func (UnimplementedWANServer) testEmbeddedByValue()             {}
@@ -210,6 +232,24 @@ func _WAN_Disconnect_Handler(srv interface{}, ctx context.Context, dec func(inte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _WAN_ReleaseSites_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReleaseSitesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WANServer).ReleaseSites(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: WAN_ReleaseSites_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WANServer).ReleaseSites(ctx, req.(*ReleaseSitesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // WAN_ServiceDesc is the grpc.ServiceDesc for WAN service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -232,6 +272,10 @@ var WAN_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Disconnect",
 			Handler:    _WAN_Disconnect_Handler,
+		},
+		{
+			MethodName: "ReleaseSites",
+			Handler:    _WAN_ReleaseSites_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
