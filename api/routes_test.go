@@ -31,7 +31,7 @@ func TestOpenAPIRoutes(t *testing.T) {
 	// service, metrics and policy routes, which openapi.yaml documents too.
 	h := api.New(api.Options{Engine: sro.New(sro.Options{}),
 		Extra: api.Extras(api.ServiceRoutes(nil), api.MetricsRoutes(nil, nil), api.PolicyRoutes(nil, nil),
-			api.TimingsRoutes(nil, nil, nil, nil), api.MarketplaceRoutes(nil, nil))}).(*api.Handler)
+			api.TimingsRoutes(nil, nil, nil, nil), api.MarketplaceRoutes(nil, nil), api.SiteRoutes(nil, nil))}).(*api.Handler)
 	if err := h.CheckOpenAPI(); err != nil {
 		t.Errorf("openapi.yaml and the routes differ:\n%v", err)
 	}
@@ -43,7 +43,7 @@ func TestOpenAPIRoutes(t *testing.T) {
 		"POST /service_orchestrator/deploy_service",
 		"POST /slice_activator/create_slice", "POST /slice_activator/delete_slice", "POST /v1/slices",
 		"POST /v1/slices/{id}/services",
-		"GET /v1/slices/{id}/metrics", "POST /v1/slices/{id}/metrics", "GET /v1/slices/{id}/timings", "GET /v1/marketplace",
+		"GET /v1/slices/{id}/metrics", "POST /v1/slices/{id}/metrics", "GET /v1/slices/{id}/timings", "GET /v1/marketplace", "POST /v1/sites/release",
 		"GET /v1/slices/{id}/policies", "POST /v1/slices/{id}/policies",
 		"GET /v1/slices/{id}/policies/{name}", "DELETE /v1/slices/{id}/policies/{name}",
 	}
