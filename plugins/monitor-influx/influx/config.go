@@ -19,6 +19,7 @@ const (
 	DefaultQueueSize      = 200000
 	DefaultMaxRetryTime   = time.Minute
 	DefaultRequestTimeout = 30 * time.Second
+	DefaultRetentionDays  = 30 // a month of metrics: enough for elasticity and post-mortems, bounded on disk
 )
 
 // Config is the plugin's configuration (the provider's plugin config, a JSON object).
@@ -37,8 +38,13 @@ type Config struct {
 	BatchSize int `json:"batch_size"`
 	// FlushIntervalMS is how long a point waits at most before it is sent.
 	FlushIntervalMS int `json:"flush_interval_ms"`
-	// CreateDatabase creates the database at Configure when it is missing.
+	// CreateDatabase creates the database at Configure when it is missing, and sets how
+	// long the retention policy written to keeps points (RetentionDays).
 	CreateDatabase bool `json:"create_database"`
+	// RetentionDays is how long points are kept, in days, when CreateDatabase is set
+	// (nil: DefaultRetentionDays; 0: forever). Without CreateDatabase the database's
+	// owner decides and the plugin changes nothing.
+	RetentionDays *int `json:"retention_days"`
 	// Precision is the resolution times are stored at: ns, us, ms or s.
 	Precision string `json:"precision"`
 	// QueueSize is the most points held while InfluxDB is slow or away; beyond it
@@ -61,7 +67,8 @@ var Schema = sdk.ConfigSchema{Fields: []sdk.ConfigField{
 	{Name: "password", Type: sdk.FieldString, Description: "password of username"},
 	{Name: "batch_size", Type: sdk.FieldInt, Default: DefaultBatchSize, Description: "most points per write request"},
 	{Name: "flush_interval_ms", Type: sdk.FieldInt, Default: int(DefaultFlushInterval / time.Millisecond), Description: "longest time a written point waits before it is sent"},
-	{Name: "create_database", Type: sdk.FieldBool, Default: false, Description: "create the database at configuration when missing (needs admin rights when auth is on)"},
+	{Name: "create_database", Type: sdk.FieldBool, Default: false, Description: "create the database at configuration when missing, and set its retention (retention_days; needs admin rights when auth is on)"},
+	{Name: "retention_days", Type: sdk.FieldInt, Default: DefaultRetentionDays, Description: "with create_database: days the retention policy written to keeps points (0: forever); without it the database is left as its owner set it"},
 	{Name: "precision", Type: sdk.FieldString, Default: DefaultPrecision, Description: "time resolution stored: ns, us, ms or s"},
 	{Name: "queue_size", Type: sdk.FieldInt, Default: DefaultQueueSize, Description: "most points held in memory while InfluxDB is slow or away; beyond it Write fails with ResourceExhausted"},
 	{Name: "max_retry_time_ms", Type: sdk.FieldInt, Default: int(DefaultMaxRetryTime / time.Millisecond), Description: "how long writes failing for a transient reason (InfluxDB away, overloaded) are retried before points are dropped"},
@@ -101,6 +108,12 @@ func ParseConfig(raw []byte) (Config, error) {
 	setDefault("max_retry_time_ms", &c.MaxRetryTimeMS, int(DefaultMaxRetryTime/time.Millisecond))
 	setDefault("timeout_ms", &c.TimeoutMS, int(DefaultRequestTimeout/time.Millisecond))
 
+	if c.RetentionDays == nil {
+		d := DefaultRetentionDays
+		c.RetentionDays = &d
+	} else if *c.RetentionDays < 0 {
+		bad("retention_days: expected 0 (forever) or more days, got %d", *c.RetentionDays)
+	}
 	if c.URL == "" {
 		bad("url: required, e.g. http://127.0.0.1:8086")
 	} else if u, err := url.Parse(c.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

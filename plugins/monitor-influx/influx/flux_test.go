@@ -77,7 +77,8 @@ func TestParseConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.URL != "http://127.0.0.1:8086" || c.Database != DefaultDatabase || c.Bucket() != DefaultDatabase ||
-		c.BatchSize != DefaultBatchSize || c.Precision != "ns" || c.CreateDatabase || c.token() != "" {
+		c.BatchSize != DefaultBatchSize || c.Precision != "ns" || c.CreateDatabase || c.token() != "" ||
+		c.RetentionDays == nil || *c.RetentionDays != DefaultRetentionDays {
 		t.Errorf("defaults: %+v", c)
 	}
 	c, err = ParseConfig([]byte(`{"url": "https://influx:8086", "retention_policy": "week", "username": "u", "password": "p"}`))

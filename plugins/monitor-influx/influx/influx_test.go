@@ -97,8 +97,41 @@ func testCreateDatabase(t *testing.T, srv *influxtest.Server) {
 	if !strings.Contains(srv.Query(t, "SHOW DATABASES"), `"`+db+`"`) {
 		t.Fatalf("Configure with create_database did not create %s: %s", db, srv.Query(t, "SHOW DATABASES"))
 	}
-	// Configuring again when it exists is fine (CREATE DATABASE is idempotent).
+	// Its default retention policy keeps points DefaultRetentionDays, not forever.
+	rps := func() string { return srv.Query(t, fmt.Sprintf(`SHOW RETENTION POLICIES ON %q`, db)) }
+	if out := rps(); !strings.Contains(out, `["autogen","720h0m0s","24h0m0s",1,true]`) {
+		t.Fatalf("default retention after create_database is not 30 days: %s", out)
+	}
+	// Configuring again when it exists is fine (CREATE DATABASE is idempotent), and
+	// retention_days changes the duration (0: forever).
+	inProcess(t, srv, map[string]any{"database": db, "create_database": true, "retention_days": 0})
+	if out := rps(); !strings.Contains(out, `["autogen","0s",`) {
+		t.Fatalf("retention_days 0 does not keep points forever: %s", out)
+	}
 	inProcess(t, srv, extra)
+	if out := rps(); !strings.Contains(out, `["autogen","720h0m0s","24h0m0s",1,true]`) {
+		t.Fatalf("configuring again did not set 30 days back: %s", out)
+	}
+	// A retention_policy that does not exist is made with the duration asked.
+	c7 := inProcess(t, srv, map[string]any{"database": db, "create_database": true, "retention_policy": "necos7d", "retention_days": 7})
+	if out := rps(); !strings.Contains(out, `["necos7d","168h0m0s","24h0m0s",1,false]`) {
+		t.Fatalf("retention_policy necos7d with retention_days 7 was not made: %s", out)
+	}
+	p7 := sdk.Point{Metric: "cpu", Tags: map[string]string{sdk.TagResourceID: "node-7"}, Value: 7.5, Time: time.Now().Truncate(time.Second)}
+	if err := monitor(t, c7).Write(callCtx(t), []sdk.Point{p7}); err != nil {
+		t.Fatal(err)
+	}
+	if err := monitor(t, c7).Flush(callCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if out := srv.Query(t, fmt.Sprintf(`SELECT "value" FROM %q."necos7d".cpu`, db)); !strings.Contains(out, "7.5") {
+		t.Fatalf("the point is not in necos7d: %s", out)
+	}
+	// A negative retention is refused, naming the key.
+	bad, _ := json.Marshal(map[string]any{"url": srv.URL, "database": db, "create_database": true, "retention_days": -1})
+	if err := influx.New(plugintest.TestLogger(t)).Configure(callCtx(t), sdk.Config{JSON: bad}); err == nil || !strings.Contains(err.Error(), "retention_days") {
+		t.Fatalf("retention_days -1: %v", err)
+	}
 
 	m := monitor(t, c)
 	ctx := callCtx(t)

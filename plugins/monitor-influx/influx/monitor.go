@@ -11,10 +11,12 @@ package influx
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -93,7 +95,12 @@ func (p *Plugin) Configure(ctx context.Context, cfg sdk.Config) error {
 		if err := createDatabase(ctx, hc, c); err != nil {
 			return err
 		}
-		p.log.Info("database ready", "url", c.URL, "database", c.Database)
+		rp, err := setRetention(ctx, hc, c)
+		if err != nil {
+			return err
+		}
+		p.log.Info("database ready", "url", c.URL, "database", c.Database, "retention_policy", rp,
+			"retention_days", *c.RetentionDays)
 	}
 	opts := influxdb2.DefaultOptions().
 		SetHTTPClient(hc).
@@ -128,10 +135,72 @@ func (p *Plugin) Configure(ctx context.Context, cfg sdk.Config) error {
 // createDatabase creates c.Database through InfluxDB 1.x's /query endpoint: the v2 API
 // has no call for it. CREATE DATABASE does nothing when the database exists.
 func createDatabase(ctx context.Context, hc *http.Client, c Config) error {
-	form := url.Values{"q": {"CREATE DATABASE " + influxQLIdent(c.Database)}}
+	_, err := influxQL(ctx, hc, c, "create database "+c.Database, "CREATE DATABASE "+influxQLIdent(c.Database))
+	return err
+}
+
+// setRetention makes the retention policy the plugin writes to (retention_policy, else
+// the database's default) keep points for c.RetentionDays: it is created with that
+// duration when missing, its duration changed otherwise. Zero days is forever.
+func setRetention(ctx context.Context, hc *http.Client, c Config) (string, error) {
+	what := "set retention of " + c.Database
+	out, err := influxQL(ctx, hc, c, what, "SHOW RETENTION POLICIES ON "+influxQLIdent(c.Database))
+	if err != nil {
+		return "", err
+	}
+	var ans struct {
+		Results []struct {
+			Series []struct {
+				Columns []string `json:"columns"`
+				Values  [][]any  `json:"values"`
+			} `json:"series"`
+		} `json:"results"`
+	}
+	if err := json.Unmarshal(out, &ans); err != nil {
+		return "", sdk.Errorf(sdk.CodeFailedPrecondition, "%s: SHOW RETENTION POLICIES answered %.200q: %v", what, out, err)
+	}
+	rp, exists := c.RetentionPolicy, false
+	for _, r := range ans.Results {
+		for _, s := range r.Series {
+			name, def := slices.Index(s.Columns, "name"), slices.Index(s.Columns, "default")
+			if name < 0 || def < 0 {
+				continue
+			}
+			for _, v := range s.Values {
+				n, _ := v[name].(string)
+				isDefault, _ := v[def].(bool)
+				if (c.RetentionPolicy == "" && isDefault) || (c.RetentionPolicy != "" && n == c.RetentionPolicy) {
+					rp, exists = n, true
+				}
+			}
+		}
+	}
+	if rp == "" {
+		return "", sdk.Errorf(sdk.CodeFailedPrecondition, "%s: the database has no default retention policy: set retention_policy", what)
+	}
+	// A shard group is dropped whole once all of it is older than the duration, so its
+	// span is what points may outlive it by: a day, or InfluxDB's own choice for forever.
+	dur := "INF"
+	shard := ""
+	if days := *c.RetentionDays; days > 0 {
+		dur = fmt.Sprintf("%dd", days)
+		shard = " SHARD DURATION 1d"
+	}
+	q := fmt.Sprintf("ALTER RETENTION POLICY %s ON %s DURATION %s%s", influxQLIdent(rp), influxQLIdent(c.Database), dur, shard)
+	if !exists {
+		q = fmt.Sprintf("CREATE RETENTION POLICY %s ON %s DURATION %s REPLICATION 1%s", influxQLIdent(rp), influxQLIdent(c.Database), dur, shard)
+	}
+	_, err = influxQL(ctx, hc, c, what, q)
+	return rp, err
+}
+
+// influxQL runs one InfluxQL statement through InfluxDB 1.x's /query endpoint and
+// returns its answer; what names the step in errors.
+func influxQL(ctx context.Context, hc *http.Client, c Config, what, q string) ([]byte, error) {
+	form := url.Values{"q": {q}}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.URL+"/query", strings.NewReader(form.Encode()))
 	if err != nil {
-		return sdk.Errorf(sdk.CodeInvalidArgument, "create database %s: %v", c.Database, err)
+		return nil, sdk.Errorf(sdk.CodeInvalidArgument, "%s: %v", what, err)
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	if c.Username != "" {
@@ -139,30 +208,28 @@ func createDatabase(ctx context.Context, hc *http.Client, c Config) error {
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return sdk.Errorf(sdk.CodeUnavailable, "create database %s at %s: %v", c.Database, c.URL, err)
+		return nil, sdk.Errorf(sdk.CodeUnavailable, "%s at %s: %v", what, c.URL, err)
 	}
 	defer resp.Body.Close()
-	var body strings.Builder
-	_, _ = io.Copy(&body, io.LimitReader(resp.Body, 4096))
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	// 1.x answers 200 with {"results":[{"statement_id":0}]}, or an "error" inside.
 	switch {
 	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
-		return sdk.Errorf(sdk.CodePermissionDenied, "create database %s at %s: %s: %s", c.Database, c.URL, resp.Status, body.String())
+		return nil, sdk.Errorf(sdk.CodePermissionDenied, "%s at %s: %s: %s", what, c.URL, resp.Status, body)
 	case resp.StatusCode != http.StatusOK:
 		code := sdk.CodeFailedPrecondition
 		if resp.StatusCode >= 500 {
 			code = sdk.CodeUnavailable
 		}
-		return sdk.Errorf(code, "create database %s at %s (needs InfluxDB 1.x's /query): %s: %s",
-			c.Database, c.URL, resp.Status, body.String())
-	case strings.Contains(body.String(), `"error"`):
+		return nil, sdk.Errorf(code, "%s at %s (needs InfluxDB 1.x's /query): %s: %s", what, c.URL, resp.Status, body)
+	case strings.Contains(string(body), `"error"`):
 		code := sdk.CodeFailedPrecondition
-		if strings.Contains(body.String(), "authoriz") {
+		if strings.Contains(string(body), "authoriz") {
 			code = sdk.CodePermissionDenied
 		}
-		return sdk.Errorf(code, "create database %s at %s: %s", c.Database, c.URL, body.String())
+		return nil, sdk.Errorf(code, "%s at %s: %s", what, c.URL, body)
 	}
-	return nil
+	return body, nil
 }
 
 // influxQLIdent quotes an InfluxQL identifier.
