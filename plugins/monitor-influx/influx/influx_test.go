@@ -216,8 +216,10 @@ func testQueueFull(t *testing.T, srv *influxtest.Server) {
 	m := monitor(t, c)
 	ctx := callCtx(t)
 	points := make([]sdk.Point, 101)
+	// Recent times: InfluxDB refuses points older than the retention (30 days).
+	base := time.Now().Add(-time.Hour).Truncate(time.Second)
 	for i := range points {
-		points[i] = sdk.Point{Metric: "queue_full", Value: float64(i), Time: time.Unix(int64(i), 0)}
+		points[i] = sdk.Point{Metric: "queue_full", Value: float64(i), Time: base.Add(time.Duration(i) * time.Second)}
 	}
 	if err := m.Write(ctx, points); sdk.CodeOf(err) != sdk.CodeResourceExhausted {
 		t.Fatalf("Write beyond queue_size: got %v (code %v), want ResourceExhausted", err, sdk.CodeOf(err))
