@@ -27,13 +27,23 @@ func newProvidersCommand(a *app) *cobra.Command {
 				return err
 			}
 			return a.print(v1.ProviderList{Providers: l}, func(w io.Writer) {
-				row(w, "NAME", "LOCATION", "OFFERS", "SITE", "CONTROLLER")
+				row(w, "NAME", "LOCATION", "OFFERS", "SITE UNDERLAY", "CONTROLLER ID")
+				ids := false
 				for _, p := range l {
 					var site string
 					if p.Site != nil {
 						site = p.Site.Underlay
 					}
+					ids = ids || p.Controller != nil
 					row(w, p.Name, p.Location, offers(p.Offers), site, addr(p.Controller))
+				}
+				// Neither column is an address to open: say so, rather than have a newcomer
+				// try them.
+				fmt.Fprintln(w, "\nSITE UNDERLAY: where the WAN's links to the provider end, inside the site's network")
+				fmt.Fprintln(w, "namespace (not reachable from the host; necosctl slice port-forward|ssh reach the nodes).")
+				if ids {
+					fmt.Fprintln(w, "CONTROLLER ID: the original NECOS controller endpoint, kept as the provider's id in")
+					fmt.Fprintln(w, "NECOS answers; nothing listens there. The API of every provider is necosd's.")
 				}
 			})
 		},

@@ -223,7 +223,8 @@ func TestTokenFile(t *testing.T) {
 	if err := root.Execute(); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"UNICAMP", "AMERICA.BRAZIL.UNICAMP", "dc xen-vim [DC,EDGE] (vim-xen)", "10.100.0.1"} {
+	for _, want := range []string{"UNICAMP", "AMERICA.BRAZIL.UNICAMP", "dc xen-vim [DC,EDGE] (vim-xen)", "10.100.0.1",
+		"CONTROLLER ID", "nothing listens there", "not reachable from the host"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("providers lacks %q:\n%s", want, out.String())
 		}
@@ -294,5 +295,22 @@ func TestPrintErrorConnectionRefused(t *testing.T) {
 	printError(&out, errors.New("something else"))
 	if strings.Contains(out.String(), "necosd running") {
 		t.Fatalf("hint on an unrelated error:\n%s", out.String())
+	}
+}
+
+// A table's free-text cells stay on one bounded line.
+func TestClip(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		n    int
+		want string
+	}{
+		{"short", 10, "short"},
+		{"two\nlines  and\ttabs", 40, "two lines and tabs"},
+		{strings.Repeat("é", 70), 60, strings.Repeat("é", 57) + "..."},
+	} {
+		if got := clip(c.in, c.n); got != c.want {
+			t.Errorf("clip(%q, %d) = %q, want %q", c.in, c.n, got, c.want)
+		}
 	}
 }

@@ -47,6 +47,16 @@ func row(w io.Writer, cells ...any) {
 	fmt.Fprintln(w, strings.Join(s, "\t"))
 }
 
+// clip keeps a table's cell to one line of at most n characters, ending in "..." when
+// cut (-o yaml|json and slice get show it whole).
+func clip(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if r := []rune(s); len(r) > n {
+		return string(r[:n-3]) + "..."
+	}
+	return s
+}
+
 func euros(f float64) string { return fmt.Sprintf("%.2f", f) }
 
 func when(t *time.Time) string {

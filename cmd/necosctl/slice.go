@@ -165,8 +165,8 @@ func newSliceList(a *app) *cobra.Command {
 			return a.print(v1.SliceList{Slices: l}, func(w io.Writer) {
 				row(w, "ID", "NAME", "STATE", "PARTS", "LINKS", "COST/DAY", "CREATED", "MESSAGE")
 				for _, s := range l {
-					row(w, s.ID, s.Name, state(s.State, s.Deleting), s.Parts, s.Links, euros(s.CostPerDay),
-						when(&s.CreatedAt), s.Message)
+					row(w, s.ID, clip(s.Name, 32), state(s.State, s.Deleting), s.Parts, s.Links, euros(s.CostPerDay),
+						when(&s.CreatedAt), clip(s.Message, 60))
 				}
 			})
 		},
