@@ -2,12 +2,14 @@ package xenvim
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/necos/necos/sdk"
@@ -277,7 +279,7 @@ func (p *Plugin) runNode(ctx context.Context, run *deployRun, i int, t sshTarget
 	client, err := t.dialBooted(ctx)
 	if err != nil {
 		p.log.Warn("cannot reach node", "node", t.node, "addr", t.addr, "error", err)
-		fail(0, err.Error())
+		fail(0, err.Error()+gatewayHint(t, err))
 		return
 	}
 	defer client.Close()
@@ -295,6 +297,18 @@ func (p *Plugin) runNode(ctx context.Context, run *deployRun, i int, t sshTarget
 		}
 	}
 	run.update(func(d *sdk.Deployment) { d.Nodes[i].State = sdk.DeploySucceeded })
+}
+
+// gatewayHint says what to do when a provider's SSH gateway (nodes that are not real
+// guests) refuses: nothing runs there, as on libvirt's test driver, whose domains never
+// boot.
+func gatewayHint(t sshTarget, err error) string {
+	if t.bootWait > 0 || !errors.Is(err, syscall.ECONNREFUSED) {
+		return ""
+	}
+	return fmt.Sprintf(" (this provider reaches its nodes through the SSH gateway ssh.ip/ssh.port of its catalogue entry, %s, and nothing listens there;"+
+		" on libvirt's test driver, as in examples/catalogue-bench.yaml, nodes are domains that never boot: run services on the default"+
+		" catalogue's real guests (./scripts/run.sh) or on a Kubernetes part (./scripts/run.sh --kubernetes))", t.addr)
 }
 
 // summarize sets the deployment's state and message from its nodes.

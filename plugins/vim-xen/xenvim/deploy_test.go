@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -310,6 +311,26 @@ func TestDeployHostKeys(t *testing.T) {
 	ctx := context.Background()
 	work := []sdk.NodeWork{{Node: "vm-1", Commands: []string{"true"}}}
 
+	t.Run("GatewayRefuses", func(t *testing.T) {
+		// A port where nothing listens, as examples/catalogue-bench.yaml's gateways.
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		env := newDeployEnv(t, srv, sshConfig(t, srv, func(c *xenvim.SSHConfig) { c.Port = port }))
+		d, err := env.dep.Deploy(ctx, sdk.DeployRequest{ServiceID: "x", Part: env.part, Work: work})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := step(t, d, "vm-1", 0)
+		for _, want := range []string{"connection refused", "nothing listens there", "./scripts/run.sh --kubernetes"} {
+			if s.State != sdk.DeployFailed || !strings.Contains(s.Error, want) {
+				t.Errorf("step %+v; want an error containing %q", s, want)
+			}
+		}
+	})
 	t.Run("Mismatch", func(t *testing.T) {
 		env := newDeployEnv(t, srv, sshConfig(t, srv, func(c *xenvim.SSHConfig) { c.HostKey = otherKey }))
 		d, err := env.dep.Deploy(ctx, sdk.DeployRequest{ServiceID: "x", Part: env.part, Work: work})
