@@ -14,8 +14,10 @@
 # providers next to the libvirt ones.
 #
 # Stopping it (Ctrl-C, SIGTERM) stops everything it started: necosd, the cluster and its
-# namespaces, InfluxDB; and removes the sites' network namespaces the WAN plugin built,
-# except those a slice still uses (its links and guests need them: kept, and said so).
+# namespaces, InfluxDB. necosd itself removes, as it stops, the sites' network namespaces
+# the WAN plugin built, except those a slice still uses (kept, and logged with the slices;
+# `necosctl sites release` does it while necosd runs, --keep-sites keeps them); run.sh then
+# removes any site namespace left unused (a necosd that could not stop cleanly).
 #
 # To run a second one beside another, give it its own of everything: NECOS_RUN_DATA (data
 # directory, default data), NECOS_RUN_LISTEN (API, default 127.0.0.1:8080),
