@@ -141,7 +141,7 @@ func TestDNS(t *testing.T) {
 	}
 	first := map[string]bool{}
 	for range 4 {
-		got, _ := d.lookup("greece.cdn.touristic.example")
+		got, _ := d.lookup("greece.cdn.touristic.example", netip.Addr{})
 		first[got[0].String()] = true
 	}
 	if len(first) != 2 {
@@ -149,6 +149,105 @@ func TestDNS(t *testing.T) {
 	}
 	if _, err := res.LookupHost(ctx, "example.org"); err == nil {
 		t.Error("a name outside the zone resolved")
+	}
+}
+
+// A visitor is sent to the place's edge at its own site: the one whose address shares
+// the most leading bits with the visitor's (at least --site-bits); a visitor at no edge's
+// site gets every edge in turn.
+func TestDNSVisitorsSite(t *testing.T) {
+	a := netip.MustParseAddr
+	spain, madrid, madrid2 := a("10.10.3.10"), a("10.10.5.10"), a("10.10.5.11")
+	d := &dnsServer{zone: "cdn.touristic.example", core: a("10.10.1.2"), siteBits: 24,
+		edges: edgeFlag{"spain": {spain, madrid, madrid2}}}
+	for _, c := range []struct {
+		name  string
+		from  netip.Addr
+		first []netip.Addr // what the first answer may be, over several asks
+	}{
+		{"a visitor in Spain", a("10.10.3.200"), []netip.Addr{spain}},
+		{"a visitor in Madrid, two edges there", a("10.10.5.200"), []netip.Addr{madrid, madrid2}},
+		{"a visitor at no edge's site", a("10.10.4.200"), []netip.Addr{spain, madrid, madrid2}},
+		{"an unknown visitor", netip.Addr{}, []netip.Addr{spain, madrid, madrid2}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			firsts := map[netip.Addr]bool{}
+			for range 6 {
+				got, ok := d.lookup("spain.cdn.touristic.example", c.from)
+				if !ok || len(got) != 3 {
+					t.Fatalf("answer %v (in zone %v), want the 3 edges", got, ok)
+				}
+				firsts[got[0]] = true
+			}
+			if len(firsts) != len(c.first) {
+				t.Errorf("first answers %v, want each of %v", firsts, c.first)
+			}
+			for _, ip := range c.first {
+				if !firsts[ip] {
+					t.Errorf("first answers %v, want each of %v", firsts, c.first)
+				}
+			}
+		})
+	}
+	// The other names still go to the core, wherever the visitor is.
+	if got, _ := d.lookup("www.cdn.touristic.example", a("10.10.3.200")); len(got) != 1 || got[0] != d.core {
+		t.Errorf("www from Spain: %v, want the core", got)
+	}
+}
+
+// An edge started with --announce joins its place's answers through the core's HTTP
+// server, from the address it dials from, and leaves them when it stops announcing.
+func TestAnnounce(t *testing.T) {
+	now := time.Now()
+	d := &dnsServer{zone: "cdn.touristic.example", core: netip.MustParseAddr("10.10.1.2"), siteBits: 24,
+		edges: edgeFlag{"spain": {netip.MustParseAddr("10.10.3.10")}}, now: func() time.Time { return now }}
+	srv := httptest.NewServer(d)
+	defer srv.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		announceLoop(ctx, srv.Client(), srv.URL, "spain", time.Hour)
+	}()
+	loopback := netip.MustParseAddr("127.0.0.1")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got, _ := d.lookup("spain.cdn.touristic.example", loopback)
+		if len(got) == 2 && got[0] == loopback {
+			break // the announced edge, first for a visitor at its site
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("spain after the announcement: %v", got)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	now = now.Add(announceFor + time.Second)
+	if got, _ := d.lookup("spain.cdn.touristic.example", loopback); len(got) != 1 || got[0].String() != "10.10.3.10" {
+		t.Errorf("spain once the edge stopped announcing: %v, want the --edge only", got)
+	}
+	// Bad announcements change nothing and say why.
+	for _, c := range []struct {
+		method, query string
+		status        int
+	}{
+		{"GET", "?place=spain", http.StatusMethodNotAllowed},
+		{"POST", "?place=", http.StatusBadRequest},
+		{"POST", "?place=a.b", http.StatusBadRequest},
+	} {
+		req, _ := http.NewRequest(c.method, srv.URL+announcePath+c.query, nil)
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != c.status {
+			t.Errorf("%s %s: HTTP %d, want %d", c.method, c.query, resp.StatusCode, c.status)
+		}
+	}
+	if got := d.edgesOf("a.b"); len(got) != 0 {
+		t.Errorf("a refused announcement was kept: %v", got)
 	}
 }
 
@@ -161,6 +260,7 @@ func TestFlags(t *testing.T) {
 		{[]string{"core", "--core-ip", "nope"}, "--core-ip"},
 		{[]string{"core", "--core-ip", "10.0.0.1", "--edge", "spain"}, "PLACE=IP"},
 		{[]string{"core", "--core-ip", "10.0.0.1", "--edge", "spain=x"}, "IPv4"},
+		{[]string{"core", "--core-ip", "10.0.0.1", "--site-bits", "33"}, "--site-bits"},
 		{[]string{"edge", "--place", "a b", "--core", "http://x"}, "--place"},
 		{[]string{"edge", "--place", "spain", "--core", "10.0.0.1"}, "--core"},
 	} {

@@ -1,14 +1,19 @@
 // Command necos-cdn is the Touristic CDN service of the necos demo, run on the slice's
 // guests (examples/services/touristic-cdn-xen.yaml deploys it):
 //
-//	necos-cdn core --name NAME --root DIR --zone ZONE --core-ip IP --edge PLACE=IP[,IP] ...
-//	necos-cdn edge --name NAME --root DIR --zone ZONE --place PLACE --core URL
+//	necos-cdn core --name NAME --root DIR --zone ZONE --core-ip IP [--site-bits N] --edge PLACE=IP[,IP] ...
+//	necos-cdn edge --name NAME --root DIR --zone ZONE --place PLACE --core URL [--announce]
 //
 // The core serves every page and answers DNS look-ups for the zone, sending a visitor to
-// the edge of the place the content is about: PLACE.ZONE resolves to that place's edges
-// (in turn, when there are several), every other name of the zone to the core. An edge
-// serves its place's content and redirects any other request to the core. Every answer
-// carries the header X-CDN-Server naming the server that gave it.
+// the edge of the place the content is about: PLACE.ZONE resolves to that place's edges,
+// the one at the visitor's site first (an edge whose address shares the first
+// --site-bits of the visitor's), in turn when there are several; every other name of the
+// zone resolves to the core. A place's edges are its --edge flags and the edges that
+// announce themselves (--announce: every 10 s, POST /.cdn/announce?place=PLACE to the
+// core, from the address visitors reach the edge at), so a copy of an edge started later
+// is answered without restarting the core. An edge serves its place's content and
+// redirects any other request to the core. Every answer carries the header X-CDN-Server
+// naming the server that gave it.
 //
 // Content lives under --root: ROOT/index.html and the like for the core's own pages,
 // ROOT/PLACE/... for each place's. A request for http://PLACE.ZONE/x is served from
@@ -85,15 +90,19 @@ func run(args []string) error {
 	var (
 		dnsAddr, coreIP *string
 		place, coreURL  *string
+		siteBits        *int
+		announce        *bool
 		edges           = edgeFlag{}
 	)
 	if role == "core" {
 		dnsAddr = fs.String("dns", ":53", "DNS listen address (UDP)")
 		coreIP = fs.String("core-ip", "", "the core's address, the answer for the zone's other names")
 		fs.Var(edges, "edge", "PLACE=IP[,IP...]: the edges of a place (repeatable)")
+		siteBits = fs.Int("site-bits", 24, "leading address bits a visitor shares with the edges at its site (0: no preference)")
 	} else {
 		place = fs.String("place", "", "the place whose content this edge serves")
 		coreURL = fs.String("core", "", "the core's base URL, where other requests are redirected")
+		announce = fs.Bool("announce", false, "announce this edge to the core's DNS every 10 s")
 	}
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
@@ -114,8 +123,19 @@ func run(args []string) error {
 		if err != nil || !ip.Is4() {
 			return fmt.Errorf("--core-ip: expected an IPv4 address, got %q", *coreIP)
 		}
-		dns = &dnsServer{zone: z, core: ip, edges: edges}
-		handler = &site{name: *name, root: *root, zone: z}
+		if *siteBits < 0 || *siteBits > 32 {
+			return fmt.Errorf("--site-bits: expected 0 to 32, got %d", *siteBits)
+		}
+		dns = &dnsServer{zone: z, core: ip, edges: edges, siteBits: *siteBits}
+		web := &site{name: *name, root: *root, zone: z}
+		// Not a ServeMux: it would redirect unclean paths the site answers itself.
+		handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == announcePath {
+				dns.ServeHTTP(w, r)
+				return
+			}
+			web.ServeHTTP(w, r)
+		})
 	case "edge":
 		if !validLabel(*place) {
 			return fmt.Errorf("--place: expected a DNS label such as spain, got %q", *place)
@@ -144,6 +164,9 @@ func run(args []string) error {
 		defer pc.Close()
 		go func() { errc <- dns.serve(pc) }()
 		log.Printf("%s: DNS for %s on %s", *name, z, pc.LocalAddr())
+	}
+	if role == "edge" && *announce {
+		go announceLoop(ctx, &http.Client{Timeout: 5 * time.Second}, strings.TrimSuffix(*coreURL, "/"), strings.ToLower(*place), announceEvery)
 	}
 	log.Printf("%s: %s serving %s on %s", *name, role, *root, ln.Addr())
 	select {

@@ -1011,7 +1011,7 @@ const (
 	hPart    = "horizontal: a new edge part Ready at another site"
 	hLink    = "horizontal: its link to the core built"
 	hService = "horizontal: the CDN service deployed onto it"
-	hVisitor = "horizontal: a visitor at its site served by it"
+	hVisitor = "horizontal: the core's DNS sends its site's visitors to it"
 )
 
 // cdnHorizontal shows, phase by phase, what the CDN's horizontal action made: the new
@@ -1139,25 +1139,52 @@ func (d *demo) cdnHorizontal(ctx context.Context, c *client.Client, before *v1.S
 		if place == "" {
 			return "", fmt.Errorf("part %s is no edge of the CDN's places", act.Part)
 		}
-		// A visitor in the new part's site, sent to its edge: the place's content comes
-		// from the new part, and whatever the edge does not hold from the core.
-		v := cdnVisitor(np.Attributes[attrNetns], core.Nodes[0].IPs[0])
-		url := "http://" + net.JoinHostPort(np.Nodes[0].IPs[0], "80") + "/" + place + "/"
-		server, body, err := httpGet(ctx, v, url)
+		// A visitor at the new part's site looks the place up at the core's DNS: the copy
+		// announced itself, so the core sends that site's visitors to it; a visitor at
+		// the original edge's site is still sent there. The general page comes from the
+		// core, across the new link.
+		tp, ok := partByName(cur, act.Part)
+		if !ok {
+			return "", fmt.Errorf("no part %s", act.Part)
+		}
+		coreIP := core.Nodes[0].IPs[0]
+		at := cdnVisitor(np.Attributes[attrNetns], coreIP)
+		home := cdnVisitor(tp.Attributes[attrNetns], coreIP)
+		// Each try looks the name up again: no connection kept to an earlier answer.
+		at.Transport.(*http.Transport).DisableKeepAlives = true
+		url := "http://" + place + ".cdn.touristic.example/"
+		// The copy announces itself once its server runs, every 10 s: give it a few.
+		var server, body string
+		deadline := time.Now().Add(40 * time.Second)
+		for {
+			server, body, err = httpGet(ctx, at, url)
+			if err == nil && strings.HasPrefix(server, np.Name+"/") && strings.Contains(body, "Visit "+place) {
+				break
+			}
+			if time.Now().After(deadline) || ctx.Err() != nil {
+				if err != nil {
+					return "", fmt.Errorf("a visitor at %s asking %s: %w", np.Provider, url, err)
+				}
+				return "", fmt.Errorf("a visitor at %s asking %s was served by %q, not part %s: %.80q", np.Provider, url, server, np.Name, body)
+			}
+			time.Sleep(time.Second)
+		}
+		homeServer, _, err := httpGet(ctx, home, url)
 		if err != nil {
-			return "", fmt.Errorf("a visitor at %s: %w", np.Provider, err)
+			return "", fmt.Errorf("a visitor at %s: %w", tp.Provider, err)
 		}
-		if !strings.HasPrefix(server, np.Name+"/") || !strings.Contains(body, "Visit "+place) {
-			return "", fmt.Errorf("a visitor at %s asking %s was served by %q, not part %s: %.80q", np.Provider, url, server, np.Name, body)
+		if !strings.HasPrefix(homeServer, tp.Name+"/") {
+			return "", fmt.Errorf("a visitor at %s asking %s was served by %q, not part %s", tp.Provider, url, homeServer, tp.Name)
 		}
-		general, _, err := httpGet(ctx, v, "http://"+net.JoinHostPort(np.Nodes[0].IPs[0], "80")+"/")
+		general, _, err := httpGet(ctx, at, "http://www.cdn.touristic.example/")
 		if err != nil {
 			return "", fmt.Errorf("a visitor at %s, the general page: %w", np.Provider, err)
 		}
 		if !strings.HasPrefix(general, "core-dc/") {
-			return "", fmt.Errorf("a visitor at %s asking the new edge for the general page was served by %q, not the core", np.Provider, general)
+			return "", fmt.Errorf("a visitor at %s asking for the general page was served by %q, not the core", np.Provider, general)
 		}
-		return fmt.Sprintf("at %s, %s served by %s; the general page by %s", np.Provider, url, server, general), nil
+		return fmt.Sprintf("the core's DNS sends %s: at %s to %s, at %s still to %s; the general page by %s",
+			url, np.Provider, server, tp.Provider, homeServer, general), nil
 	})
 }
 

@@ -100,7 +100,7 @@ func TestDemo(t *testing.T) {
 		{"cdn  horizontal: a new edge part Ready at another site: ok", "edge-dc-slice-spain-h1 at 5TONIC"},
 		{"cdn  horizontal: its link to the core built: ok", "edge-dc-slice-spain-h1 <-> core-dc"},
 		{"cdn  horizontal: the CDN service deployed onto it: ok", "redeployed onto edge-dc-slice-spain-h1"},
-		{"cdn  horizontal: a visitor at its site served by it: ok", "served by edge-dc-slice-spain-h1/"},
+		{"cdn  horizontal: the core's DNS sends its site's visitors to it: ok", "at 5TONIC to edge-dc-slice-spain-h1/"},
 		{"cdn  decommission touristiccdn", ": ok"},
 		{"all  check nothing is left: ok", "nothing left"},
 	}
@@ -131,6 +131,11 @@ func TestDemo(t *testing.T) {
 		if !regexp.MustCompile(re).MatchString(out) {
 			t.Errorf("report: no match for %s", re)
 		}
+	}
+	// The core's DNS sends each site's visitors of the Spain content to the edge at their
+	// site: the copy at 5TONIC (it announced itself), the first edge in Spain.
+	if !strings.Contains(out, "at SPAIN still to edge-dc-slice-spain/") {
+		t.Error("a visitor in Spain was not sent to the Spain edge once the copy ran")
 	}
 	// The vertical action changed the part: its node has 512 MB more.
 	if !strings.Contains(out, "edge-dc-slice-spain/edge_vm-1 now 1 vCPUs, 1536 MB (was 1 vCPUs, 1024 MB)") {
