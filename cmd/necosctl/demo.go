@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -49,7 +50,9 @@ type demoOptions struct {
 	cdnToken, iotToken           string
 	cdnSlice, cdnService         string
 	iotSlice, iotService         string
-	iotPart                      string
+	iotPart, iotSelector         string
+	splitFor                     time.Duration
+	tenants                      string
 	webPort                      int
 	elasticFor                   time.Duration
 	loadRate, loadMax            float64
@@ -73,6 +76,8 @@ type demo struct {
 	order   []string
 	// cleanup holds what the demo opened (forwarders, loads) until it ends.
 	closers []func()
+	// iotRate is the rate (messages/s) the IoT load's ramp had reached when it stopped.
+	iotRate float64
 }
 
 // phase runs f as a named phase of tenant and records how it went. f returns a note to
@@ -169,6 +174,9 @@ providers: the demo enters the parts' network namespaces to reach the guests.`,
 	f.StringVar(&o.iotSlice, "iot-slice", "examples/slices/iot-dojot.yaml", "the IoT slice")
 	f.StringVar(&o.iotService, "iot-service", "examples/services/iot-dojot.yaml", "the IoT service")
 	f.StringVar(&o.iotPart, "iot-part", "dc-slice2", "the IoT part running the MQTT broker")
+	f.StringVar(&o.iotSelector, "iot-pods", "app=iotagent-mqtt", "label selector of the IoT pods (broker on 1883, agent on 8080) of a Kubernetes part")
+	f.DurationVar(&o.splitFor, "split-for", 20*time.Second, "how long the devices publish to both IoT edges after the horizontal action")
+	f.StringVar(&o.tenants, "tenants", "cdn,iot", "the tenants whose story runs (cdn, iot or both)")
 	f.IntVar(&o.webPort, "web-port", 60080, "loopback port of the CDN's page (0: any free port)")
 	f.DurationVar(&o.elasticFor, "elastic-timeout", 4*time.Minute, "how long the load runs waiting for the elastic actions (0: no load)")
 	f.Float64Var(&o.loadRate, "mqtt-rate", 50, "MQTT load: messages/s at the start")
@@ -205,6 +213,15 @@ func (d *demo) run(ctx context.Context) error {
 			d.closers[i]()
 		}
 	}()
+	runs := map[string]bool{}
+	for _, t := range strings.Split(d.o.tenants, ",") {
+		switch t = strings.TrimSpace(t); t {
+		case "cdn", "iot":
+			runs[t] = true
+		default:
+			return fmt.Errorf("--tenants: expected cdn, iot or cdn,iot, got %q", d.o.tenants)
+		}
+	}
 	cdn, cdnWho, err := d.tenantClient(d.o.cdnTenantName, d.o.cdnToken)
 	if err != nil {
 		return err
@@ -223,9 +240,14 @@ func (d *demo) run(ctx context.Context) error {
 	}
 	host := newHostState()
 
-	cdnSlice := d.cdnStory(ctx, cdn, host)
-	iotSlice := d.iotStory(ctx, iot, host)
-	d.elasticity(ctx, cdn, cdnSlice, iot, iotSlice)
+	var cdnSlice, iotSlice *v1.Slice
+	if runs["cdn"] {
+		cdnSlice = d.cdnStory(ctx, cdn, host)
+	}
+	if runs["iot"] {
+		iotSlice = d.iotStory(ctx, iot, host)
+	}
+	d.elasticity(ctx, runs, cdn, cdnSlice, iot, iotSlice)
 
 	for _, s := range []struct {
 		c  *client.Client
@@ -683,7 +705,7 @@ func (d *demo) iotStory(ctx context.Context, c *client.Client, host *hostState) 
 
 // elasticity loads both slices' elastic parts and follows their actions until the
 // horizontal ones are done or --elastic-timeout passes.
-func (d *demo) elasticity(ctx context.Context, cdn *client.Client, cdnSlice *v1.Slice, iot *client.Client, iotSlice *v1.Slice) {
+func (d *demo) elasticity(ctx context.Context, runs map[string]bool, cdn *client.Client, cdnSlice *v1.Slice, iot *client.Client, iotSlice *v1.Slice) {
 	if d.o.elasticFor <= 0 {
 		d.skip("all", "load and elasticity", "--elastic-timeout 0")
 		return
@@ -698,18 +720,19 @@ func (d *demo) elasticity(ctx context.Context, cdn *client.Client, cdnSlice *v1.
 			})
 			d.cdnHorizontal(ctx, cdn, cdnSlice)
 		}()
-	} else {
+	} else if runs["cdn"] {
 		d.skip("cdn", "load and elasticity", "the CDN service is not deployed")
 	}
 	if iotSlice != nil && d.deployedOK("iot") {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_ = d.phase("iot", "MQTT load on the edge until its policy acts", func() (string, error) {
+			_ = d.phase("iot", "MQTT load on the edge until its policy acts (vertical, then horizontal)", func() (string, error) {
 				return d.iotElastic(ctx, iot, iotSlice)
 			})
+			d.iotHorizontal(ctx, iot, iotSlice)
 		}()
-	} else {
+	} else if runs["iot"] {
 		d.skip("iot", "load and elasticity", "the IoT service is not deployed")
 	}
 	wg.Wait()
@@ -897,12 +920,15 @@ func (d *demo) iotElastic(ctx context.Context, c *client.Client, s *v1.Slice) (s
 	if !ok || len(part.Nodes) == 0 {
 		return "", fmt.Errorf("no part %s with nodes", d.o.iotPart)
 	}
-	if part.Attributes[attrNetns] == "" || len(part.Nodes[0].IPs) == 0 {
-		return "", &notDone{reason: fmt.Sprintf("part %s's nodes have no address reached from a namespace of this machine (its plugin gives no netns attribute)", part.Name)}
+	broker, how, closeBroker, err := d.iotBroker(ctx, part)
+	if err != nil {
+		return "", err
 	}
+	defer closeBroker()
+	fmt.Fprintf(d.out, "[%6.1fs] iot    devices publish to the broker of %s (%s)\n", time.Since(d.start).Seconds(), part.Name, how)
 	lctx, stop := context.WithTimeout(ctx, d.o.elasticFor)
 	defer stop()
-	l := mqttLoad{Broker: nsnet.Endpoint{Netns: part.Attributes[attrNetns], Addr: net.JoinHostPort(part.Nodes[0].IPs[0], strconv.Itoa(defaultMQTTPort))},
+	l := mqttLoad{Broker: broker,
 		Devices: d.o.loadDevices, Rate: d.o.loadRate, MaxRate: d.o.loadMax, Ramp: d.o.elasticFor / 2, Duration: d.o.elasticFor,
 		QoS: 1, Report: 15 * time.Second, Prefix: "demo-device"}
 	var res loadResult
@@ -912,18 +938,186 @@ func (d *demo) iotElastic(ctx context.Context, c *client.Client, s *v1.Slice) (s
 		defer close(done)
 		res, lerr = l.run(lctx, d.out)
 	}()
-	acts, _ := d.followActions(lctx, c, s.ID, "iot", horizontalEnded)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		d.showCPU(lctx, c, s.ID, "iot", part.Name)
+	}()
+	acts, ferr := d.followActions(lctx, c, s.ID, "iot", horizontalEnded)
 	stop()
 	<-done
+	wg.Wait()
+	d.mu.Lock()
+	d.iotRate = l.rateAt(res.Elapsed)
+	d.mu.Unlock()
 	if lerr != nil {
 		return "", fmt.Errorf("MQTT load: %w", lerr)
 	}
 	vert, hor, text := actionsSummary(acts)
-	text = fmt.Sprintf("%s; MQTT %.0f msg/s sent, %.0f acknowledged", text, res.SentRate, res.AckedRate)
-	if vert && hor {
+	text = fmt.Sprintf("%s; MQTT %.0f msg/s sent, %.0f acknowledged (%d devices, the ramp reached %.0f msg/s)",
+		text, res.SentRate, res.AckedRate, l.Devices, d.iotRate)
+	// What the actions changed, as the platform describes the slice now.
+	if cur, err := c.GetSlice(ctx, s.ID); err == nil {
+		for _, p := range cur.Parts {
+			if p.Name == part.Name {
+				for _, n := range p.Nodes {
+					text += fmt.Sprintf("; %s/%s now %d CPUs, %d MB (was %s)", p.Name, n.Name, n.CPUs, n.MemoryMB, nodeSize(part, n.Name))
+				}
+			}
+			if p.Elastic {
+				text += fmt.Sprintf("; new part %s at %s", p.Name, p.Provider)
+			}
+		}
+	}
+	switch {
+	case vert && hor:
 		return text, nil
+	case ferr != nil && len(acts) == 0:
+		return "", &notDone{reason: fmt.Sprintf("no elastic action within %s (%s)", d.o.elasticFor, text)}
+	case ferr != nil:
+		return "", &notDone{reason: fmt.Sprintf("within %s: %s", d.o.elasticFor, text)}
 	}
 	return "", &notDone{reason: text}
+}
+
+// iotBroker returns where the MQTT broker of an IoT part is reached: a node's address in
+// the part's namespace (guests), else, for a Kubernetes part, a loopback port relayed to
+// the broker's pod through the cluster's API with the part's own kubeconfig. close ends
+// the relay.
+func (d *demo) iotBroker(ctx context.Context, p v1.Part) (ep nsnet.Endpoint, how string, close func(), err error) {
+	if ns := p.Attributes[attrNetns]; ns != "" && len(p.Nodes) > 0 && len(p.Nodes[0].IPs) > 0 {
+		ep = nsnet.Endpoint{Netns: ns, Addr: net.JoinHostPort(p.Nodes[0].IPs[0], strconv.Itoa(defaultMQTTPort))}
+		return ep, "at " + ep.String(), func() {}, nil
+	}
+	if p.Credential == nil || p.Credential.Kind != "kubeconfig" {
+		return ep, "", nil, &notDone{reason: fmt.Sprintf("part %s is reached neither from a namespace of this machine (no netns attribute) nor through a kubeconfig", p.Name)}
+	}
+	f, err := forwardPod(ctx, p, d.o.iotSelector, 1883, d.o.sshWithin)
+	if err != nil {
+		return ep, "", nil, err
+	}
+	return nsnet.Endpoint{Addr: f.Addr}, fmt.Sprintf("pod %s through the Kubernetes API, at %s", f.Pod, f.Addr), f.Close, nil
+}
+
+// iotHorizontal shows what the IoT slice's horizontal action made (see horizontal), then
+// splits the devices between the two edges: half publish to the first edge's broker,
+// half to the new one's, at once, and each edge's agent must receive its devices'
+// telemetry (its /stats, read through the same kind of relay).
+func (d *demo) iotHorizontal(ctx context.Context, c *client.Client, before *v1.Slice) {
+	const who = "iot"
+	np, cur, act, ok := d.horizontal(ctx, c, before, who, "IoT", hDevices)
+	if !ok {
+		return
+	}
+	_ = d.phase(who, hDevices, func() (string, error) {
+		first, ok := partByName(cur, act.Part)
+		if !ok {
+			return "", fmt.Errorf("no part %s", act.Part)
+		}
+		d.mu.Lock()
+		rate := max(d.iotRate, d.o.loadRate)
+		d.mu.Unlock()
+		devices := max(d.o.loadDevices/2, 1)
+		type edge struct {
+			part          v1.Part
+			broker, agent nsnet.Endpoint
+			before, after int64
+			res           loadResult
+			err           error
+		}
+		edges := []*edge{{part: first}, {part: np}}
+		for _, e := range edges {
+			b, _, closeB, err := d.iotBroker(ctx, e.part)
+			if err != nil {
+				return "", err
+			}
+			defer closeB()
+			a, closeA, err := d.iotAgent(ctx, e.part)
+			if err != nil {
+				return "", err
+			}
+			defer closeA()
+			e.broker, e.agent = b, a
+			if e.before, err = agentReceived(ctx, e.agent); err != nil {
+				return "", fmt.Errorf("the agent of %s: %w", e.part.Name, err)
+			}
+		}
+		var wg sync.WaitGroup
+		for i, e := range edges {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				l := mqttLoad{Broker: e.broker, Devices: devices, Rate: rate / 2, MaxRate: rate / 2, Duration: d.o.splitFor,
+					QoS: 1, Prefix: fmt.Sprintf("demo-device-edge%d", i+1)}
+				e.res, e.err = l.run(ctx, io.Discard)
+			}()
+		}
+		wg.Wait()
+		var notes []string
+		for _, e := range edges {
+			if e.err != nil {
+				return "", fmt.Errorf("devices of %s: %w", e.part.Name, e.err)
+			}
+			var err error
+			if e.after, err = agentReceived(ctx, e.agent); err != nil {
+				return "", fmt.Errorf("the agent of %s: %w", e.part.Name, err)
+			}
+			got := e.after - e.before
+			if e.res.Acked == 0 || got < e.res.Acked {
+				return "", fmt.Errorf("%s's agent received %d messages of the %d its %d devices' broker acknowledged", e.part.Name, got, e.res.Acked, devices)
+			}
+			notes = append(notes, fmt.Sprintf("%d devices -> %s at %s: %.0f msg/s acknowledged, its agent received %d",
+				devices, e.part.Name, e.part.Provider, e.res.AckedRate, got))
+		}
+		return strings.Join(notes, "; "), nil
+	})
+}
+
+// iotAgent returns where the IoT agent's HTTP interface (8080) of a part is reached, as
+// iotBroker does for its broker.
+func (d *demo) iotAgent(ctx context.Context, p v1.Part) (nsnet.Endpoint, func(), error) {
+	if ns := p.Attributes[attrNetns]; ns != "" && len(p.Nodes) > 0 && len(p.Nodes[0].IPs) > 0 {
+		return nsnet.Endpoint{Netns: ns, Addr: net.JoinHostPort(p.Nodes[0].IPs[0], strconv.Itoa(iotAgentNodePort))}, func() {}, nil
+	}
+	f, err := forwardPod(ctx, p, d.o.iotSelector, iotAgentPort, d.o.sshWithin)
+	if err != nil {
+		return nsnet.Endpoint{}, nil, err
+	}
+	return nsnet.Endpoint{Addr: f.Addr}, f.Close, nil
+}
+
+// The IoT agent's HTTP port in its pod, and its NodePort (examples/services/iot-dojot.yaml).
+const (
+	iotAgentPort     = 8080
+	iotAgentNodePort = 31880
+)
+
+// agentReceived reads how many messages an IoT agent has received (GET /stats).
+func agentReceived(ctx context.Context, ep nsnet.Endpoint) (int64, error) {
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return nsnet.Dial(ctx, network, ep)
+		}}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+ep.Addr+"/stats", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var st struct {
+		Received int64 `json:"received"`
+	}
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("GET /stats: HTTP %d", resp.StatusCode)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		return 0, fmt.Errorf("GET /stats: %w", err)
+	}
+	return st.Received, nil
 }
 
 // hostState remembers where the slices' parts and links live on this machine, to check
@@ -1006,29 +1200,48 @@ func (h *hostState) check(sliceIDs []string, virshURI string) (checked, left []s
 	return checked, left
 }
 
-// Phases that show what the CDN's horizontal action made.
+// Phases that show what a horizontal action made.
 const (
 	hPart    = "horizontal: a new edge part Ready at another site"
 	hLink    = "horizontal: its link to the core built"
-	hService = "horizontal: the CDN service deployed onto it"
 	hVisitor = "horizontal: the core's DNS sends its site's visitors to it"
+	hDevices = "horizontal: the devices split between the edges"
 )
 
-// cdnHorizontal shows, phase by phase, what the CDN's horizontal action made: the new
-// part Ready at another provider, its link to the core built, the service deployed onto
-// it by the engine's post-deployment, and a visitor in the new part's namespace served
-// by it. before is the slice as it was created.
+// hService names the phase of a service deployed onto the new part.
+func hService(service string) string {
+	return "horizontal: the " + service + " service deployed onto it"
+}
+
+// cdnHorizontal shows, phase by phase, what the CDN's horizontal action made (see
+// horizontal), then that the core's DNS sends the visitors of the new part's site to it.
+// before is the slice as it was created.
 func (d *demo) cdnHorizontal(ctx context.Context, c *client.Client, before *v1.Slice) {
 	const who = "cdn"
+	np, cur, act, ok := d.horizontal(ctx, c, before, who, "CDN", hVisitor)
+	if !ok {
+		return
+	}
+	_ = d.phase(who, hVisitor, func() (string, error) {
+		return cdnVisitorsOfCopy(ctx, cur, np, act)
+	})
+}
+
+// horizontal shows, phase by phase, what a slice's first horizontal action made: the new
+// part Ready at another provider, its link to the core built, and the service deployed
+// onto it by the engine's post-deployment. It returns the new part, the slice as it is
+// now and the action, or ok false after recording the phases not done (last included:
+// the tenant's own phase that follows).
+func (d *demo) horizontal(ctx context.Context, c *client.Client, before *v1.Slice, who, service, last string) (np v1.Part, cur *v1.Slice, act v1.ElasticAction, ok bool) {
 	skipAll := func(from int, why string) {
-		for _, name := range []string{hPart, hLink, hService, hVisitor}[from:] {
+		for _, name := range []string{hPart, hLink, hService(service), last}[from:] {
 			d.skip(who, name, why)
 		}
 	}
 	t, err := c.Timings(ctx, before.ID)
 	if err != nil {
 		skipAll(0, "timings: "+err.Error())
-		return
+		return np, cur, act, false
 	}
 	idx := -1
 	for i, a := range t.Actions {
@@ -1039,11 +1252,9 @@ func (d *demo) cdnHorizontal(ctx context.Context, c *client.Client, before *v1.S
 	}
 	if idx < 0 {
 		skipAll(0, "no horizontal action was done")
-		return
+		return np, cur, act, false
 	}
-	act := t.Actions[idx]
-	var np v1.Part
-	var cur *v1.Slice
+	act = t.Actions[idx]
 	err = d.phase(who, hPart, func() (string, error) {
 		var err error
 		if cur, err = c.GetSlice(ctx, before.ID); err != nil {
@@ -1067,7 +1278,10 @@ func (d *demo) cdnHorizontal(ctx context.Context, c *client.Client, before *v1.S
 			return "", fmt.Errorf("part %s is %s: %s", np.Name, np.State, np.Message)
 		case np.Provider == tp.Provider:
 			return "", fmt.Errorf("part %s is at %s, the site of the part it copies", np.Name, np.Provider)
-		case len(np.Nodes) == 0 || len(np.Nodes[0].IPs) == 0:
+		case len(np.Nodes) == 0:
+			return "", fmt.Errorf("part %s has no node", np.Name)
+		case np.Attributes[attrNetns] != "" && len(np.Nodes[0].IPs) == 0:
+			// Guests are reached at their addresses; Kubernetes parts through the API.
 			return "", fmt.Errorf("part %s has no node with an address", np.Name)
 		}
 		return fmt.Sprintf("%s at %s (%s), a copy of %s at %s; %d -> %d parts; the engine added it in %s",
@@ -1076,7 +1290,7 @@ func (d *demo) cdnHorizontal(ctx context.Context, c *client.Client, before *v1.S
 	})
 	if err != nil {
 		skipAll(1, "no new part")
-		return
+		return np, cur, act, false
 	}
 	_ = d.phase(who, hLink, func() (string, error) {
 		for _, l := range cur.Links {
@@ -1095,7 +1309,7 @@ func (d *demo) cdnHorizontal(ctx context.Context, c *client.Client, before *v1.S
 		}
 		return "", fmt.Errorf("no link of part %s", np.Name)
 	})
-	err = d.phase(who, hService, func() (string, error) {
+	err = d.phase(who, hService(service), func() (string, error) {
 		// The engine deploys the service onto the new part once the part is made; its
 		// guest boots meanwhile, so this waits as long as a boot may take.
 		wctx, cancel := context.WithTimeout(ctx, d.o.sshWithin)
@@ -1122,70 +1336,75 @@ func (d *demo) cdnHorizontal(ctx context.Context, c *client.Client, before *v1.S
 		}
 	})
 	if err != nil {
-		d.skip(who, hVisitor, "the service is not on the new part")
-		return
+		d.skip(who, last, "the service is not on the new part")
+		return np, cur, act, false
 	}
-	_ = d.phase(who, hVisitor, func() (string, error) {
-		core, ok := partByName(cur, "core-dc")
-		if !ok || len(core.Nodes) == 0 || len(core.Nodes[0].IPs) == 0 {
-			return "", errors.New("no core-dc node with an address")
+	return np, cur, act, true
+}
+
+// cdnVisitorsOfCopy checks that the core's DNS sends the visitors of the new part np's
+// site to it, and those of the site of the part it copies still to that part.
+func cdnVisitorsOfCopy(ctx context.Context, cur *v1.Slice, np v1.Part, act v1.ElasticAction) (string, error) {
+	core, ok := partByName(cur, "core-dc")
+	if !ok || len(core.Nodes) == 0 || len(core.Nodes[0].IPs) == 0 {
+		return "", errors.New("no core-dc node with an address")
+	}
+	place := ""
+	for _, pl := range cdnPlaces {
+		if pl.part == act.Part {
+			place = pl.place
 		}
-		place := ""
-		for _, pl := range cdnPlaces {
-			if pl.part == act.Part {
-				place = pl.place
+	}
+	if place == "" {
+		return "", fmt.Errorf("part %s is no edge of the CDN's places", act.Part)
+	}
+	// A visitor at the new part's site looks the place up at the core's DNS: the copy
+	// announced itself, so the core sends that site's visitors to it; a visitor at
+	// the original edge's site is still sent there. The general page comes from the
+	// core, across the new link.
+	tp, ok := partByName(cur, act.Part)
+	if !ok {
+		return "", fmt.Errorf("no part %s", act.Part)
+	}
+	coreIP := core.Nodes[0].IPs[0]
+	at := cdnVisitor(np.Attributes[attrNetns], coreIP)
+	home := cdnVisitor(tp.Attributes[attrNetns], coreIP)
+	// Each try looks the name up again: no connection kept to an earlier answer.
+	at.Transport.(*http.Transport).DisableKeepAlives = true
+	url := "http://" + place + ".cdn.touristic.example/"
+	// The copy announces itself once its server runs, every 10 s: give it a few.
+	var server, body string
+	var err error
+	deadline := time.Now().Add(40 * time.Second)
+	for {
+		server, body, err = httpGet(ctx, at, url)
+		if err == nil && strings.HasPrefix(server, np.Name+"/") && strings.Contains(body, "Visit "+place) {
+			break
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			if err != nil {
+				return "", fmt.Errorf("a visitor at %s asking %s: %w", np.Provider, url, err)
 			}
+			return "", fmt.Errorf("a visitor at %s asking %s was served by %q, not part %s: %.80q", np.Provider, url, server, np.Name, body)
 		}
-		if place == "" {
-			return "", fmt.Errorf("part %s is no edge of the CDN's places", act.Part)
-		}
-		// A visitor at the new part's site looks the place up at the core's DNS: the copy
-		// announced itself, so the core sends that site's visitors to it; a visitor at
-		// the original edge's site is still sent there. The general page comes from the
-		// core, across the new link.
-		tp, ok := partByName(cur, act.Part)
-		if !ok {
-			return "", fmt.Errorf("no part %s", act.Part)
-		}
-		coreIP := core.Nodes[0].IPs[0]
-		at := cdnVisitor(np.Attributes[attrNetns], coreIP)
-		home := cdnVisitor(tp.Attributes[attrNetns], coreIP)
-		// Each try looks the name up again: no connection kept to an earlier answer.
-		at.Transport.(*http.Transport).DisableKeepAlives = true
-		url := "http://" + place + ".cdn.touristic.example/"
-		// The copy announces itself once its server runs, every 10 s: give it a few.
-		var server, body string
-		deadline := time.Now().Add(40 * time.Second)
-		for {
-			server, body, err = httpGet(ctx, at, url)
-			if err == nil && strings.HasPrefix(server, np.Name+"/") && strings.Contains(body, "Visit "+place) {
-				break
-			}
-			if time.Now().After(deadline) || ctx.Err() != nil {
-				if err != nil {
-					return "", fmt.Errorf("a visitor at %s asking %s: %w", np.Provider, url, err)
-				}
-				return "", fmt.Errorf("a visitor at %s asking %s was served by %q, not part %s: %.80q", np.Provider, url, server, np.Name, body)
-			}
-			time.Sleep(time.Second)
-		}
-		homeServer, _, err := httpGet(ctx, home, url)
-		if err != nil {
-			return "", fmt.Errorf("a visitor at %s: %w", tp.Provider, err)
-		}
-		if !strings.HasPrefix(homeServer, tp.Name+"/") {
-			return "", fmt.Errorf("a visitor at %s asking %s was served by %q, not part %s", tp.Provider, url, homeServer, tp.Name)
-		}
-		general, _, err := httpGet(ctx, at, "http://www.cdn.touristic.example/")
-		if err != nil {
-			return "", fmt.Errorf("a visitor at %s, the general page: %w", np.Provider, err)
-		}
-		if !strings.HasPrefix(general, "core-dc/") {
-			return "", fmt.Errorf("a visitor at %s asking for the general page was served by %q, not the core", np.Provider, general)
-		}
-		return fmt.Sprintf("the core's DNS sends %s: at %s to %s, at %s still to %s; the general page by %s",
-			url, np.Provider, server, tp.Provider, homeServer, general), nil
-	})
+		time.Sleep(time.Second)
+	}
+	homeServer, _, err := httpGet(ctx, home, url)
+	if err != nil {
+		return "", fmt.Errorf("a visitor at %s: %w", tp.Provider, err)
+	}
+	if !strings.HasPrefix(homeServer, tp.Name+"/") {
+		return "", fmt.Errorf("a visitor at %s asking %s was served by %q, not part %s", tp.Provider, url, homeServer, tp.Name)
+	}
+	general, _, err := httpGet(ctx, at, "http://www.cdn.touristic.example/")
+	if err != nil {
+		return "", fmt.Errorf("a visitor at %s, the general page: %w", np.Provider, err)
+	}
+	if !strings.HasPrefix(general, "core-dc/") {
+		return "", fmt.Errorf("a visitor at %s asking for the general page was served by %q, not the core", np.Provider, general)
+	}
+	return fmt.Sprintf("the core's DNS sends %s: at %s to %s, at %s still to %s; the general page by %s",
+		url, np.Provider, server, tp.Provider, homeServer, general), nil
 }
 
 // phaseTook returns how long the engine's phase name of subject took, as its timings say.

@@ -67,10 +67,12 @@ func TestIoTSliceOnRealPods(t *testing.T) {
 		}
 	})
 
-	// The example service; its edge grows CPU first (add-cpu), at once after 3 points.
-	svc := strings.Replace(string(exampleService(t, "iot-dojot.yaml")),
-		"- action: {type: add-node, vdu: k8s-node, max: 3}",
-		"- action: {type: add-cpu, vdu: k8s-node, value: 1, max: 4}", 1)
+	// The example service; its edge grows CPU first (add-cpu, in place), at once after 3
+	// points.
+	svc := string(exampleService(t, "iot-dojot.yaml"))
+	if !strings.Contains(svc, "- action: {type: add-cpu, vdu: k8s-node, value: 1, max: 3}") {
+		t.Fatal("the example's edge no longer grows by add-cpu")
+	}
 	svc = strings.Replace(svc, "timers: {service-redeployment: 30, reactivate-elasticity: 300}",
 		"timers: {service-redeployment: 0, reactivate-elasticity: 300}", -1)
 	r = d.do("demo", "POST", "/v1/slices/"+created.ID+"/services?wait=true", "text/x-yaml", []byte(svc))
