@@ -291,6 +291,8 @@ func newLoadMQTT(a *app) *cobra.Command {
 		slice, part, node  string
 		port               int
 		broker, netnsFlag  string
+		pods               string
+		podPort            int
 		qos                int
 		rate, maxRate      float64
 		ramp, dur, reportE time.Duration
@@ -308,7 +310,10 @@ and a summary at the end.
 The broker is reached at a node of the part (--node, else its first) on --port (the IoT
 service's NodePort, 31883), from inside the network namespace the part's nodes are
 reached from (its "netns" attribute, or --netns): run it as root on the provider's
-machine. --broker HOST:PORT (with --netns) names a broker directly instead.`,
+machine. A Kubernetes part (no such attribute, a kubeconfig credential) is reached
+through its cluster's API instead, as kubectl port-forward does: port --pod-port of a
+ready pod matching --pods in the part's namespace, with the part's own kubeconfig.
+--broker HOST:PORT (with --netns) names a broker directly instead.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			l.Rate, l.MaxRate, l.Ramp, l.Duration, l.Report = rate, maxRate, ramp, dur, reportE
@@ -334,12 +339,19 @@ machine. --broker HOST:PORT (with --netns) names a broker directly instead.`,
 				if err != nil {
 					return err
 				}
-				if node == "" {
-					for _, p := range s.Parts {
-						if p.Name == part && len(p.Nodes) > 0 {
-							node = p.Nodes[0].Name
-						}
+				pt, ok := partByName(s, part)
+				if node == "" && ok && len(pt.Nodes) > 0 {
+					node = pt.Nodes[0].Name
+				}
+				if ok && pt.Attributes[attrNetns] == "" && netnsFlag == "" && pt.Credential != nil && pt.Credential.Kind == "kubeconfig" {
+					// A Kubernetes part: its broker pod, through the cluster's API.
+					f, err := forwardPod(cmd.Context(), pt, pods, podPort, time.Minute)
+					if err != nil {
+						return err
 					}
+					defer f.Close()
+					l.Broker = nsnet.Endpoint{Addr: f.Addr}
+					break
 				}
 				ep, err := forwardTarget(s, part, node, port)
 				if err != nil {
@@ -371,6 +383,8 @@ machine. --broker HOST:PORT (with --netns) names a broker directly instead.`,
 	f.IntVar(&port, "port", defaultMQTTPort, "broker port on the node (the IoT service's NodePort)")
 	f.StringVar(&broker, "broker", "", "broker HOST:PORT, instead of --slice/--part")
 	f.StringVar(&netnsFlag, "netns", "", "network namespace to dial from (default: the part's)")
+	f.StringVar(&pods, "pods", "app=iotagent-mqtt", "Kubernetes part: label selector of the broker's pods")
+	f.IntVar(&podPort, "pod-port", 1883, "Kubernetes part: the broker's port in its pod")
 	f.IntVar(&l.Devices, "devices", 10, "simulated devices (one MQTT connection each)")
 	f.Float64Var(&rate, "rate", 10, "total messages/s at the start")
 	f.Float64Var(&maxRate, "max-rate", 0, "total messages/s the ramp reaches (default: --rate, no ramp)")

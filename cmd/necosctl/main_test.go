@@ -314,3 +314,17 @@ func TestClip(t *testing.T) {
 		}
 	}
 }
+
+// TestDemoTenantsFlag: a tenant the demo has no story for is refused before anything is
+// created, naming the flag.
+func TestDemoTenantsFlag(t *testing.T) {
+	env := apitest.Start(t)
+	_, errOut := ctl(t, env, "demo", "--tenants", "cdn,video")
+	if !strings.Contains(errOut, "--tenants: expected cdn, iot or cdn,iot") || !strings.Contains(errOut, "cdn,video") {
+		t.Errorf("bad --tenants:\n%s", errOut)
+	}
+	out := mustCtl(t, env, "slice", "list")
+	if strings.Contains(out, "touristic") || strings.Contains(out, "iotservice") {
+		t.Errorf("slices after a refused demo:\n%s", out)
+	}
+}
