@@ -687,7 +687,11 @@ func (d *demo) iotStory(ctx context.Context, c *client.Client, host *hostState) 
 			return "", err
 		}
 		host.remember(s)
-		return s.ID, nil
+		var at []string
+		for _, p := range s.Parts {
+			at = append(at, p.Name+"@"+p.Provider)
+		}
+		return s.ID + ": " + strings.Join(at, ", "), nil
 	})
 	if err != nil || s == nil {
 		d.skip(who, "deploy the IoT service", "no IoT slice")
