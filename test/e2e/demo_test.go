@@ -72,7 +72,7 @@ func TestDemo(t *testing.T) {
 	cmd := exec.CommandContext(ctx, filepath.Join(bin, "necosctl"), "--server", d.url(""),
 		"demo", "--cdn-token", d.tokens["demo"], "--iot-token", d.tokens["other"],
 		"--cdn-slice", cdnSlice, "--cdn-service", cdnService, "--iot-slice", iotSlice, "--iot-service", iotService,
-		"--web-port", "0", "--elastic-timeout", "200s", "--libvirt-uri", os.Getenv("NECOS_QEMU_URI"))
+		"--web-port", "0", "--elastic-timeout", "200s", "--boot-timeout", "5m", "--libvirt-uri", os.Getenv("NECOS_QEMU_URI"))
 	var outb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &outb, &outb
 	start := time.Now()
