@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/necos/necos/core/spec"
 	"github.com/necos/necos/core/sro"
@@ -102,13 +103,47 @@ func (o *Orchestrator) redeploy(ctx context.Context, v *sro.View, part string) [
 			problems = append(problems, fmt.Sprintf("service %s: %v", rec.ID, err))
 			continue
 		}
-		if sp, ok := done.Part(part); ok && sp.State != sdk.DeploySucceeded {
-			problems = append(problems, fmt.Sprintf("service %s on part %s: %s", rec.ID, part, sp.Message))
+		sp, ok := done.Part(part)
+		if ok && sp.State == sdk.DeployApplied {
+			sp = o.awaitWorkloads(ctx, v, done, part)
+		}
+		if ok && sp.State != sdk.DeploySucceeded {
+			problems = append(problems, fmt.Sprintf("service %s on part %s: %s: %s", rec.ID, part, sp.State, sp.Message))
 		}
 		o.log.Info("service redeployed after elasticity", "slice", sliceID, "service", rec.ID, "part", part,
 			"template", template)
 	}
 	return problems
+}
+
+// appliedWait bounds how long a post-deployment waits for the workloads it applied to be
+// ready (a new part's pods to start).
+const appliedWait = 3 * time.Minute
+
+// awaitWorkloads re-checks (recheck.go) a service whose steps on part all ran while its
+// workloads there were not ready yet, every second, until they are ready or fail or
+// appliedWait passes, and returns the part as the record then says: a post-deployment
+// is done once the new capacity runs the service, not when its manifests are applied.
+func (o *Orchestrator) awaitWorkloads(ctx context.Context, v *sro.View, rec *Record, part string) *store.ServicePart {
+	wctx, cancel := context.WithTimeout(ctx, appliedWait)
+	defer cancel()
+	for {
+		rec = o.recheck(wctx, v, rec)
+		sp, ok := rec.Part(part)
+		if !ok {
+			return &store.ServicePart{Name: part, State: sdk.DeployFailed, Message: "no longer in the service's record"}
+		}
+		if sp.State != sdk.DeployApplied {
+			return sp
+		}
+		select {
+		case <-wctx.Done():
+			out := *sp
+			out.Message += fmt.Sprintf(" (still, %s after its steps ran)", appliedWait)
+			return &out
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // selfRefs returns a copy of a template part's VDUs for the part copied from it, where a

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/necos/necos/core/service"
+	"github.com/necos/necos/core/spec"
+	"github.com/necos/necos/core/sro"
 	"github.com/necos/necos/core/store"
 	"github.com/necos/necos/sdk"
 )
@@ -160,5 +162,74 @@ slices:
 	}
 	if got, err := e.store.GetService(ctx, v.Slice.ID, "bad"); err != nil || got.State != store.ServiceFailed {
 		t.Errorf("stored: %v %+v", err, got)
+	}
+}
+
+// A post-deployment onto a part elasticity added waits for the service's workloads there
+// to be ready (a new part's pods start after their manifests are applied): it returns
+// once they are, with the part Succeeded in the service's record; workloads that cannot
+// start fail it, naming the state and why.
+func TestPostDeployWaitsForWorkloads(t *testing.T) {
+	e := start(t)
+	v := e.createSlice(t, "alice", "pods")
+	ctx := context.Background()
+	w := &workloads{state: sdk.DeployApplied, msg: "applied; waiting for 1 of 1 pods: Pending (1)"}
+	orch := service.New(service.Options{Store: e.store, Slices: e.engine, Deployers: heldDeployers{e.reg, w},
+		PollInterval: time.Hour})
+	t.Cleanup(orch.Close)
+	doc := []byte(`
+slices:
+  sliced:
+    id: pods
+    slice-parts:
+      - dc-slice-part:
+          name: edge
+          vdus:
+            - vdu:
+                name: edge_vm
+                commands: [echo up]
+`)
+	rec, err := orch.Start(ctx, service.Request{Tenant: "alice", SliceID: v.Slice.ID, Doc: doc, ID: "agent", Wait: true})
+	if err != nil || rec.State != store.ServiceApplied {
+		t.Fatalf("deploy: %v %+v", err, rec)
+	}
+	for i, ready := range []struct {
+		state, msg, want string
+	}{
+		{sdk.DeploySucceeded, "", ""},
+		{sdk.DeployFailed, "CrashLoopBackOff", "failed: CrashLoopBackOff"},
+	} {
+		w.set(sdk.DeployApplied, "applied; waiting for 1 of 1 pods: Pending (1)")
+		added, err := e.engine.AddPart(ctx, v.Slice.ID, "edge", sro.AddPartOptions{Reason: "test"})
+		if err != nil {
+			t.Fatalf("add part %d: %v", i, err)
+		}
+		e.sshd.Authorize(t, added.Observed.Attributes["ssh-public-key"])
+		errc := make(chan error, 1)
+		go func() { errc <- orch.PostDeploy(ctx, v.Slice.ID, added.Name, spec.PostDeployment{}) }()
+		select {
+		case err := <-errc:
+			t.Fatalf("post-deployment onto %s ended (%v) while its workloads were not ready", added.Name, err)
+		case <-time.After(2 * time.Second):
+		}
+		w.set(ready.state, ready.msg)
+		select {
+		case err = <-errc:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("post-deployment onto %s still waiting 30 s after its workloads were %s", added.Name, ready.state)
+		}
+		switch {
+		case ready.want == "" && err != nil:
+			t.Errorf("post-deployment onto %s once ready: %v", added.Name, err)
+		case ready.want != "" && (err == nil || !strings.Contains(err.Error(), ready.want)):
+			t.Errorf("post-deployment onto %s whose workloads failed: %v, want %q", added.Name, err, ready.want)
+		}
+		got, err := orch.Get(ctx, "alice", v.Slice.ID, "agent")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sp, ok := got.Part(added.Name); !ok || sp.State != ready.state {
+			t.Errorf("the new part %s in the service's record: %+v, want %s", added.Name, sp, ready.state)
+		}
 	}
 }

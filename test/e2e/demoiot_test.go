@@ -119,7 +119,7 @@ func TestDemoIoT(t *testing.T) {
 		}
 	}
 	// The vertical action grew the edge's worker in place: 2 -> 3 CPUs.
-	if !regexp.MustCompile(`dc-slice2/k8s-node-\d+ now 3 CPUs, \d+ MB \(was 2 CPUs`).MatchString(out) {
+	if !regexp.MustCompile(`dc-slice2/k8s-node-\d+ now 3 CPUs, \d+ MB \(was 2 v?CPUs`).MatchString(out) {
 		t.Error("the IoT edge's worker did not grow from 2 to 3 CPUs")
 	}
 	for _, re := range []string{`The demo, \d+\.\ds in all`, `action 1 \(add-cpu\): crossed`, `action 2 \(add-part\): crossed`} {
