@@ -1063,11 +1063,19 @@ func (d *demo) iotHorizontal(ctx context.Context, c *client.Client, before *v1.S
 			if e.err != nil {
 				return "", fmt.Errorf("devices of %s: %w", e.part.Name, e.err)
 			}
-			var err error
-			if e.after, err = agentReceived(ctx, e.agent); err != nil {
-				return "", fmt.Errorf("the agent of %s: %w", e.part.Name, err)
+			// The broker acknowledges a publish before it hands it on: give the agent a
+			// few seconds for what was still in flight.
+			var got int64
+			for deadline := time.Now().Add(10 * time.Second); ; {
+				var err error
+				if e.after, err = agentReceived(ctx, e.agent); err != nil {
+					return "", fmt.Errorf("the agent of %s: %w", e.part.Name, err)
+				}
+				if got = e.after - e.before; got >= e.res.Acked || time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(500 * time.Millisecond)
 			}
-			got := e.after - e.before
 			if e.res.Acked == 0 || got < e.res.Acked {
 				return "", fmt.Errorf("%s's agent received %d messages of the %d its %d devices' broker acknowledged", e.part.Name, got, e.res.Acked, devices)
 			}
