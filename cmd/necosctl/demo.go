@@ -1099,7 +1099,7 @@ func (d *demo) iotAgent(ctx context.Context, p v1.Part) (nsnet.Endpoint, func(),
 	return nsnet.Endpoint{Addr: f.Addr}, f.Close, nil
 }
 
-// The IoT agent's HTTP port in its pod, and its NodePort (examples/services/iot-dojot.yaml).
+// The IoT agent's HTTP port in its pod, and at a node reached from a part's namespace.
 const (
 	iotAgentPort     = 8080
 	iotAgentNodePort = 31880

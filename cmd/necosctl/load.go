@@ -21,7 +21,9 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// defaultMQTTPort is the IoT service's broker NodePort (examples/services/iot-dojot.yaml).
+// defaultMQTTPort is the broker's port at a node reached from a part's namespace (a node
+// port of the cluster, or a guest's); a Kubernetes part's broker is reached through its
+// cluster's API instead.
 const defaultMQTTPort = 31883
 
 func newLoadCommand(a *app) *cobra.Command {
@@ -307,8 +309,7 @@ over --ramp and then holds until --duration has passed. Every --report it prints
 target rate and the messages/s sent and acknowledged by the broker (PUBACK at QoS 1),
 and a summary at the end.
 
-The broker is reached at a node of the part (--node, else its first) on --port (the IoT
-service's NodePort, 31883), from inside the network namespace the part's nodes are
+The broker is reached at a node of the part (--node, else its first) on --port, from inside the network namespace the part's nodes are
 reached from (its "netns" attribute, or --netns): run it as root on the provider's
 machine. A Kubernetes part (no such attribute, a kubeconfig credential) is reached
 through its cluster's API instead, as kubectl port-forward does: port --pod-port of a
@@ -380,7 +381,7 @@ ready pod matching --pods in the part's namespace, with the part's own kubeconfi
 	f.StringVar(&slice, "slice", "", "slice id")
 	f.StringVar(&part, "part", "", "part of the slice running the broker")
 	f.StringVar(&node, "node", "", "node of the part to reach the broker at (default: the part's first)")
-	f.IntVar(&port, "port", defaultMQTTPort, "broker port on the node (the IoT service's NodePort)")
+	f.IntVar(&port, "port", defaultMQTTPort, "broker port on the node")
 	f.StringVar(&broker, "broker", "", "broker HOST:PORT, instead of --slice/--part")
 	f.StringVar(&netnsFlag, "netns", "", "network namespace to dial from (default: the part's)")
 	f.StringVar(&pods, "pods", "app=iotagent-mqtt", "Kubernetes part: label selector of the broker's pods")

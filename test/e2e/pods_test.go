@@ -84,9 +84,21 @@ func TestIoTSliceOnRealPods(t *testing.T) {
 	pod := waitRunning(ctx, t, cluster, ns, "app=iotagent-mqtt")
 	t.Logf("edge agent pod %s runs on %s", pod.Name, pod.Spec.NodeName)
 
-	// An MQTT client in the hub namespace publishes to the edge's NodePort.
+	// An MQTT client in the hub namespace publishes to the edge's NodePort (the
+	// cluster's choice: the example pins none).
+	svcObj, err := cluster.Client.CoreV1().Services(ns).Get(ctx, "iotagent-mqtt", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodePorts := map[string]int32{}
+	for _, p := range svcObj.Spec.Ports {
+		nodePorts[p.Name] = p.NodePort
+	}
+	if nodePorts["mqtt"] == 0 || nodePorts["http"] == 0 {
+		t.Fatalf("the edge's Service has no node ports: %+v", svcObj.Spec.Ports)
+	}
 	node := cluster.Data.Nodes[0]
-	broker := fmt.Sprintf("%s:31883", node.IP)
+	broker := fmt.Sprintf("%s:%d", node.IP, nodePorts["mqtt"])
 	opts := mqtt.NewClientOptions().AddBroker("tcp://" + broker).SetClientID("e2e-device").
 		SetCustomOpenConnectionFn(func(*url.URL, mqtt.ClientOptions) (net.Conn, error) {
 			return nsnet.Dial(ctx, "tcp", nsnet.Endpoint{Netns: cluster.Data.Hub, Addr: broker})
@@ -108,7 +120,7 @@ func TestIoTSliceOnRealPods(t *testing.T) {
 
 	// The agent's HTTP interface through a loopback forwarder on the host.
 	fwd, err := nsnet.Forward(ctx, nsnet.Endpoint{Addr: "127.0.0.1:0"},
-		nsnet.Endpoint{Netns: node.Netns(), Addr: fmt.Sprintf("%s:31880", node.IP)}, nil)
+		nsnet.Endpoint{Netns: node.Netns(), Addr: fmt.Sprintf("%s:%d", node.IP, nodePorts["http"])}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
