@@ -108,12 +108,29 @@ func (o *Orchestrator) redeploy(ctx context.Context, v *sro.View, part string) [
 			sp = o.awaitWorkloads(ctx, v, done, part)
 		}
 		if ok && sp.State != sdk.DeploySucceeded {
-			problems = append(problems, fmt.Sprintf("service %s on part %s: %s: %s", rec.ID, part, sp.State, sp.Message))
+			problems = append(problems, fmt.Sprintf("service %s on part %s: %s: %s", rec.ID, part, sp.State, partProblem(sp)))
 		}
 		o.log.Info("service redeployed after elasticity", "slice", sliceID, "service", rec.ID, "part", part,
 			"template", template)
 	}
 	return problems
+}
+
+// partProblem is what went wrong on a part: its message, else its failed steps' errors
+// (a deployer may say why on the step only, e.g. a manifest the cluster refused).
+func partProblem(sp *store.ServicePart) string {
+	if sp.Message != "" {
+		return sp.Message
+	}
+	var out []string
+	for _, n := range sp.Nodes {
+		for _, st := range n.Steps {
+			if st.State == sdk.DeployFailed {
+				out = append(out, fmt.Sprintf("%s step %d (%s): %s", n.Node, st.Index+1, st.Step, st.Error))
+			}
+		}
+	}
+	return joinSemi(out)
 }
 
 // appliedWait bounds how long a post-deployment waits for the workloads it applied to be
