@@ -17,8 +17,10 @@ import (
 // the truth: the index is read again from it
 //   - at start-up (Configure) and whenever it is older than indexTTL, which catches
 //     changes made behind the plugin's back (another process, an operator's virsh);
-//   - after a miss: a part read by name disagrees with what the index holds of it, or a
-//     define finds its name taken.
+//   - after a miss: a part read by name disagrees with what the index holds of it, a
+//     part the index does not hold has domains (looked for whenever the host's domain
+//     count is not the one the index expects: two cheap calls instead of a listing), or
+//     a define finds its name taken.
 // A rebuild reads libvirt without holding the index; a domain this process changes
 // meanwhile keeps the index's view of it, which is newer than what the rebuild read.
 
@@ -35,6 +37,27 @@ type domainIndex struct {
 	used    sdk.Resources
 	addrs   map[netip.Addr]int // node and endpoint addresses, with how many hold each
 	touched map[string]bool    // domains changed while a rebuild runs; nil: none runs
+	// hostDomains is how many domains the host had at the last read, the provider's or
+	// not, followed by this process's defines and removals: a count that differs says
+	// another process (or an operator) defined or removed domains since.
+	hostDomains int
+}
+
+// hostChanged says whether the host's domain count differs from the one the index
+// expects. A change made by this process between its libvirt call and the index's
+// update reads as one too; it costs a listing, never a wrong answer.
+func (x *domainIndex) hostChanged(conn *libvirt.Connect, s *settings) (bool, error) {
+	active, err := conn.NumOfDomains()
+	if err != nil {
+		return false, lvError(err, "count domains at %s", s.uri)
+	}
+	inactive, err := conn.NumOfDefinedDomains()
+	if err != nil {
+		return false, lvError(err, "count domains at %s", s.uri)
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return active+inactive != x.hostDomains, nil
 }
 
 // fresh says whether the index may be used without reading libvirt.
@@ -100,6 +123,9 @@ func (x *domainIndex) remove(name string) {
 func (x *domainIndex) put(n node) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	if _, ok := x.byName[n.domain]; !ok {
+		x.hostDomains++
+	}
 	x.remove(n.domain)
 	x.add(n)
 	if x.touched != nil {
@@ -111,6 +137,9 @@ func (x *domainIndex) put(n node) {
 func (x *domainIndex) drop(name string) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	if _, ok := x.byName[name]; ok {
+		x.hostDomains--
+	}
 	x.remove(name)
 	if x.touched != nil {
 		x.touched[name] = true
@@ -176,7 +205,7 @@ func (p *Plugin) ensureIndex(conn *libvirt.Connect, s *settings) error {
 	x.touched = map[string]bool{}
 	x.mu.Unlock()
 	start := time.Now()
-	nodes, err := p.listNodes(conn, s, namePrefix)
+	nodes, hostDomains, err := p.listDomains(conn, s, namePrefix)
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	touched := x.touched
@@ -187,6 +216,7 @@ func (p *Plugin) ensureIndex(conn *libvirt.Connect, s *settings) error {
 	old := x.byName
 	x.byName, x.byPart, x.addrs = map[string]node{}, map[sdk.PartRef]map[string]bool{}, map[netip.Addr]int{}
 	x.used = sdk.Resources{}
+	x.hostDomains = hostDomains
 	for _, n := range nodes {
 		if !touched[n.domain] {
 			x.add(n)

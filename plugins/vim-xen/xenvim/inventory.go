@@ -40,9 +40,16 @@ func (n node) usage() sdk.Resources {
 // listing, then each matching domain's definition). Domains that vanish while being read
 // are skipped.
 func (p *Plugin) listNodes(conn *libvirt.Connect, s *settings, prefix string) ([]node, error) {
+	nodes, _, err := p.listDomains(conn, s, prefix)
+	return nodes, err
+}
+
+// listDomains is listNodes that also returns how many domains the host has, the
+// provider's or not.
+func (p *Plugin) listDomains(conn *libvirt.Connect, s *settings, prefix string) ([]node, int, error) {
 	doms, err := conn.ListAllDomains(0)
 	if err != nil {
-		return nil, lvError(err, "list domains at %s", s.uri)
+		return nil, 0, lvError(err, "list domains at %s", s.uri)
 	}
 	defer func() {
 		for i := range doms {
@@ -61,13 +68,13 @@ func (p *Plugin) listNodes(conn *libvirt.Connect, s *settings, prefix string) ([
 			if isLibvirtCode(err, libvirt.ERR_NO_DOMAIN) {
 				continue
 			}
-			return nil, lvError(err, "read domain %s", name)
+			return nil, 0, lvError(err, "read domain %s", name)
 		}
 		if ok {
 			out = append(out, n)
 		}
 	}
-	return out, nil
+	return out, len(doms), nil
 }
 
 // readNode reads one domain; ok is false for domains that are not this provider's.
@@ -102,13 +109,16 @@ func readNode(d *libvirt.Domain, s *settings) (node, bool, error) {
 	}, true, nil
 }
 
-// partNodes returns the nodes of one part, read afresh by their domains' names, so the
-// call costs the same however many domains the host has. The names come from what this
-// process last read of the part (partNames), else from the usage index (index.go): a
-// part the index does not hold has no domain. When what was read disagrees with the
-// part's record (a node missing, or one another process added), the index missed a
-// change: it is read again at its next use, and the domains named after the part are
-// found by listing the host's domains.
+// partNodes returns the nodes of one part, read afresh by their domains' names. The
+// names come from what this process last read of the part (partNames), else from the
+// usage index (index.go). A part the index does not hold may still have domains:
+// another process made them since the index was read (the replica that led before
+// this one, an operator's virsh). So when the index holds none of the part and the
+// host's domain count is not the one the index expects, or what was read disagrees with
+// the part's record (a node missing, or one another process added), the domains named
+// after the part are found by listing the host's domains (one call, names included;
+// only the part's own domains are read); when the listing finds any, the index missed a
+// change and is read again at its next use.
 func (p *Plugin) partNodes(conn *libvirt.Connect, s *settings, ref sdk.PartRef) ([]node, error) {
 	hint := p.names.get(ref)
 	if len(hint) > 0 {
@@ -127,18 +137,25 @@ func (p *Plugin) partNodes(conn *libvirt.Connect, s *settings, ref sdk.PartRef) 
 	}
 	names := p.index.partNames(ref)
 	if len(names) == 0 {
-		p.names.set(ref, nil)
-		return nil, nil
+		changed, err := p.index.hostChanged(conn, s)
+		if err != nil {
+			return nil, err
+		}
+		if !changed {
+			p.names.set(ref, nil)
+			return nil, nil
+		}
 	}
-	nodes, complete, err := p.readNamed(conn, s, ref, names)
-	if err != nil {
-		return nil, err
+	if len(names) > 0 {
+		nodes, complete, err := p.readNamed(conn, s, ref, names)
+		if err != nil {
+			return nil, err
+		}
+		if complete {
+			p.names.set(ref, nodes)
+			return nodes, nil
+		}
 	}
-	if complete {
-		p.names.set(ref, nodes)
-		return nodes, nil
-	}
-	p.index.invalidate()
 	all, err := p.listNodes(conn, s, namePrefix+cleanName(ref.SliceID)+"."+cleanName(ref.PartID)+".")
 	if err != nil {
 		return nil, err
@@ -148,6 +165,9 @@ func (p *Plugin) partNodes(conn *libvirt.Connect, s *settings, ref sdk.PartRef) 
 		if n.ref() == ref {
 			out = append(out, n)
 		}
+	}
+	if len(names) > 0 || len(out) > 0 {
+		p.index.invalidate()
 	}
 	p.names.set(ref, out)
 	return out, nil

@@ -62,6 +62,44 @@ func TestPartReadByNameSeesOtherProcess(t *testing.T) {
 	}
 }
 
+// A part another process made after this one read its index (the replica that led
+// before this one) is found and deleted whole: the index holding none of it is no proof
+// that it has no domain (a follower that took the lead once left every domain behind).
+func TestPartMadeAfterIndexReadIsFound(t *testing.T) {
+	p1, provider := newTestPlugin(t, Config{})
+	raw, _ := json.Marshal(Config{URI: "test:///default", Capacity: Capacity{CPUs: 8, MemoryMB: 4096, StorageGB: 50}})
+	p2 := New(plugintest.TestLogger(t))
+	if err := p2.Configure(context.Background(), sdk.Config{Provider: provider, JSON: raw}); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = p2.Close() }()
+	ctx := context.Background()
+	ref := sdk.PartRef{SliceID: "late-" + suffix(), PartID: "p"}
+	mustCreate(t, p1, partSpec(ref, sdk.VDUSpec{Name: "w", Instances: 2, CPUs: 1, MemoryMB: 256}))
+	if !p2.index.fresh() {
+		t.Fatal("the second instance's index is not fresh: the test would not show the miss")
+	}
+	if got, err := p2.Describe(ctx, ref); err != nil || len(got.Nodes) != 2 {
+		t.Fatalf("describe through the instance whose index predates the part: %+v, %v", got, err)
+	}
+	if err := p2.Delete(ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+	s, conn, err := p1.session()
+	if err != nil {
+		t.Fatal(err)
+	}
+	left, err := p1.listNodes(conn, s, namePrefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range left {
+		if n.ref() == ref {
+			t.Errorf("domain %s left after the delete", n.domain)
+		}
+	}
+}
+
 // indexAgrees checks the usage index against a fresh listing of libvirt: the same
 // domains, totals and addresses.
 func indexAgrees(t *testing.T, p *Plugin, when string) {
