@@ -31,6 +31,12 @@ func readPartKey(s *settings, ref sdk.PartRef) (string, error) {
 
 func writePartKey(s *settings, ref sdk.PartRef, key string) error {
 	path := keyPath(s, ref)
+	// Only the key directory is private: the ones above it may hold the storage pool
+	// too (the defaults share /var/lib/necos/vim-xen), which QEMU's user must traverse;
+	// made 0700 by the first key, every guest failed to start ("Permission denied").
+	if err := os.MkdirAll(filepath.Dir(s.keyDir), 0o755); err != nil {
+		return fmt.Errorf("key directory: %w", err)
+	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return fmt.Errorf("key directory: %w", err)
 	}
