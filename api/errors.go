@@ -13,6 +13,7 @@ import (
 	"time"
 
 	v1 "github.com/necos/necos/api/v1"
+	"github.com/necos/necos/core/broker"
 	"github.com/necos/necos/core/spec"
 	"github.com/necos/necos/core/sro"
 	"github.com/necos/necos/core/store"
@@ -61,6 +62,10 @@ func fieldError(path, format string, args ...any) *Error {
 //   - *spec.Error: 400 with every problem (413 when the document is too large);
 //   - sro.ErrNotFound or store.ErrNotFound: 404;
 //   - store.ErrExists: 409 (a live slice with that spec id);
+//   - broker.ErrOverBudget: 422, with the error's message (the part, the price and the
+//     budget): the change breaks the tenant's own cost bound, and asking again will not
+//     help until the slice's budget or the provider's price changes (unlike a provider
+//     without room, which may have some later);
 //   - a cancelled or expired context: 503;
 //   - anything else: 500, with the details only in the log.
 func asError(err error) *Error {
@@ -102,6 +107,8 @@ func asError(err error) *Error {
 			out.SliceID = ex.ID
 		}
 		return out
+	case errors.Is(err, broker.ErrOverBudget):
+		return &Error{Status: http.StatusUnprocessableEntity, Message: err.Error()}
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return &Error{Status: http.StatusServiceUnavailable, Message: "request cancelled or timed out", Cause: err}
 	}

@@ -74,11 +74,44 @@ type Budget struct {
 	Euros float64
 }
 
-// check returns "" when price (already per the model's unit) satisfies the bound, else
-// why not.
-func (b Budget) check(price float64, unit string) string {
+// ErrOverBudget is in the chain of every *BudgetError: a price that breaks the
+// tenant's budget, at creation or when a part grows.
+var ErrOverBudget = errors.New("over budget")
+
+// BudgetError says that a price breaks a budget.
+type BudgetError struct {
+	// Price is per Unit, as the budget's model counts it.
+	Price  float64
+	Unit   string
+	Budget Budget
+}
+
+func (e *BudgetError) Error() string {
+	b := e.Budget
+	switch b.Op {
+	case "<=", "<":
+		return fmt.Sprintf("over budget by €%.2f (€%.2f %s, budget %s%.2f)", e.Price-b.Euros, e.Price, e.Unit, b.Op, b.Euros)
+	case "=", "==", ">=", ">":
+		return fmt.Sprintf("outside budget (€%.2f %s, budget %s%.2f)", e.Price, e.Unit, b.Op, b.Euros)
+	}
+	return fmt.Sprintf("unknown budget operator %q", b.Op)
+}
+
+func (e *BudgetError) Is(target error) bool { return target == ErrOverBudget }
+
+// CheckPart says whether an offer for a part of spec fits the budget, priced per the
+// budget's model (per machine: the offer's price over the spec's nodes): nil, or a
+// *BudgetError. Placements at creation and the growth of a placed part (vertical
+// elasticity) are priced by it alike.
+func (b Budget) CheckPart(o sdk.Offer, spec sdk.PartSpec) error {
+	return b.check(unitPrice(b.Model, o.PricePerDay, spec.Resources().Nodes))
+}
+
+// check returns nil when price (already per the model's unit) satisfies the bound, else
+// a *BudgetError saying why not.
+func (b Budget) check(price float64, unit string) error {
 	if b.Op == "" {
-		return ""
+		return nil
 	}
 	ok := false
 	switch b.Op {
@@ -92,16 +125,11 @@ func (b Budget) check(price float64, unit string) string {
 		ok = price >= b.Euros-1e-9
 	case ">":
 		ok = price > b.Euros
-	default:
-		return fmt.Sprintf("unknown budget operator %q", b.Op)
 	}
 	if ok {
-		return ""
+		return nil
 	}
-	if b.Op == "<=" || b.Op == "<" {
-		return fmt.Sprintf("over budget by €%.2f (€%.2f %s, budget %s%.2f)", price-b.Euros, price, unit, b.Op, b.Euros)
-	}
-	return fmt.Sprintf("outside budget (€%.2f %s, budget %s%.2f)", price, unit, b.Op, b.Euros)
+	return &BudgetError{Price: price, Unit: unit, Budget: b}
 }
 
 // PartRequest is one DC part to place.
@@ -258,7 +286,6 @@ func (b *Broker) offers(ctx context.Context, reqs []PartRequest, budget Budget) 
 		works[i].reasons = why
 		cands[i] = make([]candidate, len(eligible))
 		settled := newSettle()
-		nodes := r.Spec.Resources().Nodes
 		for j, p := range eligible {
 			wg.Add(1)
 			go func() {
@@ -269,7 +296,7 @@ func (b *Broker) offers(ctx context.Context, reqs []PartRequest, budget Budget) 
 					c.offer, err = b.offer(actx, p, r.Spec)
 					return err
 				})
-				if c.err == nil && c.offer.Accepted && budget.check(unitPrice(budget.Model, c.offer.PricePerDay, nodes)) == "" {
+				if c.err == nil && c.offer.Accepted && budget.CheckPart(c.offer, r.Spec) == nil {
 					settled.settle()
 				}
 				cands[i][j] = c
@@ -278,7 +305,6 @@ func (b *Broker) offers(ctx context.Context, reqs []PartRequest, budget Budget) 
 	}
 	wg.Wait()
 	for i, w := range works {
-		nodes := w.req.Spec.Resources().Nodes
 		w.unavailable = len(cands[i]) > 0 && len(w.reasons) == 0
 		for _, c := range cands[i] {
 			if !transient(c.err) {
@@ -290,8 +316,8 @@ func (b *Broker) offers(ctx context.Context, reqs []PartRequest, budget Budget) 
 			case !c.offer.Accepted:
 				w.reasons = append(w.reasons, fmt.Sprintf("%s: %s", c.provider, nonEmpty(c.offer.Reason, "refused")))
 			default:
-				if why := budget.check(unitPrice(budget.Model, c.offer.PricePerDay, nodes)); why != "" {
-					w.reasons = append(w.reasons, fmt.Sprintf("%s: %s", c.provider, why))
+				if err := budget.CheckPart(c.offer, w.req.Spec); err != nil {
+					w.reasons = append(w.reasons, fmt.Sprintf("%s: %v", c.provider, err))
 					continue
 				}
 				w.ok = append(w.ok, c)
@@ -606,7 +632,7 @@ func (b *Broker) PlaceLinks(ctx context.Context, reqs []LinkRequest, budget Budg
 					}
 					return err
 				})
-				if res.err == nil && res.offer.Accepted && budget.check(res.offer.PricePerDay, "per link per day") == "" {
+				if res.err == nil && res.offer.Accepted && budget.check(res.offer.PricePerDay, "per link per day") == nil {
 					settled.settle()
 				}
 				results[i][j] = res
@@ -629,8 +655,8 @@ func (b *Broker) PlaceLinks(ctx context.Context, reqs []LinkRequest, budget Budg
 			case !res.offer.Accepted:
 				reasons = append(reasons, fmt.Sprintf("%s: %s", res.provider, nonEmpty(res.offer.Reason, "refused")))
 			default:
-				if why := budget.check(res.offer.PricePerDay, "per link per day"); why != "" {
-					reasons = append(reasons, fmt.Sprintf("%s: %s", res.provider, why))
+				if err := budget.check(res.offer.PricePerDay, "per link per day"); err != nil {
+					reasons = append(reasons, fmt.Sprintf("%s: %v", res.provider, err))
 					continue
 				}
 				if best < 0 || res.offer.PricePerDay < results[i][best].offer.PricePerDay {

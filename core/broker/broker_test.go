@@ -320,3 +320,35 @@ func TestSlowProviders(t *testing.T) {
 		}
 	})
 }
+
+// CheckPart prices an offer per the budget's model, as placements do: per machine is the
+// part's price over its nodes.
+func TestCheckPart(t *testing.T) {
+	spec := func(nodes int) sdk.PartSpec {
+		return sdk.PartSpec{VDUs: []sdk.VDUSpec{{Name: "vm", Instances: nodes, CPUs: 1, MemoryMB: 512}}}
+	}
+	for _, tc := range []struct {
+		name   string
+		budget Budget
+		price  float64
+		nodes  int
+		want   string // "" when it fits
+	}{
+		{"no budget", Budget{}, 1000, 1, ""},
+		{"per machine, at the bound", Budget{Model: PerMachinePerDay, Op: "<=", Euros: 10}, 20, 2, ""},
+		{"per machine, over", Budget{Model: PerMachinePerDay, Op: "<=", Euros: 10}, 24, 2, "over budget by €2.00 (€12.00 per machine per day, budget <=10.00)"},
+		{"per part, over", Budget{Model: PerPartPerDay, Op: "<=", Euros: 10}, 12, 2, "over budget by €2.00 (€12.00 per day, budget <=10.00)"},
+		{"per part, under a floor", Budget{Model: PerPartPerDay, Op: ">=", Euros: 10}, 5, 1, "outside budget (€5.00 per day, budget >=10.00)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.budget.CheckPart(sdk.Offer{PricePerDay: tc.price}, spec(tc.nodes))
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tc.want == "":
+			case !errors.Is(err, ErrOverBudget) || err.Error() != tc.want:
+				t.Fatalf("got %v, want %q", err, tc.want)
+			}
+		})
+	}
+}

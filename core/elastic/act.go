@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/necos/necos/core/broker"
 	"github.com/necos/necos/core/spec"
 	"github.com/necos/necos/core/sro"
 	"github.com/necos/necos/core/store"
@@ -82,9 +83,11 @@ func (e *Engine) perform(ctx context.Context, ev *evaluator, f *Firing) (outcome
 		switch {
 		case sro.IsProviderFull(err):
 			full = err.Error()
-		case sdk.CodeOf(err) == sdk.CodeFailedPrecondition:
-			// The backend's own limit (a node's maximum size): like an action at its
-			// limit, the next one may still do.
+		case sdk.CodeOf(err) == sdk.CodeFailedPrecondition, errors.Is(err, broker.ErrOverBudget):
+			// The backend's own limit (a node's maximum size), or the tenant's budget
+			// (the part's new price breaks it): like an action at its limit, the next
+			// one may still do — another vertical action may cost less, and a copy of
+			// the part is priced against the budget where it is placed.
 			e.event(ctx, sliceID, ev.ev(EvActionFailed, err.Error(), map[string]string{"action": a.Type}))
 			limits = append(limits, fmt.Sprintf("%s: %v", a.Type, err))
 			continue

@@ -36,8 +36,10 @@
 // The vertical actions are tried in order (spec.Policy.VerticalActions): add-node
 // scales the action's VDU by its step (sro.Engine.ScalePart), add-cpu and add-memory grow
 // the node the policy fired on when it is a node of the action's VDU, else every node of
-// the VDU (sro.Engine.ResizePart); an action at its limit (spec.Policy.Limit), or refused
-// by the backend as beyond what a node can have, passes to the next. When the provider
+// the VDU (sro.Engine.ResizePart); an action at its limit (spec.Policy.Limit), refused
+// by the backend as beyond what a node can have, or refused because the part's new price
+// breaks the slice's budget (broker.ErrOverBudget), passes to the next, its refusal an
+// elastic.action-failed event. When the provider
 // has no room (sro.IsProviderFull) or no vertical action is left, the horizontal actions
 // are tried (spec.Policy.HorizontalActions): add-part copies the template part to the
 // action's location through sro.Engine.AddPart, which links it to the core. After a

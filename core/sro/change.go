@@ -68,9 +68,10 @@ func (e *Engine) settle(id string, err error) {
 // changeFailure is a failed change's error as its record or event tells it, when the
 // original error (with its chain) is in another process.
 type changeFailure struct {
-	msg  string
-	full bool
-	code sdk.Code
+	msg    string
+	full   bool
+	budget bool
+	code   sdk.Code
 }
 
 func (c *changeFailure) Error() string { return c.msg }
@@ -80,6 +81,9 @@ func (c *changeFailure) Unwrap() []error {
 	if c.full {
 		out = append(out, ErrProviderFull)
 	}
+	if c.budget {
+		out = append(out, broker.ErrOverBudget)
+	}
 	if c.code != sdk.CodeOK && c.code != sdk.CodeUnknown {
 		out = append(out, &sdk.Error{Code: c.code, Message: c.msg})
 	}
@@ -87,12 +91,13 @@ func (c *changeFailure) Unwrap() []error {
 }
 
 func failureData(err error) map[string]string {
-	return map[string]string{"full": strconv.FormatBool(IsProviderFull(err)), "code": strconv.Itoa(int(sdk.CodeOf(err)))}
+	return map[string]string{"full": strconv.FormatBool(IsProviderFull(err)),
+		"budget": strconv.FormatBool(errors.Is(err, broker.ErrOverBudget)), "code": strconv.Itoa(int(sdk.CodeOf(err)))}
 }
 
 func failureOf(msg string, data map[string]string) error {
 	code, _ := strconv.Atoi(data["code"])
-	return &changeFailure{msg: msg, full: data["full"] == "true", code: sdk.Code(code)}
+	return &changeFailure{msg: msg, full: data["full"] == "true", budget: data["budget"] == "true", code: sdk.Code(code)}
 }
 
 // request writes the change build returns for a Ready part of a Ready slice (after any
@@ -235,8 +240,10 @@ func (e *Engine) outcome(ctx context.Context, sliceID, part string, c *store.Par
 }
 
 // ResizePart sets the vCPUs and/or memory (zero leaves a value as it is) of the nodes of
-// a VDU of a part, or of one node of it when node is set (vertical elasticity). The new
-// size is reserved at the provider first (ErrProviderFull when it does not fit), then
+// a VDU of a part, or of one node of it when node is set (vertical elasticity). A part
+// that grows is priced by its provider's offer against the slice's DC budget, as at
+// creation (broker.ErrOverBudget when the new price breaks it). The new size is
+// reserved at the provider first (ErrProviderFull when it does not fit), then
 // the VIM resizes, then the part's observed state (and, for a VDU-wide change, its
 // spec) is recorded. A refusal gives the reservation back. It returns once the change
 // is converged or rolled back.
@@ -276,7 +283,8 @@ func (e *Engine) ResizePart(ctx context.Context, sliceID, part, vdu, node string
 }
 
 // ScalePart sets the number of nodes of a VDU of a part (vertical elasticity: one more
-// worker). The nodes added are reserved at the provider first (ErrProviderFull when they
+// worker). A part that grows is priced against the slice's DC budget as ResizePart's
+// is. The nodes added are reserved at the provider first (ErrProviderFull when they
 // do not fit), then the VIM scales, then the part's spec and observed state are
 // recorded. A refusal gives the reservation back. It returns once the change is
 // converged or rolled back.
@@ -407,7 +415,7 @@ func (e *Engine) convergeChanges(ctx context.Context, sl *store.Slice) (int, err
 		var err error
 		switch p.Change.Kind {
 		case store.ChangeResize, store.ChangeScale:
-			err = e.convergeSize(ctx, p)
+			err = e.convergeSize(ctx, sl, p)
 		case store.ChangeAdd:
 			err = e.convergeAdd(ctx, sl, p)
 		case store.ChangeRemove:
@@ -515,10 +523,60 @@ func nextSpec(ps sdk.PartSpec, c *store.PartChange) sdk.PartSpec {
 	return ps
 }
 
-// convergeSize makes a resize or scale: reserve the new size (recorded), ask the VIM
-// (idempotent: it sets a size, it does not add to one), record the part; a failure gives
-// the previous reservation back.
-func (e *Engine) convergeSize(ctx context.Context, p *store.Part) error {
+// pricedSpec is the spec a size change is priced by (and its provider's capacity asked
+// with): the part's spec once the change is made. A resize of one node leaves the spec
+// as it is, so that node is set apart, as a VDU of its own at its new size: the
+// provider then prices what the part will hold.
+func pricedSpec(p *store.Part, c *store.PartChange) sdk.PartSpec {
+	next := nextSpec(p.Spec, c)
+	v, ok := p.Spec.VDU(c.VDU)
+	if c.Kind != store.ChangeResize || c.Node == "" || !ok || v.Instances < 1 {
+		return next
+	}
+	if _, taken := p.Spec.VDU(c.Node); taken {
+		return next
+	}
+	one := v
+	one.Name, one.Instances = c.Node, 1
+	for _, n := range nodesOf(p, v) {
+		if n.Name == c.Node {
+			one.CPUs, one.MemoryMB = n.CPUs, n.MemoryMB
+		}
+	}
+	if c.CPUs > 0 {
+		one.CPUs = c.CPUs
+	}
+	if c.MemoryMB > 0 {
+		one.MemoryMB = c.MemoryMB
+	}
+	out := withVDU(next, c.VDU, func(x *sdk.VDUSpec) { x.Instances-- })
+	out.VDUs = append(out.VDUs, one)
+	return out
+}
+
+// grows reports whether a size change asks for more of anything than the part holds:
+// only such a change is checked against the budget, so that a part whose provider's
+// prices rose past the budget can still shrink.
+func grows(c *store.PartChange) bool {
+	want, had := c.Want.Resources(), c.Hold.Resources()
+	return want.Nodes > had.Nodes || want.CPUs > had.CPUs || want.MemoryMB > had.MemoryMB || want.StorageGB > had.StorageGB
+}
+
+// dcBudget is the tenant's bound on a part's price: the plan's, from the slice's stored
+// spec, as the parts were placed with at creation.
+func (e *Engine) dcBudget(sl *store.Slice) (broker.Budget, error) {
+	s, err := StoredSpec(sl)
+	if err != nil {
+		e.recordCorrupt(sl, err)
+		return broker.Budget{}, err
+	}
+	return builder.New(sl.ID, sl.Tenant, s).DCBudget, nil
+}
+
+// convergeSize makes a resize or scale: check the new size's price against the slice's
+// budget, reserve the new size (recorded), ask the VIM (idempotent: it sets a size, it
+// does not add to one), record the part; a failure gives the previous reservation back.
+func (e *Engine) convergeSize(ctx context.Context, sl *store.Slice, p *store.Part) error {
 	c := p.Change
 	if c.Failed != "" {
 		return e.rollbackSize(ctx, p)
@@ -543,11 +601,22 @@ func (e *Engine) convergeSize(ctx context.Context, p *store.Part) error {
 		}
 		return e.rollbackSize(ctx, p)
 	}
-	next := nextSpec(p.Spec, c)
-	offer, oerr := e.callOffer(ctx, p.Provider, next)
+	priced := pricedSpec(p, c)
+	offer, oerr := e.callOffer(ctx, p.Provider, priced)
 	if !c.Reserved {
 		if oerr != nil {
 			return fail(fmt.Errorf("capacity of %s: %w", p.Provider, oerr))
+		}
+		// Checked before anything is reserved, so a refusal has nothing to give back; a
+		// change resumed once reserved was checked before its reservation.
+		if grows(c) {
+			budget, err := e.dcBudget(sl)
+			if err != nil {
+				return fail(err)
+			}
+			if err := budget.CheckPart(offer, priced); err != nil {
+				return fail(err)
+			}
 		}
 		// The provider's capacity comes with its offer; whether it would accept the
 		// whole part again does not matter here (the part already holds most of it).
@@ -577,7 +646,7 @@ func (e *Engine) convergeSize(ctx context.Context, p *store.Part) error {
 		return fail(err)
 	}
 	price := 0.0
-	if oerr == nil && (c.Kind == store.ChangeScale || c.Node == "") {
+	if oerr == nil {
 		price = offer.PricePerDay
 	}
 	err = e.clearChange(ctx, p, func(x *store.Part) []store.Event {
