@@ -97,7 +97,7 @@ func BenchmarkReleaseVNI(b *testing.B) {
 					b.StartTimer()
 					var err error
 					if what == "slice" {
-						err = benchReleaseSlice(ctx, s, slice)
+						err = s.ReleaseSliceVNIs(ctx, slice)
 					} else {
 						err = s.ReleaseVNI(ctx, slice+"/l0")
 					}
