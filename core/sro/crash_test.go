@@ -448,17 +448,12 @@ func consistent(t *testing.T, r *running, uri, sliceID string) {
 			}
 		}
 	}
-	held := 0 // counted through ReleaseVNIs's filter, which releases none here
-	if err := r.store.ReleaseVNIs(ctx, func(h string) bool {
-		if strings.HasPrefix(h, sliceID+"/") {
-			held++
-		}
-		return false
-	}); err != nil {
+	held, err := r.store.SliceVNIs(ctx, sliceID)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if held != 0 {
-		t.Errorf("%d VNIs held by a slice whose links are not built", held)
+	if len(held) != 0 {
+		t.Errorf("%d VNIs held by a slice whose links are not built: %v", len(held), held)
 	}
 	if d := sliceDomains(t, uri, sliceID); len(d) != nodes {
 		t.Errorf("libvirt holds %d domains of the slice, the records %d nodes: %v", len(d), nodes, d)

@@ -240,7 +240,6 @@ func (e *Engine) linkEnd(sliceID, part string, at map[string]broker.Placement) (
 // releaseAll drops every reservation and VNI the slice holds.
 func (e *Engine) releaseAll(ctx context.Context, sliceID string) error {
 	prefix := sliceID + "/"
-	match := func(h string) bool { return strings.HasPrefix(h, prefix) }
 	// One store round trip per provider, all at once: a plan starts with this, and one
 	// after another they cost as much as the rest of the plan.
 	errs := make([]error, len(e.cat.Providers)+1)
@@ -257,8 +256,9 @@ func (e *Engine) releaseAll(ctx context.Context, sliceID string) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		if err := e.store.ReleaseVNIs(ctx, match); err != nil {
-			errs[len(errs)-1] = fmt.Errorf("release VNIs of %s: %w", sliceID, err)
+		// The VNIs' holders are vniHolder(sliceID, link): the store reads this slice's only.
+		if err := e.store.ReleaseSliceVNIs(ctx, sliceID); err != nil {
+			errs[len(errs)-1] = err
 		}
 	}()
 	wg.Wait()

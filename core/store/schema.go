@@ -17,7 +17,13 @@ import (
 //     the reconciler converges. A necosd of version 1 would read such a part as settled,
 //     ignore the change and leave its reservation and backend out of step: it must refuse
 //     a store of version 2.
-const SchemaVersion = 2
+//   - 3: a held VNI (vnis/<vni> → holder) comes with its holder index
+//     (vniholders/<holder> → VNI), written and deleted in the same transaction, so that
+//     allocations and releases read no more than their holder's keys. A necosd of
+//     version 2 would allocate and release without the index and leave it naming VNIs
+//     no longer held (a holder would be handed a VNI another link took): it must refuse
+//     a store of version 3. The migration indexes the VNIs held.
+const SchemaVersion = 3
 
 // migrations[v] rewrites a store at version v into version v+1. Each step must be safe to
 // run again after a crash halfway (the version is raised only after it succeeds).
@@ -26,6 +32,8 @@ var migrations = map[int]func(ctx context.Context, s *Store) error{
 	// between the field and this version, with it): both read as they are. Nothing is
 	// rewritten; the version is raised so that a necosd of version 1 refuses the store.
 	1: func(context.Context, *Store) error { return nil },
+	// A store of version 2 holds VNI records without their holder index: write it.
+	2: indexVNIHolders,
 }
 
 // ErrSchema is returned by Open when the store was written by a newer necosd.

@@ -55,10 +55,11 @@ type Store struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	// vniMu guards vniTrying: the VNIs this process is committing right now, which its
-	// other allocations skip instead of all racing for the same lowest free one.
+	// vniMu guards vni, this process's view of the VNIs held (see vni.go); vniLoadMu
+	// makes concurrent allocations wait for one listing of them rather than each list.
 	vniMu     sync.Mutex
-	vniTrying map[uint32]bool
+	vniLoadMu sync.Mutex
+	vni       vniState
 }
 
 // Options configure Open.
