@@ -372,8 +372,9 @@ func TestRealGuestAddCPUsUnderLoad(t *testing.T) {
 			t.Fatalf("TCG guest does not run the TCG emulator %s (scripts/qemu.sh installs it): %v\n%s", DefaultTCGEmulator, err, x)
 		}
 	}
-	// Two loops running fresh copies of busybox, started in the background.
-	load := `for j in 1 2; do (i=0; while :; do i=$((i+1)); f=/tmp/bb$j.$i; cp /bin/busybox $f && $f sh -c 'seq 1 300 | $0 md5sum' $f >/dev/null; rm -f $f; done) </dev/null >/dev/null 2>&1 & done; echo started`
+	// Two loops running fresh copies of busybox, started in the background; each writes
+	// its round count to /tmp/load<j>.
+	load := `for j in 1 2; do (i=0; while :; do i=$((i+1)); f=/tmp/bb$j.$i; cp /bin/busybox $f && $f sh -c 'seq 1 300 | $0 md5sum' $f >/dev/null; rm -f $f; echo $i > /tmp/load$j; done) </dev/null >/dev/null 2>&1 & done; echo started`
 	if out, err := sshTo(t, part, "core_vm-1", load); err != nil || strings.TrimSpace(out) != "started" {
 		t.Fatalf("start load: %q %v", out, err)
 	}
@@ -403,9 +404,11 @@ func TestRealGuestAddCPUsUnderLoad(t *testing.T) {
 		}
 		t.Logf("vCPU %d: Resize %s, seen by the guest after %s", n, resized.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 	}
-	// Still running, still busy, and Describe agrees.
-	if out, err := sshTo(t, part, "core_vm-1", "nproc; ls /tmp | grep -c bb"); err != nil || !strings.HasPrefix(out, strconv.Itoa(top)+"\n") {
-		t.Fatalf("guest after the adds: %q %v", out, err)
+	// Still running, still busy (the loops' round counts move), and Describe agrees.
+	busy := `nproc; a=$(cat /tmp/load1 /tmp/load2 | tr '\n' +); sleep 3; b=$(cat /tmp/load1 /tmp/load2 | tr '\n' +); [ $((${a}0)) -lt $((${b}0)) ] && echo busy`
+	if out, err := sshTo(t, part, "core_vm-1", busy); err != nil || out != strconv.Itoa(top)+"\nbusy\n" {
+		diag, derr := sshTo(t, part, "core_vm-1", "cat /proc/uptime; ls /tmp; cat /tmp/load1 /tmp/load2; ps; free; dmesg | tail -n 30")
+		t.Fatalf("guest after the adds: %q %v; the guest (%v):\n%s", out, err, derr, diag)
 	}
 	got, err := e.p.Describe(ctx, spec.Ref)
 	if err != nil {
