@@ -72,7 +72,7 @@ cat > "$work/spec.json" <<JSON
   {"name": "necos.local/mosquitto:2.0.11",
    "elf_root": "$work/root", "elf": ["/usr/sbin/mosquitto"],
    "dirs": ["/tmp"],
-   "text": {"/etc/mosquitto/mosquitto.conf": "listener 1883 0.0.0.0\nallow_anonymous true\npersistence false\nlog_dest stdout\nlog_type error\nlog_type warning\nlog_type notice\n",
+   "text": {"/etc/mosquitto/mosquitto.conf": "listener 1883 0.0.0.0\nallow_anonymous true\npersistence false\nmax_queued_messages 0\nlog_dest stdout\nlog_type error\nlog_type warning\nlog_type notice\n",
             "/etc/passwd": "root:x:0:0:root:/root:/bin/false\nmosquitto:x:1883:1883:mosquitto:/nonexistent:/bin/false\n",
             "/etc/group": "root:x:0:\nmosquitto:x:1883:\n"},
    "env": ["LD_LIBRARY_PATH=/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu"],

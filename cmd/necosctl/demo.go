@@ -1063,15 +1063,19 @@ func (d *demo) iotHorizontal(ctx context.Context, c *client.Client, before *v1.S
 			if e.err != nil {
 				return "", fmt.Errorf("devices of %s: %w", e.part.Name, e.err)
 			}
-			// The broker acknowledges a publish before it hands it on: give the agent a
-			// few seconds for what was still in flight.
+			// The broker acknowledges a publish before it hands it on, and queues what a
+			// busy agent has not taken yet: wait while the agent still catches up (its
+			// count moved in the last 10 s), up to a minute.
 			var got int64
-			for deadline := time.Now().Add(10 * time.Second); ; {
+			for deadline, moved := time.Now().Add(time.Minute), time.Now(); ; {
 				var err error
 				if e.after, err = agentReceived(ctx, e.agent); err != nil {
 					return "", fmt.Errorf("the agent of %s: %w", e.part.Name, err)
 				}
-				if got = e.after - e.before; got >= e.res.Acked || time.Now().After(deadline) {
+				if n := e.after - e.before; n > got {
+					got, moved = n, time.Now()
+				}
+				if got >= e.res.Acked || time.Now().After(deadline) || time.Since(moved) > 10*time.Second {
 					break
 				}
 				time.Sleep(500 * time.Millisecond)
