@@ -27,6 +27,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // Endpoint is an address in a network namespace.
@@ -228,6 +229,38 @@ func (f *Forwarder) report(err error) {
 	}
 }
 
+// PrepareDir makes the directory of named namespaces a shared mount of its own, as
+// `ip netns add` does the first time it runs on a machine, before any namespace is
+// mounted in it. Call it before creating a named namespace (Create does): a namespace
+// mounted in the plain directory ends up hidden under the mount `ip netns add` makes
+// later, where it can be neither entered nor removed by its name (unlink: EBUSY).
+func PrepareDir() error {
+	const dir = "/var/run/netns"
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("namespace directory: %w", err)
+	}
+	prepareMu.Lock()
+	defer prepareMu.Unlock()
+	// Already a mount point (made here or by ip): only make sure it is shared.
+	err := unix.Mount("", dir, "none", unix.MS_SHARED|unix.MS_REC, "")
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, unix.EINVAL) {
+		return fmt.Errorf("namespace directory %s: make shared: %w", dir, err)
+	}
+	if err := unix.Mount(dir, dir, "none", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("namespace directory %s: bind: %w", dir, err)
+	}
+	if err := unix.Mount("", dir, "none", unix.MS_SHARED|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("namespace directory %s: make shared: %w", dir, err)
+	}
+	return nil
+}
+
+// prepareMu keeps two PrepareDir of a process from both binding the directory.
+var prepareMu sync.Mutex
+
 // Create makes a named network namespace (as `ip netns add` does) with its loopback up.
 // It fails when the name is taken. Creating a namespace switches the calling thread into
 // it, so that happens on a thread of its own that is never handed back (see [In]).
@@ -237,6 +270,9 @@ func Create(name string) error {
 	}
 	if _, err := os.Stat(Path(name)); err == nil {
 		return fmt.Errorf("create network namespace %s: %w", name, os.ErrExist)
+	}
+	if err := PrepareDir(); err != nil {
+		return fmt.Errorf("create network namespace %s: %w", name, err)
 	}
 	done := make(chan error, 1)
 	go func() {
@@ -272,12 +308,18 @@ func Create(name string) error {
 }
 
 // Remove deletes a named network namespace (as `ip netns delete` does); a missing one is
-// not an error. Its interfaces go when the last process in it has gone.
+// not an error. Its interfaces go when the last process in it has gone. A name whose
+// file is no longer a mount of a namespace (its mount gone, or its creation cut short)
+// is removed too: netns.DeleteNamed stops at the unmount and left such files behind.
 func Remove(name string) error {
 	if name == "" || filepath.IsAbs(name) || strings.ContainsRune(name, '/') {
 		return fmt.Errorf("remove network namespace: name: expected a plain name, got %q", name)
 	}
-	if err := netns.DeleteNamed(name); err != nil && !errors.Is(err, os.ErrNotExist) {
+	path := Path(name)
+	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("remove network namespace %s: unmount: %w", name, err)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove network namespace %s: %w", name, err)
 	}
 	return nil

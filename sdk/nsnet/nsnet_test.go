@@ -206,3 +206,27 @@ func TestCreateAndRemove(t *testing.T) {
 		}
 	}
 }
+
+// A name whose file is no longer a namespace's mount (its mount gone, or its creation
+// cut short) is removed as well: such a file was what a test run left behind.
+func TestRemoveUnmountedName(t *testing.T) {
+	if os.Geteuid() != 0 {
+		plugintest.NeedBackend(t, "network namespaces need root")
+	}
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	name := "necos-nsnet-" + hex.EncodeToString(b)
+	if err := os.MkdirAll("/var/run/netns", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(nsnet.Path(name), nil, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Remove(nsnet.Path(name)) })
+	if err := nsnet.Remove(name); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(nsnet.Path(name)); !os.IsNotExist(err) {
+		t.Errorf("file still there: %v", err)
+	}
+}

@@ -18,7 +18,6 @@ import (
 	"github.com/necos/necos/sdk/nsnet"
 	"github.com/necos/necos/sdk/plugintest"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/crypto/ssh"
 	"libvirt.org/go/libvirt"
 )
@@ -77,7 +76,7 @@ func newSite(t testing.TB) string {
 	if err := ensureNamedNetns(name); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = netns.DeleteNamed(name) })
+	t.Cleanup(func() { _ = nsnet.Remove(name) })
 	return name
 }
 

@@ -135,6 +135,9 @@ func ensureNamedNetns(name string) error {
 	if _, err := os.Stat(nsnet.Path(name)); err == nil {
 		return nil
 	}
+	if err := nsnet.PrepareDir(); err != nil {
+		return fmt.Errorf("create network namespace %s: %w", name, err)
+	}
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine

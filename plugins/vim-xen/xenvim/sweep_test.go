@@ -71,7 +71,7 @@ func TestSweepRemovesWhatNoDomainBacks(t *testing.T) {
 	if err := ensureNamedNetns(gone); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = netns.DeleteNamed(gone) })
+	t.Cleanup(func() { _ = nsnet.Remove(gone) })
 	cNet := netOf(prov.Name, c, gone)
 	if err := netns.DeleteNamed(gone); err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	"runtime"
 
 	"github.com/necos/necos/sdk"
+	"github.com/necos/necos/sdk/nsnet"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -173,6 +174,9 @@ func (p *Plugin) provisionSite(pc ProvisionConfig, end sdk.LinkEnd) error {
 func ensureNamed(dir, name string) error {
 	if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
 		return nil
+	}
+	if err := nsnet.PrepareDir(); err != nil {
+		return fmt.Errorf("create namespace %s: %w", name, err)
 	}
 	errc := make(chan error, 1)
 	go func() {
