@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -18,15 +19,22 @@ import (
 	"github.com/necos/necos/sdk/plugintest"
 )
 
-// namespace makes a network namespace with loopback up, removed when the test ends.
-func namespace(t *testing.T) string {
+// freshName returns a namespace name no other test uses; the test is skipped (or fails,
+// when backends are required) unless it runs as root.
+func freshName(t *testing.T) string {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		plugintest.NeedBackend(t, "network namespaces need root")
 	}
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
-	name := "necos-nsnet-" + hex.EncodeToString(b)
+	return "necos-nsnet-" + hex.EncodeToString(b)
+}
+
+// namespace makes a network namespace with loopback up, removed when the test ends.
+func namespace(t *testing.T) string {
+	t.Helper()
+	name := freshName(t)
 	for _, args := range [][]string{{"netns", "add", name}, {"-n", name, "link", "set", "lo", "up"}} {
 		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
 			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
@@ -168,12 +176,7 @@ func TestUnknownNamespace(t *testing.T) {
 }
 
 func TestCreateAndRemove(t *testing.T) {
-	if os.Geteuid() != 0 {
-		plugintest.NeedBackend(t, "network namespaces need root")
-	}
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	name := "necos-nsnet-" + hex.EncodeToString(b)
+	name := freshName(t)
 	if err := nsnet.Create(name); err != nil {
 		t.Fatal(err)
 	}
@@ -210,13 +213,8 @@ func TestCreateAndRemove(t *testing.T) {
 // A name whose file is no longer a namespace's mount (its mount gone, or its creation
 // cut short) is removed as well: such a file was what a test run left behind.
 func TestRemoveUnmountedName(t *testing.T) {
-	if os.Geteuid() != 0 {
-		plugintest.NeedBackend(t, "network namespaces need root")
-	}
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	name := "necos-nsnet-" + hex.EncodeToString(b)
-	if err := os.MkdirAll("/var/run/netns", 0o755); err != nil {
+	name := freshName(t)
+	if err := os.MkdirAll(filepath.Dir(nsnet.Path(name)), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(nsnet.Path(name), nil, 0o444); err != nil {
