@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/necos/necos/core/broker"
 	"github.com/necos/necos/core/spec"
@@ -18,11 +17,7 @@ func TestActionOverBudget(t *testing.T) {
 	st := openStore(t)
 	v := readySlice(t, st, "s1")
 	g := &gate{st: st, calls: make(chan string, 10), release: make(chan error)}
-	e := New(Options{Store: st, Engine: g, Monitor: &hotMonitor{value: 95}, Resync: 50 * time.Millisecond})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = e.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	runGated(t, st, g, &hotMonitor{value: 95})
 
 	p, err := spec.ParsePolicy([]byte(`policy: {name: hot, part: edge, operator: '>', value: 80, trigger: {points: 2},
   metric-collector: {node-type: worker, metric-name: PERCENT_CPU_UTILIZATION, granularity: 1},

@@ -144,16 +144,24 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// runGated runs (and returns) an engine over st whose elastic actions go through g, reading metrics
+// from mon, until the test ends.
+func runGated(t *testing.T, st *store.Store, g *gate, mon MonitorSource) *Engine {
+	t.Helper()
+	e := New(Options{Store: st, Engine: g, Monitor: mon, Resync: 50 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = e.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return e
+}
+
 func TestBusyCooldownAndRemoval(t *testing.T) {
 	st := openStore(t)
 	v := readySlice(t, st, "s1")
 	g := &gate{st: st, calls: make(chan string, 10), release: make(chan error)}
 	mon := &hotMonitor{value: 95}
-	e := New(Options{Store: st, Engine: g, Monitor: mon, Resync: 50 * time.Millisecond})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = e.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	e := runGated(t, st, g, mon)
 
 	p, err := spec.ParsePolicy([]byte(`policy: {name: hot, part: edge, operator: '>', value: 80, trigger: {points: 2},
   metric-collector: {node-type: worker, metric-name: PERCENT_CPU_UTILIZATION, granularity: 1},
@@ -243,11 +251,7 @@ func TestCooldownSurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	g := &gate{st: st, calls: make(chan string, 10), release: make(chan error)}
-	e := New(Options{Store: st, Engine: g, Monitor: &hotMonitor{value: 99}, Resync: 50 * time.Millisecond})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = e.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	runGated(t, st, g, &hotMonitor{value: 99})
 	waitFor(t, "a cooldown skip", func() bool { return count(t, st, "s2", EvSkipped) == 1 })
 	if len(g.calls) != 0 {
 		t.Fatal("fired within the cooldown of an action taken before the restart")
