@@ -165,28 +165,7 @@ func TestReservationsAreAtomic(t *testing.T) {
 func TestVNIsAreUnique(t *testing.T) {
 	ctx := context.Background()
 	s := openEmbedded(t, t.TempDir())
-	var mu sync.Mutex
-	seen := map[uint32]string{}
-	var wg sync.WaitGroup
-	for i := 0; i < 20; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			holder := fmt.Sprintf("s%d/l", i)
-			v, err := s.AllocateVNI(ctx, holder, 100, 200)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			if other, dup := seen[v]; dup {
-				t.Errorf("VNI %d given to %s and %s", v, other, holder)
-			}
-			seen[v] = holder
-		}()
-	}
-	wg.Wait()
+	allocateAtOnce(t, 20, 100, 200, func(i int) (*Store, string) { return s, fmt.Sprintf("s%d/l", i) })
 	v1, _ := s.AllocateVNI(ctx, "s1/l", 100, 200)
 	v2, _ := s.AllocateVNI(ctx, "s1/l", 100, 200)
 	if v1 != v2 {

@@ -179,31 +179,12 @@ func TestVNIsOfTwoEngines(t *testing.T) {
 	}
 
 	// Both at once, many holders each.
-	var mu sync.Mutex
-	seen := map[uint32]string{}
-	var wg sync.WaitGroup
-	for i := 0; i < 40; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s, holder := a, fmt.Sprintf("x%d/l", i)
-			if i%2 == 1 {
-				s = b
-			}
-			v, err := s.AllocateVNI(ctx, holder, 1000, 1059)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			if other, dup := seen[v]; dup {
-				t.Errorf("VNI %d given to %s and %s", v, other, holder)
-			}
-			seen[v] = holder
-		}()
-	}
-	wg.Wait()
+	allocateAtOnce(t, 40, 1000, 1059, func(i int) (*Store, string) {
+		if i%2 == 1 {
+			return b, fmt.Sprintf("x%d/l", i)
+		}
+		return a, fmt.Sprintf("x%d/l", i)
+	})
 	heldVNIs(t, a)
 }
 
@@ -271,4 +252,32 @@ func TestSchemaOfVNIHolders(t *testing.T) {
 	if err := s.checkSchemaAt(ctx, 2); !errors.Is(err, ErrSchema) {
 		t.Fatalf("a necosd of version 2 on a store of version %d: got %v, want ErrSchema", SchemaVersion, err)
 	}
+}
+
+// allocateAtOnce makes n allocations at once in [min, max], the i-th on the store and
+// for the holder at(i) gives, and fails the test when two holders get the same VNI.
+func allocateAtOnce(t *testing.T, n int, min, max uint32, at func(i int) (*Store, string)) {
+	t.Helper()
+	var mu sync.Mutex
+	seen := map[uint32]string{}
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, holder := at(i)
+			v, err := s.AllocateVNI(context.Background(), holder, min, max)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if other, dup := seen[v]; dup {
+				t.Errorf("VNI %d given to %s and %s", v, other, holder)
+			}
+			seen[v] = holder
+		}()
+	}
+	wg.Wait()
 }
