@@ -94,11 +94,9 @@ func startWith(t *testing.T, cat *providers.Catalogue, o startOptions) *env {
 	return &env{engine: d.Engine(), store: d.Store(), reg: d.Registry()}
 }
 
+// slice is a slice document of parts whose tenant pays at most 10 € per machine a day.
 func slice(id string, parts ...string) []byte {
-	var b strings.Builder
-	fmt.Fprintf(&b, "slices:\n  sliced:\n    id: %s\n    cost:\n      dc-model: {model: COST_PER_PHYSICAL_MACHINE_PER_DAY, value-euros: \"<=10\"}\n    slice-parts:\n", id)
-	b.WriteString(strings.Join(parts, ""))
-	return []byte(b.String())
+	return budgetSlice(id, "COST_PER_PHYSICAL_MACHINE_PER_DAY", "<=10", parts...)
 }
 
 func part(name, location string, cpus, instances int) string {
