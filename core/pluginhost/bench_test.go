@@ -4,18 +4,23 @@ import (
 	"context"
 	"encoding/hex"
 	"os"
+	"os/exec"
+	"runtime/debug"
 	"sort"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	plugin "github.com/hashicorp/go-plugin"
 	"github.com/necos/necos/core/pluginhost"
 	"github.com/necos/necos/core/pluginhost/testdata/memvim"
+	"github.com/necos/necos/core/pluginhost/testdata/stock"
 	"github.com/necos/necos/sdk"
 	"github.com/necos/necos/sdk/plugintest"
+	pb "github.com/necos/necos/sdk/proto/pluginv1"
 )
 
-// reportLatency reports the median and 99th percentile of per-op durations.
+// reportLatency reports the median, 90th and 99th percentiles of per-op durations.
 func reportLatency(b *testing.B, d []time.Duration, unit time.Duration, suffix string) {
 	if len(d) == 0 {
 		return
@@ -26,32 +31,47 @@ func reportLatency(b *testing.B, d []time.Duration, unit time.Duration, suffix s
 		return float64(d[i]) / float64(unit)
 	}
 	b.ReportMetric(at(0.50), "p50-"+suffix)
+	b.ReportMetric(at(0.90), "p90-"+suffix)
 	b.ReportMetric(at(0.99), "p99-"+suffix)
 }
 
-// benchDescribe times VIM.Describe of a small part (two nodes) through vim. With
-// pluginPid set, it also reports the CPU time each op costs the host and the plugin and
-// how long their threads waited for a CPU: on a busy machine, that wait is what moves
-// the percentiles.
+// benchDescribe times VIM.Describe of a small part (two nodes) through vim.
 func benchDescribe(b *testing.B, vim sdk.VIM, pluginPid int) {
 	ctx := context.Background()
 	if _, err := vim.Create(ctx, smallPart("bench", "core")); err != nil {
 		b.Fatal(err)
 	}
 	ref := sdk.PartRef{SliceID: "bench", PartID: "core"}
+	benchCalls(b, pluginPid, func() error {
+		_, err := vim.Describe(ctx, ref)
+		return err
+	})
+}
+
+// benchCalls times call b.N times after a warm-up. With pluginPid set, it also reports
+// the CPU time each op costs the host and the plugin, how long their threads waited for
+// a CPU (on a busy machine, that wait is what moves the percentiles), and, for both
+// processes together, the read and write system calls and the times a thread blocked
+// per op: counts that the machine's load does not move.
+func benchCalls(b *testing.B, pluginPid int, call func() error) {
 	for range 200 { // warm connections, caches and the plugin's goroutines
-		if _, err := vim.Describe(ctx, ref); err != nil {
+		if err := call(); err != nil {
 			b.Fatal(err)
 		}
 	}
+	// Setting up copies and hashes plugin binaries (tens of MB): return that memory
+	// now, or the runtime's scavenger does it while calls are timed.
+	debug.FreeOSMemory()
 	durs := make([]time.Duration, 0, b.N)
 	hostRun0, hostWait0 := schedTotals(os.Getpid())
 	plugRun0, plugWait0 := schedTotals(pluginPid)
+	hostSys0, hostBlock0 := ioCounters(os.Getpid())
+	plugSys0, plugBlock0 := ioCounters(pluginPid)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {
 		start := time.Now()
-		_, err := vim.Describe(ctx, ref)
+		err := call()
 		durs = append(durs, time.Since(start))
 		if err != nil {
 			b.Fatal(err)
@@ -62,18 +82,58 @@ func benchDescribe(b *testing.B, vim sdk.VIM, pluginPid int) {
 	if pluginPid != 0 {
 		hostRun, hostWait := schedTotals(os.Getpid())
 		plugRun, plugWait := schedTotals(pluginPid)
+		hostSys, hostBlock := ioCounters(os.Getpid())
+		plugSys, plugBlock := ioCounters(pluginPid)
 		perOp := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) / float64(b.N) }
+		count := func(n int64) float64 { return float64(n) / float64(b.N) }
 		b.ReportMetric(perOp(hostRun-hostRun0), "host-cpu-µs/op")
 		b.ReportMetric(perOp(plugRun-plugRun0), "plugin-cpu-µs/op")
 		b.ReportMetric(perOp(hostWait-hostWait0+plugWait-plugWait0), "runq-wait-µs/op")
+		b.ReportMetric(count(hostSys-hostSys0+plugSys-plugSys0), "rw-syscalls/op")
+		b.ReportMetric(count(hostBlock-hostBlock0+plugBlock-plugBlock0), "blocks/op")
 	}
 }
 
+// launchStock starts the stock go-plugin plugin (see testdata/stock) as go-plugin's
+// documentation does it: gRPC, AutoMTLS, no options of ours.
+func launchStock(b testing.TB) (pb.VIMClient, int) {
+	pc := plugin.NewClient(&plugin.ClientConfig{
+		HandshakeConfig:  stock.Handshake,
+		Plugins:          plugin.PluginSet{stock.Name: &stock.Plugin{}},
+		Cmd:              exec.Command(binary(b, "plugins/stock")),
+		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		AutoMTLS:         true,
+		Logger:           hclog.NewNullLogger(),
+	})
+	b.Cleanup(pc.Kill)
+	proto, err := pc.Client()
+	if err != nil {
+		b.Fatal(err)
+	}
+	raw, err := proto.Dispense(stock.Name)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return raw.(pb.VIMClient), pc.ReattachConfig().Pid
+}
+
 // BenchmarkDescribe compares one plugin call through the real plugin process (go-plugin,
-// gRPC over a Unix socket, AutoMTLS) via the host's instance, the same without the host's
-// wrapper, through go-plugin's in-process connection (gRPC on loopback, no TLS, no exec),
-// and as a plain Go call.
+// gRPC over a Unix socket, AutoMTLS) via the host's instance; the same without the host's
+// wrapper; stock go-plugin moving the same messages with nothing of ours (the baseline
+// our path is held to); go-plugin's in-process connection (gRPC on loopback, no TLS, no
+// exec); and a plain Go call.
+//
+// NECOS_TEST_PLUGIN_CPUPROFILE=<dir> makes the test plugins write their own CPU profiles
+// there when they are stopped, to read beside the host's -cpuprofile.
 func BenchmarkDescribe(b *testing.B) {
+	b.Run("stock", func(b *testing.B) {
+		vim, pid := launchStock(b)
+		ctx := context.Background()
+		benchCalls(b, pid, func() error {
+			_, err := vim.Describe(ctx, &pb.DescribeRequest{Ref: &pb.PartRef{SliceId: "bench", PartId: "core"}})
+			return err
+		})
+	})
 	b.Run("process", func(b *testing.B) {
 		h, _ := newHost(b, pluginDir(b, "memvim"), pluginhost.Options{Logger: hclog.NewNullLogger()})
 		in := startMemvim(b, h, "bench", "")

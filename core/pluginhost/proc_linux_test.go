@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -44,4 +46,34 @@ func schedTotals(pid int) (run, wait time.Duration) {
 		}
 	}
 	return run, wait
+}
+
+// ioCounters returns how many read and write system calls pid has made (all its threads,
+// /proc/<pid>/io) and how often its threads blocked (voluntary context switches summed
+// over /proc/<pid>/task/*/status). Unlike times, these counts do not move with the
+// machine's load: they tell a transport's work per call on a busy machine.
+func ioCounters(pid int) (syscalls, blocked int64) {
+	if raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid)); err == nil {
+		for _, line := range strings.Split(string(raw), "\n") {
+			k, v, ok := strings.Cut(line, ":")
+			if ok && (k == "syscr" || k == "syscw") {
+				n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+				syscalls += n
+			}
+		}
+	}
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", pid))
+	for _, f := range tasks {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			continue // the thread exited
+		}
+		for _, line := range strings.Split(string(raw), "\n") {
+			if v, ok := strings.CutPrefix(line, "voluntary_ctxt_switches:"); ok {
+				n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+				blocked += n
+			}
+		}
+	}
+	return syscalls, blocked
 }

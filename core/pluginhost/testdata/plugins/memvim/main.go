@@ -2,8 +2,12 @@
 package main
 
 import (
+	"github.com/necos/necos/core/pluginhost/testdata/cpuprofile"
 	"github.com/necos/necos/core/pluginhost/testdata/memvim"
 	"github.com/necos/necos/sdk"
 )
 
-func main() { sdk.Serve(memvim.New()) }
+func main() {
+	defer cpuprofile.Start("memvim")()
+	sdk.Serve(memvim.New())
+}
