@@ -11,6 +11,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	plugin "github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
 )
 
 // LaunchConfig says how to start a plugin binary.
@@ -60,6 +61,9 @@ func Launch(ctx context.Context, cfg LaunchConfig) (*Client, error) {
 		AutoMTLS:         true,
 		Logger:           logger,
 		StartTimeout:     cfg.StartTimeout,
+		// See flowWindow; go-plugin's own options (its mutual TLS) come first.
+		GRPCDialOptions: []grpc.DialOption{grpc.WithInitialWindowSize(flowWindow),
+			grpc.WithInitialConnWindowSize(flowWindow)},
 	}
 	if cc.StartTimeout == 0 {
 		cc.StartTimeout = time.Minute
