@@ -79,19 +79,45 @@ func offerFromPB(o *pb.VIMOfferResponse) Offer {
 		Requested: resourcesFromPB(o.Requested), Free: resourcesFromPB(o.Free), Capacity: resourcesFromPB(o.Capacity)}
 }
 
+// partPB holds a wire Part with its fixed sub-messages, so that partToPB allocates them
+// at once: Describe, the hottest call, answers with one on every call.
+type partPB struct {
+	part            pb.Part
+	ref             pb.PartRef
+	vimRef          pb.Endpoint
+	credential      pb.Credential
+	allocated, used pb.Resources
+}
+
 func partToPB(p Part) *pb.Part {
-	out := &pb.Part{Ref: partRefToPB(p.Ref), Name: p.Name, State: p.State, Message: p.Message,
-		VimRef: &pb.Endpoint{IpApi: p.VIMRef.IPAPI, PortApi: int32(p.VIMRef.PortAPI),
+	m := &partPB{
+		ref: pb.PartRef{SliceId: p.Ref.SliceID, PartId: p.Ref.PartID},
+		vimRef: pb.Endpoint{IpApi: p.VIMRef.IPAPI, PortApi: int32(p.VIMRef.PortAPI),
 			IpSsh: p.VIMRef.IPSSH, PortSsh: int32(p.VIMRef.PortSSH)},
-		Credential: &pb.Credential{Kind: p.Credential.Kind, User: p.Credential.User,
+		credential: pb.Credential{Kind: p.Credential.Kind, User: p.Credential.User,
 			Secret: p.Credential.Secret, HostKey: p.Credential.HostKey, Expires: tsToPB(p.Credential.Expires)},
-		Bridge: p.Bridge, Allocated: resourcesToPB(p.Allocated), Used: resourcesToPB(p.Used),
-		Attributes: p.Attributes}
-	for _, n := range p.Nodes {
-		out.Nodes = append(out.Nodes, &pb.Node{Name: n.Name, Vdu: n.VDU, Id: n.ID, Type: n.Type, State: n.State,
-			Cpus: int32(n.CPUs), MemoryMb: n.MemoryMB, StorageGb: n.StorageGB, Ips: n.IPs})
+		allocated: resourcesValuePB(p.Allocated),
+		used:      resourcesValuePB(p.Used),
 	}
-	return out
+	m.part = pb.Part{Ref: &m.ref, Name: p.Name, State: p.State, Message: p.Message,
+		VimRef: &m.vimRef, Credential: &m.credential,
+		Bridge: p.Bridge, Allocated: &m.allocated, Used: &m.used, Attributes: p.Attributes}
+	if len(p.Nodes) > 0 {
+		// The nodes in one array that the slice points into: two allocations, not one
+		// per node and per growth of the slice.
+		nodes := make([]pb.Node, len(p.Nodes))
+		m.part.Nodes = make([]*pb.Node, len(p.Nodes))
+		for i, n := range p.Nodes {
+			nodes[i] = pb.Node{Name: n.Name, Vdu: n.VDU, Id: n.ID, Type: n.Type, State: n.State,
+				Cpus: int32(n.CPUs), MemoryMb: n.MemoryMB, StorageGb: n.StorageGB, Ips: n.IPs}
+			m.part.Nodes[i] = &nodes[i]
+		}
+	}
+	return &m.part
+}
+
+func resourcesValuePB(r Resources) pb.Resources {
+	return pb.Resources{Cpus: int32(r.CPUs), MemoryMb: r.MemoryMB, StorageGb: r.StorageGB, Nodes: int32(r.Nodes)}
 }
 
 func partFromPB(p *pb.Part) Part {
@@ -108,9 +134,12 @@ func partFromPB(p *pb.Part) Part {
 		out.Credential = Credential{Kind: c.Kind, User: c.User, Secret: c.Secret, HostKey: c.HostKey,
 			Expires: tsFromPB(c.Expires)}
 	}
-	for _, n := range p.Nodes {
-		out.Nodes = append(out.Nodes, Node{Name: n.Name, VDU: n.Vdu, ID: n.Id, Type: n.Type, State: n.State,
-			CPUs: int(n.Cpus), MemoryMB: n.MemoryMb, StorageGB: n.StorageGb, IPs: n.Ips})
+	if len(p.Nodes) > 0 {
+		out.Nodes = make([]Node, len(p.Nodes))
+		for i, n := range p.Nodes {
+			out.Nodes[i] = Node{Name: n.Name, VDU: n.Vdu, ID: n.Id, Type: n.Type, State: n.State,
+				CPUs: int(n.Cpus), MemoryMB: n.MemoryMb, StorageGB: n.StorageGb, IPs: n.Ips}
+		}
 	}
 	return out
 }
