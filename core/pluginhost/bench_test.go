@@ -3,6 +3,7 @@ package pluginhost_test
 import (
 	"context"
 	"encoding/hex"
+	"io"
 	"os"
 	"os/exec"
 	"runtime/debug"
@@ -52,7 +53,7 @@ func benchDescribe(b *testing.B, vim sdk.VIM, pluginPid int) {
 // the CPU time each op costs the host and the plugin, how long their threads waited for
 // a CPU (on a busy machine, that wait is what moves the percentiles), and, for both
 // processes together, the read and write system calls and the times a thread blocked
-// per op: counts that the machine's load does not move.
+// per op: counts that the machine's load moves far less than times.
 func benchCalls(b *testing.B, pluginPid int, call func() error) {
 	for range 200 { // warm connections, caches and the plugin's goroutines
 		if err := call(); err != nil {
@@ -118,10 +119,12 @@ func launchStock(b testing.TB) (pb.VIMClient, int) {
 }
 
 // BenchmarkDescribe compares one plugin call through the real plugin process (go-plugin,
-// gRPC over a Unix socket, AutoMTLS) via the host's instance; the same without the host's
-// wrapper; stock go-plugin moving the same messages with nothing of ours (the baseline
-// our path is held to); go-plugin's in-process connection (gRPC on loopback, no TLS, no
-// exec); and a plain Go call.
+// gRPC over a Unix socket, AutoMTLS) via the host's instance; stock go-plugin moving the
+// same messages with nothing of ours (the baseline our path is held to); the bare
+// exchange of as many bytes over TLS between two processes (the floor under both); the
+// process path with the plugin on one P; the same without the host's wrapper;
+// go-plugin's in-process connection (gRPC on loopback, no TLS, no exec); and a plain Go
+// call.
 //
 // NECOS_TEST_PLUGIN_CPUPROFILE=<dir> makes the test plugins write their own CPU profiles
 // there when they are stopped, to read beside the host's -cpuprofile.
@@ -134,7 +137,30 @@ func BenchmarkDescribe(b *testing.B) {
 			return err
 		})
 	})
+	b.Run("bare-tls", func(b *testing.B) {
+		// The floor: the call's request and answer sizes over TLS 1.3 on a Unix socket
+		// between two processes, with nothing else (see bare_test.go).
+		conn, pid := startBare(b)
+		req, resp := make([]byte, bareReqLen), make([]byte, bareRespLen)
+		benchCalls(b, pid, func() error {
+			if _, err := conn.Write(req); err != nil {
+				return err
+			}
+			_, err := io.ReadFull(conn, resp)
+			return err
+		})
+	})
 	b.Run("process", func(b *testing.B) {
+		h, _ := newHost(b, pluginDir(b, "memvim"), pluginhost.Options{Logger: hclog.NewNullLogger()})
+		in := startMemvim(b, h, "bench", "")
+		benchDescribe(b, vimOf(b, in), in.Status().Pid)
+	})
+	b.Run("process-plugin-gomaxprocs1", func(b *testing.B) {
+		// The process path with the plugin's Go runtime on one P (GOMAXPROCS=1 in its
+		// environment only): no thread of the plugin spins, looking for the goroutine
+		// that each gRPC hand-off (reader, handler, writer) makes runnable. Not a default:
+		// it is the machine's and the plugin's to choose.
+		b.Setenv("GOMAXPROCS", "1")
 		h, _ := newHost(b, pluginDir(b, "memvim"), pluginhost.Options{Logger: hclog.NewNullLogger()})
 		in := startMemvim(b, h, "bench", "")
 		benchDescribe(b, vimOf(b, in), in.Status().Pid)

@@ -26,6 +26,13 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	if path := os.Getenv(envBareEcho); path != "" { // the bare benchmark's child
+		if err := bareEcho(path); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	dir, err := os.MkdirTemp("", "pluginhost-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

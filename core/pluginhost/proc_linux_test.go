@@ -50,8 +50,8 @@ func schedTotals(pid int) (run, wait time.Duration) {
 
 // ioCounters returns how many read and write system calls pid has made (all its threads,
 // /proc/<pid>/io) and how often its threads blocked (voluntary context switches summed
-// over /proc/<pid>/task/*/status). Unlike times, these counts do not move with the
-// machine's load: they tell a transport's work per call on a busy machine.
+// over /proc/<pid>/task/*/status). These counts move far less with the machine's load
+// than times do: they tell a transport's work per call on a busy machine.
 func ioCounters(pid int) (syscalls, blocked int64) {
 	if raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid)); err == nil {
 		for _, line := range strings.Split(string(raw), "\n") {
