@@ -42,10 +42,17 @@ const parentPollInterval = 250 * time.Millisecond
 // bounds only what a side may send before the other has read it.
 const flowWindow = 4 << 20
 
-// grpcServer is the plugin's gRPC server: go-plugin's options (its mutual TLS) and
-// flowWindow.
+// MaxMessageBytes is the largest message a plugin accepts from its host in one call.
+// gRPC's default (4 MiB) refused a large Monitor.Write or a Deploy carrying many
+// manifests; the host already accepts any size from a plugin. Callers with more than
+// this to send split it into several calls.
+const MaxMessageBytes = 64 << 20
+
+// grpcServer is the plugin's gRPC server: go-plugin's options (its mutual TLS),
+// flowWindow and MaxMessageBytes.
 func grpcServer(opts []grpc.ServerOption) *grpc.Server {
-	return grpc.NewServer(append(opts, grpc.InitialWindowSize(flowWindow), grpc.InitialConnWindowSize(flowWindow))...)
+	return grpc.NewServer(append(opts, grpc.InitialWindowSize(flowWindow), grpc.InitialConnWindowSize(flowWindow),
+		grpc.MaxRecvMsgSize(MaxMessageBytes))...)
 }
 
 // Logger returns the logger a plugin should use. It writes JSON to stderr, which the host

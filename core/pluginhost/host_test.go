@@ -331,8 +331,8 @@ func TestPluginRunsInItsDir(t *testing.T) {
 
 // Calls moving more than the flow-control window (4 MiB, fixed: see the sdk's
 // flowWindow) complete: the window is granted again as the receiver reads. The answer
-// is one message larger than the window; the writes, below the plugin's 4 MiB limit on
-// a message it receives (gRPC's default), exceed it together on the connection.
+// is one message larger than the window, and so is the last write (gRPC's default
+// limit of 4 MiB on a message a server receives refused it: sdk.MaxMessageBytes).
 func TestCallsLargerThanFlowWindow(t *testing.T) {
 	h, _ := newHost(t, pluginDir(t, "memvim"), pluginhost.Options{})
 	in := startMemvim(t, h, "big", "")
@@ -342,23 +342,28 @@ func TestCallsLargerThanFlowWindow(t *testing.T) {
 	}
 	ctx := ctxT(t)
 	tag := strings.Repeat("x", 1000)
-	const batches, size = 3, 2000 // about 2 MB on the wire per batch
+	const batches, size = 3, 2000 // about 2 MB on the wire per batch, the last 8 MB
 	for b := range batches {
-		pts := make([]sdk.Point, size)
+		n := size
+		if b == batches-1 {
+			n = 4 * size
+		}
+		pts := make([]sdk.Point, n)
 		for i := range pts {
 			pts[i] = sdk.Point{Metric: "big", Tags: map[string]string{"node": tag}, Value: float64(b*size + i),
 				Time: time.Unix(int64(b*size+i), 0)}
 		}
 		if err := mon.Write(ctx, pts); err != nil {
-			t.Fatalf("write batch %d of %d points: %v", b, size, err)
+			t.Fatalf("write batch %d of %d points: %v", b, n, err)
 		}
 	}
+	total := (batches + 3) * size
 	got, err := mon.Query(ctx, sdk.Query{Metric: "big"})
 	if err != nil {
-		t.Fatalf("query %d points: %v", batches*size, err)
+		t.Fatalf("query %d points: %v", total, err)
 	}
-	last := batches*size - 1
-	if len(got) != batches*size || got[last].Value != float64(last) || got[last].Tags["node"] != tag {
-		t.Fatalf("query: %d points back of %d written", len(got), batches*size)
+	last := total - 1
+	if len(got) != total || got[last].Value != float64(last) || got[last].Tags["node"] != tag {
+		t.Fatalf("query: %d points back of %d written", len(got), total)
 	}
 }
