@@ -362,7 +362,7 @@ func (e *Engine) checkHold(ctx context.Context, p *store.Part) error {
 }
 
 func resources(r sdk.Resources) string {
-	return fmt.Sprintf("%d vCPUs, %d MB, %d GB on %d nodes", r.CPUs, r.MemoryMB, r.StorageGB, r.Nodes)
+	return fmt.Sprintf("%d vCPUs, %d MB, %d GB on %s", r.CPUs, r.MemoryMB, r.StorageGB, nodeCount(r.Nodes))
 }
 
 // repairDrift writes repair r as a change of part p and converges it at once (a crash

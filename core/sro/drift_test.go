@@ -158,7 +158,7 @@ func TestDriftRepairedToTheRecordedSize(t *testing.T) {
 		t.Fatalf("hold %+v after the correction, want %+v", h, recorded)
 	}
 	ev = events(t, env, sl.ID, sro.EvHoldCorrected)[0]
-	if ev.Data["from"] != "7 vCPUs, 512 MB, 0 GB on 1 nodes" || ev.Data["to"] != "2 vCPUs, 2048 MB, 20 GB on 2 nodes" {
+	if ev.Data["from"] != "7 vCPUs, 512 MB, 0 GB on 1 node" || ev.Data["to"] != "2 vCPUs, 2048 MB, 20 GB on 2 nodes" {
 		t.Fatalf("correction event %+v", ev)
 	}
 	if err := env.store.Release(ctx, "BR", holder); err != nil {
