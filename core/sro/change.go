@@ -467,6 +467,11 @@ func (e *Engine) markFailed(ctx context.Context, p *store.Part, err error, ev st
 			return nil, errNoChange
 		}
 		x.Change.Failed = err.Error()
+		if x.Change.Drift != "" {
+			// A repair is tried again at every health pass: its failure is recorded as
+			// the part's drift, with an event only when that drift is new.
+			return nil, nil
+		}
 		return []store.Event{ev}, nil
 	})
 	if errors.Is(uerr, errNoChange) {
@@ -499,7 +504,12 @@ func (e *Engine) failure(c *store.PartChange) error {
 }
 
 func sizeWhat(c *store.PartChange, have int) string {
-	if c.Kind == store.ChangeScale {
+	switch {
+	case c.Drift != "" && c.Kind == store.ChangeScale:
+		return fmt.Sprintf("VDU %s back to %d nodes, drift: %s", c.VDU, c.Instances, c.Drift)
+	case c.Drift != "":
+		return resizeWhat(c.VDU, c.Node, c.CPUs, c.MemoryMB) + ", drift: " + c.Drift
+	case c.Kind == store.ChangeScale:
 		return fmt.Sprintf("VDU %s from %d to %d nodes", c.VDU, have, c.Instances)
 	}
 	return resizeWhat(c.VDU, c.Node, c.CPUs, c.MemoryMB)
@@ -609,7 +619,8 @@ func (e *Engine) convergeSize(ctx context.Context, sl *store.Slice, p *store.Par
 		}
 		// Checked before anything is reserved, so a refusal has nothing to give back; a
 		// change resumed once reserved was checked before its reservation.
-		if grows(c) {
+		// A drift repair restores what the part was granted: the budget was checked then.
+		if grows(c) && c.Drift == "" {
 			budget, err := e.dcBudget(sl)
 			if err != nil {
 				return fail(err)
@@ -620,7 +631,13 @@ func (e *Engine) convergeSize(ctx context.Context, sl *store.Slice, p *store.Par
 		}
 		// The provider's capacity comes with its offer; whether it would accept the
 		// whole part again does not matter here (the part already holds most of it).
-		if err := e.broker.Resize(ctx, p.SliceID, p.Name, p.Provider, c.Want.Resources(), offer.Capacity); err != nil {
+		capacity := offer.Capacity
+		if c.Drift != "" {
+			// The part's recorded size, which the ledger holds for it (the health pass
+			// corrected the hold first) and the provider must give it back.
+			capacity = sdk.Resources{}
+		}
+		if err := e.broker.Resize(ctx, p.SliceID, p.Name, p.Provider, c.Want.Resources(), capacity); err != nil {
 			if errors.Is(err, store.ErrNoRoom) {
 				err = fmt.Errorf("%w: %w", ErrProviderFull, err)
 			}
@@ -650,12 +667,15 @@ func (e *Engine) convergeSize(ctx context.Context, sl *store.Slice, p *store.Par
 		price = offer.PricePerDay
 	}
 	err = e.clearChange(ctx, p, func(x *store.Part) []store.Event {
-		x.Observed = &obs
+		x.Observed = recordObserved(x.Observed, obs, c)
 		x.Spec = nextSpec(x.Spec, c)
 		if price > 0 {
 			x.PricePerDay = price
 		}
 		data := map[string]string{"provider": p.Provider, "vdu": c.VDU, "change": c.ID}
+		if c.Drift != "" {
+			data["drift"] = c.Drift
+		}
 		if c.Kind == store.ChangeScale {
 			data["instances"] = fmt.Sprint(c.Instances)
 		} else {
@@ -669,6 +689,44 @@ func (e *Engine) convergeSize(ctx context.Context, sl *store.Slice, p *store.Par
 	e.settle(c.ID, nil)
 	e.log.Info("part "+verb+"d", "slice", p.SliceID, "part", p.Name, "what", what, "provider", p.Provider)
 	return nil
+}
+
+// recordObserved is the part's Observed once size change c is made and the VIM answered
+// obs: the nodes the change resized or added as obs describes them, the other nodes of
+// obs at their recorded size, and recorded nodes obs lacks (of a VDU the change did not
+// scale) kept. So a change records what it made and nothing of the drift of other nodes
+// (another size, gone, or one necos did not make), which the health pass then repairs
+// instead of finding it recorded.
+func recordObserved(old *sdk.Part, obs sdk.Part, c *store.PartChange) *sdk.Part {
+	if old == nil {
+		return &obs
+	}
+	recorded := map[string]sdk.Node{}
+	for _, n := range old.Nodes {
+		recorded[n.Name] = n
+	}
+	out := obs
+	out.Nodes = make([]sdk.Node, 0, len(obs.Nodes))
+	seen := map[string]bool{}
+	for _, n := range obs.Nodes {
+		r, ok := recorded[n.Name]
+		switch {
+		case c.Kind == store.ChangeResize && n.VDU == c.VDU && (c.Node == "" || n.Name == c.Node):
+		case c.Kind == store.ChangeScale && n.VDU == c.VDU && !ok:
+		case ok:
+			n.CPUs, n.MemoryMB, n.StorageGB = r.CPUs, r.MemoryMB, r.StorageGB
+		default:
+			continue
+		}
+		seen[n.Name] = true
+		out.Nodes = append(out.Nodes, n)
+	}
+	for _, r := range old.Nodes {
+		if !seen[r.Name] && (c.Kind != store.ChangeScale || r.VDU != c.VDU) {
+			out.Nodes = append(out.Nodes, r)
+		}
+	}
+	return &out
 }
 
 // rollbackSize gives a failed size change's reservation back and clears the change.

@@ -4,9 +4,12 @@
 // plugins, and records its result before the next, so a necosd killed at any point
 // resumes where it was — a create ends Ready or rolled back, a decommission ends with
 // nothing left at any provider, an elasticity change (an intent on a part's record, see
-// change.go) ends converged or rolled back. Reconcile has controller-runtime's shape:
-// one slice at a time, an error retried with back-off, RequeueAfter for what waits on
-// time (the health round of Ready slices).
+// change.go) ends converged or rolled back. A Ready slice is reconciled too: its parts'
+// records, what their providers describe and what the ledger holds for them are
+// compared at every health round, and drift is repaired through the same intents, or
+// recorded on the part when it cannot be (drift.go). Reconcile has controller-runtime's
+// shape: one slice at a time, an error retried with back-off, RequeueAfter for what
+// waits on time (the health round of Ready slices).
 package sro
 
 import (
@@ -57,8 +60,8 @@ type Options struct {
 	// Resync reconciles every slice this often, to catch anything missed; default 5 min.
 	Resync time.Duration
 	// HealthInterval is how often the parts of Ready and Degraded slices are described
-	// at their providers, to find parts a provider lost (they are also described when
-	// the engine starts leading); default 30 s.
+	// at their providers, to find parts a provider lost and repair drift (they are also
+	// described when the engine starts leading); default 30 s.
 	HealthInterval time.Duration
 	// Identity names this engine in leader election; it must differ between the
 	// replicas sharing a store and stay the same across restarts of one replica (a

@@ -29,7 +29,7 @@ func TestMain(m *testing.M) {
 
 // catalogue of libvirt providers (in-process test driver); domainType "bogus" makes a
 // provider whose creates fail in libvirt.
-func catalogue(t *testing.T, extra string) *providers.Catalogue {
+func catalogue(t testing.TB, extra string) *providers.Catalogue {
 	t.Helper()
 	doc := `
 providers:
@@ -73,7 +73,7 @@ type startOptions struct {
 }
 
 // startWith starts an engine on cat with the vim-xen plugin and o's.
-func startWith(t *testing.T, cat *providers.Catalogue, o startOptions) *env {
+func startWith(t testing.TB, cat *providers.Catalogue, o startOptions) *env {
 	t.Helper()
 	cfg := daemon.Config{
 		Logger:    hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: os.Stderr}),
@@ -115,7 +115,7 @@ func part(name, location string, cpus, instances int) string {
 `, name, location, instances, cpus)
 }
 
-func wait(t *testing.T, e *sro.Engine, id string) *store.Slice {
+func wait(t testing.TB, e *sro.Engine, id string) *store.Slice {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

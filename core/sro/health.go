@@ -5,22 +5,25 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/necos/necos/core/store"
-	"github.com/necos/necos/sdk"
 )
 
-// checkHealth describes every Ready part of a Ready or Degraded slice at its provider. A
-// part the provider no longer has (a plugin that restarted and lost its state, a domain
-// destroyed behind necos's back) makes the slice Degraded, with the reason, and stops its
-// monitoring; once every part is back the slice is Ready again and announced anew. A
-// provider that does not answer says nothing about its parts: the state stays.
+// checkHealth describes every Ready part of a Ready or Degraded slice at its provider,
+// and repairs its drift (drift.go). A part the provider no longer has (a plugin that
+// restarted and lost its state, a domain destroyed behind necos's back), or has with
+// nodes stopped or failed, or with nodes missing that could not be made again, makes the
+// slice Degraded, with the reason, and stops its monitoring; once every part is back the
+// slice is Ready again and announced anew. A drift left unrepaired on a Ready slice is
+// named in its message. A provider that does not answer says nothing about its parts:
+// the state stays.
 func (e *Engine) checkHealth(ctx context.Context, sl *store.Slice) error {
 	parts, err := e.store.ListParts(ctx, sl.ID)
 	if err != nil {
 		return err
 	}
-	var lost []string
+	var lost, drifts []string
 	data := map[string]string{}
 	for _, p := range parts {
 		if p.State != store.PartReady && p.State != store.PartLost {
@@ -31,24 +34,40 @@ func (e *Engine) checkHealth(ctx context.Context, sl *store.Slice) error {
 		if p.Change != nil {
 			continue
 		}
-		why, err := e.partLost(ctx, p)
-		if err != nil {
-			e.log.Warn("describe part", "slice", sl.ID, "part", p.Name, "provider", p.Provider, "error", err)
+		pc, err := e.checkPart(ctx, sl, p)
+		if errors.Is(err, errSkipped) {
+			if p.Drift != nil {
+				drifts = append(drifts, fmt.Sprintf("part %s: %s", p.Name, p.Drift.What))
+			}
 			continue
 		}
-		if why != "" {
-			lost = append(lost, fmt.Sprintf("part %s: %s", p.Name, why))
-			data[p.Name] = why
+		if err != nil {
+			return err
 		}
-		if err := e.markPart(ctx, p, why); err != nil {
+		if pc.lost != "" {
+			lost = append(lost, fmt.Sprintf("part %s: %s", p.Name, pc.lost))
+			data[p.Name] = pc.lost
+		}
+		if pc.drift != nil {
+			drifts = append(drifts, fmt.Sprintf("part %s: %s", p.Name, pc.drift.What))
+		}
+		if err := e.markPart(ctx, pc.part, pc.lost, pc.drift); err != nil {
 			return err
 		}
 	}
+	// A Ready slice's message names the drift left unrepaired (only what differs, which
+	// a pass finds the same again, so that the record is not rewritten at every pass).
+	driftMsg := ""
+	if len(drifts) > 0 {
+		driftMsg = "drift not repaired: " + strings.Join(drifts, "; ")
+	}
 	var ev store.Event
+	recovered := false
 	next, err := e.store.UpdateSlice(ctx, sl.ID, func(s *store.Slice) ([]store.Event, error) {
 		if s.Deleting || (s.State != store.SliceReady && s.State != store.SliceDegraded) {
 			return nil, errNoChange
 		}
+		recovered = false
 		switch {
 		case len(lost) > 0:
 			msg := strings.Join(lost, "; ")
@@ -58,8 +77,11 @@ func (e *Engine) checkHealth(ctx context.Context, sl *store.Slice) error {
 			s.State, s.Message = store.SliceDegraded, msg
 			ev = store.Event{Type: EvDegraded, Message: msg, Data: data}
 		case s.State == store.SliceDegraded:
-			s.State, s.Message = store.SliceReady, ""
+			s.State, s.Message, recovered = store.SliceReady, driftMsg, true
 			ev = store.Event{Type: EvRecovered, Message: "every part is back at its provider"}
+		case s.Message != driftMsg:
+			s.Message = driftMsg // the parts' drift events say it
+			return nil, nil
 		default:
 			return nil, errNoChange
 		}
@@ -75,7 +97,8 @@ func (e *Engine) checkHealth(ctx context.Context, sl *store.Slice) error {
 		return err
 	}
 	*sl = *next
-	if sl.State == store.SliceDegraded {
+	switch {
+	case sl.State == store.SliceDegraded:
 		if e.wasAnnounced(sl.ID) {
 			e.log.Warn("slice degraded: its monitoring and elasticity stop until its parts are back", "slice", sl.ID, "reason", sl.Message)
 		} else {
@@ -84,45 +107,11 @@ func (e *Engine) checkHealth(ctx context.Context, sl *store.Slice) error {
 		e.forgetReady(sl.ID)
 		e.notifyGone(sl.ID)
 		return nil
+	case recovered:
+		e.log.Info("slice recovered: every part is back", "slice", sl.ID)
 	}
-	e.log.Info("slice recovered: every part is back", "slice", sl.ID)
 	e.announceReady(ctx, sl)
 	return nil
-}
-
-// partLost says why a provider no longer has part p as recorded ("" when it does), or
-// returns an error when the provider could not be asked.
-func (e *Engine) partLost(ctx context.Context, p *store.Part) (string, error) {
-	live, err := e.callVIM(ctx, p.Provider, "describe", func(ctx context.Context, vim sdk.VIM) (sdk.Part, error) {
-		return vim.Describe(ctx, p.Ref())
-	})
-	if sdk.CodeOf(err) == sdk.CodeNotFound {
-		return fmt.Sprintf("not found at provider %s", p.Provider), nil
-	}
-	if err != nil {
-		return "", err
-	}
-	have := map[string]sdk.Node{}
-	for _, n := range live.Nodes {
-		have[n.Name] = n
-	}
-	if p.Observed == nil {
-		return "", nil
-	}
-	var gone []string
-	for _, n := range p.Observed.Nodes {
-		got, ok := have[n.Name]
-		switch {
-		case !ok:
-			gone = append(gone, fmt.Sprintf("node %s not found", n.Name))
-		case got.State == sdk.StateStopped || got.State == sdk.StateFailed || got.State == sdk.StateDeleting:
-			gone = append(gone, fmt.Sprintf("node %s is %s", n.Name, got.State))
-		}
-	}
-	if len(gone) > 0 {
-		return strings.Join(gone, ", ") + " at provider " + p.Provider, nil
-	}
-	return "", nil
 }
 
 func (e *Engine) wasAnnounced(id string) bool {
@@ -131,13 +120,15 @@ func (e *Engine) wasAnnounced(id string) bool {
 	return e.announced[id]
 }
 
-// markPart records part p Lost with why, or Ready again when why is empty.
-func (e *Engine) markPart(ctx context.Context, p *store.Part, why string) error {
+// markPart records part p Lost with why, or Ready again when why is empty, and d as its
+// unrepaired drift (nil: none), with an event when the drift is new or gone; a drift
+// found again as it was records nothing new but why its repair failed this time.
+func (e *Engine) markPart(ctx context.Context, p *store.Part, why string, d *store.PartDrift) error {
 	state := store.PartReady
 	if why != "" {
 		state = store.PartLost
 	}
-	if p.State == state && p.Message == why {
+	if p.State == state && p.Message == why && sameDrift(p.Drift, d) {
 		return nil
 	}
 	_, err := e.store.UpdatePart(ctx, p.SliceID, p.Name, func(x *store.Part) ([]store.Event, error) {
@@ -145,10 +136,30 @@ func (e *Engine) markPart(ctx context.Context, p *store.Part, why string) error 
 			return nil, errNoChange
 		}
 		x.State, x.Message = state, why
+		switch {
+		case d == nil && x.Drift != nil:
+			ev := store.Event{Type: EvDriftCleared, Part: p.Name, Message: fmt.Sprintf("no longer at %s: %s", p.Provider, x.Drift.What),
+				Data: map[string]string{"provider": p.Provider}}
+			x.Drift = nil
+			return []store.Event{ev}, nil
+		case d != nil && (x.Drift == nil || x.Drift.What != d.What):
+			x.Drift = &store.PartDrift{What: d.What, Why: d.Why, Since: time.Now().UTC()}
+			return []store.Event{{Type: EvDrift, Part: p.Name, Message: fmt.Sprintf("%s (provider %s), not repaired: %s", d.What, p.Provider, d.Why),
+				Data: map[string]string{"provider": p.Provider}}}, nil
+		case d != nil:
+			x.Drift.Why = d.Why
+		}
 		return nil, nil
 	})
 	if errors.Is(err, errNoChange) || errors.Is(err, store.ErrNotFound) {
 		return nil
 	}
 	return err
+}
+
+func sameDrift(a, b *store.PartDrift) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.What == b.What && a.Why == b.Why
 }

@@ -3,6 +3,7 @@ package sro_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -103,4 +104,36 @@ func TestDegradedWhenAPartIsLost(t *testing.T) {
 			t.Fatalf("part back recorded %s: %s", back.State, back.Message)
 		}
 	}
+}
+
+// BenchmarkHealthPass measures one health pass (Reconcile of a Ready slice with nothing
+// pending) over slices Ready slices of one 1-vCPU node each, spread over the three
+// providers: what every HealthInterval costs the leader. The engine's own passes wait an
+// hour, so that only the benchmark's run.
+func BenchmarkHealthPass(b *testing.B) {
+	const slices = 12
+	env := startWith(b, catalogue(b, ""), startOptions{health: time.Hour})
+	ctx := context.Background()
+	locations := []string{"AMERICA.BRAZIL", "EUROPE.SPAIN", "EUROPE.GREECE"}
+	ids := make([]string, slices)
+	for i := range ids {
+		sl, err := env.engine.Submit(ctx, "alice", slice(fmt.Sprintf("bench-%d", i), part("core", locations[i%len(locations)], 1, 1)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		ids[i] = sl.ID
+	}
+	for _, id := range ids {
+		if got := wait(b, env.engine, id); got.State != store.SliceReady {
+			b.Fatalf("slice %s: %s (%s)", id, got.State, got.Message)
+		}
+	}
+	for b.Loop() {
+		for _, id := range ids {
+			if _, err := env.engine.Reconcile(ctx, id); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*slices), "ns/slice")
 }

@@ -54,7 +54,8 @@ type Result struct {
 
 // Reconcile takes the next steps of slice id towards what is asked of it: plan and build
 // a new slice, roll back a failed one, decommission one being deleted, converge the
-// elasticity changes of a Ready one and describe its parts (again after HealthInterval).
+// elasticity changes of a Ready one, describe its parts and repair their drift (again
+// after HealthInterval).
 // An error asks for a retry (with back-off); Run's workers call it, one slice at a time.
 func (e *Engine) Reconcile(ctx context.Context, id string) (Result, error) {
 	sl, err := e.store.GetSlice(ctx, id)

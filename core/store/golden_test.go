@@ -201,3 +201,34 @@ func TestSchemaOfPendingChanges(t *testing.T) {
 		t.Fatalf("after the refusal: %+v, %v", rec, err)
 	}
 }
+
+// TestSchemaOfDrift: part records may hold an unrepaired drift and changes that repair
+// one, which a necosd of schema version 3 would drop. A store of version 3 opens at
+// version 4 with its parts as they were, and a necosd of version 3 refuses it afterwards.
+func TestSchemaOfDrift(t *testing.T) {
+	if SchemaVersion < 4 {
+		t.Fatalf("SchemaVersion is %d: the part's drift came with version 4", SchemaVersion)
+	}
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := openEmbedded(t, dir)
+	if _, err := s.cli.Put(ctx, s.key("schema"), `{"version":3}`); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutPart(ctx, &Part{SliceID: "s-1", Name: "core", State: PartReady}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	s = openEmbedded(t, dir)
+	var rec schemaRecord
+	if _, err := s.get(ctx, s.key("schema"), &rec); err != nil || rec.Version != SchemaVersion {
+		t.Fatalf("a store of version 3 opens at version %d: got %+v, %v", SchemaVersion, rec, err)
+	}
+	if p, err := s.GetPart(ctx, "s-1", "core"); err != nil || p.Drift != nil || p.State != PartReady {
+		t.Fatalf("part after the migration: %+v, %v", p, err)
+	}
+	if err := s.checkSchemaAt(ctx, 3); !errors.Is(err, ErrSchema) {
+		t.Fatalf("a necosd of version 3 on a store of version %d: got %v, want ErrSchema", SchemaVersion, err)
+	}
+}

@@ -169,6 +169,51 @@ func fits(granted, want, capacity Hold) error {
 	return nil
 }
 
+// CorrectHold sets the hold of holder at provider to amount for part p, provided p's
+// record is still at revision p.Rev, and commits the events evs returns (given the hold
+// as it was, and whether there was one) in the same transaction. It returns whether the
+// hold changed; ErrConflict when the part changed since it was read (a change written
+// since reserves for itself and must not be overridden: read the part again).
+//
+// Unlike Reserve it checks no capacity: it makes the ledger say what the part holds at
+// its provider, which the part holds whether or not the ledger has room for it.
+func (s *Store) CorrectHold(ctx context.Context, p *Part, provider, holder string, amount Hold, evs func(was Hold, had bool) []Event) (bool, error) {
+	if p.Rev <= 0 {
+		return false, fmt.Errorf("correct hold of %s at %s: part %s/%s was not read from the store (revision %d)", holder, provider, p.SliceID, p.Name, p.Rev)
+	}
+	pkey, tkey, hkey := s.partKey(p.SliceID, p.Name), s.ledgerTotalKey(provider), s.holdKey(provider, holder)
+	for attempt := 0; attempt < maxCASAttempts; attempt++ {
+		old, hrev, err := getOr[Hold](ctx, s, hkey)
+		if err != nil {
+			return false, err
+		}
+		if hrev != 0 && old == amount {
+			return false, nil
+		}
+		total, trev, err := getOr[Hold](ctx, s, tkey)
+		if err != nil {
+			return false, err
+		}
+		ops := []op{{key: pkey, rev: p.Rev, check: true},
+			{key: tkey, v: total.sub(old).add(amount), rev: trev}, {key: hkey, v: amount, rev: hrev}}
+		ops = append(ops, s.eventOps(p.SliceID, evs(old, hrev != 0))...)
+		_, err = s.commit(ctx, ops...)
+		if !errors.Is(err, ErrConflict) && !errors.Is(err, ErrExists) {
+			return err == nil, err
+		}
+		// Lost to another writer: of the ledger (read it again), or of the part (stop).
+		var cur Part
+		rev, gerr := s.get(ctx, pkey, &cur)
+		if gerr != nil && !errors.Is(gerr, ErrNotFound) {
+			return false, gerr
+		}
+		if rev != p.Rev {
+			return false, fmt.Errorf("correct hold of %s at %s: part %s/%s changed since it was read: %w", holder, provider, p.SliceID, p.Name, ErrConflict)
+		}
+	}
+	return false, fmt.Errorf("correct hold of %s at %s: %w", holder, provider, ErrConflict)
+}
+
 // Release drops a holder's hold at a provider; releasing what is not held is a no-op.
 func (s *Store) Release(ctx context.Context, provider, holder string) error {
 	tkey, hkey := s.ledgerTotalKey(provider), s.holdKey(provider, holder)

@@ -87,9 +87,24 @@ type Part struct {
 	// Change is an elasticity change asked of the part that the reconciler has not yet
 	// converged or rolled back (nil when none): the intent, written before anything is
 	// reserved or built, so that a restarted necosd resumes it.
-	Change    *PartChange `json:"change,omitempty"`
-	UpdatedAt time.Time   `json:"updated_at"`
-	Rev       int64       `json:"-"`
+	Change *PartChange `json:"change,omitempty"`
+	// Drift is a difference between the part as recorded and as its provider holds it
+	// that the reconciler could not repair (nil when none): kept, and retried, until a
+	// health pass finds the part as recorded again.
+	Drift     *PartDrift `json:"drift,omitempty"`
+	UpdatedAt time.Time  `json:"updated_at"`
+	Rev       int64      `json:"-"`
+}
+
+// PartDrift is a drift of a part that could not be repaired.
+type PartDrift struct {
+	// What differs, e.g. "node vm-1 of VDU vm has 4 vCPUs and 1024 MB at the provider, 2
+	// vCPUs and 1024 MB recorded". A pass that finds the same What records no new event.
+	What string `json:"what"`
+	// Why the repair failed, as the last attempt was answered.
+	Why string `json:"why"`
+	// Since is when What was first found unrepaired.
+	Since time.Time `json:"since"`
 }
 
 // Kinds of PartChange.
@@ -126,6 +141,10 @@ type PartChange struct {
 	Link        string  `json:"link,omitempty"`
 	BandwidthGB float64 `json:"bandwidth_gb,omitempty"`
 	Reason      string  `json:"reason,omitempty"`
+	// Drift, on a resize or scale the reconciler wrote itself, is the drift it repairs:
+	// what the provider holds otherwise than recorded. Such a change brings the part back
+	// to its recorded size; empty on a change a tenant or a policy asked for.
+	Drift string `json:"drift,omitempty"`
 	// Failed is why the change failed, set while its rollback runs.
 	Failed    string    `json:"failed,omitempty"`
 	CreatedAt time.Time `json:"created_at"`

@@ -119,3 +119,88 @@ func TestLedgerSummary(t *testing.T) {
 		t.Fatalf("empty ledger: %+v %d %v", total, holders, err)
 	}
 }
+
+// CorrectHold sets a part's hold to what the part holds, beyond the capacity if need be,
+// keeps the ledger's total the sum of its holds, commits its event with the correction
+// only, and leaves the hold alone once the part changed since it was read.
+func TestCorrectHold(t *testing.T) {
+	s := openEmbedded(t, t.TempDir())
+	ctx := context.Background()
+	if err := s.Reserve(ctx, "A", "s-1/other", cpus(3), cpus(4)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Reserve(ctx, "A", "s-1/core", cpus(1), cpus(4)); err != nil {
+		t.Fatal(err)
+	}
+	p := &Part{SliceID: "s-1", Name: "core", State: PartReady}
+	if err := s.PutPart(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := s.GetPart(ctx, "s-1", "core"); err != nil {
+		t.Fatal(err)
+	} else {
+		var was []string
+		events := func(old Hold, had bool) []Event {
+			was = append(was, fmt.Sprintf("%d %v", old.Resources.CPUs, had))
+			return []Event{{Type: "part.hold-corrected", Part: "core", Message: fmt.Sprintf("from %d", old.Resources.CPUs)}}
+		}
+		// 3 + 2 > 4: Reserve would refuse; the correction records it all the same.
+		changed, err := s.CorrectHold(ctx, p, "A", "s-1/core", cpus(2), events)
+		if err != nil || !changed {
+			t.Fatalf("correct 1 to 2 vCPUs: changed %v, %v", changed, err)
+		}
+		if changed, err := s.CorrectHold(ctx, p, "A", "s-1/core", cpus(2), events); err != nil || changed {
+			t.Fatalf("a hold already right: changed %v, %v", changed, err)
+		}
+		if len(was) != 1 || was[0] != "1 true" {
+			t.Fatalf("events asked for %v, want once, from the hold of 1 vCPU", was)
+		}
+	}
+	total, _, err := getOr[Hold](ctx, s, s.ledgerTotalKey("A"))
+	if err != nil || total.Resources.CPUs != 5 {
+		t.Fatalf("total after the correction %+v, %v; want 5 vCPUs", total, err)
+	}
+	evs, err := s.Events(ctx, "s-1")
+	if err != nil || len(evs) != 1 || evs[0].Message != "from 1" {
+		t.Fatalf("events %+v, %v", evs, err)
+	}
+
+	// The part changes after it was read: the hold stays as it is.
+	stale, err := s.GetPart(ctx, "s-1", "core")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.UpdatePart(ctx, "s-1", "core", func(x *Part) ([]Event, error) {
+		x.Change = &PartChange{ID: "c-1", Kind: ChangeScale}
+		return nil, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.CorrectHold(ctx, stale, "A", "s-1/core", cpus(1), func(Hold, bool) []Event { return nil })
+	if !errors.Is(err, ErrConflict) {
+		t.Fatalf("correction of a part changed since it was read: %v, want ErrConflict", err)
+	}
+	if h, _, _ := s.GetHold(ctx, "A", "s-1/core"); h != cpus(2) {
+		t.Fatalf("hold after the refused correction %+v, want 2 vCPUs", h)
+	}
+
+	// A part without a hold gets one.
+	p2 := &Part{SliceID: "s-1", Name: "edge", State: PartReady}
+	if err := s.PutPart(ctx, p2); err != nil {
+		t.Fatal(err)
+	}
+	p2, err = s.GetPart(ctx, "s-1", "edge")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var had = true
+	if changed, err := s.CorrectHold(ctx, p2, "A", "s-1/edge", cpus(1), func(_ Hold, h bool) []Event { had = h; return nil }); err != nil || !changed || had {
+		t.Fatalf("a missing hold: changed %v had %v, %v", changed, had, err)
+	}
+	if l, err := s.GetLedger(ctx, "A"); err != nil || l.Total() != cpus(6) {
+		t.Fatalf("ledger %+v, %v; want 6 vCPUs held in all", l, err)
+	}
+	if total, _, _ := getOr[Hold](ctx, s, s.ledgerTotalKey("A")); total != cpus(6) {
+		t.Fatalf("total %+v, want the sum of the holds", total)
+	}
+}

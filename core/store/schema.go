@@ -23,7 +23,13 @@ import (
 //     version 2 would allocate and release without the index and leave it naming VNIs
 //     no longer held (a holder would be handed a VNI another link took): it must refuse
 //     a store of version 3. The migration indexes the VNIs held.
-const SchemaVersion = 3
+//   - 4: a part's record may hold the drift the reconciler could not repair ("drift",
+//     PartDrift), and a change the reconciler wrote itself to repair one (the change's
+//     "drift"). A necosd of version 3 would drop both on its next write of the part and
+//     take a repair for a tenant's change; one that leads while another shows the
+//     slices would leave a drift shown that no pass clears: it must refuse a store of
+//     version 4. Nothing is rewritten: a part without the fields has no drift recorded.
+const SchemaVersion = 4
 
 // migrations[v] rewrites a store at version v into version v+1. Each step must be safe to
 // run again after a crash halfway (the version is raised only after it succeeds).
@@ -34,6 +40,8 @@ var migrations = map[int]func(ctx context.Context, s *Store) error{
 	1: func(context.Context, *Store) error { return nil },
 	// A store of version 2 holds VNI records without their holder index: write it.
 	2: indexVNIHolders,
+	// A store of version 3 holds no drift: the version is raised only.
+	3: func(context.Context, *Store) error { return nil },
 }
 
 // ErrSchema is returned by Open when the store was written by a newer necosd.

@@ -296,12 +296,14 @@ func (s *Store) listAt(ctx context.Context, prefix string, each func(key string,
 	return r.Header.Revision, nil
 }
 
-// op is one write of a transaction: a put of a JSON value, or a delete when v is nil.
+// op is one write of a transaction: a put of a JSON value, or a delete when v is nil;
+// or, with check, no write, only rev's condition on key.
 type op struct {
 	key string
 	v   any
 	// rev: >0 the key must be at that revision; 0 the key must not exist; -1 no condition.
-	rev int64
+	rev   int64
+	check bool
 }
 
 const anyRev = -1
@@ -317,6 +319,9 @@ func (s *Store) commit(ctx context.Context, ops ...op) (int64, error) {
 			conds = append(conds, clientv3.Compare(clientv3.CreateRevision(o.key), "=", 0))
 		case o.rev > 0:
 			conds = append(conds, clientv3.Compare(clientv3.ModRevision(o.key), "=", o.rev))
+		}
+		if o.check {
+			continue
 		}
 		if o.v == nil {
 			puts = append(puts, clientv3.OpDelete(o.key))
