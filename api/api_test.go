@@ -20,6 +20,7 @@ import (
 	"github.com/necos/necos/api/apitest"
 	v1 "github.com/necos/necos/api/v1"
 	"github.com/necos/necos/core/spec"
+	"github.com/necos/necos/core/store"
 	"gopkg.in/yaml.v3"
 )
 
@@ -755,6 +756,34 @@ func TestListSlicesPages(t *testing.T) {
 		do(t, "GET", env.URL+"/v1/slices?"+q, tok, nil).status(t, 400).json(t, &e)
 		if len(e.Problems) == 0 || e.Problems[0].Path != field {
 			t.Errorf("%s: %+v, want a problem at %q", q, e, field)
+		}
+	}
+}
+
+// A drift the reconciler could not repair is shown on its part (the health pass records
+// it: core/sro's drift tests; here it is written as that pass would).
+func TestPartDriftShown(t *testing.T) {
+	env := apitest.Start(t)
+	tok := env.Token("alice")
+	var s v1.Slice
+	do(t, "POST", env.URL+"/v1/slices?wait=true", tok, toJSON(t, apitest.SmallSlice("drift")),
+		"Content-Type", "application/json").status(t, 201).json(t, &s)
+	since := time.Now().UTC().Truncate(time.Second)
+	if _, err := env.Store.UpdatePart(context.Background(), s.ID, "core-dc", func(p *store.Part) ([]store.Event, error) {
+		p.Drift = &store.PartDrift{What: "node core_vm-1 has 4 vCPUs at the provider, 1 recorded", Why: "no room", Since: since}
+		return nil, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var got v1.Slice
+	do(t, "GET", env.URL+"/v1/slices/"+s.ID, tok, nil).status(t, 200).json(t, &got)
+	for _, p := range got.Parts {
+		switch {
+		case p.Name == "core-dc" && (p.Drift == nil || p.Drift.Why != "no room" || !p.Drift.Since.Equal(since) ||
+			!strings.Contains(p.Drift.What, "4 vCPUs")):
+			t.Errorf("core-dc's drift: %+v", p.Drift)
+		case p.Name != "core-dc" && p.Drift != nil:
+			t.Errorf("%s has a drift it never had: %+v", p.Name, p.Drift)
 		}
 	}
 }

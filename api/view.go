@@ -69,6 +69,9 @@ func partView(p *store.Part) v1.Part {
 		Resources:  v1.Resources{Nodes: res.Nodes, CPUs: res.CPUs, MemoryMB: res.MemoryMB, StorageGB: res.StorageGB},
 		Nodes:      []v1.Node{},
 	}
+	if d := p.Drift; d != nil {
+		out.Drift = &v1.Drift{What: d.What, Why: d.Why, Since: d.Since}
+	}
 	o := p.Observed
 	if o == nil {
 		return out

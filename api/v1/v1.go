@@ -14,7 +14,8 @@ type Slice struct {
 	// State is Pending, Creating, Ready, Degraded (Ready, but a provider no longer has
 	// some of its parts), RollingBack, Failed or Deleting.
 	State string `json:"state"`
-	// Message says why a slice failed, is rolling back or is Degraded.
+	// Message says why a slice failed, is rolling back or is Degraded, or, on a Ready
+	// slice, which drift was not repaired (each part's Drift says more).
 	Message string `json:"message,omitempty"`
 	// Deleting is set once the tenant asked for decommission, before State follows.
 	Deleting  bool       `json:"deleting,omitempty"`
@@ -62,7 +63,11 @@ type Part struct {
 	State   string `json:"state"`
 	Message string `json:"message,omitempty"`
 	// Elastic marks a part added by horizontal elasticity.
-	Elastic    bool    `json:"elastic,omitempty"`
+	Elastic bool `json:"elastic,omitempty"`
+	// Drift is a difference between the part as recorded and as its provider holds it
+	// that the reconciler could not repair (nil when none); it is retried every health
+	// pass.
+	Drift      *Drift  `json:"drift,omitempty"`
 	CostPerDay float64 `json:"cost_per_day"`
 	// Bridge is the per-slice switch the part's nodes attach to.
 	Bridge string `json:"bridge,omitempty"`
@@ -77,6 +82,17 @@ type Part struct {
 	// network namespace their addresses are reached from) and "ssh-known-hosts" (each
 	// node's pinned host key).
 	Attributes map[string]string `json:"attributes,omitempty"`
+}
+
+// Drift is a part's unrepaired drift.
+type Drift struct {
+	// What differs, e.g. "node vm-1 of VDU vm has 4 vCPUs and 1024 MB at the provider, 2
+	// vCPUs and 1024 MB recorded".
+	What string `json:"what"`
+	// Why the last repair failed.
+	Why string `json:"why"`
+	// Since is when What was first found unrepaired.
+	Since time.Time `json:"since"`
 }
 
 // Resources is an amount of compute.
