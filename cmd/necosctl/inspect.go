@@ -258,7 +258,9 @@ func metricPoints(w io.Writer, series []client.MetricSeries) {
 	}
 }
 
-func value(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
+// value is a metric value as the tables show it: at most two decimals (a CPU reading of
+// 43.45374116235084 reads 43.45); -o json and -o yaml keep every digit.
+func value(f float64) string { return strconv.FormatFloat(math.Round(f*100)/100, 'f', -1, 64) }
 
 // otherTags shows the tags the columns do not, sorted.
 func otherTags(tags map[string]string) string {

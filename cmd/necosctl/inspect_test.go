@@ -221,3 +221,22 @@ func waitFor(t *testing.T, out *syncBuffer, want string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// Tables show a metric value with at most two decimals; -o json keeps every digit.
+func TestMetricValueInTables(t *testing.T) {
+	for _, c := range []struct {
+		in   float64
+		want string
+	}{
+		{43.45374116235084, "43.45"},
+		{2048, "2048"},
+		{0.8987302480221631, "0.9"},
+		{-1.005, "-1"},
+		{99.999, "100"},
+		{0, "0"},
+	} {
+		if got := value(c.in); got != c.want {
+			t.Errorf("value(%v) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}
