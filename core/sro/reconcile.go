@@ -412,7 +412,7 @@ func (e *Engine) createPart(ctx context.Context, p *store.Part) error {
 	}
 	_, err = e.store.UpdatePart(ctx, p.SliceID, p.Name, func(x *store.Part) ([]store.Event, error) {
 		x.State, x.Message, x.Observed = store.PartReady, "", &obs
-		return []store.Event{{Type: EvPartReady, Part: p.Name, Message: fmt.Sprintf("%d nodes at %s", len(obs.Nodes), p.Provider)}}, nil
+		return []store.Event{{Type: EvPartReady, Part: p.Name, Message: fmt.Sprintf("%s at %s", nodeCount(len(obs.Nodes)), p.Provider)}}, nil
 	})
 	return err
 }
