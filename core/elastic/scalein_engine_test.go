@@ -10,6 +10,7 @@ import (
 	"github.com/necos/necos/core/elastic"
 	"github.com/necos/necos/core/sro"
 	"github.com/necos/necos/core/store"
+	"github.com/necos/necos/sdk"
 	"libvirt.org/go/libvirt"
 )
 
@@ -63,6 +64,22 @@ func workers(t *testing.T, e *env, sliceID, part string) []string {
 	return out
 }
 
+// pushTo sends CPU values for a node of a part as a probe would, 100 ms apart, ending
+// now, and returns now.
+func pushTo(t *testing.T, e *env, sliceID, part, node string, values ...float64) time.Time {
+	t.Helper()
+	now := time.Now()
+	pts := make([]sdk.Point, len(values))
+	for i, v := range values {
+		pts[i] = sdk.Point{Metric: sdk.MetricCPUPercent, Tags: map[string]string{sdk.TagResourceID: node, sdk.TagPart: part}, Value: v,
+			Time: now.Add(-time.Duration(len(values)-1-i) * 100 * time.Millisecond)}
+	}
+	if _, err := e.col.Push(context.Background(), sliceID, pts); err != nil {
+		t.Fatalf("push: %v", err)
+	}
+	return now
+}
+
 // domainGone reports whether libvirt no longer has a domain.
 func domainGone(t *testing.T, uri, uuid string) bool {
 	t.Helper()
@@ -104,7 +121,9 @@ func TestScaleIn(t *testing.T) {
 		// The load drops: one scale-in step, two nodes asked, one taken — the spec's
 		// node stays.
 		e.install(t, v, shrink)
-		cold := e.push(t, id, "worker-1", time.Second, 5, 3, 2)
+		// The cold points come after the hot ones: the last three are all below.
+		time.Sleep(time.Second)
+		cold := e.push(t, id, "worker-1", 100*time.Millisecond, 5, 3, 2)
 		done := e.waitEvent(t, id, "shrink", elastic.EvActionFinished, cold)
 		if done.Data["action"] != "remove-node" || !strings.Contains(done.Message, "VDU worker of part edge from 2 to 1 nodes") {
 			t.Errorf("action finished: %+v", done)
@@ -185,7 +204,9 @@ func TestScaleIn(t *testing.T) {
 		copyNode := np.Observed.Nodes[0].ID
 
 		e.install(t, v, shrink)
-		cold := e.push(t, id, "worker-1", time.Second, 5, 3, 2)
+		// The copy has a worker-1 too: the points name their part.
+		time.Sleep(time.Second)
+		cold := pushTo(t, e, id, "edge", "worker-1", 5, 3, 2)
 		done := e.waitEvent(t, id, "shrink", elastic.EvActionFinished, cold)
 		if done.Data["action"] != "remove-part" || done.Data["part"] != "edge-h1" || done.Data["template"] != "edge" {
 			t.Errorf("action finished: %+v", done)
@@ -214,7 +235,7 @@ func TestScaleIn(t *testing.T) {
 
 		// Nothing of the spec goes: the edge and its one node are at their floor.
 		time.Sleep(time.Second)
-		e.push(t, id, "worker-1", 100*time.Millisecond, 4, 3, 2)
+		pushTo(t, e, id, "edge", "worker-1", 4, 3, 2)
 		skip := e.waitEvent(t, id, "shrink", elastic.EvSkipped, done.Time)
 		if skip.Data["reason"] != "floor" {
 			t.Errorf("skip: %+v", skip)
