@@ -22,6 +22,9 @@ type outcome struct {
 	vdu      string
 	node     string
 	what     string
+	// scaledIn marks a scale-in step; gone lists the nodes a remove-node removed.
+	scaledIn bool
+	gone     []string
 }
 
 // act runs the policy's actions for a firing and then its post-deployment; every step
@@ -56,10 +59,13 @@ func (e *Engine) act(ctx context.Context, ev *evaluator, f *Firing) {
 var errExhausted = errors.New("nothing left to do")
 
 // perform tries the vertical actions in order, then, when the provider is full or none
-// is left, the horizontal ones.
+// is left, the horizontal ones; a scale-in policy's actions go through scaleIn.
 func (e *Engine) perform(ctx context.Context, ev *evaluator, f *Firing) (outcome, error) {
 	pol := &ev.pol.Spec
 	sliceID := ev.pol.SliceID
+	if pol.ScalesIn() {
+		return e.scaleIn(ctx, ev, f)
+	}
 	v, err := e.opts.Engine.Get(ctx, "", sliceID)
 	if err != nil {
 		return outcome{}, fmt.Errorf("read slice: %w", err)
@@ -233,9 +239,24 @@ func (e *Engine) postDeploy(ctx context.Context, ev *evaluator, out outcome) {
 		pd = *ev.pol.Spec.PostDeployment
 	}
 	if e.opts.PostDeployer == nil {
+		what := "the service is not redeployed onto " + out.part
+		if out.scaledIn {
+			what = "the services' records are not told what " + out.action + " removed"
+		}
 		e.event(ctx, sliceID, ev.ev(EvPostDeploySkipped,
-			"no service deployer configured: the service is not redeployed onto "+out.part+" and no post-deployment command runs", nil))
+			"no service deployer configured: "+what+" and no post-deployment command runs", nil))
 		return
+	}
+	run := func() error { return e.opts.PostDeployer.PostDeploy(ctx, sliceID, out.part, pd) }
+	if out.scaledIn {
+		sd, ok := e.opts.PostDeployer.(ScaleInDeployer)
+		if !ok {
+			e.event(ctx, sliceID, ev.ev(EvPostDeploySkipped,
+				"the service deployer does not follow a scale-in: the services' records are not told what "+out.action+
+					" removed and no post-deployment command runs", nil))
+			return
+		}
+		run = func() error { return sd.PostScaleIn(ctx, sliceID, out.part, out.gone, pd) }
 	}
 	if wait := time.Duration(pd.Timers.ServiceRedeploymentSecs) * time.Second; wait > 0 {
 		select {
@@ -245,7 +266,7 @@ func (e *Engine) postDeploy(ctx context.Context, ev *evaluator, out outcome) {
 		case <-time.After(wait):
 		}
 	}
-	if err := e.opts.PostDeployer.PostDeploy(ctx, sliceID, out.part, pd); err != nil {
+	if err := run(); err != nil {
 		e.log.Warn("post-deployment failed", "policy", ev.name(), "part", out.part, "error", err)
 		e.event(ctx, sliceID, ev.ev(EvPostDeployFailed, err.Error(), map[string]string{"part": out.part}))
 		return

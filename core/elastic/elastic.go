@@ -2,7 +2,8 @@
 // every slice on the metrics the Monitor plugin holds and grows slices when a policy
 // fires — vertically (more vCPUs or memory for a node, one more node in a part) or, when
 // the provider has no room, horizontally (a copy of a part at another provider, linked
-// in) — then hands the service's post-deployment to a PostDeployer.
+// in) — or, for a scale-in policy, shrinks them back, then hands the service's
+// post-deployment to a PostDeployer.
 //
 // # Policies
 //
@@ -46,9 +47,29 @@
 // successful action the PostDeployer runs the policy's post-deployment, after
 // timers.service-redeployment seconds.
 //
+// # Scale-in
+//
+// A policy whose actions are remove-node, remove-cpu, remove-memory and remove-part
+// (spec.Policy.ScalesIn) shrinks what growth added, newest first: its horizontal
+// actions first — remove-part removes the newest Ready copy of its template that
+// add-part made ("<template>-h<n>", sro.Engine.RemovePart), never a part of the tenant's
+// spec — then its vertical actions in order: remove-node scales the VDU down by its step
+// (sro.Engine.ScalePart), remove-cpu and remove-memory shrink the first node the policy
+// fired on that is above its floor, or every node of the VDU when it fired on none of
+// its nodes (sro.Engine.ResizePart). No step goes below its floor (spec.Policy.Floor:
+// the action's min, deployment.constraints.vertical's min-*, and what the tenant's spec
+// gave the VDU — for a copy, its template). One step per firing; a step the backend
+// refuses (sdk.CodeFailedPrecondition: a Kubernetes part whose workloads use more than
+// the smaller size) passes to the next. A shrink is never refused for the budget. A
+// scale-in policy whose every action is at its floor does nothing and records one
+// elastic.skipped (reason "floor") until it acts again: no elastic.fired, no
+// elastic.exhausted, no cooldown. After a step the PostDeployer, when it is a
+// ScaleInDeployer, has the services' records forget the removed part or nodes and runs
+// the post-deployment's commands; nothing is redeployed.
+//
 // Every decision is an event of the slice (/v1/slices/{id}/events): elastic.armed,
-// elastic.fired (why: the series and its values), elastic.skipped (cooldown, busy),
-// elastic.action-started, elastic.action-finished, elastic.action-failed,
+// elastic.fired (why: the series and its values), elastic.skipped (cooldown, busy,
+// floor), elastic.action-started, elastic.action-finished, elastic.action-failed,
 // elastic.horizontal-fallback, elastic.exhausted, elastic.post-deployed,
 // elastic.post-deploy-skipped, elastic.post-deploy-failed, elastic.disarmed.
 //
@@ -106,12 +127,13 @@ const (
 	DefaultActionTimeout = 10 * time.Minute
 )
 
-// Actuator is what the engine grows slices through; *sro.Engine is one.
+// Actuator is what the engine grows (and shrinks) slices through; *sro.Engine is one.
 type Actuator interface {
 	Get(ctx context.Context, tenant, id string) (*sro.View, error)
 	ResizePart(ctx context.Context, sliceID, part, vdu, node string, cpus int, memMB int64) error
 	ScalePart(ctx context.Context, sliceID, part, vdu string, instances int) error
 	AddPart(ctx context.Context, sliceID, template string, opts sro.AddPartOptions) (*store.Part, error)
+	RemovePart(ctx context.Context, sliceID, part string) error
 }
 
 // MonitorSource gives the Monitor plugin's client, nil when there is none;

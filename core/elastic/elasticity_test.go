@@ -17,24 +17,42 @@ import (
 	"libvirt.org/go/libvirt"
 )
 
-// The service orchestrator runs post-deployments.
-var _ elastic.PostDeployer = (*service.Orchestrator)(nil)
+// The service orchestrator runs post-deployments, and follows scale-ins.
+var (
+	_ elastic.PostDeployer    = (*service.Orchestrator)(nil)
+	_ elastic.ScaleInDeployer = (*service.Orchestrator)(nil)
+)
 
-// recorder is a PostDeployer that remembers what it was asked.
+// recorder is a PostDeployer (and ScaleInDeployer) that remembers what it was asked.
 type recorder struct {
 	mu   sync.Mutex
 	reqs []postDeploy
+	ins  []postDeploy
 }
 
 type postDeploy struct {
 	slice, part string
+	gone        []string // PostScaleIn's
 	pd          spec.PostDeployment
+}
+
+func (r *recorder) PostScaleIn(_ context.Context, sliceID, part string, gone []string, pd spec.PostDeployment) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ins = append(r.ins, postDeploy{sliceID, part, gone, pd})
+	return nil
+}
+
+func (r *recorder) scaleIns() []postDeploy {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]postDeploy(nil), r.ins...)
 }
 
 func (r *recorder) PostDeploy(_ context.Context, sliceID, part string, pd spec.PostDeployment) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.reqs = append(r.reqs, postDeploy{sliceID, part, pd})
+	r.reqs = append(r.reqs, postDeploy{sliceID, part, nil, pd})
 	return nil
 }
 

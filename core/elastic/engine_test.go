@@ -50,11 +50,14 @@ func (m *hotMonitor) Query(_ context.Context, q sdk.Query) ([]sdk.Point, error) 
 
 func (m *hotMonitor) Monitor(context.Context) (sdk.Monitor, error) { return m, nil }
 
-// gate stands in for the slice engine: every resize waits for a release.
+// gate stands in for the slice engine: every resize (and, with scales set, every
+// scale) waits for a release.
 type gate struct {
 	st      *store.Store
 	calls   chan string
 	release chan error
+	// scales receives the node count of every scale; nil refuses them.
+	scales chan int
 }
 
 func (g *gate) Get(ctx context.Context, _, id string) (*sro.View, error) {
@@ -76,12 +79,25 @@ func (g *gate) ResizePart(ctx context.Context, sliceID, part, vdu, node string, 
 	}
 }
 
-func (g *gate) ScalePart(context.Context, string, string, string, int) error {
-	return errors.New("not expected")
+func (g *gate) ScalePart(ctx context.Context, _, _, _ string, instances int) error {
+	if g.scales == nil {
+		return errors.New("not expected")
+	}
+	g.scales <- instances
+	select {
+	case err := <-g.release:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func (g *gate) AddPart(context.Context, string, string, sro.AddPartOptions) (*store.Part, error) {
 	return nil, errors.New("not expected")
+}
+
+func (g *gate) RemovePart(context.Context, string, string) error {
+	return errors.New("not expected")
 }
 
 func openStore(t *testing.T) *store.Store {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -162,6 +163,9 @@ type Firing struct {
 	Values []float64
 	// Crossed is the time of the first of Values: when the threshold was crossed.
 	Crossed time.Time
+	// Nodes are the nodes of every series that satisfies the trigger, Node first, each
+	// once: a scale-in shrinks the first of them that is above its floor.
+	Nodes []string
 }
 
 // String describes the firing for events: "node k8s-node-1 (push): 91, 95, 97".
@@ -216,6 +220,19 @@ func (ev *evaluator) tick(ctx context.Context, every time.Duration) {
 	if err != nil || cur.Rev != ev.pol.Rev {
 		return
 	}
+	// A scale-in policy fires as long as the part is idle, at its floor too: then it has
+	// nothing to do, which is said once (until it acts again), not at every firing,
+	// and neither starts an action nor a cooldown.
+	ev.mu.Lock()
+	busy := ev.busy
+	ev.mu.Unlock()
+	if !busy && ev.pol.Spec.ScalesIn() {
+		_, steps, skipped, err := ev.e.scaleInPlan(ctx, ev, f)
+		if err == nil && len(steps) == 0 {
+			ev.skip(ctx, f, "floor", "nothing to shrink: "+strings.Join(skipped, "; "))
+			return
+		}
+	}
 	now := time.Now()
 	ev.mu.Lock()
 	var skip, note string
@@ -227,18 +244,14 @@ func (ev *evaluator) tick(ctx context.Context, every time.Duration) {
 			ev.cooldownUntil.Sub(now).Round(time.Second))
 		note = "cooldown@" + ev.cooldownUntil.String()
 	}
+	if skip == "" {
+		ev.busy, ev.noted = true, ""
+	}
+	ev.mu.Unlock()
 	if skip != "" {
-		first := ev.noted != note
-		ev.noted = note
-		ev.mu.Unlock()
-		if first {
-			ev.e.event(ctx, ev.pol.SliceID, ev.ev(EvSkipped, fmt.Sprintf("%s fired on %s, skipped: %s", ev.pol.Spec.String(), f, skip),
-				map[string]string{"reason": strings.SplitN(note, "@", 2)[0], "node": f.Node}))
-		}
+		ev.skip(ctx, f, note, skip)
 		return
 	}
-	ev.busy, ev.noted = true, ""
-	ev.mu.Unlock()
 	ev.e.log.Info("policy fired", "policy", ev.name(), "on", f.String())
 	ev.e.event(ctx, ev.pol.SliceID, ev.ev(EvFired, fmt.Sprintf("%s: %s", ev.pol.Spec.String(), f),
 		map[string]string{"node": f.Node, "values": joinValues(f.Values), DataCrossed: f.Crossed.UTC().Format(time.RFC3339Nano)}))
@@ -257,6 +270,21 @@ func (ev *evaluator) tick(ctx context.Context, every time.Duration) {
 		ev.cooldownUntil = end.Add(ev.cooldown())
 		ev.mu.Unlock()
 	}()
+}
+
+// skip records that the policy fired but did not act, once per note ("busy",
+// "cooldown@<end>", "floor"): the same reason is not recorded again until another one,
+// or an action, comes between.
+func (ev *evaluator) skip(ctx context.Context, f *Firing, note, why string) {
+	ev.mu.Lock()
+	first := ev.noted != note
+	ev.noted = note
+	ev.mu.Unlock()
+	if first {
+		ev.e.log.Debug("policy fired, skipped", "policy", ev.name(), "why", why)
+		ev.e.event(ctx, ev.pol.SliceID, ev.ev(EvSkipped, fmt.Sprintf("%s fired on %s, skipped: %s", ev.pol.Spec.String(), f, why),
+			map[string]string{"reason": strings.SplitN(note, "@", 2)[0], "node": f.Node}))
+	}
 }
 
 func joinValues(vs []float64) string {
@@ -306,8 +334,8 @@ func Query(sliceID string, p *spec.Policy, every time.Duration, since, now time.
 
 // Judge returns the first series of pts (by node, then tags) whose values satisfy the
 // policy's trigger: with points: N its last N values (it needs N), with a time window
-// all of them; nil when none does. pts come series by series, oldest first, as
-// sdk.Monitor.Query returns them.
+// all of them; nil when none does. Its Nodes lists the nodes of every series that does.
+// pts come series by series, oldest first, as sdk.Monitor.Query returns them.
 func Judge(p *spec.Policy, pts []sdk.Point) *Firing {
 	type series struct {
 		key    string
@@ -335,6 +363,7 @@ func Judge(p *spec.Policy, pts []sdk.Point) *Firing {
 		}
 		return list[i].key < list[j].key
 	})
+	var f *Firing
 	for _, s := range list {
 		vals, times := s.values, s.times
 		if n := p.Trigger.Points; n > 0 && p.Trigger.WindowSecs == 0 {
@@ -343,11 +372,18 @@ func Judge(p *spec.Policy, pts []sdk.Point) *Firing {
 			}
 			vals, times = vals[len(vals)-n:], times[len(times)-n:]
 		}
-		if p.Holds(vals) {
-			return &Firing{Node: s.tags[sdk.TagResourceID], Tags: s.tags, Values: vals, Crossed: times[0]}
+		if !p.Holds(vals) {
+			continue
+		}
+		node := s.tags[sdk.TagResourceID]
+		if f == nil {
+			f = &Firing{Node: node, Tags: s.tags, Values: vals, Crossed: times[0]}
+		}
+		if node != "" && !slices.Contains(f.Nodes, node) {
+			f.Nodes = append(f.Nodes, node)
 		}
 	}
-	return nil
+	return f
 }
 
 func seriesKey(tags map[string]string) string {

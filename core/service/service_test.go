@@ -557,6 +557,68 @@ func TestPostDeployAfterElasticity(t *testing.T) {
 	if strings.Count(types, service.EvDeploying) != 4 { // the service, twice more, and post-<part>
 		t.Errorf("events: %s", types)
 	}
+
+	// Scale-in, as the elasticity engine follows it. A post-deployment on the copy itself
+	// first, so that a record names only the copy.
+	if err := e.orch.PostDeploy(ctx, sliceID, added.Name, spec.PostDeployment{Commands: []string{"true"}}); err != nil {
+		t.Fatalf("post-deploy on the copy: %v", err)
+	}
+	ran := lines()
+	// The copy goes: the records forget it, the one of its own post-deployment goes, and
+	// the scale-in's commands run on the part it was a copy of; nothing is redeployed.
+	if err := e.engine.RemovePart(ctx, sliceID, added.Name); err != nil {
+		t.Fatalf("remove part: %v", err)
+	}
+	after := filepath.Join(dir, "after")
+	if err := e.orch.PostScaleIn(ctx, sliceID, added.Name, nil, spec.PostDeployment{Commands: []string{"echo ${parts.edge.name} >> " + after}}); err != nil {
+		t.Fatalf("post-scale-in after remove-part: %v", err)
+	}
+	got, _ = e.orch.Get(ctx, "alice", sliceID, rec.ID)
+	if _, ok := got.Part(added.Name); ok || len(got.Parts) != 1 || got.State != store.ServiceDeployed {
+		t.Errorf("the service's record after the copy went: %+v", got)
+	}
+	if _, err := e.orch.Get(ctx, "alice", sliceID, service.PostDeployPrefix+added.Name); !errors.Is(err, service.ErrNotFound) {
+		t.Errorf("the post-deployment record of the removed copy: %v", err)
+	}
+	if b, _ := os.ReadFile(after); string(b) != "edge\nedge\nedge\n" {
+		t.Errorf("the scale-in's commands wrote %q, want one line per node of edge", b)
+	}
+	if n := lines(); n != ran {
+		t.Errorf("%d runs after the scale-in, want %d: nothing is redeployed", n, ran)
+	}
+	// One node fewer: the record forgets the node the VIM removed.
+	before := map[string]bool{}
+	v, _ = e.engine.Get(ctx, "alice", sliceID)
+	edge, _ := v.Part("edge")
+	for _, n := range edge.Observed.Nodes {
+		before[n.Name] = true
+	}
+	if err := e.engine.ScalePart(ctx, sliceID, "edge", "edge_vm", 2); err != nil {
+		t.Fatalf("scale in: %v", err)
+	}
+	v, _ = e.engine.Get(ctx, "alice", sliceID)
+	edge, _ = v.Part("edge")
+	for _, n := range edge.Observed.Nodes {
+		delete(before, n.Name)
+	}
+	var gone []string
+	for n := range before {
+		gone = append(gone, n)
+	}
+	if len(gone) != 1 {
+		t.Fatalf("nodes gone: %v", gone)
+	}
+	if err := e.orch.PostScaleIn(ctx, sliceID, "edge", gone, spec.PostDeployment{}); err != nil {
+		t.Fatalf("post-scale-in after remove-node: %v", err)
+	}
+	got, _ = e.orch.Get(ctx, "alice", sliceID, rec.ID)
+	sp, _ := got.Part("edge")
+	if len(sp.Nodes) != 2 || sp.Nodes[0].Node == gone[0] || sp.Nodes[1].Node == gone[0] || got.State != store.ServiceDeployed {
+		t.Errorf("the service's record after %s went: %+v", gone[0], got)
+	}
+	if n := strings.Count(eventTypes(t, e.store, sliceID), service.EvScaledIn); n != 4 { // the service and post-<copy>; the service and post-edge
+		t.Errorf("%d %s events, want 4", n, service.EvScaledIn)
+	}
 	if err := e.orch.Undeploy(ctx, "alice", sliceID, rec.ID); err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,9 @@ import (
 )
 
 // Policy is an elasticity policy: when a metric of a part's nodes crosses a threshold,
-// grow the part (vertical) or add a part elsewhere (horizontal). It is written under a
+// grow the part (vertical) or add a part elsewhere (horizontal) — or, for a scale-in
+// policy, shrink it back (remove-node, remove-cpu, remove-memory, remove-part). It is
+// written under a
 // service's dc-slice-part (elasticity: [- policy: {...}]) or posted alone, as YAML or as
 // JSON of the same shape, to /v1/slices/{id}/policies. docs/elasticity.md describes it
 // with examples.
@@ -38,6 +40,24 @@ import (
 // taken. When none is left, or the provider has no room, the horizontal actions are
 // tried, lowest priority number first. After an action the policy rests for
 // timers.reactivate-elasticity seconds ([DefaultCooldown] when unset).
+//
+// A policy's actions all grow the slice or all shrink it ([Policy.ScalesIn]); a scale-in
+// policy usually fires below a threshold:
+//
+//	policy:
+//	  name: cpu-low
+//	  operator: '<'
+//	  value: 20
+//	  trigger: {time-window: 300}
+//	  metric-collector: {node-type: worker, metric-name: PERCENT_CPU_UTILIZATION}
+//	  post-deployment:
+//	    actions:
+//	      vertical:   [{action: {type: remove-node}}, {action: {type: remove-cpu, value: 1, min: 2}}]
+//	      horizontal: [{action: remove-part}]
+//
+// It undoes growth newest first: the horizontal actions are tried first (each removes
+// the newest copy an add-part made of its template), then the vertical ones in order,
+// each down to its floor ([Policy.Floor]: never below what the tenant's spec gave).
 type Policy struct {
 	Name string `json:"name"`
 	// Type is free text the original carried (e.g. "elasticity"); it selects nothing.
@@ -99,14 +119,21 @@ type ElasticityConstraints struct {
 	Horizontal *HorizontalTarget `json:"horizontal,omitempty"`
 }
 
-// VerticalLimits cap every vertical action (an action's own max, if lower, wins);
-// zero means no cap.
+// VerticalLimits cap every vertical action (an action's own max, if lower, wins) and
+// floor every vertical scale-in action (an action's own min, if higher, wins); zero
+// means no cap or floor beyond the tenant's spec.
 type VerticalLimits struct {
 	// MaxNodes caps the nodes of the VDU grown by add-node.
 	MaxNodes int `json:"max-nodes,omitempty"`
 	// MaxCPUs and MaxMemoryMB cap each node's vCPUs and memory (add-cpu, add-memory).
 	MaxCPUs     int   `json:"max-cpus,omitempty"`
 	MaxMemoryMB int64 `json:"max-memory-mb,omitempty"`
+	// MinNodes floors the nodes of the VDU shrunk by remove-node.
+	MinNodes int `json:"min-nodes,omitempty"`
+	// MinCPUs and MinMemoryMB floor each node's vCPUs and memory (remove-cpu,
+	// remove-memory).
+	MinCPUs     int   `json:"min-cpus,omitempty"`
+	MinMemoryMB int64 `json:"min-memory-mb,omitempty"`
 }
 
 // HorizontalTarget says where horizontal elasticity puts a new part and what it is.
@@ -149,13 +176,14 @@ type Actions struct {
 	Horizontal []HorizontalAction `json:"horizontal,omitempty"`
 }
 
-// VerticalAction is {action: ...}, an action of type add-node, add-cpu or add-memory.
+// VerticalAction is {action: ...}, an action of type add-node, add-cpu or add-memory, or
+// of scale-in remove-node, remove-cpu or remove-memory.
 type VerticalAction struct {
 	Action Action `json:"action"`
 }
 
-// HorizontalAction is {action: ..., priority: N}, an action of type add-part; lower
-// priority numbers are tried first.
+// HorizontalAction is {action: ..., priority: N}, an action of type add-part or, for
+// scale-in, remove-part; lower priority numbers are tried first.
 type HorizontalAction struct {
 	Action   Action `json:"action"`
 	Priority int    `json:"priority,omitempty"`
@@ -173,6 +201,25 @@ const (
 	ActionAddMemory = "add-memory"
 	// ActionAddPart adds a copy of a part at another location, linked to the core.
 	ActionAddPart = "add-part"
+
+	// ActionRemoveNode removes Value nodes (default 1) from the VDU (VIM Scale), down to
+	// its floor ([Policy.Floor]).
+	ActionRemoveNode = "remove-node"
+	// ActionRemoveCPU removes Value vCPUs (default 1) from a node of the VDU, or from each
+	// (VIM Resize), down to its floor per node.
+	ActionRemoveCPU = "remove-cpu"
+	// ActionRemoveMemory removes Value MB (default 1024) as remove-cpu does vCPUs.
+	ActionRemoveMemory = "remove-memory"
+	// ActionRemovePart removes the newest copy that add-part made of a part (of
+	// Template, default the policy's part); never a part of the tenant's spec.
+	ActionRemovePart = "remove-part"
+)
+
+// The action types by kind and direction.
+var (
+	verticalGrow    = []string{ActionAddNode, ActionAddCPU, ActionAddMemory}
+	verticalShrink  = []string{ActionRemoveNode, ActionRemoveCPU, ActionRemoveMemory}
+	horizontalTypes = []string{ActionAddPart, ActionRemovePart}
 )
 
 // Action is one elasticity step. It is written as a mapping or, for the defaults, as
@@ -184,9 +231,14 @@ type Action struct {
 	// Value is the amount added by one step; 0 means the type's default.
 	Value int64 `json:"value,omitempty"`
 	// Max is the limit the step may reach (nodes, vCPUs or MB per node); 0 means none
-	// beyond deployment.constraints.vertical.
+	// beyond deployment.constraints.vertical. Only for add-node, add-cpu and add-memory.
 	Max int64 `json:"max,omitempty"`
-	// Location and Template override deployment.constraints.horizontal for add-part.
+	// Min is the floor a scale-in step may reach (nodes, vCPUs or MB per node); the
+	// tenant's spec and deployment.constraints.vertical may raise it ([Policy.Floor]).
+	// Only for remove-node, remove-cpu and remove-memory.
+	Min int64 `json:"min,omitempty"`
+	// Location and Template override deployment.constraints.horizontal for add-part;
+	// Template names the part whose copies remove-part removes.
 	Location string `json:"location,omitempty"`
 	Template string `json:"template,omitempty"`
 }
@@ -195,17 +247,44 @@ type Action struct {
 // timers.reactivate-elasticity is unset. (The original waited 30 minutes.)
 const DefaultCooldown = 5 * time.Minute
 
-// Step returns the amount one step adds: Value, or the type's default.
+// Step returns the amount one step adds (or, for scale-in, removes): Value, or the
+// type's default.
 func (a Action) Step() int64 {
 	if a.Value > 0 {
 		return a.Value
 	}
 	switch a.Type {
-	case ActionAddMemory:
+	case ActionAddMemory, ActionRemoveMemory:
 		return 1024
 	default:
 		return 1
 	}
+}
+
+// ScalesIn reports whether the action shrinks the slice: remove-node, remove-cpu,
+// remove-memory or remove-part.
+func (a Action) ScalesIn() bool {
+	return a.Type == ActionRemovePart || contains(verticalShrink, a.Type)
+}
+
+// ScalesIn reports whether the policy shrinks the slice: its actions are scale-in
+// actions (validation keeps a policy's actions all of one direction). A policy without
+// actions grows.
+func (p *Policy) ScalesIn() bool {
+	if p.PostDeployment == nil {
+		return false
+	}
+	for _, a := range p.PostDeployment.Actions.Vertical {
+		if a.Action.ScalesIn() {
+			return true
+		}
+	}
+	for _, a := range p.PostDeployment.Actions.Horizontal {
+		if a.Action.ScalesIn() {
+			return true
+		}
+	}
+	return false
 }
 
 // VDUFor returns the VDU of part that the action grows: the one it names, else the
@@ -247,6 +326,45 @@ func (p *Policy) Limit(a Action) int64 {
 	default:
 		return c
 	}
+}
+
+// Floor returns the least a vertical scale-in action may leave: the largest of its own
+// Min, the matching floor of deployment.constraints.vertical (min-nodes for
+// remove-node, min-cpus or min-memory-mb per node for remove-cpu and remove-memory) and
+// what the tenant's spec gave the VDU (given: its instance-count, cpu-number or
+// memory-mb; nil when the spec has no such VDU), and at least 1: a policy never shrinks
+// a part below the size the tenant asked for, nor a VDU to no node at all.
+func (p *Policy) Floor(a Action, given *VDU) int64 {
+	floor := max(a.Min, 1)
+	var c, g int64
+	var v *VerticalLimits
+	if p.Deployment != nil {
+		v = p.Deployment.Constraints.Vertical
+	}
+	switch a.Type {
+	case ActionRemoveNode:
+		if v != nil {
+			c = int64(v.MinNodes)
+		}
+		if given != nil {
+			g = int64(max(given.Instances, 1))
+		}
+	case ActionRemoveCPU:
+		if v != nil {
+			c = int64(v.MinCPUs)
+		}
+		if given != nil {
+			g = int64(given.CPUs)
+		}
+	case ActionRemoveMemory:
+		if v != nil {
+			c = v.MinMemoryMB
+		}
+		if given != nil {
+			g = given.MemoryMB
+		}
+	}
+	return max(floor, c, g)
 }
 
 // Compare reports whether v satisfies the policy's threshold ("v > 80").
@@ -303,7 +421,7 @@ func (p *Policy) VerticalActions() []Action {
 
 // HorizontalActions returns the horizontal actions by priority, each with its location
 // and template filled from deployment.constraints.horizontal. With none written, a
-// horizontal constraint alone means one add-part there.
+// horizontal constraint alone means one add-part there (for a policy that grows).
 func (p *Policy) HorizontalActions() []Action {
 	var target HorizontalTarget
 	if p.Deployment != nil && p.Deployment.Constraints.Horizontal != nil {
@@ -313,7 +431,7 @@ func (p *Policy) HorizontalActions() []Action {
 	if p.PostDeployment != nil {
 		acts = append(acts, p.PostDeployment.Actions.Horizontal...)
 	}
-	if len(acts) == 0 && target.Location != "" {
+	if len(acts) == 0 && target.Location != "" && !p.ScalesIn() {
 		acts = []HorizontalAction{{Action: Action{Type: ActionAddPart}}}
 	}
 	// Stable by priority: equal priorities keep the written order.
@@ -325,7 +443,7 @@ func (p *Policy) HorizontalActions() []Action {
 	out := make([]Action, 0, len(acts))
 	for _, h := range acts {
 		a := h.Action
-		if a.Location == "" {
+		if a.Location == "" && a.Type == ActionAddPart {
 			a.Location = target.Location
 		}
 		if a.Template == "" {
@@ -432,9 +550,13 @@ func (d *decoder) policy(o *obj) *Policy {
 		cons := dep.sub("constraints")
 		if cons.has("vertical") {
 			v := cons.sub("vertical")
-			p.Deployment.Constraints.Vertical = &VerticalLimits{MaxNodes: d.count(v, "max-nodes"), MaxCPUs: d.count(v, "max-cpus")}
+			p.Deployment.Constraints.Vertical = &VerticalLimits{MaxNodes: d.count(v, "max-nodes"), MaxCPUs: d.count(v, "max-cpus"),
+				MinNodes: d.count(v, "min-nodes"), MinCPUs: d.count(v, "min-cpus")}
 			if n, ok := v.integer("max-memory-mb"); ok {
 				p.Deployment.Constraints.Vertical.MaxMemoryMB = n
+			}
+			if n, ok := v.integer("min-memory-mb"); ok {
+				p.Deployment.Constraints.Vertical.MinMemoryMB = n
 			}
 			v.rest()
 		}
@@ -483,7 +605,7 @@ func (d *decoder) policy(o *obj) *Policy {
 	return p
 }
 
-// action reads an action: its type alone ("add-node") or {type, vdu, value, max, ...}.
+// action reads an action: its type alone ("add-node") or {type, vdu, value, max, min, ...}.
 func (d *decoder) action(o *obj, key string) Action {
 	n := o.node(key)
 	switch {
@@ -500,6 +622,9 @@ func (d *decoder) action(o *obj, key string) Action {
 	}
 	if v, ok := m.integer("max"); ok {
 		a.Max = v
+	}
+	if v, ok := m.integer("min"); ok {
+		a.Min = v
 	}
 	m.rest()
 	return a
@@ -579,8 +704,19 @@ func (p *Policy) check(pr *problems, path string) {
 	if p.Deployment != nil {
 		c := join(path, "deployment.constraints")
 		if v := p.Deployment.Constraints.Vertical; v != nil {
-			if v.MaxNodes < 0 || v.MaxCPUs < 0 || v.MaxMemoryMB < 0 {
-				pr.add(join(c, "vertical"), "limits must be >= 0")
+			vp := join(c, "vertical")
+			if v.MaxNodes < 0 || v.MaxCPUs < 0 || v.MaxMemoryMB < 0 || v.MinNodes < 0 || v.MinCPUs < 0 || v.MinMemoryMB < 0 {
+				pr.add(vp, "limits must be >= 0")
+			}
+			for _, b := range []struct {
+				min, max   string
+				floor, cap int64
+			}{{"min-nodes", "max-nodes", int64(v.MinNodes), int64(v.MaxNodes)},
+				{"min-cpus", "max-cpus", int64(v.MinCPUs), int64(v.MaxCPUs)},
+				{"min-memory-mb", "max-memory-mb", v.MinMemoryMB, v.MaxMemoryMB}} {
+				if b.floor > 0 && b.cap > 0 && b.floor > b.cap {
+					pr.add(join(vp, b.min), "exceeds %s (%d), got %d", b.max, b.cap, b.floor)
+				}
 			}
 		}
 		if h := p.Deployment.Constraints.Horizontal; h != nil {
@@ -608,27 +744,47 @@ func (p *Policy) check(pr *problems, path string) {
 		if pd.Timers.ServiceRedeploymentSecs < 0 || pd.Timers.ReactivateSecs < 0 {
 			pr.add(join(pp, "timers"), "must be seconds >= 0")
 		}
+		// The first action written sets the policy's direction; one of the other
+		// direction is reported where it is written.
+		first, firstAt := "", ""
+		coherent := func(a Action, at string) {
+			if first == "" {
+				first, firstAt = a.Type, at
+				return
+			}
+			if a.ScalesIn() != (Action{Type: first}).ScalesIn() {
+				pr.add(join(at, "type"), "%s %s, but %s is %s, which %s: a policy's actions all grow the slice or all shrink it; write the other direction as a policy of its own",
+					a.Type, direction(a.Type), strings.TrimPrefix(firstAt, pp+"."), first, direction(first))
+			}
+		}
 		for i, a := range pd.Actions.Vertical {
 			at := join(index(join(pp, "actions.vertical"), i), "action")
-			switch a.Action.Type {
-			case ActionAddNode, ActionAddCPU, ActionAddMemory:
-			case "":
-				pr.add(join(at, "type"), "required: %s, %s or %s", ActionAddNode, ActionAddCPU, ActionAddMemory)
+			switch {
+			case contains(verticalGrow, a.Action.Type), contains(verticalShrink, a.Action.Type):
+				coherent(a.Action, at)
+			case a.Action.Type == "":
+				pr.add(join(at, "type"), "required: %s (or, to scale in, %s)", strings.Join(verticalGrow, ", "), strings.Join(verticalShrink, ", "))
 			default:
-				pr.add(join(at, "type"), "a vertical action is %s, %s or %s, got %s", ActionAddNode, ActionAddCPU, ActionAddMemory, quote(a.Action.Type))
+				pr.add(join(at, "type"), "a vertical action is %s (or, to scale in, %s), got %s",
+					strings.Join(verticalGrow, ", "), strings.Join(verticalShrink, ", "), quote(a.Action.Type))
 			}
 			a.Action.check(pr, at)
 		}
 		for i, h := range pd.Actions.Horizontal {
 			it := index(join(pp, "actions.horizontal"), i)
 			at := join(it, "action")
-			if h.Action.Type != ActionAddPart {
-				pr.add(join(at, "type"), "a horizontal action is %s, got %s", ActionAddPart, quote(h.Action.Type))
+			if contains(horizontalTypes, h.Action.Type) {
+				coherent(h.Action, at)
+			} else {
+				pr.add(join(at, "type"), "a horizontal action is %s (or, to scale in, %s), got %s", ActionAddPart, ActionRemovePart, quote(h.Action.Type))
 			}
 			if h.Priority < 0 {
 				pr.add(join(it, "priority"), "must be >= 0, got %d", h.Priority)
 			}
 			switch {
+			case h.Action.Type == ActionRemovePart && h.Action.Location != "":
+				pr.add(join(at, "location"), "%s removes the newest copy of its template wherever it is; location is for %s", ActionRemovePart, ActionAddPart)
+			case h.Action.Type == ActionRemovePart:
 			case h.Action.Location != "" && !ValidLocation(h.Action.Location):
 				pr.add(join(at, "location"), "must be dot-separated names from the continent down, e.g. EUROPE.SPAIN, got %s", quote(h.Action.Location))
 			case h.Action.Location == "" && !hasTarget:
@@ -637,6 +793,14 @@ func (p *Policy) check(pr *problems, path string) {
 			h.Action.check(pr, at)
 		}
 	}
+}
+
+// direction says what an action type does to the slice, for messages.
+func direction(typ string) string {
+	if (Action{Type: typ}).ScalesIn() {
+		return "shrinks the slice"
+	}
+	return "grows the slice"
 }
 
 func (a Action) check(pr *problems, at string) {
@@ -653,6 +817,17 @@ func (a Action) check(pr *problems, at string) {
 		pr.add(join(at, "max"), "must be > 0, got %d", a.Max)
 	} else if a.Max > 0 && a.Step() > a.Max {
 		pr.add(join(at, "value"), "one step (%d) exceeds max (%d)", a.Step(), a.Max)
+	}
+	if a.Min < 0 {
+		pr.add(join(at, "min"), "must be > 0, got %d", a.Min)
+	}
+	switch {
+	case a.Max != 0 && a.ScalesIn():
+		pr.add(join(at, "max"), "%s shrinks: it has a floor (min), not a limit (max)", a.Type)
+	case a.Min != 0 && a.Type == ActionRemovePart:
+		pr.add(join(at, "min"), "only %s have a floor (min); %s never removes a part of the tenant's spec", strings.Join(verticalShrink, ", "), a.Type)
+	case a.Min != 0 && (contains(verticalGrow, a.Type) || a.Type == ActionAddPart):
+		pr.add(join(at, "min"), "%s grows: it has a limit (max), not a floor (min)", a.Type)
 	}
 }
 
