@@ -110,10 +110,15 @@ func openStore(t *testing.T) *store.Store {
 	return st
 }
 
-// readySlice records a Ready slice with one part of one worker node.
-func readySlice(t *testing.T, st *store.Store, id string) *sro.View {
+// readySlice records a Ready slice with one part of one worker node; partExtra adds
+// lines (indented as the part's keys) to its part in the spec.
+func readySlice(t *testing.T, st *store.Store, id string, partExtra ...string) *sro.View {
 	t.Helper()
 	ctx := context.Background()
+	extra := ""
+	for _, l := range partExtra {
+		extra += "          " + l + "\n"
+	}
 	sl := &store.Slice{ID: id, Name: id, Tenant: "alice", State: store.SliceReady, Spec: `slices:
   sliced:
     id: ` + id + `
@@ -121,7 +126,7 @@ func readySlice(t *testing.T, st *store.Store, id string) *sro.View {
       - dc-slice-part:
           name: edge
           VIM: {name: xen-vim, vdus: [{vdu: {name: worker, epa-attributes: {host-epa: {cpu-number: 1, memory-mb: 512}}}}]}
-`}
+` + extra}
 	if err := st.CreateSlice(ctx, sl, store.Event{Type: "test"}); err != nil {
 		t.Fatal(err)
 	}

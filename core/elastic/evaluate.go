@@ -112,14 +112,24 @@ func (ev *evaluator) run(ctx context.Context) {
 	// A spec that does not parse (the engine records it) leaves the default granularity.
 	sp, _ := sro.StoredSpec(sl)
 	every := granularity(&ev.pol.Spec, sp, ev.e.opts.DefaultGranularity)
+	// The points a trigger looks back over come as often as the part's metric is
+	// measured: a policy evaluated more often than that (granularity 2 on a part measured
+	// every 10 s) still looks back over that many measurements, or it would never see
+	// its points.
+	measured := sp.MeasuredEvery(ev.pol.Spec.Part, ev.pol.Spec.Collector.Metric, ev.e.opts.DefaultGranularity)
+	period := max(every, measured)
 	ev.restore(ctx)
-	ev.e.log.Info("policy armed", "policy", ev.name(), "condition", ev.pol.Spec.String(), "every", every)
-	ev.e.event(ctx, ev.pol.SliceID, ev.ev(EvArmed, fmt.Sprintf("%s, evaluated every %s", ev.pol.Spec.String(), every),
-		map[string]string{"every": every.String()}))
+	ev.e.log.Info("policy armed", "policy", ev.name(), "condition", ev.pol.Spec.String(), "every", every, "measured_every", measured)
+	armed := fmt.Sprintf("%s, evaluated every %s", ev.pol.Spec.String(), every)
+	if measured > every {
+		armed += fmt.Sprintf(" (its metric is measured every %s)", measured)
+	}
+	ev.e.event(ctx, ev.pol.SliceID, ev.ev(EvArmed, armed,
+		map[string]string{"every": every.String(), "measured_every": measured.String()}))
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
-		ev.tick(ctx, every)
+		ev.tick(ctx, period)
 		select {
 		case <-ctx.Done():
 			return
@@ -186,11 +196,11 @@ func (f Firing) String() string {
 }
 
 // tick evaluates the policy once and fires it when its trigger holds.
-func (ev *evaluator) tick(ctx context.Context, every time.Duration) {
+func (ev *evaluator) tick(ctx context.Context, period time.Duration) {
 	ev.mu.Lock()
 	since := ev.since
 	ev.mu.Unlock()
-	f, err := ev.evaluate(ctx, every, since, time.Now())
+	f, err := ev.evaluate(ctx, period, since, time.Now())
 	if err != nil {
 		if ctx.Err() != nil {
 			return
@@ -297,13 +307,13 @@ func joinValues(vs []float64) string {
 
 // evaluate reads the policy's points and returns the first series (by node) whose
 // values satisfy the trigger, or nil.
-func (ev *evaluator) evaluate(ctx context.Context, every time.Duration, since, now time.Time) (*Firing, error) {
+func (ev *evaluator) evaluate(ctx context.Context, period time.Duration, since, now time.Time) (*Firing, error) {
 	mon, err := ev.e.monitor(ctx)
 	if err != nil {
 		return nil, err
 	}
 	p := &ev.pol.Spec
-	q := Query(ev.pol.SliceID, p, every, since, now)
+	q := Query(ev.pol.SliceID, p, period, since, now)
 	pts, err := mon.Query(ctx, q)
 	if err != nil {
 		return nil, fmt.Errorf("query %s: %w", p.Collector.Metric, err)
@@ -313,7 +323,8 @@ func (ev *evaluator) evaluate(ctx context.Context, every time.Duration, since, n
 
 // Query is what a policy reads at now: its metric on its part's nodes of node-type,
 // newer than since; with trigger points: N the last N points of each series of the last
-// (N+2) periods, with time-window: W those of the last W seconds.
+// (N+2) periods (every: the longer of the policy's evaluation period and its metric's
+// measurement period), with time-window: W those of the last W seconds.
 func Query(sliceID string, p *spec.Policy, every time.Duration, since, now time.Time) sdk.Query {
 	tags := map[string]string{sdk.TagSlice: sliceID, sdk.TagPart: p.Part}
 	if p.Collector.NodeType != "" {

@@ -84,7 +84,7 @@ func planScaleIn(pol *spec.Policy, v *sro.View, s *spec.Slice, added map[string]
 		fired = f.Nodes
 	}
 	for _, a := range pol.VerticalActions() {
-		st, why := shrinkVertical(pol, p, &dp, givenVDUs(s, p.Name), a, fired)
+		st, why := shrinkVertical(pol, p, &dp, givenPart(s, p.Name), a, fired)
 		if why != "" {
 			skipped = append(skipped, why)
 			continue
@@ -167,38 +167,6 @@ func shrinkVertical(pol *spec.Policy, p *store.Part, dp *spec.DCPart, given *spe
 	return shrinkStep{}, fmt.Sprintf("%s: not a vertical scale-in action", a.Type)
 }
 
-// givenVDUs returns the part as the tenant's spec describes it: the part itself, or, for
-// a copy elasticity added ("<template>-h<n>", made from the tenant's spec of its
-// template), its template; nil when the spec has neither.
-func givenVDUs(s *spec.Slice, part string) *spec.DCPart {
-	if s == nil {
-		return nil
-	}
-	for name := part; name != ""; {
-		if dp, ok := s.Part(name); ok {
-			return dp
-		}
-		t, ok := templateOfCopy(name)
-		if !ok {
-			return nil
-		}
-		name = t
-	}
-	return nil
-}
-
-// templateOfCopy splits the name AddPart gives a copy, "<template>-h<n>".
-func templateOfCopy(name string) (string, bool) {
-	i := strings.LastIndex(name, "-h")
-	if i <= 0 {
-		return "", false
-	}
-	if n, err := strconv.Atoi(name[i+2:]); err != nil || n < 1 || strconv.Itoa(n) != name[i+2:] {
-		return "", false
-	}
-	return name[:i], true
-}
-
 // copiesOf returns the Ready copies of template that elasticity added to the slice
 // ("<template>-h<n>", Elastic, no part of the tenant's spec, no change pending), newest
 // first: by added, else by n.
@@ -206,7 +174,7 @@ func copiesOf(v *sro.View, s *spec.Slice, template string, added map[string]int)
 	var out []*store.Part
 	num := map[string]int{}
 	for _, p := range v.Parts {
-		t, ok := templateOfCopy(p.Name)
+		t, ok := spec.TemplateOfCopy(p.Name)
 		if !ok || t != template || !p.Elastic || p.State != store.PartReady || p.Change != nil {
 			continue
 		}
@@ -338,4 +306,11 @@ func (e *Engine) shrink(ctx context.Context, sliceID string, st shrinkStep) (out
 		return out, e.opts.Engine.ResizePart(ctx, sliceID, st.part, st.vdu, st.node, 0, st.to)
 	}
 	return outcome{}, errors.New(st.action + ": not a scale-in action")
+}
+
+// givenPart is the part as the tenant's spec describes it (spec.Slice.Given), nil when
+// the spec has neither it nor the part it copies.
+func givenPart(s *spec.Slice, part string) *spec.DCPart {
+	dp, _ := s.Given(part)
+	return dp
 }

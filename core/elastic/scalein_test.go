@@ -163,14 +163,7 @@ func TestPlanScaleInWithoutSpec(t *testing.T) {
 	}
 }
 
-func TestTemplateOfCopy(t *testing.T) {
-	for name, want := range map[string]string{"edge-h1": "edge", "edge-h12": "edge", "edge-h1-h2": "edge-h1", "edge": "",
-		"edge-h": "", "edge-h0": "", "edge-h01": "", "edge-hx": "", "-h1": "", "edge-h-1": ""} {
-		got, ok := templateOfCopy(name)
-		if got != want || ok != (want != "") {
-			t.Errorf("templateOfCopy(%q) = %q, %v; want %q", name, got, ok, want)
-		}
-	}
+func TestAddedOrder(t *testing.T) {
 	evs := []store.Event{{Type: sro.EvPartAdded, Part: "edge-h1"}, {Type: sro.EvPartAdded, Part: "edge-h2"}, {Type: sro.EvPartRemoved, Part: "edge-h1"},
 		{Type: sro.EvPartAdded, Part: "edge-h1"}, {Type: sro.EvPartScaled, Part: "edge-h2"}}
 	if o := addedOrder(evs); !(o["edge-h1"] > o["edge-h2"]) || o["edge-h2"] == 0 || len(o) != 2 {

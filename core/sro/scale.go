@@ -210,7 +210,7 @@ func linkOther(l *store.Link, part string) string {
 // nextPartName returns "<template>-h<n>" with the lowest n no part of the slice uses.
 func nextPartName(v *View, template string) string {
 	for n := 1; ; n++ {
-		name := fmt.Sprintf("%s-h%d", template, n)
+		name := spec.CopyName(template, n)
 		if _, taken := v.Part(name); !taken {
 			return name
 		}
