@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 	"strconv"
@@ -182,7 +183,8 @@ type Firing struct {
 func (f Firing) String() string {
 	vals := make([]string, len(f.Values))
 	for i, v := range f.Values {
-		vals[i] = strconv.FormatFloat(v, 'f', -1, 64)
+		// Two decimals for people; the event's data.values keeps every digit.
+		vals[i] = strconv.FormatFloat(math.Round(v*100)/100, 'f', -1, 64)
 	}
 	src := ""
 	if s := f.Tags["source"]; s != "" {
