@@ -3,7 +3,6 @@ package monitoring
 import (
 	"fmt"
 	"testing"
-
 )
 
 // BenchmarkCollect measures what one period of monitoring costs the collector: N
