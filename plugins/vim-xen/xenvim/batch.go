@@ -10,13 +10,18 @@ import (
 
 var _ sdk.MetricsBatcher = (*Plugin)(nil)
 
-// bulkStats are the statistics one MetricsBatch reads of every domain at once.
-const bulkStats = libvirt.DOMAIN_STATS_STATE | libvirt.DOMAIN_STATS_CPU_TOTAL | libvirt.DOMAIN_STATS_BALLOON | libvirt.DOMAIN_STATS_VCPU
+// bulkStats are the statistics one MetricsBatch reads of every domain at once. Not the
+// vCPU group: its per-vCPU states are not to be trusted (under TCG, where libvirt gets
+// no vCPU threads, QEMU guests list every vCPU up to the maximum as offline), and the
+// count it has in vcpu.current the Go binding keeps to itself; a node's vCPUs are those
+// of its definition, which Resize changes together with the live ones.
+const bulkStats = libvirt.DOMAIN_STATS_STATE | libvirt.DOMAIN_STATS_CPU_TOTAL | libvirt.DOMAIN_STATS_BALLOON
 
 // MetricsBatch measures many parts of the provider in one pass: the parts' domains come
-// from the usage index (index.go), and their figures from one bulk statistics call
-// for every domain of the host (virConnectGetAllDomainStats), where Metrics makes five
-// calls per node (look-up, definition, state, info, balloon). CPU use is measured as
+// from the usage index (index.go), with their vCPUs, and their state, CPU time and
+// balloon from one bulk statistics call for every domain of the host
+// (virConnectGetAllDomainStats), where Metrics makes five calls per node (look-up,
+// definition, state, info, balloon). CPU use is measured as
 // Metrics measures it, between calls, with one more bulk call over the nodes without a
 // recent reading after a short pause. A driver that leaves figures out of its bulk
 // statistics (the test driver gives only states) has those domains read one by one
@@ -144,7 +149,7 @@ func (p *Plugin) readBulk(ctx context.Context, conn *libvirt.Connect, ds map[str
 			continue
 		}
 		d.dom = st.Domain
-		r, ok := statsReading(st, at)
+		r, ok := statsReading(st, at, d.node.cpus)
 		if !ok {
 			// What the driver's bulk statistics leave out, read the per-domain way.
 			if r, err = readDomain(d.dom); err != nil {
@@ -188,18 +193,17 @@ func (p *Plugin) readCPUAgain(conn *libvirt.Connect, ds []*domainRead) error {
 	done := map[*domainRead]bool{}
 	// Without ENFORCE_STATS a driver returns what it has; a domain gone meanwhile fails
 	// the whole call, and the one-by-one reading below sorts that out.
-	if stats, err := conn.GetAllDomainStats(doms, libvirt.DOMAIN_STATS_CPU_TOTAL|libvirt.DOMAIN_STATS_VCPU, 0); err == nil {
+	if stats, err := conn.GetAllDomainStats(doms, libvirt.DOMAIN_STATS_CPU_TOTAL, 0); err == nil {
 		at := time.Now()
 		for i := range stats {
 			st := &stats[i]
 			name, _ := st.Domain.GetName()
 			_ = st.Domain.Free()
 			d := byName[name]
-			vcpus := onlineVcpus(st)
-			if d == nil || st.Cpu == nil || !st.Cpu.TimeSet || vcpus == 0 {
+			if d == nil || st.Cpu == nil || !st.Cpu.TimeSet || d.r.vcpus <= 0 {
 				continue
 			}
-			d.r.cpuPct, _ = p.cpu.observe(d.node.uuid, st.Cpu.Time, at, vcpus)
+			d.r.cpuPct, _ = p.cpu.observe(d.node.uuid, st.Cpu.Time, at, d.r.vcpus)
 			done[d] = true
 		}
 	}
@@ -220,9 +224,9 @@ func (p *Plugin) readCPUAgain(conn *libvirt.Connect, ds []*domainRead) error {
 	return nil
 }
 
-// statsReading is a domain's reading from its bulk statistics; ok is false when they
-// lack a figure the reading needs.
-func statsReading(st *libvirt.DomainStats, at time.Time) (reading, bool) {
+// statsReading is a domain of vcpus vCPUs' reading from its bulk statistics; ok is
+// false when they lack a figure the reading needs.
+func statsReading(st *libvirt.DomainStats, at time.Time, vcpus int) (reading, bool) {
 	if st.State == nil || !st.State.StateSet {
 		return reading{}, false
 	}
@@ -231,24 +235,11 @@ func statsReading(st *libvirt.DomainStats, at time.Time) (reading, bool) {
 		return r, true
 	}
 	b := st.Balloon
-	r.vcpus = onlineVcpus(st)
-	if st.Cpu == nil || !st.Cpu.TimeSet || r.vcpus == 0 || b == nil || !b.CurrentSet {
+	if st.Cpu == nil || !st.Cpu.TimeSet || vcpus <= 0 || b == nil || !b.CurrentSet {
 		return reading{}, false
 	}
-	r.cpuTime = st.Cpu.Time
+	r.vcpus, r.cpuTime = vcpus, st.Cpu.Time
 	r.memUsedMB = float64(b.Current) / 1024
 	r.guestMemory(b.Available, b.Unused, b.AvailableSet && b.UnusedSet)
 	return r, true
-}
-
-// onlineVcpus counts the vCPUs a domain's statistics report online (the VCPU group
-// lists every vCPU up to the maximum; offline ones have no state or the offline one).
-func onlineVcpus(st *libvirt.DomainStats) int {
-	n := 0
-	for _, v := range st.Vcpu {
-		if v.StateSet && v.State != libvirt.VCPU_OFFLINE {
-			n++
-		}
-	}
-	return n
 }

@@ -195,3 +195,78 @@ func (c *cpuTracker) age(d time.Duration) {
 		c.last[id] = pt
 	}
 }
+
+// On a real hypervisor a domain's bulk statistics carry every figure a reading needs
+// (state, CPU time, vCPUs, balloon), so a batch reads a part's nodes with one call, not
+// one by one; and it says what Metrics says.
+func TestRealGuestMetricsBatch(t *testing.T) {
+	e := newGuestEnv(t)
+	ctx := context.Background()
+	spec := e.spec("batch", sdk.VDUSpec{Name: "vm", Instances: 1, CPUs: 2, MemoryMB: 256, StorageGB: 1, Type: sdk.NodeWorker})
+	e.deleteOnCleanup(t, spec.Ref)
+	part, err := e.p.Create(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitSSH(t, part, "vm-1", "true", time.Minute)
+	// The guest's balloon driver reports its memory every few seconds once it runs.
+	deadline := time.Now().Add(time.Minute)
+	for {
+		s, err := e.p.Metrics(ctx, spec.Ref, []string{sdk.MetricMemoryPct})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(s) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the guest reports no memory use of its own within a minute")
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+
+	_, conn, err := e.p.session()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stats, err := conn.GetAllDomainStats(nil, bulkStats, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := domainName(e.provider.Name, spec.Ref, "vm-1")
+	found := false
+	for i := range stats {
+		st := &stats[i]
+		if n, _ := st.Domain.GetName(); n == name {
+			found = true
+			r, ok := statsReading(st, time.Now(), 2)
+			if !ok || !r.active || r.cpuTime == 0 || !r.memPctOK || r.memUsedMB <= 0 {
+				t.Errorf("bulk statistics of a running guest: reading %+v (complete: %v); cpu %+v, balloon %+v",
+					r, ok, st.Cpu, st.Balloon)
+			}
+		}
+		_ = st.Domain.Free()
+	}
+	if !found {
+		t.Fatalf("no bulk statistics of domain %s", name)
+	}
+
+	got, err := e.p.MetricsBatch(ctx, []sdk.MetricsRequest{{Ref: spec.Ref}})
+	if err != nil || got[0].Err != nil {
+		t.Fatalf("MetricsBatch: %v %+v", err, got)
+	}
+	want, err := e.p.Metrics(ctx, spec.Ref, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got[0].Samples) != len(want) || len(want) != 3 {
+		t.Fatalf("MetricsBatch gives %+v, Metrics %+v (three metrics of one node)", got[0].Samples, want)
+	}
+	for i, w := range want {
+		g := got[0].Samples[i]
+		tolerance := math.Max(5, w.Value/10) // the guest's use moves between the two readings
+		if g.Node != w.Node || g.NodeType != w.NodeType || g.Metric != w.Metric || math.Abs(g.Value-w.Value) > tolerance {
+			t.Errorf("sample %d: batch %+v, Metrics %+v", i, g, w)
+		}
+	}
+}
