@@ -296,3 +296,52 @@ func infoFromPB(i *pb.InfoResponse) Info {
 }
 
 func secondsToDuration(s int32) time.Duration { return time.Duration(s) * time.Second }
+
+func metricsRequestsToPB(reqs []MetricsRequest) []*pb.MetricsRequest {
+	out := make([]*pb.MetricsRequest, len(reqs))
+	for i, r := range reqs {
+		out[i] = &pb.MetricsRequest{Ref: partRefToPB(r.Ref), Names: r.Names}
+	}
+	return out
+}
+
+func metricsRequestsFromPB(reqs []*pb.MetricsRequest) []MetricsRequest {
+	out := make([]MetricsRequest, len(reqs))
+	for i, r := range reqs {
+		out[i] = MetricsRequest{Ref: partRefFromPB(r.GetRef()), Names: r.GetNames()}
+	}
+	return out
+}
+
+// partMetricsToPB carries each part's error as its code and message, as a failed
+// Metrics call carries them in its status.
+func partMetricsToPB(parts []PartMetrics) []*pb.PartMetrics {
+	out := make([]*pb.PartMetrics, len(parts))
+	for i, p := range parts {
+		m := &pb.PartMetrics{Ref: partRefToPB(p.Ref)}
+		if p.Err != nil {
+			m.Error = &pb.PartError{Code: uint32(CodeOf(p.Err)), Message: p.Err.Error()}
+		} else {
+			m.Samples = samplesToPB(p.Samples)
+		}
+		out[i] = m
+	}
+	return out
+}
+
+func partMetricsFromPB(parts []*pb.PartMetrics) []PartMetrics {
+	out := make([]PartMetrics, len(parts))
+	for i, p := range parts {
+		out[i] = PartMetrics{Ref: partRefFromPB(p.GetRef())}
+		if e := p.GetError(); e != nil {
+			code := Code(e.GetCode())
+			if code == CodeOK {
+				code = CodeUnknown // an error without a code is still an error
+			}
+			out[i].Err = &Error{Code: code, Message: e.GetMessage()}
+			continue
+		}
+		out[i].Samples = samplesFromPB(p.GetSamples())
+	}
+	return out
+}

@@ -3,6 +3,7 @@ package sdk
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 
 	plugin "github.com/hashicorp/go-plugin"
 	pb "github.com/necos/necos/sdk/proto/pluginv1"
@@ -262,7 +263,12 @@ func (s *vimServer) Metrics(ctx context.Context, r *pb.MetricsRequest) (*pb.Metr
 	return &pb.MetricsResponse{Samples: samplesToPB(m)}, nil
 }
 
-type vimClient struct{ c pb.VIMClient }
+type vimClient struct {
+	c pb.VIMClient
+	// noBatch is set once the plugin answered MetricsBatch with Unimplemented (built
+	// before the call existed): its batches are then measured part by part at once.
+	noBatch atomic.Bool
+}
 
 func (c *vimClient) Offer(ctx context.Context, part PartSpec) (Offer, error) {
 	r, err := c.c.Offer(ctx, &pb.VIMOfferRequest{Part: partSpecToPB(part)})
@@ -537,4 +543,59 @@ func (c *monitorClient) Health(ctx context.Context) error {
 		return Errorf(CodeUnavailable, "%s", r.Message)
 	}
 	return nil
+}
+
+// ---- VIM: MetricsBatch ----
+
+// MetricsBatch answers with the plugin's [MetricsBatcher] when it has one, else part
+// by part through its Metrics ([MetricsEach]), so every plugin built with this SDK
+// serves the call.
+func (s *vimServer) MetricsBatch(ctx context.Context, r *pb.MetricsBatchRequest) (*pb.MetricsBatchResponse, error) {
+	if len(r.Parts) > MaxMetricsBatch {
+		return nil, toStatus(Errorf(CodeInvalidArgument, "parts: at most %d per batch, got %d", MaxMetricsBatch, len(r.Parts)))
+	}
+	reqs := metricsRequestsFromPB(r.Parts)
+	var got []PartMetrics
+	if b, ok := s.impl.(MetricsBatcher); ok {
+		var err error
+		got, err = b.MetricsBatch(ctx, reqs)
+		switch {
+		case CodeOf(err) == CodeUnimplemented:
+			// A batcher that cannot batch here (a wrapper around another VIM).
+			got = MetricsEach(ctx, s.impl, reqs)
+		case err != nil:
+			return nil, toStatus(err)
+		default:
+			if err := CheckMetricsBatch(reqs, got); err != nil {
+				return nil, toStatus(err)
+			}
+		}
+	} else {
+		got = MetricsEach(ctx, s.impl, reqs)
+	}
+	return &pb.MetricsBatchResponse{Parts: partMetricsToPB(got)}, nil
+}
+
+// The client serves MetricsBatcher whatever the plugin does: a plugin built before
+// MetricsBatch existed answers Unimplemented, and its parts are then measured one by
+// one with Metrics, now and for the rest of the connection's life.
+var _ MetricsBatcher = (*vimClient)(nil)
+
+func (c *vimClient) MetricsBatch(ctx context.Context, reqs []MetricsRequest) ([]PartMetrics, error) {
+	if c.noBatch.Load() {
+		return MetricsEach(ctx, c, reqs), nil
+	}
+	r, err := c.c.MetricsBatch(ctx, &pb.MetricsBatchRequest{Parts: metricsRequestsToPB(reqs)})
+	if status.Code(err) == codes.Unimplemented {
+		c.noBatch.Store(true)
+		return MetricsEach(ctx, c, reqs), nil
+	}
+	if err != nil {
+		return nil, fromStatus(err)
+	}
+	got := partMetricsFromPB(r.Parts)
+	if err := CheckMetricsBatch(reqs, got); err != nil {
+		return nil, err
+	}
+	return got, nil
 }

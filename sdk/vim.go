@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -324,4 +325,111 @@ type Sample struct {
 	Metric   string
 	Value    float64
 	Time     time.Time
+}
+
+// MaxMetricsBatch is the most parts one MetricsBatch call may name; a larger batch is
+// CodeInvalidArgument. [MetricsBatch] splits larger batches itself.
+const MaxMetricsBatch = 500
+
+// MetricsRequest asks for the metrics of one part, within a batch.
+type MetricsRequest struct {
+	Ref PartRef
+	// Names filters the metrics, as in [VIM].Metrics; empty means all.
+	Names []string
+}
+
+// PartMetrics is one part's answer within a batch: its samples, or why it has none.
+type PartMetrics struct {
+	// Ref is the part asked for.
+	Ref PartRef
+	// Samples are what [VIM].Metrics of the part would have returned.
+	Samples []Sample
+	// Err is the part's own failure, with the Code [VIM].Metrics of the part would
+	// have returned (CodeNotFound for a part the provider does not have,
+	// CodeInvalidArgument for a bad ref or metric name); nil when Samples hold.
+	Err error
+}
+
+// MetricsBatcher is implemented by a VIM that measures many parts in one call, which
+// the core uses to monitor every part of a provider each period. A plugin may
+// implement it when its backend can read many parts at once cheaper than one by one
+// (one listing of every domain's statistics, one metrics list per namespace); the
+// SDK serves the call for plugins that do not, part by part through Metrics.
+type MetricsBatcher interface {
+	// MetricsBatch measures the parts of reqs now and returns one answer per request,
+	// in the same order; a part that cannot be measured has its own Err, and never
+	// fails the others. An error is returned only when nothing could be measured (the
+	// backend is unreachable, reqs names more than MaxMetricsBatch parts, ctx ended).
+	// Every answer must agree with what Metrics of that part alone would return.
+	MetricsBatch(ctx context.Context, reqs []MetricsRequest) ([]PartMetrics, error)
+}
+
+// metricsEachParallel bounds the concurrent Metrics calls of MetricsEach.
+const metricsEachParallel = 8
+
+// MetricsEach measures every part of reqs with its own v.Metrics call, a few at a time,
+// and returns one answer per request in the same order. It is the way to answer a
+// batch without a [MetricsBatcher]: the SDK's server uses it for plugins that do not
+// implement one, the core's client for plugins built before MetricsBatch existed, and a
+// plugin's own MetricsBatch may use it for parts it cannot read in bulk.
+func MetricsEach(ctx context.Context, v VIM, reqs []MetricsRequest) []PartMetrics {
+	out := make([]PartMetrics, len(reqs))
+	sem := make(chan struct{}, metricsEachParallel)
+	var wg sync.WaitGroup
+	for i, r := range reqs {
+		out[i].Ref = r.Ref
+		if err := ctx.Err(); err != nil {
+			out[i].Err = Errorf(CodeOf(err), "metrics of part %s: %v", r.Ref, err)
+			continue
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			out[i].Samples, out[i].Err = v.Metrics(ctx, r.Ref, r.Names)
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// MetricsBatch measures the parts of reqs through v: with one MetricsBatch call per
+// MaxMetricsBatch parts when v is a [MetricsBatcher], else with [MetricsEach]. It
+// returns one answer per request, in the same order, and an error only when a whole
+// batch failed (the answers measured before it are then not returned either).
+func MetricsBatch(ctx context.Context, v VIM, reqs []MetricsRequest) ([]PartMetrics, error) {
+	b, ok := v.(MetricsBatcher)
+	if !ok {
+		return MetricsEach(ctx, v, reqs), nil
+	}
+	out := make([]PartMetrics, 0, len(reqs))
+	for rest := reqs; len(rest) > 0; {
+		n := min(len(rest), MaxMetricsBatch)
+		got, err := b.MetricsBatch(ctx, rest[:n])
+		if err == nil {
+			err = CheckMetricsBatch(rest[:n], got)
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, got...)
+		rest = rest[n:]
+	}
+	return out, nil
+}
+
+// CheckMetricsBatch checks the answers a MetricsBatch returned for reqs: one per
+// request, naming its part, in order. A batcher that breaks this is a bug in the
+// plugin, reported as CodeInternal.
+func CheckMetricsBatch(reqs []MetricsRequest, got []PartMetrics) error {
+	if len(got) != len(reqs) {
+		return Errorf(CodeInternal, "metrics batch: %d answers for %d parts", len(got), len(reqs))
+	}
+	for i := range reqs {
+		if got[i].Ref != reqs[i].Ref {
+			return Errorf(CodeInternal, "metrics batch: answer %d is of part %s, asked for %s", i, got[i].Ref, reqs[i].Ref)
+		}
+	}
+	return nil
 }

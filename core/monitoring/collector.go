@@ -1,9 +1,12 @@
 // Package monitoring measures every node of every Ready slice into the Monitor plugin,
 // as the NECOS demo monitored every node into InfluxDB, and reads the measurements back.
 //
-// The Collector is an sro.Listener: when a slice becomes Ready it starts, for each part,
-// a loop per granularity of the part's monitoring-parameters that asks the part's VIM
-// plugin for Metrics and writes them through the Monitor plugin, each point tagged
+// The Collector is an sro.Listener: when a slice becomes Ready, each granularity of each
+// of its parts' monitoring-parameters joins the loop of that part's provider and that
+// period. Each loop measures all its parts with one VIM MetricsBatch call per period
+// (split at MaxBatchParts parts or MaxBatchNodes nodes) and writes all their points
+// through the Monitor plugin in one Write (per sdk.MaxWritePoints points), each point
+// tagged
 //
 //	slice       the slice's id          (sdk.TagSlice)
 //	part        the part's name         (sdk.TagPart)
@@ -14,11 +17,20 @@
 // Options.DefaultGranularity (10 s); without metrics, the VIM's default metrics are taken
 // (all it measures: for vim-xen PERCENT_CPU_UTILIZATION, MEMORY_USED_MB and, when the
 // guest reports it, PERCENT_MEMORY_UTILIZATION). A metric with its own granularity-secs
-// gets a loop of its own. The slice's parts are re-read every tick of its shortest
-// period, so parts added by elasticity are measured too — with the parameters of the
-// part they copy when they are named "<part>-h<n>" — and removed parts stop. Everything
-// stops when the slice is gone (SliceGone, or its record disappears). Failures are
-// logged, never fatal: the next tick tries again.
+// is measured in the loop of that period. A slice's spec is parsed once, when it is
+// announced, and each part's parameters once, when the part is first seen.
+//
+// The parts come from the store through one watch (store.WatchParts: a listing, then
+// every change), held in memory while any slice is monitored, not read again per slice
+// per period: a part that becomes Ready is measured at once (a part added by
+// elasticity, named "<part>-h<n>", with the parameters of the part it copies), a part
+// that stops being Ready (removed, lost, deleting) stops being measured. Everything of
+// a slice stops when it is gone (SliceGone, or its last part's record is deleted). The
+// engine announces slices only while it leads and calls SliceGone for each when its
+// lead ends, so only the leader's collector measures; with no slice left it also ends
+// its watch. A part's first stored measurements are recorded as EvStarted, once per
+// part and period. Failures are logged (once per distinct error), never fatal: the next
+// period tries again.
 //
 // Push stores points that tenants or probes inside a slice send (a load test's CPU where
 // no agent runs), forced onto their own slice; Query reads points back for the API and
@@ -27,7 +39,6 @@ package monitoring
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"regexp"
 	"sort"
@@ -49,6 +60,14 @@ const DefaultGranularity = 10 * time.Second
 // EvStarted is the event recorded when a part's first measurements are stored: the end
 // of the slice's monitoring start, as the timings show it.
 const EvStarted = "monitoring.started"
+
+// Bounds of one MetricsBatch call: at most MaxBatchParts parts (sdk.MaxMetricsBatch) and
+// about MaxBatchNodes nodes, which keeps an answer (a few samples per node) far below
+// gRPC's 4 MB message limit.
+const (
+	MaxBatchParts = sdk.MaxMetricsBatch
+	MaxBatchNodes = 5000
+)
 
 // Plugins gives the collector the plugin clients it calls; *providers.Registry is one.
 type Plugins interface {
@@ -79,21 +98,106 @@ type Collector struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	// newTicker makes each loop's ticker; tests and benchmarks drive it by hand.
+	newTicker func(loopKey) ticker
+	// afterRound, when set, is called at the end of every round of a loop: of all its
+	// members (a period) or of those that just joined.
+	afterRound func(key loopKey, all bool)
+
 	mu     sync.Mutex
-	slices map[string]*sliceRun
+	slices map[string]*sliceRun // the monitored slices, by id
+	// parts are the store's parts, by slice and name, as the watch last reported them
+	// (or, for a slice the watch has not reported yet, as its announcement said).
+	parts map[string]map[string]partInfo
+	loops map[loopKey]*loop
+	// watchStop ends the part watch (nil when none runs); watchGen tells the current
+	// watch's updates from a stopped one's.
+	watchStop context.CancelFunc
+	watchGen  int
 }
 
+// ticker is the part of *time.Ticker a loop uses.
+type ticker interface {
+	Chan() <-chan time.Time
+	Stop()
+}
+
+type realTicker struct{ *time.Ticker }
+
+func (t realTicker) Chan() <-chan time.Time { return t.C }
+
+// partInfo is what the collector keeps of a part's record.
+type partInfo struct {
+	provider string
+	ready    bool
+	nodes    int
+	rev      int64
+}
+
+func infoOf(p *store.Part) partInfo {
+	n := 0
+	if p.Observed != nil {
+		n = len(p.Observed.Nodes)
+	}
+	return partInfo{provider: p.Provider, ready: p.State == store.PartReady, nodes: max(n, 1), rev: p.Rev}
+}
+
+// sliceRun is a monitored slice: its spec, parsed once, its parts' monitoring
+// parameters, worked out once per part, and its members of loops.
 type sliceRun struct {
-	cancel context.CancelFunc
-	done   chan struct{}
-	mu     sync.Mutex
-	loops  map[loopKey]context.CancelFunc
+	id      string
+	spec    *spec.Slice
+	groups  map[string][]group
+	members map[memberKey]*member
 }
 
-// loopKey identifies one measuring loop: a part and one period of it.
-type loopKey struct {
+// groupsOf returns a part's groups, from the cache.
+func (r *sliceRun) groupsOf(part string, def time.Duration) []group {
+	g, ok := r.groups[part]
+	if !ok {
+		g = groups(r.spec, part, def)
+		r.groups[part] = g
+	}
+	return g
+}
+
+type memberKey struct {
 	part  string
 	every time.Duration
+}
+
+// loopKey identifies a loop: a provider and a period.
+type loopKey struct {
+	provider string
+	every    time.Duration
+}
+
+// member is one part measured in one loop (one period of it).
+type member struct {
+	ref     sdk.PartRef
+	metrics []string
+	nodes   int
+	loop    *loop
+	idx     int  // in loop.members
+	fresh   bool // joined since the loop's last round
+	gone    bool // left its loop: a round in flight drops its results
+	started bool // its first measurements were stored (EvStarted recorded)
+	lastErr string
+	// tags are the tags of its nodes' points, by node and type, made once: every point
+	// of a node carries the same.
+	tags map[[2]string]map[string]string
+}
+
+// loop measures the members of one provider and period.
+type loop struct {
+	key     loopKey
+	members []*member
+	kick    chan struct{} // a round for the fresh members, now
+	stop    context.CancelFunc
+
+	// Owned by the loop's goroutine.
+	lastErr   string
+	noMonitor bool
 }
 
 // New returns a collector; nothing runs until a slice is announced Ready.
@@ -108,7 +212,9 @@ func New(opts Options) *Collector {
 		opts.CallTimeout = 30 * time.Second
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Collector{opts: opts, log: opts.Logger, ctx: ctx, cancel: cancel, slices: map[string]*sliceRun{}}
+	return &Collector{opts: opts, log: opts.Logger, ctx: ctx, cancel: cancel,
+		newTicker: func(k loopKey) ticker { return realTicker{time.NewTicker(k.every)} },
+		slices:    map[string]*sliceRun{}, parts: map[string]map[string]partInfo{}, loops: map[loopKey]*loop{}}
 }
 
 var _ sro.Listener = (*Collector)(nil)
@@ -124,33 +230,50 @@ func (c *Collector) SliceReady(v *sro.View) {
 	if c.ctx.Err() != nil || c.slices[id] != nil {
 		return
 	}
-	ctx, cancel := context.WithCancel(c.ctx)
-	run := &sliceRun{cancel: cancel, done: make(chan struct{}), loops: map[loopKey]context.CancelFunc{}}
+	run := &sliceRun{id: id, spec: sp, groups: map[string][]group{}, members: map[memberKey]*member{}}
 	c.slices[id] = run
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		defer close(run.done)
-		c.runSlice(ctx, id, sp, run)
-		c.mu.Lock()
-		if c.slices[id] == run {
-			delete(c.slices, id)
+	if c.watchStop == nil && c.opts.Store != nil {
+		c.startWatch()
+	}
+	if c.parts[id] == nil {
+		// The watch has not reported the slice's parts yet: take the announcement's,
+		// which the watch's newer revisions replace.
+		byName := map[string]partInfo{}
+		for _, p := range v.Parts {
+			byName[p.Name] = infoOf(p)
 		}
-		c.mu.Unlock()
-	}()
+		c.parts[id] = byName
+	}
+	c.syncSlice(run)
 	c.log.Info("monitoring slice", "slice", id)
 }
 
 // SliceGone stops monitoring a slice.
 func (c *Collector) SliceGone(id string) {
 	c.mu.Lock()
-	run := c.slices[id]
-	delete(c.slices, id)
-	c.mu.Unlock()
-	if run != nil {
-		run.cancel()
+	defer c.mu.Unlock()
+	if c.forget(id) {
 		c.log.Info("monitoring stopped", "slice", id)
 	}
+}
+
+// forget stops monitoring a slice, and the part watch with the last one; c.mu is held.
+func (c *Collector) forget(id string) bool {
+	run := c.slices[id]
+	if run == nil {
+		return false
+	}
+	for k, m := range run.members {
+		c.leave(m)
+		delete(run.members, k)
+	}
+	delete(c.slices, id)
+	if len(c.slices) == 0 && c.watchStop != nil {
+		c.watchStop()
+		c.watchStop = nil
+		c.parts = map[string]map[string]partInfo{}
+	}
+	return true
 }
 
 // Run returns when ctx ends, having stopped every loop (Close): a component of the
@@ -167,30 +290,439 @@ func (c *Collector) Close() {
 	c.wg.Wait()
 }
 
-// Monitored lists the slices being monitored, each with its loops as "part@period",
-// sorted (for status pages and tests).
+// Monitored lists the slices being monitored, each with its parts' periods as
+// "part@period", sorted (for status pages and tests).
 func (c *Collector) Monitored() map[string][]string {
 	c.mu.Lock()
-	runs := make(map[string]*sliceRun, len(c.slices))
-	for id, r := range c.slices {
-		runs[id] = r
-	}
-	c.mu.Unlock()
-	out := map[string][]string{}
-	for id, r := range runs {
-		r.mu.Lock()
-		loops := []string{}
-		for k := range r.loops {
+	defer c.mu.Unlock()
+	out := make(map[string][]string, len(c.slices))
+	for id, run := range c.slices {
+		loops := make([]string, 0, len(run.members))
+		for k := range run.members {
 			loops = append(loops, fmt.Sprintf("%s@%s", k.part, k.every))
 		}
-		r.mu.Unlock()
 		sort.Strings(loops)
 		out[id] = loops
 	}
 	return out
 }
 
-// group is what one loop measures: some metrics (nil: the VIM's default) every period.
+// ---- following the store's parts ----
+
+// startWatch starts following the store's parts; c.mu is held.
+func (c *Collector) startWatch() {
+	wctx, stop := context.WithCancel(c.ctx)
+	c.watchStop = stop
+	c.watchGen++
+	gen := c.watchGen
+	ch := c.opts.Store.WatchParts(wctx)
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		for u := range ch {
+			c.apply(gen, u)
+		}
+	}()
+}
+
+// apply takes one update of the part watch into the monitored slices.
+func (c *Collector) apply(gen int, u store.PartsUpdate) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if gen != c.watchGen || c.watchStop == nil {
+		return // a stopped watch's last words
+	}
+	touched := map[string]bool{}
+	if u.Reset {
+		// Only what an announcement said at a later revision than the listing's
+		// survives it (the watch reports its changes next).
+		old := c.parts
+		c.parts = map[string]map[string]partInfo{}
+		for id, byName := range old {
+			touched[id] = true
+			for name, p := range byName {
+				if p.rev > u.Rev {
+					if c.parts[id] == nil {
+						c.parts[id] = map[string]partInfo{}
+					}
+					c.parts[id][name] = p
+				}
+			}
+		}
+	}
+	for _, p := range u.Parts {
+		byName := c.parts[p.SliceID]
+		if byName == nil {
+			byName = map[string]partInfo{}
+			c.parts[p.SliceID] = byName
+		}
+		if cur, ok := byName[p.Name]; ok && cur.rev > p.Rev {
+			continue // the announcement's record is newer
+		}
+		byName[p.Name] = infoOf(p)
+		touched[p.SliceID] = true
+	}
+	emptied := map[string]bool{}
+	for _, ref := range u.Deleted {
+		if byName := c.parts[ref.SliceID]; byName != nil {
+			delete(byName, ref.PartID)
+			if len(byName) == 0 {
+				delete(c.parts, ref.SliceID)
+				emptied[ref.SliceID] = true
+			}
+		}
+		touched[ref.SliceID] = true
+	}
+	for id := range touched {
+		run := c.slices[id]
+		if run == nil {
+			continue
+		}
+		if emptied[id] && c.parts[id] == nil {
+			// Its last part's record is deleted: so is the slice.
+			c.forget(id)
+			c.log.Info("monitoring stopped: slice gone", "slice", id)
+			continue
+		}
+		c.syncSlice(run)
+	}
+}
+
+// syncSlice makes a slice's members those of its Ready parts and their periods; c.mu is
+// held.
+func (c *Collector) syncSlice(run *sliceRun) {
+	type want struct {
+		provider string
+		metrics  []string
+		nodes    int
+	}
+	wants := map[memberKey]want{}
+	for name, p := range c.parts[run.id] {
+		if !p.ready {
+			continue
+		}
+		for _, g := range run.groupsOf(name, c.opts.DefaultGranularity) {
+			wants[memberKey{part: name, every: g.every}] = want{provider: p.provider, metrics: g.metrics, nodes: p.nodes}
+		}
+	}
+	for k, m := range run.members {
+		w, ok := wants[k]
+		if !ok || w.provider != m.loop.key.provider {
+			c.leave(m)
+			delete(run.members, k)
+			c.log.Debug("part monitoring stopped", "slice", run.id, "part", k.part, "every", k.every)
+			continue
+		}
+		m.nodes = w.nodes
+	}
+	for k, w := range wants {
+		if run.members[k] != nil {
+			continue
+		}
+		m := &member{ref: sdk.PartRef{SliceID: run.id, PartID: k.part}, metrics: w.metrics, nodes: w.nodes, fresh: true}
+		run.members[k] = m
+		c.join(m, loopKey{provider: w.provider, every: k.every})
+		c.log.Debug("part monitoring started", "slice", run.id, "part", k.part, "every", k.every, "metrics", w.metrics)
+	}
+}
+
+// join adds m to the loop of key, starting the loop when it has none, and has the loop
+// measure it now; c.mu is held.
+func (c *Collector) join(m *member, key loopKey) {
+	l := c.loops[key]
+	if l == nil {
+		ctx, stop := context.WithCancel(c.ctx)
+		l = &loop{key: key, kick: make(chan struct{}, 1), stop: stop}
+		c.loops[key] = l
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			c.runLoop(ctx, l)
+		}()
+	}
+	m.loop, m.idx = l, len(l.members)
+	l.members = append(l.members, m)
+	select {
+	case l.kick <- struct{}{}:
+	default:
+	}
+}
+
+// leave takes m out of its loop, stopping the loop with its last member; c.mu is held.
+func (c *Collector) leave(m *member) {
+	l := m.loop
+	last := len(l.members) - 1
+	l.members[m.idx] = l.members[last]
+	l.members[m.idx].idx = m.idx
+	l.members[last] = nil
+	l.members = l.members[:last]
+	m.gone = true
+	if len(l.members) == 0 {
+		l.stop()
+		delete(c.loops, l.key)
+	}
+}
+
+// ---- measuring ----
+
+// runLoop measures the loop's fresh members when kicked and all of them every period,
+// until ctx ends.
+func (c *Collector) runLoop(ctx context.Context, l *loop) {
+	t := c.newTicker(l.key)
+	defer t.Stop()
+	for {
+		all := false
+		select {
+		case <-ctx.Done():
+			return
+		case <-l.kick:
+		case <-t.Chan():
+			all = true
+		}
+		c.round(ctx, l, all)
+		if c.afterRound != nil {
+			c.afterRound(l.key, all)
+		}
+	}
+}
+
+// round measures the loop's members (all, or only the fresh ones) with MetricsBatch
+// calls and writes their points at once.
+func (c *Collector) round(ctx context.Context, l *loop, all bool) {
+	c.mu.Lock()
+	var batch []*member
+	if all {
+		batch = make([]*member, 0, len(l.members))
+	}
+	for _, m := range l.members {
+		if all || m.fresh {
+			batch = append(batch, m)
+			m.fresh = false
+		}
+	}
+	reqs := make([]sdk.MetricsRequest, len(batch))
+	nodes := make([]int, len(batch))
+	for i, m := range batch {
+		reqs[i], nodes[i] = sdk.MetricsRequest{Ref: m.ref, Names: m.metrics}, m.nodes
+	}
+	c.mu.Unlock()
+	if len(batch) == 0 {
+		return
+	}
+	mon, err := c.monitorOf(ctx)
+	if err != nil {
+		c.loopFailed(l, "monitor plugin unavailable", err)
+		return
+	}
+	if mon == nil {
+		// Nothing would store the points: do not measure.
+		if !l.noMonitor {
+			c.log.Info("not monitoring: no monitor plugin in the catalogue", "provider", l.key.provider)
+		}
+		l.noMonitor = true
+		return
+	}
+	l.noMonitor = false
+	results, err := c.measure(ctx, l.key.provider, reqs, nodes)
+	if err != nil {
+		c.loopFailed(l, "monitoring failed", err)
+		return
+	}
+	now := time.Now()
+	n := 0
+	for _, r := range results {
+		n += len(r.Samples)
+	}
+	points := make([]sdk.Point, 0, n)
+	for i, r := range results {
+		if r.Err == nil {
+			points = batch[i].appendPoints(points, r.Samples, now)
+		}
+	}
+	if werr := c.write(ctx, mon, points); werr != nil {
+		c.loopFailed(l, "monitoring failed", werr)
+		return
+	}
+	c.loopFailed(l, "", nil)
+	c.settle(ctx, l, batch, results)
+}
+
+// measure asks the provider's VIM for the metrics of reqs (nodes[i] the nodes of
+// reqs[i]), in batches of at most MaxBatchParts parts and about MaxBatchNodes nodes. A
+// batch that fails as a whole is each of its parts' error.
+func (c *Collector) measure(ctx context.Context, provider string, reqs []sdk.MetricsRequest, nodes []int) ([]sdk.PartMetrics, error) {
+	cctx, cancel := context.WithTimeout(ctx, c.opts.CallTimeout)
+	vim, err := c.opts.Plugins.VIM(cctx, provider)
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("VIM of %s: %w", provider, err)
+	}
+	out := make([]sdk.PartMetrics, 0, len(reqs))
+	for start := 0; start < len(reqs); {
+		end, n := start, 0
+		for end < len(reqs) && end-start < MaxBatchParts && (end == start || n+nodes[end] <= MaxBatchNodes) {
+			n += nodes[end]
+			end++
+		}
+		cctx, cancel := context.WithTimeout(ctx, c.opts.CallTimeout)
+		got, err := sdk.MetricsBatch(cctx, vim, reqs[start:end])
+		cancel()
+		if err != nil {
+			if len(reqs) == end-start {
+				return nil, fmt.Errorf("metrics of %d parts at %s: %w", len(reqs), provider, err)
+			}
+			for _, r := range reqs[start:end] {
+				got = append(got, sdk.PartMetrics{Ref: r.Ref, Err: err})
+			}
+		}
+		out = append(out, got...)
+		start = end
+	}
+	return out, nil
+}
+
+// write sends points to the monitor, sdk.MaxWritePoints at a time.
+func (c *Collector) write(ctx context.Context, mon sdk.Monitor, points []sdk.Point) error {
+	for len(points) > 0 {
+		n := min(len(points), sdk.MaxWritePoints)
+		cctx, cancel := context.WithTimeout(ctx, c.opts.CallTimeout)
+		err := mon.Write(cctx, points[:n])
+		cancel()
+		if err != nil {
+			return fmt.Errorf("write %d points: %w", len(points), err)
+		}
+		points = points[n:]
+	}
+	return nil
+}
+
+// settle records each member's outcome: EvStarted for those measured and stored for
+// the first time, a log line when a part's failure changes or it recovers.
+func (c *Collector) settle(ctx context.Context, l *loop, batch []*member, results []sdk.PartMetrics) {
+	type logLine struct {
+		ref  sdk.PartRef
+		err  error
+		back bool
+	}
+	var lines []logLine
+	starts := map[string][]store.Event{}
+	every := l.key.every.String()
+	c.mu.Lock()
+	for i, m := range batch {
+		if m.gone {
+			continue
+		}
+		err := results[i].Err
+		switch {
+		case sdk.IsNotFound(err):
+			// The part is going away (removed, decommissioned): the watch takes it out.
+			lines = append(lines, logLine{ref: m.ref, err: err})
+		case err != nil:
+			if msg := err.Error(); msg != m.lastErr {
+				m.lastErr = msg
+				lines = append(lines, logLine{ref: m.ref, err: err})
+			}
+		default:
+			if m.lastErr != "" {
+				m.lastErr = ""
+				lines = append(lines, logLine{ref: m.ref, back: true})
+			}
+			if !m.started {
+				m.started = true
+				starts[m.ref.SliceID] = append(starts[m.ref.SliceID], store.Event{Type: EvStarted, Part: m.ref.PartID,
+					Message: "measured every " + every, Data: map[string]string{"every": every}})
+			}
+		}
+	}
+	c.mu.Unlock()
+	for _, ln := range lines {
+		switch {
+		case ln.back:
+			c.log.Info("monitoring recovered", "part", ln.ref.String())
+		case sdk.IsNotFound(ln.err):
+			c.log.Debug("monitoring: part not found", "part", ln.ref.String(), "error", ln.err)
+		default:
+			c.log.Warn("monitoring failed", "part", ln.ref.String(), "provider", l.key.provider, "error", ln.err)
+		}
+	}
+	if c.opts.Store == nil {
+		return
+	}
+	for slice, evs := range starts {
+		cctx, cancel := context.WithTimeout(ctx, c.opts.CallTimeout)
+		if err := c.opts.Store.AddEvents(cctx, slice, evs...); err != nil && ctx.Err() == nil {
+			c.log.Warn("monitoring: record start", "slice", slice, "error", err)
+		}
+		cancel()
+	}
+}
+
+// loopFailed logs a loop's failure when it changes (not every period) and its recovery
+// (what "" with a nil err says).
+func (c *Collector) loopFailed(l *loop, what string, err error) {
+	switch {
+	case err == nil && l.lastErr != "":
+		c.log.Info("monitoring recovered", "provider", l.key.provider, "every", l.key.every)
+		l.lastErr = ""
+	case err != nil && err.Error() != l.lastErr:
+		c.log.Warn(what, "provider", l.key.provider, "every", l.key.every, "error", err)
+		l.lastErr = err.Error()
+	}
+}
+
+// appendPoints appends the points of a member's samples, as Points makes them, with
+// the tag maps made once per node.
+func (m *member) appendPoints(out []sdk.Point, samples []sdk.Sample, now time.Time) []sdk.Point {
+	for _, s := range samples {
+		if s.Node == "" || s.Metric == "" {
+			continue
+		}
+		k := [2]string{s.Node, s.NodeType}
+		tags := m.tags[k]
+		if tags == nil {
+			if m.tags == nil {
+				m.tags = map[[2]string]map[string]string{}
+			}
+			tags = pointTags(m.ref, s)
+			m.tags[k] = tags
+		}
+		at := s.Time
+		if at.IsZero() {
+			at = now
+		}
+		out = append(out, sdk.Point{Metric: s.Metric, Tags: tags, Value: s.Value, Time: at})
+	}
+	return out
+}
+
+func pointTags(ref sdk.PartRef, s sdk.Sample) map[string]string {
+	tags := map[string]string{sdk.TagSlice: ref.SliceID, sdk.TagPart: ref.PartID, sdk.TagResourceID: s.Node}
+	if s.NodeType != "" {
+		tags[sdk.TagNodeType] = s.NodeType
+	}
+	return tags
+}
+
+// Points turns a part's VIM samples into monitor points with the tags slice, part,
+// ResourceID and node-type (the latter only for typed nodes); a sample without a time
+// gets now.
+func Points(ref sdk.PartRef, samples []sdk.Sample, now time.Time) []sdk.Point {
+	out := make([]sdk.Point, 0, len(samples))
+	for _, s := range samples {
+		if s.Node == "" || s.Metric == "" {
+			continue
+		}
+		at := s.Time
+		if at.IsZero() {
+			at = now
+		}
+		out = append(out, sdk.Point{Metric: s.Metric, Tags: pointTags(ref, s), Value: s.Value, Time: at})
+	}
+	return out
+}
+
+// group is what a part is measured for in one loop: some metrics (nil: the VIM's
+// default) every period.
 type group struct {
 	every   time.Duration
 	metrics []string
@@ -199,8 +731,8 @@ type group struct {
 // elasticName matches the names sro.AddPart gives copies: "<template>-h<n>".
 var elasticName = regexp.MustCompile(`^(.+)-h[0-9]+$`)
 
-// groups returns the loops a part needs, from its monitoring-parameters in the spec (or
-// those of the part it copies).
+// groups returns the periods a part is measured at, from its monitoring-parameters in
+// the spec (or those of the part it copies).
 func groups(sp *spec.Slice, part string, def time.Duration) []group {
 	var mon *spec.Monitoring
 	if sp != nil {
@@ -251,209 +783,14 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// runSlice keeps one loop per part and period running until ctx ends or the slice is
-// gone, re-reading the slice's parts every tick of its shortest period.
-func (c *Collector) runSlice(ctx context.Context, id string, sp *spec.Slice, run *sliceRun) {
-	var wg sync.WaitGroup
-	defer func() {
-		run.mu.Lock()
-		for _, stop := range run.loops {
-			stop()
-		}
-		run.loops = map[loopKey]context.CancelFunc{}
-		run.mu.Unlock()
-		wg.Wait()
-	}()
-	noMonitor := false
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-timer.C:
-		}
-		resync := c.opts.DefaultGranularity
-		mon, err := c.monitor(ctx)
-		switch {
-		case err != nil:
-			c.log.Warn("monitor plugin unavailable", "slice", id, "error", err)
-		case mon == nil:
-			if !noMonitor {
-				c.log.Info("not monitoring: no monitor plugin in the catalogue", "slice", id)
-			}
-			noMonitor = true
-		default:
-			noMonitor = false
-			gone, every := c.syncLoops(ctx, id, sp, run, &wg)
-			if gone {
-				c.log.Info("monitoring stopped: slice gone", "slice", id)
-				return
-			}
-			if every > 0 && every < resync {
-				resync = every
-			}
-		}
-		timer.Reset(resync)
-	}
-}
-
-// syncLoops starts the loops of new Ready parts and stops those of parts gone. It
-// reports whether the slice itself is gone, and the shortest period of its loops.
-func (c *Collector) syncLoops(ctx context.Context, id string, sp *spec.Slice, run *sliceRun, wg *sync.WaitGroup) (gone bool, shortest time.Duration) {
+func (c *Collector) monitorOf(ctx context.Context) (sdk.Monitor, error) {
 	cctx, cancel := context.WithTimeout(ctx, c.opts.CallTimeout)
 	defer cancel()
-	sl, err := c.opts.Store.GetSlice(cctx, id)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && sl.Deleting) {
-		return true, 0
-	}
-	if err != nil {
-		c.log.Warn("monitoring: read slice", "slice", id, "error", err)
-		return false, 0
-	}
-	parts, err := c.opts.Store.ListParts(cctx, id)
-	if err != nil {
-		c.log.Warn("monitoring: read parts", "slice", id, "error", err)
-		return false, 0
-	}
-	want := map[loopKey]loop{}
-	for _, p := range parts {
-		if p.State != store.PartReady {
-			continue
-		}
-		for _, g := range groups(sp, p.Name, c.opts.DefaultGranularity) {
-			want[loopKey{part: p.Name, every: g.every}] = loop{ref: p.Ref(), provider: p.Provider, group: g}
-			if shortest == 0 || g.every < shortest {
-				shortest = g.every
-			}
-		}
-	}
-	run.mu.Lock()
-	defer run.mu.Unlock()
-	for k, stop := range run.loops {
-		if _, ok := want[k]; !ok {
-			stop()
-			delete(run.loops, k)
-			c.log.Debug("part monitoring stopped", "slice", id, "part", k.part, "every", k.every)
-		}
-	}
-	for k, l := range want {
-		if _, ok := run.loops[k]; ok {
-			continue
-		}
-		lctx, stop := context.WithCancel(ctx)
-		run.loops[k] = stop
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c.runLoop(lctx, l)
-		}()
-		c.log.Debug("part monitoring started", "slice", id, "part", k.part, "every", k.every, "metrics", l.group.metrics)
-	}
-	return false, shortest
-}
-
-// loop is one part's measuring loop.
-type loop struct {
-	ref      sdk.PartRef
-	provider string
-	group    group
-}
-
-// runLoop measures the part now and then every period, logging a failure when it
-// changes (not every tick) and the recovery.
-func (c *Collector) runLoop(ctx context.Context, l loop) {
-	t := time.NewTicker(l.group.every)
-	defer t.Stop()
-	last := ""
-	started := false
-	for {
-		err := c.collect(ctx, l)
-		if err == nil && !started {
-			started = true
-			c.recordStart(ctx, l)
-		}
-		switch {
-		case ctx.Err() != nil:
-			return
-		case sdk.IsNotFound(err):
-			// The part is going away (removed, decommissioned): its loop is stopped at
-			// the next re-read of the slice.
-			c.log.Debug("monitoring: part not found", "part", l.ref.String(), "error", err)
-		case err != nil && err.Error() != last:
-			c.log.Warn("monitoring failed", "part", l.ref.String(), "provider", l.provider, "error", err)
-			last = err.Error()
-		case err == nil && last != "":
-			c.log.Info("monitoring recovered", "part", l.ref.String())
-			last = ""
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
-
-// recordStart records that a part's measurements are being stored.
-func (c *Collector) recordStart(ctx context.Context, l loop) {
-	if c.opts.Store == nil {
-		return
-	}
-	ev := store.Event{Type: EvStarted, Part: l.ref.PartID, Message: "measured every " + l.group.every.String(),
-		Data: map[string]string{"every": l.group.every.String()}}
-	if err := c.opts.Store.AddEvents(ctx, l.ref.SliceID, ev); err != nil && ctx.Err() == nil {
-		c.log.Warn("monitoring: record start", "part", l.ref.String(), "error", err)
-	}
-}
-
-// collect measures a part once and writes the points.
-func (c *Collector) collect(ctx context.Context, l loop) error {
-	cctx, cancel := context.WithTimeout(ctx, c.opts.CallTimeout)
-	defer cancel()
-	vim, err := c.opts.Plugins.VIM(cctx, l.provider)
-	if err != nil {
-		return fmt.Errorf("VIM of %s: %w", l.provider, err)
-	}
-	samples, err := vim.Metrics(cctx, l.ref, l.group.metrics)
-	if err != nil {
-		return fmt.Errorf("metrics of %s: %w", l.ref, err)
-	}
 	mon, err := c.monitor(cctx)
-	if err != nil || mon == nil {
-		return fmt.Errorf("monitor plugin: %w", errors.Join(err, providers.ErrNoMonitor))
+	if err != nil {
+		return nil, fmt.Errorf("monitor plugin: %w", err)
 	}
-	points := Points(l.ref, samples, time.Now())
-	for len(points) > 0 {
-		n := min(len(points), sdk.MaxWritePoints)
-		if err := mon.Write(cctx, points[:n]); err != nil {
-			return fmt.Errorf("write metrics of %s: %w", l.ref, err)
-		}
-		points = points[n:]
-	}
-	return nil
-}
-
-// Points turns a part's VIM samples into monitor points with the tags slice, part,
-// ResourceID and node-type (the latter only for typed nodes); a sample without a time
-// gets now.
-func Points(ref sdk.PartRef, samples []sdk.Sample, now time.Time) []sdk.Point {
-	out := make([]sdk.Point, 0, len(samples))
-	for _, s := range samples {
-		if s.Node == "" || s.Metric == "" {
-			continue
-		}
-		tags := map[string]string{sdk.TagSlice: ref.SliceID, sdk.TagPart: ref.PartID, sdk.TagResourceID: s.Node}
-		if s.NodeType != "" {
-			tags[sdk.TagNodeType] = s.NodeType
-		}
-		at := s.Time
-		if at.IsZero() {
-			at = now
-		}
-		out = append(out, sdk.Point{Metric: s.Metric, Tags: tags, Value: s.Value, Time: at})
-	}
-	return out
+	return mon, nil
 }
 
 func (c *Collector) monitor(ctx context.Context) (sdk.Monitor, error) {

@@ -78,6 +78,11 @@ const (
 //     ids) fail with [sdk.CodeInvalidArgument] and create nothing;
 //   - Metrics returns samples for every node, with known metric names, sane values,
 //     and honours the names filter;
+//   - MetricsBatch ([sdk.MetricsBatcher], which the SDK's client always serves) agrees
+//     with Metrics part by part: one answer per request in order, the same nodes,
+//     types and metrics for a part asked twice with different filters, and the codes
+//     Metrics gives (NotFound, InvalidArgument) as that part's own error, not the
+//     batch's;
 //   - with [VIMOptions].Guest, what only a real guest shows: a live Resize seen inside
 //     it, a node added by Scale answering, no volume left after Delete (GuestChecks).
 //
@@ -128,6 +133,7 @@ func RunVIM(t *testing.T, client *sdk.Client, opts VIMOptions) {
 	t.Run("InvalidArgument", s.testInvalidArgument)
 	t.Run("ConcurrentCreates", s.testConcurrentCreates)
 	t.Run("Metrics", s.testMetrics)
+	t.Run("MetricsBatch", s.testMetricsBatch)
 	if opts.Guest != nil {
 		t.Run("Guest", s.runGuest)
 	}
@@ -777,5 +783,83 @@ func (s *vimSuite) testMetrics(t *testing.T) {
 	}
 	if len(got) != len(part.Nodes) {
 		t.Errorf("Metrics(%s): samples of %d nodes, want %d", only, len(got), len(part.Nodes))
+	}
+}
+
+// sampleKey is what a batch and Metrics must agree on for a sample; values may move
+// between two readings.
+type sampleKey struct{ node, nodeType, metric string }
+
+func sampleKeys(samples []sdk.Sample) map[sampleKey]int {
+	out := map[sampleKey]int{}
+	for _, x := range samples {
+		out[sampleKey{x.Node, x.NodeType, x.Metric}]++
+	}
+	return out
+}
+
+func (s *vimSuite) testMetricsBatch(t *testing.T) {
+	b, ok := s.vim.(sdk.MetricsBatcher)
+	if !ok {
+		t.Fatalf("the SDK's VIM client %T does not serve MetricsBatch", s.vim)
+	}
+	spec := s.spec(s.ref("batch"), s.vdu("worker", sdk.NodeWorker, 2, 1))
+	s.create(t, spec)
+	only := s.opts.Metrics[0]
+	reqs := []sdk.MetricsRequest{
+		{Ref: spec.Ref},
+		{Ref: s.ref("batch-unknown")},
+		{Ref: spec.Ref, Names: []string{only}},
+		{Ref: sdk.PartRef{SliceID: s.opts.SlicePrefix}},
+	}
+	got, err := b.MetricsBatch(ctx(t), reqs)
+	if err != nil {
+		t.Fatalf("MetricsBatch: %v (one part's failure must not fail the batch)", err)
+	}
+	if len(got) != len(reqs) {
+		t.Fatalf("MetricsBatch: %d answers for %d parts", len(got), len(reqs))
+	}
+	for i, r := range reqs {
+		g := got[i]
+		if g.Ref != r.Ref {
+			t.Errorf("MetricsBatch answer %d is of part %q, want %q", i, g.Ref, r.Ref)
+		}
+		want, werr := s.vim.Metrics(ctx(t), r.Ref, r.Names)
+		if sdk.CodeOf(g.Err) != sdk.CodeOf(werr) {
+			t.Errorf("MetricsBatch %q (names %v): error %v (%s), Metrics says %v (%s)", r.Ref, r.Names,
+				g.Err, sdk.CodeOf(g.Err), werr, sdk.CodeOf(werr))
+			continue
+		}
+		if g.Err != nil {
+			if len(g.Samples) > 0 {
+				t.Errorf("MetricsBatch %q: %d samples beside its error", r.Ref, len(g.Samples))
+			}
+			continue
+		}
+		gk, wk := sampleKeys(g.Samples), sampleKeys(want)
+		for k, n := range wk {
+			if gk[k] != n {
+				t.Errorf("MetricsBatch %q (names %v): %d samples of %s %s, Metrics gives %d", r.Ref, r.Names, gk[k], k.node, k.metric, n)
+			}
+		}
+		for k, n := range gk {
+			if wk[k] == 0 {
+				t.Errorf("MetricsBatch %q (names %v): %d samples of %s %s (type %q), Metrics gives none", r.Ref, r.Names, n, k.node, k.metric, k.nodeType)
+			}
+		}
+		for _, x := range g.Samples {
+			if x.Time.IsZero() || x.Value < 0 {
+				t.Errorf("MetricsBatch %q: node %s: %s = %v at %s", r.Ref, x.Node, x.Metric, x.Value, x.Time)
+			}
+		}
+	}
+	if c := sdk.CodeOf(got[1].Err); c != sdk.CodeNotFound {
+		t.Errorf("MetricsBatch of an unknown part: %v (%s), want NotFound", got[1].Err, c)
+	}
+	if c := sdk.CodeOf(got[3].Err); c != sdk.CodeInvalidArgument {
+		t.Errorf("MetricsBatch of a ref without part id: %v (%s), want InvalidArgument", got[3].Err, c)
+	}
+	if len(got[0].Samples) == 0 {
+		t.Errorf("MetricsBatch of a running part: no samples")
 	}
 }

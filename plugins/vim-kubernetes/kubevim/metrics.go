@@ -71,7 +71,13 @@ func (p *Plugin) Metrics(ctx context.Context, ref sdk.PartRef, names []string) (
 	if err != nil {
 		return nil, fmt.Errorf("metrics of part %s: %w", ref, err)
 	}
-	now := p.now()
+	out := partSamples(l, u, names, p.now())
+	p.log.Debug("metrics", "part", ref.String(), "source", u.source, "samples", len(out))
+	return out, nil
+}
+
+// partSamples turns a part's usage into the samples of its nodes (see Metrics).
+func partSamples(l layout, u usage, names []string, now time.Time) []sdk.Sample {
 	total := l.total()
 	cpuPct := percent(u.milliCPU, int64(total.CPUs)*1000)
 	memPct := percent(u.memBytes, total.MemoryMB*mib)
@@ -99,8 +105,7 @@ func (p *Plugin) Metrics(ctx context.Context, ref sdk.PartRef, names []string) (
 			}
 		}
 	}
-	p.log.Debug("metrics", "part", ref.String(), "source", u.source, "cpu_pct", cpuPct, "memory_pct", memPct)
-	return out, nil
+	return out
 }
 
 // percent is 100·used/of, within 0 and 100 (pods may briefly exceed their share).
@@ -162,10 +167,25 @@ func metricsAPIUsage(ctx context.Context, k *cluster, ns string) (usage, error) 
 	if err != nil {
 		return usage{}, err
 	}
+	us, err := podMetricsUsages(raw, ns, nil)
+	if err != nil {
+		return usage{}, err
+	}
+	if u := us[ns]; u != nil {
+		return *u, nil
+	}
+	return usage{source: sourceMetricsAPI, pods: map[string]usage{}}, nil
+}
+
+// podMetricsUsages sums a metrics.k8s.io pod metrics list by namespace: every item in
+// ns when set (a namespace's own list), else in the item's own namespace when want
+// holds it.
+func podMetricsUsages(raw []byte, ns string, want map[string]bool) (map[string]*usage, error) {
 	var list struct {
 		Items []struct {
 			Metadata struct {
-				Name string `json:"name"`
+				Name      string `json:"name"`
+				Namespace string `json:"namespace"`
 			} `json:"metadata"`
 			Containers []struct {
 				Usage map[string]resource.Quantity `json:"usage"`
@@ -173,11 +193,23 @@ func metricsAPIUsage(ctx context.Context, k *cluster, ns string) (usage, error) 
 		} `json:"items"`
 	}
 	if err := json.Unmarshal(raw, &list); err != nil {
-		return usage{}, fmt.Errorf("decode %s pod metrics: %w", metricsGroupVersion, err)
+		return nil, fmt.Errorf("decode %s pod metrics: %w", metricsGroupVersion, err)
 	}
-	u := usage{source: sourceMetricsAPI, pods: map[string]usage{}}
-	var nanoCPU int64 // metrics-server reports nanocores: rounding each to millicores adds up
+	out := map[string]*usage{}
+	// metrics-server reports nanocores: rounding each to millicores adds up.
+	nano := map[string]int64{}
 	for _, pod := range list.Items {
+		at := ns
+		if at == "" {
+			if at = pod.Metadata.Namespace; !want[at] {
+				continue
+			}
+		}
+		u := out[at]
+		if u == nil {
+			u = &usage{source: sourceMetricsAPI, pods: map[string]usage{}}
+			out[at] = u
+		}
 		var podNano, podMem int64
 		for _, c := range pod.Containers {
 			if q, ok := c.Usage["cpu"]; ok {
@@ -187,12 +219,14 @@ func metricsAPIUsage(ctx context.Context, k *cluster, ns string) (usage, error) 
 				podMem += q.Value()
 			}
 		}
-		nanoCPU += podNano
+		nano[at] += podNano
 		u.memBytes += podMem
 		u.pods[pod.Metadata.Name] = usage{milliCPU: podNano / 1e6, memBytes: podMem}
 	}
-	u.milliCPU = nanoCPU / 1e6
-	return u, nil
+	for at, u := range out {
+		u.milliCPU = nano[at] / 1e6
+	}
+	return out, nil
 }
 
 // vduUsages sums, per VDU, the use and the limits of the running pods of its workloads.
@@ -201,8 +235,20 @@ func vduUsages(ctx context.Context, k *cluster, ns string, u *usage) error {
 	if err != nil {
 		return apiError(err, "list pods")
 	}
-	u.vdus = map[string]*vduUsage{}
-	for _, pod := range pods.Items {
+	addVDUUsages(pods.Items, map[string]*usage{ns: u})
+	return nil
+}
+
+// addVDUUsages adds the pods of the namespaces of us to their VDUs' use and limits.
+func addVDUUsages(pods []corev1.Pod, us map[string]*usage) {
+	for _, u := range us {
+		u.vdus = map[string]*vduUsage{}
+	}
+	for _, pod := range pods {
+		u := us[pod.Namespace]
+		if u == nil {
+			continue
+		}
 		pu, measured := u.pods[pod.Name]
 		if pod.Status.Phase != corev1.PodRunning || !measured {
 			continue
@@ -219,5 +265,4 @@ func vduUsages(ctx context.Context, k *cluster, ns string, u *usage) error {
 			v.limitMem += c.Resources.Limits.Memory().Value()
 		}
 	}
-	return nil
 }

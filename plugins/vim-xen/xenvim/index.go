@@ -165,6 +165,17 @@ func (x *domainIndex) partNames(ref sdk.PartRef) []string {
 	return out
 }
 
+// nodesOf returns what the index holds of one part's nodes.
+func (x *domainIndex) nodesOf(ref sdk.PartRef) []node {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	out := make([]node, 0, len(x.byPart[ref]))
+	for name := range x.byPart[ref] {
+		out = append(out, x.byName[name])
+	}
+	return out
+}
+
 // totals returns what the provider's domains hold.
 func (x *domainIndex) totals() sdk.Resources {
 	x.mu.Lock()

@@ -30,21 +30,9 @@ const cpuPause = 200 * time.Millisecond
 //
 // A node that is not running reports 0.
 func (p *Plugin) Metrics(ctx context.Context, ref sdk.PartRef, names []string) ([]sdk.Sample, error) {
-	if err := ref.Validate(); err != nil {
+	want, err := wanted(ref, names)
+	if err != nil {
 		return nil, err
-	}
-	want := map[string]bool{}
-	for i, n := range names {
-		if !contains(knownMetrics, n) {
-			return nil, sdk.Errorf(sdk.CodeInvalidArgument, "names[%d]: unknown metric %q (known: %s)",
-				i, n, strings.Join(knownMetrics, ", "))
-		}
-		want[n] = true
-	}
-	if len(want) == 0 {
-		for _, n := range knownMetrics {
-			want[n] = true
-		}
 	}
 	s, conn, err := p.session()
 	if err != nil {
@@ -94,6 +82,34 @@ func (p *Plugin) Metrics(ctx context.Context, ref sdk.PartRef, names []string) (
 			readings[i].cpuPct, _ = p.cpu.observe(nodes[i].uuid, r.cpuTime, r.at, r.vcpus)
 		}
 	}
+	return samples(nodes, readings, want), nil
+}
+
+// wanted checks a part's ref and metric names and returns the set of metrics to
+// report (every known one for no names).
+func wanted(ref sdk.PartRef, names []string) (map[string]bool, error) {
+	if err := ref.Validate(); err != nil {
+		return nil, err
+	}
+	want := map[string]bool{}
+	for i, n := range names {
+		if !contains(knownMetrics, n) {
+			return nil, sdk.Errorf(sdk.CodeInvalidArgument, "names[%d]: unknown metric %q (known: %s)",
+				i, n, strings.Join(knownMetrics, ", "))
+		}
+		want[n] = true
+	}
+	if len(want) == 0 {
+		for _, n := range knownMetrics {
+			want[n] = true
+		}
+	}
+	return want, nil
+}
+
+// samples turns the readings of a part's nodes (readings[i] of nodes[i]) into the
+// wanted samples; nodes without a reading, or gone, have none.
+func samples(nodes []node, readings []reading, want map[string]bool) []sdk.Sample {
 	var out []sdk.Sample
 	for i, n := range nodes {
 		r := readings[i]
@@ -111,7 +127,7 @@ func (p *Plugin) Metrics(ctx context.Context, ref sdk.PartRef, names []string) (
 			add(sdk.MetricMemoryPct, r.memPct)
 		}
 	}
-	return out, nil
+	return out
 }
 
 type reading struct {
@@ -130,40 +146,55 @@ type reading struct {
 func read(conn *libvirt.Connect, n node) (reading, error) {
 	var r reading
 	err := withDomain(conn, n.uuid, func(d *libvirt.Domain) error {
-		info, err := d.GetInfo()
-		if err != nil {
-			return err
-		}
-		r.at = time.Now()
-		r.active = nodeState(info.State) == sdk.StateRunning
-		if !r.active {
-			return nil
-		}
-		r.vcpus, r.cpuTime = int(info.NrVirtCpu), info.CpuTime
-		r.memUsedMB = float64(info.Memory) / 1024
-		// The guest's own view, when its balloon driver reports one.
-		if stats, err := d.MemoryStats(uint32(libvirt.DOMAIN_MEMORY_STAT_NR), 0); err == nil {
-			var avail, unused uint64
-			var haveAvail, haveUnused bool
-			for _, st := range stats {
-				switch libvirt.DomainMemoryStatTags(st.Tag) {
-				case libvirt.DOMAIN_MEMORY_STAT_AVAILABLE:
-					avail, haveAvail = st.Val, true
-				case libvirt.DOMAIN_MEMORY_STAT_UNUSED:
-					unused, haveUnused = st.Val, true
-				}
-			}
-			if haveAvail && haveUnused && avail > 0 && unused <= avail {
-				r.memUsedMB = float64(avail-unused) / 1024
-				r.memPct, r.memPctOK = float64(avail-unused)/float64(avail)*100, true
-			}
-		}
-		return nil
+		var err error
+		r, err = readDomain(d)
+		return err
 	})
 	if err != nil {
 		return reading{}, lvError(err, "read node %s", n.meta.Name)
 	}
 	return r, nil
+}
+
+// readDomain reads one domain with one call per figure (its info, then its balloon's
+// statistics).
+func readDomain(d *libvirt.Domain) (reading, error) {
+	var r reading
+	info, err := d.GetInfo()
+	if err != nil {
+		return reading{}, err
+	}
+	r.at = time.Now()
+	r.active = nodeState(info.State) == sdk.StateRunning
+	if !r.active {
+		return r, nil
+	}
+	r.vcpus, r.cpuTime = int(info.NrVirtCpu), info.CpuTime
+	r.memUsedMB = float64(info.Memory) / 1024
+	// The guest's own view, when its balloon driver reports one.
+	if stats, err := d.MemoryStats(uint32(libvirt.DOMAIN_MEMORY_STAT_NR), 0); err == nil {
+		var avail, unused uint64
+		var haveAvail, haveUnused bool
+		for _, st := range stats {
+			switch libvirt.DomainMemoryStatTags(st.Tag) {
+			case libvirt.DOMAIN_MEMORY_STAT_AVAILABLE:
+				avail, haveAvail = st.Val, true
+			case libvirt.DOMAIN_MEMORY_STAT_UNUSED:
+				unused, haveUnused = st.Val, true
+			}
+		}
+		r.guestMemory(avail, unused, haveAvail && haveUnused)
+	}
+	return r, nil
+}
+
+// guestMemory takes the guest's own view of its memory (KiB), when its balloon driver
+// reports one.
+func (r *reading) guestMemory(avail, unused uint64, ok bool) {
+	if ok && avail > 0 && unused <= avail {
+		r.memUsedMB = float64(avail-unused) / 1024
+		r.memPct, r.memPctOK = float64(avail-unused)/float64(avail)*100, true
+	}
 }
 
 // cpuTracker keeps each domain's last CPU-time reading, so CPU use is measured between

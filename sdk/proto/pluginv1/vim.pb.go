@@ -1467,6 +1467,212 @@ func (x *MetricsResponse) GetSamples() []*Sample {
 	return nil
 }
 
+type MetricsBatchRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The parts to measure, each with its metric names; at most 500.
+	Parts         []*MetricsRequest `protobuf:"bytes,1,rep,name=parts,proto3" json:"parts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MetricsBatchRequest) Reset() {
+	*x = MetricsBatchRequest{}
+	mi := &file_necos_plugin_v1_vim_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MetricsBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MetricsBatchRequest) ProtoMessage() {}
+
+func (x *MetricsBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_necos_plugin_v1_vim_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MetricsBatchRequest.ProtoReflect.Descriptor instead.
+func (*MetricsBatchRequest) Descriptor() ([]byte, []int) {
+	return file_necos_plugin_v1_vim_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *MetricsBatchRequest) GetParts() []*MetricsRequest {
+	if x != nil {
+		return x.Parts
+	}
+	return nil
+}
+
+// PartError is why one part of a batch could not be measured.
+type PartError struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A gRPC status code, as a failed Metrics of the part would have returned.
+	Code          uint32 `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	Message       string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PartError) Reset() {
+	*x = PartError{}
+	mi := &file_necos_plugin_v1_vim_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PartError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PartError) ProtoMessage() {}
+
+func (x *PartError) ProtoReflect() protoreflect.Message {
+	mi := &file_necos_plugin_v1_vim_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PartError.ProtoReflect.Descriptor instead.
+func (*PartError) Descriptor() ([]byte, []int) {
+	return file_necos_plugin_v1_vim_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *PartError) GetCode() uint32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *PartError) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+// PartMetrics is one part's answer in a batch.
+type PartMetrics struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Ref     *PartRef               `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
+	Samples []*Sample              `protobuf:"bytes,2,rep,name=samples,proto3" json:"samples,omitempty"`
+	// Set when the part could not be measured; samples are then empty.
+	Error         *PartError `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PartMetrics) Reset() {
+	*x = PartMetrics{}
+	mi := &file_necos_plugin_v1_vim_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PartMetrics) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PartMetrics) ProtoMessage() {}
+
+func (x *PartMetrics) ProtoReflect() protoreflect.Message {
+	mi := &file_necos_plugin_v1_vim_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PartMetrics.ProtoReflect.Descriptor instead.
+func (*PartMetrics) Descriptor() ([]byte, []int) {
+	return file_necos_plugin_v1_vim_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *PartMetrics) GetRef() *PartRef {
+	if x != nil {
+		return x.Ref
+	}
+	return nil
+}
+
+func (x *PartMetrics) GetSamples() []*Sample {
+	if x != nil {
+		return x.Samples
+	}
+	return nil
+}
+
+func (x *PartMetrics) GetError() *PartError {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+type MetricsBatchResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One per requested part, in the request's order.
+	Parts         []*PartMetrics `protobuf:"bytes,1,rep,name=parts,proto3" json:"parts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MetricsBatchResponse) Reset() {
+	*x = MetricsBatchResponse{}
+	mi := &file_necos_plugin_v1_vim_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MetricsBatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MetricsBatchResponse) ProtoMessage() {}
+
+func (x *MetricsBatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_necos_plugin_v1_vim_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MetricsBatchResponse.ProtoReflect.Descriptor instead.
+func (*MetricsBatchResponse) Descriptor() ([]byte, []int) {
+	return file_necos_plugin_v1_vim_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *MetricsBatchResponse) GetParts() []*PartMetrics {
+	if x != nil {
+		return x.Parts
+	}
+	return nil
+}
+
 var File_necos_plugin_v1_vim_proto protoreflect.FileDescriptor
 
 const file_necos_plugin_v1_vim_proto_rawDesc = "" +
@@ -1591,7 +1797,18 @@ const file_necos_plugin_v1_vim_proto_rawDesc = "" +
 	"\x05value\x18\x04 \x01(\x01R\x05value\x12.\n" +
 	"\x04time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"D\n" +
 	"\x0fMetricsResponse\x121\n" +
-	"\asamples\x18\x01 \x03(\v2\x17.necos.plugin.v1.SampleR\asamples2\x9b\x04\n" +
+	"\asamples\x18\x01 \x03(\v2\x17.necos.plugin.v1.SampleR\asamples\"L\n" +
+	"\x13MetricsBatchRequest\x125\n" +
+	"\x05parts\x18\x01 \x03(\v2\x1f.necos.plugin.v1.MetricsRequestR\x05parts\"9\n" +
+	"\tPartError\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\rR\x04code\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"\x9e\x01\n" +
+	"\vPartMetrics\x12*\n" +
+	"\x03ref\x18\x01 \x01(\v2\x18.necos.plugin.v1.PartRefR\x03ref\x121\n" +
+	"\asamples\x18\x02 \x03(\v2\x17.necos.plugin.v1.SampleR\asamples\x120\n" +
+	"\x05error\x18\x03 \x01(\v2\x1a.necos.plugin.v1.PartErrorR\x05error\"J\n" +
+	"\x14MetricsBatchResponse\x122\n" +
+	"\x05parts\x18\x01 \x03(\v2\x1c.necos.plugin.v1.PartMetricsR\x05parts2\xf8\x04\n" +
 	"\x03VIM\x12L\n" +
 	"\x05Offer\x12 .necos.plugin.v1.VIMOfferRequest\x1a!.necos.plugin.v1.VIMOfferResponse\x12I\n" +
 	"\x06Create\x12\x1e.necos.plugin.v1.CreateRequest\x1a\x1f.necos.plugin.v1.CreateResponse\x12O\n" +
@@ -1599,7 +1816,8 @@ const file_necos_plugin_v1_vim_proto_rawDesc = "" +
 	"\x06Resize\x12\x1e.necos.plugin.v1.ResizeRequest\x1a\x1f.necos.plugin.v1.ResizeResponse\x12F\n" +
 	"\x05Scale\x12\x1d.necos.plugin.v1.ScaleRequest\x1a\x1e.necos.plugin.v1.ScaleResponse\x12I\n" +
 	"\x06Delete\x12\x1e.necos.plugin.v1.DeleteRequest\x1a\x1f.necos.plugin.v1.DeleteResponse\x12L\n" +
-	"\aMetrics\x12\x1f.necos.plugin.v1.MetricsRequest\x1a .necos.plugin.v1.MetricsResponseB4Z2github.com/necos/necos/sdk/proto/pluginv1;pluginv1b\x06proto3"
+	"\aMetrics\x12\x1f.necos.plugin.v1.MetricsRequest\x1a .necos.plugin.v1.MetricsResponse\x12[\n" +
+	"\fMetricsBatch\x12$.necos.plugin.v1.MetricsBatchRequest\x1a%.necos.plugin.v1.MetricsBatchResponseB4Z2github.com/necos/necos/sdk/proto/pluginv1;pluginv1b\x06proto3"
 
 var (
 	file_necos_plugin_v1_vim_proto_rawDescOnce sync.Once
@@ -1613,7 +1831,7 @@ func file_necos_plugin_v1_vim_proto_rawDescGZIP() []byte {
 	return file_necos_plugin_v1_vim_proto_rawDescData
 }
 
-var file_necos_plugin_v1_vim_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_necos_plugin_v1_vim_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_necos_plugin_v1_vim_proto_goTypes = []any{
 	(*PartRef)(nil),               // 0: necos.plugin.v1.PartRef
 	(*VDUSpec)(nil),               // 1: necos.plugin.v1.VDUSpec
@@ -1637,29 +1855,33 @@ var file_necos_plugin_v1_vim_proto_goTypes = []any{
 	(*MetricsRequest)(nil),        // 19: necos.plugin.v1.MetricsRequest
 	(*Sample)(nil),                // 20: necos.plugin.v1.Sample
 	(*MetricsResponse)(nil),       // 21: necos.plugin.v1.MetricsResponse
-	nil,                           // 22: necos.plugin.v1.VDUSpec.OsEntry
-	nil,                           // 23: necos.plugin.v1.PartSpec.LabelsEntry
-	nil,                           // 24: necos.plugin.v1.Part.AttributesEntry
-	(*Resources)(nil),             // 25: necos.plugin.v1.Resources
-	(*timestamppb.Timestamp)(nil), // 26: google.protobuf.Timestamp
+	(*MetricsBatchRequest)(nil),   // 22: necos.plugin.v1.MetricsBatchRequest
+	(*PartError)(nil),             // 23: necos.plugin.v1.PartError
+	(*PartMetrics)(nil),           // 24: necos.plugin.v1.PartMetrics
+	(*MetricsBatchResponse)(nil),  // 25: necos.plugin.v1.MetricsBatchResponse
+	nil,                           // 26: necos.plugin.v1.VDUSpec.OsEntry
+	nil,                           // 27: necos.plugin.v1.PartSpec.LabelsEntry
+	nil,                           // 28: necos.plugin.v1.Part.AttributesEntry
+	(*Resources)(nil),             // 29: necos.plugin.v1.Resources
+	(*timestamppb.Timestamp)(nil), // 30: google.protobuf.Timestamp
 }
 var file_necos_plugin_v1_vim_proto_depIdxs = []int32{
-	22, // 0: necos.plugin.v1.VDUSpec.os:type_name -> necos.plugin.v1.VDUSpec.OsEntry
+	26, // 0: necos.plugin.v1.VDUSpec.os:type_name -> necos.plugin.v1.VDUSpec.OsEntry
 	0,  // 1: necos.plugin.v1.PartSpec.ref:type_name -> necos.plugin.v1.PartRef
 	1,  // 2: necos.plugin.v1.PartSpec.vdus:type_name -> necos.plugin.v1.VDUSpec
-	23, // 3: necos.plugin.v1.PartSpec.labels:type_name -> necos.plugin.v1.PartSpec.LabelsEntry
+	27, // 3: necos.plugin.v1.PartSpec.labels:type_name -> necos.plugin.v1.PartSpec.LabelsEntry
 	2,  // 4: necos.plugin.v1.VIMOfferRequest.part:type_name -> necos.plugin.v1.PartSpec
-	25, // 5: necos.plugin.v1.VIMOfferResponse.requested:type_name -> necos.plugin.v1.Resources
-	25, // 6: necos.plugin.v1.VIMOfferResponse.free:type_name -> necos.plugin.v1.Resources
-	25, // 7: necos.plugin.v1.VIMOfferResponse.capacity:type_name -> necos.plugin.v1.Resources
-	26, // 8: necos.plugin.v1.Credential.expires:type_name -> google.protobuf.Timestamp
+	29, // 5: necos.plugin.v1.VIMOfferResponse.requested:type_name -> necos.plugin.v1.Resources
+	29, // 6: necos.plugin.v1.VIMOfferResponse.free:type_name -> necos.plugin.v1.Resources
+	29, // 7: necos.plugin.v1.VIMOfferResponse.capacity:type_name -> necos.plugin.v1.Resources
+	30, // 8: necos.plugin.v1.Credential.expires:type_name -> google.protobuf.Timestamp
 	0,  // 9: necos.plugin.v1.Part.ref:type_name -> necos.plugin.v1.PartRef
 	5,  // 10: necos.plugin.v1.Part.nodes:type_name -> necos.plugin.v1.Node
 	6,  // 11: necos.plugin.v1.Part.vim_ref:type_name -> necos.plugin.v1.Endpoint
 	7,  // 12: necos.plugin.v1.Part.credential:type_name -> necos.plugin.v1.Credential
-	25, // 13: necos.plugin.v1.Part.allocated:type_name -> necos.plugin.v1.Resources
-	25, // 14: necos.plugin.v1.Part.used:type_name -> necos.plugin.v1.Resources
-	24, // 15: necos.plugin.v1.Part.attributes:type_name -> necos.plugin.v1.Part.AttributesEntry
+	29, // 13: necos.plugin.v1.Part.allocated:type_name -> necos.plugin.v1.Resources
+	29, // 14: necos.plugin.v1.Part.used:type_name -> necos.plugin.v1.Resources
+	28, // 15: necos.plugin.v1.Part.attributes:type_name -> necos.plugin.v1.Part.AttributesEntry
 	2,  // 16: necos.plugin.v1.CreateRequest.part:type_name -> necos.plugin.v1.PartSpec
 	8,  // 17: necos.plugin.v1.CreateResponse.part:type_name -> necos.plugin.v1.Part
 	0,  // 18: necos.plugin.v1.DescribeRequest.ref:type_name -> necos.plugin.v1.PartRef
@@ -1670,27 +1892,34 @@ var file_necos_plugin_v1_vim_proto_depIdxs = []int32{
 	8,  // 23: necos.plugin.v1.ScaleResponse.part:type_name -> necos.plugin.v1.Part
 	0,  // 24: necos.plugin.v1.DeleteRequest.ref:type_name -> necos.plugin.v1.PartRef
 	0,  // 25: necos.plugin.v1.MetricsRequest.ref:type_name -> necos.plugin.v1.PartRef
-	26, // 26: necos.plugin.v1.Sample.time:type_name -> google.protobuf.Timestamp
+	30, // 26: necos.plugin.v1.Sample.time:type_name -> google.protobuf.Timestamp
 	20, // 27: necos.plugin.v1.MetricsResponse.samples:type_name -> necos.plugin.v1.Sample
-	3,  // 28: necos.plugin.v1.VIM.Offer:input_type -> necos.plugin.v1.VIMOfferRequest
-	9,  // 29: necos.plugin.v1.VIM.Create:input_type -> necos.plugin.v1.CreateRequest
-	11, // 30: necos.plugin.v1.VIM.Describe:input_type -> necos.plugin.v1.DescribeRequest
-	13, // 31: necos.plugin.v1.VIM.Resize:input_type -> necos.plugin.v1.ResizeRequest
-	15, // 32: necos.plugin.v1.VIM.Scale:input_type -> necos.plugin.v1.ScaleRequest
-	17, // 33: necos.plugin.v1.VIM.Delete:input_type -> necos.plugin.v1.DeleteRequest
-	19, // 34: necos.plugin.v1.VIM.Metrics:input_type -> necos.plugin.v1.MetricsRequest
-	4,  // 35: necos.plugin.v1.VIM.Offer:output_type -> necos.plugin.v1.VIMOfferResponse
-	10, // 36: necos.plugin.v1.VIM.Create:output_type -> necos.plugin.v1.CreateResponse
-	12, // 37: necos.plugin.v1.VIM.Describe:output_type -> necos.plugin.v1.DescribeResponse
-	14, // 38: necos.plugin.v1.VIM.Resize:output_type -> necos.plugin.v1.ResizeResponse
-	16, // 39: necos.plugin.v1.VIM.Scale:output_type -> necos.plugin.v1.ScaleResponse
-	18, // 40: necos.plugin.v1.VIM.Delete:output_type -> necos.plugin.v1.DeleteResponse
-	21, // 41: necos.plugin.v1.VIM.Metrics:output_type -> necos.plugin.v1.MetricsResponse
-	35, // [35:42] is the sub-list for method output_type
-	28, // [28:35] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	19, // 28: necos.plugin.v1.MetricsBatchRequest.parts:type_name -> necos.plugin.v1.MetricsRequest
+	0,  // 29: necos.plugin.v1.PartMetrics.ref:type_name -> necos.plugin.v1.PartRef
+	20, // 30: necos.plugin.v1.PartMetrics.samples:type_name -> necos.plugin.v1.Sample
+	23, // 31: necos.plugin.v1.PartMetrics.error:type_name -> necos.plugin.v1.PartError
+	24, // 32: necos.plugin.v1.MetricsBatchResponse.parts:type_name -> necos.plugin.v1.PartMetrics
+	3,  // 33: necos.plugin.v1.VIM.Offer:input_type -> necos.plugin.v1.VIMOfferRequest
+	9,  // 34: necos.plugin.v1.VIM.Create:input_type -> necos.plugin.v1.CreateRequest
+	11, // 35: necos.plugin.v1.VIM.Describe:input_type -> necos.plugin.v1.DescribeRequest
+	13, // 36: necos.plugin.v1.VIM.Resize:input_type -> necos.plugin.v1.ResizeRequest
+	15, // 37: necos.plugin.v1.VIM.Scale:input_type -> necos.plugin.v1.ScaleRequest
+	17, // 38: necos.plugin.v1.VIM.Delete:input_type -> necos.plugin.v1.DeleteRequest
+	19, // 39: necos.plugin.v1.VIM.Metrics:input_type -> necos.plugin.v1.MetricsRequest
+	22, // 40: necos.plugin.v1.VIM.MetricsBatch:input_type -> necos.plugin.v1.MetricsBatchRequest
+	4,  // 41: necos.plugin.v1.VIM.Offer:output_type -> necos.plugin.v1.VIMOfferResponse
+	10, // 42: necos.plugin.v1.VIM.Create:output_type -> necos.plugin.v1.CreateResponse
+	12, // 43: necos.plugin.v1.VIM.Describe:output_type -> necos.plugin.v1.DescribeResponse
+	14, // 44: necos.plugin.v1.VIM.Resize:output_type -> necos.plugin.v1.ResizeResponse
+	16, // 45: necos.plugin.v1.VIM.Scale:output_type -> necos.plugin.v1.ScaleResponse
+	18, // 46: necos.plugin.v1.VIM.Delete:output_type -> necos.plugin.v1.DeleteResponse
+	21, // 47: necos.plugin.v1.VIM.Metrics:output_type -> necos.plugin.v1.MetricsResponse
+	25, // 48: necos.plugin.v1.VIM.MetricsBatch:output_type -> necos.plugin.v1.MetricsBatchResponse
+	41, // [41:49] is the sub-list for method output_type
+	33, // [33:41] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_necos_plugin_v1_vim_proto_init() }
@@ -1705,7 +1934,7 @@ func file_necos_plugin_v1_vim_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_necos_plugin_v1_vim_proto_rawDesc), len(file_necos_plugin_v1_vim_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   25,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

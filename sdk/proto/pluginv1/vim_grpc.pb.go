@@ -19,13 +19,14 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	VIM_Offer_FullMethodName    = "/necos.plugin.v1.VIM/Offer"
-	VIM_Create_FullMethodName   = "/necos.plugin.v1.VIM/Create"
-	VIM_Describe_FullMethodName = "/necos.plugin.v1.VIM/Describe"
-	VIM_Resize_FullMethodName   = "/necos.plugin.v1.VIM/Resize"
-	VIM_Scale_FullMethodName    = "/necos.plugin.v1.VIM/Scale"
-	VIM_Delete_FullMethodName   = "/necos.plugin.v1.VIM/Delete"
-	VIM_Metrics_FullMethodName  = "/necos.plugin.v1.VIM/Metrics"
+	VIM_Offer_FullMethodName        = "/necos.plugin.v1.VIM/Offer"
+	VIM_Create_FullMethodName       = "/necos.plugin.v1.VIM/Create"
+	VIM_Describe_FullMethodName     = "/necos.plugin.v1.VIM/Describe"
+	VIM_Resize_FullMethodName       = "/necos.plugin.v1.VIM/Resize"
+	VIM_Scale_FullMethodName        = "/necos.plugin.v1.VIM/Scale"
+	VIM_Delete_FullMethodName       = "/necos.plugin.v1.VIM/Delete"
+	VIM_Metrics_FullMethodName      = "/necos.plugin.v1.VIM/Metrics"
+	VIM_MetricsBatch_FullMethodName = "/necos.plugin.v1.VIM/MetricsBatch"
 )
 
 // VIMClient is the client API for VIM service.
@@ -42,6 +43,11 @@ type VIMClient interface {
 	Scale(ctx context.Context, in *ScaleRequest, opts ...grpc.CallOption) (*ScaleResponse, error)
 	Delete(ctx context.Context, in *DeleteRequest, opts ...grpc.CallOption) (*DeleteResponse, error)
 	Metrics(ctx context.Context, in *MetricsRequest, opts ...grpc.CallOption) (*MetricsResponse, error)
+	// MetricsBatch measures many parts in one call: one answer per part, in the order
+	// asked, each its samples or its own error (one bad part never fails the batch).
+	// Added within v1: a plugin built before it answers UNIMPLEMENTED, and the core then
+	// measures each part with Metrics.
+	MetricsBatch(ctx context.Context, in *MetricsBatchRequest, opts ...grpc.CallOption) (*MetricsBatchResponse, error)
 }
 
 type vIMClient struct {
@@ -122,6 +128,16 @@ func (c *vIMClient) Metrics(ctx context.Context, in *MetricsRequest, opts ...grp
 	return out, nil
 }
 
+func (c *vIMClient) MetricsBatch(ctx context.Context, in *MetricsBatchRequest, opts ...grpc.CallOption) (*MetricsBatchResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MetricsBatchResponse)
+	err := c.cc.Invoke(ctx, VIM_MetricsBatch_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // VIMServer is the server API for VIM service.
 // All implementations must embed UnimplementedVIMServer
 // for forward compatibility.
@@ -136,6 +152,11 @@ type VIMServer interface {
 	Scale(context.Context, *ScaleRequest) (*ScaleResponse, error)
 	Delete(context.Context, *DeleteRequest) (*DeleteResponse, error)
 	Metrics(context.Context, *MetricsRequest) (*MetricsResponse, error)
+	// MetricsBatch measures many parts in one call: one answer per part, in the order
+	// asked, each its samples or its own error (one bad part never fails the batch).
+	// Added within v1: a plugin built before it answers UNIMPLEMENTED, and the core then
+	// measures each part with Metrics.
+	MetricsBatch(context.Context, *MetricsBatchRequest) (*MetricsBatchResponse, error)
 	mustEmbedUnimplementedVIMServer()
 }
 
@@ -166,6 +187,9 @@ func (UnimplementedVIMServer) Delete(context.Context, *DeleteRequest) (*DeleteRe
 }
 func (UnimplementedVIMServer) Metrics(context.Context, *MetricsRequest) (*MetricsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Metrics not implemented")
+}
+func (UnimplementedVIMServer) MetricsBatch(context.Context, *MetricsBatchRequest) (*MetricsBatchResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method MetricsBatch not implemented")
 }
 func (UnimplementedVIMServer) mustEmbedUnimplementedVIMServer() {}
 func (UnimplementedVIMServer) testEmbeddedByValue()             {}
@@ -314,6 +338,24 @@ func _VIM_Metrics_Handler(srv interface{}, ctx context.Context, dec func(interfa
 	return interceptor(ctx, in, info, handler)
 }
 
+func _VIM_MetricsBatch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(MetricsBatchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(VIMServer).MetricsBatch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: VIM_MetricsBatch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(VIMServer).MetricsBatch(ctx, req.(*MetricsBatchRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // VIM_ServiceDesc is the grpc.ServiceDesc for VIM service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -348,6 +390,10 @@ var VIM_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Metrics",
 			Handler:    _VIM_Metrics_Handler,
+		},
+		{
+			MethodName: "MetricsBatch",
+			Handler:    _VIM_MetricsBatch_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
