@@ -9,6 +9,8 @@
 #                                   what the plugin's command Jobs run
 #   necos.local/mosquitto:2.0.11    the MQTT broker (Debian mosquitto), port 1883
 #   necos.local/iot-agent:0.1.0     the IoT agent (images/iot-agent), HTTP on 8080
+#   necos.local/iot-core:0.1.0      the IoT slice's core (images/iot-core): telemetry store
+#                                   and device manager, or the GUI; HTTP on 8080
 #   necos.local/necos-cdn:0.1.0     the Touristic CDN's server (cmd/necos-cdn), HTTP on 8080
 #
 # Prints the archive's path (NECOS_IMAGES).
@@ -53,7 +55,7 @@ done
 
 # The project's programs, static.
 mkdir -p "$work/bin"
-CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -buildid=" -o "$work/bin/" ./images/pause ./images/iot-agent ./cmd/necos-cdn
+CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -buildid=" -o "$work/bin/" ./images/pause ./images/iot-agent ./images/iot-core ./cmd/necos-cdn
 
 bb=$work/root/bin/busybox
 links=$("$bb" --list-full | grep -vx "bin/busybox" | sed 's#^#/#' | while read -r p; do printf '"%s": "/bin/busybox",' "$p"; done)
@@ -85,6 +87,13 @@ cat > "$work/spec.json" <<JSON
    "user": "65534:65534",
    "ports": ["8080/tcp"],
    "entrypoint": ["/iot-agent"]},
+  {"name": "necos.local/iot-core:0.1.0",
+   "files": [{"src": "$work/bin/iot-core", "dst": "/iot-core", "mode": 493}],
+   "dirs": ["/tmp"],
+   "user": "65534:65534",
+   "ports": ["8080/tcp"],
+   "entrypoint": ["/iot-core"],
+   "cmd": ["store"]},
   {"name": "necos.local/necos-cdn:0.1.0",
    "files": [{"src": "$work/bin/necos-cdn", "dst": "/necos-cdn", "mode": 493}],
    "dirs": ["/tmp", "/cdn"],

@@ -231,9 +231,15 @@ func isolation(ctx context.Context, t *testing.T, d *daemon, cluster *kubetest.C
 // with its output.
 func probe(ctx context.Context, t *testing.T, c *kubetest.Cluster, ns, name, script string) (bool, string) {
 	t.Helper()
+	return probeOn(ctx, t, c, ns, "", name, script)
+}
+
+// probeOn is probe on the named node (the scheduler's choice when empty).
+func probeOn(ctx context.Context, t *testing.T, c *kubetest.Cluster, ns, node, name, script string) (bool, string) {
+	t.Helper()
 	one := int64(1)
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "probe-" + name, Namespace: ns},
-		Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever, TerminationGracePeriodSeconds: &one,
+		Spec: corev1.PodSpec{NodeName: node, RestartPolicy: corev1.RestartPolicyNever, TerminationGracePeriodSeconds: &one,
 			Containers: []corev1.Container{{Name: "probe", Image: "necos.local/busybox:1.35", ImagePullPolicy: corev1.PullNever,
 				Command: []string{"sh", "-c", script},
 				Resources: corev1.ResourceRequirements{

@@ -3,6 +3,10 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +18,7 @@ import (
 	"github.com/necos/necos/internal/testenv"
 	"github.com/necos/necos/plugins/vim-kubernetes/kubenode"
 	"github.com/necos/necos/plugins/vim-kubernetes/kubetest"
+	"github.com/necos/necos/sdk/nsnet"
 	"github.com/necos/necos/sdk/plugintest"
 )
 
@@ -24,7 +29,9 @@ import (
 // policy grows the worker's CPU in place, the load keeps ramping, the horizontal action
 // adds an edge part at another site linked to the core with the service deployed onto it,
 // the devices split between both edges, each edge's agent receiving its devices'
-// telemetry; after the decommission nothing is left in the cluster.
+// telemetry and forwarding it to the one core, whose device manager lists devices through
+// both edges and whose GUI shows them; after the decommission nothing is left in the
+// cluster.
 func TestDemoIoT(t *testing.T) {
 	needRoot(t)
 	if !kubetest.Available() {
@@ -73,6 +80,7 @@ func TestDemoIoT(t *testing.T) {
 		"timers: {service-redeployment: 0, reactivate-elasticity: 60}": "timers: {service-redeployment: 0, reactivate-elasticity: 20}",
 	})
 
+	core := watchCore(ctx, t, cluster)
 	cmd := exec.CommandContext(ctx, filepath.Join(bin, "necosctl"), "--server", d.url(""),
 		"demo", "--tenants", "iot", "--iot-token", d.tokens["other"], "--cdn-token", d.tokens["demo"],
 		"--iot-slice", slice, "--iot-service", service, "--elastic-timeout", "240s",
@@ -127,6 +135,18 @@ func TestDemoIoT(t *testing.T) {
 			t.Errorf("report: no match for %s", re)
 		}
 	}
+	// The core heard from both edges: the first, then the copy for the devices moved to it,
+	// and its GUI showed a device at the copy.
+	edges, page := core()
+	t.Logf("devices the core listed, by the edge of their last message: %v", edges)
+	for _, e := range []string{"dc-slice2", "dc-slice2-h1"} {
+		if len(edges[e]) == 0 {
+			t.Errorf("the core's device manager never listed a device through edge %s: %v", e, edges)
+		}
+	}
+	if !strings.Contains(page, "<td>dc-slice2-h1</td>") {
+		t.Errorf("the core's GUI never showed a device at the copy of the edge:\n%s", page)
+	}
 	// Checked here too: nothing of the slice is left in the cluster.
 	if nss := necosNamespaces(t, cluster); len(nss) != 0 {
 		t.Errorf("namespaces left: %v", nss)
@@ -134,5 +154,75 @@ func TestDemoIoT(t *testing.T) {
 	assertNoWANDevices(t, fed)
 	if t.Failed() {
 		t.Logf("necosd log (last 80 lines):\n%s", tail(d.log.String(), 80))
+	}
+}
+
+// watchCore follows the IoT core's device manager (node port 30002) while the demo runs,
+// every 2 s, and records which devices it listed with which edge (that of their last
+// message); once a device is listed at the copy of the edge it reads the GUI's page
+// (node port 30001). The returned function stops it and returns what it saw: edge ->
+// devices, and the last page read.
+func watchCore(ctx context.Context, t *testing.T, cluster *kubetest.Cluster) func() (map[string]map[string]bool, string) {
+	t.Helper()
+	node := cluster.Data.Nodes[0]
+	forward := func(port int) string {
+		fwd, err := nsnet.Forward(ctx, nsnet.Endpoint{Addr: "127.0.0.1:0"},
+			nsnet.Endpoint{Netns: node.Netns(), Addr: fmt.Sprintf("%s:%d", node.IP, port)}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { fwd.Close() })
+		return "http://" + fwd.Addr().String()
+	}
+	store, gui := forward(30002), forward(30001)
+	wctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	edges := map[string]map[string]bool{}
+	var page string
+	go func() {
+		defer close(done)
+		client := &http.Client{Timeout: 5 * time.Second}
+		read := func(u string) string {
+			req, _ := http.NewRequestWithContext(wctx, http.MethodGet, u, nil)
+			resp, err := client.Do(req)
+			if err != nil {
+				return ""
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			return string(b)
+		}
+		tick := time.NewTicker(2 * time.Second)
+		defer tick.Stop()
+		for {
+			var listed struct {
+				Devices []struct {
+					ID   string `json:"device"`
+					Edge string `json:"edge"`
+				} `json:"devices"`
+			}
+			// Before the service is deployed, and after the decommission, nothing answers.
+			if json.Unmarshal([]byte(read(store+"/devices")), &listed) == nil {
+				for _, d := range listed.Devices {
+					if edges[d.Edge] == nil {
+						edges[d.Edge] = map[string]bool{}
+					}
+					edges[d.Edge][d.ID] = true
+				}
+				if len(edges["dc-slice2-h1"]) > 0 && !strings.Contains(page, "<td>dc-slice2-h1</td>") {
+					page = read(gui + "/")
+				}
+			}
+			select {
+			case <-wctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return func() (map[string]map[string]bool, string) {
+		stop()
+		<-done
+		return edges, page
 	}
 }

@@ -18,13 +18,17 @@ const (
 	managedBy      = "necos"
 	labelProvider  = "necos.io/provider"
 	// labelKey is a hash of the part's ref: refs may hold characters labels cannot.
-	labelKey     = "necos.io/part-key"
-	labelSlice   = "necos.io/slice"
-	labelPart    = "necos.io/part"
-	labelTenant  = "necos.io/tenant"
-	labelService = "necos.io/service"
-	labelNode    = "necos.io/node"
-	labelPodSec  = "pod-security.kubernetes.io/enforce"
+	labelKey   = "necos.io/part-key"
+	labelSlice = "necos.io/slice"
+	// labelSliceKey is a hash of the slice's id, the same on every part of the slice
+	// whatever provider made it: what a part's NetworkPolicy admits the slice's other
+	// parts by (labelSlice is sanitized, so two ids could share it).
+	labelSliceKey = "necos.io/slice-key"
+	labelPart     = "necos.io/part"
+	labelTenant   = "necos.io/tenant"
+	labelService  = "necos.io/service"
+	labelNode     = "necos.io/node"
+	labelPodSec   = "pod-security.kubernetes.io/enforce"
 
 	annSliceID   = "necos.io/slice-id"
 	annPartID    = "necos.io/part-id"
@@ -58,6 +62,11 @@ const maxNameLen = validation.DNS1123LabelMaxLength // 63
 // process and restart.
 func partKey(ref sdk.PartRef) string {
 	return hashHex(ref.SliceID+"\x00"+ref.PartID, 40)
+}
+
+// sliceKey identifies a slice in a label value (labelSliceKey).
+func sliceKey(sliceID string) string {
+	return hashHex(sliceID, 40)
 }
 
 func hashHex(s string, n int) string {

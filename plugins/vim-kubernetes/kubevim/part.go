@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
@@ -48,7 +49,7 @@ func (p *Plugin) Create(ctx context.Context, spec sdk.PartSpec) (sdk.Part, error
 		return sdk.Part{}, sdk.Errorf(sdk.CodeInternal, "create part %s: namespace %s: %v", spec.Ref, ns.Name, err)
 	}
 	// Also on a repeated Create: puts back what a crash or a person removed.
-	if err := ensureObjects(ctx, k, ns.Name, l, s.PodCIDRs); err != nil {
+	if err := ensureObjects(ctx, k, ns, l, s.PodCIDRs); err != nil {
 		return sdk.Part{}, fmt.Errorf("create part %s: %w", spec.Ref, err)
 	}
 	if err := waitReady(ctx, s, k, ns.Name, quotaHard(l.total())); err != nil {
@@ -125,6 +126,7 @@ func newNamespace(s settings, spec sdk.PartSpec, log hclog.Logger) *corev1.Names
 		labelProvider:  labelValue(s.provider.Name),
 		labelKey:       partKey(spec.Ref),
 		labelSlice:     labelValue(spec.Ref.SliceID),
+		labelSliceKey:  sliceKey(spec.Ref.SliceID),
 		labelPart:      labelValue(spec.Ref.PartID),
 	})
 	if spec.Tenant != "" {
@@ -180,7 +182,8 @@ func mustFind(ctx context.Context, s settings, k *cluster, ref sdk.PartRef) (*co
 
 // ensureObjects applies what a part's namespace holds besides workloads, sized for l;
 // podCIDRs is the cluster's pod network (the config's pod_cidrs).
-func ensureObjects(ctx context.Context, k *cluster, ns string, l layout, podCIDRs []string) error {
+func ensureObjects(ctx context.Context, k *cluster, namespace *corev1.Namespace, l layout, podCIDRs []string) error {
+	ns := namespace.Name
 	if err := applyLimits(ctx, k, ns, l); err != nil {
 		return err
 	}
@@ -200,12 +203,29 @@ func ensureObjects(ctx context.Context, k *cluster, ns string, l layout, podCIDR
 		applyOpts); err != nil {
 		return apiError(err, "apply role binding")
 	}
-	// Pods of the namespace accept traffic from pods of the same namespace only, and,
-	// when the cluster's pod network is known, from every address outside it: the
-	// nodes, which is where a NodePort's clients come from (kube-proxy masquerades
-	// them), while other namespaces' pods stay out. The tenant may add policies (they
-	// only add allowed traffic, to its own pods).
-	from := []*netv1ac.NetworkPolicyPeerApplyConfiguration{netv1ac.NetworkPolicyPeer().WithPodSelector(metav1ac.LabelSelector())}
+	key := sliceKey(namespace.Annotations[annSliceID])
+	if namespace.Labels[labelSliceKey] != key {
+		// A part made before the label existed: its slice's other parts are admitted by
+		// it, so it gets it too.
+		patch := fmt.Sprintf(`{"metadata":{"labels":{%q:%q}}}`, labelSliceKey, key)
+		if _, err := k.cs.CoreV1().Namespaces().Patch(ctx, ns, types.MergePatchType, []byte(patch),
+			metav1.PatchOptions{FieldManager: fieldManager}); err != nil {
+			return apiError(err, "label namespace "+ns+" with its slice")
+		}
+	}
+	// Pods of the namespace accept traffic from pods of the same slice only — this part
+	// and the slice's other parts in the cluster, whatever provider made them, since a
+	// slice's parts work together (an edge sending to its core) — and, when the
+	// cluster's pod network is known, from every address outside it: the nodes, which is
+	// where a NodePort's clients come from (kube-proxy masquerades them). Other slices'
+	// pods stay out. Namespace labels are the plugin's: a tenant cannot give its
+	// namespace another slice's key. The tenant may add policies (they only add allowed
+	// traffic, to its own pods).
+	from := []*netv1ac.NetworkPolicyPeerApplyConfiguration{
+		netv1ac.NetworkPolicyPeer().WithPodSelector(metav1ac.LabelSelector()),
+		netv1ac.NetworkPolicyPeer().WithNamespaceSelector(metav1ac.LabelSelector().WithMatchLabels(map[string]string{
+			labelManagedBy: managedBy, labelSliceKey: key})),
+	}
 	if len(podCIDRs) > 0 {
 		from = append(from, netv1ac.NetworkPolicyPeer().WithIPBlock(netv1ac.IPBlock().WithCIDR("0.0.0.0/0").WithExcept(podCIDRs...)))
 	}

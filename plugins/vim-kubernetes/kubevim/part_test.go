@@ -2,6 +2,7 @@ package kubevim
 
 import (
 	"context"
+	"maps"
 	"net/url"
 	"strconv"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -93,7 +95,8 @@ func TestPartLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for k, v := range map[string]string{labelSlice: "testpartlifecycle", labelPart: "core-dc", labelTenant: "tenant-core-dc",
+	for k, v := range map[string]string{labelSlice: "testpartlifecycle", labelSliceKey: sliceKey("testpartlifecycle"),
+		labelPart: "core-dc", labelTenant: "tenant-core-dc",
 		labelProvider: "test", labelManagedBy: "necos", labelPodSec: "baseline", "team": "iot"} {
 		if got.Labels[k] != v {
 			t.Errorf("namespace label %s = %q, want %q", k, got.Labels[k], v)
@@ -116,16 +119,34 @@ func TestPartLifecycle(t *testing.T) {
 	if err != nil || len(lr.Spec.Limits) != 1 || lr.Spec.Limits[0].Default.Memory().String() != "256Mi" {
 		t.Errorf("limit range (default memory capped at the smallest node): %+v %v", lr, err)
 	}
+	// Ingress from the namespace's pods, the slice's other parts' pods and (pod_cidrs
+	// given) every address outside the pod network.
 	np, err := c.Client.NetworkingV1().NetworkPolicies(ns).Get(ctx, netPolName, metav1.GetOptions{})
-	if err != nil || len(np.Spec.Ingress) != 1 || np.Spec.Ingress[0].From[0].NamespaceSelector != nil {
-		t.Errorf("network policy: %+v %v", np, err)
+	if err != nil || len(np.Spec.Ingress) != 1 || len(np.Spec.Ingress[0].From) != 3 {
+		t.Fatalf("network policy: %+v %v", np, err)
+	}
+	from := np.Spec.Ingress[0].From
+	if from[0].PodSelector == nil || from[0].NamespaceSelector != nil ||
+		from[1].PodSelector != nil || from[1].NamespaceSelector == nil ||
+		!maps.Equal(from[1].NamespaceSelector.MatchLabels, map[string]string{labelManagedBy: managedBy, labelSliceKey: sliceKey("testpartlifecycle")}) ||
+		from[2].IPBlock == nil || from[2].IPBlock.CIDR != "0.0.0.0/0" {
+		t.Errorf("network policy peers: %+v", from)
 	}
 	if _, err := c.Client.RbacV1().RoleBindings(ns).Get(ctx, tenantName, metav1.GetOptions{}); err != nil {
 		t.Errorf("role binding: %v", err)
 	}
 
-	// Repeated Create and Describe: the same part and the same (stored) credential.
+	// Repeated Create and Describe: the same part and the same (stored) credential. A
+	// part's namespace made before it had its slice's key gets it then.
+	if _, err := c.Client.CoreV1().Namespaces().Patch(ctx, ns, types.JSONPatchType,
+		[]byte(`[{"op": "remove", "path": "/metadata/labels/necos.io~1slice-key"}]`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	again, err := p.Create(ctx, spec)
+	if got, err := c.Client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{}); err != nil ||
+		got.Labels[labelSliceKey] != sliceKey("testpartlifecycle") {
+		t.Errorf("the slice's key after a repeated create: %v %v", got.Labels, err)
+	}
 	if err != nil || again.Credential.Secret != part.Credential.Secret || len(again.Nodes) != 3 {
 		t.Errorf("second create: %v (same credential: %v)", err, again.Credential.Secret == part.Credential.Secret)
 	}

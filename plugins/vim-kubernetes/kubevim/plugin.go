@@ -7,7 +7,8 @@
 //   - a LimitRange giving containers default requests and limits (quota needs them);
 //   - a ServiceAccount, Role and RoleBinding limited to the namespace: the tenant's
 //     identity, handed out as a kubeconfig with a bounded-lifetime token;
-//   - a NetworkPolicy denying ingress from other namespaces;
+//   - a NetworkPolicy denying ingress from other slices' namespaces (the slice's other
+//     parts in the cluster are let in);
 //   - the Pod Security level of the configuration (baseline by default), so that tenants
 //     cannot break out of the share through privileged pods.
 //
@@ -96,7 +97,7 @@ type Config struct {
 	WaitTimeout string `json:"wait_timeout"`
 	// PodCIDRs is the cluster's pod network (IPv4 CIDRs). Given, a part's pods also
 	// accept traffic from every address outside it (the nodes: NodePort clients), while
-	// other parts' pods stay out; empty, only from the part's own pods. Enforced where
+	// other slices' pods stay out; empty, only from the pods of the slice's parts. Enforced where
 	// the cluster's network plugin enforces NetworkPolicies.
 	PodCIDRs []string `json:"pod_cidrs"`
 }
@@ -178,7 +179,7 @@ func (p *Plugin) ConfigSchema(context.Context) (sdk.ConfigSchema, error) {
 		{Name: "job_image", Type: sdk.FieldString, Default: DefaultJobImage, Description: "image running a VDU's commands (sh -c)"},
 		{Name: "pod_security", Type: sdk.FieldString, Default: DefaultPodSecurity, Description: "Pod Security Standard enforced in parts (privileged, baseline, restricted, none)"},
 		{Name: "wait_timeout", Type: sdk.FieldString, Default: DefaultWaitTimeout.String(), Description: "how long calls wait for the cluster's controllers (Go duration)"},
-		{Name: "pod_cidrs", Type: sdk.FieldList, Description: "the cluster's pod network (IPv4 CIDRs): parts then admit every address outside it (NodePort clients) besides their own pods; empty: their own pods only"},
+		{Name: "pod_cidrs", Type: sdk.FieldList, Description: "the cluster's pod network (IPv4 CIDRs): parts then admit every address outside it (NodePort clients) besides their slice's pods; empty: their slice's pods only"},
 	}}, nil
 }
 

@@ -11,11 +11,13 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/necos/necos/sdk"
 	"github.com/necos/necos/sdk/nsnet"
+	"github.com/necos/necos/sdk/plugintest"
 )
 
 // A CPU-bound agent (the project's iot-agent image burning one worker) deployed onto a
@@ -201,5 +203,108 @@ func httpGet(ctx context.Context, t *testing.T, url string) string {
 			t.Fatalf("GET %s: %v", url, err)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// A slice's parts admit each other's pods, on real nodes with kube-router enforcing the
+// parts' policies: a pod of the slice's edge reaches the core's Service (its ClusterIP,
+// kube-proxy taking it to the core's pod, whose policy sees the edge pod's address),
+// while a pod of another slice's part is refused by the same pod. Both parts of the slice
+// are made by separate providers sharing the cluster, as the demo's are.
+func TestSlicePartsReachEachOther(t *testing.T) {
+	c := needCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	p := newPlugin(t, nil)
+	other := NewWithLogger(plugintest.TestLogger(t))
+	if err := other.Configure(ctx, sdk.Config{APIVersion: sdk.APIVersion1, Provider: sdk.Provider{Name: "test-other", Location: "EUROPE.OTHER"},
+		JSON: configJSON(t, c, nil)}); err != nil {
+		t.Fatal(err)
+	}
+	coreSpec := partSpec(t, "core", worker(1, 1, 512))
+	edgeSpec := partSpec(t, "edge", worker(1, 1, 512))
+	foreignSpec := partSpec(t, "edge", worker(1, 1, 512))
+	foreignSpec.Ref.SliceID += "-other"
+	core := create(t, p, coreSpec)
+	edge := create(t, other, edgeSpec)
+	foreign := create(t, p, foreignSpec)
+	cns, ens, fns := core.Attributes["namespace"], edge.Attributes["namespace"], foreign.Attributes["namespace"]
+
+	manifests := `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: store}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: store}}
+  template:
+    metadata: {labels: {app: store}}
+    spec:
+      containers:
+      - name: store
+        image: necos.local/iot-agent:0.1.0
+        ports: [{containerPort: 8080}]
+        resources:
+          requests: {cpu: 50m, memory: 32Mi}
+          limits: {cpu: 100m, memory: 64Mi}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: store}
+spec:
+  selector: {app: store}
+  ports: [{port: 8080, targetPort: 8080}]
+`
+	if d, err := p.Deploy(ctx, sdk.DeployRequest{ServiceID: "store", Part: core,
+		Work: []sdk.NodeWork{{Node: "worker", Manifests: []string{manifests}}}}); err != nil || d.State != sdk.DeploySucceeded {
+		t.Fatalf("deploy the core's store: %+v %v", d, err)
+	}
+	svc, err := c.Client.CoreV1().Services(cns).Get(ctx, "store", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := fmt.Sprintf("http://%s:8080/healthz", svc.Spec.ClusterIP)
+	// A new pod is retried: kube-router admits its address once it has seen the pod's
+	// update. Debian's busybox wget has no -T: timeout(1) bounds each try.
+	reach := fmt.Sprintf("for i in $(seq 30); do if timeout 3 wget -q -O /dev/null %s; then echo answered at try $i; exit 0; fi; sleep 1; done; exit 1", url)
+	if ok, log := probePod(ctx, t, c.Client, ens, "same-slice", reach); !ok {
+		t.Errorf("a pod of the slice's edge (%s) cannot reach the core's Service at %s: %s", ens, url, log)
+	} else {
+		t.Logf("a new pod of the slice's edge reached the core's Service: %s", log)
+	}
+	// Refused, not merely failed: the policy's REJECT answers at once.
+	if ok, log := probePod(ctx, t, c.Client, fns, "other-slice", "timeout 5 wget -q -O /dev/null "+url); ok || !strings.Contains(log, "Connection refused") {
+		t.Errorf("a pod of another slice's part (%s) was not refused by the core's pod at %s (reached: %v): %s", fns, url, ok, log)
+	}
+}
+
+// probePod runs script (sh -c) in a busybox pod of namespace ns and reports whether it
+// exited 0, with its output.
+func probePod(ctx context.Context, t *testing.T, cs kubernetes.Interface, ns, name, script string) (bool, string) {
+	t.Helper()
+	one := int64(1)
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "probe-" + name},
+		Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever, TerminationGracePeriodSeconds: &one,
+			Containers: []corev1.Container{{Name: "probe", Image: testJobImage, ImagePullPolicy: corev1.PullNever,
+				Command: []string{"sh", "-c", script},
+				Resources: corev1.ResourceRequirements{
+					Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("16Mi")},
+					Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("32Mi")}}}}}}
+	if _, err := cs.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("probe %s in %s: %v", name, ns, err)
+	}
+	defer cs.CoreV1().Pods(ns).Delete(context.Background(), pod.Name, metav1.DeleteOptions{})
+	for {
+		got, err := cs.CoreV1().Pods(ns).Get(ctx, pod.Name, metav1.GetOptions{})
+		if err == nil && (got.Status.Phase == corev1.PodSucceeded || got.Status.Phase == corev1.PodFailed) {
+			out, err := cs.CoreV1().Pods(ns).GetLogs(pod.Name, &corev1.PodLogOptions{}).DoRaw(ctx)
+			if err != nil {
+				t.Fatalf("probe %s in %s: log: %v", name, ns, err)
+			}
+			return got.Status.Phase == corev1.PodSucceeded, strings.TrimSpace(string(out))
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("probe %s in %s did not end: %+v %v", name, ns, got.Status, err)
+		}
+		time.Sleep(250 * time.Millisecond)
 	}
 }
