@@ -40,7 +40,6 @@ package monitoring
 import (
 	"context"
 	"fmt"
-	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -728,26 +727,12 @@ type group struct {
 	metrics []string
 }
 
-// elasticName matches the names sro.AddPart gives copies: "<template>-h<n>".
-var elasticName = regexp.MustCompile(`^(.+)-h[0-9]+$`)
-
 // groups returns the periods a part is measured at, from its monitoring-parameters in
 // the spec (or those of the part it copies).
 func groups(sp *spec.Slice, part string, def time.Duration) []group {
 	var mon *spec.Monitoring
-	if sp != nil {
-		dp, ok := sp.Part(part)
-		for !ok {
-			m := elasticName.FindStringSubmatch(part)
-			if m == nil {
-				break
-			}
-			part = m[1]
-			dp, ok = sp.Part(part)
-		}
-		if ok {
-			mon = dp.Monitoring
-		}
+	if dp, ok := sp.Given(part); ok {
+		mon = dp.Monitoring
 	}
 	base := def
 	if mon != nil && mon.GranularitySecs > 0 {
