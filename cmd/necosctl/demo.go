@@ -997,7 +997,7 @@ func (d *demo) iotBroker(ctx context.Context, p v1.Part) (ep nsnet.Endpoint, how
 	if p.Credential == nil || p.Credential.Kind != "kubeconfig" {
 		return ep, "", nil, &notDone{reason: fmt.Sprintf("part %s is reached neither from a namespace of this machine (no netns attribute) nor through a kubeconfig", p.Name)}
 	}
-	f, err := forwardPod(ctx, p, d.o.iotSelector, 1883, d.o.sshWithin)
+	f, err := forwardPod(ctx, p, d.o.iotSelector, "127.0.0.1", 0, 1883, d.o.sshWithin)
 	if err != nil {
 		return ep, "", nil, err
 	}
@@ -1096,7 +1096,7 @@ func (d *demo) iotAgent(ctx context.Context, p v1.Part) (nsnet.Endpoint, func(),
 	if ns := p.Attributes[attrNetns]; ns != "" && len(p.Nodes) > 0 && len(p.Nodes[0].IPs) > 0 {
 		return nsnet.Endpoint{Netns: ns, Addr: net.JoinHostPort(p.Nodes[0].IPs[0], strconv.Itoa(iotAgentNodePort))}, func() {}, nil
 	}
-	f, err := forwardPod(ctx, p, d.o.iotSelector, iotAgentPort, d.o.sshWithin)
+	f, err := forwardPod(ctx, p, d.o.iotSelector, "127.0.0.1", 0, iotAgentPort, d.o.sshWithin)
 	if err != nil {
 		return nsnet.Endpoint{}, nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -100,9 +101,9 @@ func podReady(p corev1.Pod) bool {
 	return false
 }
 
-// forwardPod relays 127.0.0.1:<any free port> to port of a ready pod matching selector
-// in the part's namespace, until Close or ctx ends.
-func forwardPod(ctx context.Context, p v1.Part, selector string, port int, wait time.Duration) (*kubeForward, error) {
+// forwardPod relays address:local (local 0: any free port) to port of a ready pod
+// matching selector in the part's namespace, until Close or ctx ends.
+func forwardPod(ctx context.Context, p v1.Part, selector, address string, local, port int, wait time.Duration) (*kubeForward, error) {
 	cfg, ns, err := partKube(p)
 	if err != nil {
 		return nil, err
@@ -134,7 +135,7 @@ func forwardPod(ctx context.Context, p v1.Part, selector string, port int, wait 
 	f := &kubeForward{Pod: pod, stop: make(chan struct{}), done: make(chan struct{})}
 	ready := make(chan struct{})
 	var errOut strings.Builder
-	pf, err := portforward.NewOnAddresses(dialer, []string{"127.0.0.1"}, []string{"0:" + strconv.Itoa(port)}, f.stop, ready, io.Discard, &errOut)
+	pf, err := portforward.NewOnAddresses(dialer, []string{address}, []string{strconv.Itoa(local) + ":" + strconv.Itoa(port)}, f.stop, ready, io.Discard, &errOut)
 	if err != nil {
 		return nil, err
 	}
@@ -163,6 +164,6 @@ func forwardPod(ctx context.Context, p v1.Part, selector string, port int, wait 
 		f.Close()
 		return nil, fmt.Errorf("port-forward to %s/%s:%d: no local port (%v)", ns, pod, port, err)
 	}
-	f.Addr = "127.0.0.1:" + strconv.Itoa(int(ports[0].Local))
+	f.Addr = net.JoinHostPort(address, strconv.Itoa(int(ports[0].Local)))
 	return f, nil
 }

@@ -346,7 +346,7 @@ ready pod matching --pods in the part's namespace, with the part's own kubeconfi
 				}
 				if ok && pt.Attributes[attrNetns] == "" && netnsFlag == "" && pt.Credential != nil && pt.Credential.Kind == "kubeconfig" {
 					// A Kubernetes part: its broker pod, through the cluster's API.
-					f, err := forwardPod(cmd.Context(), pt, pods, podPort, time.Minute)
+					f, err := forwardPod(cmd.Context(), pt, pods, "127.0.0.1", 0, podPort, time.Minute)
 					if err != nil {
 						return err
 					}

@@ -1,8 +1,10 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -169,6 +171,45 @@ func TestRunScriptKubernetes(t *testing.T) {
 		}
 		time.Sleep(time.Second)
 	}
+
+	// The core's GUI through `necosctl slice port-forward` (a Kubernetes part: a label
+	// selector of its pods, reached through the cluster's API), after devices published at
+	// the edge: the page names them.
+	pf := exec.CommandContext(ctx, filepath.Join(root(), "bin", "necosctl"), "slice", "port-forward", slice, "dc-slice1/app=gui:8080", "0")
+	pf.Dir = root()
+	pf.Env = append(os.Environ(), "NECOS_SERVER=http://"+api, "NECOS_TOKEN="+strings.TrimSpace(string(token)))
+	pfOut, err := pf.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pfErr strings.Builder
+	pf.Stderr = &pfErr
+	if err := pf.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pf.Process.Signal(syscall.SIGTERM); _ = pf.Wait() })
+	line, err := bufio.NewReader(pfOut).ReadString('\n')
+	addr := regexp.MustCompile(`^Forwarding from (127\.0\.0\.1:\d+) -> dc-slice1/pod `).FindStringSubmatch(line)
+	if err != nil || addr == nil {
+		t.Fatalf("port-forward to the core's GUI: %q %v %s", line, err, pfErr.String())
+	}
+	necosctl("load", "mqtt", "--slice", slice, "--part", "dc-slice2", "--devices", "2", "--rate", "10", "--duration", "3s", "--prefix", "runsh-dev")
+	var page string
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(time.Second) {
+		resp, err := http.Get("http://" + addr[1] + "/")
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			page = string(b)
+			if resp.StatusCode == http.StatusOK && strings.Contains(page, "runsh-dev-1") && strings.Contains(page, "runsh-dev-2") {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the core's GUI through port-forward never listed the devices: %v\n%s", err, page)
+		}
+	}
+	t.Logf("the core's GUI on %s lists the edge's devices", addr[1])
 
 	necosctl("slice", "delete", slice, "--wait")
 	stopAt := time.Now()
