@@ -29,6 +29,9 @@ import (
 //     take a repair for a tenant's change; one that leads while another shows the
 //     slices would leave a drift shown that no pass clears: it must refuse a store of
 //     version 4. Nothing is rewritten: a part without the fields has no drift recorded.
+//     The same version brings scale-in policies (remove-* actions, "min" on an action,
+//     "min-nodes", "min-cpus", "min-memory-mb" in the vertical constraints), which a
+//     necosd of version 3 would evaluate as growing ones.
 const SchemaVersion = 4
 
 // migrations[v] rewrites a store at version v into version v+1. Each step must be safe to
