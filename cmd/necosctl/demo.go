@@ -1043,8 +1043,20 @@ func (d *demo) iotHorizontal(ctx context.Context, c *client.Client, before *v1.S
 			}
 			defer closeA()
 			e.broker, e.agent = b, a
-			if e.before, err = agentReceived(ctx, e.agent); err != nil {
-				return "", fmt.Errorf("the agent of %s: %w", e.part.Name, err)
+			// An agent just deployed (the copy's) answers HTTP before it holds its
+			// subscription at the broker, and a broker keeps nothing for a topic nobody
+			// subscribes to: the devices start once every agent is subscribed.
+			var sub bool
+			for deadline := time.Now().Add(time.Minute); ; time.Sleep(500 * time.Millisecond) {
+				if e.before, sub, err = agentStats(ctx, e.agent); err != nil {
+					return "", fmt.Errorf("the agent of %s: %w", e.part.Name, err)
+				}
+				if sub {
+					break
+				}
+				if time.Now().After(deadline) {
+					return "", fmt.Errorf("the agent of %s is not subscribed at its broker after a minute", e.part.Name)
+				}
 			}
 		}
 		var wg sync.WaitGroup
@@ -1069,7 +1081,7 @@ func (d *demo) iotHorizontal(ctx context.Context, c *client.Client, before *v1.S
 			var got int64
 			for deadline, moved := time.Now().Add(time.Minute), time.Now(); ; {
 				var err error
-				if e.after, err = agentReceived(ctx, e.agent); err != nil {
+				if e.after, _, err = agentStats(ctx, e.agent); err != nil {
 					return "", fmt.Errorf("the agent of %s: %w", e.part.Name, err)
 				}
 				if n := e.after - e.before; n > got {
@@ -1109,31 +1121,33 @@ const (
 	iotAgentNodePort = 31880
 )
 
-// agentReceived reads how many messages an IoT agent has received (GET /stats).
-func agentReceived(ctx context.Context, ep nsnet.Endpoint) (int64, error) {
+// agentStats reads how many messages an IoT agent has received, and whether it holds
+// its subscription at its broker now (GET /stats).
+func agentStats(ctx context.Context, ep nsnet.Endpoint) (received int64, subscribed bool, err error) {
 	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
 			return nsnet.Dial(ctx, network, ep)
 		}}}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+ep.Addr+"/stats", nil)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	defer resp.Body.Close()
 	var st struct {
-		Received int64 `json:"received"`
+		Received   int64 `json:"received"`
+		Subscribed bool  `json:"subscribed"`
 	}
 	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("GET /stats: HTTP %d", resp.StatusCode)
+		return 0, false, fmt.Errorf("GET /stats: HTTP %d", resp.StatusCode)
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		return 0, fmt.Errorf("GET /stats: %w", err)
+		return 0, false, fmt.Errorf("GET /stats: %w", err)
 	}
-	return st.Received, nil
+	return st.Received, st.Subscribed, nil
 }
 
 // hostState remembers where the slices' parts and links live on this machine, to check

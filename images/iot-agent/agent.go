@@ -28,6 +28,10 @@ type Stats struct {
 	ForwardErrors int64 `json:"forward_errors"`
 	// Burning is the number of CPU-bound workers running now.
 	Burning int `json:"burning"`
+	// Subscribed says the agent holds its subscription at the broker now: messages
+	// published before it were not delivered to it (a broker keeps nothing for a topic
+	// nobody subscribes to), so a load should start only once it is true.
+	Subscribed bool `json:"subscribed"`
 }
 
 // agent keeps the last messages, forwards each one and burns CPU on request.
@@ -118,6 +122,13 @@ func (a *agent) post(ctx context.Context, m Message) error {
 		return fmt.Errorf("forward: %s", resp.Status)
 	}
 	return nil
+}
+
+// setSubscribed records whether the agent holds its subscription at the broker.
+func (a *agent) setSubscribed(on bool) {
+	a.mu.Lock()
+	a.stats.Subscribed = on
+	a.mu.Unlock()
 }
 
 // snapshot returns the last n messages (all kept when n <= 0), oldest first, and stats.

@@ -130,6 +130,14 @@ func TestHTTPInterface(t *testing.T) {
 	if !seen || st.Burning != 0 {
 		t.Errorf("burn: seen running %v, now %+v", seen, st)
 	}
+	// /stats says whether the subscription is held: a load waits for it.
+	for _, on := range []bool{true, false} {
+		a.setSubscribed(on)
+		_, body := get("/stats")
+		if err := json.Unmarshal([]byte(body), &st); err != nil || st.Subscribed != on {
+			t.Errorf("stats after setSubscribed(%v): %s %v", on, body, err)
+		}
+	}
 }
 
 func TestDeviceOf(t *testing.T) {

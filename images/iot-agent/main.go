@@ -67,9 +67,13 @@ func main() {
 				log.Printf("subscribe %s: %v", *topic, t.Error())
 				return
 			}
+			a.setSubscribed(true)
 			log.Printf("subscribed to %s on %s", *topic, *broker)
 		}).
-		SetConnectionLostHandler(func(_ mqtt.Client, err error) { log.Printf("connection lost: %v", err) })
+		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
+			a.setSubscribed(false)
+			log.Printf("connection lost: %v", err)
+		})
 	client := mqtt.NewClient(opts)
 	client.Connect() // retried in the background until the broker answers
 	log.Printf("iot-agent: broker %s, topic %s, forward %q, http %s", *broker, *topic, *forward, *listen)
