@@ -16,7 +16,6 @@ import (
 
 	"github.com/necos/necos/plugins/vim-kubernetes/kubenode"
 	"github.com/necos/necos/plugins/vim-kubernetes/kubetest"
-	"github.com/necos/necos/sdk/nsnet"
 	"github.com/necos/necos/sdk/plugintest"
 )
 
@@ -82,13 +81,7 @@ func TestCDNEdgesOnRealPods(t *testing.T) {
 	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		Timeout: 10 * time.Second}
 	for i, place := range []string{"spain", "greece", "brazil"} {
-		fwd, err := nsnet.Forward(ctx, nsnet.Endpoint{Addr: "127.0.0.1:0"},
-			nsnet.Endpoint{Netns: node.Netns(), Addr: fmt.Sprintf("%s:%d", node.IP, 30080+i)}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer fwd.Close()
-		edge := "http://" + fwd.Addr().String()
+		edge := nodePortURL(ctx, t, node, 30080+i)
 		var body, server string
 		for {
 			// kube-proxy programs a NodePort on its own schedule: a moment after Ready.

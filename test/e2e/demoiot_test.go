@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -18,7 +17,6 @@ import (
 	"github.com/necos/necos/internal/testenv"
 	"github.com/necos/necos/plugins/vim-kubernetes/kubenode"
 	"github.com/necos/necos/plugins/vim-kubernetes/kubetest"
-	"github.com/necos/necos/sdk/nsnet"
 	"github.com/necos/necos/sdk/plugintest"
 )
 
@@ -165,16 +163,7 @@ func TestDemoIoT(t *testing.T) {
 func watchCore(ctx context.Context, t *testing.T, cluster *kubetest.Cluster) func() (map[string]map[string]bool, string) {
 	t.Helper()
 	node := cluster.Data.Nodes[0]
-	forward := func(port int) string {
-		fwd, err := nsnet.Forward(ctx, nsnet.Endpoint{Addr: "127.0.0.1:0"},
-			nsnet.Endpoint{Netns: node.Netns(), Addr: fmt.Sprintf("%s:%d", node.IP, port)}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { fwd.Close() })
-		return "http://" + fwd.Addr().String()
-	}
-	store, gui := forward(30002), forward(30001)
+	store, gui := nodePortURL(ctx, t, node, 30002), nodePortURL(ctx, t, node, 30001)
 	wctx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
 	edges := map[string]map[string]bool{}

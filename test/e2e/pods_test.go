@@ -120,13 +120,7 @@ func TestIoTSliceOnRealPods(t *testing.T) {
 	defer client.Disconnect(100)
 
 	// The agent's HTTP interface through a loopback forwarder on the host.
-	fwd, err := nsnet.Forward(ctx, nsnet.Endpoint{Addr: "127.0.0.1:0"},
-		nsnet.Endpoint{Netns: node.Netns(), Addr: fmt.Sprintf("%s:%d", node.IP, nodePorts["http"])}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fwd.Close()
-	agent := "http://" + fwd.Addr().String()
+	agent := nodePortURL(ctx, t, node, int(nodePorts["http"]))
 	for {
 		tok := client.Publish("devices/sensor-1/telemetry", 1, false, `{"temperature": 21.5}`)
 		tok.WaitTimeout(10 * time.Second)
@@ -211,16 +205,7 @@ func iotCore(ctx context.Context, t *testing.T, cluster *kubetest.Cluster, clien
 	}
 	// Node ports answer on every node: the second node's, whoever runs the pods.
 	node := cluster.Data.Nodes[len(cluster.Data.Nodes)-1]
-	forward := func(port int) string {
-		fwd, err := nsnet.Forward(ctx, nsnet.Endpoint{Addr: "127.0.0.1:0"},
-			nsnet.Endpoint{Netns: node.Netns(), Addr: fmt.Sprintf("%s:%d", node.IP, port)}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { fwd.Close() })
-		return "http://" + fwd.Addr().String()
-	}
-	store, gui := forward(30002), forward(30001)
+	store, gui := nodePortURL(ctx, t, node, 30002), nodePortURL(ctx, t, node, 30001)
 
 	type reading struct {
 		Temperature float64 `json:"temperature"`
@@ -485,4 +470,18 @@ func get(ctx context.Context, t *testing.T, u string) string {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
+}
+
+// nodePortURL is an http:// URL on the host's loopback relayed to a node port of a test
+// cluster's node, inside the node's network namespace (the host may contact loopback
+// addresses only); the relay closes when the test ends.
+func nodePortURL(ctx context.Context, t *testing.T, node *kubenode.Node, port int) string {
+	t.Helper()
+	fwd, err := nsnet.Forward(ctx, nsnet.Endpoint{Addr: "127.0.0.1:0"},
+		nsnet.Endpoint{Netns: node.Netns(), Addr: fmt.Sprintf("%s:%d", node.IP, port)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fwd.Close() })
+	return "http://" + fwd.Addr().String()
 }
