@@ -61,6 +61,7 @@ type demoOptions struct {
 	virshURI                     string
 	cdnTokenFile, iotTokenFile   string
 	cdnTenantName, iotTenantName string
+	tuning                       policyTuning
 }
 
 // demo runs the story and keeps what each phase did.
@@ -157,6 +158,12 @@ with --tenants demo,cdn,iot), else the global token. Run as root on the machine 
 providers: the demo enters the parts' network namespaces to reach the guests.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.tuning.threshold < 0 || o.tuning.threshold >= 100 {
+				return fmt.Errorf("--cpu-threshold: want a percent from 0 (the service file's) to below 100, got %g", o.tuning.threshold)
+			}
+			if o.tuning.cooldown < 0 {
+				return fmt.Errorf("--cooldown: want a duration >= 0 (0: the service file's), got %s", o.tuning.cooldown)
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			d := &demo{a: a, o: o, out: cmd.OutOrStdout(), start: time.Now(), timings: map[string]*v1.Timings{}}
@@ -182,6 +189,8 @@ providers: the demo enters the parts' network namespaces to reach the guests.`,
 	f.Float64Var(&o.loadRate, "mqtt-rate", 50, "MQTT load: messages/s at the start")
 	f.Float64Var(&o.loadMax, "mqtt-max-rate", 2000, "MQTT load: messages/s the ramp reaches")
 	f.IntVar(&o.loadDevices, "mqtt-devices", 20, "MQTT load: simulated devices")
+	f.Float64Var(&o.tuning.threshold, "cpu-threshold", 0, "set the loaded parts' CPU policies to fire above this percent (0: the service file's; make demo gives 15, which this 2-core machine without KVM reaches)")
+	f.DurationVar(&o.tuning.cooldown, "cooldown", 0, "set those policies' cooldown between actions (0: the service file's)")
 	f.DurationVar(&o.sshWithin, "boot-timeout", 3*time.Minute, "how long the guests may take to answer SSH")
 	f.StringVar(&o.virshURI, "libvirt-uri", envOr("NECOS_QEMU_URI", "qemu:///system"), "libvirt URI checked for left-over domains and volumes (virsh)")
 	return cmd
@@ -502,6 +511,23 @@ func deploy(ctx context.Context, c *client.Client, sliceID string, doc []byte) (
 	return fmt.Sprintf("service %s, %d steps", svc.ID, svc.Counts.Total), nil
 }
 
+// cdnLoadedEdge is the CDN part the demo loads with visitors.
+const cdnLoadedEdge = "edge-dc-slice-spain"
+
+// deployTuned deploys a service document with the CPU policies of the part the demo
+// loads set as --cpu-threshold and --cooldown say, and notes what it changed.
+func (d *demo) deployTuned(ctx context.Context, c *client.Client, sliceID string, doc []byte, loaded string) (string, error) {
+	doc, changed, err := tunePolicies(doc, d.o.tuning, loaded)
+	if err != nil {
+		return "", err
+	}
+	note, err := deploy(ctx, c, sliceID, doc)
+	if err == nil && changed != "" {
+		note += "; policy " + changed
+	}
+	return note, err
+}
+
 func (d *demo) cdnStory(ctx context.Context, c *client.Client, host *hostState) *v1.Slice {
 	const who = "cdn"
 	var s *v1.Slice
@@ -551,7 +577,7 @@ func (d *demo) cdnStory(ctx context.Context, c *client.Client, host *hostState) 
 		if err != nil {
 			return "", err
 		}
-		return deploy(ctx, c, s.ID, doc)
+		return d.deployTuned(ctx, c, s.ID, doc, cdnLoadedEdge)
 	}); err != nil {
 		return s
 	}
@@ -702,7 +728,7 @@ func (d *demo) iotStory(ctx context.Context, c *client.Client, host *hostState) 
 		if err != nil {
 			return "", err
 		}
-		return deploy(ctx, c, s.ID, doc)
+		return d.deployTuned(ctx, c, s.ID, doc, d.o.iotPart)
 	})
 	return s
 }
@@ -853,7 +879,7 @@ func horizontalEnded(acts []v1.ElasticAction) bool {
 }
 
 func (d *demo) cdnElastic(ctx context.Context, c *client.Client, s *v1.Slice) (string, error) {
-	edge, ok := partByName(s, "edge-dc-slice-spain")
+	edge, ok := partByName(s, cdnLoadedEdge)
 	core, ok2 := partByName(s, "core-dc")
 	if !ok || !ok2 || len(edge.Nodes) == 0 || len(core.Nodes) == 0 {
 		return "", errors.New("no Spain edge or core")
