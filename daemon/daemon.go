@@ -183,17 +183,9 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	}
 	d.engine = sro.New(eo)
 
-	// Monitoring starts for each slice once it is Ready; elasticity acts on what it
-	// measures (and on what tenants push); services run through the parts' deployers.
-	var metrics api.MetricsService
-	if !cfg.Off.Monitoring {
-		mo := cfg.Monitoring
-		mo.Store, mo.Plugins = d.store, d.reg
-		mo.Logger = named(mo.Logger, log, "monitoring")
-		d.col = monitoring.New(mo)
-		d.engine.AddListener(d.col)
-		metrics = d.col
-	}
+	// Services run through the parts' deployers; monitoring starts for each slice once
+	// it is Ready; elasticity acts on what it measures (and on what tenants push), told
+	// by the collector when new points are stored, so it is made first.
 	if !cfg.Off.Services {
 		so := cfg.Services
 		so.Store, so.Slices, so.Deployers = d.store, d.engine, d.reg
@@ -211,6 +203,19 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 		}
 		eo.Logger = named(eo.Logger, log, "elastic")
 		d.el = elastic.New(eo)
+	}
+	var metrics api.MetricsService
+	if !cfg.Off.Monitoring {
+		mo := cfg.Monitoring
+		mo.Store, mo.Plugins = d.store, d.reg
+		mo.Logger = named(mo.Logger, log, "monitoring")
+		if mo.OnStored == nil && d.el != nil {
+			// Policies are judged as soon as their points are stored.
+			mo.OnStored = d.el.Measured
+		}
+		d.col = monitoring.New(mo)
+		d.engine.AddListener(d.col)
+		metrics = d.col
 	}
 
 	ao := cfg.API

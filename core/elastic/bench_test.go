@@ -23,7 +23,8 @@ import (
 // The policies are evaluated every second (granularity 1) on the last 3 points; the
 // target is at most 2 × granularity + the backend's own time. Each run arms a fresh
 // policy and writes its points at a different phase of the evaluation period, so that
-// the runs sample the wait for the next evaluation evenly. Runs: max(b.N, 7), or
+// the runs would sample a wait for the next evaluation evenly (there is none: a push
+// has the policy judged at once, Engine.Measured). Runs: max(b.N, 7), or
 // NECOS_BENCH_RUNS. Reported: p50, p90 and max of the reaction, and p50 of the action
 // alone (backend), in milliseconds.
 //

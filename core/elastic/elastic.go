@@ -296,6 +296,26 @@ func (e *Engine) sync(ctx context.Context) {
 	}
 }
 
+// Measured tells the engine that new points of these slices are stored: their policies
+// are judged at once rather than at their next period. The collector calls it after
+// each round (monitoring.Options.OnStored); it never blocks.
+func (e *Engine) Measured(sliceIDs ...string) {
+	if len(sliceIDs) == 0 {
+		return
+	}
+	ids := make(map[string]struct{}, len(sliceIDs))
+	for _, id := range sliceIDs {
+		ids[id] = struct{}{}
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, ev := range e.evals {
+		if _, ok := ids[ev.pol.SliceID]; ok {
+			ev.nudge()
+		}
+	}
+}
+
 func (e *Engine) stopAll(removed bool) {
 	e.mu.Lock()
 	evs := make([]*evaluator, 0, len(e.evals))

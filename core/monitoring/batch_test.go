@@ -51,18 +51,23 @@ func TestCollectorBatchesPerProviderAndPeriod(t *testing.T) {
 	}
 	r.vim.calls()
 	r.mon.take()
+	r.takeStored()
 
 	for _, tc := range []struct {
-		key   loopKey
-		refs  []string
-		nodes int // points = nodes × metrics
+		key    loopKey
+		refs   []string
+		nodes  int      // points = nodes × metrics
+		stored []string // the slices the elasticity engine is told of
 	}{
-		{loopKey{"P1", 10 * time.Second}, []string{one + "/core []", two + "/core []"}, 2 * 3 * 2},
-		{loopKey{"P2", 10 * time.Second}, []string{two + "/edge []"}, 3 * 2},
-		{loopKey{"P1", time.Second}, []string{three + "/core [PERCENT_CPU_UTILIZATION]"}, 3},
-		{loopKey{"P1", 5 * time.Second}, []string{three + "/core [MEMORY_USED_MB]"}, 3},
+		{loopKey{"P1", 10 * time.Second}, []string{one + "/core []", two + "/core []"}, 2 * 3 * 2, []string{one, two}},
+		{loopKey{"P2", 10 * time.Second}, []string{two + "/edge []"}, 3 * 2, []string{two}},
+		{loopKey{"P1", time.Second}, []string{three + "/core [PERCENT_CPU_UTILIZATION]"}, 3, []string{three}},
+		{loopKey{"P1", 5 * time.Second}, []string{three + "/core [MEMORY_USED_MB]"}, 3, []string{three}},
 	} {
 		r.tick(tc.key)
+		if got := r.takeStored(); !reflect.DeepEqual(got, [][]string{tc.stored}) {
+			t.Errorf("%v: OnStored told of %v, want once of %v", tc.key, got, tc.stored)
+		}
 		calls := r.vim.calls()
 		if len(calls) != 1 || !reflect.DeepEqual(refsOf(calls[0]), tc.refs) {
 			t.Errorf("%v: calls %v, want one of %v", tc.key, calls, tc.refs)

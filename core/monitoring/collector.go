@@ -85,6 +85,10 @@ type Options struct {
 	DefaultGranularity time.Duration
 	// CallTimeout bounds each VIM and Monitor call; 30 s when 0.
 	CallTimeout time.Duration
+	// OnStored, when set, is told the slices whose new points a round (or a Push) has
+	// just stored: the elasticity engine judges their policies then
+	// (elastic.Engine.Measured). It must not block.
+	OnStored func(sliceIDs ...string)
 }
 
 // Collector measures the nodes of Ready slices into the Monitor plugin. Create it with
@@ -543,7 +547,27 @@ func (c *Collector) round(ctx context.Context, l *loop, all bool) {
 		return
 	}
 	c.loopFailed(l, "", nil)
+	if c.opts.OnStored != nil {
+		c.opts.OnStored(measuredSlices(batch, results)...)
+	}
 	c.settle(ctx, l, batch, results)
+}
+
+// measuredSlices returns the slices of which a round stored points, each once.
+func measuredSlices(batch []*member, results []sdk.PartMetrics) []string {
+	var ids []string
+	seen := make(map[string]struct{})
+	for i, r := range results {
+		if r.Err != nil || len(r.Samples) == 0 {
+			continue
+		}
+		id := batch[i].ref.SliceID
+		if _, ok := seen[id]; !ok {
+			seen[id] = struct{}{}
+			ids = append(ids, id)
+		}
+	}
+	return ids
 }
 
 // measure asks the provider's VIM for the metrics of reqs (nodes[i] the nodes of

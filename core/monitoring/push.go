@@ -166,6 +166,9 @@ func (c *Collector) Push(ctx context.Context, sliceID string, points []sdk.Point
 	if err := mon.Flush(ctx); err != nil {
 		return 0, fmt.Errorf("push metrics to %s: flush: %w", sliceID, err)
 	}
+	if c.opts.OnStored != nil {
+		c.opts.OnStored(sliceID)
+	}
 	return len(out), nil
 }
 

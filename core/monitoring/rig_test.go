@@ -32,6 +32,17 @@ type rig struct {
 	mu    sync.Mutex
 	ticks map[loopKey]chan time.Time
 	done  chan round
+	// stored are the slices each OnStored call named, in order.
+	stored [][]string
+}
+
+// takeStored returns the slices OnStored was told of since the last call.
+func (r *rig) takeStored() [][]string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := r.stored
+	r.stored = nil
+	return s
 }
 
 func newRig(tb testing.TB, plugins func(*fakeVIM, *fakeMonitor) Plugins) *rig {
@@ -43,7 +54,11 @@ func newRig(tb testing.TB, plugins func(*fakeVIM, *fakeMonitor) Plugins) *rig {
 	if plugins != nil {
 		p = plugins(r.vim, r.mon)
 	}
-	r.col = New(Options{Store: st, Plugins: p, CallTimeout: time.Minute})
+	r.col = New(Options{Store: st, Plugins: p, CallTimeout: time.Minute, OnStored: func(ids ...string) {
+		r.mu.Lock()
+		r.stored = append(r.stored, ids)
+		r.mu.Unlock()
+	}})
 	r.col.newTicker = func(k loopKey) ticker {
 		r.mu.Lock()
 		defer r.mu.Unlock()
