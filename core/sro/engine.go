@@ -253,6 +253,13 @@ func (e *Engine) lead(ctx context.Context) error {
 	}()
 	watch := e.store.WatchSlices(lctx)
 	e.resyncAll(lctx)
+	// Orphan holds are swept by the leader alone: two sweepers would judge the same
+	// hold twice (harmless, the release is guarded) for twice the reads.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		e.sweepLoop(lctx)
+	}()
 	ticker := time.NewTicker(e.opts.Resync)
 	defer ticker.Stop()
 loop:
@@ -323,4 +330,20 @@ func (e *Engine) process(ctx context.Context, id string) {
 // callCtx bounds one plugin call.
 func (e *Engine) callCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, e.opts.CallTimeout)
+}
+
+// sweepLoop releases orphan holds (SweepHolds) at every health interval until ctx ends.
+func (e *Engine) sweepLoop(ctx context.Context) {
+	t := time.NewTicker(e.opts.HealthInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if _, err := e.SweepHolds(ctx); err != nil && ctx.Err() == nil {
+			e.log.Warn("sweep orphan holds", "error", err)
+		}
+	}
 }
