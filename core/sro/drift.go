@@ -35,8 +35,8 @@ import (
 //     is recorded on the part (store.PartDrift) with a part.drift event, and the slice's
 //     message names it while the slice is Ready. The repair is tried again with
 //     back-off (backoff.go: the wait doubles from the health interval up to
-//     Options.DriftBackoffMax); a pass that finds the same drift records no new event, one that finds it
-//     gone clears it (part.drift-cleared). A node still missing after its repair failed
+//     Options.DriftBackoffMax); a pass that finds the same drift records no new
+//     event, one that finds it gone clears it (part.drift-cleared). A node still missing after its repair failed
 //     makes the part Lost and the slice Degraded, as nodes stopped or failed at the
 //     provider (which no VIM call restarts) always do.
 

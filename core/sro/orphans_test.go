@@ -2,6 +2,7 @@ package sro_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -140,4 +141,33 @@ func TestOrphanHoldsSwept(t *testing.T) {
 	if h := hold(t, env, "BR", sl.ID+"/core"); h != recorded {
 		t.Fatalf("the Ready part's hold is %+v, want %+v", h, recorded)
 	}
+}
+
+// BenchmarkSweepHolds measures one sweep of the ledgers (what every HealthInterval adds
+// to the leader's health passes) over slices Ready slices of one part each, spread over
+// the three providers, with no orphan to release: the judgement of every hold alone.
+func BenchmarkSweepHolds(b *testing.B) {
+	const slices = 12
+	env := startWith(b, catalogue(b, ""), startOptions{health: time.Hour})
+	ctx := context.Background()
+	locations := []string{"AMERICA.BRAZIL", "EUROPE.SPAIN", "EUROPE.GREECE"}
+	ids := make([]string, slices)
+	for i := range ids {
+		sl, err := env.engine.Submit(ctx, "alice", slice(fmt.Sprintf("sweep-%d", i), part("core", locations[i%len(locations)], 1, 1)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		ids[i] = sl.ID
+	}
+	for _, id := range ids {
+		if got := wait(b, env.engine, id); got.State != store.SliceReady {
+			b.Fatalf("slice %s: %s (%s)", id, got.State, got.Message)
+		}
+	}
+	for b.Loop() {
+		if n, err := env.engine.SweepHolds(ctx); err != nil || n != 0 {
+			b.Fatalf("sweep released %d, %v", n, err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*slices), "ns/hold")
 }
