@@ -196,6 +196,9 @@ type Firing struct {
 	// Nodes are the nodes of every series that satisfies the trigger, Node first, each
 	// once: a scale-in shrinks the first of them that is above its floor.
 	Nodes []string
+	// Every is set when the policy fires only when every node satisfies its trigger
+	// (spec.Policy.EveryNode); Node is then the node that crossed last.
+	Every bool
 }
 
 // String describes the firing for events: "node k8s-node-1 (push): 91, 95, 97".
@@ -213,7 +216,11 @@ func (f Firing) String() string {
 	if node == "" {
 		node = "(no node)"
 	}
-	return fmt.Sprintf("node %s%s: %s", node, src, strings.Join(vals, ", "))
+	out := fmt.Sprintf("node %s%s: %s", node, src, strings.Join(vals, ", "))
+	if f.Every && len(f.Nodes) > 1 {
+		out += fmt.Sprintf(" (the last of %d nodes to satisfy it)", len(f.Nodes))
+	}
+	return out
 }
 
 // tick evaluates the policy once and fires it when its trigger holds.
@@ -367,6 +374,10 @@ func Query(sliceID string, p *spec.Policy, every time.Duration, since, now time.
 // Judge returns the first series of pts (by node, then tags) whose values satisfy the
 // policy's trigger: with points: N its last N values (it needs N), with a time window
 // all of them; nil when none does. Its Nodes lists the nodes of every series that does.
+// A policy that fires only when every node satisfies its trigger (spec.Policy.EveryNode)
+// returns nil unless every series of pts does (a node without enough points does not),
+// and then names the series that crossed last. A node with no point at all is not
+// counted: pts are what the monitor measured.
 // pts come series by series, oldest first, as sdk.Monitor.Query returns them.
 func Judge(p *spec.Policy, pts []sdk.Point) *Firing {
 	type series struct {
@@ -395,24 +406,43 @@ func Judge(p *spec.Policy, pts []sdk.Point) *Firing {
 		}
 		return list[i].key < list[j].key
 	})
+	every := p.EveryNode()
 	var f *Firing
 	for _, s := range list {
 		vals, times := s.values, s.times
 		if n := p.Trigger.Points; n > 0 && p.Trigger.WindowSecs == 0 {
 			if len(vals) < n {
+				if every {
+					return nil // a node not yet measured long enough is not known to satisfy it
+				}
 				continue
 			}
 			vals, times = vals[len(vals)-n:], times[len(times)-n:]
 		}
 		if !p.Holds(vals) {
+			if every {
+				return nil
+			}
 			continue
 		}
 		node := s.tags[sdk.TagResourceID]
-		if f == nil {
+		switch {
+		case f == nil:
 			f = &Firing{Node: node, Tags: s.tags, Values: vals, Crossed: times[0]}
+		case every && times[0].After(f.Crossed):
+			// Every node must satisfy it: it was crossed when the last of them crossed,
+			// and that node is the one the firing names.
+			f.Node, f.Tags, f.Values, f.Crossed = node, s.tags, vals, times[0]
 		}
 		if node != "" && !slices.Contains(f.Nodes, node) {
 			f.Nodes = append(f.Nodes, node)
+		}
+	}
+	if f != nil && every {
+		f.Every = true
+		// Node first, as Nodes promises.
+		if i := slices.Index(f.Nodes, f.Node); i > 0 {
+			f.Nodes = append(append([]string{f.Node}, f.Nodes[:i]...), f.Nodes[i+1:]...)
 		}
 	}
 	return f

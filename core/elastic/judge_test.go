@@ -1,6 +1,7 @@
 package elastic
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -33,6 +34,15 @@ func TestJudge(t *testing.T) {
 	points := policy(t, `{name: p, part: edge, operator: '>', value: 80, trigger: {points: 3}, metric-collector: {metric-name: cpu}}`)
 	window := policy(t, `{name: p, part: edge, operator: '>=', value: 80, trigger: {time-window: 30}, metric-collector: {metric-name: cpu}}`)
 	below := policy(t, `{name: p, part: edge, operator: '<', value: 10, trigger: {points: 2}, metric-collector: {metric-name: cpu}}`)
+	// Scale-in fires only when every node is below, unless it says any; a growing
+	// policy may ask for every node too.
+	shrink := policy(t, `{name: p, part: edge, operator: '<', value: 10, trigger: {points: 2}, metric-collector: {metric-name: cpu},
+  post-deployment: {actions: {vertical: [{action: remove-node}]}}}`)
+	shrinkAny := policy(t, `{name: p, part: edge, operator: '<', value: 10, trigger: {points: 2, nodes: any}, metric-collector: {metric-name: cpu},
+  post-deployment: {actions: {vertical: [{action: remove-node}]}}}`)
+	shrinkWindow := policy(t, `{name: p, part: edge, operator: '<', value: 10, trigger: {time-window: 30}, metric-collector: {metric-name: cpu},
+  post-deployment: {actions: {vertical: [{action: remove-node}]}}}`)
+	growAll := policy(t, `{name: p, part: edge, operator: '>', value: 80, trigger: {points: 3, nodes: all}, metric-collector: {metric-name: cpu}}`)
 	cat := func(ss ...[]sdk.Point) []sdk.Point {
 		var out []sdk.Point
 		for _, s := range ss {
@@ -59,6 +69,18 @@ func TestJudge(t *testing.T) {
 		{"window one below", window, series("w-1", "", 85, 79.9, 90), "", nil},
 		{"window empty", window, nil, "", nil},
 		{"below threshold policy", below, series("w-1", "", 50, 5, 3), "w-1", []float64{5, 3}},
+		{"scale-in: one node idle, its sibling busy", shrink, cat(series("w-1", "", 5, 3), series("w-2", "", 70, 90)), "", nil},
+		{"scale-in: every node idle", shrink, cat(series("w-1", "", 5, 3), series("w-2", "", 4, 2)), "w-1", []float64{5, 3}},
+		// The last node to cross names the firing: w-2's idle values start later.
+		{"scale-in: every node idle, the last to cross", shrink, cat(series("w-1", "", 5, 3, 2), series("w-2", "", 50, 50, 4, 2)), "w-2", []float64{4, 2}},
+		{"scale-in: a node with too few points", shrink, cat(series("w-1", "", 5, 3), series("w-2", "", 4)), "", nil},
+		{"scale-in: one series of a node busy", shrink, cat(series("w-1", "", 5, 3), series("w-1", "push", 50, 60)), "", nil},
+		{"scale-in: any node idle", shrinkAny, cat(series("w-1", "", 70, 90), series("w-2", "", 5, 3)), "w-2", []float64{5, 3}},
+		{"scale-in window: every node idle", shrinkWindow, cat(series("w-1", "", 5, 3, 1), series("w-2", "", 9)), "w-1", []float64{5, 3, 1}},
+		{"scale-in window: one value busy", shrinkWindow, cat(series("w-1", "", 5, 3, 1), series("w-2", "", 9, 11)), "", nil},
+		{"scale-in: no node measured", shrink, nil, "", nil},
+		{"grow on every node: one busy", growAll, cat(series("w-1", "", 81, 82, 83), series("w-2", "", 10, 10, 10)), "", nil},
+		{"grow on every node: both busy", growAll, cat(series("w-1", "", 81, 82, 83), series("w-2", "", 90, 91, 92)), "w-1", []float64{81, 82, 83}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := Judge(tc.p, tc.pts)
@@ -70,6 +92,9 @@ func TestJudge(t *testing.T) {
 			}
 			if f == nil {
 				t.Fatal("did not fire")
+			}
+			if tc.p.EveryNode() && (!f.Every || f.Nodes[0] != f.Node || len(f.Nodes) != len(nodesOf(tc.pts))) {
+				t.Fatalf("fired on %s, nodes %v: want every node measured, %s first", f, f.Nodes, f.Node)
 			}
 			if f.Node != tc.node || len(f.Values) != len(tc.values) {
 				t.Fatalf("fired on %s, want node %s values %v", f, tc.node, tc.values)
@@ -95,6 +120,17 @@ func TestJudge(t *testing.T) {
 			}
 		})
 	}
+}
+
+// nodesOf lists the nodes pts name, each once.
+func nodesOf(pts []sdk.Point) []string {
+	var out []string
+	for _, pt := range pts {
+		if n := pt.Tags[sdk.TagResourceID]; !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 func TestQuery(t *testing.T) {

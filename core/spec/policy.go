@@ -35,7 +35,9 @@ import (
 //	      horizontal: [{action: {type: add-part}, priority: 1}]
 //
 // The policy fires when every value of the trigger (the last N points, or those of the
-// time window) satisfies "value <operator> threshold" on some node of node-type. The
+// time window) satisfies "value <operator> threshold" on some node of node-type (with
+// trigger.nodes: all, on every node of node-type measured: the default of a scale-in
+// policy, [Policy.EveryNode]). The
 // vertical actions are then tried in order: the first one still within its limits is
 // taken. When none is left, or the provider has no room, the horizontal actions are
 // tried, lowest priority number first. After an action the policy rests for
@@ -76,10 +78,39 @@ type Policy struct {
 }
 
 // Trigger says how many values must satisfy the threshold: the last Points points, or
-// all points of the last WindowSecs seconds. Exactly one is set.
+// all points of the last WindowSecs seconds. Exactly one is set. Nodes says on how many
+// nodes ([Policy.EveryNode]).
 type Trigger struct {
 	Points     int `json:"points,omitempty"`
 	WindowSecs int `json:"time-window,omitempty"`
+	// Nodes is [TriggerAnyNode] (the policy fires when the values of some node satisfy
+	// the threshold) or [TriggerEveryNode] (only when those of every node measured do);
+	// empty is any for a policy that grows, every for one that scales in.
+	Nodes string `json:"nodes,omitempty"`
+}
+
+// Values of trigger.nodes.
+const (
+	// TriggerAnyNode: the policy fires when the values of some node satisfy the
+	// threshold, as the original did. The default of a policy that grows: one hot node
+	// is reason enough to grow.
+	TriggerAnyNode = "any"
+	// TriggerEveryNode: the policy fires only when the values of every node measured
+	// satisfy it. The default of a scale-in policy: one idle node among busy ones is no
+	// reason to shrink the part.
+	TriggerEveryNode = "all"
+)
+
+// EveryNode reports whether the policy fires only when every node measured satisfies
+// its trigger: trigger.nodes is all, or it is not given and the policy scales in.
+func (p *Policy) EveryNode() bool {
+	switch p.Trigger.Nodes {
+	case TriggerEveryNode:
+		return true
+	case TriggerAnyNode:
+		return false
+	}
+	return p.ScalesIn()
 }
 
 // Collector is metric-collector.
@@ -524,6 +555,7 @@ func (d *decoder) policy(o *obj) *Policy {
 		t := o.sub("trigger")
 		p.Trigger.Points = d.count(t, "points")
 		p.Trigger.WindowSecs = d.count(t, "time-window")
+		p.Trigger.Nodes = strings.ToLower(strings.TrimSpace(t.str("nodes")))
 		t.rest()
 	}
 	if o.has("metric-collector") {
@@ -688,6 +720,12 @@ func (p *Policy) check(pr *problems, path string) {
 	case p.Trigger.Points == 0 && p.Trigger.WindowSecs == 0:
 		pr.add(tr, "required: {points: N} (the last N values) or {time-window: seconds}")
 	}
+	switch p.Trigger.Nodes {
+	case "", TriggerAnyNode, TriggerEveryNode:
+	default:
+		pr.add(join(tr, "nodes"), "must be %s (fire when some node satisfies the threshold) or %s (only when every node does), got %s",
+			TriggerAnyNode, TriggerEveryNode, quote(p.Trigger.Nodes))
+	}
 	mc := join(path, "metric-collector")
 	if p.Collector.Metric == "" {
 		pr.add(join(mc, "metric-name"), "required: the metric watched, e.g. PERCENT_CPU_UTILIZATION")
@@ -837,6 +875,12 @@ func (p *Policy) String() string {
 	nodes := "all nodes"
 	if p.Collector.NodeType != "" {
 		nodes = p.Collector.NodeType + " nodes"
+	}
+	if p.EveryNode() {
+		nodes = "every node"
+		if p.Collector.NodeType != "" {
+			nodes = "every " + p.Collector.NodeType + " node"
+		}
 	}
 	trig := fmt.Sprintf("%d points", p.Trigger.Points)
 	if p.Trigger.WindowSecs > 0 {

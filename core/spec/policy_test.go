@@ -2,6 +2,7 @@ package spec
 
 import (
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -119,6 +120,10 @@ func TestScaleInProblems(t *testing.T) {
 		{"floor above cap", "{min-nodes: 1, min-cpus: 1}", "{min-nodes: 3, max-nodes: 2}", "policy.deployment.constraints.vertical.min-nodes", "exceeds max-nodes (2), got 3"},
 		{"negative floor", "{min-nodes: 1, min-cpus: 1}", "{min-memory-mb: -1}", "policy.deployment.constraints.vertical", "limits must be >= 0"},
 		{"floor not a number", "{min-nodes: 1, min-cpus: 1}", "{min-cpus: many}", "policy.deployment.constraints.vertical.min-cpus", "got string"},
+		{"trigger nodes unknown", "{time-window: 120}", "{time-window: 120, nodes: most}", "policy.trigger.nodes",
+			`must be any (fire when some node satisfies the threshold) or all (only when every node does), got "most"`},
+		{"trigger nodes not a string", "{time-window: 120}", "{time-window: 120, nodes: [all]}", "policy.trigger.nodes", "must be a string"},
+		{"trigger nodes any", "{time-window: 120}", "{time-window: 120, nodes: ANY}", "", ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := ParsePolicy([]byte(replace(t, scaleIn, c.old, c.new)))
@@ -162,6 +167,43 @@ func TestFloor(t *testing.T) {
 	} {
 		if got := c.p.Floor(c.a, c.given); got != c.want {
 			t.Errorf("%s: Floor = %d, want %d", c.name, got, c.want)
+		}
+	}
+}
+
+// trigger.nodes: a scale-in policy fires only when every node is idle unless it says
+// any; a growing one on a node unless it says all; the field reads back from JSON.
+func TestTriggerNodes(t *testing.T) {
+	grow := `{name: p, part: edge, operator: '>', value: 80, trigger: {points: 3%s}, metric-collector: {node-type: worker, metric-name: cpu}}`
+	shrink := `{name: p, part: edge, operator: '<', value: 20, trigger: {points: 3%s}, metric-collector: {metric-name: cpu},
+  post-deployment: {actions: {vertical: [{action: remove-node}]}}}`
+	for _, c := range []struct {
+		doc, nodes string
+		every      bool
+		condition  string
+	}{
+		{grow, "", false, "p: cpu > 80 on worker nodes for 3 points"},
+		{grow, ", nodes: all", true, "p: cpu > 80 on every worker node for 3 points"},
+		{grow, ", nodes: any", false, "p: cpu > 80 on worker nodes for 3 points"},
+		{shrink, "", true, "p: cpu < 20 on every node for 3 points"},
+		{shrink, ", nodes: any", false, "p: cpu < 20 on all nodes for 3 points"},
+		{shrink, ", nodes: All", true, "p: cpu < 20 on every node for 3 points"},
+	} {
+		doc := fmt.Sprintf(c.doc, c.nodes)
+		p, err := ParsePolicy([]byte(doc))
+		if err != nil {
+			t.Fatalf("%s: %v", doc, err)
+		}
+		if p.EveryNode() != c.every || p.String() != c.condition {
+			t.Errorf("%s: every node %v, %q; want %v, %q", doc, p.EveryNode(), p.String(), c.every, c.condition)
+		}
+		raw, err := json.Marshal(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back Policy
+		if err := json.Unmarshal(raw, &back); err != nil || back.Trigger != p.Trigger || back.EveryNode() != c.every {
+			t.Errorf("%s: read back %+v, %v from %s", doc, back.Trigger, err, raw)
 		}
 	}
 }

@@ -33,9 +33,10 @@ import (
 //   - What cannot be repaired — the VIM refuses (no room, beyond a node's maximum), or no
 //     VIM call can (nodes of the right number but other names, a VDU the part lacks) —
 //     is recorded on the part (store.PartDrift) with a part.drift event, and the slice's
-//     message names it while the slice is Ready. The repair is tried again at every
-//     pass; a pass that finds the same drift records no new event, one that finds it
-//     gone clears it (part.drift-cleared). A node still missing after its repair failed
+//     message names it while the slice is Ready. The repair is tried again with
+//     back-off (backoff.go: the wait doubles from the health interval up to
+//     Options.DriftBackoffMax); a pass that finds the same drift records no new
+//     event, one that finds it gone clears it (part.drift-cleared). A node still missing after its repair failed
 //     makes the part Lost and the slice Degraded, as nodes stopped or failed at the
 //     provider (which no VIM call restarts) always do.
 
@@ -279,6 +280,20 @@ func (e *Engine) checkPart(ctx context.Context, sl *store.Slice, p *store.Part) 
 	d := compareNodes(p, live)
 	var whats, whys []string
 	unrepaired := map[string]bool{}
+	key, sig, now := holderOf(p.SliceID, p.Name), repairsSig(d.repairs), e.opts.Now()
+	if len(d.repairs) == 0 {
+		e.drift.clear(key)
+	} else if due, why := e.drift.due(key, sig, now); !due {
+		// The same repairs failed lately: the drift stands as found then, untried.
+		for _, r := range d.repairs {
+			whats, whys = append(whats, r.what), append(whys, nonEmptyString(why[r.what], "not tried again yet: the part's last repairs failed"))
+			for _, n := range r.missing {
+				unrepaired[n] = true
+			}
+		}
+		d.repairs = nil
+	}
+	failed := map[string]string{}
 	for _, r := range d.repairs {
 		failure, err := e.repairDrift(ctx, sl, p, r)
 		if err != nil {
@@ -286,6 +301,7 @@ func (e *Engine) checkPart(ctx context.Context, sl *store.Slice, p *store.Part) 
 		}
 		if failure != nil {
 			whats, whys = append(whats, r.what), append(whys, failure.Error())
+			failed[r.what] = failure.Error()
 			for _, n := range r.missing {
 				unrepaired[n] = true
 			}
@@ -297,6 +313,14 @@ func (e *Engine) checkPart(ctx context.Context, sl *store.Slice, p *store.Part) 
 			}
 			return partCheck{}, err
 		}
+	}
+	switch {
+	case len(failed) > 0:
+		next := e.drift.failed(key, sig, now, failed)
+		e.log.Warn("drift repair failed: next attempt after back-off", "slice", p.SliceID, "part", p.Name,
+			"provider", p.Provider, "next_attempt", next.UTC().Format(time.RFC3339), "wait", next.Sub(now))
+	case len(d.repairs) > 0:
+		e.drift.clear(key) // every repair tried landed
 	}
 	for _, s := range d.stuck {
 		whats, whys = append(whats, s.what), append(whys, s.why)

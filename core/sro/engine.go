@@ -63,6 +63,13 @@ type Options struct {
 	// at their providers, to find parts a provider lost and repair drift (they are also
 	// described when the engine starts leading); default 30 s.
 	HealthInterval time.Duration
+	// DriftBackoffMax caps the wait between attempts to repair a part's drift that keep
+	// failing: after each failure in a row the wait doubles, from HealthInterval up to
+	// this; default 10 minutes.
+	DriftBackoffMax time.Duration
+	// Now is the engine's clock for the drift repairs' back-off; default time.Now. Tests
+	// inject one to step through the back-off without waiting.
+	Now func() time.Time
 	// Identity names this engine in leader election; it must differ between the
 	// replicas sharing a store and stay the same across restarts of one replica (a
 	// restarted replica then takes over its predecessor's lead at once). Default
@@ -82,6 +89,8 @@ type Engine struct {
 	broker  *broker.Broker
 	log     hclog.Logger
 	queue   workqueue.TypedRateLimitingInterface[string]
+	// drift spaces out the repairs of drift that keep failing.
+	drift *driftBackoff
 
 	mu        sync.Mutex
 	listeners []Listener
@@ -114,6 +123,12 @@ func New(opts Options) *Engine {
 	if opts.HealthInterval <= 0 {
 		opts.HealthInterval = 30 * time.Second
 	}
+	if opts.DriftBackoffMax <= 0 {
+		opts.DriftBackoffMax = 10 * time.Minute
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
 	if opts.Identity == "" {
 		host, _ := os.Hostname()
 		opts.Identity = fmt.Sprintf("%s/%d", host, os.Getpid())
@@ -124,6 +139,7 @@ func New(opts Options) *Engine {
 		cat:    opts.Catalogue,
 		broker: broker.New(opts.Catalogue, opts.Plugins, opts.Store, opts.Logger.Named("broker")),
 		log:    opts.Logger,
+		drift:  newDriftBackoff(opts.HealthInterval, max(opts.DriftBackoffMax, opts.HealthInterval)),
 	}
 	if opts.OfferPatience > 0 {
 		e.broker.OfferPatience = opts.OfferPatience
@@ -253,6 +269,13 @@ func (e *Engine) lead(ctx context.Context) error {
 	}()
 	watch := e.store.WatchSlices(lctx)
 	e.resyncAll(lctx)
+	// Orphan holds are swept by the leader alone: two sweepers would judge the same
+	// hold twice (harmless, the release is guarded) for twice the reads.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		e.sweepLoop(lctx)
+	}()
 	ticker := time.NewTicker(e.opts.Resync)
 	defer ticker.Stop()
 loop:
@@ -323,4 +346,20 @@ func (e *Engine) process(ctx context.Context, id string) {
 // callCtx bounds one plugin call.
 func (e *Engine) callCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, e.opts.CallTimeout)
+}
+
+// sweepLoop releases orphan holds (SweepHolds) at every health interval until ctx ends.
+func (e *Engine) sweepLoop(ctx context.Context) {
+	t := time.NewTicker(e.opts.HealthInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if _, err := e.SweepHolds(ctx); err != nil && ctx.Err() == nil {
+			e.log.Warn("sweep orphan holds", "error", err)
+		}
+	}
 }

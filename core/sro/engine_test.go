@@ -70,6 +70,8 @@ type startOptions struct {
 	health time.Duration
 	// patience is the engine's OfferPatience.
 	patience time.Duration
+	// now is the engine's clock (default the real one).
+	now func() time.Time
 }
 
 // startWith starts an engine on cat with the vim-xen plugin and o's.
@@ -80,7 +82,7 @@ func startWith(t testing.TB, cat *providers.Catalogue, o startOptions) *env {
 		Catalogue: cat,
 		Store:     store.Options{Dir: t.TempDir()},
 		Plugins:   pluginhost.Options{Dir: testenv.PluginDir(t, append([]string{"vim-xen"}, o.plugins...)...)},
-		Engine:    sro.Options{CallTimeout: time.Minute, HealthInterval: o.health, OfferPatience: o.patience},
+		Engine:    sro.Options{CallTimeout: time.Minute, HealthInterval: o.health, OfferPatience: o.patience, Now: o.now},
 		Off:       daemon.EngineOnly(),
 	}
 	if o.wrap != nil {

@@ -32,6 +32,8 @@ func (e *Engine) checkHealth(ctx context.Context, sl *store.Slice) error {
 		// A part with a change pending (one the reconciler could not finish yet) may
 		// look short of nodes or stopped: it is described once the change is settled.
 		if p.Change != nil {
+			// Its drift, if any is left once the change settles, is a new one.
+			e.drift.clear(holderOf(p.SliceID, p.Name))
 			continue
 		}
 		pc, err := e.checkPart(ctx, sl, p)

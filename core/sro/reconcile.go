@@ -501,6 +501,7 @@ func (e *Engine) decommission(ctx context.Context, sl *store.Slice) error {
 	start := time.Now()
 	e.forgetReady(sl.ID)
 	e.notifyGone(sl.ID)
+	e.drift.clearSlice(sl.ID)
 	if sl.State != store.SliceDeleting {
 		next, err := e.store.UpdateSlice(ctx, sl.ID, func(s *store.Slice) ([]store.Event, error) {
 			s.State = store.SliceDeleting

@@ -254,3 +254,99 @@ func (s *Store) ReleasePrefix(ctx context.Context, provider, prefix string) erro
 	}
 	return nil
 }
+
+// HoldRecord is one hold as read from a provider's ledger, with the revision that
+// ReleaseOrphan's guard compares.
+type HoldRecord struct {
+	Holder string
+	Hold   Hold
+	Rev    int64
+}
+
+// Holds lists the holds at provider, by holder, each with its revision.
+func (s *Store) Holds(ctx context.Context, provider string) ([]HoldRecord, error) {
+	var out []HoldRecord
+	prefix := s.holdsPrefix(provider)
+	err := s.list(ctx, prefix, func(key string, rev int64, raw []byte) error {
+		var h Hold
+		if err := jsonUnmarshal(key, raw, &h); err != nil {
+			return err
+		}
+		out = append(out, HoldRecord{Holder: strings.TrimPrefix(key, prefix), Hold: h, Rev: rev})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("holds at %s: %w", provider, err)
+	}
+	return out, nil
+}
+
+// Orphan is a hold judged to belong to no part, with what it was judged on: the hold,
+// the slice's and the part's records at the revisions read (0: the record did not
+// exist).
+type Orphan struct {
+	Provider string
+	HoldRecord
+	SliceID  string
+	SliceRev int64
+	Part     string
+	PartRev  int64
+}
+
+// ReleaseOrphan drops orphan o's hold, and commits evs on o's slice in the same
+// transaction (evs are dropped when the slice does not exist: there is no log to hold
+// them). It does so only while the hold, the slice's record and the part's record are
+// all still as they were when o was judged, so that a hold a placement or a change took
+// since (which rewrites one of them) is never released; else it returns ErrConflict.
+func (s *Store) ReleaseOrphan(ctx context.Context, o Orphan, evs []Event) error {
+	tkey, hkey := s.ledgerTotalKey(o.Provider), s.holdKey(o.Provider, o.Holder)
+	skey, pkey := s.sliceKey(o.SliceID), s.partKey(o.SliceID, o.Part)
+	if o.Rev <= 0 {
+		return fmt.Errorf("release orphan hold %s at %s: the hold was not read from the store (revision %d)", o.Holder, o.Provider, o.Rev)
+	}
+	for attempt := 0; attempt < maxCASAttempts; attempt++ {
+		total, trev, err := getOr[Hold](ctx, s, tkey)
+		if err != nil {
+			return err
+		}
+		ops := []op{{key: skey, rev: o.SliceRev, check: true}, {key: pkey, rev: o.PartRev, check: true},
+			{key: tkey, v: total.sub(o.Hold), rev: trev}, {key: hkey, rev: o.Rev}}
+		if o.SliceRev > 0 {
+			ops = append(ops, s.eventOps(o.SliceID, evs)...)
+		}
+		_, err = s.commit(ctx, ops...)
+		if !errors.Is(err, ErrConflict) && !errors.Is(err, ErrExists) {
+			return err
+		}
+		// Lost to another writer: of the total alone (read it again), or of what the
+		// hold was judged on (stop: the next judgement reads them again).
+		same, err := s.revsAre(ctx, map[string]int64{hkey: o.Rev, skey: o.SliceRev, pkey: o.PartRev})
+		if err != nil {
+			return err
+		}
+		if !same {
+			return fmt.Errorf("release orphan hold %s at %s: the hold, its slice or its part changed since they were read: %w", o.Holder, o.Provider, ErrConflict)
+		}
+	}
+	return fmt.Errorf("release orphan hold %s at %s: %w", o.Holder, o.Provider, ErrConflict)
+}
+
+// revsAre reports whether every key is at its revision (0: does not exist).
+func (s *Store) revsAre(ctx context.Context, want map[string]int64) (bool, error) {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	for key, rev := range want {
+		r, err := s.cli.Get(ctx, key, clientv3.WithKeysOnly())
+		if err != nil {
+			return false, fmt.Errorf("get %s: %w", key, err)
+		}
+		got := int64(0)
+		if len(r.Kvs) > 0 {
+			got = r.Kvs[0].ModRevision
+		}
+		if got != rev {
+			return false, nil
+		}
+	}
+	return true, nil
+}

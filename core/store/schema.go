@@ -32,7 +32,12 @@ import (
 //     The same version brings scale-in policies (remove-* actions, "min" on an action,
 //     "min-nodes", "min-cpus", "min-memory-mb" in the vertical constraints), which a
 //     necosd of version 3 would evaluate as growing ones.
-const SchemaVersion = 4
+//   - 5: a policy's trigger may say on how many nodes it must hold ("nodes": "any" or
+//     "all"; a scale-in policy without it holds on every node measured). A necosd of
+//     version 4 would refuse to read a policy with the field, and fire a scale-in
+//     policy without it on one idle node among busy ones: it must refuse a store of
+//     version 5. Nothing is rewritten.
+const SchemaVersion = 5
 
 // migrations[v] rewrites a store at version v into version v+1. Each step must be safe to
 // run again after a crash halfway (the version is raised only after it succeeds).
@@ -45,6 +50,8 @@ var migrations = map[int]func(ctx context.Context, s *Store) error{
 	2: indexVNIHolders,
 	// A store of version 3 holds no drift: the version is raised only.
 	3: func(context.Context, *Store) error { return nil },
+	// A store of version 4 holds no trigger.nodes: the version is raised only.
+	4: func(context.Context, *Store) error { return nil },
 }
 
 // ErrSchema is returned by Open when the store was written by a newer necosd.
