@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"os/signal"
 	"syscall"
@@ -42,8 +43,10 @@ func printError(w io.Writer, err error) {
 	var e *client.Error
 	if !errors.As(err, &e) {
 		fmt.Fprintln(w, "Error:", err)
-		if errors.Is(err, syscall.ECONNREFUSED) {
+		var uerr *url.Error
+		if errors.As(err, &uerr) && errors.Is(err, syscall.ECONNREFUSED) {
 			// The commonest first-hour mistake: no necosd listening where necosctl looks.
+			// (Only for a call to necosd: a guest refusing SSH is not that.)
 			fmt.Fprintln(w, "  Is necosd running? Start it with ./scripts/run.sh, or point necosctl at it with --server or NECOS_SERVER.")
 		}
 		return

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/necos/necos/api/apitest"
+	"github.com/necos/necos/api/client"
 	v1 "github.com/necos/necos/api/v1"
 	"github.com/necos/necos/core/pluginhost"
 	"gopkg.in/yaml.v3"
@@ -273,8 +274,9 @@ func TestFailureReasonGroupsBySliceLessMessage(t *testing.T) {
 	}
 }
 
-// TestPrintErrorConnectionRefused checks that a refused connection tells the user how to
-// start necosd or where to point necosctl, and that other errors get no such hint.
+// TestPrintErrorConnectionRefused checks that a call to necosd that is refused tells the
+// user how to start necosd or where to point necosctl, and that other errors, a guest
+// refusing SSH among them, get no such hint.
 func TestPrintErrorConnectionRefused(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -282,19 +284,29 @@ func TestPrintErrorConnectionRefused(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close() // nothing listens there now: the dial is refused
-	_, err = net.Dial("tcp", addr)
+	c, err := client.New("http://"+addr, "token")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.ListSlices(context.Background())
 	if err == nil {
-		t.Fatal("dial to a closed port succeeded")
+		t.Fatal("a call to a closed port succeeded")
 	}
 	var out bytes.Buffer
 	printError(&out, fmt.Errorf("list slices: %w", err))
 	if !strings.Contains(out.String(), "Is necosd running?") || !strings.Contains(out.String(), "./scripts/run.sh") {
-		t.Fatalf("no next step for a refused connection:\n%s", out.String())
+		t.Fatalf("no next step for a refused call to necosd:\n%s", out.String())
 	}
-	out.Reset()
-	printError(&out, errors.New("something else"))
-	if strings.Contains(out.String(), "necosd running") {
-		t.Fatalf("hint on an unrelated error:\n%s", out.String())
+	_, dialErr := net.Dial("tcp", addr)
+	if dialErr == nil {
+		t.Fatal("dial to a closed port succeeded")
+	}
+	for _, other := range []error{errors.New("something else"), fmt.Errorf("ssh core/vm-1: connect to ns:10.0.0.2:22: %w", dialErr)} {
+		out.Reset()
+		printError(&out, other)
+		if strings.Contains(out.String(), "necosd running") {
+			t.Fatalf("necosd hint on %v:\n%s", other, out.String())
+		}
 	}
 }
 

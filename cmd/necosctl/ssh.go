@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	v1 "github.com/necos/necos/api/v1"
@@ -170,6 +171,11 @@ func runSSH(ctx context.Context, t sshTargetInfo, command string, stdin io.Reade
 	defer cancel()
 	conn, err := nsnet.Dial(dctx, "tcp", t.at)
 	if err != nil {
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			// The node answers but nothing listens on its SSH port: a guest refuses for
+			// the first seconds of its boot, before its SSH server starts.
+			return fmt.Errorf("ssh %s: connect to %s: %w (its SSH server is not listening yet: a guest still booting refuses for its first seconds; try again)", t.name, t.at, err)
+		}
 		return fmt.Errorf("ssh %s: connect to %s: %w", t.name, t.at, err)
 	}
 	_ = conn.SetDeadline(time.Now().Add(sshDialTimeout))
