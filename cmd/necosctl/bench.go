@@ -292,23 +292,12 @@ func findID(n *yaml.Node) *yaml.Node {
 	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
 		return findID(n.Content[0])
 	}
-	get := func(m *yaml.Node, key string) *yaml.Node {
-		if m == nil || m.Kind != yaml.MappingNode {
-			return nil
-		}
-		for i := 0; i+1 < len(m.Content); i += 2 {
-			if m.Content[i].Value == key {
-				return m.Content[i+1]
-			}
-		}
-		return nil
-	}
-	sl := get(n, "slices")
-	s := get(sl, "sliced")
+	sl := mapValue(n, "slices")
+	s := mapValue(sl, "sliced")
 	if s == nil {
-		s = get(sl, "slice")
+		s = mapValue(sl, "slice")
 	}
-	return get(s, "id")
+	return mapValue(s, "id")
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -134,19 +134,6 @@ func tunePolicy(part string, p *yaml.Node, t policyTuning) string {
 	return fmt.Sprintf("%s/%s: %s", part, name, strings.Join(what, ", "))
 }
 
-// mapValue returns the value of key in a YAML mapping, or nil.
-func mapValue(m *yaml.Node, key string) *yaml.Node {
-	if m == nil || m.Kind != yaml.MappingNode {
-		return nil
-	}
-	for i := 0; i+1 < len(m.Content); i += 2 {
-		if m.Content[i].Value == key {
-			return m.Content[i+1]
-		}
-	}
-	return nil
-}
-
 // setScalar sets key of a mapping to a scalar (adding it when absent) and returns the
 // value it had ("" when none).
 func setScalar(m *yaml.Node, key, value, tag string) string {
