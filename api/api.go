@@ -24,9 +24,8 @@ import (
 
 	"github.com/gorilla/mux"
 	"github.com/hashicorp/go-hclog"
-	"github.com/necos/necos/core/providers"
 	"github.com/necos/necos/core/spec"
-	"github.com/necos/necos/core/sro"
+	"github.com/necos/necos/core/store"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/semaphore"
 )
@@ -39,10 +38,15 @@ const DefaultMaxBodiesInFlight = 32 * DefaultMaxBody
 
 // Options configure the API.
 type Options struct {
-	Engine *sro.Engine
-	// Registry runs the providers' plugins; nil (in tests) lists no plugins.
-	Registry *providers.Registry
-	Logger   hclog.Logger
+	// Engine is the slice engine (*sro.Engine).
+	Engine Slices
+	// Records is the store the API reads events, tokens, secrets and idempotency keys
+	// from; nil means the engine's own (sro.Engine.Store).
+	Records Records
+	// Plugins lists the plugin instances running for the providers (the registry's
+	// plugin host); nil (in tests) lists none.
+	Plugins PluginLister
+	Logger  hclog.Logger
 	// Metrics is where the HTTP metrics are registered; nil means a private registry.
 	Metrics prometheus.Registerer
 	// Gatherer is what /metrics serves; nil means Metrics when it is a Gatherer (as a
@@ -68,7 +72,8 @@ type Options struct {
 // Handler serves the API. New returns one as an http.Handler.
 type Handler struct {
 	opts    Options
-	engine  *sro.Engine
+	engine  Slices
+	records Records
 	log     hclog.Logger
 	router  *mux.Router
 	metrics *httpMetrics
@@ -78,8 +83,9 @@ type Handler struct {
 	heartbeat time.Duration
 }
 
-// New returns the API handler for opts. It panics when opts.Engine is nil: necosd
-// cannot serve anything without an engine.
+// New returns the API handler for opts. It panics when opts.Engine is nil, or when
+// opts.Records is nil and the engine has no store: necosd cannot serve anything
+// without them.
 func New(opts Options) http.Handler {
 	return newHandler(opts)
 }
@@ -87,6 +93,14 @@ func New(opts Options) http.Handler {
 func newHandler(opts Options) *Handler {
 	if opts.Engine == nil {
 		panic("api.New: Options.Engine is nil")
+	}
+	if opts.Records == nil {
+		if e, ok := opts.Engine.(interface{ Store() *store.Store }); ok {
+			opts.Records = e.Store()
+		}
+	}
+	if opts.Records == nil {
+		panic("api.New: Options.Records is nil and the engine has no store")
 	}
 	if opts.Logger == nil {
 		opts.Logger = hclog.NewNullLogger()
@@ -116,6 +130,7 @@ func newHandler(opts Options) *Handler {
 	h := &Handler{
 		opts:      opts,
 		engine:    opts.Engine,
+		records:   opts.Records,
 		log:       opts.Logger,
 		router:    mux.NewRouter(),
 		metrics:   newHTTPMetrics(reg),
@@ -194,5 +209,5 @@ func (h *Handler) readyz(w http.ResponseWriter, r *http.Request) {
 // probeStore makes one linearizable read, which needs a working etcd quorum: the same
 // thing every API call needs.
 func (h *Handler) probeStore(ctx context.Context) error {
-	return h.engine.Store().Ping(ctx)
+	return h.records.Ping(ctx)
 }

@@ -32,7 +32,7 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
 		h.stream(w, r, v.Slice.ID)
 		return
 	}
-	evs, err := h.engine.Store().Events(ctx, v.Slice.ID)
+	evs, err := h.records.Events(ctx, v.Slice.ID)
 	if err != nil {
 		WriteError(w, r, fmt.Errorf("events of slice %s: %w", v.Slice.ID, err))
 		return
@@ -63,7 +63,7 @@ const goneGrace = 2 * time.Second
 // It ends with a stream.end event once the slice is gone, or when the client leaves.
 func (h *Handler) stream(w http.ResponseWriter, r *http.Request, id string) {
 	ctx := r.Context()
-	st := h.engine.Store()
+	st := h.records
 	last, err := lastEventID(r)
 	if err != nil {
 		WriteError(w, r, err)

@@ -24,7 +24,7 @@ const maxIdempotencyKey = 255
 // document is a 422; another document under a live slice's id stays a 409, but replaces
 // a Failed slice that holds nothing (refused at placement, or rolled back entirely).
 func (h *Handler) submit(w http.ResponseWriter, r *http.Request, doc []byte) (*store.Slice, error) {
-	ctx, tenant, st := r.Context(), TenantFrom(r.Context()), h.engine.Store()
+	ctx, tenant, st := r.Context(), TenantFrom(r.Context()), h.records
 	key, digest := r.Header.Get(IdempotencyHeader), store.Digest(doc)
 	replay := func(sl *store.Slice) (*store.Slice, error) {
 		w.Header().Set(ReplayedHeader, "true")
@@ -98,7 +98,7 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request, doc []byte) (*s
 // link on any provider, and reports whether it did: such a slice keeps nothing but its
 // id and its events, and a tenant who corrects the document expects the id free.
 func (h *Handler) dropEmptyFailed(ctx context.Context, sl *store.Slice) bool {
-	st := h.engine.Store()
+	st := h.records
 	if sl.State != store.SliceFailed || sl.Deleting {
 		return false
 	}

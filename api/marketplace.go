@@ -31,16 +31,21 @@ const marketCallTimeout = 10 * time.Second
 // node (capacity, free, price per node per day; asked in parallel) and what slices hold
 // there (the ledger in st). A provider whose plugin cannot answer has an error in its
 // entry.
-func MarketplaceRoutes(vims VIMSource, st *store.Store) Extra {
+func MarketplaceRoutes(vims VIMSource, st LedgerReader) Extra {
 	m := &marketRoutes{vims: vims, store: st}
 	return func(r *mux.Router, auth func(http.Handler) http.Handler) {
 		r.Handle("/v1/marketplace", auth(http.HandlerFunc(m.get))).Methods(http.MethodGet)
 	}
 }
 
+// LedgerReader tells what slices hold at a provider. *store.Store is one.
+type LedgerReader interface {
+	LedgerSummary(ctx context.Context, provider string) (store.Hold, int, error)
+}
+
 type marketRoutes struct {
 	vims  VIMSource
-	store *store.Store
+	store LedgerReader
 }
 
 func resources(r sdk.Resources) v1.Resources {

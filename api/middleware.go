@@ -160,7 +160,7 @@ func (h *Handler) Auth(next http.Handler) http.Handler {
 				Problems: []v1.Problem{{Path: "header Authorization", Message: "expected \"Bearer <token>\""}}})
 			return
 		}
-		tenant, err := h.engine.Store().TenantByToken(r.Context(), token)
+		tenant, err := h.records.TenantByToken(r.Context(), token)
 		if errors.Is(err, store.ErrNotFound) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="necos", error="invalid_token"`)
 			refuse(&Error{Status: http.StatusUnauthorized, Message: "invalid bearer token",

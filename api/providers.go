@@ -21,8 +21,8 @@ func (h *Handler) providers(w http.ResponseWriter, r *http.Request) {
 // plugins is GET /v1/plugins: the plugin instances running for the providers.
 func (h *Handler) plugins(w http.ResponseWriter, r *http.Request) {
 	out := v1.PluginList{Plugins: []v1.Plugin{}}
-	if h.opts.Registry != nil && h.opts.Registry.Host() != nil {
-		for _, s := range h.opts.Registry.Host().Instances() {
+	if h.opts.Plugins != nil {
+		for _, s := range h.opts.Plugins.Instances() {
 			out.Plugins = append(out.Plugins, pluginView(s))
 		}
 	}

@@ -183,7 +183,7 @@ func (h *Handler) deleteSlice(w http.ResponseWriter, r *http.Request) {
 // a slice's view, for an answer to the tenant who owns it: a single slice's GET, or the
 // answer to its create. Lists, events and streams never carry them.
 func (h *Handler) revealSecrets(ctx context.Context, v *sro.View) error {
-	secrets, err := h.engine.Store().PartSecrets(ctx, v.Slice.ID)
+	secrets, err := h.records.PartSecrets(ctx, v.Slice.ID)
 	if err != nil {
 		return fmt.Errorf("secrets of slice %s: %w", v.Slice.ID, err)
 	}
@@ -207,7 +207,7 @@ func (h *Handler) writeSlice(w http.ResponseWriter, r *http.Request, status int,
 		WriteError(w, r, err)
 		return
 	}
-	evs, err := h.engine.Store().Events(r.Context(), v.Slice.ID)
+	evs, err := h.records.Events(r.Context(), v.Slice.ID)
 	if err != nil {
 		WriteError(w, r, fmt.Errorf("events of slice %s: %w", v.Slice.ID, err))
 		return
@@ -260,7 +260,7 @@ func (h *Handler) awaitSlice(ctx context.Context, tenant, id string) (*sro.View,
 func (h *Handler) failure(ctx context.Context, v *sro.View) *Error {
 	e := &Error{Status: http.StatusServiceUnavailable, SliceID: v.Slice.ID,
 		Message: fmt.Sprintf("slice %s failed: %s", v.Slice.Name, v.Slice.Message)}
-	evs, err := h.engine.Store().Events(ctx, v.Slice.ID)
+	evs, err := h.records.Events(ctx, v.Slice.ID)
 	if err != nil {
 		h.log.Warn("read events of failed slice", "slice", v.Slice.ID, "error", err)
 	}

@@ -25,7 +25,7 @@ import (
 // keeping no other record of it; the effect of an action (its policy's metric back on
 // the right side of the threshold) is read from metrics, when there are any (nil: none).
 // Another tenant's slice is not found (404).
-func TimingsRoutes(slices SliceFinder, st *store.Store, metrics MetricsService, log hclog.Logger) Extra {
+func TimingsRoutes(slices SliceFinder, st TimingRecords, metrics MetricsService, log hclog.Logger) Extra {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
@@ -35,9 +35,16 @@ func TimingsRoutes(slices SliceFinder, st *store.Store, metrics MetricsService, 
 	}
 }
 
+// TimingRecords are what the timings route reads: a slice's events and its policies.
+// *store.Store is one.
+type TimingRecords interface {
+	Events(ctx context.Context, slice string) ([]store.Event, error)
+	GetPolicy(ctx context.Context, slice, name string) (*store.Policy, error)
+}
+
 type timingsRoutes struct {
 	slices  SliceFinder
-	store   *store.Store
+	store   TimingRecords
 	metrics MetricsService
 	log     hclog.Logger
 }

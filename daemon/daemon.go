@@ -219,7 +219,10 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	}
 
 	ao := cfg.API
-	ao.Engine, ao.Registry = d.engine, d.reg
+	ao.Engine, ao.Records = d.engine, d.store
+	if host := d.reg.Host(); host != nil {
+		ao.Plugins = host
+	}
 	ao.Logger = named(ao.Logger, log, "api")
 	ao.Metrics, ao.Gatherer = d.prom, d.prom
 	if ao.Ready == nil && !cfg.Off.PluginStart {
