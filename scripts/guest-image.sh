@@ -25,7 +25,7 @@ flock 9
 if [ -f "$OUT/.done" ]; then echo "$OUT"; exit 0; fi
 
 need=()
-for p in busybox-static qemu-utils e2fsprogs kmod; do
+for p in busybox-static qemu-utils e2fsprogs kmod lz4; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
 if [ "${#need[@]}" -gt 0 ]; then
@@ -128,7 +128,9 @@ chmod 755 "$R/etc/rcS" "$R/etc/sshd"
 ln -s bin/busybox "$R/init"
 
 mkdir -p "$OUT.tmp"
-(cd "$R" && find . | sort | "$X/bin/busybox" cpio -o -H newc 2>/dev/null) | gzip -6 > "$OUT.tmp/initrd.img"
+# LZ4 (the legacy format the kernel reads): a guest under TCG unpacks it in a fraction of
+# gzip's time, for a fifth more bytes.
+(cd "$R" && find . | sort | "$X/bin/busybox" cpio -o -H newc 2>/dev/null) | lz4 -l -9 -q > "$OUT.tmp/initrd.img"
 cp "$X/boot/vmlinuz-$kver" "$OUT.tmp/vmlinuz"
 # The data disk: a small ext4 file system that overlays grow to storage-gb. It carries
 # the programs services start (necos-cdn: the Touristic CDN's servers, which
