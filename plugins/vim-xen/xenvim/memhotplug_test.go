@@ -1,8 +1,14 @@
 package xenvim
 
 import (
+	"context"
+	"fmt"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/necos/necos/sdk"
 )
 
 // A QEMU guest with virtio-mem boots with its own memory (its NUMA node) and a device
@@ -130,5 +136,58 @@ func TestReadVirtioMem(t *testing.T) {
 	if _, _, err := readVirtioMem(strings.Replace(libvirtVirtioMem, "<cell id='0' cpus='0-3' memory='262144' unit='KiB'/>", "", 1)); err == nil ||
 		!strings.Contains(err.Error(), "NUMA") {
 		t.Errorf("a device without a NUMA node: %v, want an error naming it", err)
+	}
+}
+
+// A real guest with virtio-mem (memory_hotplug's default) grows past the memory it
+// booted with, shrinks back (unplugging), goes below its boot size (the balloon) and
+// grows again, each seen by the guest (MemTotal) and each the size Describe reports.
+func TestRealGuestMemoryHotplug(t *testing.T) {
+	e := newGuestEnv(t, func(c *Config) { c.MemoryHotplug = MemoryHotplugVirtioMem })
+	ctx := context.Background()
+	spec := e.spec("mem", sdk.VDUSpec{Name: "vm", Instances: 1, CPUs: 1, MemoryMB: 256, StorageGB: 1})
+	t.Cleanup(func() { _ = e.p.Delete(context.Background(), spec.Ref) })
+	part, err := e.p.Create(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	memTotal := func() int {
+		out := waitSSH(t, part, "vm-1", "awk '/^MemTotal:/ {print $2}' /proc/meminfo", 2*time.Minute)
+		kb, err := strconv.Atoi(strings.TrimSpace(out))
+		if err != nil {
+			t.Fatalf("MemTotal: %q: %v", out, err)
+		}
+		return kb / 1024
+	}
+	boot := memTotal()
+	if boot > 256 {
+		t.Fatalf("the guest booted with MemTotal %d MB, want at most its 256 MB (not max_node's %d)", boot, e.cfg.MaxNode.MemoryMB)
+	}
+	for _, step := range []struct {
+		memMB int64
+		want  func(mb int) bool
+		what  string
+	}{
+		{512, func(mb int) bool { return mb > boot+200 }, fmt.Sprintf("> %d", boot+200)},
+		{384, func(mb int) bool { return mb < boot+200 && mb > boot+64 }, fmt.Sprintf("%d to %d", boot+64, boot+200)},
+		{192, func(mb int) bool { return mb < boot-32 }, fmt.Sprintf("< %d", boot-32)},
+		{512, func(mb int) bool { return mb > boot+200 }, fmt.Sprintf("> %d", boot+200)},
+	} {
+		if part, err = e.p.Resize(ctx, sdk.ResizeRequest{Ref: spec.Ref, VDU: "vm", MemoryMB: step.memMB}); err != nil {
+			t.Fatalf("resize to %d MB: %v", step.memMB, err)
+		}
+		if got := part.Nodes[0].MemoryMB; got != step.memMB {
+			t.Errorf("resize to %d MB: the node is described with %d MB", step.memMB, got)
+		}
+		mb := 0
+		for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(time.Second) {
+			if mb = memTotal(); step.want(mb) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("resize to %d MB: the guest's MemTotal is %d MB after 2 minutes, want %s", step.memMB, mb, step.what)
+			}
+		}
+		t.Logf("resized to %d MB: MemTotal %d MB", step.memMB, mb)
 	}
 }
