@@ -66,7 +66,26 @@ type Config struct {
 	// [DefaultTCGCacheMB]): what an idle guest's qemu keeps resident for it, against how
 	// often a boot flushes it and translates again.
 	TCGCacheMB int `json:"tcg_cache_mb"`
+	// MemoryHotplug is how a real guest under QEMU (KVM or TCG) grows past the memory it
+	// has: [MemoryHotplugVirtioMem] (the default) boots it with its own size and plugs
+	// memory in on a Resize; [MemoryHotplugBalloon] boots it with max_node's memory and
+	// balloons down to its size, for images without virtio-mem. Xen guests always
+	// balloon.
+	MemoryHotplug string `json:"memory_hotplug"`
 }
+
+// The ways a guest grows past its memory (Config.MemoryHotplug).
+const (
+	// MemoryHotplugVirtioMem boots a guest with its own size and a virtio-mem device
+	// spanning the rest of max_node's memory, of which a Resize plugs what it asks for:
+	// an idle guest holds no page tables or page map for memory it does not have. The
+	// guest needs the virtio_mem driver and hot-plugged memory onlined (the project's
+	// image does both; a standard image needs memhp_default_state=online_movable).
+	MemoryHotplugVirtioMem = "virtio-mem"
+	// MemoryHotplugBalloon boots a guest with max_node's memory and gives back what it
+	// does not have through its balloon.
+	MemoryHotplugBalloon = "balloon"
+)
 
 // DefaultTCGEmulator is where scripts/qemu.sh installs the wrapper that runs QEMU's TCG
 // single-threaded (thread=single), under which a live vCPU hot-plug cannot abort QEMU 7.2.
@@ -149,6 +168,10 @@ var schema = sdk.ConfigSchema{Fields: []sdk.ConfigField{
 		Description: "CIDR the nodes of a slice share across links; its prefix length goes on the nodes' NICs (default: subnet)"},
 	{Name: "tcg_cache_mb", Type: sdk.FieldInt, Default: DefaultTCGCacheMB,
 		Description: "TCG guests' translated-code cache in MiB (resident in an idle guest's qemu; smaller: more retranslation at boot)"},
+	{Name: "memory_hotplug", Type: sdk.FieldString, Default: MemoryHotplugVirtioMem,
+		Description: "how QEMU guests grow past their memory: virtio-mem (boot with the node's size, plug memory in on a resize; " +
+			"the image needs the virtio_mem driver and memhp_default_state=online_movable) or balloon (boot with max_node's memory, " +
+			"balloon down to the node's size)"},
 	{Name: "tcg_emulator", Type: sdk.FieldString,
 		Description: "emulator of TCG guests (domain type qemu): an absolute path; default " + DefaultTCGEmulator +
 			" when installed (scripts/qemu.sh: single-threaded TCG, so live add-cpu cannot abort QEMU), else libvirt's; \"libvirt\": libvirt's own"},
@@ -180,6 +203,8 @@ type settings struct {
 	tcgEmulator string
 	// tcgCacheMB is the TCG guests' translation cache (MiB).
 	tcgCacheMB int
+	// virtioMem: QEMU guests grow through a virtio-mem device (memory_hotplug).
+	virtioMem bool
 }
 
 // check validates c and reports every problem at once, each naming its key.
@@ -299,6 +324,13 @@ func (c Config) check(provider sdk.Provider) (settings, error) {
 		bad("tcg_cache_mb: expected 1 to 4096 (MiB), got %d", c.TCGCacheMB)
 	default:
 		s.tcgCacheMB = c.TCGCacheMB
+	}
+	switch c.MemoryHotplug {
+	case "", MemoryHotplugVirtioMem:
+		s.virtioMem = true
+	case MemoryHotplugBalloon:
+	default:
+		bad("memory_hotplug: expected %q or %q, got %q", MemoryHotplugVirtioMem, MemoryHotplugBalloon, c.MemoryHotplug)
 	}
 	if s.guests && !s.subnet.IsValid() {
 		bad("subnet: required with images (nodes of real guests need addresses)")

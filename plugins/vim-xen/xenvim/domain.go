@@ -199,6 +199,9 @@ type guestSpec struct {
 	Emulated                bool   // TCG: the maximum CPU model qemu emulates
 	Emulator                string // the emulator libvirt runs; empty: its own
 	TCGCacheMB              int    // TCG: the translation cache (MiB)
+	// VirtioMem boots the guest with its own memory and a virtio-mem device spanning the
+	// rest of its maximum (memory_hotplug), instead of booting it with the maximum.
+	VirtioMem bool
 }
 
 // The domain XML the plugin writes. Only the elements it sets are modelled.
@@ -209,6 +212,7 @@ type domainXML struct {
 	Title         string       `xml:"title,omitempty"`
 	Description   string       `xml:"description,omitempty"`
 	Metadata      metadataXML  `xml:"metadata"`
+	MaxMemory     *maxMemXML   `xml:"maxMemory,omitempty"`
 	Memory        sizeXML      `xml:"memory"`
 	CurrentMemory sizeXML      `xml:"currentMemory"`
 	VCPU          vcpuXML      `xml:"vcpu"`
@@ -222,7 +226,41 @@ type domainXML struct {
 }
 
 type cpuXML struct {
-	Mode string `xml:"mode,attr"`
+	Mode string     `xml:"mode,attr"`
+	NUMA *[]cellXML `xml:"numa>cell,omitempty"`
+}
+
+// cellXML is a guest NUMA node: libvirt wants one for any memory device.
+type cellXML struct {
+	ID     int    `xml:"id,attr"`
+	CPUs   string `xml:"cpus,attr"`
+	Memory uint64 `xml:"memory,attr"`
+	Unit   string `xml:"unit,attr,omitempty"`
+}
+
+type maxMemXML struct {
+	Slots int    `xml:"slots,attr"`
+	Unit  string `xml:"unit,attr,omitempty"`
+	Value uint64 `xml:",chardata"`
+}
+
+// memoryDevXML is a virtio-mem device: Size is how far it can grow the guest, Requested
+// how much of it is plugged in.
+type memoryDevXML struct {
+	Model  string          `xml:"model,attr"`
+	Target memoryTargetXML `xml:"target"`
+	Alias  *aliasXML       `xml:"alias,omitempty"`
+}
+
+type memoryTargetXML struct {
+	Size      sizeXML `xml:"size"`
+	Node      int     `xml:"node"`
+	Block     sizeXML `xml:"block"`
+	Requested sizeXML `xml:"requested"`
+}
+
+type aliasXML struct {
+	Name string `xml:"name,attr"`
 }
 
 type featuresXML struct {
@@ -273,6 +311,7 @@ type devicesXML struct {
 	Serial      *serialXML      `xml:"serial,omitempty"`
 	Console     *serialXML      `xml:"console,omitempty"`
 	Balloon     *balloonXML     `xml:"memballoon,omitempty"`
+	Memory      []memoryDevXML  `xml:"memory"`
 }
 
 type diskXML struct {
@@ -441,6 +480,9 @@ func (x *domainXML) guest(d domainSpec) {
 		x.Devices.Balloon = &balloonXML{Model: "virtio", FreePageReporting: "on", Stats: &statsXML{Period: 5}}
 		// No USB: nothing uses it, and it is one more device to enumerate at boot.
 		x.Devices.Controllers = append(x.Devices.Controllers, controllerXML{Type: "usb", Model: "none"})
+		if g.VirtioMem && d.MaxMemMB > d.MemoryMB {
+			x.virtioMem(d)
+		}
 	}
 	if g.Emulated {
 		// TCG's translated-code cache defaults to 1 GiB, of which a booted guest fills
@@ -452,6 +494,32 @@ func (x *domainXML) guest(d domainSpec) {
 		x.Devices.Emulator = g.Emulator
 	}
 }
+
+// virtioMemBlockMiB is the virtio-mem device's block, the unit memory is plugged in:
+// QEMU's smallest on x86 (the transparent huge page size).
+const virtioMemBlockMiB = 2
+
+// virtioMemAlias names the plugin's virtio-mem device ("ua-": an alias libvirt keeps in
+// the persistent definition too).
+const virtioMemAlias = "ua-necos-mem"
+
+// virtioMem boots the guest with its own memory (one NUMA node, which libvirt wants for
+// memory devices) and adds a virtio-mem device spanning the rest of its maximum, nothing
+// plugged: a guest booted with its maximum sizes its page map and tables for it and
+// touches memory that its balloon gives back only in part (an idle 256 MB guest of a
+// 1 GB maximum held 154 MB of guest RAM on the host, of 256 MB: 83).
+func (x *domainXML) virtioMem(d domainSpec) {
+	size := roundUp(d.MaxMemMB-d.MemoryMB, virtioMemBlockMiB)
+	x.MaxMemory = &maxMemXML{Slots: 1, Unit: "MiB", Value: uint64(d.MemoryMB + size)}
+	x.Memory = sizeXML{Unit: "MiB", Value: uint64(d.MemoryMB + size)}
+	cells := []cellXML{{ID: 0, CPUs: fmt.Sprintf("0-%d", max(d.MaxCPUs, d.CPUs, 1)-1), Memory: uint64(d.MemoryMB), Unit: "MiB"}}
+	x.CPU.NUMA = &cells
+	x.Devices.Memory = append(x.Devices.Memory, memoryDevXML{Model: "virtio-mem", Alias: &aliasXML{Name: virtioMemAlias},
+		Target: memoryTargetXML{Size: sizeXML{Unit: "MiB", Value: uint64(size)},
+			Block: sizeXML{Unit: "MiB", Value: virtioMemBlockMiB}, Requested: sizeXML{Unit: "MiB", Value: 0}}})
+}
+
+func roundUp(v, to int64) int64 { return (v + to - 1) / to * to }
 
 // DefaultTCGCacheMB is the default size of a TCG guest's translation cache: smaller
 // caches make boots flush and translate again (16 MiB: +15 % CPU per boot), larger ones
@@ -470,6 +538,22 @@ type liveXML struct {
 	Metadata      struct {
 		Node *nodeMeta `xml:"urn:necos:vim-xen:v1 node"`
 	} `xml:"metadata"`
+	Mems []struct {
+		Model     string  `xml:"model,attr"`
+		Requested sizeXML `xml:"target>requested"`
+	} `xml:"devices>memory"`
+}
+
+// memMB is the node's memory: its balloon's, plus what a virtio-mem device has plugged
+// in (memhotplug.go).
+func (x liveXML) memMB() int64 {
+	mb := x.CurrentMemory.mebibytes()
+	for _, m := range x.Mems {
+		if m.Model == "virtio-mem" {
+			mb += m.Requested.mebibytes()
+		}
+	}
+	return mb
 }
 
 func parseDomain(s string) (liveXML, error) {

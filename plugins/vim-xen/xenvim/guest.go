@@ -122,6 +122,7 @@ func (g *guestPlan) prepare(d *domainSpec, pl planned, im guestImage) (iso []byt
 	if d.Type == "qemu" {
 		d.Guest.Emulator, d.Guest.TCGCacheMB = g.s.tcgEmulator, g.s.tcgCacheMB
 	}
+	d.Guest.VirtioMem = d.Type != "xen" && g.s.virtioMem
 	if d.Type == "xen" {
 		d.Guest.Bridge = d.Bridge
 	} else {

@@ -60,6 +60,8 @@ func guestConfig(t testing.TB) (Config, bool) {
 		TCGEmulator: os.Getenv("NECOS_TCG_EMULATOR"),
 		// NECOS_TCG_CACHE_MB sets the translation cache (tcg_cache_mb), to compare.
 		TCGCacheMB: envInt("NECOS_TCG_CACHE_MB"),
+		// NECOS_MEMORY_HOTPLUG=balloon boots guests with their maximum memory, to compare.
+		MemoryHotplug: os.Getenv("NECOS_MEMORY_HOTPLUG"),
 	}, true
 }
 

@@ -104,7 +104,7 @@ func readNode(d *libvirt.Domain, s *settings) (node, bool, error) {
 		state:    state,
 		cpus:     x.VCPU.current(),
 		maxCPUs:  x.VCPU.Max,
-		memMB:    x.CurrentMemory.mebibytes(),
+		memMB:    x.memMB(),
 		maxMemMB: x.Memory.mebibytes(),
 	}, true, nil
 }

@@ -724,6 +724,10 @@ func resizeNode(conn *libvirt.Connect, n node, cpus int, memMB int64) error {
 			}
 		}
 		if memMB > 0 && memMB != n.memMB {
+			// A guest with a virtio-mem device grows by plugging memory in (memhotplug.go).
+			if done, err := resizeVirtioMem(d, n.memMB, memMB, live); done || err != nil {
+				return err
+			}
 			kib := uint64(memMB) << 10
 			if err := d.SetMemoryFlags(kib, libvirt.DOMAIN_MEM_CONFIG); err != nil {
 				return fmt.Errorf("memory (config): %w", err)

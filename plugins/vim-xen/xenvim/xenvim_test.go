@@ -136,23 +136,25 @@ func TestConfigCheck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.uri != DefaultURI || s.domainType != "xen" || s.maxCPUs != 4 || s.maxMemMB != 1024 || s.tcgCacheMB != DefaultTCGCacheMB {
+	if s.uri != DefaultURI || s.domainType != "xen" || s.maxCPUs != 4 || s.maxMemMB != 1024 || s.tcgCacheMB != DefaultTCGCacheMB || !s.virtioMem {
 		t.Errorf("defaults: %+v", s)
 	}
-	s, err = Config{URI: "qemu+ssh://host/system", Capacity: ok.Capacity, MaxNode: NodeLimit{CPUs: 2}}.check(provider)
-	if err != nil || s.domainType != "" || s.maxCPUs != 2 {
+	s, err = Config{URI: "qemu+ssh://host/system", Capacity: ok.Capacity, MaxNode: NodeLimit{CPUs: 2},
+		MemoryHotplug: MemoryHotplugBalloon}.check(provider)
+	if err != nil || s.domainType != "" || s.maxCPUs != 2 || s.virtioMem {
 		t.Errorf("qemu: %+v, %v", s, err)
 	}
 
 	bad := Config{URI: "vbox:///session", Capacity: Capacity{CPUs: 0, MemoryMB: -1, StorageGB: -1},
 		MaxNode: NodeLimit{CPUs: -1}, PricePerNodeDay: -1, Subnet: "10.0.0.0/33",
-		SSH: &SSHConfig{IP: "host", Port: 0}, API: &Endpoint{IP: "10.0.0.1", Port: 70000}, TCGCacheMB: -16}
+		SSH: &SSHConfig{IP: "host", Port: 0}, API: &Endpoint{IP: "10.0.0.1", Port: 70000}, TCGCacheMB: -16,
+		MemoryHotplug: "dimm"}
 	_, err = bad.check(provider)
 	if sdk.CodeOf(err) != sdk.CodeInvalidArgument {
 		t.Fatalf("bad config: %v", err)
 	}
 	for _, key := range []string{"domain_type", "capacity.cpus", "capacity.memory_mb", "capacity.storage_gb",
-		"max_node.cpus", "price_per_node_day", "subnet", "ssh.ip", "ssh.port", "api.port", "tcg_cache_mb"} {
+		"max_node.cpus", "price_per_node_day", "subnet", "ssh.ip", "ssh.port", "api.port", "tcg_cache_mb", "memory_hotplug"} {
 		if !strings.Contains(err.Error(), key+":") {
 			t.Errorf("error does not name %s: %v", key, err)
 		}
