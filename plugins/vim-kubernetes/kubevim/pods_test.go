@@ -265,10 +265,14 @@ spec:
 	}
 	url := fmt.Sprintf("http://%s:8080/healthz", svc.Spec.ClusterIP)
 	// A new pod is retried: kube-router admits its address once it has seen the pod's
-	// update. Debian's busybox wget has no -T: timeout(1) bounds each try.
-	reach := fmt.Sprintf("for i in $(seq 30); do if timeout 3 wget -q -O /dev/null %s; then echo answered at try $i; exit 0; fi; sleep 1; done; exit 1", url)
+	// update. Debian's busybox wget has no -T: timeout(1) bounds each try. Then the
+	// Service by its name, through the nodes' cluster DNS: the core's namespace is what
+	// a service file's ${parts.<core>.namespace} gives.
+	name := fmt.Sprintf("store.%s.svc.%s", cns, kubenode.ClusterDomain)
+	reach := fmt.Sprintf("for i in $(seq 30); do if timeout 3 wget -q -O /dev/null %s; then echo answered at try $i; break; fi; sleep 1; done; "+
+		"nslookup %s && timeout 3 wget -q -O - http://%s:8080/healthz && echo && echo answered by name", url, name, name)
 	if ok, log := probePod(ctx, t, c.Client, ens, "same-slice", reach); !ok {
-		t.Errorf("a pod of the slice's edge (%s) cannot reach the core's Service at %s: %s", ens, url, log)
+		t.Errorf("a pod of the slice's edge (%s) cannot reach the core's Service at %s and by its name %s: %s", ens, url, name, log)
 	} else {
 		t.Logf("a new pod of the slice's edge reached the core's Service: %s", log)
 	}
