@@ -270,7 +270,7 @@ func (d *DataPlane) Start(ctx context.Context, apiAddr string, admin []byte) err
 	if err != nil {
 		return err
 	}
-	if d.dns, err = startDNS(d.Hub, cs); err != nil {
+	if d.dns, err = startDNS(ctx, d.Hub, cs); err != nil {
 		return err
 	}
 	// The nodes come up side by side: most of the time is each waiting on its own

@@ -11,8 +11,9 @@ import (
 
 	"golang.org/x/net/dns/dnsmessage"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
 
 	"github.com/necos/necos/sdk/nsnet"
 )
@@ -24,9 +25,11 @@ import (
 // pod's own namespace's Services). It is served from the hub namespace on the hub's
 // address, every node's and pod's router, so no Service or kube-proxy rule is needed to
 // reach it; the kubelets write it into every pod's resolv.conf (clusterDNS). It runs in
-// the data plane's own process: nothing to build or start, and it needs only a Service
-// lookup per query, which the API server answers in a few milliseconds. Names outside
-// the cluster domain get NXDOMAIN: pods reach nothing outside the cluster's namespaces.
+// the data plane's own process: nothing to build or start. Names outside the cluster
+// domain get NXDOMAIN: pods reach nothing outside the cluster's namespaces. Answers come
+// from a watched cache of the cluster's Services (an informer), not a request to the API
+// server per query: the admin client is rate limited (5 requests a second by default),
+// which made a lookup (A and AAAA) take 400 ms.
 const (
 	// ClusterDomain is the cluster's DNS domain, as in most clusters.
 	ClusterDomain = "cluster.local"
@@ -37,14 +40,15 @@ const (
 
 // DNSServer is the hub's DNS server (UDP only: its answers are one address each).
 type DNSServer struct {
-	conn net.PacketConn
-	cs   kubernetes.Interface
-	wg   sync.WaitGroup
+	conn     net.PacketConn
+	services corelisters.ServiceLister
+	stop     chan struct{}
+	wg       sync.WaitGroup
 }
 
 // startDNS listens on the hub's address inside the hub namespace and answers for the
 // cluster's Services from cs.
-func startDNS(hub string, cs kubernetes.Interface) (*DNSServer, error) {
+func startDNS(ctx context.Context, hub string, cs kubernetes.Interface) (*DNSServer, error) {
 	var conn net.PacketConn
 	err := nsnet.In(hub, func() error {
 		c, err := net.ListenPacket("udp4", net.JoinHostPort(hubIP, fmt.Sprint(dnsPort)))
@@ -54,7 +58,19 @@ func startDNS(hub string, cs kubernetes.Interface) (*DNSServer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubenode: cluster DNS on %s:%d in %s: %w", hubIP, dnsPort, hub, err)
 	}
-	s := &DNSServer{conn: conn, cs: cs}
+	s := &DNSServer{conn: conn, stop: make(chan struct{})}
+	f := informers.NewSharedInformerFactory(cs, 0)
+	s.services = f.Core().V1().Services().Lister()
+	f.Start(s.stop)
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for typ, ok := range f.WaitForCacheSync(ctx.Done()) {
+		if !ok {
+			close(s.stop)
+			conn.Close()
+			return nil, fmt.Errorf("kubenode: cluster DNS: the %v cache did not fill within a minute", typ)
+		}
+	}
 	s.wg.Add(1)
 	go s.serve()
 	return s, nil
@@ -62,6 +78,7 @@ func startDNS(hub string, cs kubernetes.Interface) (*DNSServer, error) {
 
 // Close stops the server and waits for its queries to end.
 func (s *DNSServer) Close() error {
+	close(s.stop)
 	err := s.conn.Close()
 	s.wg.Wait()
 	return err
@@ -141,9 +158,7 @@ func (s *DNSServer) lookup(name string) (net.IP, bool, error) {
 	if !ok || strings.Contains(ns, ".") {
 		return nil, false, nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	got, err := s.cs.CoreV1().Services(ns).Get(ctx, svc, metav1.GetOptions{})
+	got, err := s.services.Services(ns).Get(svc)
 	if apierrors.IsNotFound(err) {
 		return nil, false, nil
 	}

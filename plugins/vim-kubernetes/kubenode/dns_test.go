@@ -7,16 +7,23 @@ import (
 	"golang.org/x/net/dns/dnsmessage"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes/fake"
 )
 
 func TestDNSAnswers(t *testing.T) {
-	s := &DNSServer{cs: fake.NewSimpleClientset(
+	cs := fake.NewSimpleClientset(
 		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "necos-s-core", Name: "history"},
 			Spec: corev1.ServiceSpec{ClusterIP: "10.0.0.42"}},
 		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "necos-s-core", Name: "headless"},
 			Spec: corev1.ServiceSpec{ClusterIP: corev1.ClusterIPNone}},
-	)}
+	)
+	f := informers.NewSharedInformerFactory(cs, 0)
+	s := &DNSServer{services: f.Core().V1().Services().Lister()}
+	stop := make(chan struct{})
+	defer close(stop)
+	f.Start(stop)
+	f.WaitForCacheSync(stop)
 	for _, tc := range []struct {
 		name  string
 		qtype dnsmessage.Type

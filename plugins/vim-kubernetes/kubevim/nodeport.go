@@ -3,8 +3,11 @@ package kubevim
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 
 	admissionv1 "k8s.io/api/admissionregistration/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	admissionv1ac "k8s.io/client-go/applyconfigurations/admissionregistration/v1"
 	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
@@ -36,9 +39,14 @@ const (
 )
 
 // ensureNodePortPolicy applies the admission policy and its binding (cluster-scoped,
-// shared by every provider of the cluster: each applies the same objects).
+// shared by every provider of the cluster: each applies the same objects) unless both
+// are there as they should be: two reads cost a Create less than two server-side
+// applies, and a policy someone removed is still put back (BenchmarkNodePortPolicy).
 func ensureNodePortPolicy(ctx context.Context, k *cluster) error {
 	managed := map[string]string{labelManagedBy: managedBy}
+	if nodePortPolicyCurrent(ctx, k, managed) {
+		return nil
+	}
 	fail := admissionv1.Fail
 	if _, err := k.cs.AdmissionregistrationV1().ValidatingAdmissionPolicies().Apply(ctx,
 		admissionv1ac.ValidatingAdmissionPolicy(nodePortPolicyName).WithLabels(managed).WithSpec(
@@ -62,6 +70,25 @@ func ensureNodePortPolicy(ctx context.Context, k *cluster) error {
 		return apiError(err, "apply admission policy binding "+nodePortPolicyName)
 	}
 	return nil
+}
+
+// nodePortPolicyCurrent reports whether the policy and its binding hold what
+// ensureNodePortPolicy applies; any error reads as no.
+func nodePortPolicyCurrent(ctx context.Context, k *cluster, managed map[string]string) bool {
+	pol, err := k.cs.AdmissionregistrationV1().ValidatingAdmissionPolicies().Get(ctx, nodePortPolicyName, metav1.GetOptions{})
+	if err != nil || pol.Spec.FailurePolicy == nil || *pol.Spec.FailurePolicy != admissionv1.Fail ||
+		len(pol.Spec.Validations) != 1 || pol.Spec.Validations[0].Expression != nodePortExpression ||
+		pol.Spec.Validations[0].Message != nodePortMessage {
+		return false
+	}
+	b, err := k.cs.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings().Get(ctx, nodePortPolicyName, metav1.GetOptions{})
+	if err != nil || b.Spec.PolicyName != nodePortPolicyName || !slices.Equal(b.Spec.ValidationActions, []admissionv1.ValidationAction{admissionv1.Deny}) ||
+		b.Spec.MatchResources == nil || b.Spec.MatchResources.NamespaceSelector == nil ||
+		len(b.Spec.MatchResources.NamespaceSelector.MatchExpressions) != 0 ||
+		!maps.Equal(b.Spec.MatchResources.NamespaceSelector.MatchLabels, managed) {
+		return false
+	}
+	return true
 }
 
 // keepClientSource gives a Service manifest reached from outside the cluster that
