@@ -42,6 +42,7 @@ const (
 type DNSServer struct {
 	conn     net.PacketConn
 	services corelisters.ServiceLister
+	informer informers.SharedInformerFactory
 	stop     chan struct{}
 	wg       sync.WaitGroup
 }
@@ -60,13 +61,14 @@ func startDNS(ctx context.Context, hub string, cs kubernetes.Interface) (*DNSSer
 	}
 	s := &DNSServer{conn: conn, stop: make(chan struct{})}
 	f := informers.NewSharedInformerFactory(cs, 0)
-	s.services = f.Core().V1().Services().Lister()
+	s.services, s.informer = f.Core().V1().Services().Lister(), f
 	f.Start(s.stop)
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	for typ, ok := range f.WaitForCacheSync(ctx.Done()) {
 		if !ok {
 			close(s.stop)
+			f.Shutdown()
 			conn.Close()
 			return nil, fmt.Errorf("kubenode: cluster DNS: the %v cache did not fill within a minute", typ)
 		}
@@ -79,6 +81,7 @@ func startDNS(ctx context.Context, hub string, cs kubernetes.Interface) (*DNSSer
 // Close stops the server and waits for its queries to end.
 func (s *DNSServer) Close() error {
 	close(s.stop)
+	s.informer.Shutdown()
 	err := s.conn.Close()
 	s.wg.Wait()
 	return err
