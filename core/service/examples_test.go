@@ -15,8 +15,9 @@ import (
 // TestExamples checks examples/services against the slices of examples/slices they are
 // deployed onto: they parse without warnings, every part and VDU they name exists,
 // manifests go onto Kubernetes parts only, and every reference resolves against what a
-// created slice holds — node addresses for VM parts, the API endpoint for Kubernetes
-// parts (whose nodes have no addresses of their own).
+// created slice holds — node addresses for VM parts, the API endpoint and the
+// namespace for Kubernetes parts (whose nodes have no addresses of
+// their own).
 func TestExamples(t *testing.T) {
 	for _, c := range []struct{ service, slice string }{
 		{"touristic-cdn.yaml", "touristic-cdn.yaml"},
@@ -53,6 +54,7 @@ func TestExamples(t *testing.T) {
 				kube := strings.EqualFold(p.VIM.Name, service.VIMKubernetes)
 				if kube {
 					ps.VIMRef = spec.Endpoint{IPAPI: "192.0.2.10", PortAPI: 6443}
+					ps.Namespace = "necos-example-" + p.Name
 				} else {
 					ps.VIMRef = spec.Endpoint{IPSSH: "192.0.2.20", PortSSH: 22}
 				}

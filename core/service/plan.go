@@ -58,8 +58,21 @@ func (o *Orchestrator) resolverFor(v *sro.View) (*spec.Slice, func(string) (stri
 	if err != nil {
 		return nil, nil, err
 	}
-	return s, spec.Resolver(s, o.opts.Slices.Status(v)), nil
+	st := o.opts.Slices.Status(v)
+	// A Kubernetes part's namespace is an attribute of what its provider made (the status
+	// rendered to tenants does not carry attributes).
+	for _, p := range v.Parts {
+		if ps, ok := st.Parts[p.Name]; ok && p.Observed != nil && p.Observed.Attributes[AttrNamespace] != "" {
+			ps.Namespace = p.Observed.Attributes[AttrNamespace]
+			st.Parts[p.Name] = ps
+		}
+	}
+	return s, spec.Resolver(s, st), nil
 }
+
+// AttrNamespace is the part attribute naming a Kubernetes part's namespace
+// (vim-kubernetes sets it), which ${parts.<part>.namespace} gives.
+const AttrNamespace = "namespace"
 
 // plan checks a service against the slice — references, parts, VDUs, manifests only on
 // Kubernetes parts, policy names — and finds each part's deployer. Every problem of the

@@ -133,6 +133,7 @@ func hasRefPrefix(s string) bool {
 //
 //	slice.id, slice.name
 //	parts.<part>.name | type | location
+//	parts.<part>.namespace   (a Kubernetes part's namespace: PartStatus.Namespace)
 //	parts.<part>.vim-ref.ip-api | port-api | ip-ssh | port-ssh
 //	parts.<part>.dc-slice-controller.ip | port
 //	parts.<part>.vdus.<vdu-or-node>.ip | name | id | type   (a VDU: its first node)
@@ -192,6 +193,10 @@ func resolvePart(part *DCPart, ps PartStatus, created bool, f []string) (string,
 			return nonEmpty(part.Type)
 		case "location":
 			return nonEmpty(part.Location)
+		case "namespace":
+			if created {
+				return nonEmpty(ps.Namespace)
+			}
 		}
 	case len(f) == 2 && created && f[0] == "vim-ref":
 		r := ps.VIMRef

@@ -3,6 +3,7 @@ package spec
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"strings"
 	"testing"
@@ -52,6 +53,24 @@ func TestResolver(t *testing.T) {
 		if got != want || ok != (want != "") {
 			t.Errorf("%s = %q, %v; want %q", ref, got, ok, want)
 		}
+	}
+	// A Kubernetes part's namespace; a part without one (an SSH part) has none.
+	st2 := Status{Parts: map[string]PartStatus{}}
+	maps.Copy(st2.Parts, st.Parts)
+	core := st2.Parts["core"]
+	core.Namespace = "necos-s1-core"
+	st2.Parts["core"] = core
+	if got, ok := Resolver(s, st2)("parts.core.namespace"); got != "necos-s1-core" || !ok {
+		t.Errorf("parts.core.namespace = %q, %v; want necos-s1-core", got, ok)
+	}
+	if got, ok := r("parts.core.namespace"); ok {
+		t.Errorf("parts.core.namespace without one = %q, want none", got)
+	}
+	if got, ok := r("parts.edge.namespace"); ok {
+		t.Errorf("parts.edge.namespace (an SSH part) = %q, want none", got)
+	}
+	if _, ok := Resolver(s, Status{})("parts.core.namespace"); ok {
+		t.Error("a namespace before creation")
 	}
 	// Before creation nothing but the spec's own facts resolves.
 	r = Resolver(s, Status{})

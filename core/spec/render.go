@@ -35,6 +35,10 @@ type PartStatus struct {
 	VSwitch VSwitch `json:"vswitch"`
 	// Nodes are the part's nodes; each is rendered as one vdu entry.
 	Nodes []NodeStatus `json:"nodes,omitempty"`
+	// Namespace is a Kubernetes part's namespace in its provider's cluster (the part's
+	// "namespace" attribute), what ${parts.<part>.namespace} names: another part's pods
+	// name the part's Services by DNS with it. It is not written into the document.
+	Namespace string `json:"-"`
 	// State is part-state, written only for a part its provider no longer has as
 	// created (Lost), with Reason (part-state-reason) saying what is missing.
 	State  string `json:"part-state,omitempty"`

@@ -86,7 +86,9 @@ func TestIoTSliceOnRealPods(t *testing.T) {
 	t.Logf("edge agent pod %s runs on %s", pod.Name, pod.Spec.NodeName)
 
 	// An MQTT client in the hub namespace publishes to the edge's NodePort (the
-	// cluster's choice: the example pins none).
+	// cluster's choice: the example pins none) on the agent's node: a part's node ports
+	// keep their clients' addresses (externalTrafficPolicy Local), so a client outside
+	// the cluster's nodes is served by the nodes that run the Service's pods.
 	svcObj, err := cluster.Client.CoreV1().Services(ns).Get(ctx, "iotagent-mqtt", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -98,7 +100,15 @@ func TestIoTSliceOnRealPods(t *testing.T) {
 	if nodePorts["mqtt"] == 0 || nodePorts["http"] == 0 {
 		t.Fatalf("the edge's Service has no node ports: %+v", svcObj.Spec.Ports)
 	}
-	node := cluster.Data.Nodes[0]
+	var node *kubenode.Node
+	for _, n := range cluster.Data.Nodes {
+		if n.Name == pod.Spec.NodeName {
+			node = n
+		}
+	}
+	if node == nil {
+		t.Fatalf("the agent runs on %q, not one of the test nodes", pod.Spec.NodeName)
+	}
 	broker := fmt.Sprintf("%s:%d", node.IP, nodePorts["mqtt"])
 	opts := mqtt.NewClientOptions().AddBroker("tcp://" + broker).SetClientID("e2e-device").
 		SetCustomOpenConnectionFn(func(*url.URL, mqtt.ClientOptions) (net.Conn, error) {
@@ -186,7 +196,8 @@ func TestIoTSliceOnRealPods(t *testing.T) {
 }
 
 // iotCore: devices publishing through the edge's broker reach the core: the agent
-// forwards each message to the core's history (its node port 30002 on the agent's node),
+// forwards each message to the core's history (by its Service's name in the core's
+// namespace, through the cluster's DNS),
 // whose device manager (GET /devices) lists every device with the edge it came through
 // and its latest readings, and whose history keeps its messages; the GUI's page (node
 // port 30001, through a loopback forwarder) shows the slice and the devices with their
@@ -278,15 +289,17 @@ func iotCore(ctx context.Context, t *testing.T, cluster *kubetest.Cluster, clien
 		t.Errorf("the GUI's device list: %s", g)
 	}
 
-	// The agent's way to the core from either node: the node port on the pod's own node,
-	// whether the history runs there (kube-proxy masquerades to the node's address on
-	// the pod's link, which the node's policy rules admit as local) or on the other node
-	// (masqueraded to the node's address, outside the pod network: admitted by pod_cidrs).
+	// The agent's way to the core from either node: the history's name, which the
+	// cluster's DNS resolves to its ClusterIP; the node port on the pod's own node is
+	// answered too (the part's node ports keep the client's address: the edge's pod is
+	// admitted as one of the slice's).
+	name := fmt.Sprintf("history.%s.svc.%s", cns, kubenode.ClusterDomain)
 	for i, n := range cluster.Data.Nodes {
-		u := fmt.Sprintf("http://%s:30002/stats", n.IP)
-		try := fmt.Sprintf("for i in $(seq 30); do if timeout 3 wget -q -O - %s; then exit 0; fi; sleep 1; done; exit 1", u)
-		if ok, log := probeOn(ctx, t, cluster, edgeNS, n.Name, fmt.Sprintf("nodeport-%d", i), try); !ok || !strings.Contains(log, `"received"`) {
-			t.Errorf("a pod of the edge's part on %s cannot reach the core's history at %s: %s", n.Name, u, log)
+		for j, u := range []string{fmt.Sprintf("http://%s:8080/stats", name), fmt.Sprintf("http://%s:30002/stats", n.IP)} {
+			try := fmt.Sprintf("for i in $(seq 30); do if timeout 3 wget -q -O - %s; then exit 0; fi; sleep 1; done; exit 1", u)
+			if ok, log := probeOn(ctx, t, cluster, edgeNS, n.Name, fmt.Sprintf("to-core-%d-%d", i, j), try); !ok || !strings.Contains(log, `"received"`) {
+				t.Errorf("a pod of the edge's part on %s cannot reach the core's history at %s: %s", n.Name, u, log)
+			}
 		}
 	}
 

@@ -144,6 +144,7 @@ type DataPlane struct {
 	msCert    [2]string
 	apiAddr   string
 	hubAPI    *nsnet.Forwarder
+	dns       *DNSServer
 	metrics   *proc
 	stopOnce  sync.Once
 	stopErr   error
@@ -267,6 +268,9 @@ func (d *DataPlane) Start(ctx context.Context, apiAddr string, admin []byte) err
 	}
 	cs, err := kubernetes.NewForConfig(restCfg)
 	if err != nil {
+		return err
+	}
+	if d.dns, err = startDNS(ctx, d.Hub, cs); err != nil {
 		return err
 	}
 	// The nodes come up side by side: most of the time is each waiting on its own
@@ -499,6 +503,9 @@ func (d *DataPlane) Stop() error {
 		d.metrics.stop(5 * time.Second)
 		if d.hubAPI != nil {
 			_ = d.hubAPI.Close()
+		}
+		if d.dns != nil {
+			_ = d.dns.Close()
 		}
 		var mu sync.Mutex
 		var wg sync.WaitGroup

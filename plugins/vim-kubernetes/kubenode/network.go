@@ -17,7 +17,8 @@ import (
 // private ranges serve every cluster on the machine:
 //
 //	hub namespace   bridge hubBridge 10.250.0.1/24: the cluster's LAN and router, routes
-//	                to every node's pod range; metrics-server listens here
+//	                to every node's pod range; metrics-server and the cluster DNS (dns.go,
+//	                UDP 53) listen here
 //	node i          eth0 10.250.0.(10+i)/24, default route via the hub; pods in
 //	                10.244.i.0/24, each on a point-to-point veth (CNI ptp)
 //	services        10.0.0.0/24 (the API server's default range), made real by kube-proxy

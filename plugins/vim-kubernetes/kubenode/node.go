@@ -222,8 +222,11 @@ authentication:
   webhook: {enabled: true}
   x509: {clientCAFile: %[5]q}
 authorization: {mode: Webhook}
-# No cluster DNS and no host resolver: pods reach nothing outside the cluster's namespaces.
+# The data plane's cluster DNS (dns.go) on the hub, and no host resolver: pods name the
+# cluster's Services and reach nothing outside the cluster's namespaces.
 resolvConf: ""
+clusterDNS: [%[6]s]
+clusterDomain: %[7]s
 # No CAP_SYS_RESOURCE: the kubelet cannot lower its own score.
 oomScoreAdj: 0
 serializeImagePulls: false
@@ -235,7 +238,7 @@ nodeStatusReportFrequency: 10s
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 evictionHard: {memory.available: "100Mi", nodefs.available: "1%%", imagefs.available: "1%%"}
-`, n.cgroups.path, n.socket(), n.path("pod-logs"), n.path("volume-plugins"), d.kubeletCA)
+`, n.cgroups.path, n.socket(), n.path("pod-logs"), n.path("volume-plugins"), d.kubeletCA, hubIP, ClusterDomain)
 	if err := os.WriteFile(n.path("kubelet.yaml"), []byte(cfg), 0o600); err != nil {
 		return err
 	}

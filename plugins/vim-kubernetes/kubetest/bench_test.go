@@ -3,6 +3,7 @@ package kubetest_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"sort"
 	"strconv"
 	"strings"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/necos/necos/plugins/vim-kubernetes/kubenode"
 	"github.com/necos/necos/plugins/vim-kubernetes/kubetest"
+	"github.com/necos/necos/sdk/nsnet"
 	"github.com/necos/necos/sdk/plugintest"
 )
 
@@ -189,4 +191,31 @@ func BenchmarkPolicyAdmission(b *testing.B) {
 	b.ReportMetric(q(inPod, 0.95), "start-to-answer-p95-s")
 	b.ReportMetric(q(fromCreate, 0.5), "create-to-answer-p50-s")
 	b.ReportMetric(q(fromCreate, 0.95), "create-to-answer-p95-s")
+}
+
+// BenchmarkClusterDNS resolves the API server's Service (kubernetes.default) through
+// the nodes' cluster DNS, from the hub namespace (every pod's way to it), one lookup per
+// op: what a pod's name lookup of another part's Service costs.
+func BenchmarkClusterDNS(b *testing.B) {
+	needNodes(b)
+	ctx := context.Background()
+	c, err := kubetest.Start(ctx, kubetest.Options{RealNodes: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Stop()
+	svc, err := c.Client.CoreV1().Services("default").Get(ctx, "kubernetes", metav1.GetOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return nsnet.Dial(ctx, network, nsnet.Endpoint{Netns: c.Data.Hub, Addr: "10.250.0.1:53"})
+	}}
+	name := "kubernetes.default.svc." + kubenode.ClusterDomain + "."
+	for b.Loop() {
+		ips, err := r.LookupHost(ctx, name)
+		if err != nil || len(ips) != 1 || ips[0] != svc.Spec.ClusterIP {
+			b.Fatalf("%s: %v %v, want %s", name, ips, err, svc.Spec.ClusterIP)
+		}
+	}
 }

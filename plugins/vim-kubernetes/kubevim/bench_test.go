@@ -95,3 +95,27 @@ spec:
 	}
 	b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "create+first-pod-ms/op")
 }
+
+// BenchmarkNodePortPolicy ensures the node-port admission policy and its binding once
+// they are there, as every part's Create does: what the policy adds to a Create. Run it
+// with at most -benchtime 50x: beyond the plugin client's burst (100 requests) the ops
+// measure its rate limit (50 a second), not the API server.
+func BenchmarkNodePortPolicy(b *testing.B) {
+	p := newPlugin(b, nil)
+	_, k, err := p.state()
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := ensureNodePortPolicy(ctx, k); err != nil {
+		b.Fatal(err)
+	}
+	if !nodePortPolicyCurrent(ctx, k, map[string]string{labelManagedBy: managedBy}) {
+		b.Fatal("the node-port policy does not read back as applied")
+	}
+	for b.Loop() {
+		if err := ensureNodePortPolicy(ctx, k); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

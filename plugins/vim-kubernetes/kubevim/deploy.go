@@ -375,6 +375,11 @@ func applyObject(ctx context.Context, dyn dynamic.Interface, ns, label, serviceI
 	}
 	ann[annServiceID] = serviceID
 	u.SetAnnotations(ann)
+	if o.ref.Group == "" && o.ref.Kind == "Service" {
+		if err := keepClientSource(u); err != nil {
+			return err
+		}
+	}
 	if o.vdu != nil {
 		if err := shapeForVDU(u, *o.vdu); err != nil {
 			return err

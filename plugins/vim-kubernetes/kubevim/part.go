@@ -216,9 +216,10 @@ func ensureObjects(ctx context.Context, k *cluster, namespace *corev1.Namespace,
 	// Pods of the namespace accept traffic from pods of the same slice only — this part
 	// and the slice's other parts in the cluster, whatever provider made them, since a
 	// slice's parts work together (an edge sending to its core) — and, when the
-	// cluster's pod network is known, from every address outside it: the nodes, which is
-	// where a NodePort's clients come from (kube-proxy masquerades them). Other slices'
-	// pods stay out. Namespace labels are the plugin's: a tenant cannot give its
+	// cluster's pod network is known, from every address outside it: the nodes and
+	// beyond, where a NodePort's clients that are not pods come from. Other slices' pods
+	// stay out, through node ports too, since a part's node ports keep their clients'
+	// addresses (nodeport.go). Namespace labels are the plugin's: a tenant cannot give its
 	// namespace another slice's key. The tenant may add policies (they only add allowed
 	// traffic, to its own pods).
 	from := []*netv1ac.NetworkPolicyPeerApplyConfiguration{
@@ -228,6 +229,9 @@ func ensureObjects(ctx context.Context, k *cluster, namespace *corev1.Namespace,
 	}
 	if len(podCIDRs) > 0 {
 		from = append(from, netv1ac.NetworkPolicyPeer().WithIPBlock(netv1ac.IPBlock().WithCIDR("0.0.0.0/0").WithExcept(podCIDRs...)))
+	}
+	if err := ensureNodePortPolicy(ctx, k); err != nil {
+		return err
 	}
 	if _, err := k.cs.NetworkingV1().NetworkPolicies(ns).Apply(ctx,
 		netv1ac.NetworkPolicy(netPolName, ns).WithLabels(managed).WithSpec(netv1ac.NetworkPolicySpec().

@@ -96,8 +96,9 @@ type Config struct {
 	// controllers (quota status, namespace finalization); a Go duration.
 	WaitTimeout string `json:"wait_timeout"`
 	// PodCIDRs is the cluster's pod network (IPv4 CIDRs). Given, a part's pods also
-	// accept traffic from every address outside it (the nodes: NodePort clients), while
-	// other slices' pods stay out; empty, only from the pods of the slice's parts. Enforced where
+	// accept traffic from every address outside it (node-port clients that are not pods:
+	// a part's node ports keep their clients' addresses, nodeport.go), while other
+	// slices' pods stay out; empty, only from the pods of the slice's parts. Enforced where
 	// the cluster's network plugin enforces NetworkPolicies.
 	PodCIDRs []string `json:"pod_cidrs"`
 }

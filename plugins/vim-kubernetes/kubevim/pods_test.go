@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/necos/necos/plugins/vim-kubernetes/kubenode"
 	"github.com/necos/necos/sdk"
 	"github.com/necos/necos/sdk/nsnet"
 	"github.com/necos/necos/sdk/plugintest"
@@ -264,10 +265,14 @@ spec:
 	}
 	url := fmt.Sprintf("http://%s:8080/healthz", svc.Spec.ClusterIP)
 	// A new pod is retried: kube-router admits its address once it has seen the pod's
-	// update. Debian's busybox wget has no -T: timeout(1) bounds each try.
-	reach := fmt.Sprintf("for i in $(seq 30); do if timeout 3 wget -q -O /dev/null %s; then echo answered at try $i; exit 0; fi; sleep 1; done; exit 1", url)
+	// update. Debian's busybox wget has no -T: timeout(1) bounds each try. Then the
+	// Service by its name, through the nodes' cluster DNS: the core's namespace is what
+	// a service file's ${parts.<core>.namespace} gives.
+	name := fmt.Sprintf("store.%s.svc.%s", cns, kubenode.ClusterDomain)
+	reach := fmt.Sprintf("for i in $(seq 30); do if timeout 3 wget -q -O /dev/null %s; then echo answered at try $i; break; fi; sleep 1; done; "+
+		"nslookup %s && timeout 3 wget -q -O - http://%s:8080/healthz && echo && echo answered by name", url, name, name)
 	if ok, log := probePod(ctx, t, c.Client, ens, "same-slice", reach); !ok {
-		t.Errorf("a pod of the slice's edge (%s) cannot reach the core's Service at %s: %s", ens, url, log)
+		t.Errorf("a pod of the slice's edge (%s) cannot reach the core's Service at %s and by its name %s: %s", ens, url, name, log)
 	} else {
 		t.Logf("a new pod of the slice's edge reached the core's Service: %s", log)
 	}
@@ -281,9 +286,15 @@ spec:
 // exited 0, with its output.
 func probePod(ctx context.Context, t *testing.T, cs kubernetes.Interface, ns, name, script string) (bool, string) {
 	t.Helper()
+	return probePodOn(ctx, t, cs, ns, name, "", script)
+}
+
+// probePodOn is probePod on the named node ("": where the scheduler puts it).
+func probePodOn(ctx context.Context, t *testing.T, cs kubernetes.Interface, ns, name, node, script string) (bool, string) {
+	t.Helper()
 	one := int64(1)
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "probe-" + name},
-		Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever, TerminationGracePeriodSeconds: &one,
+		Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever, TerminationGracePeriodSeconds: &one, NodeName: node,
 			Containers: []corev1.Container{{Name: "probe", Image: testJobImage, ImagePullPolicy: corev1.PullNever,
 				Command: []string{"sh", "-c", script},
 				Resources: corev1.ResourceRequirements{
@@ -306,5 +317,127 @@ func probePod(ctx context.Context, t *testing.T, cs kubernetes.Interface, ns, na
 			t.Fatalf("probe %s in %s did not end: %+v %v", name, ns, got.Status, err)
 		}
 		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// A part's NodePort keeps the slices apart as its pods' policy does, on real nodes: the
+// deployer makes it keep its clients' addresses (externalTrafficPolicy Local) and the
+// tenant cannot make one that does not; a pod of another slice is refused at the port of
+// its own node and of the store's node, a pod of another part of the same slice is
+// answered, and so is a client on the host through a loopback forwarder into each node
+// (a person opening the part's GUI). With the default policy (Cluster) the other slice's
+// pod on the node without the store was answered: that node masqueraded it as itself.
+func TestNodePortKeepsSlicesApart(t *testing.T) {
+	c := needCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	p := newPlugin(t, nil)
+	coreSpec := partSpec(t, "core", worker(1, 1, 512))
+	edgeSpec := partSpec(t, "edge", worker(1, 1, 512))
+	foreignSpec := partSpec(t, "edge", worker(1, 1, 512))
+	foreignSpec.Ref.SliceID += "-other"
+	core := create(t, p, coreSpec)
+	edge := create(t, p, edgeSpec)
+	foreign := create(t, p, foreignSpec)
+	cns, ens, fns := core.Attributes["namespace"], edge.Attributes["namespace"], foreign.Attributes["namespace"]
+
+	// The Service as a tenant writes it, with no traffic policy.
+	manifests := `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: store}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: store}}
+  template:
+    metadata: {labels: {app: store}}
+    spec:
+      containers:
+      - name: store
+        image: necos.local/iot-agent:0.1.0
+        ports: [{containerPort: 8080}]
+        resources:
+          requests: {cpu: 50m, memory: 32Mi}
+          limits: {cpu: 100m, memory: 64Mi}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: store}
+spec:
+  type: NodePort
+  selector: {app: store}
+  ports: [{port: 8080, targetPort: 8080}]
+`
+	if d, err := p.Deploy(ctx, sdk.DeployRequest{ServiceID: "store", Part: core,
+		Work: []sdk.NodeWork{{Node: "worker", Manifests: []string{manifests}}}}); err != nil || d.State != sdk.DeploySucceeded {
+		t.Fatalf("deploy the core's store: %+v %v", d, err)
+	}
+	svc, err := c.Client.CoreV1().Services(cns).Get(ctx, "store", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := svc.Spec.Ports[0].NodePort
+	if svc.Spec.ExternalTrafficPolicy != corev1.ServiceExternalTrafficPolicyLocal {
+		t.Errorf("the deployed NodePort's external traffic policy is %q, want Local", svc.Spec.ExternalTrafficPolicy)
+	}
+	// The tenant's own kubeconfig cannot make a masquerading one.
+	cs, _ := tenantClient(t, core)
+	masq := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "masq"}, Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeNodePort,
+		ExternalTrafficPolicy: corev1.ServiceExternalTrafficPolicyCluster, Selector: map[string]string{"app": "store"},
+		Ports: []corev1.ServicePort{{Port: 8080}}}}
+	if _, err := cs.CoreV1().Services(cns).Create(ctx, masq, metav1.CreateOptions{}); err == nil || !strings.Contains(err.Error(), "externalTrafficPolicy: Local") {
+		t.Errorf("tenant's NodePort Service with externalTrafficPolicy Cluster: %v, want refused by %s", err, nodePortPolicyName)
+	}
+	pods := waitPods(ctx, t, c.Client, cns, "app=store", 1)
+	t.Logf("the store runs on %s", pods[0].Spec.NodeName)
+
+	var storeNode *kubenode.Node
+	for _, n := range c.Data.Nodes {
+		if n.Name == pods[0].Spec.NodeName {
+			storeNode = n
+		}
+	}
+	if storeNode == nil {
+		t.Fatalf("the store runs on %q, not one of the test nodes", pods[0].Spec.NodeName)
+	}
+
+	// Served from the host, through a forwarder into each node (the node's own address
+	// is the client: kube-proxy masquerades it, and the policy admits non-pod addresses).
+	for _, n := range c.Data.Nodes {
+		fwd, err := nsnet.Forward(ctx, nsnet.Endpoint{Addr: "127.0.0.1:0"},
+			nsnet.Endpoint{Netns: n.Netns(), Addr: fmt.Sprintf("%s:%d", n.IP, port)}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		httpGet(ctx, t, "http://"+fwd.Addr().String()+"/healthz")
+		fwd.Close()
+	}
+	// From pods on each node: to the port on their own node (status.hostIP, as the IoT
+	// edge's agent did) and on the node the store runs on. (With Local, a pod that
+	// addresses a third node's port, one with no endpoint of the Service, gets no answer:
+	// that node sends it on to the endpoint unmasqueraded and the reply does not come
+	// back through it.)
+	for i, n := range c.Data.Nodes {
+		urls := []string{fmt.Sprintf("http://%s:%d/healthz", n.IP, port)}
+		if n != storeNode {
+			urls = append(urls, fmt.Sprintf("http://%s:%d/healthz", storeNode.IP, port))
+		}
+		// A new pod is retried: kube-router admits its address once it has seen the
+		// pod's update. Debian's busybox wget has no -T: timeout(1) bounds each try.
+		reachAll := "set -e\n"
+		for _, u := range urls {
+			reachAll += fmt.Sprintf("ok=; for i in $(seq 30); do if timeout 3 wget -q -O /dev/null %s; then echo %s answered at try $i; ok=1; break; fi; sleep 1; done; test -n \"$ok\"\n", u, u)
+		}
+		if ok, log := probePodOn(ctx, t, c.Client, ens, fmt.Sprintf("same-slice-%d", i), n.Name, reachAll); !ok {
+			t.Errorf("a pod of the slice's edge (%s) on %s cannot reach the core's node port %d: %s", ens, n.Name, port, log)
+		} else {
+			t.Logf("same slice, from %s: %s", n.Name, log)
+		}
+		// Refused, not merely failed: the policy's REJECT answers at once.
+		for j, u := range urls {
+			ok, log := probePodOn(ctx, t, c.Client, fns, fmt.Sprintf("other-slice-%d-%d", i, j), n.Name, "timeout 5 wget -q -O /dev/null "+u)
+			if ok || !strings.Contains(log, "Connection refused") {
+				t.Errorf("a pod of another slice's part (%s) on %s was not refused at the core's node port %s (reached: %v): %s", fns, n.Name, u, ok, log)
+			}
+		}
 	}
 }
