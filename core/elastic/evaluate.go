@@ -133,9 +133,9 @@ func (ev *evaluator) run(ctx context.Context) {
 	// The policy is judged when its slice's points are stored (the collector and pushes
 	// say so through Engine.Measured), and every `every` when nothing says so: waiting
 	// for the next tick after the points landed cost up to a whole period of reaction
-	// (crossed -> decision 27 s instead of 21 s with 3 points at 10 s). Once points are
-	// announced, the tick waits a period longer, as a safety net that seldom runs twice
-	// for the same points.
+	// (crossed -> decision 27 s instead of 21 s with 3 points at 10 s). A judgement on
+	// announced points puts the tick off by a period, so that it stays a safety net
+	// rather than a second judgement of the same points.
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -145,7 +145,7 @@ func (ev *evaluator) run(ctx context.Context) {
 			return
 		case <-t.C:
 		case <-ev.measured:
-			t.Reset(every + period)
+			t.Reset(every)
 		}
 	}
 }

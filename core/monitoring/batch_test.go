@@ -68,6 +68,13 @@ func TestCollectorBatchesPerProviderAndPeriod(t *testing.T) {
 		if got := r.takeStored(); !reflect.DeepEqual(got, [][]string{tc.stored}) {
 			t.Errorf("%v: OnStored told of %v, want once of %v", tc.key, got, tc.stored)
 		}
+		// Told only once the points can be read: a policy judged then must see them.
+		r.mu.Lock()
+		unflushed := r.unflushed
+		r.mu.Unlock()
+		if unflushed != 0 {
+			t.Errorf("%v: OnStored was called with %d points written but not flushed", tc.key, unflushed)
+		}
 		calls := r.vim.calls()
 		if len(calls) != 1 || !reflect.DeepEqual(refsOf(calls[0]), tc.refs) {
 			t.Errorf("%v: calls %v, want one of %v", tc.key, calls, tc.refs)

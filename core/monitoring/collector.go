@@ -546,10 +546,21 @@ func (c *Collector) round(ctx context.Context, l *loop, all bool) {
 		c.loopFailed(l, "monitoring failed", werr)
 		return
 	}
-	c.loopFailed(l, "", nil)
-	if c.opts.OnStored != nil {
-		c.opts.OnStored(measuredSlices(batch, results)...)
+	if ids := measuredSlices(batch, results); c.opts.OnStored != nil && len(ids) > 0 {
+		// A monitor may only queue what Write gets (monitor-influx does): flush, or the
+		// policies judged now would not see the points they are told of and would wait
+		// for the next round (a 3-point policy at 10 s decided 30 s after the crossing
+		// instead of 20).
+		cctx, cancel := context.WithTimeout(ctx, c.opts.CallTimeout)
+		err := mon.Flush(cctx)
+		cancel()
+		if err != nil {
+			c.loopFailed(l, "monitoring failed", fmt.Errorf("flush %d points: %w", len(points), err))
+			return
+		}
+		c.opts.OnStored(ids...)
 	}
+	c.loopFailed(l, "", nil)
 	c.settle(ctx, l, batch, results)
 }
 

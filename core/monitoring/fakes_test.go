@@ -110,6 +110,26 @@ type fakeMonitor struct {
 	points []sdk.Point
 	count  int
 	keep   bool // keep the points (tests), or only count them (benchmarks)
+	// unflushed counts the points written since the last Flush: as monitor-influx
+	// does, a Write only queues them.
+	unflushed int
+}
+
+func (m *fakeMonitor) Flush(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	m.unflushed = 0
+	m.mu.Unlock()
+	return nil
+}
+
+// pending returns how many written points are not flushed yet.
+func (m *fakeMonitor) pending() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.unflushed
 }
 
 func (m *fakeMonitor) Info(context.Context) (sdk.Info, error) {
@@ -128,13 +148,12 @@ func (m *fakeMonitor) Write(ctx context.Context, points []sdk.Point) error {
 	defer m.mu.Unlock()
 	m.writes++
 	m.count += len(points)
+	m.unflushed += len(points)
 	if m.keep {
 		m.points = append(m.points, points...)
 	}
 	return nil
 }
-
-func (m *fakeMonitor) Flush(context.Context) error { return nil }
 
 // take returns the writes and points since the last call, and forgets them.
 func (m *fakeMonitor) take() (int, []sdk.Point) {

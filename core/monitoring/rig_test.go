@@ -34,6 +34,8 @@ type rig struct {
 	done  chan round
 	// stored are the slices each OnStored call named, in order.
 	stored [][]string
+	// unflushed counts the points not yet flushed when OnStored was called.
+	unflushed int
 }
 
 // takeStored returns the slices OnStored was told of since the last call.
@@ -55,8 +57,10 @@ func newRig(tb testing.TB, plugins func(*fakeVIM, *fakeMonitor) Plugins) *rig {
 		p = plugins(r.vim, r.mon)
 	}
 	r.col = New(Options{Store: st, Plugins: p, CallTimeout: time.Minute, OnStored: func(ids ...string) {
+		pending := r.mon.pending()
 		r.mu.Lock()
 		r.stored = append(r.stored, ids)
+		r.unflushed += pending
 		r.mu.Unlock()
 	}})
 	r.col.newTicker = func(k loopKey) ticker {
