@@ -546,7 +546,7 @@ func (c *Collector) round(ctx context.Context, l *loop, all bool) {
 		c.loopFailed(l, "monitoring failed", werr)
 		return
 	}
-	if ids := measuredSlices(batch, results); c.opts.OnStored != nil && len(ids) > 0 {
+	if ids := c.announced(batch, results); len(ids) > 0 {
 		// A monitor may only queue what Write gets (monitor-influx does): flush, or the
 		// policies judged now would not see the points they are told of and would wait
 		// for the next round (a 3-point policy at 10 s decided 30 s after the crossing
@@ -564,8 +564,12 @@ func (c *Collector) round(ctx context.Context, l *loop, all bool) {
 	c.settle(ctx, l, batch, results)
 }
 
-// measuredSlices returns the slices of which a round stored points, each once.
-func measuredSlices(batch []*member, results []sdk.PartMetrics) []string {
+// announced returns the slices of which a round stored points, each once, when
+// OnStored is to be told of them (none otherwise).
+func (c *Collector) announced(batch []*member, results []sdk.PartMetrics) []string {
+	if c.opts.OnStored == nil {
+		return nil
+	}
 	var ids []string
 	seen := make(map[string]struct{})
 	for i, r := range results {
