@@ -51,7 +51,10 @@ func (o *Orchestrator) start(ctx context.Context, p *plan, wait, merge bool) (*R
 	started = true
 	go func() {
 		defer o.release(sliceID, p.id, in)
-		o.run(rctx, p)
+		in.ended = o.run(rctx, p)
+		if o.ended != nil {
+			o.ended(sliceID, p.id)
+		}
 	}()
 	if !wait {
 		return rec, nil
@@ -60,6 +63,9 @@ func (o *Orchestrator) start(ctx context.Context, p *plan, wait, merge bool) (*R
 	case <-in.done:
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	}
+	if in.ended != nil {
+		return in.ended, nil
 	}
 	return o.store.GetService(ctx, sliceID, p.id)
 }
@@ -123,8 +129,9 @@ func (o *Orchestrator) mergeRecord(ctx context.Context, p *plan) (*store.Service
 	})
 }
 
-// run deploys every part in parallel and records the outcome.
-func (o *Orchestrator) run(ctx context.Context, p *plan) {
+// run deploys every part in parallel, records the outcome and returns the record as it
+// left it (nil when that failed).
+func (o *Orchestrator) run(ctx context.Context, p *plan) *store.Service {
 	begin := time.Now()
 	var wg sync.WaitGroup
 	for i := range p.parts {
@@ -141,12 +148,13 @@ func (o *Orchestrator) run(ctx context.Context, p *plan) {
 	rec, err := o.store.GetService(wctx, sliceID, p.id)
 	if err != nil {
 		o.log.Error("read service after deployment", "slice", sliceID, "service", p.id, "error", err)
-		return
+		return nil
 	}
 	state, msg := outcome(rec.Parts, ctx.Err() != nil)
-	o.finish(sliceID, p.id, state, msg)
+	ended := o.finish(sliceID, p.id, state, msg)
 	o.log.Info("service deployment ended", "slice", sliceID, "service", p.id, "state", state, "message", msg,
 		"took", time.Since(begin).String())
+	return ended
 }
 
 // outcome is what a deployment's parts make of the service: Failed when a part failed
@@ -174,8 +182,9 @@ func outcome(parts []store.ServicePart, interrupted bool) (store.ServiceState, s
 	return store.ServiceDeployed, fmt.Sprintf("%d parts deployed", len(parts))
 }
 
-// finish records the end of a deployment.
-func (o *Orchestrator) finish(sliceID, id string, state store.ServiceState, msg string) {
+// finish records the end of a deployment and returns the record as it left it (nil when
+// it could not be written, or the service is being undeployed).
+func (o *Orchestrator) finish(sliceID, id string, state store.ServiceState, msg string) *store.Service {
 	wctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	defer cancel()
 	ev := EvDeployed
@@ -185,8 +194,10 @@ func (o *Orchestrator) finish(sliceID, id string, state store.ServiceState, msg 
 	case store.ServiceApplied:
 		ev = EvApplied
 	}
-	_, err := o.store.UpdateService(wctx, sliceID, id, func(s *store.Service) ([]store.Event, error) {
+	undeploying := false
+	rec, err := o.store.UpdateService(wctx, sliceID, id, func(s *store.Service) ([]store.Event, error) {
 		if s.State == store.ServiceUndeploying {
+			undeploying = true
 			return nil, nil // undeployed meanwhile: its record is going away
 		}
 		s.State, s.Message, s.FinishedAt = state, msg, time.Now().UTC()
@@ -195,6 +206,10 @@ func (o *Orchestrator) finish(sliceID, id string, state store.ServiceState, msg 
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		o.log.Error("record the end of a deployment", "slice", sliceID, "service", id, "error", err)
 	}
+	if err != nil || undeploying {
+		return nil
+	}
+	return rec
 }
 
 // runPart runs one part's Deploy, reading its progress meanwhile, and records each step

@@ -120,12 +120,21 @@ type Orchestrator struct {
 	mu      sync.Mutex
 	running map[string]*inflight // by slice/service
 	closed  bool
+
+	// ended, when set (by tests), runs once a deployment's end is recorded and before
+	// those waiting for it are woken.
+	ended func(sliceID, id string)
 }
 
 // inflight is a deployment or undeployment this process is running.
 type inflight struct {
 	cancel context.CancelFunc
 	done   chan struct{}
+	// ended is the record as the deployment's end left it, set before done is closed
+	// (nil when it could not be recorded): what a waiting Start answers, since by the
+	// time it reads the store again another deployment (one that elasticity starts on
+	// the service's parts) may have begun.
+	ended *store.Service
 }
 
 // New returns an orchestrator. Close it to stop the deployments it runs.

@@ -623,3 +623,42 @@ func TestPostDeployAfterElasticity(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestStartAnswersItsOwnDeployment: a waiting Start answers with the outcome of the
+// deployment it started, even when another deployment of the service (one elasticity
+// starts on a part it grew) begins between that end and the answer.
+func TestStartAnswersItsOwnDeployment(t *testing.T) {
+	e := start(t)
+	v := e.createSlice(t, "alice", "own")
+	ctx := context.Background()
+	service.OnEnded(e.orch, func(sliceID, id string) {
+		// As mergeRecord does when a post-deployment starts right after.
+		if _, err := e.store.UpdateService(ctx, sliceID, id, func(s *store.Service) ([]store.Event, error) {
+			s.State, s.Message = store.ServiceDeploying, ""
+			return nil, nil
+		}); err != nil {
+			t.Error(err)
+		}
+	})
+	doc := []byte(`slices:
+  sliced:
+    id: own
+    slice-parts:
+      - dc-slice-part:
+          name: edge
+          vdus:
+            - vdu: {name: edge_vm, commands: [hostname]}
+`)
+	rec, err := e.orch.Start(ctx, service.Request{Tenant: "alice", SliceID: v.Slice.ID, Doc: doc, ID: "web", Wait: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.State != store.ServiceDeployed || rec.FinishedAt.IsZero() {
+		t.Errorf("Start answered %s (%q), want Deployed with its end time", rec.State, rec.Message)
+	}
+	// The store holds what came after it: the answer was not read from there.
+	cur, err := e.store.GetService(ctx, v.Slice.ID, "web")
+	if err != nil || cur.State != store.ServiceDeploying {
+		t.Errorf("store after the later deployment began: %+v %v", cur, err)
+	}
+}
