@@ -27,8 +27,8 @@ import (
 //     one policy; a deleted policy stops being evaluated.
 //
 // Another tenant's slice is not found (404).
-func PolicyRoutes(slices SliceFinder, st *store.Store) Extra {
-	p := &policyRoutes{slices: slices, store: st}
+func PolicyRoutes(slices SliceFinder, st elastic.Policies) Extra {
+	p := &policyRoutes{slices: slices, policies: st}
 	return func(r *mux.Router, auth func(http.Handler) http.Handler) {
 		r.Handle("/v1/slices/{id}/policies", auth(http.HandlerFunc(p.list))).Methods(http.MethodGet)
 		r.Handle("/v1/slices/{id}/policies", auth(http.HandlerFunc(p.create))).Methods(http.MethodPost)
@@ -38,8 +38,8 @@ func PolicyRoutes(slices SliceFinder, st *store.Store) Extra {
 }
 
 type policyRoutes struct {
-	slices SliceFinder
-	store  *store.Store
+	slices   SliceFinder
+	policies elastic.Policies
 }
 
 // PolicyView is a registered policy as the API shows it.
@@ -75,7 +75,7 @@ func (p *policyRoutes) list(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, r, err)
 		return
 	}
-	pols, err := p.store.ListPolicies(r.Context(), v.Slice.ID)
+	pols, err := p.policies.ListPolicies(r.Context(), v.Slice.ID)
 	if err != nil {
 		WriteError(w, r, err)
 		return
@@ -107,9 +107,9 @@ func (p *policyRoutes) create(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, r, errorf(http.StatusConflict, "slice %s is being decommissioned", v.Slice.ID))
 		return
 	}
-	_, gerr := p.store.GetPolicy(r.Context(), v.Slice.ID, pol.Name)
+	_, gerr := p.policies.GetPolicy(r.Context(), v.Slice.ID, pol.Name)
 	replaced := gerr == nil
-	rec, err := elastic.Install(r.Context(), p.store, v, pol, elastic.SourceAPI)
+	rec, err := elastic.Install(r.Context(), p.policies, v, pol, elastic.SourceAPI)
 	if errors.Is(err, elastic.ErrOwned) {
 		WriteError(w, r, &Error{Status: http.StatusConflict, Message: err.Error(),
 			Problems: []v1.Problem{{Path: "policy.name", Message: "used by a policy registered by a service: change it there, or choose another name"}}})
@@ -134,7 +134,7 @@ func (p *policyRoutes) get(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name := mux.Vars(r)["name"]
-	pol, err := p.store.GetPolicy(r.Context(), v.Slice.ID, name)
+	pol, err := p.policies.GetPolicy(r.Context(), v.Slice.ID, name)
 	if err != nil {
 		WriteError(w, r, policyError(err, v.Slice.ID, name))
 		return
@@ -149,7 +149,7 @@ func (p *policyRoutes) remove(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name := mux.Vars(r)["name"]
-	if err := elastic.Remove(r.Context(), p.store, v.Slice.ID, name); err != nil {
+	if err := elastic.Remove(r.Context(), p.policies, v.Slice.ID, name); err != nil {
 		WriteError(w, r, policyError(err, v.Slice.ID, name))
 		return
 	}

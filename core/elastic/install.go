@@ -90,7 +90,7 @@ var ErrOwned = errors.New("policy registered by another source")
 // source is SourceAPI or SourceServicePrefix+id. A policy of the same name from the
 // same source is replaced; one from another source is refused with ErrOwned. A running
 // Engine picks it up at its next re-read of the store.
-func Install(ctx context.Context, st *store.Store, v *sro.View, p *spec.Policy, source string) (*store.Policy, error) {
+func Install(ctx context.Context, st Policies, v *sro.View, p *spec.Policy, source string) (*store.Policy, error) {
 	if err := Check(v, p); err != nil {
 		return nil, err
 	}
@@ -109,9 +109,20 @@ func Install(ctx context.Context, st *store.Store, v *sro.View, p *spec.Policy, 
 	return rec, nil
 }
 
+// Policies is where policies are registered: *store.Store is it; the API and the
+// service orchestrator need no more of the store to register and remove them.
+type Policies interface {
+	GetPolicy(ctx context.Context, slice, name string) (*store.Policy, error)
+	ListPolicies(ctx context.Context, slice string) ([]*store.Policy, error)
+	PutPolicy(ctx context.Context, p *store.Policy, evs ...store.Event) error
+	DeletePolicy(ctx context.Context, slice, name string, evs ...store.Event) error
+}
+
+var _ Policies = (*store.Store)(nil)
+
 // Remove unregisters a policy of a slice, with an event; store.ErrNotFound when there
 // is none of that name.
-func Remove(ctx context.Context, st *store.Store, sliceID, name string) error {
+func Remove(ctx context.Context, st Policies, sliceID, name string) error {
 	p, err := st.GetPolicy(ctx, sliceID, name)
 	if err != nil {
 		return err
