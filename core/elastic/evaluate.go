@@ -199,6 +199,11 @@ type Firing struct {
 	// Every is set when the policy fires only when every node satisfies its trigger
 	// (spec.Policy.EveryNode); Node is then the node that crossed last.
 	Every bool
+	// Average is set when the policy judges the mean of its nodes' values
+	// (spec.Policy.Average): Values are those means, Nodes every node measured, the
+	// one furthest past the threshold (Node) first — the node an action on one node
+	// acts on.
+	Average bool
 }
 
 // String describes the firing for events: "node k8s-node-1 (push): 91, 95, 97".
@@ -215,6 +220,9 @@ func (f Firing) String() string {
 	node := f.Node
 	if node == "" {
 		node = "(no node)"
+	}
+	if f.Average {
+		return fmt.Sprintf("the mean of %d nodes, node %s furthest: %s", len(f.Nodes), node, strings.Join(vals, ", "))
 	}
 	out := fmt.Sprintf("node %s%s: %s", node, src, strings.Join(vals, ", "))
 	if f.Every && len(f.Nodes) > 1 {
@@ -380,19 +388,13 @@ func Query(sliceID string, p *spec.Policy, every time.Duration, since, now time.
 // counted: pts are what the monitor measured.
 // pts come series by series, oldest first, as sdk.Monitor.Query returns them.
 func Judge(p *spec.Policy, pts []sdk.Point) *Firing {
-	type series struct {
-		key    string
-		tags   map[string]string
-		values []float64
-		times  []time.Time
-	}
-	var list []*series
-	by := map[string]*series{}
+	var list []*nodeSeries
+	by := map[string]*nodeSeries{}
 	for _, pt := range pts {
 		k := seriesKey(pt.Tags)
 		s := by[k]
 		if s == nil {
-			s = &series{key: k, tags: pt.Tags}
+			s = &nodeSeries{key: k, tags: pt.Tags}
 			by[k] = s
 			list = append(list, s)
 		}
@@ -406,6 +408,9 @@ func Judge(p *spec.Policy, pts []sdk.Point) *Firing {
 		}
 		return list[i].key < list[j].key
 	})
+	if p.Average() {
+		return judgeAverage(p, list)
+	}
 	every := p.EveryNode()
 	var f *Firing
 	for _, s := range list {
@@ -443,6 +448,74 @@ func Judge(p *spec.Policy, pts []sdk.Point) *Firing {
 		// Node first, as Nodes promises.
 		if i := slices.Index(f.Nodes, f.Node); i > 0 {
 			f.Nodes = append(append([]string{f.Node}, f.Nodes[:i]...), f.Nodes[i+1:]...)
+		}
+	}
+	return f
+}
+
+// nodeSeries is the points of one series (one node, one source), oldest first.
+type nodeSeries struct {
+	key    string
+	tags   map[string]string
+	values []float64
+	times  []time.Time
+}
+
+// judgeAverage judges the mean of the series' last trigger.points values, point by
+// point (trigger.nodes: average). Every series needs that many values: the mean of the
+// nodes measured long enough is not the part's. It crossed when the last series began
+// its values; the node named is the one whose values are furthest past the threshold.
+func judgeAverage(p *spec.Policy, list []*nodeSeries) *Firing {
+	n := p.Trigger.Points
+	if n <= 0 || len(list) == 0 {
+		return nil
+	}
+	means := make([]float64, n)
+	var crossed time.Time
+	for _, s := range list {
+		if len(s.values) < n {
+			return nil
+		}
+		vals, times := s.values[len(s.values)-n:], s.times[len(s.times)-n:]
+		for i, v := range vals {
+			means[i] += v / float64(len(list))
+		}
+		if times[0].After(crossed) {
+			crossed = times[0]
+		}
+	}
+	if !p.Holds(means) {
+		return nil
+	}
+	// Order the series by how far their values go past the threshold: the highest
+	// first for > and >=, the lowest first for < and <=.
+	sum := func(s *nodeSeries) float64 {
+		t := 0.0
+		for _, v := range s.values[len(s.values)-n:] {
+			t += v
+		}
+		return t
+	}
+	below := p.Operator == "<" || p.Operator == "<="
+	ordered := slices.Clone(list)
+	slices.SortStableFunc(ordered, func(a, b *nodeSeries) int {
+		x, y := sum(a), sum(b)
+		if below {
+			x, y = -x, -y
+		}
+		switch {
+		case x > y:
+			return -1
+		case x < y:
+			return 1
+		}
+		return 0
+	})
+	first := ordered[0]
+	f := &Firing{Node: first.tags[sdk.TagResourceID], Tags: first.tags, Values: means, Crossed: crossed, Average: true}
+	for _, s := range ordered {
+		if node := s.tags[sdk.TagResourceID]; node != "" && !slices.Contains(f.Nodes, node) {
+			f.Nodes = append(f.Nodes, node)
 		}
 	}
 	return f

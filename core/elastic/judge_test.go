@@ -1,7 +1,9 @@
 package elastic
 
 import (
+	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -43,6 +45,9 @@ func TestJudge(t *testing.T) {
 	shrinkWindow := policy(t, `{name: p, part: edge, operator: '<', value: 10, trigger: {time-window: 30}, metric-collector: {metric-name: cpu},
   post-deployment: {actions: {vertical: [{action: remove-node}]}}}`)
 	growAll := policy(t, `{name: p, part: edge, operator: '>', value: 80, trigger: {points: 3, nodes: all}, metric-collector: {metric-name: cpu}}`)
+	growAvg := policy(t, `{name: p, part: edge, operator: '>', value: 80, trigger: {points: 3, nodes: average}, metric-collector: {metric-name: cpu}}`)
+	shrinkAvg := policy(t, `{name: p, part: edge, operator: '<', value: 10, trigger: {points: 2, nodes: average}, metric-collector: {metric-name: cpu},
+  post-deployment: {actions: {vertical: [{action: remove-node}]}}}`)
 	cat := func(ss ...[]sdk.Point) []sdk.Point {
 		var out []sdk.Point
 		for _, s := range ss {
@@ -81,6 +86,13 @@ func TestJudge(t *testing.T) {
 		{"scale-in: no node measured", shrink, nil, "", nil},
 		{"grow on every node: one busy", growAll, cat(series("w-1", "", 81, 82, 83), series("w-2", "", 10, 10, 10)), "", nil},
 		{"grow on every node: both busy", growAll, cat(series("w-1", "", 81, 82, 83), series("w-2", "", 90, 91, 92)), "w-1", []float64{81, 82, 83}},
+		// The mean decides: one hot node among idle ones does not, two warm ones do.
+		{"average: one hot node", growAvg, cat(series("w-1", "", 99, 99, 99), series("w-2", "", 10, 10, 10)), "", nil},
+		{"average: above together", growAvg, cat(series("w-1", "", 70, 72, 74), series("w-2", "", 100, 98, 96)), "w-2", []float64{85, 85, 85}},
+		{"average: one point of the mean below", growAvg, cat(series("w-1", "", 70, 60, 74), series("w-2", "", 100, 98, 96)), "", nil},
+		{"average: a node with too few points", growAvg, cat(series("w-1", "", 90, 90, 90), series("w-2", "", 90, 90)), "", nil},
+		{"average scale-in: the idlest first", shrinkAvg, cat(series("w-1", "", 12, 12), series("w-2", "", 2, 4)), "w-2", []float64{7, 8}},
+		{"average scale-in: one idle node", shrinkAvg, cat(series("w-1", "", 30, 30), series("w-2", "", 0, 0)), "", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := Judge(tc.p, tc.pts)
@@ -92,6 +104,10 @@ func TestJudge(t *testing.T) {
 			}
 			if f == nil {
 				t.Fatal("did not fire")
+			}
+			if tc.p.Average() && (!f.Average || f.Nodes[0] != f.Node || len(f.Nodes) != len(nodesOf(tc.pts)) || f.Crossed.IsZero() ||
+				!strings.HasPrefix(f.String(), fmt.Sprintf("the mean of %d nodes, node %s furthest: ", len(f.Nodes), f.Node))) {
+				t.Fatalf("fired on %s, nodes %v: want the mean of every node measured, %s first", f, f.Nodes, f.Node)
 			}
 			if tc.p.EveryNode() && (!f.Every || f.Nodes[0] != f.Node || len(f.Nodes) != len(nodesOf(tc.pts))) {
 				t.Fatalf("fired on %s, nodes %v: want every node measured, %s first", f, f.Nodes, f.Node)

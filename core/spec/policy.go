@@ -37,8 +37,8 @@ import (
 // The policy fires when every value of the trigger (the last N points, or those of the
 // time window) satisfies "value <operator> threshold" on some node of node-type (with
 // trigger.nodes: all, on every node of node-type measured: the default of a scale-in
-// policy, [Policy.EveryNode]). The
-// vertical actions are then tried in order: the first one still within its limits is
+// policy, [Policy.EveryNode]; with trigger.nodes: average, by the mean of the nodes'
+// values, [Policy.Average]). The vertical actions are then tried in order: the first one still within its limits is
 // taken. When none is left, or the provider has no room, the horizontal actions are
 // tried, lowest priority number first. After an action the policy rests for
 // timers.reactivate-elasticity seconds ([DefaultCooldown] when unset).
@@ -84,8 +84,9 @@ type Trigger struct {
 	Points     int `json:"points,omitempty"`
 	WindowSecs int `json:"time-window,omitempty"`
 	// Nodes is [TriggerAnyNode] (the policy fires when the values of some node satisfy
-	// the threshold) or [TriggerEveryNode] (only when those of every node measured do);
-	// empty is any for a policy that grows, every for one that scales in.
+	// the threshold), [TriggerEveryNode] (only when those of every node measured do) or
+	// [TriggerAverage] (when the mean of the nodes' values does, point by point; with
+	// Points only); empty is any for a policy that grows, every for one that scales in.
 	Nodes string `json:"nodes,omitempty"`
 }
 
@@ -99,7 +100,15 @@ const (
 	// satisfy it. The default of a scale-in policy: one idle node among busy ones is no
 	// reason to shrink the part.
 	TriggerEveryNode = "all"
+	// TriggerAverage: the policy fires when, at each of the last Points points, the mean
+	// of the nodes' values satisfies the threshold: a part judged as a whole, so that
+	// neither one hot node nor one idle node decides alone.
+	TriggerAverage = "average"
 )
+
+// Average reports whether the policy judges the mean of its nodes' values
+// (trigger.nodes: average).
+func (p *Policy) Average() bool { return p.Trigger.Nodes == TriggerAverage }
 
 // EveryNode reports whether the policy fires only when every node measured satisfies
 // its trigger: trigger.nodes is all, or it is not given and the policy scales in.
@@ -107,7 +116,7 @@ func (p *Policy) EveryNode() bool {
 	switch p.Trigger.Nodes {
 	case TriggerEveryNode:
 		return true
-	case TriggerAnyNode:
+	case TriggerAnyNode, TriggerAverage:
 		return false
 	}
 	return p.ScalesIn()
@@ -722,9 +731,14 @@ func (p *Policy) check(pr *problems, path string) {
 	}
 	switch p.Trigger.Nodes {
 	case "", TriggerAnyNode, TriggerEveryNode:
+	case TriggerAverage:
+		if p.Trigger.WindowSecs > 0 {
+			pr.add(join(tr, "nodes"), "%s needs {points: N}: the nodes' values are averaged point by point, and a time window holds a different number of them on each node",
+				TriggerAverage)
+		}
 	default:
-		pr.add(join(tr, "nodes"), "must be %s (fire when some node satisfies the threshold) or %s (only when every node does), got %s",
-			TriggerAnyNode, TriggerEveryNode, quote(p.Trigger.Nodes))
+		pr.add(join(tr, "nodes"), "must be %s (fire when some node satisfies the threshold), %s (only when every node does) or %s (when their mean does), got %s",
+			TriggerAnyNode, TriggerEveryNode, TriggerAverage, quote(p.Trigger.Nodes))
 	}
 	mc := join(path, "metric-collector")
 	if p.Collector.Metric == "" {
@@ -881,6 +895,9 @@ func (p *Policy) String() string {
 		if p.Collector.NodeType != "" {
 			nodes = "every " + p.Collector.NodeType + " node"
 		}
+	}
+	if p.Average() {
+		nodes = "the mean of " + nodes
 	}
 	trig := fmt.Sprintf("%d points", p.Trigger.Points)
 	if p.Trigger.WindowSecs > 0 {

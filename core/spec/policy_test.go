@@ -121,7 +121,10 @@ func TestScaleInProblems(t *testing.T) {
 		{"negative floor", "{min-nodes: 1, min-cpus: 1}", "{min-memory-mb: -1}", "policy.deployment.constraints.vertical", "limits must be >= 0"},
 		{"floor not a number", "{min-nodes: 1, min-cpus: 1}", "{min-cpus: many}", "policy.deployment.constraints.vertical.min-cpus", "got string"},
 		{"trigger nodes unknown", "{time-window: 120}", "{time-window: 120, nodes: most}", "policy.trigger.nodes",
-			`must be any (fire when some node satisfies the threshold) or all (only when every node does), got "most"`},
+			`must be any (fire when some node satisfies the threshold), all (only when every node does) or average (when their mean does), got "most"`},
+		{"trigger nodes average over a window", "{time-window: 120}", "{time-window: 120, nodes: average}", "policy.trigger.nodes",
+			"average needs {points: N}"},
+		{"trigger nodes average", "{time-window: 120}", "{points: 3, nodes: Average}", "", ""},
 		{"trigger nodes not a string", "{time-window: 120}", "{time-window: 120, nodes: [all]}", "policy.trigger.nodes", "must be a string"},
 		{"trigger nodes any", "{time-window: 120}", "{time-window: 120, nodes: ANY}", "", ""},
 	} {
@@ -188,6 +191,8 @@ func TestTriggerNodes(t *testing.T) {
 		{shrink, "", true, "p: cpu < 20 on every node for 3 points"},
 		{shrink, ", nodes: any", false, "p: cpu < 20 on all nodes for 3 points"},
 		{shrink, ", nodes: All", true, "p: cpu < 20 on every node for 3 points"},
+		{grow, ", nodes: average", false, "p: cpu > 80 on the mean of worker nodes for 3 points"},
+		{shrink, ", nodes: average", false, "p: cpu < 20 on the mean of all nodes for 3 points"},
 	} {
 		doc := fmt.Sprintf(c.doc, c.nodes)
 		p, err := ParsePolicy([]byte(doc))
