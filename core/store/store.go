@@ -60,6 +60,8 @@ type Store struct {
 	vniMu     sync.Mutex
 	vniLoadMu sync.Mutex
 	vni       vniState
+	// resv queues ReserveAll's calls, to commit them in groups (reservegroup.go).
+	resv reservations
 
 	// local is set for the embedded single-member etcd: its reads are served from the
 	// member's applied state (serializable) instead of through a raft read index. With
