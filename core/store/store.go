@@ -384,6 +384,9 @@ func describeOps(ops []op) string {
 	return strings.Join(keys, ",")
 }
 
+// revSetter is a record that knows its revision (not stored with it).
+type revSetter interface{ setRev(int64) }
+
 // maxCASAttempts bounds read-modify-write retries under contention.
 const maxCASAttempts = 64
 
@@ -403,11 +406,15 @@ func update[T any](ctx context.Context, s *Store, key string, fn func(*T) ([]op,
 			return zero, err
 		}
 		ops := append([]op{{key: key, v: &v, rev: rev}}, extra...)
-		if _, err := s.commit(ctx, ops...); err != nil {
+		next, err := s.commit(ctx, ops...)
+		if err != nil {
 			if errors.Is(err, ErrConflict) {
 				continue
 			}
 			return zero, err
+		}
+		if r, ok := any(&v).(revSetter); ok {
+			r.setRev(next)
 		}
 		return v, nil
 	}
