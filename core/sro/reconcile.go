@@ -172,6 +172,7 @@ func (e *Engine) plan(ctx context.Context, sl *store.Slice) error {
 		}
 		return err
 	}
+	e.markOwn(sl.ID, sl.Rev) // the build goes on from here
 	e.opts.Metrics.observe("plan", start)
 	return nil
 }
@@ -370,6 +371,7 @@ func (e *Engine) build(ctx context.Context, sl *store.Slice) error {
 		return err
 	}
 	*sl = *next
+	e.markOwn(sl.ID, sl.Rev) // Reconcile asks for the health round after HealthInterval
 	e.opts.Metrics.observe("create", sl.CreatedAt)
 	e.log.Info("slice ready", "slice", sl.ID, "parts", len(parts), "links", len(links), "took", time.Since(sl.CreatedAt))
 	e.announceReady(ctx, sl)

@@ -73,6 +73,11 @@ func (e *Engine) Submit(ctx context.Context, tenant string, doc []byte) (*store.
 	if err := e.store.CreateSlice(ctx, sl, ev); err != nil {
 		return nil, err
 	}
+	if e.IsLeader() {
+		// Queued here at once; the watch's report of the same write would queue the
+		// slice again behind its own build (the leader's watch alone reads marks).
+		e.markOwn(sl.ID, sl.Rev)
+	}
 	e.queue.Add(sl.ID)
 	return sl, nil
 }
@@ -200,6 +205,7 @@ func (e *Engine) announceReady(ctx context.Context, sl *store.Slice) {
 func (e *Engine) forgetReady(id string) {
 	e.mu.Lock()
 	delete(e.announced, id)
+	delete(e.own, id)
 	e.mu.Unlock()
 }
 
@@ -212,6 +218,7 @@ func (e *Engine) forgetAll() {
 		ids = append(ids, id)
 	}
 	e.announced = nil
+	e.own = nil // the next term's watch starts after these writes
 	e.mu.Unlock()
 	for _, id := range ids {
 		e.notifyGone(id)

@@ -18,6 +18,8 @@ import (
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3rpc"
+	"go.etcd.io/etcd/server/v3/proxy/grpcproxy/adapter"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
@@ -119,6 +121,12 @@ func startEmbedded(ctx context.Context, dir string, history time.Duration, logge
 		e.Close()
 		return nil, nil, nil, fmt.Errorf("embedded etcd: connect: %w", err)
 	}
+	// Reads and writes call the member in-process: through the TLS listener each round
+	// trip cost two gRPC stacks, TLS both ways and four system calls, which under a burst
+	// of creates (tens of store round trips each) was most of necosd's own CPU and, on a
+	// busy machine, 20-30 ms a read. Only KV goes this way: watches and leases keep the
+	// TLS client, whose streams do not deadlock (see above); a unary call has no stream.
+	cli.KV = clientv3.NewKVFromKVClient(adapter.KvServerToKvClient(v3rpc.NewQuotaKVServer(e.Server)), cli)
 	// A store made by an earlier version knows its member by a plain http peer URL;
 	// the member is told its new one, so that nothing names a listener that is gone.
 	if err := updatePeerURL(ctx, cli, e, peerURL.String()); err != nil {

@@ -198,10 +198,17 @@ func (s *Store) WatchEvents(ctx context.Context, slice string, since int64) <-ch
 // watchResumePause spaces attempts to resume an event watch the store dropped.
 const watchResumePause = time.Second
 
-// WatchSlices reports the id of every slice written or deleted from now on, until ctx
-// ends. Reconcilers use it to learn of work.
-func (s *Store) WatchSlices(ctx context.Context) <-chan string {
-	out := make(chan string, 256)
+// SliceWrite is a write (or the delete) of a slice's record: its id and the store
+// revision of the write.
+type SliceWrite struct {
+	ID  string
+	Rev int64
+}
+
+// WatchSlices reports every slice written or deleted from now on, until ctx ends.
+// Reconcilers use it to learn of work.
+func (s *Store) WatchSlices(ctx context.Context) <-chan SliceWrite {
+	out := make(chan SliceWrite, 256)
 	prefix := s.key("slices") + "/"
 	wch := s.cli.Watch(clientv3.WithRequireLeader(ctx), prefix, clientv3.WithPrefix(), clientv3.WithPrevKV())
 	go func() {
@@ -212,7 +219,7 @@ func (s *Store) WatchSlices(ctx context.Context) <-chan string {
 			}
 			for _, e := range resp.Events {
 				select {
-				case out <- trimKey(prefix, string(e.Kv.Key)):
+				case out <- SliceWrite{ID: trimKey(prefix, string(e.Kv.Key)), Rev: e.Kv.ModRevision}:
 				case <-ctx.Done():
 					return
 				}

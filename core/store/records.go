@@ -51,6 +51,8 @@ type Slice struct {
 	Rev int64 `json:"-"`
 }
 
+func (s *Slice) setRev(rev int64) { s.Rev = rev }
+
 // PartState is where a DC part is.
 type PartState string
 

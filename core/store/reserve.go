@@ -3,10 +3,7 @@ package store
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"math/rand/v2"
-	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -30,6 +27,11 @@ const maxReserveAttempts = 1000
 
 // ReserveAll takes, in one transaction, every hold that choose returns, or none.
 //
+// Concurrent calls in this process share their transactions (see reserveGroup): every
+// reservation writes its providers' totals, so one at a time they conflicted at each
+// commit (three rounds a slice, 16 slices placed at once) and a provider granted one
+// reservation per store round trip.
+//
 // choose is given, for each of providers, what is granted there to others than
 // holders, all read at one revision, and returns the claims (each at one of providers,
 // for one of holders); an error from choose (such as a refusal) is returned as is.
@@ -40,47 +42,31 @@ const maxReserveAttempts = 1000
 // Holds the holders already had at providers are replaced: kept as claimed again,
 // dropped when not.
 func (s *Store) ReserveAll(ctx context.Context, providers, holders []string, choose func(granted map[string]Hold) ([]Claim, error)) error {
-	isProvider := map[string]bool{}
+	r := &reserveReq{providers: providers, holders: holders, choose: choose,
+		isProvider: map[string]bool{}, isHolder: map[string]bool{}, done: make(chan error, 1)}
 	for _, p := range providers {
-		isProvider[p] = true
+		r.isProvider[p] = true
 	}
-	isHolder := map[string]bool{}
 	for _, h := range holders {
-		isHolder[h] = true
+		r.isHolder[h] = true
 	}
-	for attempt := 0; attempt < maxReserveAttempts; attempt++ {
-		snap, err := s.readLedgers(ctx, providers, holders)
-		if err != nil {
-			return err
-		}
-		claims, err := choose(snap.granted())
-		if err != nil {
-			return err
-		}
-		ops, err := snap.ops(s, claims, isProvider, isHolder)
-		if err != nil {
-			return err
-		}
-		if len(ops) == 0 {
-			return nil
-		}
-		_, err = s.commit(ctx, ops...)
-		if err == nil {
-			return nil
-		}
-		if !errors.Is(err, ErrConflict) && !errors.Is(err, ErrExists) {
-			return err
-		}
-		// Lost to another reservation: wait a little, at random, so that the losers
-		// of one round do not all meet again in the next.
-		wait := time.Duration(rand.Int64N(int64(time.Millisecond) << min(attempt, 5)))
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("reserve: %w", ctx.Err())
-		case <-time.After(wait):
-		}
+	s.resv.mu.Lock()
+	s.resv.pending = append(s.resv.pending, r)
+	lead := !s.resv.running
+	s.resv.running = true
+	s.resv.mu.Unlock()
+	if lead {
+		go s.reserveLoop(context.WithoutCancel(ctx))
 	}
-	return fmt.Errorf("reserve at %v: gave up after %d rounds: %w", providers, maxReserveAttempts, ErrConflict)
+	select {
+	case err := <-r.done:
+		return err
+	case <-ctx.Done():
+		// A group that already took it may still commit its holds: the caller's
+		// retry releases what its slice holds before placing it again.
+		r.cancelled.Store(true)
+		return fmt.Errorf("reserve: %w", ctx.Err())
+	}
 }
 
 // ledgerSnapshot is the ledgers of some providers at one revision: each total and the
@@ -104,10 +90,10 @@ func (s *Store) readLedgers(ctx context.Context, providers, holders []string) (*
 	var gets []clientv3.Op
 	for _, p := range providers {
 		keys = append(keys, key{p, ""})
-		gets = append(gets, clientv3.OpGet(s.ledgerTotalKey(p)))
+		gets = append(gets, s.opGet(s.ledgerTotalKey(p)))
 		for _, h := range holders {
 			keys = append(keys, key{p, h})
-			gets = append(gets, clientv3.OpGet(s.holdKey(p, h)))
+			gets = append(gets, s.opGet(s.holdKey(p, h)))
 		}
 	}
 	tctx, cancel := withTimeout(ctx)
@@ -139,59 +125,6 @@ func (s *Store) readLedgers(ctx context.Context, providers, holders []string) (*
 		snap.holds[k.provider][k.holder] = v
 	}
 	return snap, nil
-}
-
-// granted is, per provider, the total less the holders' own holds there.
-func (l *ledgerSnapshot) granted() map[string]Hold {
-	out := make(map[string]Hold, len(l.totals))
-	for p, t := range l.totals {
-		g := t.hold
-		for _, h := range l.holds[p] {
-			g = g.sub(h.hold)
-		}
-		out[p] = g
-	}
-	return out
-}
-
-// ops are the writes that replace the holders' holds by claims, each conditional on
-// the record being as read. Claims that do not fit are refused here too: choose is
-// trusted with the decision, not with the ledger.
-func (l *ledgerSnapshot) ops(s *Store, claims []Claim, isProvider, isHolder map[string]bool) ([]op, error) {
-	granted := l.granted()
-	claimed := map[[2]string]bool{}
-	touched := map[string]bool{}
-	var ops []op
-	for _, c := range claims {
-		switch k := [2]string{c.Provider, c.Holder}; {
-		case !isProvider[c.Provider]:
-			return nil, fmt.Errorf("reserve: claim at provider %s, which was not read", c.Provider)
-		case !isHolder[c.Holder]:
-			return nil, fmt.Errorf("reserve: claim for holder %s, which was not read", c.Holder)
-		case claimed[k]:
-			return nil, fmt.Errorf("reserve: two claims for %s at %s", c.Holder, c.Provider)
-		default:
-			claimed[k] = true
-		}
-		if err := fits(granted[c.Provider], c.Amount, c.Capacity); err != nil {
-			return nil, fmt.Errorf("provider %s: %w", c.Provider, err)
-		}
-		granted[c.Provider] = granted[c.Provider].add(c.Amount)
-		touched[c.Provider] = true
-		ops = append(ops, op{key: s.holdKey(c.Provider, c.Holder), v: c.Amount, rev: l.holds[c.Provider][c.Holder].rev})
-	}
-	for p, hs := range l.holds {
-		for h, v := range hs {
-			if !claimed[[2]string{p, h}] {
-				touched[p] = true
-				ops = append(ops, op{key: s.holdKey(p, h), rev: v.rev})
-			}
-		}
-	}
-	for p := range touched {
-		ops = append(ops, op{key: s.ledgerTotalKey(p), v: granted[p], rev: l.totals[p].rev})
-	}
-	return ops, nil
 }
 
 // Add returns the sum of two holds.
