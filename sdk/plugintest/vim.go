@@ -186,7 +186,7 @@ func (s *vimSuite) track(t *testing.T, ref sdk.PartRef) {
 	t.Cleanup(func() {
 		c, cancel := context.WithTimeout(context.Background(), callTimeout)
 		defer cancel()
-		if err := s.vim.Delete(c, ref); err != nil {
+		if err := s.vim.Delete(c, sdk.DeleteRequest{Ref: ref}); err != nil {
 			t.Errorf("cleanup: delete %s: %v", ref, err)
 			return
 		}
@@ -207,7 +207,7 @@ func (s *vimSuite) sweep(t *testing.T) func() {
 		s.mu.Unlock()
 		for _, r := range refs {
 			c, cancel := context.WithTimeout(context.Background(), callTimeout)
-			if err := s.vim.Delete(c, r); err != nil {
+			if err := s.vim.Delete(c, sdk.DeleteRequest{Ref: r}); err != nil {
 				t.Errorf("cleanup: part %s is left behind: %v", r, err)
 			}
 			cancel()
@@ -218,7 +218,7 @@ func (s *vimSuite) sweep(t *testing.T) func() {
 func (s *vimSuite) create(t *testing.T, spec sdk.PartSpec) sdk.Part {
 	t.Helper()
 	s.track(t, spec.Ref)
-	p, err := s.vim.Create(ctx(t), spec)
+	p, err := s.vim.Create(ctx(t), sdk.CreateRequest{Part: spec})
 	if err != nil {
 		t.Fatalf("Create %s: %v", spec.Ref, err)
 	}
@@ -227,7 +227,7 @@ func (s *vimSuite) create(t *testing.T, spec sdk.PartSpec) sdk.Part {
 
 func (s *vimSuite) describe(t *testing.T, ref sdk.PartRef) sdk.Part {
 	t.Helper()
-	p, err := s.vim.Describe(ctx(t), ref)
+	p, err := s.vim.Describe(ctx(t), sdk.DescribeRequest{Ref: ref})
 	if err != nil {
 		t.Fatalf("Describe %s: %v", ref, err)
 	}
@@ -236,7 +236,7 @@ func (s *vimSuite) describe(t *testing.T, ref sdk.PartRef) sdk.Part {
 
 func (s *vimSuite) offer(t *testing.T, spec sdk.PartSpec) sdk.Offer {
 	t.Helper()
-	o, err := s.vim.Offer(ctx(t), spec)
+	o, err := s.vim.Offer(ctx(t), sdk.OfferRequest{Part: spec})
 	if err != nil {
 		t.Fatalf("Offer %s: %v", spec.Ref, err)
 	}
@@ -269,7 +269,7 @@ func (s *vimSuite) wantCode(t *testing.T, what string, err error, codes ...sdk.C
 
 func (s *vimSuite) wantNotFound(t *testing.T, ref sdk.PartRef, why string) {
 	t.Helper()
-	_, err := s.vim.Describe(ctx(t), ref)
+	_, err := s.vim.Describe(ctx(t), sdk.DescribeRequest{Ref: ref})
 	s.wantCode(t, fmt.Sprintf("Describe %s (%s)", ref, why), err, sdk.CodeNotFound)
 }
 
@@ -417,7 +417,7 @@ func (s *vimSuite) testOffer(t *testing.T) {
 	many := c.CPUs/s.opts.Node.CPUs + 1
 	tooBig[fmt.Sprintf("%d small nodes", many)] = s.spec(s.ref("offer-count"), s.vdu("many", sdk.NodeWorker, many, 1))
 	for what, spec := range tooBig {
-		o, err := s.vim.Offer(ctx(t), spec)
+		o, err := s.vim.Offer(ctx(t), sdk.OfferRequest{Part: spec})
 		if err != nil {
 			t.Errorf("Offer of %s: error %v, want a refusal (Accepted false, not an error)", what, err)
 			continue
@@ -429,7 +429,7 @@ func (s *vimSuite) testOffer(t *testing.T) {
 			t.Errorf("Offer of %s: refused without a reason", what)
 		}
 		s.track(t, spec.Ref)
-		_, err = s.vim.Create(ctx(t), spec)
+		_, err = s.vim.Create(ctx(t), sdk.CreateRequest{Part: spec})
 		s.wantCode(t, "Create of "+what, err, sdk.CodeResourceExhausted)
 		s.wantNotFound(t, spec.Ref, "after a refused Create")
 	}
@@ -455,7 +455,7 @@ func (s *vimSuite) testCreateIdempotent(t *testing.T) {
 	before := s.free(t)
 	spec := s.standard(s.ref("idempotent"))
 	first := s.create(t, spec)
-	again, err := s.vim.Create(ctx(t), spec)
+	again, err := s.vim.Create(ctx(t), sdk.CreateRequest{Part: spec})
 	if err != nil {
 		t.Fatalf("second Create: %v", err)
 	}
@@ -470,7 +470,7 @@ func (s *vimSuite) testCreateIdempotent(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			parts[i], errs[i] = s.vim.Create(ctx(t), spec)
+			parts[i], errs[i] = s.vim.Create(ctx(t), sdk.CreateRequest{Part: spec})
 		}()
 	}
 	wg.Wait()
@@ -610,16 +610,16 @@ func (s *vimSuite) testDelete(t *testing.T) {
 	before := s.free(t)
 	spec := s.standard(s.ref("delete"))
 	s.create(t, spec)
-	if err := s.vim.Delete(ctx(t), spec.Ref); err != nil {
+	if err := s.vim.Delete(ctx(t), sdk.DeleteRequest{Ref: spec.Ref}); err != nil {
 		t.Fatalf("Delete: %v", err)
 	}
 	s.wantNotFound(t, spec.Ref, "after Delete")
-	_, err := s.vim.Metrics(ctx(t), spec.Ref, nil)
+	_, err := s.vim.Metrics(ctx(t), sdk.MetricsRequest{Ref: spec.Ref})
 	s.wantCode(t, "Metrics after Delete", err, sdk.CodeNotFound)
-	if err := s.vim.Delete(ctx(t), spec.Ref); err != nil {
+	if err := s.vim.Delete(ctx(t), sdk.DeleteRequest{Ref: spec.Ref}); err != nil {
 		t.Errorf("second Delete: %v, want nil (idempotent)", err)
 	}
-	if err := s.vim.Delete(ctx(t), s.ref("delete-never-created")); err != nil {
+	if err := s.vim.Delete(ctx(t), sdk.DeleteRequest{Ref: s.ref("delete-never-created")}); err != nil {
 		t.Errorf("Delete of an unknown part: %v, want nil", err)
 	}
 	s.checkFreed(t, "Offer after Delete", before, s.free(t), sdk.Resources{})
@@ -628,7 +628,7 @@ func (s *vimSuite) testDelete(t *testing.T) {
 func (s *vimSuite) testUnknownPart(t *testing.T) {
 	ref := s.ref("unknown")
 	s.wantNotFound(t, ref, "never created")
-	_, err := s.vim.Metrics(ctx(t), ref, nil)
+	_, err := s.vim.Metrics(ctx(t), sdk.MetricsRequest{Ref: ref})
 	s.wantCode(t, "Metrics of an unknown part", err, sdk.CodeNotFound)
 }
 
@@ -652,19 +652,19 @@ func (s *vimSuite) testInvalidArgument(t *testing.T) {
 		if spec.Ref.Validate() == nil {
 			s.track(t, spec.Ref)
 		}
-		_, err := s.vim.Create(ctx(t), spec)
+		_, err := s.vim.Create(ctx(t), sdk.CreateRequest{Part: spec})
 		s.wantCode(t, "Create with "+what, err, sdk.CodeInvalidArgument)
-		_, err = s.vim.Offer(ctx(t), spec)
+		_, err = s.vim.Offer(ctx(t), sdk.OfferRequest{Part: spec})
 		s.wantCode(t, "Offer with "+what, err, sdk.CodeInvalidArgument)
 		if spec.Ref.Validate() == nil {
 			s.wantNotFound(t, spec.Ref, "after a Create with "+what)
 		}
 	}
-	_, err := s.vim.Describe(ctx(t), sdk.PartRef{SliceID: s.opts.SlicePrefix})
+	_, err := s.vim.Describe(ctx(t), sdk.DescribeRequest{Ref: sdk.PartRef{SliceID: s.opts.SlicePrefix}})
 	s.wantCode(t, "Describe without a part id", err, sdk.CodeInvalidArgument)
-	err = s.vim.Delete(ctx(t), sdk.PartRef{PartID: "dc-part-1"})
+	err = s.vim.Delete(ctx(t), sdk.DeleteRequest{Ref: sdk.PartRef{PartID: "dc-part-1"}})
 	s.wantCode(t, "Delete without a slice id", err, sdk.CodeInvalidArgument)
-	_, err = s.vim.Metrics(ctx(t), sdk.PartRef{}, nil)
+	_, err = s.vim.Metrics(ctx(t), sdk.MetricsRequest{Ref: sdk.PartRef{}})
 	s.wantCode(t, "Metrics without ids", err, sdk.CodeInvalidArgument)
 	s.checkFreed(t, "Offer after malformed requests", before, s.free(t), sdk.Resources{})
 }
@@ -697,7 +697,7 @@ func (s *vimSuite) testConcurrentCreates(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			parts[i], errs[i] = s.vim.Create(ctx(t), specs[i])
+			parts[i], errs[i] = s.vim.Create(ctx(t), sdk.CreateRequest{Part: specs[i]})
 		}()
 	}
 	wg.Wait()
@@ -734,7 +734,7 @@ func (s *vimSuite) testMetrics(t *testing.T) {
 	for _, n := range part.Nodes {
 		types[n.Name] = n.Type
 	}
-	samples, err := s.vim.Metrics(ctx(t), spec.Ref, nil)
+	samples, err := s.vim.Metrics(ctx(t), sdk.MetricsRequest{Ref: spec.Ref})
 	if err != nil {
 		t.Fatalf("Metrics: %v", err)
 	}
@@ -770,7 +770,7 @@ func (s *vimSuite) testMetrics(t *testing.T) {
 	}
 
 	only := s.opts.Metrics[0]
-	samples, err = s.vim.Metrics(ctx(t), spec.Ref, []string{only})
+	samples, err = s.vim.Metrics(ctx(t), sdk.MetricsRequest{Ref: spec.Ref, Names: []string{only}})
 	if err != nil {
 		t.Fatalf("Metrics(%s): %v", only, err)
 	}
@@ -820,7 +820,7 @@ func (s *vimSuite) testMetricsBatch(t *testing.T) {
 	var problems []string
 	for attempt := 0; attempt < 3; attempt++ {
 		var err error
-		got, err = b.MetricsBatch(ctx(t), reqs)
+		got, err = b.MetricsBatch(ctx(t), sdk.MetricsBatchRequest{Parts: reqs})
 		if err != nil {
 			t.Fatalf("MetricsBatch: %v (one part's failure must not fail the batch)", err)
 		}
@@ -855,7 +855,7 @@ func (s *vimSuite) batchAgrees(t *testing.T, reqs []sdk.MetricsRequest, got []sd
 		if g.Ref != r.Ref {
 			fail("MetricsBatch answer %d is of part %q, want %q", i, g.Ref, r.Ref)
 		}
-		want, werr := s.vim.Metrics(ctx(t), r.Ref, r.Names)
+		want, werr := s.vim.Metrics(ctx(t), sdk.MetricsRequest{Ref: r.Ref, Names: r.Names})
 		if sdk.CodeOf(g.Err) != sdk.CodeOf(werr) {
 			fail("MetricsBatch %q (names %v): error %v (%s), Metrics says %v (%s)", r.Ref, r.Names,
 				g.Err, sdk.CodeOf(g.Err), werr, sdk.CodeOf(werr))
