@@ -252,7 +252,8 @@ func (p *Plugin) state() (*state, error) {
 // call that would overflow queue_size (ResourceExhausted) or holds a bad point
 // (InvalidArgument). A refused call may be retried as is: rewriting a point (same
 // metric, tags and time) replaces it.
-func (p *Plugin) Write(ctx context.Context, points []sdk.Point) error {
+func (p *Plugin) Write(ctx context.Context, req sdk.WriteRequest) error {
+	points := req.Points
 	st, err := p.state()
 	if err != nil {
 		return err

@@ -24,7 +24,8 @@ const perNamespaceMax = 4
 // (metrics.k8s.io) and of the VDUs' pods (or of the quotas, without the metrics API)
 // serves them all. Each part's samples are those Metrics gives; a part not found, or
 // whose usage could not be read, has its own error.
-func (p *Plugin) MetricsBatch(ctx context.Context, reqs []sdk.MetricsRequest) ([]sdk.PartMetrics, error) {
+func (p *Plugin) MetricsBatch(ctx context.Context, req sdk.MetricsBatchRequest) ([]sdk.PartMetrics, error) {
+	reqs := req.Parts
 	if len(reqs) > sdk.MaxMetricsBatch {
 		return nil, sdk.Errorf(sdk.CodeInvalidArgument, "parts: at most %d per batch, got %d", sdk.MaxMetricsBatch, len(reqs))
 	}

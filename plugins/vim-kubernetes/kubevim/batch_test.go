@@ -211,7 +211,7 @@ func TestMetricsBatch(t *testing.T) {
 				t.Fatal("the stand-in's metrics API is not found")
 			}
 			si.reset(tc.metricsDown)
-			got, err := p.MetricsBatch(context.Background(), tc.reqs)
+			got, err := p.MetricsBatch(context.Background(), sdk.MetricsBatchRequest{Parts: tc.reqs})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -233,7 +233,7 @@ func TestMetricsBatch(t *testing.T) {
 				si.mu.Unlock()
 			}
 			for i, r := range tc.reqs {
-				want, werr := p.Metrics(context.Background(), r.Ref, r.Names)
+				want, werr := p.Metrics(context.Background(), sdk.MetricsRequest{Ref: r.Ref, Names: r.Names})
 				g := got[i]
 				if sdk.CodeOf(g.Err) != sdk.CodeOf(werr) {
 					t.Errorf("%s: error %v, Metrics says %v", r.Ref, g.Err, werr)

@@ -492,7 +492,9 @@ func writeRecord(ctx context.Context, k *cluster, ns string, rec *record) error 
 
 // DeployStatus returns the deployment as recorded, its commands' steps refreshed from
 // their Jobs.
-func (p *Plugin) DeployStatus(ctx context.Context, serviceID string, ref sdk.PartRef) (sdk.Deployment, error) {
+func (p *Plugin) DeployStatus(ctx context.Context, req sdk.DeployStatusRequest) (sdk.Deployment, error) {
+	serviceID := req.ServiceID
+	ref := req.Ref
 	if serviceID == "" {
 		return sdk.Deployment{}, sdk.Errorf(sdk.CodeInvalidArgument, "deploy status: service_id: required")
 	}
@@ -521,7 +523,9 @@ func (p *Plugin) DeployStatus(ctx context.Context, serviceID string, ref sdk.Par
 
 // Undeploy deletes what the service applied and its Jobs (with their pods), then its
 // record. An unknown service or part is not an error.
-func (p *Plugin) Undeploy(ctx context.Context, serviceID string, part sdk.Part) error {
+func (p *Plugin) Undeploy(ctx context.Context, req sdk.UndeployRequest) error {
+	serviceID := req.ServiceID
+	part := req.Part
 	if serviceID == "" {
 		return sdk.Errorf(sdk.CodeInvalidArgument, "undeploy: service_id: required")
 	}

@@ -51,7 +51,9 @@ type vduUsage struct {
 // nodes of other VDUs report the part's use over what the part holds. Without it, the
 // part's quota's used requests over what it holds. MEMORY_USED_MB is the node's share
 // of the used memory.
-func (p *Plugin) Metrics(ctx context.Context, ref sdk.PartRef, names []string) ([]sdk.Sample, error) {
+func (p *Plugin) Metrics(ctx context.Context, req sdk.MetricsRequest) ([]sdk.Sample, error) {
+	ref := req.Ref
+	names := req.Names
 	if err := ref.Validate(); err != nil {
 		return nil, err
 	}

@@ -31,7 +31,8 @@ var applyOpts = metav1.ApplyOptions{FieldManager: fieldManager, Force: true}
 // Create builds the part, or returns it when it exists. It returns once the quota is
 // enforced and the namespace has its default ServiceAccount: from then on the tenant's
 // workloads are admitted and capped.
-func (p *Plugin) Create(ctx context.Context, spec sdk.PartSpec) (sdk.Part, error) {
+func (p *Plugin) Create(ctx context.Context, req sdk.CreateRequest) (sdk.Part, error) {
+	spec := req.Part
 	if err := spec.Validate(); err != nil {
 		return sdk.Part{}, err
 	}
@@ -342,7 +343,8 @@ func waitReady(ctx context.Context, s settings, k *cluster, ns string, hard core
 
 // Describe returns the part as the cluster holds it now, with a credential renewed when
 // less than a third of its lifetime is left.
-func (p *Plugin) Describe(ctx context.Context, ref sdk.PartRef) (sdk.Part, error) {
+func (p *Plugin) Describe(ctx context.Context, req sdk.DescribeRequest) (sdk.Part, error) {
+	ref := req.Ref
 	if err := ref.Validate(); err != nil {
 		return sdk.Part{}, err
 	}
@@ -517,7 +519,8 @@ func (p *Plugin) relayout(ctx context.Context, s settings, k *cluster, ref sdk.P
 
 // Delete deletes the part's namespace and waits until it is gone: the namespace
 // controller removes everything in it first. An unknown part is not an error.
-func (p *Plugin) Delete(ctx context.Context, ref sdk.PartRef) error {
+func (p *Plugin) Delete(ctx context.Context, req sdk.DeleteRequest) error {
+	ref := req.Ref
 	if err := ref.Validate(); err != nil {
 		return err
 	}

@@ -542,7 +542,9 @@ func hostKeyAlgorithms(t string) []string {
 // DeployStatus returns a deployment this plugin process runs or ran, live while it runs.
 // One it does not know (never run here, undeployed, or run before a restart) is
 // NotFound.
-func (p *Plugin) DeployStatus(_ context.Context, serviceID string, ref sdk.PartRef) (sdk.Deployment, error) {
+func (p *Plugin) DeployStatus(_ context.Context, req sdk.DeployStatusRequest) (sdk.Deployment, error) {
+	serviceID := req.ServiceID
+	ref := req.Ref
 	if err := ref.Validate(); err != nil {
 		return sdk.Deployment{}, err
 	}
@@ -555,7 +557,9 @@ func (p *Plugin) DeployStatus(_ context.Context, serviceID string, ref sdk.PartR
 
 // Undeploy stops the service's deployment on the part if it is running and forgets it.
 // Commands that ran cannot be undone; an unknown service is not an error.
-func (p *Plugin) Undeploy(ctx context.Context, serviceID string, part sdk.Part) error {
+func (p *Plugin) Undeploy(ctx context.Context, req sdk.UndeployRequest) error {
+	serviceID := req.ServiceID
+	part := req.Part
 	if err := part.Ref.Validate(); err != nil {
 		return err
 	}

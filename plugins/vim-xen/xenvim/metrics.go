@@ -29,7 +29,9 @@ const cpuPause = 200 * time.Millisecond
 //   - PERCENT_MEMORY_UTILIZATION: only when the guest reports its memory use.
 //
 // A node that is not running reports 0.
-func (p *Plugin) Metrics(ctx context.Context, ref sdk.PartRef, names []string) ([]sdk.Sample, error) {
+func (p *Plugin) Metrics(ctx context.Context, req sdk.MetricsRequest) ([]sdk.Sample, error) {
+	ref := req.Ref
+	names := req.Names
 	want, err := wanted(ref, names)
 	if err != nil {
 		return nil, err

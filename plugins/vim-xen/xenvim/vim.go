@@ -45,7 +45,8 @@ func hasNIC(s *settings, r partRecord) bool { return r.Bridge != "" || s.network
 // Offer says whether the provider can host the part now: the configured capacity minus
 // what this provider's domains hold, as libvirt reports them. The price is the number of
 // nodes times price_per_node_day.
-func (p *Plugin) Offer(_ context.Context, spec sdk.PartSpec) (sdk.Offer, error) {
+func (p *Plugin) Offer(_ context.Context, req sdk.OfferRequest) (sdk.Offer, error) {
+	spec := req.Part
 	if err := checkSpec(spec); err != nil {
 		return sdk.Offer{}, err
 	}
@@ -97,7 +98,8 @@ func (p *Plugin) Offer(_ context.Context, spec sdk.PartSpec) (sdk.Offer, error) 
 // Create builds the part and returns it once its nodes run. A part that exists is
 // returned as it is (with any node a crashed earlier call left missing made, and any
 // stopped node started); what this call made is removed again if it fails.
-func (p *Plugin) Create(ctx context.Context, spec sdk.PartSpec) (sdk.Part, error) {
+func (p *Plugin) Create(ctx context.Context, req sdk.CreateRequest) (sdk.Part, error) {
+	spec := req.Part
 	if err := checkSpec(spec); err != nil {
 		return sdk.Part{}, err
 	}
@@ -527,7 +529,8 @@ func destroyDomain(conn *libvirt.Connect, id string) error {
 }
 
 // Describe returns the part as libvirt holds it now.
-func (p *Plugin) Describe(_ context.Context, ref sdk.PartRef) (sdk.Part, error) {
+func (p *Plugin) Describe(_ context.Context, req sdk.DescribeRequest) (sdk.Part, error) {
+	ref := req.Ref
 	if err := ref.Validate(); err != nil {
 		return sdk.Part{}, err
 	}
@@ -899,7 +902,8 @@ func (p *Plugin) Scale(ctx context.Context, req sdk.ScaleRequest) (sdk.Part, err
 }
 
 // Delete destroys and undefines every domain of the part. An unknown part is done.
-func (p *Plugin) Delete(_ context.Context, ref sdk.PartRef) error {
+func (p *Plugin) Delete(_ context.Context, req sdk.DeleteRequest) error {
+	ref := req.Ref
 	if err := ref.Validate(); err != nil {
 		return err
 	}
