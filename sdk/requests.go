@@ -151,9 +151,9 @@ func (r MetricsBatchRequest) Validate() error {
 
 // ---- Deployer ----
 
-// Validate checks that ServiceID is set, both ids of Part.Ref are set, and every work
-// item names its node and holds no empty command. Whether the node exists, and whether
-// the manifests apply, is the plugin's to say.
+// Validate checks that ServiceID is set, both ids of Part.Ref are set, no work item
+// holds an empty command and StepTimeout is not negative. Whether a work item's node
+// exists, and whether its manifests apply, is the plugin's to say.
 func (r DeployRequest) Validate() error {
 	var p []string
 	if r.ServiceID == "" {
@@ -161,13 +161,9 @@ func (r DeployRequest) Validate() error {
 	}
 	p = append(p, refProblems("part.ref", r.Part.Ref.SliceID, r.Part.Ref.PartID, "part_id")...)
 	for i, w := range r.Work {
-		at := fmt.Sprintf("work[%d]", i)
-		if w.Node == "" {
-			p = append(p, at+".node: required (a node or VDU name)")
-		}
 		for j, c := range w.Commands {
 			if strings.TrimSpace(c) == "" {
-				p = append(p, fmt.Sprintf("%s.commands[%d]: empty", at, j))
+				p = append(p, fmt.Sprintf("work[%d].commands[%d]: empty", i, j))
 			}
 		}
 	}

@@ -47,7 +47,6 @@ func TestRequestValidate(t *testing.T) {
 		{"deploy", DeployRequest{ServiceID: "svc", Part: Part{Ref: ref}, Work: []NodeWork{{Node: "vm", Commands: []string{"true"}}}}, ""},
 		{"deploy without a service", DeployRequest{Part: Part{Ref: ref}}, "service_id"},
 		{"deploy of an empty command", DeployRequest{ServiceID: "svc", Part: Part{Ref: ref}, Work: []NodeWork{{Node: "vm", Commands: []string{" "}}}}, "work[0].commands[0]"},
-		{"deploy to no node", DeployRequest{ServiceID: "svc", Part: Part{Ref: ref}, Work: []NodeWork{{}}}, "work[0].node"},
 		{"undeploy", UndeployRequest{ServiceID: "svc", Part: Part{Ref: ref}}, ""},
 		{"undeploy without a part", UndeployRequest{ServiceID: "svc"}, "part.ref.slice_id"},
 		{"deploy status without a service", DeployStatusRequest{Ref: ref}, "service_id"},
