@@ -11,9 +11,9 @@ import (
 // Write and Query take a request struct ([WriteRequest], [Query]), which the SDK
 // validates (its Validate method) before the plugin sees it. Errors carry a [Code], one
 // per kind of failure, the same in every Monitor:
-//   - CodeInvalidArgument: a malformed request (more than MaxWritePoints points, a point
-//     or query without a metric, an empty tag key, a window ending before it starts) or
-//     a point the backend cannot store at all (a character its format cannot carry);
+//   - CodeInvalidArgument: a malformed request (a point or query without a metric, an
+//     empty tag key, a window ending before it starts) or a point the backend cannot
+//     store at all (a character its format cannot carry);
 //   - CodeResourceExhausted: the write queue is full;
 //   - CodeUnavailable: the backend does not answer.
 type Monitor interface {

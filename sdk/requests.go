@@ -328,18 +328,16 @@ func (r ReleaseSitesRequest) Validate() error {
 
 // WriteRequest asks a [Monitor] to queue points.
 type WriteRequest struct {
-	// Points are the points to write, at most MaxWritePoints.
+	// Points are the points to write; callers send at most MaxWritePoints.
 	Points []Point
 }
 
-// Validate checks that there are at most MaxWritePoints points and that each has a
-// metric and no empty tag key. What else a backend can store (which characters, which
-// times) is the plugin's to say.
+// Validate checks that each point has a metric and no empty tag key. What else a
+// backend can store (which characters, which times) is the plugin's to say. The number
+// of points is not checked: MaxWritePoints is what callers send, and a plugin takes a
+// larger write whole (the SDK's message limit is what bounds it).
 func (r WriteRequest) Validate() error {
 	var p []string
-	if len(r.Points) > MaxWritePoints {
-		p = append(p, fmt.Sprintf("points: at most %d per write, got %d", MaxWritePoints, len(r.Points)))
-	}
 	for i, pt := range r.Points {
 		if len(p) >= 5 {
 			// One bad batch of thousands must not make an error of thousands of lines.
