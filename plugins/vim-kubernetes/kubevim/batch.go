@@ -26,9 +26,6 @@ const perNamespaceMax = 4
 // whose usage could not be read, has its own error.
 func (p *Plugin) MetricsBatch(ctx context.Context, req sdk.MetricsBatchRequest) ([]sdk.PartMetrics, error) {
 	reqs := req.Parts
-	if len(reqs) > sdk.MaxMetricsBatch {
-		return nil, sdk.Errorf(sdk.CodeInvalidArgument, "parts: at most %d per batch, got %d", sdk.MaxMetricsBatch, len(reqs))
-	}
 	s, k, err := p.state()
 	if err != nil {
 		return nil, err
@@ -48,7 +45,7 @@ func (p *Plugin) MetricsBatch(ctx context.Context, req sdk.MetricsBatchRequest) 
 	seen := map[string]bool{}
 	for i, r := range reqs {
 		out[i].Ref = r.Ref
-		if out[i].Err = r.Ref.Validate(); out[i].Err != nil {
+		if out[i].Err = checkMetricNames(r.Names); out[i].Err != nil {
 			continue
 		}
 		ns := byKey[partKey(r.Ref)]

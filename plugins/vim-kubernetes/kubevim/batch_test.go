@@ -190,7 +190,7 @@ func TestMetricsBatch(t *testing.T) {
 	}
 	all := []sdk.MetricsRequest{{Ref: refs[0]}, {Ref: refs[1], Names: []string{sdk.MetricCPUPercent}}, {Ref: refs[2]},
 		{Ref: sdk.PartRef{SliceID: "batch", PartID: "unknown"}}, {Ref: refs[3]}, {Ref: refs[4]}, {Ref: refs[5]},
-		{Ref: sdk.PartRef{PartID: "no-slice"}}, {Ref: refs[1], Names: []string{sdk.MetricMemoryPct}}}
+		{Ref: refs[1], Names: []string{"NO_SUCH_METRIC"}}, {Ref: refs[1], Names: []string{sdk.MetricMemoryPct}}}
 	for _, tc := range []struct {
 		name        string
 		reqs        []sdk.MetricsRequest

@@ -101,9 +101,6 @@ func price(s settings, r sdk.Resources) float64 {
 // already exists is left out of the accounting, so its offer does not change once made.
 func (p *Plugin) Offer(ctx context.Context, req sdk.OfferRequest) (sdk.Offer, error) {
 	spec := req.Part
-	if err := spec.Validate(); err != nil {
-		return sdk.Offer{}, err
-	}
 	s, k, err := p.state()
 	if err != nil {
 		return sdk.Offer{}, err

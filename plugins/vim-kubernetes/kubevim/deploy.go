@@ -91,12 +91,6 @@ func recordName(serviceID string) string { return "necos-service-" + hashHex(ser
 // timeouts have passed. Malformed manifests, unknown kinds or nodes and cluster-scoped
 // kinds fail the request before anything is applied.
 func (p *Plugin) Deploy(ctx context.Context, req sdk.DeployRequest) (sdk.Deployment, error) {
-	if req.ServiceID == "" {
-		return sdk.Deployment{}, sdk.Errorf(sdk.CodeInvalidArgument, "deploy: service_id: required")
-	}
-	if err := req.Part.Ref.Validate(); err != nil {
-		return sdk.Deployment{}, err
-	}
 	s, k, err := p.state()
 	if err != nil {
 		return sdk.Deployment{}, err
@@ -495,12 +489,6 @@ func writeRecord(ctx context.Context, k *cluster, ns string, rec *record) error 
 func (p *Plugin) DeployStatus(ctx context.Context, req sdk.DeployStatusRequest) (sdk.Deployment, error) {
 	serviceID := req.ServiceID
 	ref := req.Ref
-	if serviceID == "" {
-		return sdk.Deployment{}, sdk.Errorf(sdk.CodeInvalidArgument, "deploy status: service_id: required")
-	}
-	if err := ref.Validate(); err != nil {
-		return sdk.Deployment{}, err
-	}
 	s, k, err := p.state()
 	if err != nil {
 		return sdk.Deployment{}, err
@@ -526,12 +514,6 @@ func (p *Plugin) DeployStatus(ctx context.Context, req sdk.DeployStatusRequest) 
 func (p *Plugin) Undeploy(ctx context.Context, req sdk.UndeployRequest) error {
 	serviceID := req.ServiceID
 	part := req.Part
-	if serviceID == "" {
-		return sdk.Errorf(sdk.CodeInvalidArgument, "undeploy: service_id: required")
-	}
-	if err := part.Ref.Validate(); err != nil {
-		return err
-	}
 	s, k, err := p.state()
 	if err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -54,7 +55,7 @@ type vduUsage struct {
 func (p *Plugin) Metrics(ctx context.Context, req sdk.MetricsRequest) ([]sdk.Sample, error) {
 	ref := req.Ref
 	names := req.Names
-	if err := ref.Validate(); err != nil {
+	if err := checkMetricNames(names); err != nil {
 		return nil, err
 	}
 	s, k, err := p.state()
@@ -76,6 +77,22 @@ func (p *Plugin) Metrics(ctx context.Context, req sdk.MetricsRequest) ([]sdk.Sam
 	out := partSamples(l, u, names, p.now())
 	p.log.Debug("metrics", "part", ref.String(), "source", u.source, "samples", len(out))
 	return out, nil
+}
+
+// knownMetrics are the metrics the plugin measures.
+var knownMetrics = []string{sdk.MetricCPUPercent, sdk.MetricMemoryPct, sdk.MetricMemoryUsedMB}
+
+// checkMetricNames refuses a metric the plugin does not measure with InvalidArgument, as
+// every VIM does (the plugin contract): a caller that asks for a metric by name learns
+// that it will never come rather than reading no samples.
+func checkMetricNames(names []string) error {
+	for i, n := range names {
+		if !slices.Contains(knownMetrics, n) {
+			return sdk.Errorf(sdk.CodeInvalidArgument, "names[%d]: unknown metric %q (known: %s)",
+				i, n, strings.Join(knownMetrics, ", "))
+		}
+	}
+	return nil
 }
 
 // partSamples turns a part's usage into the samples of its nodes (see Metrics).

@@ -33,9 +33,6 @@ var applyOpts = metav1.ApplyOptions{FieldManager: fieldManager, Force: true}
 // workloads are admitted and capped.
 func (p *Plugin) Create(ctx context.Context, req sdk.CreateRequest) (sdk.Part, error) {
 	spec := req.Part
-	if err := spec.Validate(); err != nil {
-		return sdk.Part{}, err
-	}
 	s, k, err := p.state()
 	if err != nil {
 		return sdk.Part{}, err
@@ -345,9 +342,6 @@ func waitReady(ctx context.Context, s settings, k *cluster, ns string, hard core
 // less than a third of its lifetime is left.
 func (p *Plugin) Describe(ctx context.Context, req sdk.DescribeRequest) (sdk.Part, error) {
 	ref := req.Ref
-	if err := ref.Validate(); err != nil {
-		return sdk.Part{}, err
-	}
 	s, k, err := p.state()
 	if err != nil {
 		return sdk.Part{}, err
@@ -424,17 +418,11 @@ func (p *Plugin) describe(ctx context.Context, s settings, k *cluster, ns *corev
 // follows. Growth must fit in what is free; shrinking below what the part's workloads
 // already request is refused (CodeFailedPrecondition).
 func (p *Plugin) Resize(ctx context.Context, req sdk.ResizeRequest) (sdk.Part, error) {
-	if err := req.Ref.Validate(); err != nil {
-		return sdk.Part{}, err
-	}
 	return p.change(ctx, req.Ref, "resize", func(l layout) (layout, error) { return l.resized(req) })
 }
 
 // Scale sets the number of nodes of a VDU: the quota follows, as for Resize.
 func (p *Plugin) Scale(ctx context.Context, req sdk.ScaleRequest) (sdk.Part, error) {
-	if err := req.Ref.Validate(); err != nil {
-		return sdk.Part{}, err
-	}
 	return p.change(ctx, req.Ref, "scale", func(l layout) (layout, error) { return l.scaled(req) })
 }
 
@@ -521,9 +509,6 @@ func (p *Plugin) relayout(ctx context.Context, s settings, k *cluster, ref sdk.P
 // controller removes everything in it first. An unknown part is not an error.
 func (p *Plugin) Delete(ctx context.Context, req sdk.DeleteRequest) error {
 	ref := req.Ref
-	if err := ref.Validate(); err != nil {
-		return err
-	}
 	s, k, err := p.state()
 	if err != nil {
 		return err
