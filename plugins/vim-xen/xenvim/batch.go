@@ -30,14 +30,11 @@ const bulkStats = libvirt.DOMAIN_STATS_STATE | libvirt.DOMAIN_STATS_CPU_TOTAL | 
 // looks for its domains; so is every part when the driver has no bulk statistics.
 func (p *Plugin) MetricsBatch(ctx context.Context, req sdk.MetricsBatchRequest) ([]sdk.PartMetrics, error) {
 	reqs := req.Parts
-	if len(reqs) > sdk.MaxMetricsBatch {
-		return nil, sdk.Errorf(sdk.CodeInvalidArgument, "parts: at most %d per batch, got %d", sdk.MaxMetricsBatch, len(reqs))
-	}
 	out := make([]sdk.PartMetrics, len(reqs))
 	wants := make([]map[string]bool, len(reqs))
 	for i, r := range reqs {
 		out[i].Ref = r.Ref
-		wants[i], out[i].Err = wanted(r.Ref, r.Names)
+		wants[i], out[i].Err = wanted(r.Names)
 	}
 	s, conn, err := p.session()
 	if err != nil {

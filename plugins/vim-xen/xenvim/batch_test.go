@@ -53,7 +53,7 @@ func TestMetricsBatch(t *testing.T) {
 		{Ref: gone},
 		{Ref: b, Names: []string{"NO_SUCH_METRIC"}},
 		{Ref: a, Names: []string{sdk.MetricCPUPercent}},
-		{Ref: sdk.PartRef{SliceID: slice}},
+		{Ref: a, Names: []string{sdk.MetricCPUPercent, "NO_SUCH_METRIC"}},
 	}
 	got, err := p.MetricsBatch(context.Background(), sdk.MetricsBatchRequest{Parts: reqs})
 	if err != nil {

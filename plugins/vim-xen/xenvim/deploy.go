@@ -171,16 +171,6 @@ type nodeJob struct {
 // (a VM part has no Kubernetes), no credential, no way to verify host keys — fails
 // before anything runs, with every problem named.
 func (p *Plugin) Deploy(ctx context.Context, req sdk.DeployRequest) (sdk.Deployment, error) {
-	var problems []string
-	if req.ServiceID == "" {
-		problems = append(problems, "service_id: required")
-	}
-	if err := req.Part.Ref.Validate(); err != nil {
-		problems = append(problems, "part."+err.Error())
-	}
-	if len(problems) > 0 {
-		return sdk.Deployment{}, sdk.Errorf(sdk.CodeInvalidArgument, "deploy: %s", strings.Join(problems, "; "))
-	}
 	s, conn, err := p.session()
 	if err != nil {
 		return sdk.Deployment{}, err
@@ -545,9 +535,6 @@ func hostKeyAlgorithms(t string) []string {
 func (p *Plugin) DeployStatus(_ context.Context, req sdk.DeployStatusRequest) (sdk.Deployment, error) {
 	serviceID := req.ServiceID
 	ref := req.Ref
-	if err := ref.Validate(); err != nil {
-		return sdk.Deployment{}, err
-	}
 	r := p.deploys.get(deployKey{service: serviceID, ref: ref})
 	if r == nil {
 		return sdk.Deployment{}, sdk.Errorf(sdk.CodeNotFound, "no deployment of service %q on part %s here", serviceID, ref)
@@ -560,9 +547,6 @@ func (p *Plugin) DeployStatus(_ context.Context, req sdk.DeployStatusRequest) (s
 func (p *Plugin) Undeploy(ctx context.Context, req sdk.UndeployRequest) error {
 	serviceID := req.ServiceID
 	part := req.Part
-	if err := part.Ref.Validate(); err != nil {
-		return err
-	}
 	if err := p.deploys.forget(ctx, deployKey{service: serviceID, ref: part.Ref}); err != nil {
 		return err
 	}

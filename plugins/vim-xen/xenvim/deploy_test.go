@@ -402,9 +402,6 @@ func TestDeployRefusals(t *testing.T) {
 	if _, err := env.dep.DeployStatus(ctx, sdk.DeployStatusRequest{ServiceID: "bad", Ref: env.part.Ref}); sdk.CodeOf(err) != sdk.CodeNotFound {
 		t.Errorf("a refused deployment left a status: %v", err)
 	}
-	if _, err := env.dep.Deploy(ctx, sdk.DeployRequest{Part: env.part}); sdk.CodeOf(err) != sdk.CodeInvalidArgument {
-		t.Errorf("no service id: %v", err)
-	}
 }
 
 // TestDeployerBinary runs the plugin as the core does (built, launched, gRPC with mutual

@@ -13,20 +13,6 @@ import (
 	"libvirt.org/go/libvirt"
 )
 
-// checkSpec validates a part spec: the SDK's checks plus at least one node, since a
-// part lives in its domains and cannot exist without one.
-func checkSpec(spec sdk.PartSpec) error {
-	err := spec.Validate()
-	if spec.Resources().Nodes == 0 && len(spec.VDUs) > 0 {
-		msg := "vdus: at least one instance in total is required"
-		if err != nil {
-			msg = err.Error() + "; " + msg
-		}
-		return sdk.Errorf(sdk.CodeInvalidArgument, "%s", msg)
-	}
-	return err
-}
-
 // tooBig says why a VDU's nodes cannot be made here at all, or "".
 func tooBig(s *settings, vdus []vduRecord) string {
 	for _, v := range vdus {
@@ -47,9 +33,6 @@ func hasNIC(s *settings, r partRecord) bool { return r.Bridge != "" || s.network
 // nodes times price_per_node_day.
 func (p *Plugin) Offer(_ context.Context, req sdk.OfferRequest) (sdk.Offer, error) {
 	spec := req.Part
-	if err := checkSpec(spec); err != nil {
-		return sdk.Offer{}, err
-	}
 	s, conn, err := p.session()
 	if err != nil {
 		return sdk.Offer{}, err
@@ -100,9 +83,6 @@ func (p *Plugin) Offer(_ context.Context, req sdk.OfferRequest) (sdk.Offer, erro
 // stopped node started); what this call made is removed again if it fails.
 func (p *Plugin) Create(ctx context.Context, req sdk.CreateRequest) (sdk.Part, error) {
 	spec := req.Part
-	if err := checkSpec(spec); err != nil {
-		return sdk.Part{}, err
-	}
 	s, conn, err := p.session()
 	if err != nil {
 		return sdk.Part{}, err
@@ -531,9 +511,6 @@ func destroyDomain(conn *libvirt.Connect, id string) error {
 // Describe returns the part as libvirt holds it now.
 func (p *Plugin) Describe(_ context.Context, req sdk.DescribeRequest) (sdk.Part, error) {
 	ref := req.Ref
-	if err := ref.Validate(); err != nil {
-		return sdk.Part{}, err
-	}
 	s, conn, err := p.session()
 	if err != nil {
 		return sdk.Part{}, err
@@ -598,25 +575,6 @@ func (p *Plugin) openVDU(ref sdk.PartRef, vdu, op string) (*settings, *libvirt.C
 // restart; beyond it the call fails with FailedPrecondition. Growth must fit the free
 // capacity. A VDU-wide resize also changes the VDU's template, so later Scale-ups match.
 func (p *Plugin) Resize(_ context.Context, req sdk.ResizeRequest) (sdk.Part, error) {
-	var problems []string
-	if err := req.Ref.Validate(); err != nil {
-		problems = append(problems, err.Error())
-	}
-	if req.VDU == "" {
-		problems = append(problems, "vdu: required")
-	}
-	if req.CPUs < 0 {
-		problems = append(problems, fmt.Sprintf("cpus: must be >= 0, got %d", req.CPUs))
-	}
-	if req.MemoryMB < 0 {
-		problems = append(problems, fmt.Sprintf("memory_mb: must be >= 0, got %d", req.MemoryMB))
-	}
-	if req.CPUs == 0 && req.MemoryMB == 0 {
-		problems = append(problems, "cpus, memory_mb: at least one must be set")
-	}
-	if len(problems) > 0 {
-		return sdk.Part{}, sdk.Errorf(sdk.CodeInvalidArgument, "resize: %s", strings.Join(problems, "; "))
-	}
 	s, conn, nodes, rec, unlock, err := p.openVDU(req.Ref, req.VDU, "resize")
 	if err != nil {
 		return sdk.Part{}, err
@@ -824,19 +782,6 @@ func (p *Plugin) writeRecord(conn *libvirt.Connect, nodes []node, rec partRecord
 // lowest free indexes; removal takes the highest indexes first. A part keeps at least one
 // node (it lives in its domains): scaling its last VDU to zero is refused.
 func (p *Plugin) Scale(ctx context.Context, req sdk.ScaleRequest) (sdk.Part, error) {
-	var problems []string
-	if err := req.Ref.Validate(); err != nil {
-		problems = append(problems, err.Error())
-	}
-	if req.VDU == "" {
-		problems = append(problems, "vdu: required")
-	}
-	if req.Instances < 0 {
-		problems = append(problems, fmt.Sprintf("instances: must be >= 0, got %d", req.Instances))
-	}
-	if len(problems) > 0 {
-		return sdk.Part{}, sdk.Errorf(sdk.CodeInvalidArgument, "scale: %s", strings.Join(problems, "; "))
-	}
 	s, conn, nodes, rec, unlock, err := p.openVDU(req.Ref, req.VDU, "scale")
 	if err != nil {
 		return sdk.Part{}, err
@@ -904,9 +849,6 @@ func (p *Plugin) Scale(ctx context.Context, req sdk.ScaleRequest) (sdk.Part, err
 // Delete destroys and undefines every domain of the part. An unknown part is done.
 func (p *Plugin) Delete(_ context.Context, req sdk.DeleteRequest) error {
 	ref := req.Ref
-	if err := ref.Validate(); err != nil {
-		return err
-	}
 	s, conn, err := p.session()
 	if err != nil {
 		return err
