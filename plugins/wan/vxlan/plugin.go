@@ -491,9 +491,6 @@ func (p *Plugin) ensure(key linkKey, spec sdk.LinkSpec, vni uint32) error {
 // are; they are read from the kernel.
 func (p *Plugin) DescribeLink(ctx context.Context, req sdk.DescribeLinkRequest) (sdk.Link, error) {
 	ref := req.Ref
-	if err := refError(ref); err != nil {
-		return sdk.Link{}, err
-	}
 	if err := p.begin(ctx); err != nil {
 		return sdk.Link{}, err
 	}
@@ -541,9 +538,6 @@ func (p *Plugin) DescribeLink(ctx context.Context, req sdk.DescribeLinkRequest) 
 // Disconnect after a crash still collects.
 func (p *Plugin) Disconnect(ctx context.Context, req sdk.DisconnectRequest) error {
 	ref := req.Ref
-	if err := refError(ref); err != nil {
-		return err
-	}
 	if err := p.begin(ctx); err != nil {
 		return err
 	}
