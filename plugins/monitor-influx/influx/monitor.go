@@ -287,9 +287,6 @@ func (p *Plugin) Query(ctx context.Context, q sdk.Query) ([]sdk.Point, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := checkQuery(q); err != nil {
-		return nil, err
-	}
 	start, stop, empty := window(q)
 	if empty {
 		return nil, nil
