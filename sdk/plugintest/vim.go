@@ -824,6 +824,7 @@ func (s *vimSuite) testMetricsBatch(t *testing.T) {
 		{Ref: s.ref("batch-unknown")},
 		{Ref: spec.Ref, Names: []string{only}},
 		{Ref: sdk.PartRef{SliceID: s.opts.SlicePrefix}},
+		{Ref: spec.Ref, Names: []string{"NO_SUCH_METRIC"}},
 	}
 	// A real node's readings can change between the batch and the part's own call (a
 	// guest's balloon driver starts reporting its memory a few seconds after boot, which
@@ -852,6 +853,9 @@ func (s *vimSuite) testMetricsBatch(t *testing.T) {
 	}
 	if c := sdk.CodeOf(got[3].Err); c != sdk.CodeInvalidArgument {
 		t.Errorf("MetricsBatch of a ref without part id: %v (%s), want InvalidArgument", got[3].Err, c)
+	}
+	if c := sdk.CodeOf(got[4].Err); c != sdk.CodeInvalidArgument {
+		t.Errorf("MetricsBatch of an unknown metric: %v (%s), want InvalidArgument", got[4].Err, c)
 	}
 	if len(got[0].Samples) == 0 {
 		t.Errorf("MetricsBatch of a running part: no samples")
