@@ -248,11 +248,6 @@ func plan(k *cluster, l layout, req sdk.DeployRequest) ([]nodeWork, error) {
 				works[wi].objects = append(works[wi].objects, pl)
 			}
 		}
-		for j, c := range w.Commands {
-			if strings.TrimSpace(c) == "" {
-				problems = append(problems, fmt.Sprintf("%s.commands[%d]: empty", at, j))
-			}
-		}
 		works[wi].commands = append(works[wi].commands, w.Commands...)
 	}
 	seen := map[objRef]string{}

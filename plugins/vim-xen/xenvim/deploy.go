@@ -352,11 +352,6 @@ func planNodes(part sdk.Part, work []sdk.NodeWork) ([]nodeJob, error) {
 			problems = append(problems, fmt.Sprintf("%s.manifests: part %s is made of VMs, which run commands over SSH "+
 				"and have no Kubernetes to apply manifests to", at, part.Name))
 		}
-		for j, c := range w.Commands {
-			if strings.TrimSpace(c) == "" {
-				problems = append(problems, fmt.Sprintf("%s.commands[%d]: empty", at, j))
-			}
-		}
 		for _, n := range nodes {
 			k, ok := index[n.Name]
 			if !ok {
