@@ -99,7 +99,7 @@ func (m *marketRoutes) get(w http.ResponseWriter, r *http.Request) {
 			vim, err := m.vims.VIM(ctx, p.Name)
 			var o sdk.Offer
 			if err == nil {
-				o, err = vim.Offer(ctx, spec)
+				o, err = vim.Offer(ctx, sdk.OfferRequest{Part: spec})
 			}
 			if err != nil {
 				e.Error = "plugin unavailable: " + sdk.CodeOf(err).String()

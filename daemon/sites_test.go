@@ -77,10 +77,10 @@ providers:
 		spec := sdk.LinkSpec{Ref: sdk.LinkRef{SliceID: "s", LinkID: "l"},
 			End1: sdk.LinkEnd{Site: "A", Part: "p1", Underlay: "10.96.0.1", Netns: ns("a"), Bridge: "br" + prefix[8:]},
 			End2: sdk.LinkEnd{Site: "B", Part: "p2", Underlay: "10.96.0.2", Netns: ns("b"), Bridge: "br" + prefix[8:]}}
-		if _, err := w.Connect(ctx, spec); err != nil {
+		if _, err := w.Connect(ctx, sdk.ConnectRequest{Link: spec}); err != nil {
 			t.Fatal(err)
 		}
-		if err := w.Disconnect(ctx, spec.Ref); err != nil {
+		if err := w.Disconnect(ctx, sdk.DisconnectRequest{Ref: spec.Ref}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -28,9 +28,10 @@ func (f *fakeVIM) ConfigSchema(context.Context) (ConfigSchema, error) {
 }
 func (f *fakeVIM) Configure(context.Context, Config) error { return nil }
 
-func (f *fakeVIM) Metrics(_ context.Context, ref PartRef, names []string) ([]Sample, error) {
+func (f *fakeVIM) Metrics(_ context.Context, req MetricsRequest) ([]Sample, error) {
 	f.metricsCalls.Add(1)
-	if err := ref.Validate(); err != nil {
+	ref, names := req.Ref, req.Names
+	if err := req.Validate(); err != nil {
 		return nil, err
 	}
 	var n int
@@ -56,9 +57,9 @@ type batchVIM struct {
 	wrong bool
 }
 
-func (b *batchVIM) MetricsBatch(ctx context.Context, reqs []MetricsRequest) ([]PartMetrics, error) {
+func (b *batchVIM) MetricsBatch(ctx context.Context, req MetricsBatchRequest) ([]PartMetrics, error) {
 	b.batchCalls.Add(1)
-	out := MetricsEach(ctx, b.fakeVIM, reqs)
+	out := MetricsEach(ctx, b.fakeVIM, req.Parts)
 	if b.wrong {
 		out = out[:len(out)-1]
 	}
@@ -134,7 +135,7 @@ func checkBatch(t *testing.T, v VIM, got []PartMetrics, err error) {
 		t.Fatalf("%d answers for %d parts", len(got), len(reqs))
 	}
 	for i, r := range reqs {
-		want, werr := v.Metrics(context.Background(), r.Ref, r.Names)
+		want, werr := v.Metrics(context.Background(), r)
 		g := got[i]
 		if g.Ref != r.Ref {
 			t.Errorf("answer %d is of %s, want %s", i, g.Ref, r.Ref)
@@ -165,23 +166,28 @@ func TestMetricsBatch(t *testing.T) {
 	t.Run("plugin without a batcher is served part by part", func(t *testing.T) {
 		impl := &fakeVIM{at: at}
 		v := vimServed(t, impl)
-		got, err := v.(MetricsBatcher).MetricsBatch(ctx, batchRequests())
+		got, err := v.(MetricsBatcher).MetricsBatch(ctx, MetricsBatchRequest{Parts: batchRequests()})
 		checkBatch(t, v, got, err)
 	})
 
 	t.Run("plugin's batcher answers", func(t *testing.T) {
 		impl := &batchVIM{fakeVIM: &fakeVIM{at: at}}
 		v := vimServed(t, impl)
-		got, err := v.(MetricsBatcher).MetricsBatch(ctx, batchRequests())
+		got, err := v.(MetricsBatcher).MetricsBatch(ctx, MetricsBatchRequest{Parts: batchRequests()})
 		checkBatch(t, v, got, err)
 		if n := impl.batchCalls.Load(); n != 1 {
 			t.Errorf("the plugin's MetricsBatch was called %d times, want 1", n)
+		}
+		if n := impl.metricsCalls.Load(); n != 3+3 {
+			// The 3 valid parts, through the batcher and again through checkBatch's own
+			// Metrics calls: the part without a slice id never reaches the plugin.
+			t.Errorf("the plugin's Metrics was called %d times, want 6", n)
 		}
 	})
 
 	t.Run("a batcher's answers that do not match are an internal error", func(t *testing.T) {
 		v := vimServed(t, &batchVIM{fakeVIM: &fakeVIM{at: at}, wrong: true})
-		_, err := v.(MetricsBatcher).MetricsBatch(ctx, batchRequests())
+		_, err := v.(MetricsBatcher).MetricsBatch(ctx, MetricsBatchRequest{Parts: batchRequests()})
 		if CodeOf(err) != CodeInternal {
 			t.Errorf("short answer: %v (%s), want Internal", err, CodeOf(err))
 		}
@@ -194,7 +200,7 @@ func TestMetricsBatch(t *testing.T) {
 		for i := range reqs {
 			reqs[i].Ref = PartRef{SliceID: fmt.Sprint("s", i), PartID: "p1"}
 		}
-		if _, err := v.(MetricsBatcher).MetricsBatch(ctx, reqs); CodeOf(err) != CodeInvalidArgument {
+		if _, err := v.(MetricsBatcher).MetricsBatch(ctx, MetricsBatchRequest{Parts: reqs}); CodeOf(err) != CodeInvalidArgument {
 			t.Errorf("%d parts in one call: %v, want InvalidArgument", len(reqs), err)
 		}
 		got, err := MetricsBatch(ctx, v, reqs)
@@ -270,7 +276,7 @@ func (s *slowVIM) running() int {
 	return s.now
 }
 
-func (s *slowVIM) Metrics(context.Context, PartRef, []string) ([]Sample, error) {
+func (s *slowVIM) Metrics(context.Context, MetricsRequest) ([]Sample, error) {
 	s.mu.Lock()
 	s.now++
 	s.mu.Unlock()

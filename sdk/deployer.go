@@ -6,7 +6,16 @@ import (
 )
 
 // Deployer puts a tenant's service onto a DC slice part: Kubernetes manifests into the
-// part's namespace, commands on its nodes.
+// part's namespace, commands on its nodes. Every call takes one request struct, which the
+// SDK validates (its Validate method) before the plugin sees it.
+//
+// Errors carry a [Code], one per kind of failure, the same in every Deployer:
+//   - CodeInvalidArgument: a malformed request (no service id, an empty command) or work
+//     the part cannot run at all (an unknown node or VDU in the work, manifests on a
+//     part without Kubernetes, a malformed manifest);
+//   - CodeNotFound: an unknown part (Deploy, DeployStatus) or deployment (DeployStatus;
+//     Undeploy of one is done);
+//   - CodeFailedPrecondition: the part is being deleted, or cannot be reached as asked.
 type Deployer interface {
 	// Deploy runs the work and returns when every node is done or has failed. A failing
 	// step stops the steps that follow on its node and is reported in the Deployment, not
@@ -14,9 +23,9 @@ type Deployer interface {
 	// service again is safe.
 	Deploy(ctx context.Context, req DeployRequest) (Deployment, error)
 	// Undeploy removes what Deploy applied; an unknown service is not an error.
-	Undeploy(ctx context.Context, serviceID string, part Part) error
+	Undeploy(ctx context.Context, req UndeployRequest) error
 	// DeployStatus returns the last known state of a deployment, also while it runs.
-	DeployStatus(ctx context.Context, serviceID string, ref PartRef) (Deployment, error)
+	DeployStatus(ctx context.Context, req DeployStatusRequest) (Deployment, error)
 }
 
 // NodeWork is what to do on one node of a part.

@@ -211,7 +211,11 @@ type vimServer struct {
 }
 
 func (s *vimServer) Offer(ctx context.Context, r *pb.VIMOfferRequest) (*pb.VIMOfferResponse, error) {
-	o, err := s.impl.Offer(ctx, partSpecFromPB(r.Part))
+	req := OfferRequest{Part: partSpecFromPB(r.Part)}
+	if err := req.Validate(); err != nil {
+		return nil, toStatus(err)
+	}
+	o, err := s.impl.Offer(ctx, req)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -219,7 +223,11 @@ func (s *vimServer) Offer(ctx context.Context, r *pb.VIMOfferRequest) (*pb.VIMOf
 }
 
 func (s *vimServer) Create(ctx context.Context, r *pb.CreateRequest) (*pb.CreateResponse, error) {
-	p, err := s.impl.Create(ctx, partSpecFromPB(r.Part))
+	req := CreateRequest{Part: partSpecFromPB(r.Part)}
+	if err := req.Validate(); err != nil {
+		return nil, toStatus(err)
+	}
+	p, err := s.impl.Create(ctx, req)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -227,7 +235,11 @@ func (s *vimServer) Create(ctx context.Context, r *pb.CreateRequest) (*pb.Create
 }
 
 func (s *vimServer) Describe(ctx context.Context, r *pb.DescribeRequest) (*pb.DescribeResponse, error) {
-	p, err := s.impl.Describe(ctx, partRefFromPB(r.Ref))
+	req := DescribeRequest{Ref: partRefFromPB(r.Ref)}
+	if err := req.Validate(); err != nil {
+		return nil, toStatus(err)
+	}
+	p, err := s.impl.Describe(ctx, req)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -235,8 +247,11 @@ func (s *vimServer) Describe(ctx context.Context, r *pb.DescribeRequest) (*pb.De
 }
 
 func (s *vimServer) Resize(ctx context.Context, r *pb.ResizeRequest) (*pb.ResizeResponse, error) {
-	p, err := s.impl.Resize(ctx, ResizeRequest{Ref: partRefFromPB(r.Ref), VDU: r.Vdu, Node: r.Node,
-		CPUs: int(r.Cpus), MemoryMB: r.MemoryMb})
+	req := ResizeRequest{Ref: partRefFromPB(r.Ref), VDU: r.Vdu, Node: r.Node, CPUs: int(r.Cpus), MemoryMB: r.MemoryMb}
+	if err := req.Validate(); err != nil {
+		return nil, toStatus(err)
+	}
+	p, err := s.impl.Resize(ctx, req)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -244,7 +259,11 @@ func (s *vimServer) Resize(ctx context.Context, r *pb.ResizeRequest) (*pb.Resize
 }
 
 func (s *vimServer) Scale(ctx context.Context, r *pb.ScaleRequest) (*pb.ScaleResponse, error) {
-	p, err := s.impl.Scale(ctx, ScaleRequest{Ref: partRefFromPB(r.Ref), VDU: r.Vdu, Instances: int(r.Instances)})
+	req := ScaleRequest{Ref: partRefFromPB(r.Ref), VDU: r.Vdu, Instances: int(r.Instances)}
+	if err := req.Validate(); err != nil {
+		return nil, toStatus(err)
+	}
+	p, err := s.impl.Scale(ctx, req)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -252,11 +271,19 @@ func (s *vimServer) Scale(ctx context.Context, r *pb.ScaleRequest) (*pb.ScaleRes
 }
 
 func (s *vimServer) Delete(ctx context.Context, r *pb.DeleteRequest) (*pb.DeleteResponse, error) {
-	return &pb.DeleteResponse{}, toStatus(s.impl.Delete(ctx, partRefFromPB(r.Ref)))
+	req := DeleteRequest{Ref: partRefFromPB(r.Ref)}
+	if err := req.Validate(); err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.DeleteResponse{}, toStatus(s.impl.Delete(ctx, req))
 }
 
 func (s *vimServer) Metrics(ctx context.Context, r *pb.MetricsRequest) (*pb.MetricsResponse, error) {
-	m, err := s.impl.Metrics(ctx, partRefFromPB(r.Ref), r.Names)
+	req := MetricsRequest{Ref: partRefFromPB(r.Ref), Names: r.Names}
+	if err := req.Validate(); err != nil {
+		return nil, toStatus(err)
+	}
+	m, err := s.impl.Metrics(ctx, req)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -270,24 +297,33 @@ type vimClient struct {
 	noBatch atomic.Bool
 }
 
-func (c *vimClient) Offer(ctx context.Context, part PartSpec) (Offer, error) {
-	r, err := c.c.Offer(ctx, &pb.VIMOfferRequest{Part: partSpecToPB(part)})
+func (c *vimClient) Offer(ctx context.Context, req OfferRequest) (Offer, error) {
+	if err := req.Validate(); err != nil {
+		return Offer{}, err
+	}
+	r, err := c.c.Offer(ctx, &pb.VIMOfferRequest{Part: partSpecToPB(req.Part)})
 	if err != nil {
 		return Offer{}, fromStatus(err)
 	}
 	return offerFromPB(r), nil
 }
 
-func (c *vimClient) Create(ctx context.Context, part PartSpec) (Part, error) {
-	r, err := c.c.Create(ctx, &pb.CreateRequest{Part: partSpecToPB(part)})
+func (c *vimClient) Create(ctx context.Context, req CreateRequest) (Part, error) {
+	if err := req.Validate(); err != nil {
+		return Part{}, err
+	}
+	r, err := c.c.Create(ctx, &pb.CreateRequest{Part: partSpecToPB(req.Part)})
 	if err != nil {
 		return Part{}, fromStatus(err)
 	}
 	return partFromPB(r.Part), nil
 }
 
-func (c *vimClient) Describe(ctx context.Context, ref PartRef) (Part, error) {
-	r, err := c.c.Describe(ctx, &pb.DescribeRequest{Ref: partRefToPB(ref)})
+func (c *vimClient) Describe(ctx context.Context, req DescribeRequest) (Part, error) {
+	if err := req.Validate(); err != nil {
+		return Part{}, err
+	}
+	r, err := c.c.Describe(ctx, &pb.DescribeRequest{Ref: partRefToPB(req.Ref)})
 	if err != nil {
 		return Part{}, fromStatus(err)
 	}
@@ -295,6 +331,9 @@ func (c *vimClient) Describe(ctx context.Context, ref PartRef) (Part, error) {
 }
 
 func (c *vimClient) Resize(ctx context.Context, req ResizeRequest) (Part, error) {
+	if err := req.Validate(); err != nil {
+		return Part{}, err
+	}
 	r, err := c.c.Resize(ctx, &pb.ResizeRequest{Ref: partRefToPB(req.Ref), Vdu: req.VDU, Node: req.Node,
 		Cpus: int32(req.CPUs), MemoryMb: req.MemoryMB})
 	if err != nil {
@@ -304,6 +343,9 @@ func (c *vimClient) Resize(ctx context.Context, req ResizeRequest) (Part, error)
 }
 
 func (c *vimClient) Scale(ctx context.Context, req ScaleRequest) (Part, error) {
+	if err := req.Validate(); err != nil {
+		return Part{}, err
+	}
 	r, err := c.c.Scale(ctx, &pb.ScaleRequest{Ref: partRefToPB(req.Ref), Vdu: req.VDU, Instances: int32(req.Instances)})
 	if err != nil {
 		return Part{}, fromStatus(err)
@@ -311,13 +353,19 @@ func (c *vimClient) Scale(ctx context.Context, req ScaleRequest) (Part, error) {
 	return partFromPB(r.Part), nil
 }
 
-func (c *vimClient) Delete(ctx context.Context, ref PartRef) error {
-	_, err := c.c.Delete(ctx, &pb.DeleteRequest{Ref: partRefToPB(ref)})
+func (c *vimClient) Delete(ctx context.Context, req DeleteRequest) error {
+	if err := req.Validate(); err != nil {
+		return err
+	}
+	_, err := c.c.Delete(ctx, &pb.DeleteRequest{Ref: partRefToPB(req.Ref)})
 	return fromStatus(err)
 }
 
-func (c *vimClient) Metrics(ctx context.Context, ref PartRef, names []string) ([]Sample, error) {
-	r, err := c.c.Metrics(ctx, &pb.MetricsRequest{Ref: partRefToPB(ref), Names: names})
+func (c *vimClient) Metrics(ctx context.Context, req MetricsRequest) ([]Sample, error) {
+	if err := req.Validate(); err != nil {
+		return nil, err
+	}
+	r, err := c.c.Metrics(ctx, &pb.MetricsRequest{Ref: partRefToPB(req.Ref), Names: req.Names})
 	if err != nil {
 		return nil, fromStatus(err)
 	}
@@ -332,8 +380,12 @@ type deployerServer struct {
 }
 
 func (s *deployerServer) Deploy(ctx context.Context, r *pb.DeployRequest) (*pb.DeployResponse, error) {
-	d, err := s.impl.Deploy(ctx, DeployRequest{ServiceID: r.ServiceId, Part: partFromPB(r.Part),
-		Work: workFromPB(r.Work), StepTimeout: secondsToDuration(r.StepTimeoutSeconds)})
+	req := DeployRequest{ServiceID: r.ServiceId, Part: partFromPB(r.Part),
+		Work: workFromPB(r.Work), StepTimeout: secondsToDuration(r.StepTimeoutSeconds)}
+	if err := req.Validate(); err != nil {
+		return nil, toStatus(err)
+	}
+	d, err := s.impl.Deploy(ctx, req)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -341,11 +393,19 @@ func (s *deployerServer) Deploy(ctx context.Context, r *pb.DeployRequest) (*pb.D
 }
 
 func (s *deployerServer) Undeploy(ctx context.Context, r *pb.UndeployRequest) (*pb.UndeployResponse, error) {
-	return &pb.UndeployResponse{}, toStatus(s.impl.Undeploy(ctx, r.ServiceId, partFromPB(r.Part)))
+	req := UndeployRequest{ServiceID: r.ServiceId, Part: partFromPB(r.Part)}
+	if err := req.Validate(); err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.UndeployResponse{}, toStatus(s.impl.Undeploy(ctx, req))
 }
 
 func (s *deployerServer) DeployStatus(ctx context.Context, r *pb.DeployStatusRequest) (*pb.DeployStatusResponse, error) {
-	d, err := s.impl.DeployStatus(ctx, r.ServiceId, partRefFromPB(r.Ref))
+	req := DeployStatusRequest{ServiceID: r.ServiceId, Ref: partRefFromPB(r.Ref)}
+	if err := req.Validate(); err != nil {
+		return nil, toStatus(err)
+	}
+	d, err := s.impl.DeployStatus(ctx, req)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -355,6 +415,9 @@ func (s *deployerServer) DeployStatus(ctx context.Context, r *pb.DeployStatusReq
 type deployerClient struct{ c pb.DeployerClient }
 
 func (c *deployerClient) Deploy(ctx context.Context, req DeployRequest) (Deployment, error) {
+	if err := req.Validate(); err != nil {
+		return Deployment{}, err
+	}
 	r, err := c.c.Deploy(ctx, &pb.DeployRequest{ServiceId: req.ServiceID, Part: partToPB(req.Part),
 		Work: workToPB(req.Work), StepTimeoutSeconds: int32(req.StepTimeout.Seconds())})
 	if err != nil {
@@ -363,13 +426,19 @@ func (c *deployerClient) Deploy(ctx context.Context, req DeployRequest) (Deploym
 	return deploymentFromPB(r.Deployment), nil
 }
 
-func (c *deployerClient) Undeploy(ctx context.Context, serviceID string, part Part) error {
-	_, err := c.c.Undeploy(ctx, &pb.UndeployRequest{ServiceId: serviceID, Part: partToPB(part)})
+func (c *deployerClient) Undeploy(ctx context.Context, req UndeployRequest) error {
+	if err := req.Validate(); err != nil {
+		return err
+	}
+	_, err := c.c.Undeploy(ctx, &pb.UndeployRequest{ServiceId: req.ServiceID, Part: partToPB(req.Part)})
 	return fromStatus(err)
 }
 
-func (c *deployerClient) DeployStatus(ctx context.Context, serviceID string, ref PartRef) (Deployment, error) {
-	r, err := c.c.DeployStatus(ctx, &pb.DeployStatusRequest{ServiceId: serviceID, Ref: partRefToPB(ref)})
+func (c *deployerClient) DeployStatus(ctx context.Context, req DeployStatusRequest) (Deployment, error) {
+	if err := req.Validate(); err != nil {
+		return Deployment{}, err
+	}
+	r, err := c.c.DeployStatus(ctx, &pb.DeployStatusRequest{ServiceId: req.ServiceID, Ref: partRefToPB(req.Ref)})
 	if err != nil {
 		return Deployment{}, fromStatus(err)
 	}
@@ -384,7 +453,11 @@ type wanServer struct {
 }
 
 func (s *wanServer) OfferLink(ctx context.Context, r *pb.WANOfferRequest) (*pb.WANOfferResponse, error) {
-	o, err := s.impl.OfferLink(ctx, linkSpecFromPB(r.Link))
+	req := OfferLinkRequest{Link: linkSpecFromPB(r.Link)}
+	if err := req.Validate(); err != nil {
+		return nil, toStatus(err)
+	}
+	o, err := s.impl.OfferLink(ctx, req)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -393,7 +466,11 @@ func (s *wanServer) OfferLink(ctx context.Context, r *pb.WANOfferRequest) (*pb.W
 }
 
 func (s *wanServer) Connect(ctx context.Context, r *pb.ConnectRequest) (*pb.ConnectResponse, error) {
-	l, err := s.impl.Connect(ctx, linkSpecFromPB(r.Link))
+	req := ConnectRequest{Link: linkSpecFromPB(r.Link)}
+	if err := req.Validate(); err != nil {
+		return nil, toStatus(err)
+	}
+	l, err := s.impl.Connect(ctx, req)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -401,7 +478,11 @@ func (s *wanServer) Connect(ctx context.Context, r *pb.ConnectRequest) (*pb.Conn
 }
 
 func (s *wanServer) DescribeLink(ctx context.Context, r *pb.DescribeLinkRequest) (*pb.DescribeLinkResponse, error) {
-	l, err := s.impl.DescribeLink(ctx, linkRefFromPB(r.Ref))
+	req := DescribeLinkRequest{Ref: linkRefFromPB(r.Ref)}
+	if err := req.Validate(); err != nil {
+		return nil, toStatus(err)
+	}
+	l, err := s.impl.DescribeLink(ctx, req)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -409,7 +490,11 @@ func (s *wanServer) DescribeLink(ctx context.Context, r *pb.DescribeLinkRequest)
 }
 
 func (s *wanServer) Disconnect(ctx context.Context, r *pb.DisconnectRequest) (*pb.DisconnectResponse, error) {
-	return &pb.DisconnectResponse{}, toStatus(s.impl.Disconnect(ctx, linkRefFromPB(r.Ref)))
+	req := DisconnectRequest{Ref: linkRefFromPB(r.Ref)}
+	if err := req.Validate(); err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.DisconnectResponse{}, toStatus(s.impl.Disconnect(ctx, req))
 }
 
 func (s *wanServer) ReleaseSites(ctx context.Context, r *pb.ReleaseSitesRequest) (*pb.ReleaseSitesResponse, error) {
@@ -417,11 +502,14 @@ func (s *wanServer) ReleaseSites(ctx context.Context, r *pb.ReleaseSitesRequest)
 	if !ok {
 		return nil, toStatus(Errorf(CodeUnimplemented, "this WAN plugin builds no sites to release"))
 	}
-	sites := make([]LinkEnd, len(r.Sites))
+	req := ReleaseSitesRequest{Sites: make([]LinkEnd, len(r.Sites))}
 	for i, e := range r.Sites {
-		sites[i] = linkEndFromPB(e)
+		req.Sites[i] = linkEndFromPB(e)
 	}
-	out, err := rel.ReleaseSites(ctx, sites)
+	if err := req.Validate(); err != nil {
+		return nil, toStatus(err)
+	}
+	out, err := rel.ReleaseSites(ctx, req)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -438,12 +526,15 @@ type wanClient struct{ c pb.WANClient }
 // CodeUnimplemented.
 var _ SiteReleaser = (*wanClient)(nil)
 
-func (c *wanClient) ReleaseSites(ctx context.Context, sites []LinkEnd) (SiteRelease, error) {
-	req := &pb.ReleaseSitesRequest{Sites: make([]*pb.LinkEnd, len(sites))}
-	for i, e := range sites {
-		req.Sites[i] = linkEndToPB(e)
+func (c *wanClient) ReleaseSites(ctx context.Context, req ReleaseSitesRequest) (SiteRelease, error) {
+	if err := req.Validate(); err != nil {
+		return SiteRelease{}, err
 	}
-	r, err := c.c.ReleaseSites(ctx, req)
+	in := &pb.ReleaseSitesRequest{Sites: make([]*pb.LinkEnd, len(req.Sites))}
+	for i, e := range req.Sites {
+		in.Sites[i] = linkEndToPB(e)
+	}
+	r, err := c.c.ReleaseSites(ctx, in)
 	if err != nil {
 		return SiteRelease{}, fromStatus(err)
 	}
@@ -454,8 +545,11 @@ func (c *wanClient) ReleaseSites(ctx context.Context, sites []LinkEnd) (SiteRele
 	return out, nil
 }
 
-func (c *wanClient) OfferLink(ctx context.Context, link LinkSpec) (LinkOffer, error) {
-	r, err := c.c.OfferLink(ctx, &pb.WANOfferRequest{Link: linkSpecToPB(link)})
+func (c *wanClient) OfferLink(ctx context.Context, req OfferLinkRequest) (LinkOffer, error) {
+	if err := req.Validate(); err != nil {
+		return LinkOffer{}, err
+	}
+	r, err := c.c.OfferLink(ctx, &pb.WANOfferRequest{Link: linkSpecToPB(req.Link)})
 	if err != nil {
 		return LinkOffer{}, fromStatus(err)
 	}
@@ -463,24 +557,33 @@ func (c *wanClient) OfferLink(ctx context.Context, link LinkSpec) (LinkOffer, er
 		AvailableBps: r.AvailableBps, CapacityBps: r.CapacityBps}, nil
 }
 
-func (c *wanClient) Connect(ctx context.Context, link LinkSpec) (Link, error) {
-	r, err := c.c.Connect(ctx, &pb.ConnectRequest{Link: linkSpecToPB(link)})
+func (c *wanClient) Connect(ctx context.Context, req ConnectRequest) (Link, error) {
+	if err := req.Validate(); err != nil {
+		return Link{}, err
+	}
+	r, err := c.c.Connect(ctx, &pb.ConnectRequest{Link: linkSpecToPB(req.Link)})
 	if err != nil {
 		return Link{}, fromStatus(err)
 	}
 	return linkFromPB(r.Link), nil
 }
 
-func (c *wanClient) DescribeLink(ctx context.Context, ref LinkRef) (Link, error) {
-	r, err := c.c.DescribeLink(ctx, &pb.DescribeLinkRequest{Ref: linkRefToPB(ref)})
+func (c *wanClient) DescribeLink(ctx context.Context, req DescribeLinkRequest) (Link, error) {
+	if err := req.Validate(); err != nil {
+		return Link{}, err
+	}
+	r, err := c.c.DescribeLink(ctx, &pb.DescribeLinkRequest{Ref: linkRefToPB(req.Ref)})
 	if err != nil {
 		return Link{}, fromStatus(err)
 	}
 	return linkFromPB(r.Link), nil
 }
 
-func (c *wanClient) Disconnect(ctx context.Context, ref LinkRef) error {
-	_, err := c.c.Disconnect(ctx, &pb.DisconnectRequest{Ref: linkRefToPB(ref)})
+func (c *wanClient) Disconnect(ctx context.Context, req DisconnectRequest) error {
+	if err := req.Validate(); err != nil {
+		return err
+	}
+	_, err := c.c.Disconnect(ctx, &pb.DisconnectRequest{Ref: linkRefToPB(req.Ref)})
 	return fromStatus(err)
 }
 
@@ -492,7 +595,11 @@ type monitorServer struct {
 }
 
 func (s *monitorServer) Write(ctx context.Context, r *pb.WriteRequest) (*pb.WriteResponse, error) {
-	return &pb.WriteResponse{}, toStatus(s.impl.Write(ctx, pointsFromPB(r.Points)))
+	req := WriteRequest{Points: pointsFromPB(r.Points)}
+	if err := req.Validate(); err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.WriteResponse{}, toStatus(s.impl.Write(ctx, req))
 }
 
 func (s *monitorServer) Flush(ctx context.Context, _ *pb.FlushRequest) (*pb.FlushResponse, error) {
@@ -500,7 +607,11 @@ func (s *monitorServer) Flush(ctx context.Context, _ *pb.FlushRequest) (*pb.Flus
 }
 
 func (s *monitorServer) Query(ctx context.Context, r *pb.QueryRequest) (*pb.QueryResponse, error) {
-	p, err := s.impl.Query(ctx, queryFromPB(r))
+	q := queryFromPB(r)
+	if err := q.Validate(); err != nil {
+		return nil, toStatus(err)
+	}
+	p, err := s.impl.Query(ctx, q)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -516,8 +627,11 @@ func (s *monitorServer) Health(ctx context.Context, _ *pb.HealthRequest) (*pb.He
 
 type monitorClient struct{ c pb.MonitorClient }
 
-func (c *monitorClient) Write(ctx context.Context, points []Point) error {
-	_, err := c.c.Write(ctx, &pb.WriteRequest{Points: pointsToPB(points)})
+func (c *monitorClient) Write(ctx context.Context, req WriteRequest) error {
+	if err := req.Validate(); err != nil {
+		return err
+	}
+	_, err := c.c.Write(ctx, &pb.WriteRequest{Points: pointsToPB(req.Points)})
 	return fromStatus(err)
 }
 
@@ -527,6 +641,9 @@ func (c *monitorClient) Flush(ctx context.Context) error {
 }
 
 func (c *monitorClient) Query(ctx context.Context, q Query) ([]Point, error) {
+	if err := q.Validate(); err != nil {
+		return nil, err
+	}
 	r, err := c.c.Query(ctx, queryToPB(q))
 	if err != nil {
 		return nil, fromStatus(err)
@@ -551,24 +668,42 @@ func (c *monitorClient) Health(ctx context.Context) error {
 // by part through its Metrics ([MetricsEach]), so every plugin built with this SDK
 // serves the call.
 func (s *vimServer) MetricsBatch(ctx context.Context, r *pb.MetricsBatchRequest) (*pb.MetricsBatchResponse, error) {
-	if len(r.Parts) > MaxMetricsBatch {
-		return nil, toStatus(Errorf(CodeInvalidArgument, "parts: at most %d per batch, got %d", MaxMetricsBatch, len(r.Parts)))
+	req := MetricsBatchRequest{Parts: metricsRequestsFromPB(r.Parts)}
+	if err := req.Validate(); err != nil {
+		return nil, toStatus(err)
 	}
-	reqs := metricsRequestsFromPB(r.Parts)
+	reqs := req.Parts
 	var got []PartMetrics
 	if b, ok := s.impl.(MetricsBatcher); ok {
+		// The parts whose request is bad are answered here; the batcher gets the others.
+		got = make([]PartMetrics, len(reqs))
+		var valid []MetricsRequest
+		var at []int
+		for i, pr := range reqs {
+			got[i].Ref = pr.Ref
+			if got[i].Err = pr.Validate(); got[i].Err == nil {
+				valid = append(valid, pr)
+				at = append(at, i)
+			}
+		}
+		var answers []PartMetrics
 		var err error
-		got, err = b.MetricsBatch(ctx, reqs)
+		if len(valid) > 0 {
+			answers, err = b.MetricsBatch(ctx, MetricsBatchRequest{Parts: valid})
+		}
 		switch {
 		case CodeOf(err) == CodeUnimplemented:
 			// A batcher that cannot batch here (a wrapper around another VIM).
-			got = MetricsEach(ctx, s.impl, reqs)
+			answers = MetricsEach(ctx, s.impl, valid)
 		case err != nil:
 			return nil, toStatus(err)
 		default:
-			if err := CheckMetricsBatch(reqs, got); err != nil {
+			if err := CheckMetricsBatch(valid, answers); err != nil {
 				return nil, toStatus(err)
 			}
+		}
+		for j, i := range at {
+			got[i] = answers[j]
 		}
 	} else {
 		got = MetricsEach(ctx, s.impl, reqs)
@@ -581,7 +716,11 @@ func (s *vimServer) MetricsBatch(ctx context.Context, r *pb.MetricsBatchRequest)
 // one with Metrics, now and for the rest of the connection's life.
 var _ MetricsBatcher = (*vimClient)(nil)
 
-func (c *vimClient) MetricsBatch(ctx context.Context, reqs []MetricsRequest) ([]PartMetrics, error) {
+func (c *vimClient) MetricsBatch(ctx context.Context, req MetricsBatchRequest) ([]PartMetrics, error) {
+	if err := req.Validate(); err != nil {
+		return nil, err
+	}
+	reqs := req.Parts
 	if c.noBatch.Load() {
 		return MetricsEach(ctx, c, reqs), nil
 	}

@@ -11,18 +11,28 @@ import (
 // VIM provisions and runs DC slice parts (compute) at one resource provider.
 //
 // Every call is idempotent and keyed by [PartRef]: the core may retry any call, and a
-// Create for a part that already exists returns that part. Errors carry a [Code]:
-// CodeInvalidArgument for a bad request, CodeResourceExhausted when the provider lacks
-// room, CodeNotFound for an unknown part or VDU (except Delete, where an unknown part is
-// done).
+// Create for a part that already exists returns that part. Every call takes one request
+// struct, which the SDK validates (its Validate method) before the plugin sees it.
+//
+// Errors carry a [Code], one per kind of failure, the same in every VIM:
+//   - CodeInvalidArgument: a malformed request (a missing id, a negative size, an empty
+//     metric name), or one this provider cannot read at all (an unknown vdu-image or
+//     metric name);
+//   - CodeNotFound: an unknown part, VDU or node (except Delete, where an unknown part is
+//     done);
+//   - CodeResourceExhausted: the provider lacks room (Create, Resize, Scale);
+//   - CodeFailedPrecondition: the request is well formed but the part's state refuses it
+//     (scaling its last nodes away, growing a node past its maximum);
+//   - CodeUnimplemented: a call the provider does not support (Resize, Scale);
+//   - CodeUnavailable: the backend does not answer.
 type VIM interface {
 	// Offer says whether the provider can host the part now and at what price. A refusal
 	// is an Offer with Accepted false and a Reason, not an error.
-	Offer(ctx context.Context, part PartSpec) (Offer, error)
+	Offer(ctx context.Context, req OfferRequest) (Offer, error)
 	// Create builds the part and returns it once its nodes run.
-	Create(ctx context.Context, part PartSpec) (Part, error)
+	Create(ctx context.Context, req CreateRequest) (Part, error)
 	// Describe returns the part as the backend holds it now.
-	Describe(ctx context.Context, ref PartRef) (Part, error)
+	Describe(ctx context.Context, req DescribeRequest) (Part, error)
 	// Resize changes the vCPUs and/or memory of a VDU's nodes (vertical elasticity).
 	Resize(ctx context.Context, req ResizeRequest) (Part, error)
 	// Scale sets the number of instances of a VDU (nodes in the part). A part keeps at
@@ -30,9 +40,10 @@ type VIM interface {
 	// part instead).
 	Scale(ctx context.Context, req ScaleRequest) (Part, error)
 	// Delete removes the part and everything it holds; an unknown part is not an error.
-	Delete(ctx context.Context, ref PartRef) error
-	// Metrics measures the part's nodes now. names filters the metrics; empty means all.
-	Metrics(ctx context.Context, ref PartRef, names []string) ([]Sample, error)
+	Delete(ctx context.Context, req DeleteRequest) error
+	// Metrics measures the part's nodes now. req.Names filters the metrics; empty means
+	// all.
+	Metrics(ctx context.Context, req MetricsRequest) ([]Sample, error)
 }
 
 // PartRef names a DC slice part: the slice's id and the part's id within it.
@@ -295,7 +306,9 @@ func (p Part) NodesOf(vdu string) []Node {
 
 // ResizeRequest changes the size of a VDU's nodes.
 type ResizeRequest struct {
+	// Ref names the part.
 	Ref PartRef
+	// VDU names the VDU whose nodes change.
 	VDU string
 	// Node limits the change to one node; empty means every instance of VDU.
 	Node string
@@ -306,8 +319,11 @@ type ResizeRequest struct {
 
 // ScaleRequest sets the number of instances of a VDU.
 type ScaleRequest struct {
-	Ref       PartRef
-	VDU       string
+	// Ref names the part.
+	Ref PartRef
+	// VDU names the VDU to scale.
+	VDU string
+	// Instances is the VDU's new number of nodes.
 	Instances int
 }
 
@@ -331,10 +347,12 @@ type Sample struct {
 // CodeInvalidArgument. [MetricsBatch] splits larger batches itself.
 const MaxMetricsBatch = 500
 
-// MetricsRequest asks for the metrics of one part, within a batch.
+// MetricsRequest asks for the metrics of one part: alone ([VIM].Metrics) or within a
+// batch ([MetricsBatcher]).
 type MetricsRequest struct {
+	// Ref names the part.
 	Ref PartRef
-	// Names filters the metrics, as in [VIM].Metrics; empty means all.
+	// Names filters the metrics; empty means all.
 	Names []string
 }
 
@@ -356,12 +374,14 @@ type PartMetrics struct {
 // (one listing of every domain's statistics, one metrics list per namespace); the
 // SDK serves the call for plugins that do not, part by part through Metrics.
 type MetricsBatcher interface {
-	// MetricsBatch measures the parts of reqs now and returns one answer per request,
+	// MetricsBatch measures the parts of req.Parts now and returns one answer per part,
 	// in the same order; a part that cannot be measured has its own Err, and never
 	// fails the others. An error is returned only when nothing could be measured (the
-	// backend is unreachable, reqs names more than MaxMetricsBatch parts, ctx ended).
-	// Every answer must agree with what Metrics of that part alone would return.
-	MetricsBatch(ctx context.Context, reqs []MetricsRequest) ([]PartMetrics, error)
+	// backend is unreachable, ctx ended). Every answer must agree with what Metrics of
+	// that part alone would return. The SDK answers the parts whose request fails
+	// [MetricsRequest.Validate] itself and passes the others on, so req.Parts holds
+	// valid requests only, at most MaxMetricsBatch.
+	MetricsBatch(ctx context.Context, req MetricsBatchRequest) ([]PartMetrics, error)
 }
 
 // metricsEachParallel bounds the concurrent Metrics calls of MetricsEach.
@@ -378,6 +398,10 @@ func MetricsEach(ctx context.Context, v VIM, reqs []MetricsRequest) []PartMetric
 	var wg sync.WaitGroup
 	for i, r := range reqs {
 		out[i].Ref = r.Ref
+		if err := r.Validate(); err != nil {
+			out[i].Err = err
+			continue
+		}
 		if err := ctx.Err(); err != nil {
 			out[i].Err = Errorf(CodeOf(err), "metrics of part %s: %v", r.Ref, err)
 			continue
@@ -387,7 +411,7 @@ func MetricsEach(ctx context.Context, v VIM, reqs []MetricsRequest) []PartMetric
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			out[i].Samples, out[i].Err = v.Metrics(ctx, r.Ref, r.Names)
+			out[i].Samples, out[i].Err = v.Metrics(ctx, r)
 		}()
 	}
 	wg.Wait()
@@ -406,7 +430,7 @@ func MetricsBatch(ctx context.Context, v VIM, reqs []MetricsRequest) ([]PartMetr
 	out := make([]PartMetrics, 0, len(reqs))
 	for rest := reqs; len(rest) > 0; {
 		n := min(len(rest), MaxMetricsBatch)
-		got, err := b.MetricsBatch(ctx, rest[:n])
+		got, err := b.MetricsBatch(ctx, MetricsBatchRequest{Parts: rest[:n]})
 		if err == nil {
 			err = CheckMetricsBatch(rest[:n], got)
 		}

@@ -3,19 +3,31 @@ package sdk
 import "context"
 
 // WAN builds net slice parts: links joining the per-slice bridges of two DC slice parts
-// at different sites. Every call is idempotent and keyed by [LinkRef].
+// at different sites. Every call is idempotent and keyed by [LinkRef], and takes one
+// request struct, which the SDK validates (its Validate method) before the plugin sees
+// it.
+//
+// Errors carry a [Code], one per kind of failure, the same in every WAN plugin:
+//   - CodeInvalidArgument: a malformed link (see [LinkSpec.Validate]) or one this plugin
+//     cannot build at all (a namespace it does not manage, a rate below what it shapes);
+//   - CodeNotFound: an unknown link (DescribeLink; Disconnect of one is done);
+//   - CodeAlreadyExists: a VNI that another link holds;
+//   - CodeUnavailable: the backend does not answer.
+//
+// A link the plugin could build but not now (no bandwidth left) is refused by OfferLink
+// with Accepted false, not an error.
 type WAN interface {
 	// OfferLink says whether the link can be built and at what price. A refusal is an
 	// offer with Accepted false and a Reason, not an error.
-	OfferLink(ctx context.Context, link LinkSpec) (LinkOffer, error)
+	OfferLink(ctx context.Context, req OfferLinkRequest) (LinkOffer, error)
 	// Connect builds the link (and the bridges it needs) and returns it with State
 	// StateReady. Asking for a VNI that another link holds is CodeAlreadyExists.
-	Connect(ctx context.Context, link LinkSpec) (Link, error)
+	Connect(ctx context.Context, req ConnectRequest) (Link, error)
 	// DescribeLink returns the link as the backend holds it now: State StateReady, or
 	// StateFailed with a Message saying what is wrong at which end.
-	DescribeLink(ctx context.Context, ref LinkRef) (Link, error)
+	DescribeLink(ctx context.Context, req DescribeLinkRequest) (Link, error)
 	// Disconnect removes every device the link made; an unknown link is not an error.
-	Disconnect(ctx context.Context, ref LinkRef) error
+	Disconnect(ctx context.Context, req DisconnectRequest) error
 }
 
 // LinkRef names a net slice part: the slice's id and the link's id within it.
@@ -94,7 +106,7 @@ type SiteReleaser interface {
 	// underlay joining them once no site is left on it. Only each end's Site, Underlay and
 	// Netns are read. A site still in use, or not built by the plugin, is kept and said
 	// why; a site already gone is neither removed nor kept.
-	ReleaseSites(ctx context.Context, sites []LinkEnd) (SiteRelease, error)
+	ReleaseSites(ctx context.Context, req ReleaseSitesRequest) (SiteRelease, error)
 }
 
 // SiteRelease is what [SiteReleaser.ReleaseSites] did.

@@ -550,7 +550,7 @@ func (b *Broker) offer(ctx context.Context, provider string, spec sdk.PartSpec) 
 	if err != nil {
 		return sdk.Offer{}, err
 	}
-	return vim.Offer(ctx, spec)
+	return vim.Offer(ctx, sdk.OfferRequest{Part: spec})
 }
 
 // ReleasePart drops a part's reservation.
@@ -628,7 +628,7 @@ func (b *Broker) PlaceLinks(ctx context.Context, reqs []LinkRequest, budget Budg
 				res.err = b.patiently(ctx, settled.done, func(actx context.Context) error {
 					wan, err := b.plugins.WAN(actx, res.provider)
 					if err == nil {
-						res.offer, err = wan.OfferLink(actx, r.Spec)
+						res.offer, err = wan.OfferLink(actx, sdk.OfferLinkRequest{Link: r.Spec})
 					}
 					return err
 				})

@@ -27,7 +27,8 @@ type offerVIM struct {
 	calls     atomic.Int32
 }
 
-func (v *offerVIM) Offer(_ context.Context, p sdk.PartSpec) (sdk.Offer, error) {
+func (v *offerVIM) Offer(_ context.Context, req sdk.OfferRequest) (sdk.Offer, error) {
+	p := req.Part
 	n := v.calls.Add(1)
 	if v.fail != nil && (v.failFirst == 0 || n <= v.failFirst) {
 		return sdk.Offer{}, v.fail

@@ -152,7 +152,7 @@ func TestElasticity(t *testing.T) {
 
 		// The VIM and libvirt itself agree: the hot node alone has one more vCPU.
 		vim, _ := e.reg.VIM(ctx, e.provider("V"))
-		live, err := vim.Describe(ctx, sdk.PartRef{SliceID: id, PartID: "edge"})
+		live, err := vim.Describe(ctx, sdk.DescribeRequest{Ref: sdk.PartRef{SliceID: id, PartID: "edge"}})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -31,9 +31,9 @@ func (m *hotMonitor) set(v float64) {
 	m.mu.Unlock()
 }
 
-func (m *hotMonitor) Write(context.Context, []sdk.Point) error { return nil }
-func (m *hotMonitor) Flush(context.Context) error              { return nil }
-func (m *hotMonitor) Health(context.Context) error             { return nil }
+func (m *hotMonitor) Write(context.Context, sdk.WriteRequest) error { return nil }
+func (m *hotMonitor) Flush(context.Context) error                   { return nil }
+func (m *hotMonitor) Health(context.Context) error                  { return nil }
 func (m *hotMonitor) Query(_ context.Context, q sdk.Query) ([]sdk.Point, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

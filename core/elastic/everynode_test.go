@@ -33,9 +33,9 @@ func (m *nodesMonitor) evaluations() int {
 	return m.queries
 }
 
-func (m *nodesMonitor) Write(context.Context, []sdk.Point) error { return nil }
-func (m *nodesMonitor) Flush(context.Context) error              { return nil }
-func (m *nodesMonitor) Health(context.Context) error             { return nil }
+func (m *nodesMonitor) Write(context.Context, sdk.WriteRequest) error { return nil }
+func (m *nodesMonitor) Flush(context.Context) error                   { return nil }
+func (m *nodesMonitor) Health(context.Context) error                  { return nil }
 func (m *nodesMonitor) Monitor(context.Context) (sdk.Monitor, error) {
 	return m, nil
 }

@@ -624,7 +624,7 @@ func (c *Collector) write(ctx context.Context, mon sdk.Monitor, points []sdk.Poi
 	for len(points) > 0 {
 		n := min(len(points), sdk.MaxWritePoints)
 		cctx, cancel := context.WithTimeout(ctx, c.opts.CallTimeout)
-		err := mon.Write(cctx, points[:n])
+		err := mon.Write(cctx, sdk.WriteRequest{Points: points[:n]})
 		cancel()
 		if err != nil {
 			return fmt.Errorf("write %d points: %w", len(points), err)

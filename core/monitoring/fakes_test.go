@@ -44,7 +44,9 @@ func (f *fakeVIM) ConfigSchema(context.Context) (sdk.ConfigSchema, error) {
 }
 func (f *fakeVIM) Configure(context.Context, sdk.Config) error { return nil }
 
-func (f *fakeVIM) Metrics(_ context.Context, ref sdk.PartRef, names []string) ([]sdk.Sample, error) {
+func (f *fakeVIM) Metrics(_ context.Context, req sdk.MetricsRequest) ([]sdk.Sample, error) {
+	ref := req.Ref
+	names := req.Names
 	f.mu.Lock()
 	f.singles++
 	err := f.down
@@ -71,7 +73,8 @@ func samplesOf(names []string) []sdk.Sample {
 	return out
 }
 
-func (f *fakeVIM) MetricsBatch(ctx context.Context, reqs []sdk.MetricsRequest) ([]sdk.PartMetrics, error) {
+func (f *fakeVIM) MetricsBatch(ctx context.Context, req sdk.MetricsBatchRequest) ([]sdk.PartMetrics, error) {
+	reqs := req.Parts
 	f.mu.Lock()
 	f.batches = append(f.batches, append([]sdk.MetricsRequest(nil), reqs...))
 	down := f.down
@@ -140,7 +143,8 @@ func (m *fakeMonitor) ConfigSchema(context.Context) (sdk.ConfigSchema, error) {
 }
 func (m *fakeMonitor) Configure(context.Context, sdk.Config) error { return nil }
 
-func (m *fakeMonitor) Write(ctx context.Context, points []sdk.Point) error {
+func (m *fakeMonitor) Write(ctx context.Context, req sdk.WriteRequest) error {
+	points := req.Points
 	if err := ctx.Err(); err != nil {
 		return err
 	}

@@ -29,7 +29,8 @@ type countingMonitor struct {
 	points      map[string]int
 }
 
-func (m *countingMonitor) Write(ctx context.Context, points []sdk.Point) error {
+func (m *countingMonitor) Write(ctx context.Context, req sdk.WriteRequest) error {
+	points := req.Points
 	if err := ctx.Err(); err != nil {
 		return err
 	}

@@ -154,7 +154,7 @@ func (c *Collector) Push(ctx context.Context, sliceID string, points []sdk.Point
 	}
 	for rest := out; len(rest) > 0; {
 		n := min(len(rest), sdk.MaxWritePoints)
-		if err := mon.Write(ctx, rest[:n]); err != nil {
+		if err := mon.Write(ctx, sdk.WriteRequest{Points: rest[:n]}); err != nil {
 			if sdk.CodeOf(err) == sdk.CodeInvalidArgument {
 				// The monitor's own rules (reserved tag keys, characters it cannot store).
 				return 0, &spec.Error{Problems: []spec.FieldError{{Path: "points", Message: err.Error()}}}

@@ -12,12 +12,12 @@ var _ sdk.MetricsBatcher = vimClient{}
 
 // MetricsBatch is routed like every other call: relaunch a dead plugin, retry once when
 // it dies under the call (measuring is idempotent).
-func (c vimClient) MetricsBatch(ctx context.Context, reqs []sdk.MetricsRequest) ([]sdk.PartMetrics, error) {
+func (c vimClient) MetricsBatch(ctx context.Context, req sdk.MetricsBatchRequest) ([]sdk.PartMetrics, error) {
 	return call(ctx, c.in, "MetricsBatch", func(p *proc) ([]sdk.PartMetrics, error) {
 		v, err := c.vim(p)
 		if err != nil {
 			return nil, err
 		}
-		return sdk.MetricsBatch(ctx, v, reqs)
+		return sdk.MetricsBatch(ctx, v, req.Parts)
 	})
 }

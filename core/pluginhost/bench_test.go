@@ -39,12 +39,12 @@ func reportLatency(b *testing.B, d []time.Duration, unit time.Duration, suffix s
 // benchDescribe times VIM.Describe of a small part (two nodes) through vim.
 func benchDescribe(b *testing.B, vim sdk.VIM, pluginPid int) {
 	ctx := context.Background()
-	if _, err := vim.Create(ctx, smallPart("bench", "core")); err != nil {
+	if _, err := vim.Create(ctx, sdk.CreateRequest{Part: smallPart("bench", "core")}); err != nil {
 		b.Fatal(err)
 	}
 	ref := sdk.PartRef{SliceID: "bench", PartID: "core"}
 	benchCalls(b, pluginPid, func() error {
-		_, err := vim.Describe(ctx, ref)
+		_, err := vim.Describe(ctx, sdk.DescribeRequest{Ref: ref})
 		return err
 	})
 }

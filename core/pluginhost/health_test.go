@@ -33,7 +33,7 @@ func TestRelaunchAfterKill(t *testing.T) {
 	vim := vimOf(t, in)
 	ctx := ctxT(t)
 	ref := sdk.PartRef{SliceID: "s1", PartID: "core"}
-	if _, err := vim.Create(ctx, smallPart("s1", "core")); err != nil {
+	if _, err := vim.Create(ctx, sdk.CreateRequest{Part: smallPart("s1", "core")}); err != nil {
 		t.Fatal(err)
 	}
 	old := in.Status().Pid
@@ -46,7 +46,7 @@ func TestRelaunchAfterKill(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			parts[i], errs[i] = vim.Describe(ctx, ref)
+			parts[i], errs[i] = vim.Describe(ctx, sdk.DescribeRequest{Ref: ref})
 		}()
 	}
 	wg.Wait()
@@ -70,7 +70,7 @@ func TestRelaunchAfterKill(t *testing.T) {
 	waitFor(t, "killed process reaped", 10*time.Second, func() bool { return processGone(old) })
 
 	// Application errors are answers: not retried, no relaunch.
-	_, err := vim.Describe(ctx, sdk.PartRef{SliceID: "s1", PartID: "nope"})
+	_, err := vim.Describe(ctx, sdk.DescribeRequest{Ref: sdk.PartRef{SliceID: "s1", PartID: "nope"}})
 	if !sdk.IsNotFound(err) || !strings.Contains(err.Error(), `"spain"`) {
 		t.Fatalf("unknown part: want NotFound naming the instance, got %v", err)
 	}
@@ -87,7 +87,7 @@ func TestRelaunchDuringCall(t *testing.T) {
 	in := startMemvim(t, h, "spain", state)
 	old := in.Status().Pid
 
-	part, err := vimOf(t, in).Describe(ctxT(t), sdk.PartRef{SliceID: "s1", PartID: "crash-once"})
+	part, err := vimOf(t, in).Describe(ctxT(t), sdk.DescribeRequest{Ref: sdk.PartRef{SliceID: "s1", PartID: "crash-once"}})
 	if err != nil {
 		t.Fatalf("the retried call failed: %v", err)
 	}
@@ -114,11 +114,11 @@ func TestRetryOnceThenBackoff(t *testing.T) {
 	in := startMemvim(t, h, "spain", state)
 	vim := vimOf(t, in)
 	ctx := ctxT(t)
-	if _, err := vim.Create(ctx, smallPart("s1", "core")); err != nil {
+	if _, err := vim.Create(ctx, sdk.CreateRequest{Part: smallPart("s1", "core")}); err != nil {
 		t.Fatal(err)
 	}
 
-	_, err := vim.Describe(ctx, sdk.PartRef{SliceID: "s1", PartID: "crash-always"})
+	_, err := vim.Describe(ctx, sdk.DescribeRequest{Ref: sdk.PartRef{SliceID: "s1", PartID: "crash-always"}})
 	if err == nil || sdk.CodeOf(err) != sdk.CodeUnavailable {
 		t.Fatalf("a call that kills the plugin every time: want Unavailable, got %v", err)
 	}
@@ -135,7 +135,7 @@ func TestRetryOnceThenBackoff(t *testing.T) {
 	waitFor(t, "second process seen dead", 10*time.Second, func() bool { return in.Status().State != pluginhost.StateRunning })
 	short, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 	start := time.Now()
-	_, err = vim.Describe(short, sdk.PartRef{SliceID: "s1", PartID: "core"})
+	_, err = vim.Describe(short, sdk.DescribeRequest{Ref: sdk.PartRef{SliceID: "s1", PartID: "core"}})
 	cancel()
 	if sdk.CodeOf(err) != sdk.CodeUnavailable || !strings.Contains(err.Error(), "next relaunch attempt") {
 		t.Fatalf("call inside the backoff: %v", err)
@@ -151,7 +151,7 @@ func TestRetryOnceThenBackoff(t *testing.T) {
 	}
 
 	// A call that can wait waits for the relaunch and succeeds.
-	part, err := vim.Describe(ctx, sdk.PartRef{SliceID: "s1", PartID: "core"})
+	part, err := vim.Describe(ctx, sdk.DescribeRequest{Ref: sdk.PartRef{SliceID: "s1", PartID: "core"}})
 	if err != nil {
 		t.Fatalf("a call with time to wait for the relaunch: %v", err)
 	}
@@ -173,17 +173,17 @@ func TestCallWaitsForRelaunch(t *testing.T) {
 	vim := vimOf(t, in)
 	ctx := ctxT(t)
 	ref := sdk.PartRef{SliceID: "s1", PartID: "core"}
-	if _, err := vim.Create(ctx, smallPart("s1", "core")); err != nil {
+	if _, err := vim.Create(ctx, sdk.CreateRequest{Part: smallPart("s1", "core")}); err != nil {
 		t.Fatal(err)
 	}
 	kill(t, in.Status().Pid)
-	if _, err := vim.Describe(ctx, ref); err != nil { // relaunched at once
+	if _, err := vim.Describe(ctx, sdk.DescribeRequest{Ref: ref}); err != nil { // relaunched at once
 		t.Fatalf("after the first kill: %v", err)
 	}
 	kill(t, in.Status().Pid) // within a minute: the next relaunch waits 1.5 s
 	waitFor(t, "second process seen dead", 10*time.Second, func() bool { return in.Status().State != pluginhost.StateRunning })
 	start := time.Now()
-	part, err := vim.Describe(ctx, ref)
+	part, err := vim.Describe(ctx, sdk.DescribeRequest{Ref: ref})
 	if err != nil {
 		t.Fatalf("a call during the relaunch backoff failed instead of waiting: %v", err)
 	}
@@ -198,13 +198,13 @@ func TestCallWaitsForRelaunch(t *testing.T) {
 	// A stopped instance wakes a call waiting for its relaunch.
 	kill(t, in.Status().Pid)
 	waitFor(t, "third process seen dead", 10*time.Second, func() bool { return in.Status().State != pluginhost.StateRunning })
-	if _, err := vim.Describe(ctx, ref); err != nil { // relaunched after the backoff
+	if _, err := vim.Describe(ctx, sdk.DescribeRequest{Ref: ref}); err != nil { // relaunched after the backoff
 		t.Fatal(err)
 	}
 	kill(t, in.Status().Pid)
 	waitFor(t, "fourth process seen dead", 10*time.Second, func() bool { return in.Status().State != pluginhost.StateRunning })
 	errc := make(chan error, 1)
-	go func() { _, err := vim.Describe(ctx, ref); errc <- err }()
+	go func() { _, err := vim.Describe(ctx, sdk.DescribeRequest{Ref: ref}); errc <- err }()
 	time.Sleep(200 * time.Millisecond)
 	if err := h.Stop("spain"); err != nil {
 		t.Fatal(err)
@@ -259,7 +259,7 @@ func TestMonitorAcrossRelaunch(t *testing.T) {
 	}
 	ctx := ctxT(t)
 	pts := []sdk.Point{{Metric: "cpu", Value: 1}, {Metric: "cpu", Value: 2, Time: time.Unix(100, 0)}}
-	if err := mon.Write(ctx, pts); err != nil {
+	if err := mon.Write(ctx, sdk.WriteRequest{Points: pts}); err != nil {
 		t.Fatal(err)
 	}
 	if !pts[0].Time.IsZero() {
@@ -274,7 +274,7 @@ func TestMonitorAcrossRelaunch(t *testing.T) {
 	}
 
 	// Written, not flushed, plugin dies: Flush reports the possible loss once.
-	if err := mon.Write(ctx, pts); err != nil {
+	if err := mon.Write(ctx, sdk.WriteRequest{Points: pts}); err != nil {
 		t.Fatal(err)
 	}
 	kill(t, in.Status().Pid)
@@ -303,7 +303,7 @@ func TestRelaunchReverifies(t *testing.T) {
 	tamper(t, path)
 	kill(t, in.Status().Pid)
 
-	_, err := vim.Offer(ctx, smallPart("s1", "core"))
+	_, err := vim.Offer(ctx, sdk.OfferRequest{Part: smallPart("s1", "core")})
 	if !errors.Is(err, pluginhost.ErrHashMismatch) || !strings.Contains(err.Error(), path) {
 		t.Fatalf("relaunch of a replaced binary: want ErrHashMismatch naming %s, got %v", path, err)
 	}
@@ -315,7 +315,7 @@ func TestRelaunchReverifies(t *testing.T) {
 	if _, err := h.Lock("memvim"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := vim.Offer(ctx, smallPart("s1", "core")); err != nil {
+	if _, err := vim.Offer(ctx, sdk.OfferRequest{Part: smallPart("s1", "core")}); err != nil {
 		t.Fatalf("after re-lock: %v", err)
 	}
 	if st := in.Status(); st.State != pluginhost.StateRunning || st.Restarts != 1 {

@@ -133,7 +133,7 @@ func TestInstancesShareABinary(t *testing.T) {
 
 	ctx := ctxT(t)
 	for _, in := range []*pluginhost.Instance{spain, greece} {
-		part, err := vimOf(t, in).Create(ctx, smallPart("s1", "edge"))
+		part, err := vimOf(t, in).Create(ctx, sdk.CreateRequest{Part: smallPart("s1", "edge")})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -209,7 +209,7 @@ func TestStopAndClose(t *testing.T) {
 	if !processGone(pids[0]) {
 		t.Errorf("stopped instance's process %d still runs", pids[0])
 	}
-	if _, err := vimOf(t, ins[0]).Describe(ctx, sdk.PartRef{SliceID: "s", PartID: "p"}); !errors.Is(err, pluginhost.ErrClosed) {
+	if _, err := vimOf(t, ins[0]).Describe(ctx, sdk.DescribeRequest{Ref: sdk.PartRef{SliceID: "s", PartID: "p"}}); !errors.Is(err, pluginhost.ErrClosed) {
 		t.Errorf("call on a stopped instance: want ErrClosed, got %v", err)
 	}
 	if st := ins[0].Status(); st.State != pluginhost.StateStopped || st.Pid != 0 {
@@ -231,7 +231,7 @@ func TestStopAndClose(t *testing.T) {
 	if n := len(h.Instances()); n != 0 {
 		t.Errorf("%d instances listed after Close", n)
 	}
-	if _, err := vimOf(t, ins[1]).Describe(ctx, sdk.PartRef{SliceID: "s", PartID: "p"}); !errors.Is(err, pluginhost.ErrClosed) {
+	if _, err := vimOf(t, ins[1]).Describe(ctx, sdk.DescribeRequest{Ref: sdk.PartRef{SliceID: "s", PartID: "p"}}); !errors.Is(err, pluginhost.ErrClosed) {
 		t.Errorf("call after Close: want ErrClosed, got %v", err)
 	}
 	if _, err := h.Start(ctx, pluginhost.InstanceConfig{Name: "late", Plugin: "memvim"}); !errors.Is(err, pluginhost.ErrClosed) {
@@ -353,7 +353,7 @@ func TestCallsLargerThanFlowWindow(t *testing.T) {
 			pts[i] = sdk.Point{Metric: "big", Tags: map[string]string{"node": tag}, Value: float64(b*size + i),
 				Time: time.Unix(int64(b*size+i), 0)}
 		}
-		if err := mon.Write(ctx, pts); err != nil {
+		if err := mon.Write(ctx, sdk.WriteRequest{Points: pts}); err != nil {
 			t.Fatalf("write batch %d of %d points: %v", b, n, err)
 		}
 	}

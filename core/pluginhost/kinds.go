@@ -70,33 +70,33 @@ func (c vimClient) vim(p *proc) (sdk.VIM, error) {
 	return p.vim, nil
 }
 
-func (c vimClient) Offer(ctx context.Context, part sdk.PartSpec) (sdk.Offer, error) {
+func (c vimClient) Offer(ctx context.Context, req sdk.OfferRequest) (sdk.Offer, error) {
 	return call(ctx, c.in, "Offer", func(p *proc) (sdk.Offer, error) {
 		v, err := c.vim(p)
 		if err != nil {
 			return sdk.Offer{}, err
 		}
-		return v.Offer(ctx, part)
+		return v.Offer(ctx, req)
 	})
 }
 
-func (c vimClient) Create(ctx context.Context, part sdk.PartSpec) (sdk.Part, error) {
+func (c vimClient) Create(ctx context.Context, req sdk.CreateRequest) (sdk.Part, error) {
 	return call(ctx, c.in, "Create", func(p *proc) (sdk.Part, error) {
 		v, err := c.vim(p)
 		if err != nil {
 			return sdk.Part{}, err
 		}
-		return v.Create(ctx, part)
+		return v.Create(ctx, req)
 	})
 }
 
-func (c vimClient) Describe(ctx context.Context, ref sdk.PartRef) (sdk.Part, error) {
+func (c vimClient) Describe(ctx context.Context, req sdk.DescribeRequest) (sdk.Part, error) {
 	return call(ctx, c.in, "Describe", func(p *proc) (sdk.Part, error) {
 		v, err := c.vim(p)
 		if err != nil {
 			return sdk.Part{}, err
 		}
-		return v.Describe(ctx, ref)
+		return v.Describe(ctx, req)
 	})
 }
 
@@ -120,24 +120,24 @@ func (c vimClient) Scale(ctx context.Context, req sdk.ScaleRequest) (sdk.Part, e
 	})
 }
 
-func (c vimClient) Delete(ctx context.Context, ref sdk.PartRef) error {
+func (c vimClient) Delete(ctx context.Context, req sdk.DeleteRequest) error {
 	_, err := call(ctx, c.in, "Delete", func(p *proc) (struct{}, error) {
 		v, err := c.vim(p)
 		if err != nil {
 			return struct{}{}, err
 		}
-		return struct{}{}, v.Delete(ctx, ref)
+		return struct{}{}, v.Delete(ctx, req)
 	})
 	return err
 }
 
-func (c vimClient) Metrics(ctx context.Context, ref sdk.PartRef, names []string) ([]sdk.Sample, error) {
+func (c vimClient) Metrics(ctx context.Context, req sdk.MetricsRequest) ([]sdk.Sample, error) {
 	return call(ctx, c.in, "Metrics", func(p *proc) ([]sdk.Sample, error) {
 		v, err := c.vim(p)
 		if err != nil {
 			return nil, err
 		}
-		return v.Metrics(ctx, ref, names)
+		return v.Metrics(ctx, req)
 	})
 }
 
@@ -162,24 +162,24 @@ func (c deployerClient) Deploy(ctx context.Context, req sdk.DeployRequest) (sdk.
 	})
 }
 
-func (c deployerClient) Undeploy(ctx context.Context, serviceID string, part sdk.Part) error {
+func (c deployerClient) Undeploy(ctx context.Context, req sdk.UndeployRequest) error {
 	_, err := call(ctx, c.in, "Undeploy", func(p *proc) (struct{}, error) {
 		d, err := c.dep(p)
 		if err != nil {
 			return struct{}{}, err
 		}
-		return struct{}{}, d.Undeploy(ctx, serviceID, part)
+		return struct{}{}, d.Undeploy(ctx, req)
 	})
 	return err
 }
 
-func (c deployerClient) DeployStatus(ctx context.Context, serviceID string, ref sdk.PartRef) (sdk.Deployment, error) {
+func (c deployerClient) DeployStatus(ctx context.Context, req sdk.DeployStatusRequest) (sdk.Deployment, error) {
 	return call(ctx, c.in, "DeployStatus", func(p *proc) (sdk.Deployment, error) {
 		d, err := c.dep(p)
 		if err != nil {
 			return sdk.Deployment{}, err
 		}
-		return d.DeployStatus(ctx, serviceID, ref)
+		return d.DeployStatus(ctx, req)
 	})
 }
 
@@ -194,43 +194,43 @@ func (c wanClient) wan(p *proc) (sdk.WAN, error) {
 	return p.wan, nil
 }
 
-func (c wanClient) OfferLink(ctx context.Context, link sdk.LinkSpec) (sdk.LinkOffer, error) {
+func (c wanClient) OfferLink(ctx context.Context, req sdk.OfferLinkRequest) (sdk.LinkOffer, error) {
 	return call(ctx, c.in, "OfferLink", func(p *proc) (sdk.LinkOffer, error) {
 		w, err := c.wan(p)
 		if err != nil {
 			return sdk.LinkOffer{}, err
 		}
-		return w.OfferLink(ctx, link)
+		return w.OfferLink(ctx, req)
 	})
 }
 
-func (c wanClient) Connect(ctx context.Context, link sdk.LinkSpec) (sdk.Link, error) {
+func (c wanClient) Connect(ctx context.Context, req sdk.ConnectRequest) (sdk.Link, error) {
 	return call(ctx, c.in, "Connect", func(p *proc) (sdk.Link, error) {
 		w, err := c.wan(p)
 		if err != nil {
 			return sdk.Link{}, err
 		}
-		return w.Connect(ctx, link)
+		return w.Connect(ctx, req)
 	})
 }
 
-func (c wanClient) DescribeLink(ctx context.Context, ref sdk.LinkRef) (sdk.Link, error) {
+func (c wanClient) DescribeLink(ctx context.Context, req sdk.DescribeLinkRequest) (sdk.Link, error) {
 	return call(ctx, c.in, "DescribeLink", func(p *proc) (sdk.Link, error) {
 		w, err := c.wan(p)
 		if err != nil {
 			return sdk.Link{}, err
 		}
-		return w.DescribeLink(ctx, ref)
+		return w.DescribeLink(ctx, req)
 	})
 }
 
-func (c wanClient) Disconnect(ctx context.Context, ref sdk.LinkRef) error {
+func (c wanClient) Disconnect(ctx context.Context, req sdk.DisconnectRequest) error {
 	_, err := call(ctx, c.in, "Disconnect", func(p *proc) (struct{}, error) {
 		w, err := c.wan(p)
 		if err != nil {
 			return struct{}{}, err
 		}
-		return struct{}{}, w.Disconnect(ctx, ref)
+		return struct{}{}, w.Disconnect(ctx, req)
 	})
 	return err
 }
@@ -239,7 +239,7 @@ func (c wanClient) Disconnect(ctx context.Context, ref sdk.LinkRef) error {
 // answers CodeUnimplemented.
 var _ sdk.SiteReleaser = wanClient{}
 
-func (c wanClient) ReleaseSites(ctx context.Context, sites []sdk.LinkEnd) (sdk.SiteRelease, error) {
+func (c wanClient) ReleaseSites(ctx context.Context, req sdk.ReleaseSitesRequest) (sdk.SiteRelease, error) {
 	return call(ctx, c.in, "ReleaseSites", func(p *proc) (sdk.SiteRelease, error) {
 		w, err := c.wan(p)
 		if err != nil {
@@ -249,7 +249,7 @@ func (c wanClient) ReleaseSites(ctx context.Context, sites []sdk.LinkEnd) (sdk.S
 		if !ok {
 			return sdk.SiteRelease{}, sdk.Errorf(sdk.CodeUnimplemented, "%s builds no sites to release", c.in.label)
 		}
-		return rel.ReleaseSites(ctx, sites)
+		return rel.ReleaseSites(ctx, req)
 	})
 }
 
@@ -267,14 +267,14 @@ func (c monitorClient) mon(p *proc) (sdk.Monitor, error) {
 // Write is retried like every other call (see the package doc). Points without a time
 // are stamped now, once, so that the retry writes exactly what the first attempt did
 // and a point stored twice is the same point.
-func (c monitorClient) Write(ctx context.Context, points []sdk.Point) error {
-	points = stamp(points, time.Now())
+func (c monitorClient) Write(ctx context.Context, req sdk.WriteRequest) error {
+	req.Points = stamp(req.Points, time.Now())
 	_, err := call(ctx, c.in, "Write", func(p *proc) (struct{}, error) {
 		m, err := c.mon(p)
 		if err != nil {
 			return struct{}{}, err
 		}
-		if err := m.Write(ctx, points); err != nil {
+		if err := m.Write(ctx, req); err != nil {
 			return struct{}{}, err
 		}
 		c.in.mu.Lock()

@@ -57,7 +57,7 @@ func (o *Orchestrator) recheck(ctx context.Context, v *sro.View, rec *Record) *R
 			continue
 		}
 		sctx, cancel := context.WithTimeout(ctx, recheckTimeout)
-		d, err := dep.DeployStatus(sctx, rec.ID, part.Ref())
+		d, err := dep.DeployStatus(sctx, sdk.DeployStatusRequest{ServiceID: rec.ID, Ref: part.Ref()})
 		cancel()
 		if err != nil {
 			o.log.Warn("re-check of an applied service", "slice", rec.SliceID, "service", rec.ID, "part", sp.Name, "error", err)

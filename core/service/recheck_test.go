@@ -69,8 +69,10 @@ func (h heldDeployer) Deploy(ctx context.Context, req sdk.DeployRequest) (sdk.De
 	return h.w.apply(d, false), err
 }
 
-func (h heldDeployer) DeployStatus(ctx context.Context, id string, ref sdk.PartRef) (sdk.Deployment, error) {
-	d, err := h.Deployer.DeployStatus(ctx, id, ref)
+func (h heldDeployer) DeployStatus(ctx context.Context, req sdk.DeployStatusRequest) (sdk.Deployment, error) {
+	id := req.ServiceID
+	ref := req.Ref
+	d, err := h.Deployer.DeployStatus(ctx, sdk.DeployStatusRequest{ServiceID: id, Ref: ref})
 	return h.w.apply(d, true), err
 }
 

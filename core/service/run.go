@@ -240,7 +240,7 @@ func (o *Orchestrator) runPart(ctx context.Context, p *plan, i int) {
 			return
 		case <-tick.C:
 			sctx, scancel := context.WithTimeout(pctx, o.opts.PollInterval*4)
-			d, err := pp.dep.DeployStatus(sctx, p.id, part.Ref())
+			d, err := pp.dep.DeployStatus(sctx, sdk.DeployStatusRequest{ServiceID: p.id, Ref: part.Ref()})
 			scancel()
 			if err == nil && d.State == sdk.DeployRunning {
 				tr.write(d, nil)

@@ -400,7 +400,7 @@ func (o *Orchestrator) Undeploy(ctx context.Context, tenant, sliceID, id string)
 		}
 		dep, err := o.opts.Deployers.Deployer(ctx, part.Provider)
 		if err == nil {
-			err = dep.Undeploy(ctx, id, *part.Observed)
+			err = dep.Undeploy(ctx, sdk.UndeployRequest{ServiceID: id, Part: *part.Observed})
 		}
 		if err != nil {
 			problems = append(problems, fmt.Sprintf("part %s: %v", sp.Name, err))

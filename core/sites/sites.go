@@ -115,7 +115,7 @@ func Release(ctx context.Context, cat *providers.Catalogue, wans WANSource, ledg
 		rel, ok := w.(sdk.SiteReleaser)
 		var got sdk.SiteRelease
 		if ok {
-			got, err = rel.ReleaseSites(ctx, ends)
+			got, err = rel.ReleaseSites(ctx, sdk.ReleaseSitesRequest{Sites: ends})
 		}
 		if !ok || sdk.CodeOf(err) == sdk.CodeUnimplemented {
 			for _, e := range ends {

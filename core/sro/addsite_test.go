@@ -42,7 +42,8 @@ type siteVIM struct {
 	parent *siteVIMs
 }
 
-func (v *siteVIM) Create(ctx context.Context, spec sdk.PartSpec) (sdk.Part, error) {
+func (v *siteVIM) Create(ctx context.Context, req sdk.CreateRequest) (sdk.Part, error) {
+	spec := req.Part
 	if spec.Netns != "" {
 		if _, err := os.Stat(nsnet.Path(spec.Netns)); err != nil {
 			return sdk.Part{}, fmt.Errorf("site network namespace %s: %w", spec.Netns, err)
@@ -51,7 +52,7 @@ func (v *siteVIM) Create(ctx context.Context, spec sdk.PartSpec) (sdk.Part, erro
 	if v.parent.failCreate.Load() {
 		return sdk.Part{}, fmt.Errorf("create refused by the test")
 	}
-	return v.VIM.Create(ctx, spec)
+	return v.VIM.Create(ctx, sdk.CreateRequest{Part: spec})
 }
 
 // siteCatalogue is catalogue's providers with WAN sites in namespaces nobody has made

@@ -35,8 +35,9 @@ type perCPUVIM struct {
 	perCPU float64
 }
 
-func (v *perCPUVIM) Offer(ctx context.Context, spec sdk.PartSpec) (sdk.Offer, error) {
-	o, err := v.VIM.Offer(ctx, spec)
+func (v *perCPUVIM) Offer(ctx context.Context, req sdk.OfferRequest) (sdk.Offer, error) {
+	spec := req.Part
+	o, err := v.VIM.Offer(ctx, sdk.OfferRequest{Part: spec})
 	o.PricePerDay = float64(spec.Resources().CPUs) * v.perCPU
 	return o, err
 }
@@ -159,7 +160,7 @@ func TestChangesWithinTheBudget(t *testing.T) {
 					after.Change, after.Spec.VDUs, after.Observed.Nodes, after.PricePerDay)
 			}
 			vim, _ := env.reg.VIM(ctx, "IN")
-			if live, err := vim.Describe(ctx, after.Ref()); err != nil || cpus(live.Nodes) != cpus(before.Observed.Nodes) {
+			if live, err := vim.Describe(ctx, sdk.DescribeRequest{Ref: after.Ref()}); err != nil || cpus(live.Nodes) != cpus(before.Observed.Nodes) {
 				t.Errorf("IN describes %+v, %v; the part had %+v", live, err, before.Observed.Nodes)
 			}
 			// The failure's event says why, and marks the refusal as the budget's for a

@@ -401,7 +401,7 @@ func consistent(t *testing.T, r *running, uri, sliceID string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		live, err := vim.Describe(ctx, p.Ref())
+		live, err := vim.Describe(ctx, sdk.DescribeRequest{Ref: p.Ref()})
 		if err != nil {
 			t.Fatalf("part %s recorded at %s, which does not have it: %v", p.Name, p.Provider, err)
 		}

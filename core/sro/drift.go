@@ -267,7 +267,7 @@ func (e *Engine) checkPart(ctx context.Context, sl *store.Slice, p *store.Part) 
 		return partCheck{}, err
 	}
 	live, err := e.callVIM(ctx, p.Provider, "describe", func(ctx context.Context, vim sdk.VIM) (sdk.Part, error) {
-		return vim.Describe(ctx, p.Ref())
+		return vim.Describe(ctx, sdk.DescribeRequest{Ref: p.Ref()})
 	})
 	if sdk.CodeOf(err) == sdk.CodeNotFound {
 		// Nothing to resize or scale: the part is Lost until its provider has it again.

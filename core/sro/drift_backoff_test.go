@@ -53,14 +53,15 @@ type passVIM struct {
 	c *passClock
 }
 
-func (v *passVIM) Describe(ctx context.Context, ref sdk.PartRef) (sdk.Part, error) {
+func (v *passVIM) Describe(ctx context.Context, req sdk.DescribeRequest) (sdk.Part, error) {
+	ref := req.Ref
 	v.c.gate.RLock()
 	defer v.c.gate.RUnlock()
 	v.c.mu.Lock()
 	v.c.passes++
 	v.c.now = v.c.now.Add(v.c.step)
 	v.c.mu.Unlock()
-	return v.VIM.Describe(ctx, ref)
+	return v.VIM.Describe(ctx, sdk.DescribeRequest{Ref: ref})
 }
 
 func (v *passVIM) Resize(ctx context.Context, r sdk.ResizeRequest) (sdk.Part, error) {
@@ -103,14 +104,14 @@ func TestUnrepairableDriftBacksOff(t *testing.T) {
 		if _, err := vim.Resize(ctx, sdk.ResizeRequest{Ref: core.Ref(), VDU: "vm", Node: "vm-1", CPUs: 1}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := vim.Create(ctx, filler); err != nil {
+		if _, err := vim.Create(ctx, sdk.CreateRequest{Part: filler}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	undrift := func() {
 		c.gate.Lock()
 		defer c.gate.Unlock()
-		if err := vim.Delete(ctx, filler.Ref); err != nil {
+		if err := vim.Delete(ctx, sdk.DeleteRequest{Ref: filler.Ref}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := vim.Resize(ctx, sdk.ResizeRequest{Ref: core.Ref(), VDU: "vm", Node: "vm-1", CPUs: 2}); err != nil {

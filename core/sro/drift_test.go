@@ -35,11 +35,12 @@ type gatedVIM struct {
 	parent *gatedVIMs
 }
 
-func (v *gatedVIM) Describe(ctx context.Context, ref sdk.PartRef) (sdk.Part, error) {
+func (v *gatedVIM) Describe(ctx context.Context, req sdk.DescribeRequest) (sdk.Part, error) {
+	ref := req.Ref
 	v.parent.gate.RLock()
 	defer v.parent.gate.RUnlock()
 	defer v.parent.describes.Add(1)
-	return v.VIM.Describe(ctx, ref)
+	return v.VIM.Describe(ctx, sdk.DescribeRequest{Ref: ref})
 }
 
 // behindTheBack runs f while no health pass describes a part.
@@ -109,7 +110,7 @@ func TestDriftRepairedToTheRecordedSize(t *testing.T) {
 	ref := sdk.PartRef{SliceID: sl.ID, PartID: "core"}
 	holder := sl.ID + "/core"
 	describe := func() string {
-		live, err := vim.Describe(ctx, ref)
+		live, err := vim.Describe(ctx, sdk.DescribeRequest{Ref: ref})
 		if err != nil {
 			return err.Error()
 		}
@@ -211,11 +212,11 @@ func TestUnrepairableDriftReportedOnce(t *testing.T) {
 		spec := core.Spec
 		spec.Ref, spec.Name = sdk.PartRef{SliceID: "filler", PartID: name}, name
 		spec.VDUs = []sdk.VDUSpec{{Name: "fill", Instances: 1, CPUs: cpus, MemoryMB: 1024, StorageGB: 1}}
-		if _, err := vim.Create(ctx, spec); err != nil {
+		if _, err := vim.Create(ctx, sdk.CreateRequest{Part: spec}); err != nil {
 			t.Fatal(err)
 		}
 		return func() {
-			if err := vim.Delete(ctx, spec.Ref); err != nil {
+			if err := vim.Delete(ctx, sdk.DeleteRequest{Ref: spec.Ref}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -254,7 +255,7 @@ func TestUnrepairableDriftReportedOnce(t *testing.T) {
 	// The room comes back: the repair lands and the drift is cleared.
 	unfill()
 	eventually(t, "drift cleared", func() bool { return len(events(t, env, sl.ID, sro.EvDriftCleared)) == 1 })
-	if live, err := vim.Describe(ctx, ref); err != nil || nodeSizes(live.Nodes) != "vm-1:2 vm-2:2" {
+	if live, err := vim.Describe(ctx, sdk.DescribeRequest{Ref: ref}); err != nil || nodeSizes(live.Nodes) != "vm-1:2 vm-2:2" {
 		t.Fatalf("BR describes %+v, %v", live.Nodes, err)
 	}
 	if p := readyPart(t, env, sl.ID, "core"); p.Drift != nil {

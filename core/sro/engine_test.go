@@ -158,7 +158,7 @@ func TestCreateDescribeDecommission(t *testing.T) {
 	}
 	// The provider's VIM holds the domains: ask it, not the store.
 	vim, _ := env.reg.VIM(ctx, "ES")
-	live, err := vim.Describe(ctx, es.Ref())
+	live, err := vim.Describe(ctx, sdk.DescribeRequest{Ref: es.Ref()})
 	if err != nil || len(live.Nodes) != 2 || live.Nodes[0].CPUs != 1 || live.Nodes[0].MemoryMB != 1024 {
 		t.Fatalf("ES describes %+v, %v", live, err)
 	}
@@ -189,7 +189,7 @@ func TestCreateDescribeDecommission(t *testing.T) {
 	if err := env.engine.WaitGone(wctx, sl.ID); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := vim.Describe(ctx, es.Ref()); err == nil {
+	if _, err := vim.Describe(ctx, sdk.DescribeRequest{Ref: es.Ref()}); err == nil {
 		t.Fatal("domains of a decommissioned part are still there")
 	}
 	for _, p := range []string{"BR", "ES", "GR"} {
@@ -260,7 +260,7 @@ func TestFailedPartRollsBack(t *testing.T) {
 		t.Fatalf("state %s message %q", got.State, got.Message)
 	}
 	vim, _ := env.reg.VIM(ctx, "BR")
-	if p, err := vim.Describe(ctx, sdk.PartRef{SliceID: sl.ID, PartID: "core"}); err == nil {
+	if p, err := vim.Describe(ctx, sdk.DescribeRequest{Ref: sdk.PartRef{SliceID: sl.ID, PartID: "core"}}); err == nil {
 		t.Fatalf("rolled back part still has domains: %+v", p)
 	}
 	evs, _ := env.store.Events(ctx, sl.ID)

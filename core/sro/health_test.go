@@ -10,6 +10,7 @@ import (
 
 	"github.com/necos/necos/core/sro"
 	"github.com/necos/necos/core/store"
+	"github.com/necos/necos/sdk"
 )
 
 // waitState waits for slice id to reach state.
@@ -49,7 +50,7 @@ func TestDegradedWhenAPartIsLost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := vim.Delete(ctx, edge.Ref()); err != nil {
+	if err := vim.Delete(ctx, sdk.DeleteRequest{Ref: edge.Ref()}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -86,7 +87,7 @@ func TestDegradedWhenAPartIsLost(t *testing.T) {
 	}
 
 	// The part comes back at its provider: the slice is Ready again.
-	if _, err := vim.Create(ctx, spec); err != nil {
+	if _, err := vim.Create(ctx, sdk.CreateRequest{Part: spec}); err != nil {
 		t.Fatal(err)
 	}
 	got = waitState(t, env, sl.ID, store.SliceReady)

@@ -36,7 +36,8 @@ type gatedOffer struct {
 	g *offerGate
 }
 
-func (v *gatedOffer) Offer(ctx context.Context, spec sdk.PartSpec) (sdk.Offer, error) {
+func (v *gatedOffer) Offer(ctx context.Context, req sdk.OfferRequest) (sdk.Offer, error) {
+	spec := req.Part
 	v.g.mu.Lock()
 	open := v.g.open
 	v.g.mu.Unlock()
@@ -48,7 +49,7 @@ func (v *gatedOffer) Offer(ctx context.Context, spec sdk.PartSpec) (sdk.Offer, e
 			return sdk.Offer{}, ctx.Err()
 		}
 	}
-	return v.VIM.Offer(ctx, spec)
+	return v.VIM.Offer(ctx, sdk.OfferRequest{Part: spec})
 }
 
 // A hold that no part owns — of a slice gone, of a part gone from a slice, of a part at

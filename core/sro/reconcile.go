@@ -400,7 +400,7 @@ func (e *Engine) createPart(ctx context.Context, p *store.Part) error {
 		}
 	}
 	obs, err := e.callVIM(ctx, p.Provider, "create", func(ctx context.Context, vim sdk.VIM) (sdk.Part, error) {
-		return vim.Create(ctx, e.siteSpec(p))
+		return vim.Create(ctx, sdk.CreateRequest{Part: e.siteSpec(p)})
 	})
 	if err != nil {
 		err = fmt.Errorf("part %s at %s: %w", p.Name, p.Provider, err)
@@ -445,7 +445,7 @@ func (e *Engine) connectLink(ctx context.Context, l *store.Link) error {
 	wan, err := e.opts.Plugins.WAN(cctx, l.Provider)
 	var obs sdk.Link
 	if err == nil {
-		obs, err = wan.Connect(cctx, l.Spec)
+		obs, err = wan.Connect(cctx, sdk.ConnectRequest{Link: l.Spec})
 	}
 	e.opts.Metrics.observePlugin("wan", "connect", start)
 	if err != nil {
@@ -574,7 +574,7 @@ func (e *Engine) disconnectLink(ctx context.Context, l *store.Link) error {
 		start := time.Now()
 		wan, err := e.opts.Plugins.WAN(cctx, l.Provider)
 		if err == nil {
-			err = wan.Disconnect(cctx, l.Ref())
+			err = wan.Disconnect(cctx, sdk.DisconnectRequest{Ref: l.Ref()})
 		}
 		e.opts.Metrics.observePlugin("wan", "disconnect", start)
 		if err != nil {
@@ -600,7 +600,7 @@ func (e *Engine) deletePart(ctx context.Context, p *store.Part) error {
 	start := time.Now()
 	vim, err := e.opts.Plugins.VIM(cctx, p.Provider)
 	if err == nil {
-		err = vim.Delete(cctx, p.Ref())
+		err = vim.Delete(cctx, sdk.DeleteRequest{Ref: p.Ref()})
 	}
 	e.opts.Metrics.observePlugin("vim", "delete", start)
 	if err != nil {

@@ -148,7 +148,7 @@ func (e *Engine) callOffer(ctx context.Context, provider string, ps sdk.PartSpec
 	if err != nil {
 		return sdk.Offer{}, err
 	}
-	o, err := vim.Offer(cctx, ps)
+	o, err := vim.Offer(cctx, sdk.OfferRequest{Part: ps})
 	e.opts.Metrics.observePlugin("vim", "offer", start)
 	return o, err
 }

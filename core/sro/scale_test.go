@@ -69,7 +69,7 @@ func TestResizeAndScalePart(t *testing.T) {
 	if h := hold(t, env, "BR", holder); h.CPUs != 4 || h.Nodes != 1 {
 		t.Fatalf("hold after resize: %+v", h)
 	}
-	live, err := vim.Describe(ctx, ref)
+	live, err := vim.Describe(ctx, sdk.DescribeRequest{Ref: ref})
 	if err != nil || live.Nodes[0].CPUs != 4 {
 		t.Fatalf("BR describes %+v, %v", live.Nodes, err)
 	}
@@ -85,7 +85,7 @@ func TestResizeAndScalePart(t *testing.T) {
 	if h := hold(t, env, "BR", holder); h.CPUs != 8 || h.Nodes != 2 {
 		t.Fatalf("hold after scale: %+v", h)
 	}
-	if live, _ := vim.Describe(ctx, ref); len(live.Nodes) != 2 || live.Nodes[1].CPUs != 4 {
+	if live, _ := vim.Describe(ctx, sdk.DescribeRequest{Ref: ref}); len(live.Nodes) != 2 || live.Nodes[1].CPUs != 4 {
 		t.Fatalf("BR describes %+v", live.Nodes)
 	}
 
@@ -101,7 +101,7 @@ func TestResizeAndScalePart(t *testing.T) {
 	if h := hold(t, env, "BR", holder); h.CPUs != 8 || h.Nodes != 2 {
 		t.Fatalf("hold after refusals: %+v", h)
 	}
-	if live, _ := vim.Describe(ctx, ref); len(live.Nodes) != 2 || live.Nodes[0].CPUs != 4 {
+	if live, _ := vim.Describe(ctx, sdk.DescribeRequest{Ref: ref}); len(live.Nodes) != 2 || live.Nodes[0].CPUs != 4 {
 		t.Fatalf("BR describes %+v after refusals", live.Nodes)
 	}
 
@@ -158,7 +158,7 @@ func TestAddAndRemovePart(t *testing.T) {
 		t.Fatalf("added part %s at %s elastic=%v state %s observed %+v", np.Name, np.Provider, np.Elastic, np.State, np.Observed)
 	}
 	vim, _ := env.reg.VIM(ctx, "GR")
-	if live, err := vim.Describe(ctx, np.Ref()); err != nil || len(live.Nodes) != 2 {
+	if live, err := vim.Describe(ctx, sdk.DescribeRequest{Ref: np.Ref()}); err != nil || len(live.Nodes) != 2 {
 		t.Fatalf("GR describes %+v, %v", live, err)
 	}
 	if h := hold(t, env, "GR", sl.ID+"/edge-h1"); h.Nodes != 2 {
@@ -182,7 +182,7 @@ func TestAddAndRemovePart(t *testing.T) {
 	if err := env.engine.RemovePart(ctx, sl.ID, "edge-h1"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := vim.Describe(ctx, np.Ref()); err == nil {
+	if _, err := vim.Describe(ctx, sdk.DescribeRequest{Ref: np.Ref()}); err == nil {
 		t.Fatal("domains of a removed part are still there")
 	}
 	if h := hold(t, env, "GR", sl.ID+"/edge-h1"); h != (sdk.Resources{}) {
@@ -207,7 +207,7 @@ func TestAddAndRemovePart(t *testing.T) {
 	if err := env.engine.WaitGone(wctx, sl.ID); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := vim.Describe(ctx, np2.Ref()); err == nil {
+	if _, err := vim.Describe(ctx, sdk.DescribeRequest{Ref: np2.Ref()}); err == nil {
 		t.Fatal("domains of the elastic part outlived the slice")
 	}
 	for _, p := range []string{"BR", "ES", "GR"} {
@@ -257,7 +257,7 @@ func TestAddPartFailures(t *testing.T) {
 		t.Fatalf("failed adds left records: %d parts, %d links", len(v.Parts), len(v.Links))
 	}
 	vim, _ := env.reg.VIM(ctx, "BAD")
-	if p, err := vim.Describe(ctx, sdk.PartRef{SliceID: sl.ID, PartID: "edge-h1"}); err == nil {
+	if p, err := vim.Describe(ctx, sdk.DescribeRequest{Ref: sdk.PartRef{SliceID: sl.ID, PartID: "edge-h1"}}); err == nil {
 		t.Fatalf("failed add left domains: %+v", p)
 	}
 	for _, p := range []string{"BAD", "DEAR"} {

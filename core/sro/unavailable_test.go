@@ -33,11 +33,12 @@ type silentVIM struct {
 	parent *silentVIMs
 }
 
-func (v *silentVIM) Offer(ctx context.Context, spec sdk.PartSpec) (sdk.Offer, error) {
+func (v *silentVIM) Offer(ctx context.Context, req sdk.OfferRequest) (sdk.Offer, error) {
+	spec := req.Part
 	if n := v.parent.calls.Add(1); v.parent.failures == 0 || n <= v.parent.failures {
 		return sdk.Offer{}, sdk.Errorf(sdk.CodeUnavailable, "plugin not answering")
 	}
-	return v.VIM.Offer(ctx, spec)
+	return v.VIM.Offer(ctx, sdk.OfferRequest{Part: spec})
 }
 
 // TestUnansweringProvider: a provider that does not answer for a while costs the slice

@@ -102,7 +102,7 @@ func testRestart(t *testing.T, bin string) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	created, err := vim1.Create(ctx, spec)
+	created, err := vim1.Create(ctx, sdk.CreateRequest{Part: spec})
 	if err != nil {
 		t.Fatalf("create: %v", err)
 	}
@@ -127,14 +127,14 @@ func testRestart(t *testing.T, bin string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	found, err := vim2.Describe(ctx, ref)
+	found, err := vim2.Describe(ctx, sdk.DescribeRequest{Ref: ref})
 	if err != nil {
 		t.Fatalf("describe after restart: %v", err)
 	}
 	if !reflect.DeepEqual(found.Nodes, created.Nodes) || found.Name != created.Name || found.Bridge != created.Bridge {
 		t.Errorf("after restart the part is\n%+v\nwas\n%+v", found, created)
 	}
-	o, err := vim2.Offer(ctx, spec)
+	o, err := vim2.Offer(ctx, sdk.OfferRequest{Part: spec})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,16 +143,16 @@ func testRestart(t *testing.T, bin string) {
 		o.Free.StorageGB != capacity.StorageGB-need.StorageGB {
 		t.Errorf("offer after restart: free %+v, want the capacity %+v minus the part %+v", o.Free, capacity, need)
 	}
-	again, err := vim2.Create(ctx, spec)
+	again, err := vim2.Create(ctx, sdk.CreateRequest{Part: spec})
 	if err != nil || !reflect.DeepEqual(again.Nodes, created.Nodes) {
 		t.Errorf("create retried after restart: %v\n%+v\nwant\n%+v", err, again.Nodes, created.Nodes)
 	}
 	start = time.Now()
-	if err := vim2.Delete(ctx, ref); err != nil {
+	if err := vim2.Delete(ctx, sdk.DeleteRequest{Ref: ref}); err != nil {
 		t.Fatalf("delete after restart: %v", err)
 	}
 	t.Logf("delete of %d nodes through libvirtd took %v", len(created.Nodes), time.Since(start))
-	if _, err := vim2.Describe(ctx, ref); !sdk.IsNotFound(err) {
+	if _, err := vim2.Describe(ctx, sdk.DescribeRequest{Ref: ref}); !sdk.IsNotFound(err) {
 		t.Errorf("describe after delete: %v, want NotFound", err)
 	}
 	if left := domainsOf(t, uri, ref.SliceID+"."); len(left) > 0 {

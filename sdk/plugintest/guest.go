@@ -128,7 +128,7 @@ func (s *vimSuite) testGuestDelete(t *testing.T, g *GuestChecks) {
 	if len(vols) == 0 {
 		t.Fatalf("Volumes %s lists nothing for a part of %d nodes: the check would prove nothing", ref, len(part.Nodes))
 	}
-	if err := s.vim.Delete(ctx(t), ref); err != nil {
+	if err := s.vim.Delete(ctx(t), sdk.DeleteRequest{Ref: ref}); err != nil {
 		t.Fatalf("Delete %s: %v", ref, err)
 	}
 	left, err := g.Volumes(ctx(t), ref)

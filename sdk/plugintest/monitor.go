@@ -106,7 +106,7 @@ func (s *monitorSuite) at(i int) time.Time {
 
 func (s *monitorSuite) write(t *testing.T, points []sdk.Point) {
 	t.Helper()
-	if err := s.m.Write(ctx(t), points); err != nil {
+	if err := s.m.Write(ctx(t), sdk.WriteRequest{Points: points}); err != nil {
 		t.Fatalf("Write(%d points): %v", len(points), err)
 	}
 }
@@ -366,7 +366,7 @@ func (s *monitorSuite) concurrentWrites(t *testing.T) {
 			defer wg.Done()
 			for i := range each {
 				p := sdk.Point{Metric: metric, Tags: tags, Value: float64(i), Time: s.at(i)}
-				if err := s.m.Write(c, []sdk.Point{p}); err != nil {
+				if err := s.m.Write(c, sdk.WriteRequest{Points: []sdk.Point{p}}); err != nil {
 					errs <- fmt.Errorf("writer %d: %w", w, err)
 					return
 				}
@@ -397,7 +397,7 @@ func (s *monitorSuite) invalidArguments(t *testing.T) {
 		{"empty tag key", []sdk.Point{{Metric: good.Metric, Tags: map[string]string{"": "x"}, Value: 1, Time: good.Time}}},
 	}
 	for _, w := range writes {
-		err := s.m.Write(ctx(t), w.points)
+		err := s.m.Write(ctx(t), sdk.WriteRequest{Points: w.points})
 		if code := sdk.CodeOf(err); code != sdk.CodeInvalidArgument {
 			t.Errorf("Write with %s: got %v (code %v), want %v", w.name, err, code, sdk.CodeInvalidArgument)
 		}

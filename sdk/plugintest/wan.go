@@ -132,7 +132,7 @@ func (s *wanSuite) spec(slice, link string, a, b int) sdk.LinkSpec {
 func (s *wanSuite) connect(t *testing.T, spec sdk.LinkSpec) sdk.Link {
 	t.Helper()
 	s.cleanup(t, spec.Ref)
-	l, err := s.wan.Connect(ctx(t), spec)
+	l, err := s.wan.Connect(ctx(t), sdk.ConnectRequest{Link: spec})
 	if err != nil {
 		t.Fatalf("Connect %s: %v", spec.Ref, err)
 	}
@@ -145,7 +145,7 @@ func (s *wanSuite) cleanup(t *testing.T, ref sdk.LinkRef) {
 	t.Cleanup(func() {
 		c, cancel := context.WithTimeout(context.Background(), callTimeout)
 		defer cancel()
-		if err := s.wan.Disconnect(c, ref); err != nil {
+		if err := s.wan.Disconnect(c, sdk.DisconnectRequest{Ref: ref}); err != nil {
 			t.Errorf("cleanup: Disconnect %s: %v", ref, err)
 		}
 	})
@@ -174,24 +174,24 @@ func (s *wanSuite) testBadRequests(t *testing.T) {
 				// A plugin that wrongly accepted the request must not leak the link.
 				s.cleanup(t, spec.Ref)
 			}
-			if _, err := s.wan.OfferLink(ctx(t), spec); sdk.CodeOf(err) != sdk.CodeInvalidArgument {
+			if _, err := s.wan.OfferLink(ctx(t), sdk.OfferLinkRequest{Link: spec}); sdk.CodeOf(err) != sdk.CodeInvalidArgument {
 				t.Errorf("OfferLink: got %v (code %s), want CodeInvalidArgument", err, sdk.CodeOf(err))
 			}
-			if _, err := s.wan.Connect(ctx(t), spec); sdk.CodeOf(err) != sdk.CodeInvalidArgument {
+			if _, err := s.wan.Connect(ctx(t), sdk.ConnectRequest{Link: spec}); sdk.CodeOf(err) != sdk.CodeInvalidArgument {
 				t.Errorf("Connect: got %v (code %s), want CodeInvalidArgument", err, sdk.CodeOf(err))
 			}
 			if spec.Ref.SliceID != "" && spec.Ref.LinkID != "" {
-				if _, err := s.wan.DescribeLink(ctx(t), spec.Ref); !sdk.IsNotFound(err) {
+				if _, err := s.wan.DescribeLink(ctx(t), sdk.DescribeLinkRequest{Ref: spec.Ref}); !sdk.IsNotFound(err) {
 					t.Errorf("DescribeLink after a refused Connect: got %v, want CodeNotFound (nothing made)", err)
 				}
 			}
 		})
 	}
 	t.Run("empty ref", func(t *testing.T) {
-		if _, err := s.wan.DescribeLink(ctx(t), sdk.LinkRef{}); sdk.CodeOf(err) != sdk.CodeInvalidArgument {
+		if _, err := s.wan.DescribeLink(ctx(t), sdk.DescribeLinkRequest{Ref: sdk.LinkRef{}}); sdk.CodeOf(err) != sdk.CodeInvalidArgument {
 			t.Errorf("DescribeLink: got %v (code %s), want CodeInvalidArgument", err, sdk.CodeOf(err))
 		}
-		if err := s.wan.Disconnect(ctx(t), sdk.LinkRef{SliceID: slice}); sdk.CodeOf(err) != sdk.CodeInvalidArgument {
+		if err := s.wan.Disconnect(ctx(t), sdk.DisconnectRequest{Ref: sdk.LinkRef{SliceID: slice}}); sdk.CodeOf(err) != sdk.CodeInvalidArgument {
 			t.Errorf("Disconnect: got %v (code %s), want CodeInvalidArgument", err, sdk.CodeOf(err))
 		}
 	})
@@ -203,7 +203,7 @@ func (s *wanSuite) testConnectIdempotent(t *testing.T) {
 	if first.VNI == 0 {
 		t.Fatalf("Connect %s returned VNI 0", spec.Ref)
 	}
-	second, err := s.wan.Connect(ctx(t), spec)
+	second, err := s.wan.Connect(ctx(t), sdk.ConnectRequest{Link: spec})
 	if err != nil {
 		t.Fatalf("second Connect %s: %v", spec.Ref, err)
 	}
@@ -215,7 +215,7 @@ func (s *wanSuite) testConnectIdempotent(t *testing.T) {
 	}
 	// Asking again with the VNI the plugin chose is the same request.
 	spec.VNI = first.VNI
-	third, err := s.wan.Connect(ctx(t), spec)
+	third, err := s.wan.Connect(ctx(t), sdk.ConnectRequest{Link: spec})
 	if err != nil {
 		t.Fatalf("Connect %s with its own VNI %d: %v", spec.Ref, first.VNI, err)
 	}
@@ -228,7 +228,7 @@ func (s *wanSuite) testDescribeMatches(t *testing.T) {
 	spec := s.spec(s.slice(), "desc", 0, 1)
 	made := s.connect(t, spec)
 	wanCheckLink(t, "Connect", made, spec, made.VNI)
-	got, err := s.wan.DescribeLink(ctx(t), spec.Ref)
+	got, err := s.wan.DescribeLink(ctx(t), sdk.DescribeLinkRequest{Ref: spec.Ref})
 	if err != nil {
 		t.Fatalf("DescribeLink %s: %v", spec.Ref, err)
 	}
@@ -271,7 +271,7 @@ func (s *wanSuite) testCallerVNI(t *testing.T) {
 	// A VNI the plugin chose is one it accepts: free it, then ask for it by number.
 	probe := s.spec(s.slice(), "probe", 0, 1)
 	vni := s.connect(t, probe).VNI
-	if err := s.wan.Disconnect(ctx(t), probe.Ref); err != nil {
+	if err := s.wan.Disconnect(ctx(t), sdk.DisconnectRequest{Ref: probe.Ref}); err != nil {
 		t.Fatalf("Disconnect %s: %v", probe.Ref, err)
 	}
 
@@ -281,7 +281,7 @@ func (s *wanSuite) testCallerVNI(t *testing.T) {
 	if l.VNI != vni {
 		t.Fatalf("Connect with VNI %d: got VNI %d", vni, l.VNI)
 	}
-	got, err := s.wan.DescribeLink(ctx(t), spec.Ref)
+	got, err := s.wan.DescribeLink(ctx(t), sdk.DescribeLinkRequest{Ref: spec.Ref})
 	if err != nil {
 		t.Fatalf("DescribeLink %s: %v", spec.Ref, err)
 	}
@@ -292,11 +292,11 @@ func (s *wanSuite) testCallerVNI(t *testing.T) {
 	other := s.spec(s.slice(), "clash", 0, 1)
 	other.VNI = vni
 	s.cleanup(t, other.Ref)
-	if _, err := s.wan.Connect(ctx(t), other); sdk.CodeOf(err) != sdk.CodeAlreadyExists {
+	if _, err := s.wan.Connect(ctx(t), sdk.ConnectRequest{Link: other}); sdk.CodeOf(err) != sdk.CodeAlreadyExists {
 		t.Errorf("Connect %s with VNI %d held by %s: got %v (code %s), want CodeAlreadyExists",
 			other.Ref, vni, spec.Ref, err, sdk.CodeOf(err))
 	}
-	if _, err := s.wan.DescribeLink(ctx(t), other.Ref); !sdk.IsNotFound(err) {
+	if _, err := s.wan.DescribeLink(ctx(t), sdk.DescribeLinkRequest{Ref: other.Ref}); !sdk.IsNotFound(err) {
 		t.Errorf("DescribeLink %s after its refused Connect: got %v, want CodeNotFound", other.Ref, err)
 	}
 }
@@ -315,7 +315,7 @@ func (s *wanSuite) testVNIsUnique(t *testing.T) {
 	c := ctx(t)
 	var wg sync.WaitGroup
 	for i := range specs {
-		wg.Go(func() { links[i], errs[i] = s.wan.Connect(c, specs[i]) })
+		wg.Go(func() { links[i], errs[i] = s.wan.Connect(c, sdk.ConnectRequest{Link: specs[i]}) })
 	}
 	wg.Wait()
 	seen := map[uint32]sdk.LinkRef{}
@@ -335,22 +335,22 @@ func (s *wanSuite) testDisconnectIdempotent(t *testing.T) {
 	spec := s.spec(s.slice(), "disc", 0, 1)
 	s.connect(t, spec)
 	for i := 1; i <= 2; i++ {
-		if err := s.wan.Disconnect(ctx(t), spec.Ref); err != nil {
+		if err := s.wan.Disconnect(ctx(t), sdk.DisconnectRequest{Ref: spec.Ref}); err != nil {
 			t.Fatalf("Disconnect #%d %s: %v", i, spec.Ref, err)
 		}
 	}
-	if _, err := s.wan.DescribeLink(ctx(t), spec.Ref); !sdk.IsNotFound(err) {
+	if _, err := s.wan.DescribeLink(ctx(t), sdk.DescribeLinkRequest{Ref: spec.Ref}); !sdk.IsNotFound(err) {
 		t.Errorf("DescribeLink after Disconnect: got %v, want CodeNotFound", err)
 	}
 	unknown := sdk.LinkRef{SliceID: s.slice(), LinkID: "never-made"}
-	if err := s.wan.Disconnect(ctx(t), unknown); err != nil {
+	if err := s.wan.Disconnect(ctx(t), sdk.DisconnectRequest{Ref: unknown}); err != nil {
 		t.Errorf("Disconnect of unknown link %s: %v, want nil", unknown, err)
 	}
 }
 
 func (s *wanSuite) testDescribeUnknown(t *testing.T) {
 	ref := sdk.LinkRef{SliceID: s.slice(), LinkID: "never-made"}
-	_, err := s.wan.DescribeLink(ctx(t), ref)
+	_, err := s.wan.DescribeLink(ctx(t), sdk.DescribeLinkRequest{Ref: ref})
 	if !sdk.IsNotFound(err) {
 		t.Errorf("DescribeLink of unknown link %s: got %v (code %s), want CodeNotFound", ref, err, sdk.CodeOf(err))
 	}
@@ -358,7 +358,7 @@ func (s *wanSuite) testDescribeUnknown(t *testing.T) {
 
 func (s *wanSuite) testOfferBandwidth(t *testing.T) {
 	spec := s.spec(s.slice(), "bw", 0, 1)
-	before, err := s.wan.OfferLink(ctx(t), spec)
+	before, err := s.wan.OfferLink(ctx(t), sdk.OfferLinkRequest{Link: spec})
 	if err != nil {
 		t.Fatalf("OfferLink %s: %v", spec.Ref, err)
 	}
@@ -375,7 +375,7 @@ func (s *wanSuite) testOfferBandwidth(t *testing.T) {
 
 	s.connect(t, spec)
 	next := s.spec(s.slice(), "bw-next", 0, 1)
-	during, err := s.wan.OfferLink(ctx(t), next)
+	during, err := s.wan.OfferLink(ctx(t), sdk.OfferLinkRequest{Link: next})
 	if err != nil {
 		t.Fatalf("OfferLink %s: %v", next.Ref, err)
 	}
@@ -386,7 +386,7 @@ func (s *wanSuite) testOfferBandwidth(t *testing.T) {
 	if during.AvailableBps < math.MaxUint64 {
 		over := next
 		over.BandwidthBps = during.AvailableBps + 1
-		o, err := s.wan.OfferLink(ctx(t), over)
+		o, err := s.wan.OfferLink(ctx(t), sdk.OfferLinkRequest{Link: over})
 		if err != nil {
 			t.Errorf("OfferLink above the bandwidth left: error %v, want a refusal", err)
 		} else {
@@ -401,15 +401,15 @@ func (s *wanSuite) testOfferBandwidth(t *testing.T) {
 	if during.AvailableBps > 0 {
 		exact := next
 		exact.BandwidthBps = during.AvailableBps
-		if o, err := s.wan.OfferLink(ctx(t), exact); err != nil || !o.Accepted {
+		if o, err := s.wan.OfferLink(ctx(t), sdk.OfferLinkRequest{Link: exact}); err != nil || !o.Accepted {
 			t.Errorf("OfferLink of exactly the %d bit/s left: %+v, %v; want accepted", exact.BandwidthBps, o, err)
 		}
 	}
 
-	if err := s.wan.Disconnect(ctx(t), spec.Ref); err != nil {
+	if err := s.wan.Disconnect(ctx(t), sdk.DisconnectRequest{Ref: spec.Ref}); err != nil {
 		t.Fatalf("Disconnect %s: %v", spec.Ref, err)
 	}
-	after, err := s.wan.OfferLink(ctx(t), next)
+	after, err := s.wan.OfferLink(ctx(t), sdk.OfferLinkRequest{Link: next})
 	if err != nil {
 		t.Fatalf("OfferLink %s: %v", next.Ref, err)
 	}
@@ -431,10 +431,10 @@ func (s *wanSuite) testSharedBridge(t *testing.T) {
 	if la.End1.Bridge != lb.End1.Bridge {
 		t.Fatalf("links of one slice at one site use bridges %q and %q, want one", la.End1.Bridge, lb.End1.Bridge)
 	}
-	if err := s.wan.Disconnect(ctx(t), a.Ref); err != nil {
+	if err := s.wan.Disconnect(ctx(t), sdk.DisconnectRequest{Ref: a.Ref}); err != nil {
 		t.Fatalf("Disconnect %s: %v", a.Ref, err)
 	}
-	got, err := s.wan.DescribeLink(ctx(t), b.Ref)
+	got, err := s.wan.DescribeLink(ctx(t), sdk.DescribeLinkRequest{Ref: b.Ref})
 	if err != nil {
 		t.Fatalf("DescribeLink %s after its neighbour's Disconnect: %v", b.Ref, err)
 	}

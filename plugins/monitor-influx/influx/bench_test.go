@@ -62,11 +62,11 @@ func benchWrite(b *testing.B, m sdk.Monitor) {
 	begin := time.Now()
 	var writeTime time.Duration
 	for _, points := range calls {
-		err := m.Write(ctx, points)
+		err := m.Write(ctx, sdk.WriteRequest{Points: points})
 		for err != nil && sdk.CodeOf(err) == sdk.CodeResourceExhausted {
 			// The queue is full: InfluxDB is the bottleneck; wait for it as a caller would.
 			if err = m.Flush(ctx); err == nil {
-				err = m.Write(ctx, points)
+				err = m.Write(ctx, sdk.WriteRequest{Points: points})
 			}
 		}
 		if err != nil {
@@ -88,7 +88,7 @@ func benchQuery(b *testing.B, m sdk.Monitor) {
 	ctx := callCtx(b)
 	metric := fmt.Sprintf("bench_query_%d", time.Now().UnixNano())
 	// 100 nodes with 100 points each.
-	if err := m.Write(ctx, benchPoints(metric, 10000, 100, time.Now().Add(-time.Hour))); err != nil {
+	if err := m.Write(ctx, sdk.WriteRequest{Points: benchPoints(metric, 10000, 100, time.Now().Add(-time.Hour))}); err != nil {
 		b.Fatal(err)
 	}
 	if err := m.Flush(ctx); err != nil {

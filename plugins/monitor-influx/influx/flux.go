@@ -10,31 +10,6 @@ import (
 	"github.com/necos/necos/sdk"
 )
 
-// checkQuery returns an InvalidArgument error naming every problem of q.
-func checkQuery(q sdk.Query) error {
-	var problems []string
-	if q.Metric == "" {
-		problems = append(problems, "metric: required")
-	}
-	if q.Last < 0 {
-		problems = append(problems, fmt.Sprintf("last: must be zero (all points) or positive, got %d", q.Last))
-	}
-	if !q.Start.IsZero() && !q.End.IsZero() && q.End.Before(q.Start) {
-		problems = append(problems, fmt.Sprintf("end: %s is before start %s",
-			q.End.UTC().Format(time.RFC3339Nano), q.Start.UTC().Format(time.RFC3339Nano)))
-	}
-	for k := range q.Tags {
-		if k == "" {
-			problems = append(problems, "tags: empty key")
-		}
-	}
-	if len(problems) > 0 {
-		sort.Strings(problems)
-		return sdk.Errorf(sdk.CodeInvalidArgument, "query: %s", strings.Join(problems, "; "))
-	}
-	return nil
-}
-
 // window returns the bounds of q's time window for Flux's range(), [start, stop), with
 // unset and out-of-range bounds clamped to what InfluxDB can store. empty reports a
 // window no point can be in.

@@ -59,18 +59,6 @@ func TestBuildFlux(t *testing.T) {
 	}
 }
 
-func TestCheckQuery(t *testing.T) {
-	err := checkQuery(sdk.Query{Last: -1, Tags: map[string]string{"": "x"}, Start: time.Unix(10, 0), End: time.Unix(5, 0)})
-	if sdk.CodeOf(err) != sdk.CodeInvalidArgument {
-		t.Fatalf("code %v", sdk.CodeOf(err))
-	}
-	for _, want := range []string{"metric: required", "last:", "end:", "tags: empty key"} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("%q does not name %q", err, want)
-		}
-	}
-}
-
 func TestParseConfig(t *testing.T) {
 	c, err := ParseConfig([]byte(`{"url": "http://127.0.0.1:8086/"}`))
 	if err != nil {

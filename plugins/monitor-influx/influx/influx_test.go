@@ -118,7 +118,7 @@ func testCreateDatabase(t *testing.T, srv *influxtest.Server) {
 		t.Fatalf("retention_policy necos7d with retention_days 7 was not made: %s", out)
 	}
 	p7 := sdk.Point{Metric: "cpu", Tags: map[string]string{sdk.TagResourceID: "node-7"}, Value: 7.5, Time: time.Now().Truncate(time.Second)}
-	if err := monitor(t, c7).Write(callCtx(t), []sdk.Point{p7}); err != nil {
+	if err := monitor(t, c7).Write(callCtx(t), sdk.WriteRequest{Points: []sdk.Point{p7}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := monitor(t, c7).Flush(callCtx(t)); err != nil {
@@ -136,7 +136,7 @@ func testCreateDatabase(t *testing.T, srv *influxtest.Server) {
 	m := monitor(t, c)
 	ctx := callCtx(t)
 	p := sdk.Point{Metric: "cpu", Tags: map[string]string{sdk.TagResourceID: "node-1"}, Value: 81.5, Time: time.Now().Truncate(time.Second)}
-	if err := m.Write(ctx, []sdk.Point{p}); err != nil {
+	if err := m.Write(ctx, sdk.WriteRequest{Points: []sdk.Point{p}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := m.Flush(ctx); err != nil {
@@ -158,7 +158,7 @@ func testMissingDatabase(t *testing.T, srv *influxtest.Server) {
 		t.Errorf("Query of a missing database: got %v (code %v), want FailedPrecondition", err, sdk.CodeOf(err))
 	}
 	p := sdk.Point{Metric: "cpu", Value: 1}
-	if err := m.Write(ctx, []sdk.Point{p}); err != nil {
+	if err := m.Write(ctx, sdk.WriteRequest{Points: []sdk.Point{p}}); err != nil {
 		t.Fatalf("Write queues without waiting for InfluxDB: %v", err)
 	}
 	err = m.Flush(ctx)
@@ -186,7 +186,7 @@ func testRefusedPoints(t *testing.T, srv *influxtest.Server) {
 		"time out of range": {Metric: "cpu", Value: 1, Time: time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC)},
 	}
 	for name, p := range cases {
-		err := m.Write(ctx, []sdk.Point{p})
+		err := m.Write(ctx, sdk.WriteRequest{Points: []sdk.Point{p}})
 		if sdk.CodeOf(err) != sdk.CodeInvalidArgument || !strings.Contains(err.Error(), "point 0") {
 			t.Errorf("%s: got %v (code %v), want InvalidArgument naming point 0", name, err, sdk.CodeOf(err))
 		}
@@ -221,10 +221,10 @@ func testQueueFull(t *testing.T, srv *influxtest.Server) {
 	for i := range points {
 		points[i] = sdk.Point{Metric: "queue_full", Value: float64(i), Time: base.Add(time.Duration(i) * time.Second)}
 	}
-	if err := m.Write(ctx, points); sdk.CodeOf(err) != sdk.CodeResourceExhausted {
+	if err := m.Write(ctx, sdk.WriteRequest{Points: points}); sdk.CodeOf(err) != sdk.CodeResourceExhausted {
 		t.Fatalf("Write beyond queue_size: got %v (code %v), want ResourceExhausted", err, sdk.CodeOf(err))
 	}
-	if err := m.Write(ctx, points[:100]); err != nil {
+	if err := m.Write(ctx, sdk.WriteRequest{Points: points[:100]}); err != nil {
 		t.Fatalf("Write up to queue_size: %v", err)
 	}
 	if err := m.Flush(ctx); err != nil {
@@ -244,7 +244,7 @@ func testWriteErrorSurfaces(t *testing.T, srv *influxtest.Server) {
 	point := func(i int) sdk.Point {
 		return sdk.Point{Metric: "cpu", Tags: node, Value: float64(i), Time: at.Add(time.Duration(i) * time.Second)}
 	}
-	if err := m.Write(ctx, []sdk.Point{point(0)}); err != nil {
+	if err := m.Write(ctx, sdk.WriteRequest{Points: []sdk.Point{point(0)}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := m.Flush(ctx); err != nil {
@@ -256,7 +256,7 @@ func testWriteErrorSurfaces(t *testing.T, srv *influxtest.Server) {
 		t.Errorf("Health with InfluxDB stopped: got %v, want Unavailable", err)
 	}
 	// Write still returns at once: the failure happens in the background.
-	if err := m.Write(ctx, []sdk.Point{point(1), point(2)}); err != nil {
+	if err := m.Write(ctx, sdk.WriteRequest{Points: []sdk.Point{point(1), point(2)}}); err != nil {
 		t.Fatalf("Write with InfluxDB stopped: %v (want it queued)", err)
 	}
 	err := m.Flush(ctx)
@@ -267,7 +267,7 @@ func testWriteErrorSurfaces(t *testing.T, srv *influxtest.Server) {
 	// Without Flush, a later Write reports the failure, and refuses its points.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		err = m.Write(ctx, []sdk.Point{point(3)})
+		err = m.Write(ctx, sdk.WriteRequest{Points: []sdk.Point{point(3)}})
 		if err != nil || time.Now().After(deadline) {
 			break
 		}
@@ -286,7 +286,7 @@ func testWriteErrorSurfaces(t *testing.T, srv *influxtest.Server) {
 	// attempt (it backs off up to 5 s) the queued points are still undelivered, and a
 	// Write may still say so.
 	for {
-		err := m.Write(ctx, []sdk.Point{point(3)})
+		err := m.Write(ctx, sdk.WriteRequest{Points: []sdk.Point{point(3)}})
 		if err == nil {
 			break
 		}

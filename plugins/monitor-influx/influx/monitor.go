@@ -252,7 +252,8 @@ func (p *Plugin) state() (*state, error) {
 // call that would overflow queue_size (ResourceExhausted) or holds a bad point
 // (InvalidArgument). A refused call may be retried as is: rewriting a point (same
 // metric, tags and time) replaces it.
-func (p *Plugin) Write(ctx context.Context, points []sdk.Point) error {
+func (p *Plugin) Write(ctx context.Context, req sdk.WriteRequest) error {
+	points := req.Points
 	st, err := p.state()
 	if err != nil {
 		return err
@@ -284,9 +285,6 @@ func (p *Plugin) Flush(ctx context.Context) error {
 func (p *Plugin) Query(ctx context.Context, q sdk.Query) ([]sdk.Point, error) {
 	st, err := p.state()
 	if err != nil {
-		return nil, err
-	}
-	if err := checkQuery(q); err != nil {
 		return nil, err
 	}
 	start, stop, empty := window(q)

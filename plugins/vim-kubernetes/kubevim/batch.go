@@ -24,10 +24,8 @@ const perNamespaceMax = 4
 // (metrics.k8s.io) and of the VDUs' pods (or of the quotas, without the metrics API)
 // serves them all. Each part's samples are those Metrics gives; a part not found, or
 // whose usage could not be read, has its own error.
-func (p *Plugin) MetricsBatch(ctx context.Context, reqs []sdk.MetricsRequest) ([]sdk.PartMetrics, error) {
-	if len(reqs) > sdk.MaxMetricsBatch {
-		return nil, sdk.Errorf(sdk.CodeInvalidArgument, "parts: at most %d per batch, got %d", sdk.MaxMetricsBatch, len(reqs))
-	}
+func (p *Plugin) MetricsBatch(ctx context.Context, req sdk.MetricsBatchRequest) ([]sdk.PartMetrics, error) {
+	reqs := req.Parts
 	s, k, err := p.state()
 	if err != nil {
 		return nil, err
@@ -47,7 +45,7 @@ func (p *Plugin) MetricsBatch(ctx context.Context, reqs []sdk.MetricsRequest) ([
 	seen := map[string]bool{}
 	for i, r := range reqs {
 		out[i].Ref = r.Ref
-		if out[i].Err = r.Ref.Validate(); out[i].Err != nil {
+		if out[i].Err = checkMetricNames(r.Names); out[i].Err != nil {
 			continue
 		}
 		ns := byKey[partKey(r.Ref)]

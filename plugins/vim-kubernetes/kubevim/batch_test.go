@@ -190,7 +190,7 @@ func TestMetricsBatch(t *testing.T) {
 	}
 	all := []sdk.MetricsRequest{{Ref: refs[0]}, {Ref: refs[1], Names: []string{sdk.MetricCPUPercent}}, {Ref: refs[2]},
 		{Ref: sdk.PartRef{SliceID: "batch", PartID: "unknown"}}, {Ref: refs[3]}, {Ref: refs[4]}, {Ref: refs[5]},
-		{Ref: sdk.PartRef{PartID: "no-slice"}}, {Ref: refs[1], Names: []string{sdk.MetricMemoryPct}}}
+		{Ref: refs[1], Names: []string{"NO_SUCH_METRIC"}}, {Ref: refs[1], Names: []string{sdk.MetricMemoryPct}}}
 	for _, tc := range []struct {
 		name        string
 		reqs        []sdk.MetricsRequest
@@ -211,7 +211,7 @@ func TestMetricsBatch(t *testing.T) {
 				t.Fatal("the stand-in's metrics API is not found")
 			}
 			si.reset(tc.metricsDown)
-			got, err := p.MetricsBatch(context.Background(), tc.reqs)
+			got, err := p.MetricsBatch(context.Background(), sdk.MetricsBatchRequest{Parts: tc.reqs})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -233,7 +233,7 @@ func TestMetricsBatch(t *testing.T) {
 				si.mu.Unlock()
 			}
 			for i, r := range tc.reqs {
-				want, werr := p.Metrics(context.Background(), r.Ref, r.Names)
+				want, werr := p.Metrics(context.Background(), sdk.MetricsRequest{Ref: r.Ref, Names: r.Names})
 				g := got[i]
 				if sdk.CodeOf(g.Err) != sdk.CodeOf(werr) {
 					t.Errorf("%s: error %v, Metrics says %v", r.Ref, g.Err, werr)

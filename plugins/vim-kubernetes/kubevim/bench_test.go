@@ -23,15 +23,15 @@ func BenchmarkPartLifecycle(b *testing.B) {
 		spec := sdk.PartSpec{Ref: sdk.PartRef{SliceID: "bench", PartID: fmt.Sprintf("p%d", i)},
 			VDUs: []sdk.VDUSpec{master(), worker(2, 1, 256)}}
 		t0 := time.Now()
-		if _, err := p.Create(ctx, spec); err != nil {
+		if _, err := p.Create(ctx, sdk.CreateRequest{Part: spec}); err != nil {
 			b.Fatal(err)
 		}
 		t1 := time.Now()
-		if _, err := p.Describe(ctx, spec.Ref); err != nil {
+		if _, err := p.Describe(ctx, sdk.DescribeRequest{Ref: spec.Ref}); err != nil {
 			b.Fatal(err)
 		}
 		t2 := time.Now()
-		if err := p.Delete(ctx, spec.Ref); err != nil {
+		if err := p.Delete(ctx, sdk.DeleteRequest{Ref: spec.Ref}); err != nil {
 			b.Fatal(err)
 		}
 		create, describe, del = create+t1.Sub(t0), describe+t2.Sub(t1), del+time.Since(t2)
@@ -64,7 +64,7 @@ spec:
 		spec := sdk.PartSpec{Ref: sdk.PartRef{SliceID: "bench-pod", PartID: fmt.Sprintf("p%d", i)},
 			VDUs: []sdk.VDUSpec{worker(1, 1, 256)}}
 		t0 := time.Now()
-		part, err := p.Create(ctx, spec)
+		part, err := p.Create(ctx, sdk.CreateRequest{Part: spec})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -88,7 +88,7 @@ spec:
 		}
 		total += time.Since(t0)
 		b.StopTimer()
-		if err := p.Delete(ctx, spec.Ref); err != nil {
+		if err := p.Delete(ctx, sdk.DeleteRequest{Ref: spec.Ref}); err != nil {
 			b.Fatal(err)
 		}
 		b.StartTimer()

@@ -99,10 +99,8 @@ func price(s settings, r sdk.Resources) float64 {
 
 // Offer says whether the part fits in what is free now, and its price. A part that
 // already exists is left out of the accounting, so its offer does not change once made.
-func (p *Plugin) Offer(ctx context.Context, spec sdk.PartSpec) (sdk.Offer, error) {
-	if err := spec.Validate(); err != nil {
-		return sdk.Offer{}, err
-	}
+func (p *Plugin) Offer(ctx context.Context, req sdk.OfferRequest) (sdk.Offer, error) {
+	spec := req.Part
 	s, k, err := p.state()
 	if err != nil {
 		return sdk.Offer{}, err

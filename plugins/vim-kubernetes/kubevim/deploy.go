@@ -91,12 +91,6 @@ func recordName(serviceID string) string { return "necos-service-" + hashHex(ser
 // timeouts have passed. Malformed manifests, unknown kinds or nodes and cluster-scoped
 // kinds fail the request before anything is applied.
 func (p *Plugin) Deploy(ctx context.Context, req sdk.DeployRequest) (sdk.Deployment, error) {
-	if req.ServiceID == "" {
-		return sdk.Deployment{}, sdk.Errorf(sdk.CodeInvalidArgument, "deploy: service_id: required")
-	}
-	if err := req.Part.Ref.Validate(); err != nil {
-		return sdk.Deployment{}, err
-	}
 	s, k, err := p.state()
 	if err != nil {
 		return sdk.Deployment{}, err
@@ -252,11 +246,6 @@ func plan(k *cluster, l layout, req sdk.DeployRequest) ([]nodeWork, error) {
 					pl.vdu = &l.VDUs[vi]
 				}
 				works[wi].objects = append(works[wi].objects, pl)
-			}
-		}
-		for j, c := range w.Commands {
-			if strings.TrimSpace(c) == "" {
-				problems = append(problems, fmt.Sprintf("%s.commands[%d]: empty", at, j))
 			}
 		}
 		works[wi].commands = append(works[wi].commands, w.Commands...)
@@ -492,13 +481,9 @@ func writeRecord(ctx context.Context, k *cluster, ns string, rec *record) error 
 
 // DeployStatus returns the deployment as recorded, its commands' steps refreshed from
 // their Jobs.
-func (p *Plugin) DeployStatus(ctx context.Context, serviceID string, ref sdk.PartRef) (sdk.Deployment, error) {
-	if serviceID == "" {
-		return sdk.Deployment{}, sdk.Errorf(sdk.CodeInvalidArgument, "deploy status: service_id: required")
-	}
-	if err := ref.Validate(); err != nil {
-		return sdk.Deployment{}, err
-	}
+func (p *Plugin) DeployStatus(ctx context.Context, req sdk.DeployStatusRequest) (sdk.Deployment, error) {
+	serviceID := req.ServiceID
+	ref := req.Ref
 	s, k, err := p.state()
 	if err != nil {
 		return sdk.Deployment{}, err
@@ -521,13 +506,9 @@ func (p *Plugin) DeployStatus(ctx context.Context, serviceID string, ref sdk.Par
 
 // Undeploy deletes what the service applied and its Jobs (with their pods), then its
 // record. An unknown service or part is not an error.
-func (p *Plugin) Undeploy(ctx context.Context, serviceID string, part sdk.Part) error {
-	if serviceID == "" {
-		return sdk.Errorf(sdk.CodeInvalidArgument, "undeploy: service_id: required")
-	}
-	if err := part.Ref.Validate(); err != nil {
-		return err
-	}
+func (p *Plugin) Undeploy(ctx context.Context, req sdk.UndeployRequest) error {
+	serviceID := req.ServiceID
+	part := req.Part
 	s, k, err := p.state()
 	if err != nil {
 		return err

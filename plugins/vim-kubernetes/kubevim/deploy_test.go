@@ -71,8 +71,8 @@ func TestDeployer(t *testing.T) {
 		t.Fatal(err)
 	}
 	spec := partSpec(t, "edge", master(), worker(1, 1, 512))
-	t.Cleanup(func() { _ = vim.Delete(context.Background(), spec.Ref) })
-	part, err := vim.Create(ctx, spec)
+	t.Cleanup(func() { _ = vim.Delete(context.Background(), sdk.DeleteRequest{Ref: spec.Ref}) })
+	part, err := vim.Create(ctx, sdk.CreateRequest{Part: spec})
 	if err != nil {
 		t.Fatalf("create part: %v", err)
 	}
@@ -136,7 +136,7 @@ func TestDeployer(t *testing.T) {
 	if jobs, _ := c.Client.BatchV1().Jobs(ns).List(ctx, metav1.ListOptions{}); len(jobs.Items) != 1 || jobs.Items[0].UID != job.UID {
 		t.Errorf("re-deploy made new jobs: %d", len(jobs.Items))
 	}
-	st, err := dep.DeployStatus(ctx, req.ServiceID, part.Ref)
+	st, err := dep.DeployStatus(ctx, sdk.DeployStatusRequest{ServiceID: req.ServiceID, Ref: part.Ref})
 	if err != nil || len(st.Nodes) != 2 || st.ServiceID != req.ServiceID {
 		t.Errorf("status: %+v %v", st, err)
 	}
@@ -182,24 +182,24 @@ func TestDeployer(t *testing.T) {
 		d.Nodes[0].Steps[1].State != sdk.DeploySkipped {
 		t.Errorf("forbidden manifest: %+v %v", d, err)
 	}
-	if err := dep.Undeploy(ctx, "quota-grab", part); err != nil {
+	if err := dep.Undeploy(ctx, sdk.UndeployRequest{ServiceID: "quota-grab", Part: part}); err != nil {
 		t.Errorf("undeploy quota-grab: %v", err)
 	}
 
-	if err := dep.Undeploy(ctx, req.ServiceID, part); err != nil {
+	if err := dep.Undeploy(ctx, sdk.UndeployRequest{ServiceID: req.ServiceID, Part: part}); err != nil {
 		t.Fatalf("undeploy: %v", err)
 	}
 	if _, err := c.Client.AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("deployment after undeploy: %v", err)
 	}
-	if err := dep.Undeploy(ctx, req.ServiceID, part); err != nil {
+	if err := dep.Undeploy(ctx, sdk.UndeployRequest{ServiceID: req.ServiceID, Part: part}); err != nil {
 		t.Errorf("second undeploy: %v", err)
 	}
-	_, err = dep.DeployStatus(ctx, req.ServiceID, part.Ref)
+	_, err = dep.DeployStatus(ctx, sdk.DeployStatusRequest{ServiceID: req.ServiceID, Ref: part.Ref})
 	wantCode(t, "status after undeploy", err, sdk.CodeNotFound)
-	_, err = dep.DeployStatus(ctx, req.ServiceID, sdk.PartRef{SliceID: "no", PartID: "such"})
+	_, err = dep.DeployStatus(ctx, sdk.DeployStatusRequest{ServiceID: req.ServiceID, Ref: sdk.PartRef{SliceID: "no", PartID: "such"}})
 	wantCode(t, "status of an unknown part", err, sdk.CodeNotFound)
-	if err := dep.Undeploy(ctx, req.ServiceID, sdk.Part{Ref: sdk.PartRef{SliceID: "no", PartID: "such"}}); err != nil {
+	if err := dep.Undeploy(ctx, sdk.UndeployRequest{ServiceID: req.ServiceID, Part: sdk.Part{Ref: sdk.PartRef{SliceID: "no", PartID: "such"}}}); err != nil {
 		t.Errorf("undeploy from an unknown part: %v", err)
 	}
 }

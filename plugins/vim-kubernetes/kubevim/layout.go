@@ -163,21 +163,10 @@ func (l layout) nodeVDU(node string) (int, bool) {
 	return -1, false
 }
 
-// resized returns the layout after req, or an InvalidArgument error naming the field.
+// resized returns the layout after req, or a NotFound error naming the unknown VDU or
+// node.
 func (l layout) resized(req sdk.ResizeRequest) (layout, error) {
-	var problems []string
-	if req.CPUs < 0 {
-		problems = append(problems, fmt.Sprintf("cpus: must be >= 0 (0 keeps the value), got %d", req.CPUs))
-	}
-	if req.MemoryMB < 0 {
-		problems = append(problems, fmt.Sprintf("memory_mb: must be >= 0 (0 keeps the value), got %d", req.MemoryMB))
-	}
-	if req.CPUs == 0 && req.MemoryMB == 0 && len(problems) == 0 {
-		problems = append(problems, "cpus, memory_mb: at least one must be set")
-	}
-	if len(problems) > 0 {
-		return l, sdk.Errorf(sdk.CodeInvalidArgument, "resize %s: %s", req.Ref, strings.Join(problems, "; "))
-	}
+	// The SDK has checked the sizes ([sdk.ResizeRequest.Validate]).
 	out := l.clone()
 	vi, ok := out.vdu(req.VDU)
 	if req.VDU == "" && req.Node != "" {
@@ -212,7 +201,7 @@ func (l layout) resized(req sdk.ResizeRequest) (layout, error) {
 			}
 		}
 		if idx == 0 {
-			return l, sdk.Errorf(sdk.CodeInvalidArgument, "resize %s: node: VDU %s has no node %q (it has %d)",
+			return l, sdk.Errorf(sdk.CodeNotFound, "resize %s: node: VDU %s has no node %q (it has %d)",
 				req.Ref, v.Name, req.Node, v.Instances)
 		}
 		s := v.size(idx)
@@ -232,16 +221,26 @@ func (l layout) resized(req sdk.ResizeRequest) (layout, error) {
 }
 
 // scaled returns the layout with n instances of a VDU. Nodes go highest index first, so
-// the remaining ones keep their names and sizes; new nodes take the VDU's size.
+// the remaining ones keep their names and sizes; new nodes take the VDU's size. A part
+// keeps at least one node, as in every VIM (the plugin contract): scaling its last
+// nodes away is FailedPrecondition (delete the part instead).
 func (l layout) scaled(req sdk.ScaleRequest) (layout, error) {
-	if req.Instances < 0 {
-		return l, sdk.Errorf(sdk.CodeInvalidArgument, "scale %s: instances: must be >= 0, got %d", req.Ref, req.Instances)
-	}
+	// The SDK has checked Instances ([sdk.ScaleRequest.Validate]).
 	out := l.clone()
 	vi, ok := out.vdu(req.VDU)
 	if !ok {
 		return l, sdk.Errorf(sdk.CodeNotFound, "scale %s: vdu: the part has no VDU %q (VDUs: %s)",
 			req.Ref, req.VDU, out.vduNames())
+	}
+	others := 0
+	for i, o := range out.VDUs {
+		if i != vi {
+			others += o.Instances
+		}
+	}
+	if req.Instances == 0 && others == 0 {
+		return l, sdk.Errorf(sdk.CodeFailedPrecondition,
+			"scale %s: vdu %s holds the part's last nodes; delete the part instead", req.Ref, req.VDU)
 	}
 	v := &out.VDUs[vi]
 	for i := req.Instances + 1; i <= v.Instances; i++ {

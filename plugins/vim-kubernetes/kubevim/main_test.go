@@ -112,11 +112,11 @@ func master() sdk.VDUSpec {
 func create(t *testing.T, p *Plugin, spec sdk.PartSpec) sdk.Part {
 	t.Helper()
 	t.Cleanup(func() {
-		if err := p.Delete(context.Background(), spec.Ref); err != nil {
+		if err := p.Delete(context.Background(), sdk.DeleteRequest{Ref: spec.Ref}); err != nil {
 			t.Errorf("cleanup: delete %s: %v", spec.Ref, err)
 		}
 	})
-	part, err := p.Create(context.Background(), spec)
+	part, err := p.Create(context.Background(), sdk.CreateRequest{Part: spec})
 	if err != nil {
 		t.Fatalf("create %s: %v", spec.Ref, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -51,8 +52,10 @@ type vduUsage struct {
 // nodes of other VDUs report the part's use over what the part holds. Without it, the
 // part's quota's used requests over what it holds. MEMORY_USED_MB is the node's share
 // of the used memory.
-func (p *Plugin) Metrics(ctx context.Context, ref sdk.PartRef, names []string) ([]sdk.Sample, error) {
-	if err := ref.Validate(); err != nil {
+func (p *Plugin) Metrics(ctx context.Context, req sdk.MetricsRequest) ([]sdk.Sample, error) {
+	ref := req.Ref
+	names := req.Names
+	if err := checkMetricNames(names); err != nil {
 		return nil, err
 	}
 	s, k, err := p.state()
@@ -74,6 +77,22 @@ func (p *Plugin) Metrics(ctx context.Context, ref sdk.PartRef, names []string) (
 	out := partSamples(l, u, names, p.now())
 	p.log.Debug("metrics", "part", ref.String(), "source", u.source, "samples", len(out))
 	return out, nil
+}
+
+// knownMetrics are the metrics the plugin measures.
+var knownMetrics = []string{sdk.MetricCPUPercent, sdk.MetricMemoryPct, sdk.MetricMemoryUsedMB}
+
+// checkMetricNames refuses a metric the plugin does not measure with InvalidArgument, as
+// every VIM does (the plugin contract): a caller that asks for a metric by name learns
+// that it will never come rather than reading no samples.
+func checkMetricNames(names []string) error {
+	for i, n := range names {
+		if !slices.Contains(knownMetrics, n) {
+			return sdk.Errorf(sdk.CodeInvalidArgument, "names[%d]: unknown metric %q (known: %s)",
+				i, n, strings.Join(knownMetrics, ", "))
+		}
+	}
+	return nil
 }
 
 // partSamples turns a part's usage into the samples of its nodes (see Metrics).

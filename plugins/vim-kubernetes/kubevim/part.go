@@ -31,10 +31,8 @@ var applyOpts = metav1.ApplyOptions{FieldManager: fieldManager, Force: true}
 // Create builds the part, or returns it when it exists. It returns once the quota is
 // enforced and the namespace has its default ServiceAccount: from then on the tenant's
 // workloads are admitted and capped.
-func (p *Plugin) Create(ctx context.Context, spec sdk.PartSpec) (sdk.Part, error) {
-	if err := spec.Validate(); err != nil {
-		return sdk.Part{}, err
-	}
+func (p *Plugin) Create(ctx context.Context, req sdk.CreateRequest) (sdk.Part, error) {
+	spec := req.Part
 	s, k, err := p.state()
 	if err != nil {
 		return sdk.Part{}, err
@@ -342,10 +340,8 @@ func waitReady(ctx context.Context, s settings, k *cluster, ns string, hard core
 
 // Describe returns the part as the cluster holds it now, with a credential renewed when
 // less than a third of its lifetime is left.
-func (p *Plugin) Describe(ctx context.Context, ref sdk.PartRef) (sdk.Part, error) {
-	if err := ref.Validate(); err != nil {
-		return sdk.Part{}, err
-	}
+func (p *Plugin) Describe(ctx context.Context, req sdk.DescribeRequest) (sdk.Part, error) {
+	ref := req.Ref
 	s, k, err := p.state()
 	if err != nil {
 		return sdk.Part{}, err
@@ -422,17 +418,11 @@ func (p *Plugin) describe(ctx context.Context, s settings, k *cluster, ns *corev
 // follows. Growth must fit in what is free; shrinking below what the part's workloads
 // already request is refused (CodeFailedPrecondition).
 func (p *Plugin) Resize(ctx context.Context, req sdk.ResizeRequest) (sdk.Part, error) {
-	if err := req.Ref.Validate(); err != nil {
-		return sdk.Part{}, err
-	}
 	return p.change(ctx, req.Ref, "resize", func(l layout) (layout, error) { return l.resized(req) })
 }
 
 // Scale sets the number of nodes of a VDU: the quota follows, as for Resize.
 func (p *Plugin) Scale(ctx context.Context, req sdk.ScaleRequest) (sdk.Part, error) {
-	if err := req.Ref.Validate(); err != nil {
-		return sdk.Part{}, err
-	}
 	return p.change(ctx, req.Ref, "scale", func(l layout) (layout, error) { return l.scaled(req) })
 }
 
@@ -517,10 +507,8 @@ func (p *Plugin) relayout(ctx context.Context, s settings, k *cluster, ref sdk.P
 
 // Delete deletes the part's namespace and waits until it is gone: the namespace
 // controller removes everything in it first. An unknown part is not an error.
-func (p *Plugin) Delete(ctx context.Context, ref sdk.PartRef) error {
-	if err := ref.Validate(); err != nil {
-		return err
-	}
+func (p *Plugin) Delete(ctx context.Context, req sdk.DeleteRequest) error {
+	ref := req.Ref
 	s, k, err := p.state()
 	if err != nil {
 		return err

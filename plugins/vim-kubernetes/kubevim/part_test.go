@@ -52,7 +52,7 @@ func TestPartLifecycle(t *testing.T) {
 	spec := partSpec(t, "core-dc", master(), worker(2, 1, 256))
 	spec.Labels = map[string]string{"team": "iot", "bad key!": "x"}
 
-	before, err := p.Offer(ctx, spec)
+	before, err := p.Offer(ctx, sdk.OfferRequest{Part: spec})
 	if err != nil || !before.Accepted {
 		t.Fatalf("offer: %+v %v", before, err)
 	}
@@ -142,7 +142,7 @@ func TestPartLifecycle(t *testing.T) {
 		[]byte(`[{"op": "remove", "path": "/metadata/labels/necos.io~1slice-key"}]`), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	again, err := p.Create(ctx, spec)
+	again, err := p.Create(ctx, sdk.CreateRequest{Part: spec})
 	if got, err := c.Client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{}); err != nil ||
 		got.Labels[labelSliceKey] != sliceKey("testpartlifecycle") {
 		t.Errorf("the slice's key after a repeated create: %v %v", got.Labels, err)
@@ -150,18 +150,18 @@ func TestPartLifecycle(t *testing.T) {
 	if err != nil || again.Credential.Secret != part.Credential.Secret || len(again.Nodes) != 3 {
 		t.Errorf("second create: %v (same credential: %v)", err, again.Credential.Secret == part.Credential.Secret)
 	}
-	desc, err := p.Describe(ctx, spec.Ref)
+	desc, err := p.Describe(ctx, sdk.DescribeRequest{Ref: spec.Ref})
 	if err != nil || desc.Nodes[0].ID != part.Nodes[0].ID || desc.Credential.Secret != part.Credential.Secret {
 		t.Errorf("describe: %+v %v", desc, err)
 	}
 
-	after, err := p.Offer(ctx, spec)
+	after, err := p.Offer(ctx, sdk.OfferRequest{Part: spec})
 	if err != nil {
 		t.Fatal(err)
 	}
 	other := spec
 	other.Ref.PartID = "another"
-	afterOther, err := p.Offer(ctx, other)
+	afterOther, err := p.Offer(ctx, sdk.OfferRequest{Part: other})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,16 +173,16 @@ func TestPartLifecycle(t *testing.T) {
 	}
 
 	begin = time.Now()
-	if err := p.Delete(ctx, spec.Ref); err != nil {
+	if err := p.Delete(ctx, sdk.DeleteRequest{Ref: spec.Ref}); err != nil {
 		t.Fatalf("delete: %v", err)
 	}
 	t.Logf("delete part: %v", time.Since(begin))
 	if _, err := c.Client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("namespace after delete: %v", err)
 	}
-	_, err = p.Describe(ctx, spec.Ref)
+	_, err = p.Describe(ctx, sdk.DescribeRequest{Ref: spec.Ref})
 	wantCode(t, "describe after delete", err, sdk.CodeNotFound)
-	if err := p.Delete(ctx, spec.Ref); err != nil {
+	if err := p.Delete(ctx, sdk.DeleteRequest{Ref: spec.Ref}); err != nil {
 		t.Errorf("second delete: %v", err)
 	}
 }
@@ -304,7 +304,7 @@ func TestQuotaResizeScale(t *testing.T) {
 
 	// metrics.k8s.io measures what runs: the pod's image is not on the nodes, nothing
 	// runs, nothing is used (requested CPU is not used CPU).
-	samples, err := p.Metrics(ctx, spec.Ref, nil)
+	samples, err := p.Metrics(ctx, sdk.MetricsRequest{Ref: spec.Ref})
 	if err != nil {
 		t.Fatalf("metrics: %v", err)
 	}
@@ -326,7 +326,7 @@ func TestRestartAndRenewal(t *testing.T) {
 
 	// A new process knows the part from the cluster alone.
 	p2 := newPlugin(t, map[string]any{"token_ttl": "10m"})
-	again, err := p2.Describe(ctx, spec.Ref)
+	again, err := p2.Describe(ctx, sdk.DescribeRequest{Ref: spec.Ref})
 	if err != nil {
 		t.Fatalf("describe after restart: %v", err)
 	}
@@ -335,7 +335,7 @@ func TestRestartAndRenewal(t *testing.T) {
 	}
 	// Eight of ten minutes later less than a third is left: Describe renews.
 	p2.now = func() time.Time { return time.Now().Add(8 * time.Minute) }
-	renewed, err := p2.Describe(ctx, spec.Ref)
+	renewed, err := p2.Describe(ctx, sdk.DescribeRequest{Ref: spec.Ref})
 	if err != nil {
 		t.Fatalf("describe near expiry: %v", err)
 	}
@@ -350,7 +350,7 @@ func TestRestartAndRenewal(t *testing.T) {
 	if err != nil || len(scaled.Nodes) != 3 {
 		t.Errorf("scale after restart: %v", err)
 	}
-	if d, err := p1.Describe(ctx, spec.Ref); err != nil || len(d.Nodes) != 3 {
+	if d, err := p1.Describe(ctx, sdk.DescribeRequest{Ref: spec.Ref}); err != nil || len(d.Nodes) != 3 {
 		t.Errorf("the first process sees the change: %v", err)
 	}
 }
@@ -359,19 +359,19 @@ func TestOfferCapacity(t *testing.T) {
 	ctx := context.Background()
 	spec := partSpec(t, "p", master(), worker(2, 1, 256))
 	none := newPlugin(t, map[string]any{"node_labels": map[string]string{"necos.io/test-pool": "no-such-pool"}})
-	o, err := none.Offer(ctx, spec)
+	o, err := none.Offer(ctx, sdk.OfferRequest{Part: spec})
 	if err != nil || o.Accepted || !strings.Contains(o.Reason, "CPUs") {
 		t.Errorf("offer with no node selected: %+v %v", o, err)
 	}
-	_, err = none.Create(ctx, spec)
+	_, err = none.Create(ctx, sdk.CreateRequest{Part: spec})
 	wantCode(t, "create with no capacity", err, sdk.CodeResourceExhausted)
-	if _, err := none.Describe(ctx, spec.Ref); sdk.CodeOf(err) != sdk.CodeNotFound {
+	if _, err := none.Describe(ctx, sdk.DescribeRequest{Ref: spec.Ref}); sdk.CodeOf(err) != sdk.CodeNotFound {
 		t.Errorf("refused create left a part: %v", err)
 	}
 
 	fixed := newPlugin(t, map[string]any{"capacity": map[string]any{"cpus": 4, "memory_mb": 4096},
 		"price_per_node_day": 2, "price_per_cpu_day": 0.5, "node_labels": map[string]string{"necos.io/test-pool": "default"}})
-	o, err = fixed.Offer(ctx, spec)
+	o, err = fixed.Offer(ctx, sdk.OfferRequest{Part: spec})
 	if err != nil || !o.Accepted {
 		t.Fatalf("offer: %+v %v", o, err)
 	}
@@ -382,7 +382,7 @@ func TestOfferCapacity(t *testing.T) {
 		t.Errorf("price %v, want 7.5", o.PricePerDay)
 	}
 	big := partSpec(t, "big", worker(5, 1, 256))
-	if o, err := fixed.Offer(ctx, big); err != nil || o.Accepted || o.Reason != "not enough CPUs: need 5, 4 free" {
+	if o, err := fixed.Offer(ctx, sdk.OfferRequest{Part: big}); err != nil || o.Accepted || o.Reason != "not enough CPUs: need 5, 4 free" {
 		t.Errorf("offer beyond capacity: %+v %v", o, err)
 	}
 }

@@ -132,7 +132,7 @@ spec:
 		t.Errorf("pod over the quota: %v, want Forbidden", err)
 	}
 
-	if err := p.Delete(ctx, spec.Ref); err != nil {
+	if err := p.Delete(ctx, sdk.DeleteRequest{Ref: spec.Ref}); err != nil {
 		t.Fatal(err)
 	}
 	if left, err := c.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{}); err != nil || len(left.Items) != 0 {
@@ -169,7 +169,7 @@ func waitCPU(ctx context.Context, t *testing.T, p *Plugin, ref sdk.PartRef, ok f
 	t.Helper()
 	var last []sdk.Sample
 	for {
-		samples, err := p.Metrics(ctx, ref, []string{sdk.MetricCPUPercent})
+		samples, err := p.Metrics(ctx, sdk.MetricsRequest{Ref: ref, Names: []string{sdk.MetricCPUPercent}})
 		if err != nil {
 			t.Fatal(err)
 		}

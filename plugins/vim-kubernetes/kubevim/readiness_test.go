@@ -54,7 +54,7 @@ func TestDeployPendingIsApplied(t *testing.T) {
 		!strings.Contains(d.Message, "Unschedulable") || !strings.Contains(d.Message, "Deployment/stuck") {
 		t.Fatalf("deploy: %s %q; want applied, waiting for 1 of 1 pods, Unschedulable", d.State, d.Message)
 	}
-	if st, err := p.DeployStatus(ctx, req.ServiceID, part.Ref); err != nil || st.State != sdk.DeployApplied {
+	if st, err := p.DeployStatus(ctx, sdk.DeployStatusRequest{ServiceID: req.ServiceID, Ref: part.Ref}); err != nil || st.State != sdk.DeployApplied {
 		t.Fatalf("status while pending: %s %q %v", st.State, st.Message, err)
 	}
 
@@ -65,7 +65,7 @@ func TestDeployPendingIsApplied(t *testing.T) {
 		t.Fatal(err)
 	}
 	for {
-		st, err := p.DeployStatus(ctx, req.ServiceID, part.Ref)
+		st, err := p.DeployStatus(ctx, sdk.DeployStatusRequest{ServiceID: req.ServiceID, Ref: part.Ref})
 		if err == nil && st.State == sdk.DeploySucceeded {
 			break
 		}
@@ -98,7 +98,7 @@ func TestDeployUnpullableImageFails(t *testing.T) {
 	}
 
 	// Its pods gone, the part's quota has room for the next.
-	if err := p.Undeploy(ctx, req.ServiceID, part); err != nil {
+	if err := p.Undeploy(ctx, sdk.UndeployRequest{ServiceID: req.ServiceID, Part: part}); err != nil {
 		t.Fatal(err)
 	}
 	req.ServiceID, req.Work = "good-image", []sdk.NodeWork{{Node: "master", Manifests: []string{sleeper("runs", testJobImage, "")}}}

@@ -125,18 +125,21 @@ func TestLayoutResizeScale(t *testing.T) {
 	if l.total().CPUs != 4 {
 		t.Error("resized modified its receiver")
 	}
-	for _, bad := range []sdk.ResizeRequest{{VDU: "worker", CPUs: -1}, {VDU: "worker"},
-		{VDU: "worker", Node: "worker-9", CPUs: 1}} {
-		if _, err := l.resized(bad); sdk.CodeOf(err) != sdk.CodeInvalidArgument {
-			t.Errorf("resize %+v: %v, want InvalidArgument", bad, err)
-		}
-	}
-	// An unknown VDU is NotFound in every VIM (the plugin contract).
+	// An unknown VDU or node is NotFound in every VIM (the plugin contract); malformed
+	// sizes never reach the plugin (sdk.ResizeRequest.Validate).
 	if _, err := l.resized(sdk.ResizeRequest{VDU: "nope", CPUs: 1}); sdk.CodeOf(err) != sdk.CodeNotFound {
 		t.Errorf("resize an unknown VDU: %v, want NotFound", err)
 	}
-	if _, err := l.scaled(sdk.ScaleRequest{VDU: "worker", Instances: -1}); sdk.CodeOf(err) != sdk.CodeInvalidArgument {
-		t.Errorf("scale to -1: %v", err)
+	if _, err := l.resized(sdk.ResizeRequest{VDU: "worker", Node: "worker-9", CPUs: 1}); sdk.CodeOf(err) != sdk.CodeNotFound {
+		t.Errorf("resize an unknown node: %v, want NotFound", err)
+	}
+	// A part keeps a node: its last ones cannot be scaled away.
+	none, err := l.scaled(sdk.ScaleRequest{VDU: "worker", Instances: 0})
+	if err != nil {
+		t.Fatalf("scale the workers to 0: %v", err)
+	}
+	if _, err := none.scaled(sdk.ScaleRequest{VDU: "master", Instances: 0}); sdk.CodeOf(err) != sdk.CodeFailedPrecondition {
+		t.Errorf("scale the last node away: %v, want FailedPrecondition", err)
 	}
 	back, err := parseLayout(s.encode())
 	if err != nil || back.encode() != s.encode() {

@@ -28,15 +28,13 @@ const bulkStats = libvirt.DOMAIN_STATS_STATE | libvirt.DOMAIN_STATS_CPU_TOTAL | 
 // through the handles the bulk call returned. A part the index holds none of, or not
 // as its record wants (another process changed it), is measured alone by Metrics, which
 // looks for its domains; so is every part when the driver has no bulk statistics.
-func (p *Plugin) MetricsBatch(ctx context.Context, reqs []sdk.MetricsRequest) ([]sdk.PartMetrics, error) {
-	if len(reqs) > sdk.MaxMetricsBatch {
-		return nil, sdk.Errorf(sdk.CodeInvalidArgument, "parts: at most %d per batch, got %d", sdk.MaxMetricsBatch, len(reqs))
-	}
+func (p *Plugin) MetricsBatch(ctx context.Context, req sdk.MetricsBatchRequest) ([]sdk.PartMetrics, error) {
+	reqs := req.Parts
 	out := make([]sdk.PartMetrics, len(reqs))
 	wants := make([]map[string]bool, len(reqs))
 	for i, r := range reqs {
 		out[i].Ref = r.Ref
-		wants[i], out[i].Err = wanted(r.Ref, r.Names)
+		wants[i], out[i].Err = wanted(r.Names)
 	}
 	s, conn, err := p.session()
 	if err != nil {
@@ -101,7 +99,7 @@ func (p *Plugin) MetricsBatch(ctx context.Context, reqs []sdk.MetricsRequest) ([
 		out[i].Samples = samples(nodes, readings, wants[i])
 	}
 	for _, i := range alone {
-		out[i].Samples, out[i].Err = p.Metrics(ctx, reqs[i].Ref, reqs[i].Names)
+		out[i].Samples, out[i].Err = p.Metrics(ctx, sdk.MetricsRequest{Ref: reqs[i].Ref, Names: reqs[i].Names})
 	}
 	return out, nil
 }

@@ -30,7 +30,7 @@ func TestMetricsBatch(t *testing.T) {
 		sdk.VDUSpec{Name: "worker", Instances: 2, CPUs: 2, MemoryMB: 256, Type: sdk.NodeWorker}))
 	mustCreate(t, p, partSpec(b, sdk.VDUSpec{Name: "vm", Instances: 1, CPUs: 1, MemoryMB: 128}))
 	mustCreate(t, p, partSpec(gone, sdk.VDUSpec{Name: "vm", Instances: 1, CPUs: 1, MemoryMB: 128}))
-	if err := p.Delete(context.Background(), gone); err != nil {
+	if err := p.Delete(context.Background(), sdk.DeleteRequest{Ref: gone}); err != nil {
 		t.Fatal(err)
 	}
 	// A part another process of the same provider made: not in p's index.
@@ -53,9 +53,9 @@ func TestMetricsBatch(t *testing.T) {
 		{Ref: gone},
 		{Ref: b, Names: []string{"NO_SUCH_METRIC"}},
 		{Ref: a, Names: []string{sdk.MetricCPUPercent}},
-		{Ref: sdk.PartRef{SliceID: slice}},
+		{Ref: a, Names: []string{sdk.MetricCPUPercent, "NO_SUCH_METRIC"}},
 	}
-	got, err := p.MetricsBatch(context.Background(), reqs)
+	got, err := p.MetricsBatch(context.Background(), sdk.MetricsBatchRequest{Parts: reqs})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +72,7 @@ func TestMetricsBatch(t *testing.T) {
 			t.Errorf("%s %v: %d samples, error %v (%s); want %d, %s", r.Ref, r.Names, len(g.Samples), g.Err, c, wantSamples[i], wantCodes[i])
 			continue
 		}
-		want, werr := p.Metrics(context.Background(), r.Ref, r.Names)
+		want, werr := p.Metrics(context.Background(), sdk.MetricsRequest{Ref: r.Ref, Names: r.Names})
 		if sdk.CodeOf(werr) != wantCodes[i] {
 			t.Errorf("%s %v: Metrics says %v", r.Ref, r.Names, werr)
 		}
@@ -124,27 +124,27 @@ func BenchmarkMetrics200(b *testing.B) {
 	defer func() {
 		for _, r := range reqs {
 			if r.Ref.PartID != "" {
-				_ = p.Delete(ctx, r.Ref)
+				_ = p.Delete(ctx, sdk.DeleteRequest{Ref: r.Ref})
 			}
 		}
 	}()
 	for i := range reqs {
 		reqs[i].Ref = sdk.PartRef{SliceID: slice, PartID: fmt.Sprint("p", i)}
-		if _, err := p.Create(ctx, partSpec(reqs[i].Ref, sdk.VDUSpec{Name: "vm", Instances: 1, CPUs: 1, MemoryMB: 64})); err != nil {
+		if _, err := p.Create(ctx, sdk.CreateRequest{Part: partSpec(reqs[i].Ref, sdk.VDUSpec{Name: "vm", Instances: 1, CPUs: 1, MemoryMB: 64})}); err != nil {
 			b.Fatal(err)
 		}
 	}
 	round := map[string]func() error{
 		"per-part": func() error {
 			for _, r := range reqs {
-				if s, err := p.Metrics(ctx, r.Ref, nil); err != nil || len(s) == 0 {
+				if s, err := p.Metrics(ctx, sdk.MetricsRequest{Ref: r.Ref}); err != nil || len(s) == 0 {
 					return fmt.Errorf("%s: %d samples, %v", r.Ref, len(s), err)
 				}
 			}
 			return nil
 		},
 		"batch": func() error {
-			got, err := p.MetricsBatch(ctx, reqs)
+			got, err := p.MetricsBatch(ctx, sdk.MetricsBatchRequest{Parts: reqs})
 			if err != nil {
 				return err
 			}
@@ -204,7 +204,7 @@ func TestRealGuestMetricsBatch(t *testing.T) {
 	ctx := context.Background()
 	spec := e.spec("batch", sdk.VDUSpec{Name: "vm", Instances: 1, CPUs: 2, MemoryMB: 256, StorageGB: 1, Type: sdk.NodeWorker})
 	e.deleteOnCleanup(t, spec.Ref)
-	part, err := e.p.Create(ctx, spec)
+	part, err := e.p.Create(ctx, sdk.CreateRequest{Part: spec})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,7 +212,7 @@ func TestRealGuestMetricsBatch(t *testing.T) {
 	// The guest's balloon driver reports its memory every few seconds once it runs.
 	deadline := time.Now().Add(time.Minute)
 	for {
-		s, err := e.p.Metrics(ctx, spec.Ref, []string{sdk.MetricMemoryPct})
+		s, err := e.p.Metrics(ctx, sdk.MetricsRequest{Ref: spec.Ref, Names: []string{sdk.MetricMemoryPct}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -251,11 +251,11 @@ func TestRealGuestMetricsBatch(t *testing.T) {
 		t.Fatalf("no bulk statistics of domain %s", name)
 	}
 
-	got, err := e.p.MetricsBatch(ctx, []sdk.MetricsRequest{{Ref: spec.Ref}})
+	got, err := e.p.MetricsBatch(ctx, sdk.MetricsBatchRequest{Parts: []sdk.MetricsRequest{{Ref: spec.Ref}}})
 	if err != nil || got[0].Err != nil {
 		t.Fatalf("MetricsBatch: %v %+v", err, got)
 	}
-	want, err := e.p.Metrics(ctx, spec.Ref, nil)
+	want, err := e.p.Metrics(ctx, sdk.MetricsRequest{Ref: spec.Ref})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,11 +21,11 @@ func BenchmarkCreateDelete(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		ref := sdk.PartRef{SliceID: "bench", PartID: fmt.Sprint(i)}
-		if _, err := p.Create(ctx, partSpec(ref, sdk.VDUSpec{Name: "master", Instances: 1, CPUs: 2, MemoryMB: 512},
-			sdk.VDUSpec{Name: "worker", Instances: 2, CPUs: 1, MemoryMB: 256})); err != nil {
+		if _, err := p.Create(ctx, sdk.CreateRequest{Part: partSpec(ref, sdk.VDUSpec{Name: "master", Instances: 1, CPUs: 2, MemoryMB: 512},
+			sdk.VDUSpec{Name: "worker", Instances: 2, CPUs: 1, MemoryMB: 256})}); err != nil {
 			b.Fatal(err)
 		}
-		if err := p.Delete(ctx, ref); err != nil {
+		if err := p.Delete(ctx, sdk.DeleteRequest{Ref: ref}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -171,16 +171,6 @@ type nodeJob struct {
 // (a VM part has no Kubernetes), no credential, no way to verify host keys — fails
 // before anything runs, with every problem named.
 func (p *Plugin) Deploy(ctx context.Context, req sdk.DeployRequest) (sdk.Deployment, error) {
-	var problems []string
-	if req.ServiceID == "" {
-		problems = append(problems, "service_id: required")
-	}
-	if err := req.Part.Ref.Validate(); err != nil {
-		problems = append(problems, "part."+err.Error())
-	}
-	if len(problems) > 0 {
-		return sdk.Deployment{}, sdk.Errorf(sdk.CodeInvalidArgument, "deploy: %s", strings.Join(problems, "; "))
-	}
 	s, conn, err := p.session()
 	if err != nil {
 		return sdk.Deployment{}, err
@@ -362,11 +352,6 @@ func planNodes(part sdk.Part, work []sdk.NodeWork) ([]nodeJob, error) {
 			problems = append(problems, fmt.Sprintf("%s.manifests: part %s is made of VMs, which run commands over SSH "+
 				"and have no Kubernetes to apply manifests to", at, part.Name))
 		}
-		for j, c := range w.Commands {
-			if strings.TrimSpace(c) == "" {
-				problems = append(problems, fmt.Sprintf("%s.commands[%d]: empty", at, j))
-			}
-		}
 		for _, n := range nodes {
 			k, ok := index[n.Name]
 			if !ok {
@@ -542,10 +527,9 @@ func hostKeyAlgorithms(t string) []string {
 // DeployStatus returns a deployment this plugin process runs or ran, live while it runs.
 // One it does not know (never run here, undeployed, or run before a restart) is
 // NotFound.
-func (p *Plugin) DeployStatus(_ context.Context, serviceID string, ref sdk.PartRef) (sdk.Deployment, error) {
-	if err := ref.Validate(); err != nil {
-		return sdk.Deployment{}, err
-	}
+func (p *Plugin) DeployStatus(_ context.Context, req sdk.DeployStatusRequest) (sdk.Deployment, error) {
+	serviceID := req.ServiceID
+	ref := req.Ref
 	r := p.deploys.get(deployKey{service: serviceID, ref: ref})
 	if r == nil {
 		return sdk.Deployment{}, sdk.Errorf(sdk.CodeNotFound, "no deployment of service %q on part %s here", serviceID, ref)
@@ -555,10 +539,9 @@ func (p *Plugin) DeployStatus(_ context.Context, serviceID string, ref sdk.PartR
 
 // Undeploy stops the service's deployment on the part if it is running and forgets it.
 // Commands that ran cannot be undone; an unknown service is not an error.
-func (p *Plugin) Undeploy(ctx context.Context, serviceID string, part sdk.Part) error {
-	if err := part.Ref.Validate(); err != nil {
-		return err
-	}
+func (p *Plugin) Undeploy(ctx context.Context, req sdk.UndeployRequest) error {
+	serviceID := req.ServiceID
+	part := req.Part
 	if err := p.deploys.forget(ctx, deployKey{service: serviceID, ref: part.Ref}); err != nil {
 		return err
 	}

@@ -30,12 +30,12 @@ func BenchmarkDeploy(b *testing.B) {
 			dep, _ := client.Deployer()
 			ctx := context.Background()
 			ref := sdk.PartRef{SliceID: "bench-" + randomSuffix(), PartID: "p"}
-			part, err := vim.Create(ctx, sdk.PartSpec{Ref: ref, Name: "p", Bridge: "br-bench",
-				VDUs: []sdk.VDUSpec{{Name: "vm", Instances: c.nodes, CPUs: 1, MemoryMB: 128}}})
+			part, err := vim.Create(ctx, sdk.CreateRequest{Part: sdk.PartSpec{Ref: ref, Name: "p", Bridge: "br-bench",
+				VDUs: []sdk.VDUSpec{{Name: "vm", Instances: c.nodes, CPUs: 1, MemoryMB: 128}}}})
 			if err != nil {
 				b.Fatal(err)
 			}
-			b.Cleanup(func() { _ = vim.Delete(context.Background(), ref) })
+			b.Cleanup(func() { _ = vim.Delete(context.Background(), sdk.DeleteRequest{Ref: ref}) })
 			srv.Authorize(b, part.Attributes[xenvim.AttrSSHPublicKey])
 			req := sdk.DeployRequest{ServiceID: "bench", Part: part,
 				Work: []sdk.NodeWork{{Node: "vm", Commands: strings.Split(strings.Repeat("true,", c.steps-1)+"true", ",")}}}

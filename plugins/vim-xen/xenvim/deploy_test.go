@@ -66,14 +66,14 @@ func createDeployPart(t *testing.T, c *sdk.Client, srv *sshdtest.Server) *deploy
 	}
 	ref := sdk.PartRef{SliceID: "deploy-" + randomSuffix(), PartID: "core-dc"}
 	ctx := context.Background()
-	part, err := vim.Create(ctx, sdk.PartSpec{Ref: ref, Name: "core-dc", Type: "DC", Bridge: "br-deploy", VDUs: []sdk.VDUSpec{
+	part, err := vim.Create(ctx, sdk.CreateRequest{Part: sdk.PartSpec{Ref: ref, Name: "core-dc", Type: "DC", Bridge: "br-deploy", VDUs: []sdk.VDUSpec{
 		{Name: "vm", Instances: 2, CPUs: 1, MemoryMB: 256},
 		{Name: "db", Instances: 1, CPUs: 1, MemoryMB: 256},
-	}})
+	}}})
 	if err != nil {
 		t.Fatalf("create: %v", err)
 	}
-	t.Cleanup(func() { _ = vim.Delete(context.Background(), ref) })
+	t.Cleanup(func() { _ = vim.Delete(context.Background(), sdk.DeleteRequest{Ref: ref}) })
 	srv.Authorize(t, part.Attributes[xenvim.AttrSSHPublicKey])
 	return &deployEnv{vim: vim, dep: dep, part: part}
 }
@@ -122,7 +122,7 @@ func TestCredentialIssued(t *testing.T) {
 	// The key is the part's: Describe and a repeated Create hand out the same one, and
 	// another part gets another.
 	ctx := context.Background()
-	again, err := env.vim.Describe(ctx, env.part.Ref)
+	again, err := env.vim.Describe(ctx, sdk.DescribeRequest{Ref: env.part.Ref})
 	if err != nil || again.Credential != cred {
 		t.Errorf("describe: %v, credential changed: %+v", err, again.Credential)
 	}
@@ -130,12 +130,12 @@ func TestCredentialIssued(t *testing.T) {
 	if err != nil || scaled.Credential != cred {
 		t.Errorf("scale: %v, credential changed: %+v", err, scaled.Credential)
 	}
-	other, err := env.vim.Create(ctx, sdk.PartSpec{Ref: sdk.PartRef{SliceID: env.part.Ref.SliceID, PartID: "edge"},
-		Name: "edge", Bridge: "br-deploy", VDUs: []sdk.VDUSpec{{Name: "vm", Instances: 1, CPUs: 1, MemoryMB: 128}}})
+	other, err := env.vim.Create(ctx, sdk.CreateRequest{Part: sdk.PartSpec{Ref: sdk.PartRef{SliceID: env.part.Ref.SliceID, PartID: "edge"},
+		Name: "edge", Bridge: "br-deploy", VDUs: []sdk.VDUSpec{{Name: "vm", Instances: 1, CPUs: 1, MemoryMB: 128}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = env.vim.Delete(context.Background(), other.Ref) })
+	t.Cleanup(func() { _ = env.vim.Delete(context.Background(), sdk.DeleteRequest{Ref: other.Ref}) })
 	if other.Credential.Secret == cred.Secret {
 		t.Error("two parts share a key")
 	}
@@ -195,7 +195,7 @@ func TestDeployCommands(t *testing.T) {
 		!strings.Contains(d.Message, "db-1 step 1") || !strings.Contains(d.Message, "exit status 3") {
 		t.Errorf("deployment %s: %s", d.State, d.Message)
 	}
-	st, err := env.dep.DeployStatus(ctx, "web", env.part.Ref)
+	st, err := env.dep.DeployStatus(ctx, sdk.DeployStatusRequest{ServiceID: "web", Ref: env.part.Ref})
 	if err != nil || st.State != d.State || len(st.Nodes) != 3 {
 		t.Errorf("status after deploy: %+v %v", st, err)
 	}
@@ -207,13 +207,13 @@ func TestDeployCommands(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(dir, "count")); strings.Count(string(b), "run") != 2 {
 		t.Errorf("after two deploys the counter holds %q", b)
 	}
-	if err := env.dep.Undeploy(ctx, "web", env.part); err != nil {
+	if err := env.dep.Undeploy(ctx, sdk.UndeployRequest{ServiceID: "web", Part: env.part}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := env.dep.DeployStatus(ctx, "web", env.part.Ref); sdk.CodeOf(err) != sdk.CodeNotFound {
+	if _, err := env.dep.DeployStatus(ctx, sdk.DeployStatusRequest{ServiceID: "web", Ref: env.part.Ref}); sdk.CodeOf(err) != sdk.CodeNotFound {
 		t.Errorf("status after undeploy: %v", err)
 	}
-	if err := env.dep.Undeploy(ctx, "unknown", env.part); err != nil {
+	if err := env.dep.Undeploy(ctx, sdk.UndeployRequest{ServiceID: "unknown", Part: env.part}); err != nil {
 		t.Errorf("undeploy of an unknown service: %v", err)
 	}
 }
@@ -243,7 +243,7 @@ func TestDeployVDUAndProgress(t *testing.T) {
 	// While it runs, DeployStatus shows both nodes on their first step.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		st, err := env.dep.DeployStatus(ctx, "svc", env.part.Ref)
+		st, err := env.dep.DeployStatus(ctx, sdk.DeployStatusRequest{ServiceID: "svc", Ref: env.part.Ref})
 		if err == nil && st.State == sdk.DeployRunning && len(st.Nodes) == 2 &&
 			step(t, st, "vm-1", 0).State == sdk.DeployRunning && step(t, st, "vm-2", 0).State == sdk.DeployRunning {
 			if s := step(t, st, "vm-1", 1); s.State != sdk.DeployPending {
@@ -388,22 +388,24 @@ func TestDeployRefusals(t *testing.T) {
 	_, err := env.dep.Deploy(ctx, sdk.DeployRequest{ServiceID: "bad", Part: env.part, Work: []sdk.NodeWork{
 		{Node: "vm", Manifests: []string{"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n"}},
 		{Node: "nosuch", Commands: []string{"true"}},
-		{Node: "db-1", Commands: []string{" "}},
 	}})
 	if sdk.CodeOf(err) != sdk.CodeInvalidArgument {
 		t.Fatalf("deploy: %v", err)
 	}
-	for _, want := range []string{"work[0] (vm).manifests", "no Kubernetes", `work[1] (nosuch).node: part core-dc has no node or VDU "nosuch"`,
-		"work[2] (db-1).commands[0]: empty"} {
+	for _, want := range []string{"work[0] (vm).manifests", "no Kubernetes", `work[1] (nosuch).node: part core-dc has no node or VDU "nosuch"`} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q: %v", want, err)
 		}
 	}
-	if _, err := env.dep.DeployStatus(ctx, "bad", env.part.Ref); sdk.CodeOf(err) != sdk.CodeNotFound {
-		t.Errorf("a refused deployment left a status: %v", err)
+	// An empty command is the SDK's to refuse (sdk.DeployRequest.Validate), before the
+	// plugin sees the request, with the same code.
+	_, err = env.dep.Deploy(ctx, sdk.DeployRequest{ServiceID: "bad", Part: env.part, Work: []sdk.NodeWork{
+		{Node: "vm", Commands: []string{"true"}}, {Node: "db-1", Commands: []string{" "}}}})
+	if sdk.CodeOf(err) != sdk.CodeInvalidArgument || !strings.Contains(err.Error(), "work[1].commands[0]: empty") {
+		t.Errorf("deploy of an empty command: %v, want InvalidArgument naming work[1].commands[0]", err)
 	}
-	if _, err := env.dep.Deploy(ctx, sdk.DeployRequest{Part: env.part}); sdk.CodeOf(err) != sdk.CodeInvalidArgument {
-		t.Errorf("no service id: %v", err)
+	if _, err := env.dep.DeployStatus(ctx, sdk.DeployStatusRequest{ServiceID: "bad", Ref: env.part.Ref}); sdk.CodeOf(err) != sdk.CodeNotFound {
+		t.Errorf("a refused deployment left a status: %v", err)
 	}
 }
 
@@ -433,7 +435,7 @@ func TestDeployerBinary(t *testing.T) {
 	if s := step(t, d, "db-1", 0); s.ExitCode != 7 || s.State != sdk.DeployFailed {
 		t.Errorf("db-1: %+v", s)
 	}
-	st, err := env.dep.DeployStatus(ctx, "bin", env.part.Ref)
+	st, err := env.dep.DeployStatus(ctx, sdk.DeployStatusRequest{ServiceID: "bin", Ref: env.part.Ref})
 	if err != nil || st.State != sdk.DeployFailed || len(st.Nodes) != 3 {
 		t.Errorf("status: %+v %v", st, err)
 	}
@@ -457,7 +459,7 @@ func TestDeployerBinary(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	found, err := vim2.Describe(ctx, shared.part.Ref)
+	found, err := vim2.Describe(ctx, sdk.DescribeRequest{Ref: shared.part.Ref})
 	if err != nil || found.Credential != shared.part.Credential {
 		t.Fatalf("after a restart the part's credential is %+v (%v), was %+v", found.Credential, err, shared.part.Credential)
 	}
@@ -467,7 +469,7 @@ func TestDeployerBinary(t *testing.T) {
 	if err != nil || d.State != sdk.DeploySucceeded {
 		t.Errorf("deploy after restart: %+v %v", d, err)
 	}
-	if err := vim2.Delete(ctx, shared.part.Ref); err != nil {
+	if err := vim2.Delete(ctx, sdk.DeleteRequest{Ref: shared.part.Ref}); err != nil {
 		t.Error(err)
 	}
 }

@@ -39,7 +39,7 @@ func BenchmarkGuestBoot(b *testing.B) {
 	boot := func() (time.Duration, sdk.Part, sdk.PartSpec, error) {
 		spec := e.spec("p", sdk.VDUSpec{Name: "vm", Instances: 1, CPUs: 1, MemoryMB: 256, StorageGB: 1})
 		start := time.Now()
-		part, err := e.p.Create(ctx, spec)
+		part, err := e.p.Create(ctx, sdk.CreateRequest{Part: spec})
 		if err != nil {
 			return 0, part, spec, err
 		}
@@ -59,7 +59,7 @@ func BenchmarkGuestBoot(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		d, _, spec, err := boot()
-		if derr := e.p.Delete(ctx, spec.Ref); derr != nil {
+		if derr := e.p.Delete(ctx, sdk.DeleteRequest{Ref: spec.Ref}); derr != nil {
 			b.Errorf("delete %s: %v", spec.Ref, derr)
 		}
 		if err != nil {
@@ -91,7 +91,7 @@ func BenchmarkGuestBoot(b *testing.B) {
 	b.ReportMetric(time.Since(start).Seconds(), "four-s")
 	defer func() {
 		for _, r := range four {
-			if err := e.p.Delete(ctx, r.spec.Ref); err != nil {
+			if err := e.p.Delete(ctx, sdk.DeleteRequest{Ref: r.spec.Ref}); err != nil {
 				b.Errorf("delete %s: %v", r.spec.Ref, err)
 			}
 		}
@@ -180,8 +180,8 @@ func idleMemory(b *testing.B, cfg Config) {
 	ctx := context.Background()
 	for i := 0; i < b.N; i++ {
 		spec := e.spec("p", sdk.VDUSpec{Name: "vm", Instances: 1, CPUs: 1, MemoryMB: 256, StorageGB: 1})
-		b.Cleanup(func() { _ = e.p.Delete(context.Background(), spec.Ref) })
-		part, err := e.p.Create(ctx, spec)
+		b.Cleanup(func() { _ = e.p.Delete(context.Background(), sdk.DeleteRequest{Ref: spec.Ref}) })
+		part, err := e.p.Create(ctx, sdk.CreateRequest{Part: spec})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -199,7 +199,7 @@ func idleMemory(b *testing.B, cfg Config) {
 		b.ReportMetric(m.anonRSS, "qemu-anon-MB")
 		b.ReportMetric(m.filePSS, "files-pss-MB")
 		b.ReportMetric(m.guestUsed, "guest-used-MB")
-		if err := e.p.Delete(ctx, spec.Ref); err != nil {
+		if err := e.p.Delete(ctx, sdk.DeleteRequest{Ref: spec.Ref}); err != nil {
 			b.Fatal(err)
 		}
 	}

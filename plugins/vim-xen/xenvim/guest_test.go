@@ -163,7 +163,7 @@ func removeGuestEnv(t *testing.T, l *plugintest.Lease) error {
 	}
 	var errs []error
 	for ref := range refs {
-		errs = append(errs, p.Delete(context.Background(), ref))
+		errs = append(errs, p.Delete(context.Background(), sdk.DeleteRequest{Ref: ref}))
 	}
 	if err := nsnet.Remove(g.Site); err != nil {
 		errs = append(errs, err)
@@ -176,7 +176,7 @@ func removeGuestEnv(t *testing.T, l *plugintest.Lease) error {
 // when that does not work: a test must leave no guest behind.
 func (e *guestEnv) deleteOnCleanup(t *testing.T, ref sdk.PartRef) {
 	t.Cleanup(func() {
-		if err := e.p.Delete(context.Background(), ref); err != nil {
+		if err := e.p.Delete(context.Background(), sdk.DeleteRequest{Ref: ref}); err != nil {
 			t.Errorf("clean-up: delete part %s: %v", ref, err)
 		}
 	})
@@ -301,7 +301,7 @@ func TestRealGuestLifecycle(t *testing.T) {
 	ctx := context.Background()
 	start := time.Now()
 	e.deleteOnCleanup(t, spec.Ref)
-	part, err := e.p.Create(ctx, spec)
+	part, err := e.p.Create(ctx, sdk.CreateRequest{Part: spec})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -330,7 +330,7 @@ func TestRealGuestLifecycle(t *testing.T) {
 	if l, err := netlink.LinkByName(tapName(domainName(e.provider.Name, spec.Ref, "core_vm-1"))); err == nil {
 		t.Errorf("tap %s is in the host namespace", l.Attrs().Name)
 	}
-	if err := e.p.Delete(ctx, spec.Ref); err != nil {
+	if err := e.p.Delete(ctx, sdk.DeleteRequest{Ref: spec.Ref}); err != nil {
 		t.Fatal(err)
 	}
 	assertGone(t, e, spec)
@@ -348,7 +348,7 @@ func TestRealGuestAddCPUsUnderLoad(t *testing.T) {
 	spec := e.spec("core-dc", sdk.VDUSpec{Name: "core_vm", Instances: 1, CPUs: 1, MemoryMB: 256, StorageGB: 1})
 	ctx := context.Background()
 	e.deleteOnCleanup(t, spec.Ref)
-	part, err := e.p.Create(ctx, spec)
+	part, err := e.p.Create(ctx, sdk.CreateRequest{Part: spec})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -411,7 +411,7 @@ func TestRealGuestAddCPUsUnderLoad(t *testing.T) {
 		diag, derr := sshTo(t, part, "core_vm-1", "cat /proc/uptime; ls /tmp; cat /tmp/load1 /tmp/load2; ps; free; dmesg | tail -n 30")
 		t.Fatalf("guest after the adds: %q %v; the guest (%v):\n%s", out, err, derr, diag)
 	}
-	got, err := e.p.Describe(ctx, spec.Ref)
+	got, err := e.p.Describe(ctx, sdk.DescribeRequest{Ref: spec.Ref})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -481,7 +481,7 @@ func TestRealGuestsDeployAndIsolation(t *testing.T) {
 		e.deleteOnCleanup(t, specs[i].Ref)
 		go func() {
 			var err error
-			parts[i], err = e.p.Create(ctx, specs[i])
+			parts[i], err = e.p.Create(ctx, sdk.CreateRequest{Part: specs[i]})
 			errs <- err
 		}()
 	}
@@ -569,7 +569,7 @@ func TestRealGuestsFoundAfterRestart(t *testing.T) {
 	before := map[sdk.PartRef]sdk.Part{}
 	for _, spec := range specs {
 		e.deleteOnCleanup(t, spec.Ref)
-		part, err := e.p.Create(ctx, spec)
+		part, err := e.p.Create(ctx, sdk.CreateRequest{Part: spec})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -581,7 +581,7 @@ func TestRealGuestsFoundAfterRestart(t *testing.T) {
 		}
 	}
 	free := func(p *Plugin) sdk.Resources {
-		o, err := p.Offer(ctx, e.spec("probe", sdk.VDUSpec{Name: "vm", Instances: 1, CPUs: 1, MemoryMB: 256, StorageGB: 1}))
+		o, err := p.Offer(ctx, sdk.OfferRequest{Part: e.spec("probe", sdk.VDUSpec{Name: "vm", Instances: 1, CPUs: 1, MemoryMB: 256, StorageGB: 1})})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -602,7 +602,7 @@ func TestRealGuestsFoundAfterRestart(t *testing.T) {
 	}
 	for _, spec := range specs {
 		want := before[spec.Ref]
-		got, err := e.p.Describe(ctx, spec.Ref)
+		got, err := e.p.Describe(ctx, sdk.DescribeRequest{Ref: spec.Ref})
 		if err != nil {
 			t.Fatalf("describe %s after the restart: %v", spec.Ref, err)
 		}
@@ -629,13 +629,13 @@ func TestRealGuestsFoundAfterRestart(t *testing.T) {
 				t.Errorf("node %s after the restart: %q %v", n.Name, out, err)
 			}
 		}
-		samples, err := e.p.Metrics(ctx, spec.Ref, []string{sdk.MetricCPUPercent})
+		samples, err := e.p.Metrics(ctx, sdk.MetricsRequest{Ref: spec.Ref, Names: []string{sdk.MetricCPUPercent}})
 		if err != nil || len(samples) != len(got.Nodes) {
 			t.Errorf("metrics of %s after the restart: %d samples (%v), want %d", spec.Ref, len(samples), err, len(got.Nodes))
 		}
 	}
 	for _, spec := range specs {
-		if err := e.p.Delete(ctx, spec.Ref); err != nil {
+		if err := e.p.Delete(ctx, sdk.DeleteRequest{Ref: spec.Ref}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -661,7 +661,7 @@ func TestHelperGuestEnv(t *testing.T) {
 	if mode == "defined" {
 		testHookDefined = func(string) { ready(); time.Sleep(5 * time.Minute) }
 	}
-	if _, err := e.p.Create(context.Background(), spec); err != nil {
+	if _, err := e.p.Create(context.Background(), sdk.CreateRequest{Part: spec}); err != nil {
 		t.Fatal(err)
 	}
 	ready()

@@ -36,7 +36,7 @@ func TestPartReadByNameSeesOtherProcess(t *testing.T) {
 	}
 	defer func() { _ = p2.Close() }()
 	ctx := context.Background()
-	if got, err := p2.Describe(ctx, ref); err != nil || len(got.Nodes) != 1 {
+	if got, err := p2.Describe(ctx, sdk.DescribeRequest{Ref: ref}); err != nil || len(got.Nodes) != 1 {
 		t.Fatalf("describe: %+v %v", got, err)
 	}
 	if len(p2.names.get(ref)) != 1 {
@@ -45,19 +45,19 @@ func TestPartReadByNameSeesOtherProcess(t *testing.T) {
 	if _, err := p1.Scale(ctx, sdk.ScaleRequest{Ref: ref, VDU: "w", Instances: 3}); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := p2.Describe(ctx, ref); err != nil || len(got.Nodes) != 3 {
+	if got, err := p2.Describe(ctx, sdk.DescribeRequest{Ref: ref}); err != nil || len(got.Nodes) != 3 {
 		t.Fatalf("describe after the other process scaled to 3: %d nodes, %v", len(got.Nodes), err)
 	}
 	if _, err := p1.Scale(ctx, sdk.ScaleRequest{Ref: ref, VDU: "w", Instances: 2}); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := p2.Describe(ctx, ref); err != nil || len(got.Nodes) != 2 {
+	if got, err := p2.Describe(ctx, sdk.DescribeRequest{Ref: ref}); err != nil || len(got.Nodes) != 2 {
 		t.Fatalf("describe after the other process scaled to 2: %d nodes, %v", len(got.Nodes), err)
 	}
-	if err := p1.Delete(ctx, ref); err != nil {
+	if err := p1.Delete(ctx, sdk.DeleteRequest{Ref: ref}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p2.Describe(ctx, ref); sdk.CodeOf(err) != sdk.CodeNotFound {
+	if _, err := p2.Describe(ctx, sdk.DescribeRequest{Ref: ref}); sdk.CodeOf(err) != sdk.CodeNotFound {
 		t.Fatalf("describe after the other process deleted the part: %v", err)
 	}
 }
@@ -79,10 +79,10 @@ func TestPartMadeAfterIndexReadIsFound(t *testing.T) {
 	if !p2.index.fresh() {
 		t.Fatal("the second instance's index is not fresh: the test would not show the miss")
 	}
-	if got, err := p2.Describe(ctx, ref); err != nil || len(got.Nodes) != 2 {
+	if got, err := p2.Describe(ctx, sdk.DescribeRequest{Ref: ref}); err != nil || len(got.Nodes) != 2 {
 		t.Fatalf("describe through the instance whose index predates the part: %+v, %v", got, err)
 	}
-	if err := p2.Delete(ctx, ref); err != nil {
+	if err := p2.Delete(ctx, sdk.DeleteRequest{Ref: ref}); err != nil {
 		t.Fatal(err)
 	}
 	s, conn, err := p1.session()
@@ -162,7 +162,7 @@ func TestIndexFollowsChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	indexAgrees(t, p, "after scale-down")
-	if err := p.Delete(ctx, ref); err != nil {
+	if err := p.Delete(ctx, sdk.DeleteRequest{Ref: ref}); err != nil {
 		t.Fatal(err)
 	}
 	indexAgrees(t, p, "after delete")
@@ -186,20 +186,20 @@ func TestIndexRebuiltOnMiss(t *testing.T) {
 	mustCreate(t, p1, partSpec(ref, sdk.VDUSpec{Name: "w", Instances: 1, CPUs: 1, MemoryMB: 256}))
 	// p2's index predates the part; p1 scales it behind p2's back.
 	p2.index.invalidate()
-	if _, err := p2.Describe(ctx, ref); err != nil {
+	if _, err := p2.Describe(ctx, sdk.DescribeRequest{Ref: ref}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := p1.Scale(ctx, sdk.ScaleRequest{Ref: ref, VDU: "w", Instances: 3}); err != nil {
 		t.Fatal(err)
 	}
 	spec := sdk.PartSpec{Ref: ref, Name: "x", Type: "DC", VDUs: []sdk.VDUSpec{{Name: "w", Instances: 1, CPUs: 1, MemoryMB: 256}}}
-	if o, err := p2.Offer(ctx, spec); err != nil || o.Free.CPUs != 7 {
+	if o, err := p2.Offer(ctx, sdk.OfferRequest{Part: spec}); err != nil || o.Free.CPUs != 7 {
 		t.Fatalf("p2's offer before its miss: free %+v %v (its index still holds one node)", o.Free, err)
 	}
-	if got, err := p2.Describe(ctx, ref); err != nil || len(got.Nodes) != 3 {
+	if got, err := p2.Describe(ctx, sdk.DescribeRequest{Ref: ref}); err != nil || len(got.Nodes) != 3 {
 		t.Fatalf("describe: %d nodes, %v", len(got.Nodes), err)
 	}
-	if o, err := p2.Offer(ctx, spec); err != nil || o.Free.CPUs != 5 {
+	if o, err := p2.Offer(ctx, sdk.OfferRequest{Part: spec}); err != nil || o.Free.CPUs != 5 {
 		t.Errorf("p2's offer after its miss: free %+v %v, want 5 vCPUs", o.Free, err)
 	}
 	indexAgrees(t, p2, "after the miss")

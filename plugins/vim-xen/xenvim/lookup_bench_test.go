@@ -36,25 +36,25 @@ func BenchmarkPartCallsWithDomains(b *testing.B) {
 			var refs []sdk.PartRef
 			defer func() {
 				for _, ref := range refs {
-					_ = p.Delete(ctx, ref)
+					_ = p.Delete(ctx, sdk.DeleteRequest{Ref: ref})
 				}
 			}()
 			node := sdk.VDUSpec{Name: "vm", Instances: 1, CPUs: 1, MemoryMB: 64}
 			for i := 0; i < n; i++ {
 				ref := sdk.PartRef{SliceID: slice, PartID: fmt.Sprint(i)}
 				refs = append(refs, ref)
-				if _, err := p.Create(ctx, partSpec(ref, node)); err != nil {
+				if _, err := p.Create(ctx, sdk.CreateRequest{Part: partSpec(ref, node)}); err != nil {
 					b.Fatal(err)
 				}
 			}
 			target := sdk.PartRef{SliceID: slice, PartID: "target"}
 			refs = append(refs, target)
-			if _, err := p.Create(ctx, partSpec(target, node)); err != nil {
+			if _, err := p.Create(ctx, sdk.CreateRequest{Part: partSpec(target, node)}); err != nil {
 				b.Fatal(err)
 			}
 			b.Run("describe", func(b *testing.B) {
 				for i := 0; i < b.N; i++ {
-					if _, err := p.Describe(ctx, target); err != nil {
+					if _, err := p.Describe(ctx, sdk.DescribeRequest{Ref: target}); err != nil {
 						b.Fatal(err)
 					}
 				}
@@ -69,10 +69,10 @@ func BenchmarkPartCallsWithDomains(b *testing.B) {
 			b.Run("create-delete", func(b *testing.B) {
 				for i := 0; i < b.N; i++ {
 					ref := sdk.PartRef{SliceID: slice, PartID: fmt.Sprint("x", i)}
-					if _, err := p.Create(ctx, partSpec(ref, node)); err != nil {
+					if _, err := p.Create(ctx, sdk.CreateRequest{Part: partSpec(ref, node)}); err != nil {
 						b.Fatal(err)
 					}
-					if err := p.Delete(ctx, ref); err != nil {
+					if err := p.Delete(ctx, sdk.DeleteRequest{Ref: ref}); err != nil {
 						b.Fatal(err)
 					}
 				}

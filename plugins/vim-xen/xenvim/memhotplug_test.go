@@ -146,8 +146,8 @@ func TestRealGuestMemoryHotplug(t *testing.T) {
 	e := newGuestEnv(t, func(c *Config) { c.MemoryHotplug = MemoryHotplugVirtioMem })
 	ctx := context.Background()
 	spec := e.spec("mem", sdk.VDUSpec{Name: "vm", Instances: 1, CPUs: 1, MemoryMB: 256, StorageGB: 1})
-	t.Cleanup(func() { _ = e.p.Delete(context.Background(), spec.Ref) })
-	part, err := e.p.Create(ctx, spec)
+	t.Cleanup(func() { _ = e.p.Delete(context.Background(), sdk.DeleteRequest{Ref: spec.Ref}) })
+	part, err := e.p.Create(ctx, sdk.CreateRequest{Part: spec})
 	if err != nil {
 		t.Fatal(err)
 	}

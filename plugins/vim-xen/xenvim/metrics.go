@@ -29,8 +29,10 @@ const cpuPause = 200 * time.Millisecond
 //   - PERCENT_MEMORY_UTILIZATION: only when the guest reports its memory use.
 //
 // A node that is not running reports 0.
-func (p *Plugin) Metrics(ctx context.Context, ref sdk.PartRef, names []string) ([]sdk.Sample, error) {
-	want, err := wanted(ref, names)
+func (p *Plugin) Metrics(ctx context.Context, req sdk.MetricsRequest) ([]sdk.Sample, error) {
+	ref := req.Ref
+	names := req.Names
+	want, err := wanted(names)
 	if err != nil {
 		return nil, err
 	}
@@ -85,12 +87,9 @@ func (p *Plugin) Metrics(ctx context.Context, ref sdk.PartRef, names []string) (
 	return samples(nodes, readings, want), nil
 }
 
-// wanted checks a part's ref and metric names and returns the set of metrics to
-// report (every known one for no names).
-func wanted(ref sdk.PartRef, names []string) (map[string]bool, error) {
-	if err := ref.Validate(); err != nil {
-		return nil, err
-	}
+// wanted checks a part's metric names and returns the set of metrics to report (every
+// known one for no names). An unknown name is InvalidArgument, as in every VIM.
+func wanted(names []string) (map[string]bool, error) {
 	want := map[string]bool{}
 	for i, n := range names {
 		if !contains(knownMetrics, n) {

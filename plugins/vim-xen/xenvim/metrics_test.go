@@ -22,10 +22,10 @@ func TestCPUMetricSeries(t *testing.T) {
 		measure func(p *Plugin, ref sdk.PartRef) ([]sdk.Sample, error)
 	}{
 		{"Metrics", func(p *Plugin, ref sdk.PartRef) ([]sdk.Sample, error) {
-			return p.Metrics(context.Background(), ref, []string{sdk.MetricCPUPercent})
+			return p.Metrics(context.Background(), sdk.MetricsRequest{Ref: ref, Names: []string{sdk.MetricCPUPercent}})
 		}},
 		{"MetricsBatch", func(p *Plugin, ref sdk.PartRef) ([]sdk.Sample, error) {
-			got, err := p.MetricsBatch(context.Background(), []sdk.MetricsRequest{{Ref: ref, Names: []string{sdk.MetricCPUPercent}}})
+			got, err := p.MetricsBatch(context.Background(), sdk.MetricsBatchRequest{Parts: []sdk.MetricsRequest{{Ref: ref, Names: []string{sdk.MetricCPUPercent}}}})
 			if err != nil {
 				return nil, err
 			}

@@ -13,20 +13,6 @@ import (
 	"libvirt.org/go/libvirt"
 )
 
-// checkSpec validates a part spec: the SDK's checks plus at least one node, since a
-// part lives in its domains and cannot exist without one.
-func checkSpec(spec sdk.PartSpec) error {
-	err := spec.Validate()
-	if spec.Resources().Nodes == 0 && len(spec.VDUs) > 0 {
-		msg := "vdus: at least one instance in total is required"
-		if err != nil {
-			msg = err.Error() + "; " + msg
-		}
-		return sdk.Errorf(sdk.CodeInvalidArgument, "%s", msg)
-	}
-	return err
-}
-
 // tooBig says why a VDU's nodes cannot be made here at all, or "".
 func tooBig(s *settings, vdus []vduRecord) string {
 	for _, v := range vdus {
@@ -45,10 +31,8 @@ func hasNIC(s *settings, r partRecord) bool { return r.Bridge != "" || s.network
 // Offer says whether the provider can host the part now: the configured capacity minus
 // what this provider's domains hold, as libvirt reports them. The price is the number of
 // nodes times price_per_node_day.
-func (p *Plugin) Offer(_ context.Context, spec sdk.PartSpec) (sdk.Offer, error) {
-	if err := checkSpec(spec); err != nil {
-		return sdk.Offer{}, err
-	}
+func (p *Plugin) Offer(_ context.Context, req sdk.OfferRequest) (sdk.Offer, error) {
+	spec := req.Part
 	s, conn, err := p.session()
 	if err != nil {
 		return sdk.Offer{}, err
@@ -97,10 +81,8 @@ func (p *Plugin) Offer(_ context.Context, spec sdk.PartSpec) (sdk.Offer, error) 
 // Create builds the part and returns it once its nodes run. A part that exists is
 // returned as it is (with any node a crashed earlier call left missing made, and any
 // stopped node started); what this call made is removed again if it fails.
-func (p *Plugin) Create(ctx context.Context, spec sdk.PartSpec) (sdk.Part, error) {
-	if err := checkSpec(spec); err != nil {
-		return sdk.Part{}, err
-	}
+func (p *Plugin) Create(ctx context.Context, req sdk.CreateRequest) (sdk.Part, error) {
+	spec := req.Part
 	s, conn, err := p.session()
 	if err != nil {
 		return sdk.Part{}, err
@@ -527,10 +509,8 @@ func destroyDomain(conn *libvirt.Connect, id string) error {
 }
 
 // Describe returns the part as libvirt holds it now.
-func (p *Plugin) Describe(_ context.Context, ref sdk.PartRef) (sdk.Part, error) {
-	if err := ref.Validate(); err != nil {
-		return sdk.Part{}, err
-	}
+func (p *Plugin) Describe(_ context.Context, req sdk.DescribeRequest) (sdk.Part, error) {
+	ref := req.Ref
 	s, conn, err := p.session()
 	if err != nil {
 		return sdk.Part{}, err
@@ -595,25 +575,6 @@ func (p *Plugin) openVDU(ref sdk.PartRef, vdu, op string) (*settings, *libvirt.C
 // restart; beyond it the call fails with FailedPrecondition. Growth must fit the free
 // capacity. A VDU-wide resize also changes the VDU's template, so later Scale-ups match.
 func (p *Plugin) Resize(_ context.Context, req sdk.ResizeRequest) (sdk.Part, error) {
-	var problems []string
-	if err := req.Ref.Validate(); err != nil {
-		problems = append(problems, err.Error())
-	}
-	if req.VDU == "" {
-		problems = append(problems, "vdu: required")
-	}
-	if req.CPUs < 0 {
-		problems = append(problems, fmt.Sprintf("cpus: must be >= 0, got %d", req.CPUs))
-	}
-	if req.MemoryMB < 0 {
-		problems = append(problems, fmt.Sprintf("memory_mb: must be >= 0, got %d", req.MemoryMB))
-	}
-	if req.CPUs == 0 && req.MemoryMB == 0 {
-		problems = append(problems, "cpus, memory_mb: at least one must be set")
-	}
-	if len(problems) > 0 {
-		return sdk.Part{}, sdk.Errorf(sdk.CodeInvalidArgument, "resize: %s", strings.Join(problems, "; "))
-	}
 	s, conn, nodes, rec, unlock, err := p.openVDU(req.Ref, req.VDU, "resize")
 	if err != nil {
 		return sdk.Part{}, err
@@ -821,19 +782,6 @@ func (p *Plugin) writeRecord(conn *libvirt.Connect, nodes []node, rec partRecord
 // lowest free indexes; removal takes the highest indexes first. A part keeps at least one
 // node (it lives in its domains): scaling its last VDU to zero is refused.
 func (p *Plugin) Scale(ctx context.Context, req sdk.ScaleRequest) (sdk.Part, error) {
-	var problems []string
-	if err := req.Ref.Validate(); err != nil {
-		problems = append(problems, err.Error())
-	}
-	if req.VDU == "" {
-		problems = append(problems, "vdu: required")
-	}
-	if req.Instances < 0 {
-		problems = append(problems, fmt.Sprintf("instances: must be >= 0, got %d", req.Instances))
-	}
-	if len(problems) > 0 {
-		return sdk.Part{}, sdk.Errorf(sdk.CodeInvalidArgument, "scale: %s", strings.Join(problems, "; "))
-	}
 	s, conn, nodes, rec, unlock, err := p.openVDU(req.Ref, req.VDU, "scale")
 	if err != nil {
 		return sdk.Part{}, err
@@ -899,10 +847,8 @@ func (p *Plugin) Scale(ctx context.Context, req sdk.ScaleRequest) (sdk.Part, err
 }
 
 // Delete destroys and undefines every domain of the part. An unknown part is done.
-func (p *Plugin) Delete(_ context.Context, ref sdk.PartRef) error {
-	if err := ref.Validate(); err != nil {
-		return err
-	}
+func (p *Plugin) Delete(_ context.Context, req sdk.DeleteRequest) error {
+	ref := req.Ref
 	s, conn, err := p.session()
 	if err != nil {
 		return err

@@ -240,8 +240,8 @@ func partSpec(ref sdk.PartRef, vdus ...sdk.VDUSpec) sdk.PartSpec {
 
 func mustCreate(t *testing.T, p *Plugin, spec sdk.PartSpec) sdk.Part {
 	t.Helper()
-	t.Cleanup(func() { _ = p.Delete(context.Background(), spec.Ref) })
-	part, err := p.Create(context.Background(), spec)
+	t.Cleanup(func() { _ = p.Delete(context.Background(), sdk.DeleteRequest{Ref: spec.Ref}) })
+	part, err := p.Create(context.Background(), sdk.CreateRequest{Part: spec})
 	if err != nil {
 		t.Fatalf("create: %v", err)
 	}
@@ -305,15 +305,15 @@ func TestNewProcessFindsParts(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = p2.Close() }()
-	got, err := p2.Describe(context.Background(), ref)
+	got, err := p2.Describe(context.Background(), sdk.DescribeRequest{Ref: ref})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(got.Nodes, created.Nodes) {
 		t.Errorf("second instance sees %+v, want %+v", got.Nodes, created.Nodes)
 	}
-	o, err := p2.Offer(context.Background(), partSpec(sdk.PartRef{SliceID: "x", PartID: "y"},
-		sdk.VDUSpec{Name: "w", Instances: 1, CPUs: 1, MemoryMB: 1}))
+	o, err := p2.Offer(context.Background(), sdk.OfferRequest{Part: partSpec(sdk.PartRef{SliceID: "x", PartID: "y"},
+		sdk.VDUSpec{Name: "w", Instances: 1, CPUs: 1, MemoryMB: 1})})
 	if err != nil || o.Free.CPUs != 6 || o.Free.MemoryMB != 4096-512 {
 		t.Errorf("offer after the other instance's part: %+v, %v", o, err)
 	}
@@ -337,11 +337,11 @@ func TestCreateFailureLeavesNothing(t *testing.T) {
 	t.Cleanup(func() { _ = dom.Undefine(); _ = dom.Free() })
 
 	spec := partSpec(ref, sdk.VDUSpec{Name: "w", Instances: 3, CPUs: 1, MemoryMB: 128})
-	t.Cleanup(func() { _ = p.Delete(context.Background(), ref) })
-	if _, err := p.Create(context.Background(), spec); err == nil {
+	t.Cleanup(func() { _ = p.Delete(context.Background(), sdk.DeleteRequest{Ref: ref}) })
+	if _, err := p.Create(context.Background(), sdk.CreateRequest{Part: spec}); err == nil {
 		t.Fatal("create succeeded over a name clash")
 	}
-	if _, err := p.Describe(context.Background(), ref); !sdk.IsNotFound(err) {
+	if _, err := p.Describe(context.Background(), sdk.DescribeRequest{Ref: ref}); !sdk.IsNotFound(err) {
 		t.Errorf("after a failed create: %v, want NotFound", err)
 	}
 	for _, n := range []string{"w-1", "w-2"} {
@@ -422,7 +422,7 @@ func TestResizeBeyondNodeMaximum(t *testing.T) {
 	if sdk.CodeOf(err) != sdk.CodeFailedPrecondition {
 		t.Errorf("resize beyond the node maximum: %v, want FailedPrecondition", err)
 	}
-	o, err := p.Offer(ctx, partSpec(ref, sdk.VDUSpec{Name: "big", Instances: 1, CPUs: 3, MemoryMB: 256}))
+	o, err := p.Offer(ctx, sdk.OfferRequest{Part: partSpec(ref, sdk.VDUSpec{Name: "big", Instances: 1, CPUs: 3, MemoryMB: 256})})
 	if err != nil || o.Accepted || !strings.Contains(o.Reason, "at most 2 vCPUs") {
 		t.Errorf("offer of a node above max_node: %+v, %v", o, err)
 	}
@@ -432,16 +432,16 @@ func TestOfferPriceAndSubnet(t *testing.T) {
 	p, _ := newTestPlugin(t, Config{PricePerNodeDay: 1.5, Subnet: "10.0.0.0/30"}) // 2 addresses
 	ctx := context.Background()
 	ref := sdk.PartRef{SliceID: "s-" + suffix(), PartID: "p"}
-	o, err := p.Offer(ctx, partSpec(ref, sdk.VDUSpec{Name: "w", Instances: 2, CPUs: 1, MemoryMB: 64}))
+	o, err := p.Offer(ctx, sdk.OfferRequest{Part: partSpec(ref, sdk.VDUSpec{Name: "w", Instances: 2, CPUs: 1, MemoryMB: 64})})
 	if err != nil || !o.Accepted || o.PricePerDay != 3 {
 		t.Errorf("offer of 2 nodes: %+v, %v", o, err)
 	}
-	o, err = p.Offer(ctx, partSpec(ref, sdk.VDUSpec{Name: "w", Instances: 3, CPUs: 1, MemoryMB: 64}))
+	o, err = p.Offer(ctx, sdk.OfferRequest{Part: partSpec(ref, sdk.VDUSpec{Name: "w", Instances: 3, CPUs: 1, MemoryMB: 64})})
 	if err != nil || o.Accepted || !strings.Contains(o.Reason, "addresses") {
 		t.Errorf("offer of 3 nodes in a /30: %+v, %v", o, err)
 	}
-	_, err = p.Create(ctx, partSpec(ref, sdk.VDUSpec{Name: "w", Instances: 3, CPUs: 1, MemoryMB: 64}))
-	t.Cleanup(func() { _ = p.Delete(ctx, ref) })
+	_, err = p.Create(ctx, sdk.CreateRequest{Part: partSpec(ref, sdk.VDUSpec{Name: "w", Instances: 3, CPUs: 1, MemoryMB: 64})})
+	t.Cleanup(func() { _ = p.Delete(ctx, sdk.DeleteRequest{Ref: ref}) })
 	if sdk.CodeOf(err) != sdk.CodeResourceExhausted {
 		t.Errorf("create of 3 nodes in a /30: %v, want ResourceExhausted", err)
 	}
@@ -457,7 +457,7 @@ func TestOfferPriceAndSubnet(t *testing.T) {
 }
 
 func TestNotConfigured(t *testing.T) {
-	_, err := New(plugintest.TestLogger(t)).Describe(context.Background(), sdk.PartRef{SliceID: "s", PartID: "p"})
+	_, err := New(plugintest.TestLogger(t)).Describe(context.Background(), sdk.DescribeRequest{Ref: sdk.PartRef{SliceID: "s", PartID: "p"}})
 	if sdk.CodeOf(err) != sdk.CodeFailedPrecondition {
 		t.Errorf("describe before configure: %v", err)
 	}

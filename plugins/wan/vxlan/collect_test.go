@@ -27,7 +27,7 @@ func TestCollect(t *testing.T) {
 	}
 	spec := sdk.LinkSpec{Ref: sdk.LinkRef{SliceID: "gc", LinkID: "l"}, End1: n.sites[0].end("core-dc", "br-gc"),
 		End2: n.sites[1].end("edge-dc", "br-gc"), BandwidthBps: 10_000_000}
-	l, err := first.Connect(ctx, spec)
+	l, err := first.Connect(ctx, sdk.ConnectRequest{Link: spec})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +82,7 @@ func TestCollect(t *testing.T) {
 
 	// Once the VM's port is gone, a Disconnect (the engine's retry) collects its bridge.
 	n.delete(0, "vm-port")
-	if err := second.Disconnect(ctx, spec.Ref); err != nil {
+	if err := second.Disconnect(ctx, sdk.DisconnectRequest{Ref: spec.Ref}); err != nil {
 		t.Fatalf("Disconnect of the half-removed link: %v", err)
 	}
 	if _, ok := n.devices(0)["br-used"]; ok {
@@ -148,12 +148,12 @@ func TestKill9LeaksNothing(t *testing.T) {
 		w := wanOf(c)
 		spec := killSpec(n, -1)
 		start := time.Now()
-		if _, err := w.Connect(call(t), spec); err != nil {
+		if _, err := w.Connect(call(t), sdk.ConnectRequest{Link: spec}); err != nil {
 			t.Fatal(err)
 		}
 		took[0] = time.Since(start)
 		start = time.Now()
-		if err := w.Disconnect(call(t), spec.Ref); err != nil {
+		if err := w.Disconnect(call(t), sdk.DisconnectRequest{Ref: spec.Ref}); err != nil {
 			t.Fatal(err)
 		}
 		took[1] = time.Since(start)
@@ -168,7 +168,7 @@ func TestKill9LeaksNothing(t *testing.T) {
 		c := launch()
 		w := wanOf(c)
 		if !duringConnect {
-			if _, err := w.Connect(call(t), spec); err != nil {
+			if _, err := w.Connect(call(t), sdk.ConnectRequest{Link: spec}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -180,9 +180,9 @@ func TestKill9LeaksNothing(t *testing.T) {
 		go func() {
 			defer close(done)
 			if duringConnect {
-				_, _ = w.Connect(context.Background(), spec)
+				_, _ = w.Connect(context.Background(), sdk.ConnectRequest{Link: spec})
 			} else {
-				_ = w.Disconnect(context.Background(), spec.Ref)
+				_ = w.Disconnect(context.Background(), sdk.DisconnectRequest{Ref: spec.Ref})
 			}
 		}()
 		time.Sleep(time.Duration(rand.Int64N(int64(op) * 3 / 2)))
@@ -196,7 +196,7 @@ func TestKill9LeaksNothing(t *testing.T) {
 		}
 
 		c = launch()
-		if err := wanOf(c).Disconnect(call(t), spec.Ref); err != nil {
+		if err := wanOf(c).Disconnect(call(t), sdk.DisconnectRequest{Ref: spec.Ref}); err != nil {
 			t.Fatalf("kill %d: Disconnect after relaunch: %v", i, err)
 		}
 		c.Kill()

@@ -46,7 +46,7 @@ func TestConcurrentLinks(t *testing.T) {
 	}
 	t.Cleanup(func() {
 		for _, s := range all {
-			_ = wan.Disconnect(context.Background(), s.Ref)
+			_ = wan.Disconnect(context.Background(), sdk.DisconnectRequest{Ref: s.Ref})
 		}
 	})
 
@@ -57,7 +57,7 @@ func TestConcurrentLinks(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			links[i], errs[i] = wan.Connect(ctx, s)
+			links[i], errs[i] = wan.Connect(ctx, sdk.ConnectRequest{Link: s})
 		}()
 	}
 	wg.Wait()
@@ -70,7 +70,7 @@ func TestConcurrentLinks(t *testing.T) {
 			t.Errorf("links %s and %s both got VNI %d", prev, s.Ref, links[i].VNI)
 		}
 		vnis[links[i].VNI] = s.Ref
-		if d, err := wan.DescribeLink(ctx, s.Ref); err != nil || d.State != sdk.StateReady {
+		if d, err := wan.DescribeLink(ctx, sdk.DescribeLinkRequest{Ref: s.Ref}); err != nil || d.State != sdk.StateReady {
 			t.Errorf("DescribeLink %s: %+v, %v; want ready", s.Ref, d, err)
 		}
 	}
@@ -109,7 +109,7 @@ func TestConcurrentLinks(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = wan.Disconnect(ctx, s.Ref)
+			errs[i] = wan.Disconnect(ctx, sdk.DisconnectRequest{Ref: s.Ref})
 		}()
 	}
 	wg.Wait()
@@ -140,15 +140,15 @@ func TestIndexMiss(t *testing.T) {
 	byB, byA, third := spec("mb"), spec("ma"), spec("mc")
 	t.Cleanup(func() {
 		for _, s := range []sdk.LinkSpec{byB, byA, third} {
-			_ = a.Disconnect(context.Background(), s.Ref)
+			_ = a.Disconnect(context.Background(), sdk.DisconnectRequest{Ref: s.Ref})
 		}
 	})
-	lb, err := b.Connect(ctx, byB)
+	lb, err := b.Connect(ctx, sdk.ConnectRequest{Link: byB})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// a's index does not know lb's VNI: its first pick is taken on the devices.
-	la, err := a.Connect(ctx, byA)
+	la, err := a.Connect(ctx, sdk.ConnectRequest{Link: byA})
 	if err != nil {
 		t.Fatalf("Connect with a VNI taken behind the index: %v", err)
 	}
@@ -156,21 +156,21 @@ func TestIndexMiss(t *testing.T) {
 		t.Fatalf("both links have VNI %d", la.VNI)
 	}
 	// A link made by b after a merged is found by a on a miss.
-	lc, err := b.Connect(ctx, third)
+	lc, err := b.Connect(ctx, sdk.ConnectRequest{Link: third})
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := a.DescribeLink(ctx, third.Ref)
+	d, err := a.DescribeLink(ctx, sdk.DescribeLinkRequest{Ref: third.Ref})
 	if err != nil || d.State != sdk.StateReady || d.VNI != lc.VNI {
 		t.Fatalf("DescribeLink of a link another process made: %+v, %v; want ready with VNI %d", d, err, lc.VNI)
 	}
 	for _, s := range []sdk.LinkSpec{byB, byA, third} {
-		if err := a.Disconnect(ctx, s.Ref); err != nil {
+		if err := a.Disconnect(ctx, sdk.DisconnectRequest{Ref: s.Ref}); err != nil {
 			t.Fatalf("Disconnect %s: %v", s.Ref, err)
 		}
 	}
 	// b's index still holds its links; their devices are gone, and so are they.
-	if _, err := b.DescribeLink(ctx, byB.Ref); !sdk.IsNotFound(err) {
+	if _, err := b.DescribeLink(ctx, sdk.DescribeLinkRequest{Ref: byB.Ref}); !sdk.IsNotFound(err) {
 		t.Errorf("DescribeLink of a link removed by another process: %v, want NotFound", err)
 	}
 	n.assertPristine()

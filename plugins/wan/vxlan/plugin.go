@@ -166,7 +166,8 @@ func (p *Plugin) check(ctx context.Context, spec sdk.LinkSpec) error {
 // configured capacity less the rates of the links already joining them, read from the
 // devices; an existing link with the same ref is not counted, so re-offering a link
 // (to change its rate) sees its own share as free.
-func (p *Plugin) OfferLink(ctx context.Context, spec sdk.LinkSpec) (sdk.LinkOffer, error) {
+func (p *Plugin) OfferLink(ctx context.Context, req sdk.OfferLinkRequest) (sdk.LinkOffer, error) {
+	spec := req.Link
 	if err := p.check(ctx, spec); err != nil {
 		return sdk.LinkOffer{}, err
 	}
@@ -380,7 +381,8 @@ func locations(spec sdk.LinkSpec, vni uint32) [2]*endLoc {
 // The link is admitted and, when new, reserved in the index (its VNI, bandwidth and
 // bridges count for every other call from then on) under p.mu; its devices are then made
 // under its own lock and its bridges' locks, beside other links' calls.
-func (p *Plugin) Connect(ctx context.Context, spec sdk.LinkSpec) (sdk.Link, error) {
+func (p *Plugin) Connect(ctx context.Context, req sdk.ConnectRequest) (sdk.Link, error) {
+	spec := req.Link
 	if err := p.check(ctx, spec); err != nil {
 		return sdk.Link{}, err
 	}
@@ -487,10 +489,8 @@ func (p *Plugin) ensure(key linkKey, spec sdk.LinkSpec, vni uint32) error {
 // devices are incomplete is reported in state failed with a message saying what is
 // wrong; Connect repairs it, Disconnect removes it. The index says where the devices
 // are; they are read from the kernel.
-func (p *Plugin) DescribeLink(ctx context.Context, ref sdk.LinkRef) (sdk.Link, error) {
-	if err := refError(ref); err != nil {
-		return sdk.Link{}, err
-	}
+func (p *Plugin) DescribeLink(ctx context.Context, req sdk.DescribeLinkRequest) (sdk.Link, error) {
+	ref := req.Ref
 	if err := p.begin(ctx); err != nil {
 		return sdk.Link{}, err
 	}
@@ -536,10 +536,8 @@ func (p *Plugin) DescribeLink(ctx context.Context, ref sdk.LinkRef) (sdk.Link, e
 // more, the two ends at once, then collects the plugin's bridges kept earlier for a port
 // that is gone since (see collectPending). An unknown link is not an error: a retried
 // Disconnect after a crash still collects.
-func (p *Plugin) Disconnect(ctx context.Context, ref sdk.LinkRef) error {
-	if err := refError(ref); err != nil {
-		return err
-	}
+func (p *Plugin) Disconnect(ctx context.Context, req sdk.DisconnectRequest) error {
+	ref := req.Ref
 	if err := p.begin(ctx); err != nil {
 		return err
 	}

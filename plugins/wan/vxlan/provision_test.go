@@ -39,11 +39,11 @@ func TestProvisionSites(t *testing.T) {
 		End1: sdk.LinkEnd{Site: "A", Part: "core", Underlay: "10.98.0.1", Netns: s1, Bridge: "pbr" + id},
 		End2: sdk.LinkEnd{Site: "B", Part: "edge", Underlay: "10.98.0.2", Netns: s2, Bridge: "pbr" + id},
 	}
-	offer, err := wan.OfferLink(ctx, spec)
+	offer, err := wan.OfferLink(ctx, sdk.OfferLinkRequest{Link: spec})
 	if err != nil || !offer.Accepted {
 		t.Fatalf("offer on unprovisioned sites: %+v %v", offer, err)
 	}
-	link, err := wan.Connect(ctx, spec)
+	link, err := wan.Connect(ctx, sdk.ConnectRequest{Link: spec})
 	if err != nil {
 		t.Fatalf("connect: %v", err)
 	}
@@ -51,7 +51,7 @@ func TestProvisionSites(t *testing.T) {
 		t.Fatalf("link %+v", link)
 	}
 	// Provisioning again is a no-op: the second connect finds everything in place.
-	if _, err := wan.Connect(ctx, spec); err != nil {
+	if _, err := wan.Connect(ctx, sdk.ConnectRequest{Link: spec}); err != nil {
 		t.Fatalf("connect again: %v", err)
 	}
 	if err := ping(s1, "10.98.0.2", 5*time.Second); err != nil {
@@ -63,7 +63,7 @@ func TestProvisionSites(t *testing.T) {
 	if err := ping(vmA, "192.168.77.2", 5*time.Second); err != nil {
 		t.Fatalf("a VM at A does not reach a VM at B across the link: %v", err)
 	}
-	if err := wan.Disconnect(ctx, spec.Ref); err != nil {
+	if err := wan.Disconnect(ctx, sdk.DisconnectRequest{Ref: spec.Ref}); err != nil {
 		t.Fatal(err)
 	}
 	n.assertNoVXLAN(0)

@@ -22,7 +22,8 @@ var _ sdk.SiteReleaser = (*Plugin)(nil)
 // else is in them, then the underlay namespace once no site's port is left on its
 // bridge. A namespace holding anything more (a slice's bridge, a link's device, a
 // guest's tap) is kept and its devices named: they belong to a slice.
-func (p *Plugin) ReleaseSites(ctx context.Context, sites []sdk.LinkEnd) (sdk.SiteRelease, error) {
+func (p *Plugin) ReleaseSites(ctx context.Context, req sdk.ReleaseSitesRequest) (sdk.SiteRelease, error) {
+	sites := req.Sites
 	var out sdk.SiteRelease
 	if err := p.begin(ctx); err != nil {
 		return out, err

@@ -44,7 +44,7 @@ func TestReleaseSites(t *testing.T) {
 	a := sdk.LinkEnd{Site: "A", Part: "core", Underlay: "10.97.0.1", Netns: s1, Bridge: "rbr" + id}
 	b := sdk.LinkEnd{Site: "B", Part: "edge", Underlay: "10.97.0.2", Netns: s2, Bridge: "rbr" + id}
 	spec := sdk.LinkSpec{Ref: sdk.LinkRef{SliceID: "s-" + id, LinkID: "a-b"}, End1: a, End2: b}
-	if _, err := wan.Connect(ctx, spec); err != nil {
+	if _, err := wan.Connect(ctx, sdk.ConnectRequest{Link: spec}); err != nil {
 		t.Fatalf("connect: %v", err)
 	}
 	// A namespace of someone else's, managed by the plugin's globs but not built by it.
@@ -55,7 +55,7 @@ func TestReleaseSites(t *testing.T) {
 	host := sdk.LinkEnd{Site: "H", Underlay: "127.0.0.1"}
 
 	// While the link is up, both sites hold its devices: kept, and said why.
-	got, err := rel.ReleaseSites(ctx, []sdk.LinkEnd{a, b, other, host})
+	got, err := rel.ReleaseSites(ctx, sdk.ReleaseSitesRequest{Sites: []sdk.LinkEnd{a, b, other, host}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,10 +79,10 @@ func TestReleaseSites(t *testing.T) {
 	}
 
 	// Once the link is gone, the sites and the underlay go; the foreign namespace stays.
-	if err := wan.Disconnect(ctx, spec.Ref); err != nil {
+	if err := wan.Disconnect(ctx, sdk.DisconnectRequest{Ref: spec.Ref}); err != nil {
 		t.Fatal(err)
 	}
-	got, err = rel.ReleaseSites(ctx, []sdk.LinkEnd{a, b, other})
+	got, err = rel.ReleaseSites(ctx, sdk.ReleaseSitesRequest{Sites: []sdk.LinkEnd{a, b, other}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,20 +96,20 @@ func TestReleaseSites(t *testing.T) {
 		assertNetns(t, ns, want)
 	}
 	// Released sites are built again on their next use.
-	if _, err := wan.Connect(ctx, spec); err != nil {
+	if _, err := wan.Connect(ctx, sdk.ConnectRequest{Link: spec}); err != nil {
 		t.Fatalf("connect after release: %v", err)
 	}
 	if err := ping(s1, b.Underlay, 5*time.Second); err != nil {
 		t.Fatalf("site A does not reach site B once rebuilt: %v", err)
 	}
-	if err := wan.Disconnect(ctx, spec.Ref); err != nil {
+	if err := wan.Disconnect(ctx, sdk.DisconnectRequest{Ref: spec.Ref}); err != nil {
 		t.Fatal(err)
 	}
 	// A second release removes what the first left, and a site already gone is no error.
-	if got, err = rel.ReleaseSites(ctx, []sdk.LinkEnd{a, b}); err != nil || len(got.Removed) != 3 {
+	if got, err = rel.ReleaseSites(ctx, sdk.ReleaseSitesRequest{Sites: []sdk.LinkEnd{a, b}}); err != nil || len(got.Removed) != 3 {
 		t.Fatalf("release after rebuild: %+v %v", got, err)
 	}
-	if got, err = rel.ReleaseSites(ctx, []sdk.LinkEnd{a, b}); err != nil || len(got.Removed)+len(got.Kept) != 0 {
+	if got, err = rel.ReleaseSites(ctx, sdk.ReleaseSitesRequest{Sites: []sdk.LinkEnd{a, b}}); err != nil || len(got.Removed)+len(got.Kept) != 0 {
 		t.Fatalf("release of gone sites: %+v %v", got, err)
 	}
 }

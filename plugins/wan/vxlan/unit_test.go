@@ -129,7 +129,15 @@ func TestValidateSpec(t *testing.T) {
 		End1: sdk.LinkEnd{Site: "a", Underlay: "10.0.0.1", Netns: "na", Bridge: "br-s"},
 		End2: sdk.LinkEnd{Site: "b", Underlay: "10.0.0.2", Netns: "nb", Bridge: "br-s"},
 	}
-	if err := p.validateSpec(good); err != nil {
+	// As a call sees a spec: the SDK's checks first (the gRPC server runs them before
+	// the plugin), then the plugin's own.
+	check := func(s sdk.LinkSpec) error {
+		if err := s.Validate(); err != nil {
+			return err
+		}
+		return p.validateSpec(s)
+	}
+	if err := check(good); err != nil {
 		t.Fatalf("good spec: %v", err)
 	}
 	cases := []struct {
@@ -157,7 +165,7 @@ func TestValidateSpec(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := good
 			tc.mod(&s)
-			err := p.validateSpec(s)
+			err := check(s)
 			if sdk.CodeOf(err) != sdk.CodeInvalidArgument {
 				t.Fatalf("got %v, want InvalidArgument", err)
 			}

@@ -9,58 +9,27 @@ import (
 	"github.com/necos/necos/sdk"
 )
 
-// maxIfname is IFNAMSIZ less the terminating NUL.
-const maxIfname = 15
-
 // ownNames matches the plugin's own device names (VXLAN devices, and the temporary names
 // devices are created under), which a bridge may not take.
 var ownNames = regexp.MustCompile(`^(vx[0-9]+|vl[0-9]+e[12]|` + tempPrefix + `[0-9a-f]{12})$`)
 
-// refError checks a link ref.
-func refError(r sdk.LinkRef) error {
-	if p := refProblems(r); len(p) > 0 {
-		return sdk.Errorf(sdk.CodeInvalidArgument, "%s", strings.Join(p, "; "))
-	}
-	return nil
-}
-
-func refProblems(r sdk.LinkRef) []string {
-	var p []string
-	if r.SliceID == "" {
-		p = append(p, "ref.slice_id: required")
-	}
-	if r.LinkID == "" {
-		p = append(p, "ref.link_id: required")
-	}
-	return p
-}
-
-// validateSpec reports every problem of a link spec at once, each naming its field.
-// It reads the provider name, so it runs under p.mu.
+// validateSpec reports every problem of a link spec that is this plugin's to find, at
+// once, each naming its field: what every WAN plugin needs of a link (ids, sites,
+// underlay addresses, bridge and namespace names, a 24-bit VNI) the SDK has checked
+// before the call ([sdk.LinkSpec.Validate]). It reads the provider name, so it runs
+// under p.mu.
 func (p *Plugin) validateSpec(s sdk.LinkSpec) error {
-	problems := refProblems(s.Ref)
+	var problems []string
 	add := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
 	ips := [2]net.IP{}
 	for i, e := range []sdk.LinkEnd{s.End1, s.End2} {
 		f := fmt.Sprintf("end%d", i+1)
-		if e.Site == "" {
-			add("%s.site: required", f)
-		}
-		switch {
-		case e.Underlay == "":
-			add("%s.underlay: required", f)
-		case net.ParseIP(e.Underlay) == nil:
-			add("%s.underlay: %q is not an IP address", f, e.Underlay)
-		default:
-			ips[i] = net.ParseIP(e.Underlay)
-		}
+		ips[i] = net.ParseIP(e.Underlay)
 		if msg := ifnameProblem(e.Bridge); msg != "" {
 			add("%s.bridge: %s", f, msg)
 		}
 		switch {
 		case e.Netns == "":
-		case strings.ContainsAny(e.Netns, "/\x00") || e.Netns == "." || e.Netns == "..":
-			add("%s.netns: %q is not a namespace name", f, e.Netns)
 		case !p.cfg.managesNetns(e.Netns):
 			add("%s.netns: %q is not among the namespaces this plugin manages (config netns: %q)", f, e.Netns, p.cfg.Netns)
 		}
@@ -70,7 +39,7 @@ func (p *Plugin) validateSpec(s sdk.LinkSpec) error {
 	}
 	switch {
 	case s.End1 == s.End2:
-		add("end2: same as end1 (a link joins two different sites, or two bridges of one site)")
+		// The SDK has refused it.
 	case isLocal(s):
 		if s.End1.Bridge == s.End2.Bridge {
 			add("end2.bridge: %q is end1's bridge too (a local link joins two bridges of one site)", s.End2.Bridge)
@@ -85,9 +54,6 @@ func (p *Plugin) validateSpec(s sdk.LinkSpec) error {
 		if ips[0] != nil && ips[0].Equal(ips[1]) {
 			add("end2.underlay: %s is end1's underlay too", ips[1])
 		}
-	}
-	if s.VNI > maxVNI {
-		add("vni: %d is above the largest VNI %d", s.VNI, maxVNI)
 	}
 	if s.BandwidthBps != 0 && s.BandwidthBps < minBandwidthBps {
 		add("bandwidth_bps: %d is below the smallest rate %d bit/s (0 means no limit)", s.BandwidthBps, minBandwidthBps)
@@ -122,15 +88,10 @@ func isLocal(s sdk.LinkSpec) bool {
 		s.End1.Underlay != "" && canonicalIP(s.End1.Underlay) == canonicalIP(s.End2.Underlay)
 }
 
-// ifnameProblem says what is wrong with a device name, or "".
+// ifnameProblem says what is wrong with a device name for this plugin, or "": the SDK
+// has checked that it is a Linux interface name ([sdk.LinkSpec.Validate]).
 func ifnameProblem(name string) string {
 	switch {
-	case name == "":
-		return "required"
-	case len(name) > maxIfname:
-		return fmt.Sprintf("%q is longer than %d bytes", name, maxIfname)
-	case name == "." || name == ".." || strings.ContainsAny(name, "/: \t\n\x00"):
-		return fmt.Sprintf("%q is not a valid device name", name)
 	case ownNames.MatchString(name):
 		return fmt.Sprintf("%q is reserved for the plugin's own devices (vx<VNI>, vl<VNI>e1, vl<VNI>e2, %s<12 hex digits>)", name, tempPrefix)
 	}

@@ -106,9 +106,9 @@ func TestTraffic(t *testing.T) {
 				End2:         n.sites[edge].end(n.sites[edge].Name+"-dc", s.bridge),
 				BandwidthBps: 50_000_000,
 			}
-			t.Cleanup(func() { _ = wan.Disconnect(context.Background(), spec.Ref) })
+			t.Cleanup(func() { _ = wan.Disconnect(context.Background(), sdk.DisconnectRequest{Ref: spec.Ref}) })
 			start := time.Now()
-			l, err := wan.Connect(ctx, spec)
+			l, err := wan.Connect(ctx, sdk.ConnectRequest{Link: spec})
 			if err != nil {
 				t.Fatalf("Connect %s: %v", spec.Ref, err)
 			}
@@ -144,11 +144,11 @@ func TestTraffic(t *testing.T) {
 	for _, s := range slices {
 		for _, ref := range s.links {
 			start := time.Now()
-			if err := wan.Disconnect(ctx, ref); err != nil {
+			if err := wan.Disconnect(ctx, sdk.DisconnectRequest{Ref: ref}); err != nil {
 				t.Fatalf("Disconnect %s: %v", ref, err)
 			}
 			t.Logf("disconnected %s in %v", ref, time.Since(start))
-			if _, err := wan.DescribeLink(ctx, ref); !sdk.IsNotFound(err) {
+			if _, err := wan.DescribeLink(ctx, sdk.DescribeLinkRequest{Ref: ref}); !sdk.IsNotFound(err) {
 				t.Errorf("DescribeLink %s after Disconnect: %v, want NotFound", ref, err)
 			}
 		}
@@ -173,7 +173,7 @@ func TestTraffic(t *testing.T) {
 	for i := range n.sites {
 		n.delete(i, "va"+n.sites[i].Name)
 	}
-	if err := wan.Disconnect(ctx, sdk.LinkRef{SliceID: "nothing", LinkID: "here"}); err != nil {
+	if err := wan.Disconnect(ctx, sdk.DisconnectRequest{Ref: sdk.LinkRef{SliceID: "nothing", LinkID: "here"}}); err != nil {
 		t.Fatal(err)
 	}
 	for i, site := range n.sites {
@@ -203,8 +203,8 @@ func TestRateLimit(t *testing.T) {
 		End2:         n.sites[1].end("edge-dc", "br-rate"),
 		BandwidthBps: rate,
 	}
-	t.Cleanup(func() { _ = wan.Disconnect(context.Background(), spec.Ref) })
-	if _, err := wan.Connect(ctx, spec); err != nil {
+	t.Cleanup(func() { _ = wan.Disconnect(context.Background(), sdk.DisconnectRequest{Ref: spec.Ref}) })
+	if _, err := wan.Connect(ctx, sdk.ConnectRequest{Link: spec}); err != nil {
 		t.Fatal(err)
 	}
 	core := n.vm(0, "br-rate", "core", "192.168.30.1/24")
@@ -248,7 +248,7 @@ func TestRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	made, err := w1.Connect(call(t), spec)
+	made, err := w1.Connect(call(t), sdk.ConnectRequest{Link: spec})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,7 +271,7 @@ func TestRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := w2.DescribeLink(call(t), spec.Ref)
+	got, err := w2.DescribeLink(call(t), sdk.DescribeLinkRequest{Ref: spec.Ref})
 	if err != nil {
 		t.Fatalf("DescribeLink from a new process: %v", err)
 	}
@@ -279,7 +279,7 @@ func TestRestart(t *testing.T) {
 		got.Name != spec.Name || got.End1 != spec.End1 || got.End2 != spec.End2 {
 		t.Errorf("DescribeLink from a new process:\n got  %+v\n want %+v (VNI %d, ready)", got, spec, made.VNI)
 	}
-	if err := w2.Disconnect(call(t), spec.Ref); err != nil {
+	if err := w2.Disconnect(call(t), sdk.DisconnectRequest{Ref: spec.Ref}); err != nil {
 		t.Fatalf("Disconnect from a new process: %v", err)
 	}
 	n.assertPristine()
@@ -298,12 +298,12 @@ func TestConnectRollback(t *testing.T) {
 	bad.Underlay = "10.99.0.250"
 	spec := sdk.LinkSpec{Ref: sdk.LinkRef{SliceID: "rb", LinkID: "l"}, End1: n.sites[0].end("core-dc", "br-rb"),
 		End2: bad, BandwidthBps: 10_000_000}
-	_, err := wan.Connect(ctx, spec)
+	_, err := wan.Connect(ctx, sdk.ConnectRequest{Link: spec})
 	if sdk.CodeOf(err) != sdk.CodeFailedPrecondition || !strings.Contains(err.Error(), "end2.underlay") {
 		t.Fatalf("Connect with a missing underlay address: %v, want FailedPrecondition naming end2.underlay", err)
 	}
 	n.assertPristine()
-	if _, err := wan.DescribeLink(ctx, spec.Ref); !sdk.IsNotFound(err) {
+	if _, err := wan.DescribeLink(ctx, sdk.DescribeLinkRequest{Ref: spec.Ref}); !sdk.IsNotFound(err) {
 		t.Errorf("DescribeLink after a failed Connect: %v, want NotFound", err)
 	}
 }
@@ -319,8 +319,8 @@ func TestRepair(t *testing.T) {
 	}
 	spec := sdk.LinkSpec{Ref: sdk.LinkRef{SliceID: "rp", LinkID: "l"}, End1: n.sites[0].end("core-dc", "br-rp"),
 		End2: n.sites[1].end("edge-dc", "br-rp"), BandwidthBps: 10_000_000}
-	t.Cleanup(func() { _ = wan.Disconnect(context.Background(), spec.Ref) })
-	l, err := wan.Connect(ctx, spec)
+	t.Cleanup(func() { _ = wan.Disconnect(context.Background(), sdk.DisconnectRequest{Ref: spec.Ref}) })
+	l, err := wan.Connect(ctx, sdk.ConnectRequest{Link: spec})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,7 +334,7 @@ func TestRepair(t *testing.T) {
 	}
 	h.Close()
 
-	got, err := wan.DescribeLink(ctx, spec.Ref)
+	got, err := wan.DescribeLink(ctx, sdk.DescribeLinkRequest{Ref: spec.Ref})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -344,14 +344,14 @@ func TestRepair(t *testing.T) {
 	if got.End2.Underlay != spec.End2.Underlay || got.End2.Site != spec.End2.Site {
 		t.Errorf("DescribeLink with end2 gone: end2 %+v, want what end1 knows of it", got.End2)
 	}
-	again, err := wan.Connect(ctx, spec)
+	again, err := wan.Connect(ctx, sdk.ConnectRequest{Link: spec})
 	if err != nil {
 		t.Fatalf("Connect to repair: %v", err)
 	}
 	if again.VNI != l.VNI {
 		t.Errorf("repair changed the VNI from %d to %d", l.VNI, again.VNI)
 	}
-	if got, err = wan.DescribeLink(ctx, spec.Ref); err != nil || got.State != sdk.StateReady {
+	if got, err = wan.DescribeLink(ctx, sdk.DescribeLinkRequest{Ref: spec.Ref}); err != nil || got.State != sdk.StateReady {
 		t.Errorf("DescribeLink after repair: %+v, %v; want ready", got, err)
 	}
 }
@@ -370,18 +370,18 @@ func TestLoopRefused(t *testing.T) {
 			End1: n.sites[a].end("p", "br-ring"), End2: n.sites[b].end("p", "br-ring")}
 	}
 	for _, spec := range []sdk.LinkSpec{link("ab", 0, 1), link("bc", 1, 2)} {
-		t.Cleanup(func() { _ = wan.Disconnect(context.Background(), spec.Ref) })
-		if _, err := wan.Connect(ctx, spec); err != nil {
+		t.Cleanup(func() { _ = wan.Disconnect(context.Background(), sdk.DisconnectRequest{Ref: spec.Ref}) })
+		if _, err := wan.Connect(ctx, sdk.ConnectRequest{Link: spec}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	ring := link("ca", 2, 0)
-	t.Cleanup(func() { _ = wan.Disconnect(context.Background(), ring.Ref) })
-	o, err := wan.OfferLink(ctx, ring)
+	t.Cleanup(func() { _ = wan.Disconnect(context.Background(), sdk.DisconnectRequest{Ref: ring.Ref}) })
+	o, err := wan.OfferLink(ctx, sdk.OfferLinkRequest{Link: ring})
 	if err != nil || o.Accepted || !strings.Contains(o.Reason, "loop") {
 		t.Errorf("OfferLink closing a ring: %+v, %v; want refused for a loop", o, err)
 	}
-	if _, err := wan.Connect(ctx, ring); sdk.CodeOf(err) != sdk.CodeFailedPrecondition {
+	if _, err := wan.Connect(ctx, sdk.ConnectRequest{Link: ring}); sdk.CodeOf(err) != sdk.CodeFailedPrecondition {
 		t.Errorf("Connect closing a ring: %v, want FailedPrecondition", err)
 	}
 }
@@ -403,7 +403,7 @@ func TestCapacity(t *testing.T) {
 	}
 	offer := func(s sdk.LinkSpec) sdk.LinkOffer {
 		t.Helper()
-		o, err := wan.OfferLink(ctx, s)
+		o, err := wan.OfferLink(ctx, sdk.OfferLinkRequest{Link: s})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -416,8 +416,8 @@ func TestCapacity(t *testing.T) {
 		t.Errorf("core-edge2 before any link: %d, want 40 Mbit/s (the pair's limit)", o.AvailableBps)
 	}
 	first := spec("c1", 1, 30_000_000)
-	t.Cleanup(func() { _ = wan.Disconnect(context.Background(), first.Ref) })
-	if _, err := wan.Connect(ctx, first); err != nil {
+	t.Cleanup(func() { _ = wan.Disconnect(context.Background(), sdk.DisconnectRequest{Ref: first.Ref}) })
+	if _, err := wan.Connect(ctx, sdk.ConnectRequest{Link: first}); err != nil {
 		t.Fatal(err)
 	}
 	if o := offer(spec("c2", 2, 1_000_000)); o.AvailableBps != 30_000_000 {
@@ -427,8 +427,8 @@ func TestCapacity(t *testing.T) {
 		t.Errorf("35 Mbit/s core-edge2 with 30 left: %+v, want refused with a reason", o)
 	}
 	over := spec("c3", 2, 35_000_000)
-	t.Cleanup(func() { _ = wan.Disconnect(context.Background(), over.Ref) })
-	if _, err := wan.Connect(ctx, over); sdk.CodeOf(err) != sdk.CodeResourceExhausted {
+	t.Cleanup(func() { _ = wan.Disconnect(context.Background(), sdk.DisconnectRequest{Ref: over.Ref}) })
+	if _, err := wan.Connect(ctx, sdk.ConnectRequest{Link: over}); sdk.CodeOf(err) != sdk.CodeResourceExhausted {
 		t.Errorf("Connect over the bandwidth left: %v, want ResourceExhausted", err)
 	}
 	// Re-offering the connected link sees its own share as free.
@@ -437,10 +437,10 @@ func TestCapacity(t *testing.T) {
 	}
 	// Raising the link's rate in place applies it to the devices.
 	first.BandwidthBps = 50_000_000
-	if _, err := wan.Connect(ctx, first); err != nil {
+	if _, err := wan.Connect(ctx, sdk.ConnectRequest{Link: first}); err != nil {
 		t.Fatalf("Connect with a new rate: %v", err)
 	}
-	if got, err := wan.DescribeLink(ctx, first.Ref); err != nil || got.BandwidthBps != 50_000_000 || got.State != sdk.StateReady {
+	if got, err := wan.DescribeLink(ctx, sdk.DescribeLinkRequest{Ref: first.Ref}); err != nil || got.BandwidthBps != 50_000_000 || got.State != sdk.StateReady {
 		t.Errorf("after raising the rate: %+v, %v", got, err)
 	}
 }
@@ -459,11 +459,11 @@ func BenchmarkConnectDisconnect(b *testing.B) {
 	var conn, disc time.Duration
 	for b.Loop() {
 		t0 := time.Now()
-		if _, err := wan.Connect(ctx, spec); err != nil {
+		if _, err := wan.Connect(ctx, sdk.ConnectRequest{Link: spec}); err != nil {
 			b.Fatal(err)
 		}
 		t1 := time.Now()
-		if err := wan.Disconnect(ctx, spec.Ref); err != nil {
+		if err := wan.Disconnect(ctx, sdk.DisconnectRequest{Ref: spec.Ref}); err != nil {
 			b.Fatal(err)
 		}
 		conn += t1.Sub(t0)
@@ -486,12 +486,12 @@ func TestLocalLink(t *testing.T) {
 	}
 	spec := sdk.LinkSpec{Ref: sdk.LinkRef{SliceID: "local", LinkID: "a-b"}, Name: "a-to-b",
 		End1: n.sites[0].end("a-dc", "br-la"), End2: n.sites[0].end("b-dc", "br-lb"), BandwidthBps: rate}
-	o, err := wan.OfferLink(ctx, spec)
+	o, err := wan.OfferLink(ctx, sdk.OfferLinkRequest{Link: spec})
 	if err != nil || !o.Accepted || o.AvailableBps != 200_000_000 {
 		t.Fatalf("OfferLink of a local link: %+v, %v; want accepted with the configured 200 Mbit/s", o, err)
 	}
-	t.Cleanup(func() { _ = wan.Disconnect(context.Background(), spec.Ref) })
-	l, err := wan.Connect(ctx, spec)
+	t.Cleanup(func() { _ = wan.Disconnect(context.Background(), sdk.DisconnectRequest{Ref: spec.Ref}) })
+	l, err := wan.Connect(ctx, sdk.ConnectRequest{Link: spec})
 	if err != nil {
 		t.Fatalf("Connect of a local link: %v", err)
 	}
@@ -502,7 +502,7 @@ func TestLocalLink(t *testing.T) {
 	// A local link takes nothing of the WAN between the site and another.
 	remote := sdk.LinkSpec{Ref: sdk.LinkRef{SliceID: "local", LinkID: "wan"}, End1: n.sites[0].end("a-dc", "br-la"),
 		End2: n.sites[1].end("c-dc", "br-lc"), BandwidthBps: 1_000_000}
-	if o, err := wan.OfferLink(ctx, remote); err != nil || o.AvailableBps != 200_000_000 {
+	if o, err := wan.OfferLink(ctx, sdk.OfferLinkRequest{Link: remote}); err != nil || o.AvailableBps != 200_000_000 {
 		t.Errorf("WAN left beside a local link: %+v, %v; want all 200 Mbit/s", o, err)
 	}
 
@@ -525,11 +525,11 @@ func TestLocalLink(t *testing.T) {
 	if err := again.Configure(ctx, sdk.Config{Provider: n.provider(), JSON: n.config()}); err != nil {
 		t.Fatal(err)
 	}
-	d, err := again.DescribeLink(ctx, spec.Ref)
+	d, err := again.DescribeLink(ctx, sdk.DescribeLinkRequest{Ref: spec.Ref})
 	if err != nil || d.State != sdk.StateReady || d.VNI != l.VNI || d.BandwidthBps != rate || d.End2.Bridge != "br-lb" {
 		t.Fatalf("DescribeLink from another process: %+v, %v", d, err)
 	}
-	if err := again.Disconnect(ctx, spec.Ref); err != nil {
+	if err := again.Disconnect(ctx, sdk.DisconnectRequest{Ref: spec.Ref}); err != nil {
 		t.Fatal(err)
 	}
 	if err := ping(a, "192.168.40.2", 600*time.Millisecond); err == nil {
@@ -537,7 +537,7 @@ func TestLocalLink(t *testing.T) {
 	}
 	n.delete(0, "vla")
 	n.delete(0, "vlb")
-	if err := again.Disconnect(ctx, spec.Ref); err != nil {
+	if err := again.Disconnect(ctx, sdk.DisconnectRequest{Ref: spec.Ref}); err != nil {
 		t.Fatal(err)
 	}
 	n.assertPristine()
@@ -575,19 +575,19 @@ func BenchmarkConnectWithLinks(b *testing.B) {
 			var took [4]time.Duration
 			for b.Loop() {
 				t0 := time.Now()
-				if o, err := wan.OfferLink(ctx, spec); err != nil || !o.Accepted {
+				if o, err := wan.OfferLink(ctx, sdk.OfferLinkRequest{Link: spec}); err != nil || !o.Accepted {
 					b.Fatal(o, err)
 				}
 				t1 := time.Now()
-				if _, err := wan.Connect(ctx, spec); err != nil {
+				if _, err := wan.Connect(ctx, sdk.ConnectRequest{Link: spec}); err != nil {
 					b.Fatal(err)
 				}
 				t2 := time.Now()
-				if l, err := wan.DescribeLink(ctx, spec.Ref); err != nil || l.State != sdk.StateReady {
+				if l, err := wan.DescribeLink(ctx, sdk.DescribeLinkRequest{Ref: spec.Ref}); err != nil || l.State != sdk.StateReady {
 					b.Fatal(l, err)
 				}
 				t3 := time.Now()
-				if err := wan.Disconnect(ctx, spec.Ref); err != nil {
+				if err := wan.Disconnect(ctx, sdk.DisconnectRequest{Ref: spec.Ref}); err != nil {
 					b.Fatal(err)
 				}
 				for i, d := range []time.Duration{t1.Sub(t0), t2.Sub(t1), t3.Sub(t2), time.Since(t3)} {

@@ -130,7 +130,8 @@ func (p *Plugin) used() sdk.Resources {
 }
 
 // Offer implements sdk.VIM.
-func (p *Plugin) Offer(_ context.Context, spec sdk.PartSpec) (sdk.Offer, error) {
+func (p *Plugin) Offer(_ context.Context, req sdk.OfferRequest) (sdk.Offer, error) {
+	spec := req.Part
 	if err := spec.Validate(); err != nil {
 		return sdk.Offer{}, err
 	}
@@ -147,7 +148,8 @@ func (p *Plugin) Offer(_ context.Context, spec sdk.PartSpec) (sdk.Offer, error) 
 }
 
 // Create implements sdk.VIM.
-func (p *Plugin) Create(ctx context.Context, spec sdk.PartSpec) (sdk.Part, error) {
+func (p *Plugin) Create(ctx context.Context, req sdk.CreateRequest) (sdk.Part, error) {
+	spec := req.Part
 	if err := spec.Validate(); err != nil {
 		return sdk.Part{}, err
 	}
@@ -189,7 +191,8 @@ func (p *Plugin) withPid(part sdk.Part) sdk.Part {
 }
 
 // Describe implements sdk.VIM.
-func (p *Plugin) Describe(_ context.Context, ref sdk.PartRef) (sdk.Part, error) {
+func (p *Plugin) Describe(_ context.Context, req sdk.DescribeRequest) (sdk.Part, error) {
+	ref := req.Ref
 	switch ref.PartID {
 	case "crash-once":
 		marker := filepath.Join(p.cfg.StateDir, "crashed-once")
@@ -274,7 +277,8 @@ func (p *Plugin) Scale(_ context.Context, req sdk.ScaleRequest) (sdk.Part, error
 }
 
 // Delete implements sdk.VIM.
-func (p *Plugin) Delete(_ context.Context, ref sdk.PartRef) error {
+func (p *Plugin) Delete(_ context.Context, req sdk.DeleteRequest) error {
+	ref := req.Ref
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	delete(p.parts, ref.String())
@@ -282,7 +286,8 @@ func (p *Plugin) Delete(_ context.Context, ref sdk.PartRef) error {
 }
 
 // Metrics implements sdk.VIM.
-func (p *Plugin) Metrics(_ context.Context, ref sdk.PartRef, _ []string) ([]sdk.Sample, error) {
+func (p *Plugin) Metrics(_ context.Context, req sdk.MetricsRequest) ([]sdk.Sample, error) {
+	ref := req.Ref
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	part, ok := p.parts[ref.String()]
@@ -297,7 +302,8 @@ func (p *Plugin) Metrics(_ context.Context, ref sdk.PartRef, _ []string) ([]sdk.
 }
 
 // Write implements sdk.Monitor: points stay in memory, like a queue lost with the process.
-func (p *Plugin) Write(_ context.Context, points []sdk.Point) error {
+func (p *Plugin) Write(_ context.Context, req sdk.WriteRequest) error {
+	points := req.Points
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.points = append(p.points, points...)
