@@ -37,14 +37,14 @@ type countingVIM struct {
 	c *describeCounter
 }
 
-func (v *countingVIM) Describe(ctx context.Context, ref sdk.PartRef) (sdk.Part, error) {
+func (v *countingVIM) Describe(ctx context.Context, req sdk.DescribeRequest) (sdk.Part, error) {
 	v.c.mu.Lock()
 	if v.c.n == nil {
 		v.c.n = map[string]int{}
 	}
-	v.c.n[ref.SliceID]++
+	v.c.n[req.Ref.SliceID]++
 	v.c.mu.Unlock()
-	return v.VIM.Describe(ctx, ref)
+	return v.VIM.Describe(ctx, req)
 }
 
 // The build's own writes (the plan, Ready) do not queue the slice again: a slice just
