@@ -11,12 +11,12 @@ import (
 
 // announce sends a gratuitous ARP for each IPv4 address a NIC was given. Whoever tried
 // to reach the guest while it booted (the SSH deployer, a test's client) holds an
-// incomplete neighbour entry for the address, and the kernel answers its queued
-// packets only once the entry resolves: without an announcement that is the next ARP
-// retry, up to 3 s later (an unanswered resolution fails after three tries a second
-// apart, and the dialler's next attempt starts another). An unsolicited ARP updates an
-// entry that exists (it creates none where arp_accept is off), so the waiting
-// connection attempt goes out at once.
+// incomplete neighbour entry for the address, and the kernel sends its queued packets
+// only once the entry resolves: without an announcement that is the next ARP probe, up
+// to a second later (three probes a second apart; when all three go unanswered the
+// dial fails with "no route to host" and the dialler's next attempt starts again). An
+// unsolicited ARP updates an entry that exists (it creates none where arp_accept is
+// off), so the waiting connection attempt goes out at once.
 func announce(ifindex int, mac net.HardwareAddr, addrs []netip.Addr) error {
 	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM, int(htons(unix.ETH_P_ARP)))
 	if err != nil {
