@@ -63,7 +63,8 @@ func BenchmarkGuestBoot(b *testing.B) {
 			}
 			steps.add("failed dial: "+dialFailure(err), time.Since(try))
 			if time.Now().After(deadline) {
-				return 0, part, spec, fmt.Errorf("node vm-1 of %s did not answer SSH within 60 s: %w", spec.Ref, err)
+				return 0, part, spec, fmt.Errorf("node vm-1 of %s did not answer SSH within 60 s (%s): %w",
+					spec.Ref, guestCPU(domainName(e.provider.Name, spec.Ref, "vm-1")), err)
 			}
 		}
 	}
@@ -389,4 +390,24 @@ func dialFailure(err error) string {
 	default:
 		return "other"
 	}
+}
+
+// guestCPU says how much CPU time a domain has had, to tell a guest that never got the
+// CPU to boot (under load) from one that booted and is not reachable.
+func guestCPU(domain string) string {
+	conn, err := libvirt.NewConnect(os.Getenv(envQemuURI))
+	if err != nil {
+		return err.Error()
+	}
+	defer conn.Close()
+	d, err := conn.LookupDomainByName(domain)
+	if err != nil {
+		return err.Error()
+	}
+	defer d.Free()
+	info, err := d.GetInfo()
+	if err != nil {
+		return err.Error()
+	}
+	return fmt.Sprintf("domain state %d, %.1f s of CPU", info.State, float64(info.CpuTime)/1e9)
 }
