@@ -205,6 +205,7 @@ func configureNIC(in seed.Interface) error {
 	if err := netlink.LinkSetUp(link); err != nil {
 		return fmt.Errorf("up: %w", err)
 	}
+	var mine []netip.Addr
 	for _, a := range in.Addresses {
 		p, err := netip.ParsePrefix(a)
 		if err != nil {
@@ -214,6 +215,11 @@ func configureNIC(in seed.Interface) error {
 		if err := netlink.AddrReplace(link, addr); err != nil {
 			return fmt.Errorf("address %s: %w", a, err)
 		}
+		mine = append(mine, p.Addr())
+	}
+	// Not fatal: peers still find the guest by ARP, only later.
+	if err := announce(link.Attrs().Index, link.Attrs().HardwareAddr, mine); err != nil {
+		fmt.Fprintf(os.Stderr, "necos-guest: nic %s: %v\n", in.Name, err)
 	}
 	routes := in.Routes
 	if in.Gateway != "" {

@@ -72,7 +72,18 @@ type Config struct {
 	// balloons down to its size, for images without virtio-mem. Xen guests always
 	// balloon.
 	MemoryHotplug string `json:"memory_hotplug"`
+	// BootFirmware is the firmware of QEMU guests whose image boots a kernel directly:
+	// empty or "libvirt" means libvirt's (SeaBIOS); else an absolute path to a BIOS
+	// image (QEMU's -bios), e.g. [QbootFirmware]. Such guests also get QEMU's ACPI
+	// tables, which SeaBIOS made up for. Guests booting from their disk always get
+	// libvirt's.
+	BootFirmware string `json:"boot_firmware"`
 }
+
+// QbootFirmware is qboot, QEMU's minimal firmware (Debian's qemu-system-data ships it):
+// it loads the kernel and initrd QEMU hands it and jumps in, where SeaBIOS first
+// initializes every device and runs option ROMs (README, "Real guests").
+const QbootFirmware = "/usr/share/qemu/qboot.rom"
 
 // The ways a guest grows past its memory (Config.MemoryHotplug).
 const (
@@ -172,6 +183,9 @@ var schema = sdk.ConfigSchema{Fields: []sdk.ConfigField{
 		Description: "how QEMU guests grow past their memory: virtio-mem (boot with the node's size, plug memory in on a resize; " +
 			"the image needs the virtio_mem driver and memhp_default_state=online_movable) or balloon (boot with max_node's memory, " +
 			"balloon down to the node's size)"},
+	{Name: "boot_firmware", Type: sdk.FieldString,
+		Description: "firmware of QEMU guests whose image boots a kernel directly: an absolute path to a BIOS image, e.g. " +
+			QbootFirmware + " (qboot: loads the kernel and jumps in; the guest gets QEMU's ACPI tables); default: libvirt's (SeaBIOS)"},
 	{Name: "tcg_emulator", Type: sdk.FieldString,
 		Description: "emulator of TCG guests (domain type qemu): an absolute path; default " + DefaultTCGEmulator +
 			" when installed (scripts/qemu.sh: single-threaded TCG, so live add-cpu cannot abort QEMU), else libvirt's; \"libvirt\": libvirt's own"},
@@ -205,6 +219,9 @@ type settings struct {
 	tcgCacheMB int
 	// virtioMem: QEMU guests grow through a virtio-mem device (memory_hotplug).
 	virtioMem bool
+	// bootFirmware is the -bios of QEMU guests booting a kernel directly; empty:
+	// libvirt's.
+	bootFirmware string
 }
 
 // check validates c and reports every problem at once, each naming its key.
@@ -324,6 +341,18 @@ func (c Config) check(provider sdk.Provider) (settings, error) {
 		bad("tcg_cache_mb: expected 1 to 4096 (MiB), got %d", c.TCGCacheMB)
 	default:
 		s.tcgCacheMB = c.TCGCacheMB
+	}
+	switch e := os.ExpandEnv(c.BootFirmware); {
+	case e == "", e == "libvirt":
+	case !filepath.IsAbs(e):
+		bad("boot_firmware: expected an absolute path or \"libvirt\", got %q", c.BootFirmware)
+	default:
+		if fi, err := os.Stat(e); err != nil {
+			bad("boot_firmware: %v", err)
+		} else if !fi.Mode().IsRegular() {
+			bad("boot_firmware: expected a firmware file, %s is not a regular file", e)
+		}
+		s.bootFirmware = e
 	}
 	switch c.MemoryHotplug {
 	case "", MemoryHotplugVirtioMem:

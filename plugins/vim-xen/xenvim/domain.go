@@ -198,6 +198,7 @@ type guestSpec struct {
 	Bridge                  string // ... or the bridge (xen)
 	Emulated                bool   // TCG: the maximum CPU model qemu emulates
 	Emulator                string // the emulator libvirt runs; empty: its own
+	Firmware                string // QEMU's -bios for a direct kernel boot; empty: libvirt's
 	TCGCacheMB              int    // TCG: the translation cache (MiB)
 	// VirtioMem boots the guest with its own memory and a virtio-mem device spanning the
 	// rest of its maximum (memory_hotplug), instead of booting it with the maximum.
@@ -264,7 +265,8 @@ type aliasXML struct {
 }
 
 type featuresXML struct {
-	TCG *tcgXML `xml:"tcg,omitempty"`
+	ACPI *struct{} `xml:"acpi,omitempty"`
+	TCG  *tcgXML   `xml:"tcg,omitempty"`
 }
 
 type tcgXML struct {
@@ -287,11 +289,18 @@ type vcpuXML struct {
 }
 
 type osXML struct {
-	Type    osTypeXML `xml:"type"`
-	Kernel  string    `xml:"kernel,omitempty"`
-	Initrd  string    `xml:"initrd,omitempty"`
-	Cmdline string    `xml:"cmdline,omitempty"`
-	Boot    *bootXML  `xml:"boot,omitempty"`
+	Type    osTypeXML  `xml:"type"`
+	Loader  *loaderXML `xml:"loader,omitempty"`
+	Kernel  string     `xml:"kernel,omitempty"`
+	Initrd  string     `xml:"initrd,omitempty"`
+	Cmdline string     `xml:"cmdline,omitempty"`
+	Boot    *bootXML   `xml:"boot,omitempty"`
+}
+
+type loaderXML struct {
+	Type     string `xml:"type,attr"`
+	Readonly string `xml:"readonly,attr"`
+	Path     string `xml:",chardata"`
 }
 
 type osTypeXML struct {
@@ -368,7 +377,12 @@ type interfaceXML struct {
 	Source *sourceXML `xml:"source,omitempty"`
 	Target *targetXML `xml:"target,omitempty"`
 	Model  *modelXML  `xml:"model,omitempty"`
+	ROM    *romXML    `xml:"rom,omitempty"`
 	IP     []ipXML    `xml:"ip"`
+}
+
+type romXML struct {
+	Enabled string `xml:"enabled,attr"`
 }
 
 type macXML struct {
@@ -443,6 +457,13 @@ func (x *domainXML) guest(d domainSpec) {
 	}
 	if g.Kernel != "" {
 		x.OS.Kernel, x.OS.Initrd, x.OS.Cmdline, x.OS.Boot = g.Kernel, g.Initrd, g.Cmdline, nil
+		if d.Type != "xen" && g.Firmware != "" {
+			x.OS.Loader = &loaderXML{Type: "rom", Readonly: "yes", Path: g.Firmware}
+			// qboot has no tables of its own (SeaBIOS makes MP and ACPI tables when QEMU
+			// gives none): without QEMU's ACPI tables the guest finds no interrupt
+			// routing for its PCI devices.
+			x.features().ACPI = &struct{}{}
+		}
 	}
 	if d.Type != "xen" {
 		x.OS.Type.Machine = "q35"
@@ -464,6 +485,8 @@ func (x *domainXML) guest(d domainSpec) {
 	if g.Tap != "" {
 		// A tap the plugin made: libvirt opens it and leaves it alone (netdev.go).
 		nic.Type, nic.Target, nic.Model = "ethernet", &targetXML{Dev: g.Tap, Managed: "no"}, &modelXML{Type: "virtio"}
+		// No network boot, so no option ROM (iPXE): SeaBIOS would run it at every boot.
+		nic.ROM = &romXML{Enabled: "no"}
 	} else {
 		nic.Type, nic.Source = "bridge", &sourceXML{Bridge: g.Bridge}
 		if d.GuestIP && d.IP != "" {
@@ -488,11 +511,19 @@ func (x *domainXML) guest(d domainSpec) {
 		// TCG's translated-code cache defaults to 1 GiB, of which a booted guest fills
 		// ~80 MB and keeps it resident (tcg_cache_mb, DefaultTCGCacheMB).
 		cache := cmp.Or(g.TCGCacheMB, DefaultTCGCacheMB)
-		x.Features = &featuresXML{TCG: &tcgXML{TBCache: sizeXML{Unit: "MiB", Value: uint64(cache)}}}
+		x.features().TCG = &tcgXML{TBCache: sizeXML{Unit: "MiB", Value: uint64(cache)}}
 		// Single-threaded TCG (the wrapper, README): a live add-cpu under QEMU 7.2's
 		// multi-threaded TCG can abort QEMU; libvirt 9.0 cannot ask for thread=single.
 		x.Devices.Emulator = g.Emulator
 	}
+}
+
+// features returns the domain's <features>, made when missing.
+func (x *domainXML) features() *featuresXML {
+	if x.Features == nil {
+		x.Features = &featuresXML{}
+	}
+	return x.Features
 }
 
 // virtioMemBlockMiB is the virtio-mem device's block, the unit memory is plugged in:

@@ -122,6 +122,9 @@ func (g *guestPlan) prepare(d *domainSpec, pl planned, im guestImage) (iso []byt
 	if d.Type == "qemu" {
 		d.Guest.Emulator, d.Guest.TCGCacheMB = g.s.tcgEmulator, g.s.tcgCacheMB
 	}
+	if d.Type != "xen" {
+		d.Guest.Firmware = g.s.bootFirmware
+	}
 	d.Guest.VirtioMem = d.Type != "xen" && g.s.virtioMem
 	if d.Type == "xen" {
 		d.Guest.Bridge = d.Bridge

@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,24 +36,35 @@ func BenchmarkGuestBoot(b *testing.B) {
 	}
 	defer e.p.Close()
 	ctx := context.Background()
+	// Where the plugin's Create spends its time, step by step (steps.go), over the
+	// boots one after the other.
+	steps := newStepTimes()
+	testHookStep = func(step string, took time.Duration) { steps.add(step, took) }
+	defer func() { testHookStep = nil }()
 	// boot makes a part of one guest and waits for its SSH. It runs in goroutines too,
 	// so it returns its failure (b.Fatal there would leave the benchmark waiting).
 	boot := func() (time.Duration, sdk.Part, sdk.PartSpec, error) {
 		spec := e.spec("p", sdk.VDUSpec{Name: "vm", Instances: 1, CPUs: 1, MemoryMB: 256, StorageGB: 1})
 		start := time.Now()
 		part, err := e.p.Create(ctx, sdk.CreateRequest{Part: spec})
+		steps.add("Create", time.Since(start))
 		if err != nil {
 			return 0, part, spec, err
 		}
 		for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
 			sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-			_, err := guestExec(sctx, part, "vm-1", "true")
+			try := time.Now()
+			out, err := guestExec(sctx, part, "vm-1", guestClockCmd)
 			cancel()
 			if err == nil {
-				return time.Since(start), part, spec, nil
+				took := time.Since(start)
+				steps.guestClock(out, took)
+				return took, part, spec, nil
 			}
+			steps.add("failed dial: "+dialFailure(err), time.Since(try))
 			if time.Now().After(deadline) {
-				return 0, part, spec, fmt.Errorf("node vm-1 of %s did not answer SSH within 60 s: %w", spec.Ref, err)
+				return 0, part, spec, fmt.Errorf("node vm-1 of %s did not answer SSH within 60 s (%s): %w",
+					spec.Ref, guestCPU(domainName(e.provider.Name, spec.Ref, "vm-1")), err)
 			}
 		}
 	}
@@ -71,6 +84,9 @@ func BenchmarkGuestBoot(b *testing.B) {
 	sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
 	b.ReportMetric(times[len(times)/2].Seconds(), "p50-s")
 	b.ReportMetric(times[(len(times)*95+99)/100-1].Seconds(), "p95-s")
+	b.ReportMetric(steps.median("Create").Seconds(), "create-s")
+	b.Logf("Create's steps, median (max, count) over %d boots: %s", len(times), steps)
+	steps = newStepTimes()
 
 	// Four at once.
 	type res struct {
@@ -89,6 +105,8 @@ func BenchmarkGuestBoot(b *testing.B) {
 		four = append(four, <-out)
 	}
 	b.ReportMetric(time.Since(start).Seconds(), "four-s")
+	b.Logf("Create's steps, median (max, count) over four at once: %s", steps)
+	testHookStep = nil
 	defer func() {
 		for _, r := range four {
 			if err := e.p.Delete(ctx, sdk.DeleteRequest{Ref: r.spec.Ref}); err != nil {
@@ -294,4 +312,102 @@ func qemuMemory(b *testing.B, domain string) qemuMem {
 	}
 	m.guestUsed = m.guestActual - m.guestUnused
 	return m
+}
+
+// stepTimes collects the durations of Create's steps (testHookStep) by step.
+type stepTimes struct {
+	mu    sync.Mutex
+	order []string
+	by    map[string][]time.Duration
+}
+
+func newStepTimes() *stepTimes { return &stepTimes{by: map[string][]time.Duration{}} }
+
+func (t *stepTimes) add(step string, took time.Duration) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.by[step]; !ok {
+		t.order = append(t.order, step)
+	}
+	t.by[step] = append(t.by[step], took)
+}
+
+func (t *stepTimes) median(step string) time.Duration {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	d := slices.Clone(t.by[step])
+	if len(d) == 0 {
+		return 0
+	}
+	slices.Sort(d)
+	return d[len(d)/2]
+}
+
+// String lists each step's median, maximum and count in the order the steps first came.
+func (t *stepTimes) String() string {
+	var out []string
+	for _, step := range t.order {
+		t.mu.Lock()
+		d := slices.Clone(t.by[step])
+		t.mu.Unlock()
+		slices.Sort(d)
+		out = append(out, fmt.Sprintf("%s %s (%s, %d×)", step, d[len(d)/2].Round(time.Millisecond), d[len(d)-1].Round(time.Millisecond), len(d)))
+	}
+	return strings.Join(out, ", ")
+}
+
+// guestClockCmd prints the guest's uptime and when its SSH server's oldest process (the
+// listener) started, in clock ticks since boot.
+const guestClockCmd = `cut -d' ' -f1 /proc/uptime; for p in $(pidof dropbear); do cut -d' ' -f22 /proc/$p/stat; done | sort -n | head -1`
+
+// guestClock places the guest's boot on the host's clock: its kernel started at
+// answered - uptime after Create began, its SSH server ticks/100 s later.
+func (t *stepTimes) guestClock(out string, answered time.Duration) {
+	f := strings.Fields(out)
+	if len(f) != 2 {
+		return
+	}
+	up, err1 := strconv.ParseFloat(f[0], 64)
+	ticks, err2 := strconv.ParseFloat(f[1], 64)
+	if err1 != nil || err2 != nil {
+		return
+	}
+	kernel := answered - time.Duration(up*float64(time.Second))
+	t.add("guest kernel starts", kernel)
+	t.add("guest SSH server starts", kernel+time.Duration(ticks*float64(time.Second)/100))
+	t.add("SSH answered", answered)
+}
+
+// dialFailure names why an SSH attempt failed, for the benchmark's log.
+func dialFailure(err error) string {
+	switch msg := err.Error(); {
+	case strings.Contains(msg, "no route to host"):
+		return "no route"
+	case strings.Contains(msg, "connection refused"):
+		return "refused"
+	case strings.Contains(msg, "timeout"), strings.Contains(msg, "deadline"):
+		return "timeout"
+	default:
+		return "other"
+	}
+}
+
+// guestCPU says how much CPU time a domain has had, to tell a guest that never got the
+// CPU to boot (under load) from one that booted and is not reachable.
+func guestCPU(domain string) string {
+	conn, err := libvirt.NewConnect(os.Getenv(envQemuURI))
+	if err != nil {
+		return err.Error()
+	}
+	defer conn.Close()
+	d, err := conn.LookupDomainByName(domain)
+	if err != nil {
+		return err.Error()
+	}
+	defer d.Free()
+	info, err := d.GetInfo()
+	if err != nil {
+		return err.Error()
+	}
+	return fmt.Sprintf("domain state %d, %.1f s of CPU", info.State, float64(info.CpuTime)/1e9)
 }

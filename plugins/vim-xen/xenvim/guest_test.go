@@ -62,6 +62,8 @@ func guestConfig(t testing.TB) (Config, bool) {
 		TCGCacheMB: envInt("NECOS_TCG_CACHE_MB"),
 		// NECOS_MEMORY_HOTPLUG=balloon boots guests with their maximum memory, to compare.
 		MemoryHotplug: os.Getenv("NECOS_MEMORY_HOTPLUG"),
+		// NECOS_BOOT_FIRMWARE=/usr/share/qemu/qboot.rom boots guests with qboot, to compare.
+		BootFirmware: os.Getenv("NECOS_BOOT_FIRMWARE"),
 	}, true
 }
 

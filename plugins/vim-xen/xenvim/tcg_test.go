@@ -130,3 +130,39 @@ func TestTCGCacheSize(t *testing.T) {
 		}
 	}
 }
+
+// A QEMU guest booting a kernel directly runs boot_firmware, with QEMU's ACPI tables
+// (qboot makes none); without it, and on Xen or for a guest booting its disk, libvirt
+// picks. A tap NIC has no option ROM.
+func TestBootFirmware(t *testing.T) {
+	for _, tc := range []struct {
+		name             string
+		typ, kernel, fw  string
+		loader, noLoader bool
+	}{
+		{name: "qboot", typ: "qemu", kernel: "/k", fw: QbootFirmware, loader: true},
+		{name: "libvirt's", typ: "qemu", kernel: "/k", noLoader: true},
+		{name: "disk boot", typ: "kvm", fw: QbootFirmware, noLoader: true},
+		{name: "xen", typ: "xen", kernel: "/k", fw: QbootFirmware, noLoader: true},
+	} {
+		g := &guestSpec{Kernel: tc.kernel, Seed: "/s", Tap: "t", MAC: "52:54:00:00:00:01", Emulated: tc.typ == "qemu", Firmware: tc.fw}
+		if tc.typ == "xen" {
+			g.Tap, g.Bridge = "", "br0"
+		}
+		d := domainSpec{Name: "n", Type: tc.typ, CPUs: 1, MaxCPUs: 4, MemoryMB: 256, MaxMemMB: 1024, Guest: g}
+		x, err := d.xml()
+		if err != nil {
+			t.Fatal(err)
+		}
+		loader := `<loader type="rom" readonly="yes">` + QbootFirmware + `</loader>`
+		if got := strings.Contains(x, loader) && strings.Contains(x, "<acpi></acpi>"); got != tc.loader {
+			t.Errorf("%s: loader and ACPI %v, want %v in\n%s", tc.name, got, tc.loader, x)
+		}
+		if tc.noLoader && (strings.Contains(x, "<loader") || strings.Contains(x, "<acpi")) {
+			t.Errorf("%s: a loader or ACPI in\n%s", tc.name, x)
+		}
+		if rom := strings.Contains(x, `<rom enabled="no"></rom>`); rom != (tc.typ != "xen") {
+			t.Errorf("%s: NIC option ROM disabled %v in\n%s", tc.name, rom, x)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/necos/necos/sdk"
@@ -83,13 +84,18 @@ func (p *Plugin) Offer(_ context.Context, req sdk.OfferRequest) (sdk.Offer, erro
 // stopped node started); what this call made is removed again if it fails.
 func (p *Plugin) Create(ctx context.Context, req sdk.CreateRequest) (sdk.Part, error) {
 	spec := req.Part
+	clk := p.clock(spec.Ref)
+	done := clk.step("session")
 	s, conn, err := p.session()
+	done()
 	if err != nil {
 		return sdk.Part{}, err
 	}
 	unlock := p.parts.lock(spec.Ref)
 	defer unlock()
+	done = clk.step("lookup")
 	existing, err := p.partNodes(conn, s, spec.Ref)
+	done()
 	if err != nil {
 		return sdk.Part{}, fmt.Errorf("create part %s: %w", spec.Ref, err)
 	}
@@ -99,7 +105,9 @@ func (p *Plugin) Create(ctx context.Context, req sdk.CreateRequest) (sdk.Part, e
 		// scaled since it was first created.
 		rec = latestRecord(existing)
 	}
+	done = clk.step("key")
 	rec, key, err := p.ensureKey(conn, s, spec.Ref, rec, existing)
+	done()
 	if err != nil {
 		return sdk.Part{}, fmt.Errorf("create part %s: %w", spec.Ref, err)
 	}
@@ -133,6 +141,7 @@ func (p *Plugin) Create(ctx context.Context, req sdk.CreateRequest) (sdk.Part, e
 			}
 		}
 	}
+	defer clk.step("describe")()
 	return p.describe(conn, s, spec.Ref)
 }
 
@@ -218,9 +227,11 @@ func missingNodes(rec partRecord, have []node) []planned {
 }
 
 // addNodes defines and starts the planned nodes of a part. The capacity check and the
-// defines happen under capMu, so concurrent calls cannot oversubscribe; starting runs
-// outside it. On any failure every domain this call defined is destroyed and undefined,
-// with its volumes and tap.
+// defines happen under capMu, so concurrent calls cannot oversubscribe; the rest runs
+// outside it, and concurrently where nothing orders it: the nodes' volumes with the
+// part's network, then every node's start (each one a QEMU launch and some hundred
+// monitor round-trips, ~1.5 s, most of a Create). On any failure every domain this call
+// defined is destroyed and undefined, with its volumes and tap.
 func (p *Plugin) addNodes(ctx context.Context, conn *libvirt.Connect, s *settings, ref sdk.PartRef,
 	rec partRecord, key string, pls []planned) (err error) {
 	var made []madeNode
@@ -234,24 +245,58 @@ func (p *Plugin) addNodes(ctx context.Context, conn *libvirt.Connect, s *setting
 			}
 		}
 	}()
-	rec, err = p.defineNodes(ctx, conn, s, ref, rec, key, pls, &made)
+	rec, vols, release, err := p.defineNodes(ctx, conn, s, ref, rec, key, pls, &made)
+	defer release()
 	if err != nil {
 		return err
 	}
 	if s.guests {
-		if err := p.partNet(s, ref, rec).ensure(); err != nil {
-			return sdk.Errorf(sdk.CodeFailedPrecondition, "network of part %s: %v", ref, err)
+		clk := p.clock(ref)
+		jobs := make([]func() error, 0, len(vols)+1)
+		for _, v := range vols {
+			jobs = append(jobs, func() error {
+				defer clk.step("volumes")()
+				return v()
+			})
 		}
-	}
-	for _, m := range made {
-		if err := ctx.Err(); err != nil {
-			return sdk.Errorf(sdk.CodeCanceled, "start nodes: %v", err)
-		}
-		if err := p.startNode(conn, s, ref, rec, m.uuid, m.domain); err != nil {
+		jobs = append(jobs, func() error {
+			defer clk.step("network")()
+			if err := p.partNet(s, ref, rec).ensure(); err != nil {
+				return sdk.Errorf(sdk.CodeFailedPrecondition, "network of part %s: %v", ref, err)
+			}
+			return nil
+		})
+		if err := concurrently(jobs); err != nil {
 			return err
 		}
 	}
-	return nil
+	if err := ctx.Err(); err != nil {
+		return sdk.Errorf(sdk.CodeCanceled, "start nodes: %v", err)
+	}
+	starts := make([]func() error, len(made))
+	for i, m := range made {
+		starts[i] = func() error { return p.startNode(conn, s, ref, rec, m.uuid, m.domain) }
+	}
+	return concurrently(starts)
+}
+
+// concurrently runs jobs in goroutines of their own and returns their errors joined
+// (nil when all succeed), once every job has returned.
+func concurrently(jobs []func() error) error {
+	if len(jobs) == 1 {
+		return jobs[0]()
+	}
+	errs := make([]error, len(jobs))
+	var wg sync.WaitGroup
+	for i, job := range jobs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = job()
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // madeNode is a node a call made (or began to make: uuid is empty until it is defined).
@@ -260,17 +305,27 @@ type madeNode struct{ uuid, domain string }
 // startNode starts a node's domain; a real guest's tap is made (or brought back) in the
 // host namespace first, and put onto the part's bridge once the guest runs.
 func (p *Plugin) startNode(conn *libvirt.Connect, s *settings, ref sdk.PartRef, rec partRecord, uuid, domain string) error {
+	clk := p.clock(ref)
 	if s.guests {
 		tag := ownerTag(tapTagPrefix, s.provider.Name, ref.SliceID, ref.PartID, domain)
-		if err := ensureTap(tapName(domain), rec.Netns, tag); err != nil {
+		done := clk.step("tap")
+		err := ensureTap(tapName(domain), rec.Netns, tag)
+		done()
+		if err != nil {
 			return sdk.Errorf(sdk.CodeFailedPrecondition, "node %s: %v", domain, err)
 		}
 	}
-	if err := startDomain(conn, uuid); err != nil {
+	done := clk.step("start")
+	err := startDomain(conn, uuid)
+	done()
+	if err != nil {
 		return err
 	}
 	if s.guests {
-		if err := plugTap(tapName(domain), rec.Netns, rec.Bridge); err != nil {
+		done := clk.step("plug")
+		err := plugTap(tapName(domain), rec.Netns, rec.Bridge)
+		done()
+		if err != nil {
 			return sdk.Errorf(sdk.CodeFailedPrecondition, "node %s: %v", domain, err)
 		}
 	}
@@ -333,27 +388,45 @@ func (p *Plugin) partNet(s *settings, ref sdk.PartRef, rec partRecord) partNet {
 	return n
 }
 
+// defineNodes checks the capacity for the planned nodes and defines their domains, under
+// capMu; for real guests it returns what makes each node's volumes, which the caller
+// runs once capMu is released, then release. A node's domain is defined before its
+// volumes exist (see guestPlan.prepare); the volumes (an overlay qemu-img makes, the seed
+// uploaded through a stream) took seconds under load, while every other Create waited.
 func (p *Plugin) defineNodes(ctx context.Context, conn *libvirt.Connect, s *settings, ref sdk.PartRef,
-	rec partRecord, key string, pls []planned, made *[]madeNode) (partRecord, error) {
+	rec partRecord, key string, pls []planned, made *[]madeNode) (_ partRecord, vols []func() error, release func(), err error) {
+	release = func() {}
 	var g *guestPlan
 	if s.guests {
-		var err error
-		if g, err = p.planGuests(conn, s, rec, key, pls); err != nil {
-			return rec, err
+		done := p.clock(ref).step("plan")
+		g, err = p.planGuests(conn, s, rec, key, pls)
+		done()
+		if err != nil {
+			return rec, nil, release, err
 		}
-		defer g.pool.Free()
+		release = func() { _ = g.pool.Free() }
 	}
+	rec, vols, err = p.defineLocked(ctx, conn, s, ref, rec, g, pls, made)
+	return rec, vols, release, err
+}
+
+// defineLocked is defineNodes' part under capMu.
+func (p *Plugin) defineLocked(ctx context.Context, conn *libvirt.Connect, s *settings, ref sdk.PartRef,
+	rec partRecord, g *guestPlan, pls []planned, made *[]madeNode) (_ partRecord, vols []func() error, err error) {
+	clk := p.clock(ref)
+	done := clk.step("capacity")
 	p.capMu.Lock()
 	defer p.capMu.Unlock()
+	done()
 	if why := tooBig(s, rec.VDUs); why != "" {
-		return rec, sdk.Errorf(sdk.CodeResourceExhausted, "provider %s: %s", s.provider.Name, why)
+		return rec, nil, sdk.Errorf(sdk.CodeResourceExhausted, "provider %s: %s", s.provider.Name, why)
 	}
 	used, err := p.usageNow(conn, s)
 	if err != nil {
-		return rec, err
+		return rec, nil, err
 	}
 	if ok, why := plannedUsage(pls).Fits(free(s, used)); !ok {
-		return rec, sdk.Errorf(sdk.CodeResourceExhausted, "provider %s: %s", s.provider.Name, why)
+		return rec, nil, sdk.Errorf(sdk.CodeResourceExhausted, "provider %s: %s", s.provider.Name, why)
 	}
 	var alloc *allocator
 	if s.subnet.IsValid() && hasNIC(s, rec) {
@@ -363,7 +436,7 @@ func (p *Plugin) defineNodes(ctx context.Context, conn *libvirt.Connect, s *sett
 		// The part's endpoint (netdev.go) takes an address of the subnet like a node.
 		ip, ok := alloc.next()
 		if !ok {
-			return rec, sdk.Errorf(sdk.CodeResourceExhausted, "provider %s: no free address left in subnet %s",
+			return rec, nil, sdk.Errorf(sdk.CodeResourceExhausted, "provider %s: no free address left in subnet %s",
 				s.provider.Name, s.subnet)
 		}
 		rec.EndpointIP = ip.String()
@@ -371,7 +444,7 @@ func (p *Plugin) defineNodes(ctx context.Context, conn *libvirt.Connect, s *sett
 	now := time.Now().UTC().Format(time.RFC3339)
 	for i, pl := range pls {
 		if err := ctx.Err(); err != nil {
-			return rec, sdk.Errorf(sdk.CodeCanceled, "define nodes: %v", err)
+			return rec, nil, sdk.Errorf(sdk.CodeCanceled, "define nodes: %v", err)
 		}
 		d := domainSpec{
 			Name: domainName(s.provider.Name, ref, pl.name()),
@@ -388,7 +461,7 @@ func (p *Plugin) defineNodes(ctx context.Context, conn *libvirt.Connect, s *sett
 		if alloc != nil {
 			ip, ok := alloc.next()
 			if !ok {
-				return rec, sdk.Errorf(sdk.CodeResourceExhausted, "provider %s: no free address left in subnet %s",
+				return rec, nil, sdk.Errorf(sdk.CodeResourceExhausted, "provider %s: no free address left in subnet %s",
 					s.provider.Name, s.subnet)
 			}
 			d.IP, d.Prefix, d.Meta.IP = ip.String(), alloc.prefixLen(), ip.String()
@@ -396,26 +469,31 @@ func (p *Plugin) defineNodes(ctx context.Context, conn *libvirt.Connect, s *sett
 		*made = append(*made, madeNode{domain: d.Name})
 		var iso []byte
 		if g != nil {
-			if iso, err = g.prepare(&d, pl, g.images[i]); err != nil {
-				return rec, err
+			done := clk.step("seed")
+			iso, err = g.prepare(&d, pl, g.images[i])
+			done()
+			if err != nil {
+				return rec, nil, err
 			}
 		}
 		x, err := d.xml()
 		if err != nil {
-			return rec, sdk.Errorf(sdk.CodeInternal, "%v", err)
+			return rec, nil, sdk.Errorf(sdk.CodeInternal, "%v", err)
 		}
+		done := clk.step("define")
 		dom, err := conn.DomainDefineXML(x)
+		done()
 		if err != nil {
 			// A name taken (by a domain the index missed) or any other surprise: read
 			// libvirt again before the next capacity check.
 			p.index.invalidate()
-			return rec, lvError(err, "define node %s (domain %s)", pl.name(), d.Name)
+			return rec, nil, lvError(err, "define node %s (domain %s)", pl.name(), d.Name)
 		}
 		id, err := dom.GetUUIDString()
 		_ = dom.Free()
 		if err != nil {
 			p.index.invalidate()
-			return rec, lvError(err, "define node %s (domain %s)", pl.name(), d.Name)
+			return rec, nil, lvError(err, "define node %s (domain %s)", pl.name(), d.Name)
 		}
 		(*made)[len(*made)-1].uuid = id
 		p.index.put(node{uuid: id, domain: d.Name, meta: d.Meta, state: libvirt.DOMAIN_SHUTOFF,
@@ -424,12 +502,11 @@ func (p *Plugin) defineNodes(ctx context.Context, conn *libvirt.Connect, s *sett
 			testHookDefined(d.Name)
 		}
 		if g != nil {
-			if err := g.makeVolumes(conn, d, pl, g.images[i], iso); err != nil {
-				return rec, err
-			}
+			im := g.images[i]
+			vols = append(vols, func() error { return g.makeVolumes(conn, d, pl, im, iso) })
 		}
 	}
-	return rec, nil
+	return rec, vols, nil
 }
 
 // addressAllocator hands out the subnet's addresses that no node or endpoint holds.

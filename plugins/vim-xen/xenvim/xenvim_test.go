@@ -148,13 +148,14 @@ func TestConfigCheck(t *testing.T) {
 	bad := Config{URI: "vbox:///session", Capacity: Capacity{CPUs: 0, MemoryMB: -1, StorageGB: -1},
 		MaxNode: NodeLimit{CPUs: -1}, PricePerNodeDay: -1, Subnet: "10.0.0.0/33",
 		SSH: &SSHConfig{IP: "host", Port: 0}, API: &Endpoint{IP: "10.0.0.1", Port: 70000}, TCGCacheMB: -16,
-		MemoryHotplug: "dimm"}
+		MemoryHotplug: "dimm", BootFirmware: "qboot.rom"}
 	_, err = bad.check(provider)
 	if sdk.CodeOf(err) != sdk.CodeInvalidArgument {
 		t.Fatalf("bad config: %v", err)
 	}
 	for _, key := range []string{"domain_type", "capacity.cpus", "capacity.memory_mb", "capacity.storage_gb",
-		"max_node.cpus", "price_per_node_day", "subnet", "ssh.ip", "ssh.port", "api.port", "tcg_cache_mb", "memory_hotplug"} {
+		"max_node.cpus", "price_per_node_day", "subnet", "ssh.ip", "ssh.port", "api.port", "tcg_cache_mb", "memory_hotplug",
+		"boot_firmware"} {
 		if !strings.Contains(err.Error(), key+":") {
 			t.Errorf("error does not name %s: %v", key, err)
 		}
