@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -251,22 +252,35 @@ func TestRealGuestMetricsBatch(t *testing.T) {
 		t.Fatalf("no bulk statistics of domain %s", name)
 	}
 
-	got, err := e.p.MetricsBatch(ctx, sdk.MetricsBatchRequest{Parts: []sdk.MetricsRequest{{Ref: spec.Ref}}})
-	if err != nil || got[0].Err != nil {
-		t.Fatalf("MetricsBatch: %v %+v", err, got)
-	}
-	want, err := e.p.Metrics(ctx, sdk.MetricsRequest{Ref: spec.Ref})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(got[0].Samples) != len(want) || len(want) != 3 {
-		t.Fatalf("MetricsBatch gives %+v, Metrics %+v (three metrics of one node)", got[0].Samples, want)
-	}
-	for i, w := range want {
-		g := got[0].Samples[i]
-		tolerance := math.Max(5, w.Value/10) // the guest's use moves between the two readings
-		if g.Node != w.Node || g.NodeType != w.NodeType || g.Metric != w.Metric || math.Abs(g.Value-w.Value) > tolerance {
-			t.Errorf("sample %d: batch %+v, Metrics %+v", i, g, w)
+	// The two readings are taken apart, and a guest just booted moves its CPU use
+	// between them (8.5 % then 0 % was seen on a loaded machine): they are taken again,
+	// up to three times, before a difference counts.
+	var problems []string
+	for attempt := 1; attempt <= 3; attempt++ {
+		got, err := e.p.MetricsBatch(ctx, sdk.MetricsBatchRequest{Parts: []sdk.MetricsRequest{{Ref: spec.Ref}}})
+		if err != nil || got[0].Err != nil {
+			t.Fatalf("MetricsBatch: %v %+v", err, got)
+		}
+		want, err := e.p.Metrics(ctx, sdk.MetricsRequest{Ref: spec.Ref})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got[0].Samples) != len(want) || len(want) != 3 {
+			t.Fatalf("MetricsBatch gives %+v, Metrics %+v (three metrics of one node)", got[0].Samples, want)
+		}
+		problems = problems[:0]
+		for i, w := range want {
+			g := got[0].Samples[i]
+			if g.Node != w.Node || g.NodeType != w.NodeType || g.Metric != w.Metric {
+				t.Fatalf("sample %d: batch %+v, Metrics %+v", i, g, w)
+			}
+			if tolerance := math.Max(5, w.Value/10); math.Abs(g.Value-w.Value) > tolerance {
+				problems = append(problems, fmt.Sprintf("sample %d: batch %+v, Metrics %+v", i, g, w))
+			}
+		}
+		if len(problems) == 0 {
+			return
 		}
 	}
+	t.Errorf("batch and Metrics disagree three times in a row: %s", strings.Join(problems, "; "))
 }
