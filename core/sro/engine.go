@@ -99,9 +99,9 @@ type Engine struct {
 	waiters   map[string]*waiter // callers of this process waiting for a change, by id
 	failures  map[string]error   // why changes failed, until their rollback settles them
 
-	// own holds, per slice, the revisions of the writes a reconcile made and went on
-	// from itself (the plan, the build's Ready): their watch events are not work.
-	own map[string][]int64
+	// own are the writes a reconcile made and went on from itself (the plan, the
+	// build's Ready): their watch events are not work.
+	own ownWrites
 }
 
 // New returns an engine. Call Run to start reconciling.
@@ -291,7 +291,7 @@ loop:
 			if !ok {
 				break loop
 			}
-			if e.wroteItself(w) {
+			if e.own.wroteItself(w) {
 				continue
 			}
 			e.queue.Add(w.ID)
@@ -310,42 +310,6 @@ loop:
 		return ctx.Err()
 	}
 	return errors.New("leadership lost")
-}
-
-// markOwn records that the reconcile at work wrote slice id at rev and carries on from
-// that write itself. Without it, the build's own Ready write queued the slice again, and
-// the slice was reconciled at once: its parts described (a health round) moments after
-// they were made, four plugin calls and a dozen store reads per 4-part slice, beside
-// the creates of the slices after it.
-func (e *Engine) markOwn(id string, rev int64) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.own == nil {
-		e.own = map[string][]int64{}
-	}
-	revs := e.own[id]
-	if len(revs) >= 4 { // events lost (a watch restarted): keep the latest only
-		revs = revs[len(revs)-3:]
-	}
-	e.own[id] = append(revs, rev)
-}
-
-// wroteItself reports (once) whether w is a write marked by markOwn.
-func (e *Engine) wroteItself(w store.SliceWrite) bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	revs := e.own[w.ID]
-	for i, r := range revs {
-		if r == w.Rev {
-			if len(revs) == 1 {
-				delete(e.own, w.ID)
-			} else {
-				e.own[w.ID] = append(revs[:i:i], revs[i+1:]...)
-			}
-			return true
-		}
-	}
-	return false
 }
 
 func (e *Engine) setLeader(v bool) {

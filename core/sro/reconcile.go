@@ -162,8 +162,10 @@ func (e *Engine) plan(ctx context.Context, sl *store.Slice) error {
 		}
 	}
 	evs[0] = store.Event{Type: EvPlanned, Message: planMessage(parts, links), Data: data}
+	wrote := e.own.begin(sl.ID) // the build goes on from this write
 	err = e.store.SavePlan(ctx, sl, parts, links, store.SliceCreating, evs...)
 	if err != nil {
+		wrote(0)
 		cur, gerr := e.store.GetSlice(ctx, sl.ID)
 		if gerr == nil && cur.State == store.SlicePending {
 			if rerr := e.releaseAll(ctx, sl.ID); rerr != nil {
@@ -172,7 +174,7 @@ func (e *Engine) plan(ctx context.Context, sl *store.Slice) error {
 		}
 		return err
 	}
-	e.markOwn(sl.ID, sl.Rev) // the build goes on from here
+	wrote(sl.Rev)
 	e.opts.Metrics.observe("plan", start)
 	return nil
 }
@@ -357,6 +359,7 @@ func (e *Engine) build(ctx context.Context, sl *store.Slice) error {
 	}
 	e.opts.Metrics.observe("links", lstart)
 
+	wrote := e.own.begin(sl.ID) // Reconcile asks for the health round after HealthInterval
 	next, err := e.store.UpdateSlice(ctx, sl.ID, func(s *store.Slice) ([]store.Event, error) {
 		if s.State != store.SliceCreating || s.Deleting {
 			return nil, errNoChange
@@ -364,14 +367,15 @@ func (e *Engine) build(ctx context.Context, sl *store.Slice) error {
 		s.State, s.Message, s.ReadyAt = store.SliceReady, "", time.Now().UTC()
 		return []store.Event{{Type: EvReady, Message: fmt.Sprintf("%d parts, %d links", len(parts), len(links))}}, nil
 	})
-	if errors.Is(err, errNoChange) {
-		return nil
-	}
 	if err != nil {
+		wrote(0)
+		if errors.Is(err, errNoChange) {
+			return nil
+		}
 		return err
 	}
 	*sl = *next
-	e.markOwn(sl.ID, sl.Rev) // Reconcile asks for the health round after HealthInterval
+	wrote(sl.Rev)
 	e.opts.Metrics.observe("create", sl.CreatedAt)
 	e.log.Info("slice ready", "slice", sl.ID, "parts", len(parts), "links", len(links), "took", time.Since(sl.CreatedAt))
 	e.announceReady(ctx, sl)

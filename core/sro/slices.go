@@ -70,14 +70,17 @@ func (e *Engine) Submit(ctx context.Context, tenant string, doc []byte) (*store.
 		State:  store.SlicePending,
 	}
 	ev := store.Event{Type: EvAccepted, Message: fmt.Sprintf("%d parts, %d links", len(s.Parts), len(s.Links))}
+	// Queued here at once; the watch's report of the same write would queue the slice
+	// again behind its own build (the leader's watch alone reads marks).
+	wrote := func(int64) {}
+	if e.IsLeader() {
+		wrote = e.own.begin(sl.ID)
+	}
 	if err := e.store.CreateSlice(ctx, sl, ev); err != nil {
+		wrote(0)
 		return nil, err
 	}
-	if e.IsLeader() {
-		// Queued here at once; the watch's report of the same write would queue the
-		// slice again behind its own build (the leader's watch alone reads marks).
-		e.markOwn(sl.ID, sl.Rev)
-	}
+	wrote(sl.Rev)
 	e.queue.Add(sl.ID)
 	return sl, nil
 }
@@ -205,8 +208,8 @@ func (e *Engine) announceReady(ctx context.Context, sl *store.Slice) {
 func (e *Engine) forgetReady(id string) {
 	e.mu.Lock()
 	delete(e.announced, id)
-	delete(e.own, id)
 	e.mu.Unlock()
+	e.own.forget(id)
 }
 
 // forgetAll tells listeners every announced slice is gone from this engine's care (its
@@ -218,8 +221,8 @@ func (e *Engine) forgetAll() {
 		ids = append(ids, id)
 	}
 	e.announced = nil
-	e.own = nil // the next term's watch starts after these writes
 	e.mu.Unlock()
+	e.own.forgetAll() // the next term's watch starts after these writes
 	for _, id := range ids {
 		e.notifyGone(id)
 	}
