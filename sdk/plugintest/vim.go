@@ -261,6 +261,13 @@ func (s *vimSuite) free(t *testing.T) sdk.Resources {
 // plugin (the [sdk.VIM] contract), so no alternative is accepted.
 func (s *vimSuite) wantCode(t *testing.T, what string, err error, want sdk.Code) {
 	t.Helper()
+	wantCode(t, what, err, want)
+}
+
+// wantCode checks that err has exactly code want: each failure has one code, the one
+// its kind's contract names, in every plugin.
+func wantCode(t *testing.T, what string, err error, want sdk.Code) {
+	t.Helper()
 	if got := sdk.CodeOf(err); got != want {
 		t.Errorf("%s: got %v (code %v), want code %v", what, err, got, want)
 	}

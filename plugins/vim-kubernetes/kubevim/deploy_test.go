@@ -203,3 +203,20 @@ func TestDeployer(t *testing.T) {
 		t.Errorf("undeploy from an unknown part: %v", err)
 	}
 }
+
+// The shared Deployer suite: commands run as Jobs on a worker of a real node.
+func TestDeployerConformance(t *testing.T) {
+	c := needCluster(t)
+	client := plugintest.InProcess(t, NewWithLogger(plugintest.TestLogger(t)), testProvider, configJSON(t, c, nil))
+	vim, err := client.VIM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := partSpec(t, "edge", master(), worker(1, 1, 512))
+	t.Cleanup(func() { _ = vim.Delete(context.Background(), sdk.DeleteRequest{Ref: spec.Ref}) })
+	part, err := vim.Create(context.Background(), sdk.CreateRequest{Part: spec})
+	if err != nil {
+		t.Fatalf("create part: %v", err)
+	}
+	plugintest.RunDeployer(t, client, plugintest.DeployerOptions{Part: part, Node: "worker-1", StepTimeout: time.Minute})
+}

@@ -37,9 +37,10 @@ func sshConfig(t *testing.T, srv *sshdtest.Server, mod func(*xenvim.SSHConfig)) 
 }
 
 type deployEnv struct {
-	vim  sdk.VIM
-	dep  sdk.Deployer
-	part sdk.Part
+	client *sdk.Client
+	vim    sdk.VIM
+	dep    sdk.Deployer
+	part   sdk.Part
 }
 
 // newDeployEnv starts a plugin in process configured with cfg and creates a part of two
@@ -75,7 +76,7 @@ func createDeployPart(t *testing.T, c *sdk.Client, srv *sshdtest.Server) *deploy
 	}
 	t.Cleanup(func() { _ = vim.Delete(context.Background(), sdk.DeleteRequest{Ref: ref}) })
 	srv.Authorize(t, part.Attributes[xenvim.AttrSSHPublicKey])
-	return &deployEnv{vim: vim, dep: dep, part: part}
+	return &deployEnv{client: c, vim: vim, dep: dep, part: part}
 }
 
 func step(t *testing.T, d sdk.Deployment, node string, i int) sdk.StepResult {
@@ -472,4 +473,11 @@ func TestDeployerBinary(t *testing.T) {
 	if err := vim2.Delete(ctx, sdk.DeleteRequest{Ref: shared.part.Ref}); err != nil {
 		t.Error(err)
 	}
+}
+
+// The shared Deployer suite, on a part whose nodes are the sshd standing in for them.
+func TestDeployerConformance(t *testing.T) {
+	srv := sshdtest.Start(t)
+	env := newDeployEnv(t, srv, sshConfig(t, srv, nil))
+	plugintest.RunDeployer(t, env.client, plugintest.DeployerOptions{Part: env.part, Node: "vm-1", StepTimeout: 30 * time.Second})
 }
