@@ -86,7 +86,7 @@ func (s *Store) SetIdempotencyKey(ctx context.Context, tenant, key string, idem 
 func (s *Store) ReleaseIdempotencyKey(ctx context.Context, tenant, key string) error {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
-	r, err := s.cli.Get(ctx, s.idemKey(tenant, key), s.readOpts()...)
+	r, err := s.cli.Get(ctx, s.idemKey(tenant, key))
 	if err != nil {
 		return fmt.Errorf("idempotency key: %w", err)
 	}

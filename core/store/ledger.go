@@ -88,8 +88,8 @@ func (s *Store) LedgerSummary(ctx context.Context, provider string) (Hold, int, 
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
 	r, err := s.cli.Txn(ctx).Then(
-		s.opGet(s.ledgerTotalKey(provider)),
-		s.opGet(s.holdsPrefix(provider), clientv3.WithPrefix(), clientv3.WithCountOnly()),
+		clientv3.OpGet(s.ledgerTotalKey(provider)),
+		clientv3.OpGet(s.holdsPrefix(provider), clientv3.WithPrefix(), clientv3.WithCountOnly()),
 	).Commit()
 	if err != nil {
 		return Hold{}, 0, fmt.Errorf("ledger of %s: %w", provider, err)
@@ -336,7 +336,7 @@ func (s *Store) revsAre(ctx context.Context, want map[string]int64) (bool, error
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
 	for key, rev := range want {
-		r, err := s.cli.Get(ctx, key, s.readOpts(clientv3.WithKeysOnly())...)
+		r, err := s.cli.Get(ctx, key, clientv3.WithKeysOnly())
 		if err != nil {
 			return false, fmt.Errorf("get %s: %w", key, err)
 		}

@@ -54,7 +54,7 @@ func (s *Store) PageSlices(ctx context.Context, tenant string, cursor PageCursor
 		opts = append(opts, clientv3.WithLimit(int64(limit)+1))
 	}
 	rctx, cancel := withTimeout(ctx)
-	r, err := s.cli.Get(rctx, prefix, s.readOpts(opts...)...)
+	r, err := s.cli.Get(rctx, prefix, opts...)
 	cancel()
 	if err != nil {
 		return nil, 0, fmt.Errorf("list slice names: %w", err)
@@ -112,9 +112,9 @@ func (s *Store) readSlices(ctx context.Context, ids []string, out []SliceRecords
 	ops := make([]clientv3.Op, 0, 3*len(ids))
 	for _, id := range ids {
 		ops = append(ops,
-			s.opGet(s.sliceKey(id)),
-			s.opGet(s.key("parts", id)+"/", clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend)),
-			s.opGet(s.key("links", id)+"/", clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend)))
+			clientv3.OpGet(s.sliceKey(id)),
+			clientv3.OpGet(s.key("parts", id)+"/", clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend)),
+			clientv3.OpGet(s.key("links", id)+"/", clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend)))
 	}
 	tctx, cancel := withTimeout(ctx)
 	defer cancel()

@@ -90,10 +90,10 @@ func (s *Store) readLedgers(ctx context.Context, providers, holders []string) (*
 	var gets []clientv3.Op
 	for _, p := range providers {
 		keys = append(keys, key{p, ""})
-		gets = append(gets, s.opGet(s.ledgerTotalKey(p)))
+		gets = append(gets, clientv3.OpGet(s.ledgerTotalKey(p)))
 		for _, h := range holders {
 			keys = append(keys, key{p, h})
-			gets = append(gets, s.opGet(s.holdKey(p, h)))
+			gets = append(gets, clientv3.OpGet(s.holdKey(p, h)))
 		}
 	}
 	tctx, cancel := withTimeout(ctx)

@@ -62,30 +62,6 @@ type Store struct {
 	vni       vniState
 	// resv queues ReserveAll's calls, to commit them in groups (reservegroup.go).
 	resv reservations
-
-	// local is set for the embedded single-member etcd: its reads are served from the
-	// member's applied state (serializable) instead of through a raft read index. With
-	// one member that state holds every write acknowledged so far (etcd answers a write
-	// once it is applied), so the reads see what a linearizable one would; the read
-	// index, though, waits for every write in flight, fsync included, so under a burst
-	// of writes each read cost as much as a write (half the engine's store time in a
-	// bench of 16 slices at a time). A cluster's members may lag: reads there stay
-	// linearizable.
-	local bool
-}
-
-// readOpts returns opts with what every read of s adds (see Store.local).
-func (s *Store) readOpts(opts ...clientv3.OpOption) []clientv3.OpOption {
-	if s.local {
-		return append(opts, clientv3.WithSerializable())
-	}
-	return opts
-}
-
-// opGet is clientv3.OpGet with s's read options, for read-only transactions: etcd serves
-// a transaction from the applied state only when all its reads are serializable.
-func (s *Store) opGet(key string, opts ...clientv3.OpOption) clientv3.Op {
-	return clientv3.OpGet(key, s.readOpts(opts...)...)
 }
 
 // Options configure Open.
@@ -229,7 +205,7 @@ func (s *Store) connect(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
-	s.cli, s.close, s.failed, s.local = cli, stop, failed, true
+	s.cli, s.close, s.failed = cli, stop, failed
 	return nil
 }
 
@@ -287,7 +263,7 @@ func withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
 func (s *Store) get(ctx context.Context, key string, v any) (int64, error) {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
-	r, err := s.cli.Get(ctx, key, s.readOpts()...)
+	r, err := s.cli.Get(ctx, key)
 	if err != nil {
 		return 0, fmt.Errorf("get %s: %w", key, err)
 	}
@@ -310,7 +286,7 @@ func (s *Store) list(ctx context.Context, prefix string, each func(key string, r
 func (s *Store) listAt(ctx context.Context, prefix string, each func(key string, rev int64, raw []byte) error) (int64, error) {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
-	r, err := s.cli.Get(ctx, prefix, s.readOpts(clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))...)
+	r, err := s.cli.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
 	if err != nil {
 		return 0, fmt.Errorf("list %s: %w", prefix, err)
 	}

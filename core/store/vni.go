@@ -133,7 +133,7 @@ func (s *Store) loadVNIs(ctx context.Context, reload bool) error {
 	prefix := s.key("vnis") + "/"
 	lctx, cancel := withTimeout(ctx)
 	defer cancel()
-	r, err := s.cli.Get(lctx, prefix, s.readOpts(clientv3.WithPrefix(), clientv3.WithKeysOnly())...)
+	r, err := s.cli.Get(lctx, prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly())
 	if err != nil {
 		return fmt.Errorf("list %s: %w", prefix, err)
 	}
