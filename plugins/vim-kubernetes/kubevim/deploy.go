@@ -546,6 +546,26 @@ func (p *Plugin) Undeploy(ctx context.Context, req sdk.UndeployRequest) error {
 	return nil
 }
 
+// failedSteps describes the first failed step of each failed node, so that a failed
+// deployment's message says where and why (sdk.Deployment.Message).
+func failedSteps(d sdk.Deployment) []string {
+	var out []string
+	for _, n := range d.Nodes {
+		for _, st := range n.Steps {
+			if st.State != sdk.DeployFailed {
+				continue
+			}
+			why := st.Error
+			if why == "" {
+				why = fmt.Sprintf("exit code %d", st.ExitCode)
+			}
+			out = append(out, fmt.Sprintf("%s step %d (%s): %s", n.Node, st.Index, st.Step, why))
+			break
+		}
+	}
+	return out
+}
+
 // summarize sets the states of nodes and deployment from their steps: failed when a
 // step failed, running while one is pending or running, else succeeded.
 func summarize(d *sdk.Deployment) {

@@ -233,6 +233,9 @@ func refreshJobs(ctx context.Context, k *cluster, ns string, rec *record) (sdk.D
 		}
 	}
 	summarize(&d)
+	if d.State == sdk.DeployFailed {
+		msgs = append(failedSteps(d), msgs...)
+	}
 	d.Message = strings.Join(msgs, "; ")
 	return d, done
 }
