@@ -62,14 +62,40 @@ func (e *Engine) Submit(ctx context.Context, tenant string, doc []byte) (*store.
 		return nil, &spec.Error{Problems: []spec.FieldError{{Path: "slices.sliced.created-slice",
 			Message: "true asks to update an existing slice; create_slice makes new slices (elasticity adds parts by itself)"}}}
 	}
-	sl := &store.Slice{
-		ID:     builder.SliceID(s.ID, store.NewID("")[:6]),
-		Name:   s.ID,
-		Tenant: tenant,
-		Spec:   string(doc),
-		State:  store.SlicePending,
-	}
 	ev := store.Event{Type: EvAccepted, Message: fmt.Sprintf("%d parts, %d links", len(s.Parts), len(s.Links))}
+	// An id is the spec's id and a short random suffix (ids name namespaces and domains
+	// at the providers, which bound their length), so two slices may draw the same one:
+	// the second draws again.
+	for attempt := 1; ; attempt++ {
+		sl := &store.Slice{
+			ID:     builder.SliceID(s.ID, idSuffix()),
+			Name:   s.ID,
+			Tenant: tenant,
+			Spec:   string(doc),
+			State:  store.SlicePending,
+		}
+		err := e.create(ctx, sl, ev)
+		if errors.Is(err, store.ErrIDTaken) && attempt < maxIDDraws {
+			e.log.Debug("slice id drawn twice; drawing again", "slice", sl.ID)
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return sl, nil
+	}
+}
+
+// maxIDDraws bounds the ids Submit draws for a slice: with 24 random bits and a million
+// slices stored, eight draws all taken happen about once in six billion creates.
+const maxIDDraws = 8
+
+// idSuffix draws the random end of a slice's id (a variable so that a test can make
+// draws repeat).
+var idSuffix = func() string { return store.NewID("")[:6] }
+
+// create stores a new slice and queues it.
+func (e *Engine) create(ctx context.Context, sl *store.Slice, ev store.Event) error {
 	// Queued here at once; the watch's report of the same write would queue the slice
 	// again behind its own build (the leader's watch alone reads marks).
 	wrote := func(int64) {}
@@ -78,11 +104,11 @@ func (e *Engine) Submit(ctx context.Context, tenant string, doc []byte) (*store.
 	}
 	if err := e.store.CreateSlice(ctx, sl, ev); err != nil {
 		wrote(0)
-		return nil, err
+		return err
 	}
 	wrote(sl.Rev)
 	e.queue.Add(sl.ID)
-	return sl, nil
+	return nil
 }
 
 // Get returns a tenant's slice (tenant "" reads any).

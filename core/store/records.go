@@ -229,7 +229,9 @@ func (s *Store) partKey(slice, name string) string  { return s.key("parts", slic
 func (s *Store) linkKey(slice, name string) string  { return s.key("links", slice, name) }
 
 // CreateSlice stores a new slice. A tenant's slice names are unique among its live
-// slices: a second one with the same name gets ErrExists.
+// slices: a second one with the same name gets a *SliceExistsError (ErrExists). An id
+// that another slice has (any tenant's) gets ErrIDTaken, and nothing is stored: the
+// caller chooses another id.
 func (s *Store) CreateSlice(ctx context.Context, sl *Slice, ev Event) error {
 	now := time.Now().UTC()
 	sl.CreatedAt, sl.UpdatedAt = now, now
@@ -240,6 +242,10 @@ func (s *Store) CreateSlice(ctx context.Context, sl *Slice, ev Event) error {
 		s.eventOp(ev),
 	)
 	if err != nil {
+		var ex *ExistsError
+		if errors.As(err, &ex) && ex.Key == strings.TrimPrefix(s.sliceKey(sl.ID), s.prefix) {
+			return fmt.Errorf("slice %s: %w", sl.ID, ErrIDTaken)
+		}
 		if errors.Is(err, ErrExists) {
 			e := &SliceExistsError{Tenant: sl.Tenant, Name: sl.Name}
 			// Which slice holds the name, so that the tenant can reach it (it may have

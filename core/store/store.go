@@ -32,6 +32,9 @@ var (
 	ErrExists = errors.New("already exists")
 	// ErrConflict: the record changed since it was read; read it again.
 	ErrConflict = errors.New("revision conflict")
+	// ErrIDTaken: a new slice's id is another slice's (ids end in a random suffix,
+	// which can repeat); nothing was stored, and another id may be tried.
+	ErrIDTaken = errors.New("slice id already taken")
 )
 
 // DefaultPrefix is where necos keeps its keys, so that one etcd can serve other users.
@@ -310,15 +313,21 @@ type op struct {
 
 const anyRev = -1
 
-// commit applies ops atomically when every condition holds, else returns ErrConflict
-// (or ErrExists when a key that must be new exists).
+// commit applies ops atomically when every condition holds, else returns ErrConflict,
+// or an *ExistsError (matching ErrExists) naming a key that must be new and exists.
 func (s *Store) commit(ctx context.Context, ops ...op) (int64, error) {
 	var conds []clientv3.Cmp
 	var puts []clientv3.Op
+	// On failure the transaction counts the keys that had to be new, so that the error
+	// names the one that exists rather than the first that had to be new.
+	var mustBeNew []string
+	var counts []clientv3.Op
 	for _, o := range ops {
 		switch {
 		case o.rev == 0:
 			conds = append(conds, clientv3.Compare(clientv3.CreateRevision(o.key), "=", 0))
+			mustBeNew = append(mustBeNew, o.key)
+			counts = append(counts, clientv3.OpGet(o.key, clientv3.WithCountOnly()))
 		case o.rev > 0:
 			conds = append(conds, clientv3.Compare(clientv3.ModRevision(o.key), "=", o.rev))
 		}
@@ -337,20 +346,32 @@ func (s *Store) commit(ctx context.Context, ops ...op) (int64, error) {
 	}
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
-	r, err := s.cli.Txn(ctx).If(conds...).Then(puts...).Commit()
+	r, err := s.cli.Txn(ctx).If(conds...).Then(puts...).Else(counts...).Commit()
 	if err != nil {
 		return 0, fmt.Errorf("commit %s: %w", describeOps(ops), err)
 	}
 	if !r.Succeeded {
-		for _, o := range ops {
-			if o.rev == 0 {
-				return 0, fmt.Errorf("%s: %w", strings.TrimPrefix(o.key, s.prefix), ErrExists)
+		for i, key := range mustBeNew {
+			if rr := r.Responses[i].GetResponseRange(); rr != nil && rr.Count > 0 {
+				return 0, &ExistsError{Key: strings.TrimPrefix(key, s.prefix)}
 			}
 		}
 		return 0, fmt.Errorf("%s: %w", describeOps(ops), ErrConflict)
 	}
 	return r.Header.Revision, nil
 }
+
+// ExistsError is a write's answer when a record it had to create exists already. It
+// matches ErrExists.
+type ExistsError struct {
+	// Key is the record's key under the store's prefix.
+	Key string
+}
+
+func (e *ExistsError) Error() string { return e.Key + ": " + ErrExists.Error() }
+
+// Is makes errors.Is(err, ErrExists) true.
+func (e *ExistsError) Is(target error) bool { return target == ErrExists }
 
 func describeOps(ops []op) string {
 	keys := make([]string, 0, len(ops))

@@ -33,6 +33,59 @@ func newSlice(tenant, name string) *Slice {
 	return &Slice{ID: NewID("s-"), Name: name, Tenant: tenant, State: SlicePending, Spec: "slices: {}"}
 }
 
+// A new slice whose id another slice has is told so (ErrIDTaken), not that its name is
+// taken: the name is free, and the caller draws another id.
+func TestCreateSliceIDTaken(t *testing.T) {
+	ctx := context.Background()
+	s := openEmbedded(t, t.TempDir())
+	a := newSlice("alice", "cdn")
+	if err := s.CreateSlice(ctx, a, Event{Type: "slice.accepted"}); err != nil {
+		t.Fatal(err)
+	}
+	b := newSlice("bob", "iot")
+	b.ID = a.ID
+	err := s.CreateSlice(ctx, b, Event{Type: "slice.accepted"})
+	if !errors.Is(err, ErrIDTaken) || errors.Is(err, ErrExists) {
+		t.Fatalf("a second slice with the first's id: got %v, want ErrIDTaken (and not ErrExists)", err)
+	}
+	if _, err := s.SliceIDByName(ctx, "bob", "iot"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("the refused slice's name was stored: %v", err)
+	}
+	if got, err := s.GetSlice(ctx, a.ID); err != nil || got.Tenant != "alice" {
+		t.Fatalf("the first slice: %+v %v", got, err)
+	}
+	b.ID = NewID("s-")
+	if err := s.CreateSlice(ctx, b, Event{Type: "slice.accepted"}); err != nil {
+		t.Fatalf("with another id: %v", err)
+	}
+	// Both taken: the name is the answer the tenant can act on.
+	c := newSlice("alice", "cdn")
+	c.ID = b.ID
+	var ex *SliceExistsError
+	if err := s.CreateSlice(ctx, c, Event{}); errors.Is(err, ErrIDTaken) || !errors.As(err, &ex) || ex.ID != a.ID {
+		t.Fatalf("name and id both taken: got %v, want the name's SliceExistsError naming %s", err, a.ID)
+	}
+}
+
+// A write that fails on a revision is a conflict, even when it also creates a record:
+// only a record that exists is ErrExists, and the error names it.
+func TestCommitNamesWhatFailed(t *testing.T) {
+	ctx := context.Background()
+	s := openEmbedded(t, t.TempDir())
+	if _, err := s.commit(ctx, op{key: s.key("t", "old"), v: 1, rev: 0}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.commit(ctx, op{key: s.key("t", "new"), v: 1, rev: 0}, op{key: s.key("t", "old"), v: 2, rev: 1})
+	if !errors.Is(err, ErrConflict) || errors.Is(err, ErrExists) {
+		t.Fatalf("stale revision beside a new key: got %v, want ErrConflict", err)
+	}
+	_, err = s.commit(ctx, op{key: s.key("t", "new"), v: 1, rev: 0}, op{key: s.key("t", "old"), v: 2, rev: 0})
+	var ex *ExistsError
+	if !errors.As(err, &ex) || ex.Key != "t/old" {
+		t.Fatalf("an existing key after a new one: got %v, want ExistsError naming t/old", err)
+	}
+}
+
 func TestSliceLifecycleAndNames(t *testing.T) {
 	ctx := context.Background()
 	s := openEmbedded(t, t.TempDir())
