@@ -25,6 +25,9 @@ while getopts "n:c:s:" o; do
 done
 [ -x bin/necosd ] && [ -x bin/necosctl ] || { echo "bench.sh: run make build first" >&2; exit 1; }
 
+# rss PID: resident memory, and how much of it is the process's own (anonymous: the Go heap
+# and stacks) and how much mapped files (the binary, the store's memory-mapped database).
+rss() { awk '/^VmRSS/ {t=$2} /^RssAnon/ {a=$2} /^RssFile/ {f=$2} END {printf "%d MB (anonymous %d MB, files %d MB)", t/1024, a/1024, f/1024}' "/proc/$1/status"; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 TAG=nb$(head -c3 /dev/urandom | od -An -tx1 | tr -d ' \n')
 DIR=$(mktemp -d "/tmp/necos-bench-$TAG.XXXX")
@@ -70,7 +73,7 @@ if [ "$STORED" -gt 0 ]; then
   bin/necosctl bench -f examples/slices/core-dc-xen.yaml -n "$STORED" -c "${CONC%%,*}" --keep
   echo "== read routes with $STORED slices stored"
   bin/necosctl bench routes -n 200
-  echo "== necosd RSS with $STORED slices stored: $(awk '/VmRSS/ {print $2, $3}' /proc/$necosd_pid/status)"
+  echo "== necosd RSS with $STORED slices stored: $(rss "$necosd_pid")"
   if [ -n "${BENCH_PROFILE:-}" ]; then
     mkdir -p "$BENCH_PROFILE"
     curl -fsS -o "$BENCH_PROFILE/necosd-heap-s$STORED.pprof" "http://$DEBUG/debug/pprof/heap"
@@ -81,7 +84,7 @@ if [ "$STORED" -gt 0 ]; then
   start_necosd
   echo "== restart to /readyz with $STORED slices stored: $(( ($(date +%s%N) - t0) / 1000000 )) ms"
   sleep 5
-  echo "== necosd RSS 5 s after the restart: $(awk '/VmRSS/ {print $2, $3}' /proc/$necosd_pid/status)"
+  echo "== necosd RSS 5 s after the restart: $(rss "$necosd_pid")"
   exit 0
 fi
 
@@ -99,4 +102,4 @@ for c in ${CONC//,/ }; do
     [ -z "$prof_pid" ] || wait "$prof_pid" || true
   done
 done
-echo "== necosd RSS after the runs: $(awk '/VmRSS/ {print $2, $3}' /proc/$necosd_pid/status)"
+echo "== necosd RSS after the runs: $(rss "$necosd_pid")"

@@ -127,8 +127,9 @@ func openEmbeddedKey(t *testing.T, dir string, key []byte) *Store {
 	return s
 }
 
-// TestPlainSecretsAreSealedAtOpen: a part record written by an earlier version, its
-// secret in plain text, has the secret moved and sealed when the store opens.
+// TestPlainSecretsAreSealedAtOpen: a part record written by an earlier version (one
+// from before the store recorded its schema version), its secret in plain text, has the
+// secret moved and sealed when the store opens.
 func TestPlainSecretsAreSealedAtOpen(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -137,6 +138,9 @@ func TestPlainSecretsAreSealedAtOpen(t *testing.T) {
 		Observed: &sdk.Part{Credential: sdk.Credential{Kind: sdk.CredentialKubeconfig, Secret: "kubeconfig with token secret-material"}}}
 	b, _ := json.Marshal(p)
 	if _, err := s.cli.Put(ctx, s.partKey("old-1", "edge"), string(b)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.cli.Delete(ctx, s.key("schema")); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
