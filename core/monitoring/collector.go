@@ -145,13 +145,28 @@ func infoOf(p *store.Part) partInfo {
 	return partInfo{provider: p.Provider, ready: p.State == store.PartReady, nodes: max(n, 1), rev: p.Rev}
 }
 
-// sliceRun is a monitored slice: its spec, parsed once, its parts' monitoring
-// parameters, worked out once per part, and its members of loops.
+// sliceRun is a monitored slice: its spec's monitoring parameters (monitoringOnly),
+// its parts' groups, worked out once per part, and its members of loops.
 type sliceRun struct {
 	id      string
 	spec    *spec.Slice
 	groups  map[string][]group
 	members map[memberKey]*member
+}
+
+// monitoringOnly is what the collector keeps of a slice's spec: each part's name and
+// monitoring parameters (shared with sp), enough for groups. The whole parsed spec, kept
+// per monitored slice, was two thirds of the collector's memory (20 of 30 MB with
+// 10,000 slices monitored).
+func monitoringOnly(sp *spec.Slice) *spec.Slice {
+	if sp == nil {
+		return nil
+	}
+	out := &spec.Slice{Parts: make([]spec.DCPart, len(sp.Parts))}
+	for i, p := range sp.Parts {
+		out.Parts[i] = spec.DCPart{Name: p.Name, Monitoring: p.Monitoring}
+	}
+	return out
 }
 
 // groupsOf returns a part's groups, from the cache.
@@ -228,6 +243,7 @@ func (c *Collector) SliceReady(v *sro.View) {
 	// A spec that does not parse (the engine records it) leaves the slice monitored
 	// with the defaults: the spec only tunes periods and metrics.
 	sp, _ := v.Spec()
+	sp = monitoringOnly(sp)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.ctx.Err() != nil || c.slices[id] != nil {

@@ -118,19 +118,25 @@ func TestGroups(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := groups(sp, "core", DefaultGranularity)
-	if len(got) != 2 || got[0].every != 5*time.Second || got[0].metrics[0] != sdk.MetricCPUPercent ||
-		got[1].every != time.Minute || got[1].metrics[0] != sdk.MetricMemoryUsedMB {
-		t.Errorf("core: %+v", got)
-	}
-	// An elastic copy is measured like the part it copies.
-	if c := groups(sp, "core-h2", DefaultGranularity); len(c) != 2 || c[0].every != 5*time.Second {
-		t.Errorf("core-h2: %+v", c)
-	}
-	for _, p := range []string{"edge", "other", "edge-h1"} {
-		if g := groups(sp, p, DefaultGranularity); len(g) != 1 || g[0].every != DefaultGranularity || g[0].metrics != nil {
-			t.Errorf("%s: %+v", p, g)
+	// The whole spec, and what the collector keeps of it, give the same groups.
+	for name, sp := range map[string]*spec.Slice{"spec": sp, "kept": monitoringOnly(sp)} {
+		got := groups(sp, "core", DefaultGranularity)
+		if len(got) != 2 || got[0].every != 5*time.Second || got[0].metrics[0] != sdk.MetricCPUPercent ||
+			got[1].every != time.Minute || got[1].metrics[0] != sdk.MetricMemoryUsedMB {
+			t.Errorf("%s: core: %+v", name, got)
 		}
+		// An elastic copy is measured like the part it copies.
+		if c := groups(sp, "core-h2", DefaultGranularity); len(c) != 2 || c[0].every != 5*time.Second {
+			t.Errorf("%s: core-h2: %+v", name, c)
+		}
+		for _, p := range []string{"edge", "other", "edge-h1"} {
+			if g := groups(sp, p, DefaultGranularity); len(g) != 1 || g[0].every != DefaultGranularity || g[0].metrics != nil {
+				t.Errorf("%s: %s: %+v", name, p, g)
+			}
+		}
+	}
+	if kept := monitoringOnly(sp); len(kept.Parts) != 2 || kept.Parts[0].VIM.Name != "" || kept.Parts[1].Name != "edge" {
+		t.Errorf("kept more than names and monitoring: %+v", kept.Parts)
 	}
 	pts := Points(sdk.PartRef{SliceID: "s", PartID: "core"}, []sdk.Sample{
 		{Node: "vm-1", NodeType: "worker", Metric: "m", Value: 1},
