@@ -231,9 +231,32 @@ func (s *Store) WatchSlices(ctx context.Context) <-chan SliceWrite {
 
 // WaitSlice waits until a slice satisfies done (checked on every write of it) or is
 // deleted (then it returns ErrNotFound), or ctx ends.
+//
+// The watch is made first, from the store's current revision, and the slice read once
+// it is in place: a watch from a past revision (the slice's own, read first) is one
+// etcd catches up in a loop that runs every 100 ms, which made every wait at least that
+// long once anything else had been written meanwhile (a 1-part create answered in
+// ~100 ms, of which the build took 5).
 func (s *Store) WaitSlice(ctx context.Context, id string, done func(*Slice) bool) (*Slice, error) {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	wch := s.cli.Watch(clientv3.WithRequireLeader(wctx), s.sliceKey(id), clientv3.WithCreatedNotify())
+	select {
+	case resp, ok := <-wch:
+		if !ok {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			return nil, fmt.Errorf("watch slice %s: closed", id)
+		}
+		if err := resp.Err(); err != nil {
+			return nil, fmt.Errorf("watch slice %s: %w", id, err)
+		}
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	// Every write after the watch's revision reaches the watch; the read sees at least
+	// up to it.
 	sl, err := s.GetSlice(ctx, id)
 	if err != nil {
 		return nil, err
@@ -241,12 +264,14 @@ func (s *Store) WaitSlice(ctx context.Context, id string, done func(*Slice) bool
 	if done(sl) {
 		return sl, nil
 	}
-	wch := s.cli.Watch(clientv3.WithRequireLeader(wctx), s.sliceKey(id), clientv3.WithRev(sl.Rev+1))
 	for resp := range wch {
 		if err := resp.Err(); err != nil {
 			return nil, fmt.Errorf("watch slice %s: %w", id, err)
 		}
 		for _, e := range resp.Events {
+			if e.Kv.ModRevision <= sl.Rev && e.Type != clientv3.EventTypeDelete {
+				continue // the read saw it already
+			}
 			if e.Type == clientv3.EventTypeDelete {
 				return nil, fmt.Errorf("slice %s: %w", id, ErrNotFound)
 			}
