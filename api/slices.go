@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"mime"
@@ -83,6 +84,9 @@ func (h *Handler) listSlices(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	views, next, err := h.engine.Page(ctx, tenant, cursor, limit)
+	if errors.Is(err, store.ErrBadCursor) {
+		err = fieldError("query continue", "expected the continue token of a previous page, got %q", r.URL.Query().Get("continue"))
+	}
 	if err != nil {
 		WriteError(w, r, err)
 		return
@@ -91,8 +95,8 @@ func (h *Handler) listSlices(w http.ResponseWriter, r *http.Request) {
 	for _, v := range views {
 		out.Slices = append(out.Slices, summaryView(v))
 	}
-	if next != 0 {
-		out.Continue = strconv.FormatInt(int64(next), 10)
+	if next != "" {
+		out.Continue = base64.RawURLEncoding.EncodeToString([]byte(next))
 	}
 	WriteJSON(w, http.StatusOK, out)
 }
@@ -108,19 +112,18 @@ func pageParams(r *http.Request) (int, store.PageCursor, error) {
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > maxPageSize {
-			return 0, 0, fieldError("query limit", "expected a whole number from 1 to %d, got %q", maxPageSize, s)
+			return 0, "", fieldError("query limit", "expected a whole number from 1 to %d, got %q", maxPageSize, s)
 		}
 		limit = n
 	}
-	var cursor store.PageCursor
-	if s := q.Get("continue"); s != "" {
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil || n <= 0 {
-			return 0, 0, fieldError("query continue", "expected the continue token of a previous page, got %q", s)
-		}
-		cursor = store.PageCursor(n)
+	// The token is the store's cursor in URL-safe base64, so that it needs no escaping
+	// in a query; the store checks the cursor (what one looks like, and whose it is).
+	token := q.Get("continue")
+	cursor, err := base64.RawURLEncoding.DecodeString(token)
+	if err != nil || (token != "" && len(cursor) == 0) {
+		return 0, "", fieldError("query continue", "expected the continue token of a previous page, got %q", token)
 	}
-	return limit, cursor, nil
+	return limit, store.PageCursor(cursor), nil
 }
 
 // getSlice is GET /v1/slices/{id}: the JSON view, or the NECOS YAML render with

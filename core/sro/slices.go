@@ -153,12 +153,12 @@ func (e *Engine) List(ctx context.Context, tenant string) ([]*store.Slice, error
 }
 
 // Page returns up to limit views of a tenant's slices (limit <= 0: all), oldest first,
-// from cursor on, and the cursor of the next page (0 after the last). Reads are batched,
-// so a page costs the same however many slices the store holds.
+// from cursor on, and the cursor of the next page ("" after the last). A page costs
+// the same however many slices the store holds.
 func (e *Engine) Page(ctx context.Context, tenant string, cursor store.PageCursor, limit int) ([]*View, store.PageCursor, error) {
 	recs, next, err := e.store.PageSlices(ctx, tenant, cursor, limit)
 	if err != nil {
-		return nil, 0, err
+		return nil, "", err
 	}
 	out := make([]*View, len(recs))
 	for i, r := range recs {

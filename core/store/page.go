@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -16,9 +18,10 @@ type SliceRecords struct {
 	Links []*Link
 }
 
-// PageCursor marks where a page of slices ended: the store revision at which the last
-// slice on it was created. Zero starts from the oldest slice.
-type PageCursor int64
+// PageCursor marks where a page of slices ended: its last slice's place in the
+// creation order (the key of its order record, under the prefix's "order/"). "" starts
+// from the oldest slice.
+type PageCursor string
 
 // ErrBadCursor is returned for a cursor that no page could have given.
 var ErrBadCursor = errors.New("invalid page cursor")
@@ -31,44 +34,57 @@ const pageTxnSlices = 40
 // pageReaders is how many of those transactions a page runs at once.
 const pageReaders = 4
 
-// PageSlices returns up to limit slices of a tenant (tenant "": of every tenant), oldest
-// first, created after cursor, with their parts and links, and the cursor of the next
-// page (0 when this page is the last). limit <= 0 returns every slice after cursor.
+// orderKey is a slice's order record, order/<tenant>/<created, ns, 20 digits>-<id> →
+// id: a tenant's slices in key order are its slices in creation order, so that a page is
+// a range read of its own length. (Reading the name index sorted by creation revision
+// made etcd read, sort and drop every one of the tenant's keys for each page: half a
+// page's time with 10,000 slices, and growing with them.) The time is the wall clock's:
+// a clock set back orders the slices made meanwhile before older ones.
+func (s *Store) orderKey(tenant string, created time.Time, id string) string {
+	return s.key("order", tenant, fmt.Sprintf("%020d-%s", created.UnixNano(), id))
+}
+
+// PageSlices returns up to limit slices of a tenant, oldest first, created after cursor,
+// with their parts and links, and the cursor of the next page ("" when this page is
+// the last). limit <= 0 returns every slice after cursor. Tenant "" pages through every
+// tenant's slices, tenant by tenant.
 //
-// Its cost is independent of how many other slices the store holds: the tenant's name
-// index is read in one range (a slice and its name key are written in one transaction,
-// so the key's create revision is the slice's creation order), then the page's records
-// in a few transactions of range reads, instead of three reads per slice.
+// Its cost is that of the page, however many slices the store or the tenant hold: the
+// page's order records are one range read, and the page's records a few transactions of
+// range reads.
 func (s *Store) PageSlices(ctx context.Context, tenant string, cursor PageCursor, limit int) ([]SliceRecords, PageCursor, error) {
-	if cursor < 0 {
-		return nil, 0, fmt.Errorf("%w: %d", ErrBadCursor, cursor)
-	}
-	prefix := s.key("names") + "/"
+	base := s.key("order") + "/"
+	prefix := base
 	if tenant != "" {
-		prefix = s.nameKey(tenant, "")
+		prefix = s.key("order", tenant) + "/"
 	}
-	opts := []clientv3.OpOption{clientv3.WithPrefix(),
-		clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend),
-		clientv3.WithMinCreateRev(int64(cursor) + 1)}
+	start := prefix
+	if cursor != "" {
+		if !validCursor(base, prefix, cursor) {
+			return nil, "", fmt.Errorf("%w: %q", ErrBadCursor, cursor)
+		}
+		start = base + string(cursor) + "\x00" // the first key after the cursor's
+	}
+	opts := []clientv3.OpOption{clientv3.WithRange(clientv3.GetPrefixRangeEnd(prefix))}
 	if limit > 0 {
 		opts = append(opts, clientv3.WithLimit(int64(limit)+1))
 	}
 	rctx, cancel := withTimeout(ctx)
-	r, err := s.cli.Get(rctx, prefix, opts...)
+	r, err := s.cli.Get(rctx, start, opts...)
 	cancel()
 	if err != nil {
-		return nil, 0, fmt.Errorf("list slice names: %w", err)
+		return nil, "", fmt.Errorf("list slices in creation order: %w", err)
 	}
 	kvs := r.Kvs
 	var next PageCursor
 	if limit > 0 && len(kvs) > limit {
 		kvs = kvs[:limit]
-		next = PageCursor(kvs[len(kvs)-1].CreateRevision)
+		next = PageCursor(strings.TrimPrefix(string(kvs[len(kvs)-1].Key), base))
 	}
 	ids := make([]string, len(kvs))
 	for i, kv := range kvs {
 		if err := jsonUnmarshal(string(kv.Key), kv.Value, &ids[i]); err != nil {
-			return nil, 0, err
+			return nil, "", err
 		}
 	}
 	out := make([]SliceRecords, len(ids))
@@ -94,7 +110,7 @@ func (s *Store) PageSlices(ctx context.Context, tenant string, cursor PageCursor
 	}
 	wg.Wait()
 	if firstErr != nil {
-		return nil, 0, firstErr
+		return nil, "", firstErr
 	}
 	// A slice decommissioned between the two reads is left out.
 	page := out[:0]
@@ -104,6 +120,26 @@ func (s *Store) PageSlices(ctx context.Context, tenant string, cursor PageCursor
 		}
 	}
 	return page, next, nil
+}
+
+// validCursor reports whether cursor names an order record under prefix (the tenant's,
+// or every tenant's): <tenant>/<20 digits>-<id>.
+func validCursor(base, prefix string, cursor PageCursor) bool {
+	key := base + string(cursor)
+	if !strings.HasPrefix(key, prefix) {
+		return false
+	}
+	i := strings.LastIndexByte(string(cursor), '/')
+	rest := string(cursor)[i+1:]
+	if i < 0 || len(rest) < 22 || rest[20] != '-' {
+		return false
+	}
+	for _, c := range rest[:20] {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // readSlices reads the records of ids in one transaction into out, marking found those

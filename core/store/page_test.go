@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // fillSlices creates n slices of tenant, each with parts parts and one link, and
@@ -64,11 +67,11 @@ func TestPageSlices(t *testing.T) {
 					}
 					got = append(got, r.Slice.ID)
 				}
-				if next == 0 {
+				if next == "" {
 					break
 				}
 				if next <= cursor {
-					t.Fatalf("cursor went from %d to %d", cursor, next)
+					t.Fatalf("cursor went from %q to %q", cursor, next)
 				}
 				cursor = next
 			}
@@ -81,11 +84,11 @@ func TestPageSlices(t *testing.T) {
 		})
 	}
 
-	all, next, err := s.PageSlices(ctx, "alice", 0, 0)
-	if err != nil || next != 0 || len(all) != len(alice) {
-		t.Fatalf("no limit: %d slices, next %d, %v; want %d", len(all), next, err, len(alice))
+	all, next, err := s.PageSlices(ctx, "alice", "", 0)
+	if err != nil || next != "" || len(all) != len(alice) {
+		t.Fatalf("no limit: %d slices, next %q, %v; want %d", len(all), next, err, len(alice))
 	}
-	every, _, err := s.PageSlices(ctx, "", 0, 0)
+	every, _, err := s.PageSlices(ctx, "", "", 0)
 	if err != nil || len(every) != len(alice)+len(bob)+2 {
 		t.Fatalf("every tenant: %d slices, %v", len(every), err)
 	}
@@ -94,15 +97,70 @@ func TestPageSlices(t *testing.T) {
 	if err := s.DeleteSlice(ctx, all[1].Slice); err != nil {
 		t.Fatal(err)
 	}
-	page, _, err := s.PageSlices(ctx, "alice", 0, 3)
+	page, aliceNext, err := s.PageSlices(ctx, "alice", "", 3)
 	if err != nil || len(page) != 3 || page[0].Slice.ID != alice[0] || page[1].Slice.ID != alice[2] {
 		t.Fatalf("after a delete: %v %v", page, err)
 	}
-	if _, _, err := s.PageSlices(ctx, "alice", -1, 3); !errors.Is(err, ErrBadCursor) {
-		t.Fatalf("negative cursor: %v, want ErrBadCursor", err)
+	if got, err := s.ListSlices(ctx, ""); err != nil || len(got) != len(every)-1 {
+		t.Fatalf("slices after the delete: %d, %v", len(got), err)
 	}
-	if page, next, err := s.PageSlices(ctx, "nobody", 0, 10); err != nil || len(page) != 0 || next != 0 {
-		t.Fatalf("tenant without slices: %v %d %v", page, next, err)
+	if r, err := s.cli.Get(ctx, s.key("order")+"/", clientv3.WithPrefix(), clientv3.WithCountOnly()); err != nil || r.Count != int64(len(every)-1) {
+		t.Fatalf("order records after the delete: %v, %v; want one a slice (%d)", r, err, len(every)-1)
+	}
+	// A cursor that is not a page's, or is another tenant's, is refused: a range from it
+	// would reach into another tenant's records.
+	_, bobCursor, err := s.PageSlices(ctx, "bob", "", 1)
+	if err != nil || bobCursor == "" {
+		t.Fatalf("bob's first page: %q %v", bobCursor, err)
+	}
+	for _, bad := range []PageCursor{"-1", "alice/", "alice/123", "a", bobCursor, "alice/" + PageCursor(strings.Repeat("x", 20)) + "-id"} {
+		if _, _, err := s.PageSlices(ctx, "alice", bad, 3); !errors.Is(err, ErrBadCursor) {
+			t.Errorf("cursor %q: %v, want ErrBadCursor", bad, err)
+		}
+	}
+	if _, _, err := s.PageSlices(ctx, "alice", aliceNext, 3); err != nil {
+		t.Errorf("alice's own cursor: %v", err)
+	}
+	if page, next, err := s.PageSlices(ctx, "nobody", "", 10); err != nil || len(page) != 0 || next != "" {
+		t.Fatalf("tenant without slices: %v %q %v", page, next, err)
+	}
+}
+
+// TestSchemaOfSliceOrder: a store of version 5 has no order records; it opens at version
+// 6 with one for every slice, pages list its slices in creation order, and a necosd of
+// version 5 refuses it afterwards.
+func TestSchemaOfSliceOrder(t *testing.T) {
+	if SchemaVersion < 6 {
+		t.Fatalf("SchemaVersion is %d: order records came with version 6", SchemaVersion)
+	}
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := openEmbedded(t, dir)
+	ids := fillSlices(t, s, "alice", 5, 1)
+	// As a necosd of version 5 left it: no order records.
+	if _, err := s.cli.Delete(ctx, s.key("order")+"/", clientv3.WithPrefix()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.cli.Put(ctx, s.key("schema"), `{"version":5}`); err != nil {
+		t.Fatal(err)
+	}
+	if page, _, err := s.PageSlices(ctx, "alice", "", 0); err != nil || len(page) != 0 {
+		t.Fatalf("before the migration: %d slices, %v", len(page), err)
+	}
+	s.Close()
+
+	s = openEmbedded(t, dir)
+	page, _, err := s.PageSlices(ctx, "alice", "", 0)
+	if err != nil || len(page) != len(ids) {
+		t.Fatalf("after the migration: %d slices, %v; want %d", len(page), err, len(ids))
+	}
+	for i, r := range page {
+		if r.Slice.ID != ids[i] {
+			t.Fatalf("slice %d is %s, want %s (creation order)", i, r.Slice.ID, ids[i])
+		}
+	}
+	if err := s.checkSchemaAt(ctx, 5); !errors.Is(err, ErrSchema) {
+		t.Fatalf("a necosd of version 5 on a store of version 6: got %v, want ErrSchema", err)
 	}
 }
 
@@ -119,7 +177,7 @@ func BenchmarkPageSlices(b *testing.B) {
 			ctx := context.Background()
 			b.Run("page", func(b *testing.B) {
 				for b.Loop() {
-					page, _, err := s.PageSlices(ctx, "alice", 0, 100)
+					page, _, err := s.PageSlices(ctx, "alice", "", 100)
 					if err != nil || len(page) != 100 {
 						b.Fatalf("%d slices, %v", len(page), err)
 					}
@@ -146,6 +204,29 @@ func BenchmarkPageSlices(b *testing.B) {
 					}
 				}
 			})
+		})
+	}
+}
+
+// BenchmarkPageOwnSlices reads the second page of 100 of a tenant that has n slices:
+// the cost must not grow with n. (Read from the name index sorted by creation, a page
+// cost what the tenant's every slice did.)
+func BenchmarkPageOwnSlices(b *testing.B) {
+	for _, n := range []int{200, 2000} {
+		b.Run(fmt.Sprintf("own=%d", n), func(b *testing.B) {
+			s := openEmbedded(b, b.TempDir())
+			fillSlices(b, s, "alice", n, 1)
+			ctx := context.Background()
+			_, cursor, err := s.PageSlices(ctx, "alice", "", 100)
+			if err != nil || cursor == "" {
+				b.Fatalf("first page: %q %v", cursor, err)
+			}
+			for b.Loop() {
+				page, _, err := s.PageSlices(ctx, "alice", cursor, 100)
+				if err != nil || len(page) != 100 {
+					b.Fatalf("%d slices, %v", len(page), err)
+				}
+			}
 		})
 	}
 }

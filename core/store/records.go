@@ -239,6 +239,7 @@ func (s *Store) CreateSlice(ctx context.Context, sl *Slice, ev Event) error {
 	rev, err := s.commit(ctx,
 		op{key: s.nameKey(sl.Tenant, sl.Name), v: sl.ID, rev: 0},
 		op{key: s.sliceKey(sl.ID), v: sl, rev: 0},
+		op{key: s.orderKey(sl.Tenant, sl.CreatedAt, sl.ID), v: sl.ID, rev: anyRev},
 		s.eventOp(ev),
 	)
 	if err != nil {
@@ -524,11 +525,23 @@ func (s *Store) DeleteLink(ctx context.Context, sliceID, name string, evs ...Eve
 // DeleteSlice removes a slice with its name, parts, links, events, policies and services.
 // The caller has made sure every backend let go of them first.
 func (s *Store) DeleteSlice(ctx context.Context, sl *Slice) error {
+	if sl.CreatedAt.IsZero() {
+		// Not the stored record: its order record is named by its creation time.
+		stored, err := s.GetSlice(ctx, sl.ID)
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("delete slice %s: %w", sl.ID, err)
+		}
+		sl = stored
+	}
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
 	_, err := s.cli.Txn(ctx).Then(
 		clientOpDelete(s.sliceKey(sl.ID), false),
 		clientOpDelete(s.nameKey(sl.Tenant, sl.Name), false),
+		clientOpDelete(s.orderKey(sl.Tenant, sl.CreatedAt, sl.ID), false),
 		clientOpDelete(s.key("parts", sl.ID)+"/", true),
 		clientOpDelete(s.key("secrets", sl.ID)+"/", true),
 		clientOpDelete(s.key("links", sl.ID)+"/", true),

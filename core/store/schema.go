@@ -2,8 +2,11 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // SchemaVersion is the layout of the stored records this necosd reads and writes: the
@@ -37,7 +40,12 @@ import (
 //     version 4 would refuse to read a policy with the field, and fire a scale-in
 //     policy without it on one idle node among busy ones: it must refuse a store of
 //     version 5. Nothing is rewritten.
-const SchemaVersion = 5
+//   - 6: every slice has an order record (order/<tenant>/<created>-<id> → id, written
+//     and deleted with the slice in one transaction), from which the API's pages are
+//     read. A necosd of version 5 would create slices without it, which no page would
+//     then show: it must refuse a store of version 6. The migration writes the order
+//     record of every slice stored.
+const SchemaVersion = 6
 
 // migrations[v] rewrites a store at version v into version v+1. Each step must be safe to
 // run again after a crash halfway (the version is raised only after it succeeds).
@@ -52,6 +60,32 @@ var migrations = map[int]func(ctx context.Context, s *Store) error{
 	3: func(context.Context, *Store) error { return nil },
 	// A store of version 4 holds no trigger.nodes: the version is raised only.
 	4: func(context.Context, *Store) error { return nil },
+	// A store of version 5 has no order records: write them.
+	5: orderSlices,
+}
+
+// orderSlices writes the order record of every slice stored (again, after a crash: a
+// put of the same key and value).
+func orderSlices(ctx context.Context, s *Store) error {
+	slices, err := s.ListSlices(ctx, "")
+	if err != nil {
+		return err
+	}
+	for _, sl := range slices {
+		id, _ := json.Marshal(sl.ID)
+		// Only while the slice exists: one deleted meanwhile leaves no record behind.
+		tctx, cancel := withTimeout(ctx)
+		_, err := s.cli.Txn(tctx).If(clientv3.Compare(clientv3.CreateRevision(s.sliceKey(sl.ID)), ">", 0)).
+			Then(clientv3.OpPut(s.orderKey(sl.Tenant, sl.CreatedAt, sl.ID), string(id))).Commit()
+		cancel()
+		if err != nil {
+			return fmt.Errorf("order record of slice %s: %w", sl.ID, err)
+		}
+	}
+	if len(slices) > 0 {
+		s.logger.Info("slices given their order records", "slices", len(slices))
+	}
+	return nil
 }
 
 // ErrSchema is returned by Open when the store was written by a newer necosd.
