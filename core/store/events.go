@@ -269,7 +269,7 @@ func (s *Store) WaitSlice(ctx context.Context, id string, done func(*Slice) bool
 			return nil, fmt.Errorf("watch slice %s: %w", id, err)
 		}
 		for _, e := range resp.Events {
-			if e.Kv.ModRevision <= sl.Rev && e.Type != clientv3.EventTypeDelete {
+			if e.Kv.ModRevision <= sl.Rev {
 				continue // the read saw it already
 			}
 			if e.Type == clientv3.EventTypeDelete {

@@ -134,7 +134,7 @@ func TestSchemaVersion(t *testing.T) {
 	if _, err := s.cli.Put(ctx, s.key("schema"), `{"version":`+strconv.Itoa(SchemaVersion+1)+`}`); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.checkSchema(ctx); !errors.Is(err, ErrSchema) {
+	if _, err := s.checkSchema(ctx); !errors.Is(err, ErrSchema) {
 		t.Fatalf("newer schema: got %v, want ErrSchema", err)
 	}
 
@@ -144,13 +144,13 @@ func TestSchemaVersion(t *testing.T) {
 	if _, err := s.cli.Put(ctx, s.key("schema"), `{"version":`+strconv.Itoa(SchemaVersion)+`}`); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.checkSchemaAt(ctx, known); err == nil {
+	if _, err := s.checkSchemaAt(ctx, known); err == nil {
 		t.Fatal("a version without a migration must be refused")
 	}
 	ran := 0
 	migrations[SchemaVersion] = func(context.Context, *Store) error { ran++; return nil }
 	defer delete(migrations, SchemaVersion)
-	if err := s.checkSchemaAt(ctx, known); err != nil || ran != 1 {
+	if _, err := s.checkSchemaAt(ctx, known); err != nil || ran != 1 {
 		t.Fatalf("migration: err %v, ran %d times", err, ran)
 	}
 	if _, err := s.get(ctx, s.key("schema"), &rec); err != nil || rec.Version != known {
@@ -194,7 +194,7 @@ func TestSchemaOfPendingChanges(t *testing.T) {
 	}
 
 	// A necosd of version 1 refuses it, and leaves the version as it was.
-	if err := s.checkSchemaAt(ctx, 1); !errors.Is(err, ErrSchema) {
+	if _, err := s.checkSchemaAt(ctx, 1); !errors.Is(err, ErrSchema) {
 		t.Fatalf("a necosd of version 1 on a store of version %d: got %v, want ErrSchema", SchemaVersion, err)
 	}
 	if _, err := s.get(ctx, s.key("schema"), &rec); err != nil || rec.Version != SchemaVersion {
@@ -228,7 +228,7 @@ func TestSchemaOfDrift(t *testing.T) {
 	if p, err := s.GetPart(ctx, "s-1", "core"); err != nil || p.Drift != nil || p.State != PartReady {
 		t.Fatalf("part after the migration: %+v, %v", p, err)
 	}
-	if err := s.checkSchemaAt(ctx, 3); !errors.Is(err, ErrSchema) {
+	if _, err := s.checkSchemaAt(ctx, 3); !errors.Is(err, ErrSchema) {
 		t.Fatalf("a necosd of version 3 on a store of version %d: got %v, want ErrSchema", SchemaVersion, err)
 	}
 }

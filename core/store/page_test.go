@@ -159,7 +159,7 @@ func TestSchemaOfSliceOrder(t *testing.T) {
 			t.Fatalf("slice %d is %s, want %s (creation order)", i, r.Slice.ID, ids[i])
 		}
 	}
-	if err := s.checkSchemaAt(ctx, 5); !errors.Is(err, ErrSchema) {
+	if _, err := s.checkSchemaAt(ctx, 5); !errors.Is(err, ErrSchema) {
 		t.Fatalf("a necosd of version 5 on a store of version 6: got %v, want ErrSchema", err)
 	}
 }

@@ -522,20 +522,10 @@ func (s *Store) DeleteLink(ctx context.Context, sliceID, name string, evs ...Eve
 	return err
 }
 
-// DeleteSlice removes a slice with its name, parts, links, events, policies and services.
+// DeleteSlice removes a slice with its name, order record, parts, links, events, policies
+// and services; sl is the slice as stored (its creation time names its order record).
 // The caller has made sure every backend let go of them first.
 func (s *Store) DeleteSlice(ctx context.Context, sl *Slice) error {
-	if sl.CreatedAt.IsZero() {
-		// Not the stored record: its order record is named by its creation time.
-		stored, err := s.GetSlice(ctx, sl.ID)
-		if errors.Is(err, ErrNotFound) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("delete slice %s: %w", sl.ID, err)
-		}
-		sl = stored
-	}
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
 	_, err := s.cli.Txn(ctx).Then(

@@ -98,41 +98,46 @@ type schemaRecord struct {
 
 // checkSchema records the schema version of a new store, migrates an older one step by
 // step, and refuses one written by a newer necosd (it would drop what it cannot read).
-func (s *Store) checkSchema(ctx context.Context) error { return s.checkSchemaAt(ctx, SchemaVersion) }
+// unversioned reports a store that recorded no version: a new one, or one written
+// before versions were.
+func (s *Store) checkSchema(ctx context.Context) (unversioned bool, err error) {
+	return s.checkSchemaAt(ctx, SchemaVersion)
+}
 
 // checkSchemaAt is checkSchema for a necosd that knows up to version known (a test plays
 // an older necosd with it).
-func (s *Store) checkSchemaAt(ctx context.Context, known int) error {
+func (s *Store) checkSchemaAt(ctx context.Context, known int) (unversioned bool, err error) {
 	key := s.key("schema")
 	for {
 		var rec schemaRecord
 		rev, err := s.get(ctx, key, &rec)
 		if errors.Is(err, ErrNotFound) {
+			unversioned = true
 			_, err = s.commit(ctx, op{key: key, v: schemaRecord{Version: known}, rev: 0})
 			if errors.Is(err, ErrExists) {
 				continue // another necosd wrote it first: read it
 			}
-			return err
+			return unversioned, err
 		}
 		if err != nil {
-			return err
+			return unversioned, err
 		}
 		switch {
 		case rec.Version == known:
-			return nil
+			return unversioned, nil
 		case rec.Version > known:
-			return fmt.Errorf("%w: the store is at version %d, this necosd knows up to %d: run a newer necosd", ErrSchema, rec.Version, known)
+			return unversioned, fmt.Errorf("%w: the store is at version %d, this necosd knows up to %d: run a newer necosd", ErrSchema, rec.Version, known)
 		}
 		step, ok := migrations[rec.Version]
 		if !ok {
-			return fmt.Errorf("store: no migration from schema version %d to %d", rec.Version, rec.Version+1)
+			return unversioned, fmt.Errorf("store: no migration from schema version %d to %d", rec.Version, rec.Version+1)
 		}
 		s.logger.Info("migrating the store", "from", rec.Version, "to", rec.Version+1)
 		if err := step(ctx, s); err != nil {
-			return fmt.Errorf("store: migrate schema %d to %d: %w", rec.Version, rec.Version+1, err)
+			return unversioned, fmt.Errorf("store: migrate schema %d to %d: %w", rec.Version, rec.Version+1, err)
 		}
 		if _, err := s.commit(ctx, op{key: key, v: schemaRecord{Version: rec.Version + 1}, rev: rev}); err != nil && !errors.Is(err, ErrConflict) {
-			return err
+			return unversioned, err
 		}
 	}
 }

@@ -135,16 +135,8 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err := s.connect(ctx, opts); err != nil {
 		return nil, err
 	}
-	// Secrets were sealed before the store recorded a schema version: a store that
-	// records one holds no secret in plain text, and is not read whole at every start
-	// to find one (a quarter of a second at 10,000 parts).
-	_, err = s.get(ctx, s.key("schema"), &schemaRecord{})
-	unversioned := errors.Is(err, ErrNotFound)
-	if err != nil && !unversioned {
-		s.Close()
-		return nil, err
-	}
-	if err := s.checkSchema(ctx); err != nil {
+	unversioned, err := s.checkSchema(ctx)
+	if err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -152,6 +144,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		s.Close()
 		return nil, err
 	}
+	// Secrets were sealed before the store recorded a schema version: a store that
+	// records one holds no secret in plain text, and is not read whole at every start
+	// to find one (a quarter of a second at 10,000 parts).
 	if unversioned {
 		if err := s.sealStoredSecrets(ctx); err != nil {
 			s.Close()
@@ -331,13 +326,11 @@ func (s *Store) commit(ctx context.Context, ops ...op) (int64, error) {
 	var puts []clientv3.Op
 	// On failure the transaction counts the keys that had to be new, so that the error
 	// names the one that exists rather than the first that had to be new.
-	var mustBeNew []string
 	var counts []clientv3.Op
 	for _, o := range ops {
 		switch {
 		case o.rev == 0:
 			conds = append(conds, clientv3.Compare(clientv3.CreateRevision(o.key), "=", 0))
-			mustBeNew = append(mustBeNew, o.key)
 			counts = append(counts, clientv3.OpGet(o.key, clientv3.WithCountOnly()))
 		case o.rev > 0:
 			conds = append(conds, clientv3.Compare(clientv3.ModRevision(o.key), "=", o.rev))
@@ -362,10 +355,15 @@ func (s *Store) commit(ctx context.Context, ops ...op) (int64, error) {
 		return 0, fmt.Errorf("commit %s: %w", describeOps(ops), err)
 	}
 	if !r.Succeeded {
-		for i, key := range mustBeNew {
-			if rr := r.Responses[i].GetResponseRange(); rr != nil && rr.Count > 0 {
-				return 0, &ExistsError{Key: strings.TrimPrefix(key, s.prefix)}
+		i := 0
+		for _, o := range ops {
+			if o.rev != 0 {
+				continue
 			}
+			if rr := r.Responses[i].GetResponseRange(); rr != nil && rr.Count > 0 {
+				return 0, &ExistsError{Key: strings.TrimPrefix(o.key, s.prefix)}
+			}
+			i++
 		}
 		return 0, fmt.Errorf("%s: %w", describeOps(ops), ErrConflict)
 	}

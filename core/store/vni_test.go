@@ -249,7 +249,7 @@ func TestSchemaOfVNIHolders(t *testing.T) {
 	}
 
 	// A necosd of version 2 refuses the store.
-	if err := s.checkSchemaAt(ctx, 2); !errors.Is(err, ErrSchema) {
+	if _, err := s.checkSchemaAt(ctx, 2); !errors.Is(err, ErrSchema) {
 		t.Fatalf("a necosd of version 2 on a store of version %d: got %v, want ErrSchema", SchemaVersion, err)
 	}
 }
