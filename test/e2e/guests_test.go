@@ -45,7 +45,7 @@ func guestCatalogue(t *testing.T, fed *federation) string {
         storage_dir: /var/lib/necos/vim-xen/e2e-pool
         key_dir: %s
         images:
-          necos-guest: &g%d {disk: %s/disk.qcow2, kernel: %s/vmlinuz, initrd: %s/initrd.img, cmdline: "console=ttyS0 quiet init_on_alloc=0 no5lvl"}
+          necos-guest: &g%d {disk: %s/disk.qcow2, kernel: %s/vmlinuz, initrd: %s/initrd.img, cmdline: "console=ttyS0 quiet init_on_alloc=0 no5lvl cryptomgr.notests"}
           core-vm-template: *g%d
           edge-vm-template: *g%d
     site: {underlay: %s, netns: %s}

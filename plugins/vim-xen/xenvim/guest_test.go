@@ -50,7 +50,7 @@ func guestConfig(t testing.TB) (Config, bool) {
 		MaxNode:  NodeLimit{CPUs: 4, MemoryMB: 1024},
 		Subnet:   "10.77.0.0/24",
 		Images: map[string]Image{"necos-guest": {Disk: filepath.Join(dir, "disk.qcow2"),
-			Kernel: filepath.Join(dir, "vmlinuz"), Initrd: filepath.Join(dir, "initrd.img"), Cmdline: "console=ttyS0 quiet init_on_alloc=0 no5lvl"}},
+			Kernel: filepath.Join(dir, "vmlinuz"), Initrd: filepath.Join(dir, "initrd.img"), Cmdline: "console=ttyS0 quiet init_on_alloc=0 no5lvl cryptomgr.notests"}},
 		DefaultImage: "necos-guest",
 		StorageDir:   "/var/lib/necos/vim-xen/test-pool",
 		StoragePool:  "necos-test",
