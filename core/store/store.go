@@ -65,6 +65,11 @@ type Store struct {
 	vni       vniState
 	// resv queues ReserveAll's calls, to commit them in groups (reservegroup.go).
 	resv reservations
+	// embeddedEndpoint is the embedded etcd's client URL (empty for a cluster, whose
+	// operators defragment it themselves); defragMinFree is what a defragmentation
+	// must free at least (see defrag.go).
+	embeddedEndpoint string
+	defragMinFree    int64
 	// afterPartsList, when set (by tests), runs between WatchParts' listing and the
 	// watch that follows it: there a test compacts the revisions the watch starts from.
 	afterPartsList func()
@@ -97,6 +102,8 @@ type Options struct {
 	// --auto-compaction-retention.
 	History time.Duration
 	Logger  hclog.Logger
+	// defragMinFree overrides defragMinFree (tests).
+	defragMinFree int64
 }
 
 // DefaultHistory is how long the embedded store keeps replaced revisions. Nothing reads
@@ -223,7 +230,29 @@ func (s *Store) connect(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
-	s.cli, s.close, s.failed = cli, stop, failed
+	s.cli, s.failed, s.embeddedEndpoint = cli, failed, cli.Endpoints()[0]
+	s.defragMinFree = defragMinFree
+	if opts.defragMinFree > 0 {
+		s.defragMinFree = opts.defragMinFree
+	}
+	// Before necosd serves: a file left mostly free (slices deleted before the last
+	// stop) is rewritten while nothing waits on the store.
+	if _, err := s.maybeDefragment(ctx); err != nil {
+		s.logger.Warn("store defragmentation", "error", err)
+	}
+	lctx, cancel := context.WithCancel(context.Background())
+	ticker := time.NewTicker(defragEvery)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.defragLoop(lctx, ticker.C)
+	}()
+	s.close = func() error {
+		cancel()
+		ticker.Stop()
+		<-done
+		return stop()
+	}
 	return nil
 }
 
