@@ -55,6 +55,7 @@ type Store struct {
 	sealer *sealer
 	// idemTTL is how long an Idempotency-Key is kept (IdempotencyTTL; tests shorten it).
 	idemTTL   time.Duration
+	idemLease idemLease
 	closeOnce sync.Once
 	closeErr  error
 
