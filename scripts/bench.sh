@@ -9,7 +9,9 @@
 #   BENCH_PROFILE=DIR also saves a 20 s CPU profile of necosd taken during the last run.
 #   -s STORED instead fills necosd with STORED 1-part slices (kept), then times the read
 #   routes (necosctl bench routes), and prints necosd's RSS, the store's size on disk and
-#   the time a restarted necosd takes to answer /readyz.
+#   the time a restarted necosd takes to answer /readyz, and the Go heap each time
+#   (with BENCH_PROFILE, a heap profile after the fill and another after the restart).
+#   BENCH_STORE_COPY=DIR copies the filled store there (necosd stopped), to study offline.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=200
@@ -28,6 +30,13 @@ done
 # rss PID: resident memory, and how much of it is the process's own (anonymous: the Go heap
 # and stacks) and how much mapped files (the binary, the store's memory-mapped database).
 rss() { awk '/^VmRSS/ {t=$2} /^RssAnon/ {a=$2} /^RssFile/ {f=$2} END {printf "%d MB (anonymous %d MB, files %d MB)", t/1024, a/1024, f/1024}' "/proc/$1/status"; }
+# goheap: the Go runtime's view of necosd's memory (its last GC's statistics), which tells
+# the live heap from the memory the runtime holds and has not given back yet.
+goheap() {
+  curl -fsS "http://$DEBUG/debug/pprof/heap?debug=1" 2>/dev/null | awk '
+    /^# HeapInuse = / {i=$4} /^# HeapIdle = / {d=$4} /^# HeapReleased = / {r=$4} /^# Sys = / {s=$4}
+    END {printf "in use %d MB, idle %d MB (returned %d MB), from the OS %d MB", i/1048576, d/1048576, r/1048576, s/1048576}'
+}
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 TAG=nb$(head -c3 /dev/urandom | od -An -tx1 | tr -d ' \n')
 DIR=$(mktemp -d "/tmp/necos-bench-$TAG.XXXX")
@@ -74,17 +83,24 @@ if [ "$STORED" -gt 0 ]; then
   echo "== read routes with $STORED slices stored"
   bin/necosctl bench routes -n 200
   echo "== necosd RSS with $STORED slices stored: $(rss "$necosd_pid")"
+  echo "== Go heap with $STORED slices stored: $(goheap)"
   if [ -n "${BENCH_PROFILE:-}" ]; then
     mkdir -p "$BENCH_PROFILE"
     curl -fsS -o "$BENCH_PROFILE/necosd-heap-s$STORED.pprof" "http://$DEBUG/debug/pprof/heap"
   fi
   echo "== store on disk: $(du -sh "$DIR/data/store" | cut -f1)"
   kill -TERM "$necosd_pid" && wait "$necosd_pid" 2>/dev/null || true
+  if [ -n "${BENCH_STORE_COPY:-}" ]; then
+    mkdir -p "$BENCH_STORE_COPY" && cp -a "$DIR/data/store" "$BENCH_STORE_COPY/"
+  fi
   t0=$(date +%s%N)
   start_necosd
   echo "== restart to /readyz with $STORED slices stored: $(( ($(date +%s%N) - t0) / 1000000 )) ms"
   sleep 5
   echo "== necosd RSS 5 s after the restart: $(rss "$necosd_pid")"
+  echo "== Go heap 5 s after the restart: $(goheap)"
+  [ -z "${BENCH_PROFILE:-}" ] ||
+    curl -fsS -o "$BENCH_PROFILE/necosd-heap-s$STORED-restarted.pprof" "http://$DEBUG/debug/pprof/heap"
   exit 0
 fi
 

@@ -85,6 +85,9 @@ type config struct {
 	// KeepSites keeps, when necosd stops, the network namespaces that WAN plugins built
 	// for the providers' sites; by default those no live slice uses are removed.
 	KeepSites bool `yaml:"keep_sites"`
+	// MemoryLimitMB is the Go runtime's soft memory limit in MiB (0: none); GOMEMLIMIT
+	// in the environment wins over it. See applyMemoryLimit.
+	MemoryLimitMB int `yaml:"memory_limit_mb"`
 	// DebugListen serves Go's profiler (net/http/pprof) there when set.
 	DebugListen string `yaml:"debug_listen"`
 	LogLevel    string `yaml:"log_level"`
@@ -151,6 +154,7 @@ func defaultConfig() config {
 		CallTimeout:          5 * time.Minute,
 		OfferPatience:        2 * time.Minute,
 		HealthInterval:       30 * time.Second,
+		MemoryLimitMB:        DefaultMemoryLimitMB,
 		LogLevel:             "info",
 	}
 }
@@ -190,6 +194,7 @@ func (c *config) bindFlags(cmd *cobra.Command) {
 	f.DurationVar(&c.HealthInterval, "health-interval", c.HealthInterval, "how often Ready slices' parts are described at their providers (a lost part makes the slice Degraded)")
 	f.DurationVar(&c.ServiceStepTimeout, "service-step-timeout", c.ServiceStepTimeout, "bound on each step of a service deployment, the wait for its workloads included (0: each deployer's default, 5 min); workloads not ready by then leave the service Applied until they are")
 	f.BoolVar(&c.KeepSites, "keep-sites", c.KeepSites, "on stop, keep the sites' network namespaces that WAN plugins built (by default those no live slice uses are removed; necosctl sites release does it on demand)")
+	f.IntVar(&c.MemoryLimitMB, "memory-limit-mb", c.MemoryLimitMB, "soft limit on the Go runtime's memory in MiB, past which it collects garbage more often and returns freed memory at once (0: none; GOMEMLIMIT in the environment wins); the store's mapped file is not counted")
 	f.StringVar(&c.DebugListen, "debug-listen", c.DebugListen, "address for Go's profiler (/debug/pprof/), e.g. 127.0.0.1:6060; off when empty")
 	f.StringVar(&c.LogLevel, "log-level", c.LogLevel, "trace, debug, info, warn or error")
 	f.BoolVar(&c.LogJSON, "log-json", c.LogJSON, "log as JSON lines")
@@ -243,6 +248,9 @@ func (c *config) load(cmd *cobra.Command, path string) error {
 		if v <= 0 {
 			return fmt.Errorf("%s: must be > 0, got %d", key, v)
 		}
+	}
+	if c.MemoryLimitMB < 0 {
+		return fmt.Errorf("memory_limit_mb: must be >= 0 (0: no limit), got %d", c.MemoryLimitMB)
 	}
 	if c.MaxConnections <= 0 {
 		return fmt.Errorf("max_connections: must be > 0, got %d", c.MaxConnections)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -122,5 +123,40 @@ func TestEtcdAccess(t *testing.T) {
 		if _, err := loadArgs(t, "", c.args...); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%v: got %v, want %q", c.args, err, c.want)
 		}
+	}
+}
+
+// TestMemoryLimit: memory_limit_mb sets the runtime's soft limit (0: none), GOMEMLIMIT
+// wins over it, and a negative one is refused.
+func TestMemoryLimit(t *testing.T) {
+	var set []int64
+	setter := func(v int64) int64 {
+		set = append(set, v)
+		if v < 0 {
+			return 1 << 30 // the limit GOMEMLIMIT gave
+		}
+		return v
+	}
+	noEnv := func(string) string { return "" }
+	if limit, from := applyMemoryLimit(200, noEnv, setter); limit != 200<<20 || from != "memory_limit_mb" || set[len(set)-1] != 200<<20 {
+		t.Fatalf("200 MiB: %d %s %v", limit, from, set)
+	}
+	if limit, from := applyMemoryLimit(0, noEnv, setter); limit != math.MaxInt64 || from != "none" || set[len(set)-1] != math.MaxInt64 {
+		t.Fatalf("none: %d %s %v", limit, from, set)
+	}
+	env := func(k string) string {
+		if k == "GOMEMLIMIT" {
+			return "1GiB"
+		}
+		return ""
+	}
+	if limit, from := applyMemoryLimit(200, env, setter); limit != 1<<30 || from != "GOMEMLIMIT" || set[len(set)-1] != -1 {
+		t.Fatalf("GOMEMLIMIT: %d %s %v", limit, from, set)
+	}
+	if _, err := loadArgs(t, "", "--memory-limit-mb", "-1"); err == nil || !strings.Contains(err.Error(), "memory_limit_mb") {
+		t.Fatalf("a negative limit: %v", err)
+	}
+	if cfg, err := loadArgs(t, "memory_limit_mb: 0\n"); err != nil || cfg.MemoryLimitMB != 0 {
+		t.Fatalf("memory_limit_mb: 0 in the file: %+v %v", cfg.MemoryLimitMB, err)
 	}
 }

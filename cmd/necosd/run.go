@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"syscall"
 
@@ -64,6 +65,9 @@ func newLogger(cfg config) hclog.Logger {
 
 func run(ctx context.Context, cfg config) error {
 	log := newLogger(cfg)
+	if limit, from := applyMemoryLimit(cfg.MemoryLimitMB, os.Getenv, debug.SetMemoryLimit); from != "none" {
+		log.Debug("memory limit", "mib", limit>>20, "from", from)
+	}
 
 	cat, catName, err := loadCatalogue(cfg.Catalogue)
 	if err != nil {

@@ -68,6 +68,9 @@ func (s *Store) WatchParts(ctx context.Context) <-chan PartsUpdate {
 			if !send(PartsUpdate{Reset: true, Rev: rev, Parts: listed}) {
 				return
 			}
+			if s.afterPartsList != nil {
+				s.afterPartsList()
+			}
 			wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 			wch := s.cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithPrevKV())
 			for resp := range wch {

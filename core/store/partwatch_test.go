@@ -75,3 +75,72 @@ func TestWatchParts(t *testing.T) {
 	for range ch {
 	}
 }
+
+// TestWatchPartsAfterCompaction: a watch whose starting revision was compacted away
+// (it lagged behind the store's short history) lists every part again, as a Reset
+// that holds the writes made meanwhile, and goes on from there.
+func TestWatchPartsAfterCompaction(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s := openEmbedded(t, t.TempDir())
+	a := newSlice("alice", "cdn")
+	if err := s.CreateSlice(ctx, a, Event{}); err != nil {
+		t.Fatal(err)
+	}
+	core := &Part{SliceID: a.ID, Name: "core", State: PartPlanned}
+	if err := s.SavePlan(ctx, a, []*Part{core}, nil, SliceCreating); err != nil {
+		t.Fatal(err)
+	}
+	// After the first listing only: a write the watch would start before, then a
+	// compaction past it.
+	once := false
+	s.afterPartsList = func() {
+		if once {
+			return
+		}
+		once = true
+		edge := &Part{SliceID: a.ID, Name: "edge", State: PartReady}
+		if err := s.PutPart(ctx, edge); err != nil {
+			t.Error(err)
+			return
+		}
+		// A revision is compacted once a later one is the compaction's: one more write,
+		// outside the parts, and the edge's own revision is gone.
+		r, err := s.cli.Put(ctx, s.key("test-compaction"), "")
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		if _, err := s.cli.Compact(ctx, r.Header.Revision); err != nil {
+			t.Error(err)
+		}
+	}
+	ch := s.WatchParts(ctx)
+	next := func(what string) PartsUpdate {
+		t.Helper()
+		select {
+		case u, ok := <-ch:
+			if !ok {
+				t.Fatalf("%s: the watch closed", what)
+			}
+			return u
+		case <-ctx.Done():
+			t.Fatalf("%s: no update", what)
+		}
+		return PartsUpdate{}
+	}
+	if u := next("listing"); !u.Reset || len(u.Parts) != 1 {
+		t.Fatalf("listing: %+v", u)
+	}
+	u := next("listing after the compaction")
+	if !u.Reset || len(u.Parts) != 2 || u.Parts[1].Name != "edge" || u.Parts[1].State != PartReady {
+		t.Fatalf("after the compaction: %+v", u)
+	}
+	core.State = PartReady
+	if err := s.PutPart(ctx, core); err != nil {
+		t.Fatal(err)
+	}
+	if u := next("write after the resume"); u.Reset || len(u.Parts) != 1 || u.Parts[0].Name != "core" || u.Parts[0].State != PartReady {
+		t.Fatalf("write after the resume: %+v", u)
+	}
+}

@@ -406,8 +406,9 @@ func TestEventSequence(t *testing.T) {
 }
 
 // TestIdempotencyKeys: a tenant's key stands for the first document it came with, for
-// IdempotencyTTL, then expires by itself; keys are per tenant; a released key (its
-// request failed) is gone with its lease.
+// IdempotencyTTL, then expires by itself; keys are per tenant; keys claimed together
+// share a lease; a released key (its request failed) is gone, the lease stays for the
+// others.
 func TestIdempotencyKeys(t *testing.T) {
 	ctx := context.Background()
 	s := openEmbedded(t, t.TempDir())
@@ -433,18 +434,36 @@ func TestIdempotencyKeys(t *testing.T) {
 		t.Fatalf("stored key: %+v %v", r, err)
 	}
 	ttl, err := s.cli.TimeToLive(ctx, clientv3.LeaseID(r.Kvs[0].Lease))
-	if err != nil || ttl.GrantedTTL != int64(IdempotencyTTL/time.Second) || ttl.TTL < int64(IdempotencyTTL/time.Second)-60 {
-		t.Fatalf("lease %+v %v, want %v", ttl, err, IdempotencyTTL)
+	want := int64((IdempotencyTTL + IdempotencyTTL/60) / time.Second)
+	if err != nil || ttl.GrantedTTL != want || ttl.TTL < int64(IdempotencyTTL/time.Second) {
+		t.Fatalf("lease %+v %v, want %v and the span it is shared over", ttl, err, IdempotencyTTL)
 	}
-	// Released: the key and its lease are gone; the key may be claimed anew.
+	bob, err := s.cli.Get(ctx, s.idemKey("bob", "k"))
+	if err != nil || len(bob.Kvs) != 1 || bob.Kvs[0].Lease != r.Kvs[0].Lease {
+		t.Fatalf("bob's key %+v %v: not on alice's lease %x", bob, err, r.Kvs[0].Lease)
+	}
+	// Released: the key is gone, the others keep the lease; the key may be claimed anew.
 	if err := s.ReleaseIdempotencyKey(ctx, "bob", "k"); err != nil {
 		t.Fatal(err)
+	}
+	if r, err := s.cli.Get(ctx, s.idemKey("bob", "k")); err != nil || len(r.Kvs) != 0 {
+		t.Fatalf("bob's key after release: %+v %v", r, err)
+	}
+	if r, err := s.cli.Get(ctx, s.idemKey("alice", "k")); err != nil || len(r.Kvs) != 1 {
+		t.Fatalf("alice's key after bob's release: %+v %v", r, err)
 	}
 	if leases, err := s.cli.Leases(ctx); err != nil || len(leases.Leases) != 1 {
 		t.Fatalf("leases after release: %+v %v", leases, err)
 	}
 	if prev, err := s.ClaimIdempotencyKey(ctx, "bob", "k", d1); err != nil || prev != nil {
 		t.Fatalf("claim after release: %+v %v", prev, err)
+	}
+	// The shared lease revoked by hand: the next claim takes another.
+	if _, err := s.cli.Revoke(ctx, clientv3.LeaseID(r.Kvs[0].Lease)); err != nil {
+		t.Fatal(err)
+	}
+	if prev, err := s.ClaimIdempotencyKey(ctx, "dave", "k", d1); err != nil || prev != nil {
+		t.Fatalf("claim after the lease was revoked: %+v %v", prev, err)
 	}
 	// A key expires by itself (etcd's shortest lease here is about 2 s).
 	s.idemTTL = time.Second
