@@ -25,19 +25,7 @@ func TestWatchParts(t *testing.T) {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	ch := s.WatchParts(wctx)
-	next := func(what string) PartsUpdate {
-		t.Helper()
-		select {
-		case u, ok := <-ch:
-			if !ok {
-				t.Fatalf("%s: the watch closed", what)
-			}
-			return u
-		case <-time.After(time.Minute):
-			t.Fatalf("%s: no update in a minute", what)
-		}
-		return PartsUpdate{}
-	}
+	next := func(what string) PartsUpdate { t.Helper(); return nextPartsUpdate(t, ch, what) }
 	u := next("listing")
 	if !u.Reset || len(u.Parts) != 2 || u.Parts[0].Name != "core" || u.Parts[0].Provider != "BR" || u.Parts[0].Rev == 0 {
 		t.Fatalf("listing: %+v", u)
@@ -116,19 +104,7 @@ func TestWatchPartsAfterCompaction(t *testing.T) {
 		}
 	}
 	ch := s.WatchParts(ctx)
-	next := func(what string) PartsUpdate {
-		t.Helper()
-		select {
-		case u, ok := <-ch:
-			if !ok {
-				t.Fatalf("%s: the watch closed", what)
-			}
-			return u
-		case <-ctx.Done():
-			t.Fatalf("%s: no update", what)
-		}
-		return PartsUpdate{}
-	}
+	next := func(what string) PartsUpdate { t.Helper(); return nextPartsUpdate(t, ch, what) }
 	if u := next("listing"); !u.Reset || len(u.Parts) != 1 {
 		t.Fatalf("listing: %+v", u)
 	}
@@ -143,4 +119,20 @@ func TestWatchPartsAfterCompaction(t *testing.T) {
 	if u := next("write after the resume"); u.Reset || len(u.Parts) != 1 || u.Parts[0].Name != "core" || u.Parts[0].State != PartReady {
 		t.Fatalf("write after the resume: %+v", u)
 	}
+}
+
+// nextPartsUpdate is the watch's next update; the test fails when the watch closes or
+// sends nothing for a minute.
+func nextPartsUpdate(t *testing.T, ch <-chan PartsUpdate, what string) PartsUpdate {
+	t.Helper()
+	select {
+	case u, ok := <-ch:
+		if !ok {
+			t.Fatalf("%s: the watch closed", what)
+		}
+		return u
+	case <-time.After(time.Minute):
+		t.Fatalf("%s: no update in a minute", what)
+	}
+	return PartsUpdate{}
 }
