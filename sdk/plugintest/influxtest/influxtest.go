@@ -9,7 +9,9 @@ package influxtest
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -57,14 +59,46 @@ func Start(t testing.TB) *Server {
 		plugintest.NeedBackend(t, EnvInfluxd+": path of influxd 1.8.10, see scripts/influxd.sh")
 	}
 	dir := t.TempDir()
-	httpPort, rpcPort := freePort(t), freePort(t)
-	s := &Server{
-		URL:    fmt.Sprintf("http://127.0.0.1:%d", httpPort),
-		Dir:    dir,
-		t:      t,
-		bin:    bin,
-		config: filepath.Join(dir, "influxdb.conf"),
+	s := &Server{Dir: dir, t: t, bin: bin, config: filepath.Join(dir, "influxdb.conf")}
+	t.Cleanup(func() {
+		s.kill()
+		if t.Failed() {
+			if b, err := os.ReadFile(s.logPath()); err == nil {
+				t.Logf("influxd log (last lines):\n%s", lastLines(string(b), 40))
+			}
+		}
+	})
+	// A free port is only free until someone binds it: another test process's server
+	// may take one of ours between freePort and influxd's bind. Then influxd exits, and
+	// it is started again on other ports.
+	for attempt := 1; ; attempt++ {
+		httpPort, rpcPort := pickPort(t), pickPort(t)
+		s.URL = fmt.Sprintf("http://127.0.0.1:%d", httpPort)
+		s.writeConfig(t, httpPort, rpcPort)
+		err := s.start()
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, errPortTaken) || attempt == portAttempts {
+			t.Fatal(err)
+		}
+		t.Logf("influxd: %v; starting it on other ports", err)
 	}
+	return s
+}
+
+// pickPort chooses a port to give influxd (freePort; tests hand out a taken one).
+var pickPort = freePort
+
+// portAttempts bounds Start's tries when a port it chose was taken meanwhile.
+const portAttempts = 3
+
+// errPortTaken is start's error when influxd could not bind a port it was given.
+var errPortTaken = errors.New("a port was taken before influxd bound it")
+
+func (s *Server) writeConfig(t testing.TB, httpPort, rpcPort int) {
+	t.Helper()
+	dir := s.Dir
 	conf := fmt.Sprintf(`reporting-disabled = true
 bind-address = "127.0.0.1:%d"
 
@@ -88,32 +122,23 @@ bind-address = "127.0.0.1:%d"
 	if err := os.WriteFile(s.config, []byte(conf), 0o600); err != nil {
 		t.Fatalf("influxd config: %v", err)
 	}
-	t.Cleanup(func() {
-		s.kill()
-		if t.Failed() {
-			if b, err := os.ReadFile(s.logPath()); err == nil {
-				t.Logf("influxd log (last lines):\n%s", lastLines(string(b), 40))
-			}
-		}
-	})
-	s.start(t)
-	return s
 }
 
 func (s *Server) logPath() string { return filepath.Join(s.Dir, "influxd.log") }
 
-func (s *Server) start(t testing.TB) {
-	t.Helper()
+// start runs influxd and waits until it answers /ping.
+func (s *Server) start() error {
 	logf, err := os.OpenFile(s.logPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		t.Fatalf("influxd log: %v", err)
+		return fmt.Errorf("influxd log: %w", err)
 	}
 	defer logf.Close()
+	logStart, _ := logf.Seek(0, io.SeekEnd)
 	cmd := exec.Command(s.bin, "-config", s.config)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	begin := time.Now()
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("start influxd: %v", err)
+		return fmt.Errorf("start influxd: %w", err)
 	}
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
@@ -129,14 +154,22 @@ func (s *Server) start(t testing.TB) {
 		}
 		select {
 		case <-exited:
-			t.Fatalf("influxd exited before answering /ping; log:\n%s", s.tail())
+			s.mu.Lock()
+			s.cmd = nil
+			s.mu.Unlock()
+			b, _ := os.ReadFile(s.logPath())
+			if int64(len(b)) >= logStart && strings.Contains(string(b[logStart:]), "address already in use") {
+				return fmt.Errorf("influxd exited: %w", errPortTaken)
+			}
+			return fmt.Errorf("influxd exited before answering /ping; log:\n%s", s.tail())
 		case <-ctx.Done():
-			t.Fatalf("influxd did not answer /ping within %s; log:\n%s", readyTimeout, s.tail())
+			return fmt.Errorf("influxd did not answer /ping within %s; log:\n%s", readyTimeout, s.tail())
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
 	s.Startup = time.Since(begin)
-	t.Logf("influxd %s ready in %s (pid %d)", s.URL, s.Startup.Round(time.Millisecond), cmd.Process.Pid)
+	s.t.Logf("influxd %s ready in %s (pid %d)", s.URL, s.Startup.Round(time.Millisecond), cmd.Process.Pid)
+	return nil
 }
 
 func (s *Server) tail() string {
@@ -169,7 +202,9 @@ func (s *Server) Stop() { s.kill() }
 func (s *Server) Restart(t testing.TB) {
 	t.Helper()
 	s.kill()
-	s.start(t)
+	if err := s.start(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func (s *Server) kill() {
