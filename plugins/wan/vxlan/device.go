@@ -1,8 +1,6 @@
 package vxlan
 
 import (
-	"crypto/rand"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -166,14 +164,14 @@ func (p *Plugin) ensureBridge(h *netlink.Handle, n int, ref sdk.LinkRef, end sdk
 // bridge if the plugin made it and nothing else uses it (see releaseBridgeLocked).
 func (p *Plugin) removeEnd(key linkKey, n int, loc *endLoc) error {
 	defer p.lockBridges(bridgeNode{loc.ns, loc.bridge})()
-	h, err := p.handle(loc.ns)
+	c, err := p.conn(loc.ns)
 	if err != nil {
 		if loc.ns != "" && sdk.CodeOf(err) == sdk.CodeFailedPrecondition {
 			return nil // the namespace is gone, and its devices with it
 		}
 		return err
 	}
-	l, err := h.LinkByName(loc.dev)
+	l, err := c.h.LinkByName(loc.dev)
 	switch {
 	case isNotFound(err):
 	case err != nil:
@@ -181,12 +179,12 @@ func (p *Plugin) removeEnd(key linkKey, n int, loc *endLoc) error {
 	default:
 		if d := devOf(loc.ns, l); d != nil && d.tag.Provider == key.provider && d.tag.Ref == key.ref && d.tag.End == n {
 			if !d.isLocal {
-				if done, err := p.deleteWithBridge(loc, key, l); err != nil || done {
+				if done, err := p.deleteWithBridge(c, loc, key, l); err != nil || done {
 					return err
 				}
 			}
-			if err := h.LinkDel(l); err != nil && !isGone(err) {
-				return fmt.Errorf("delete %s in %s: %w", loc.dev, nsLabel(loc.ns), err)
+			if err := c.deleteDevices(l); err != nil {
+				return fmt.Errorf("in %s: %w", nsLabel(loc.ns), err)
 			}
 		}
 	}
@@ -194,14 +192,12 @@ func (p *Plugin) removeEnd(key linkKey, n int, loc *endLoc) error {
 }
 
 // deleteWithBridge deletes the VXLAN device dev of an end at loc together with the end's
-// bridge in one request (see deleteGroup), when the bridge is the plugin's to delete once
-// dev is gone (see releaseBridgeLocked): its only port is dev and no other link is meant
-// for it. It reports false, having deleted nothing, when the bridge stays or the devices
-// cannot be put in one group; the caller then deletes them one by one. A process killed
-// between the steps leaves devices that are still tagged, found again as before.
-func (p *Plugin) deleteWithBridge(loc *endLoc, key linkKey, dev netlink.Link) (bool, error) {
-	c, err := p.conn(loc.ns)
-	if err != nil || loc.bridge == "" {
+// bridge (see deleteDevices), when the bridge is the plugin's to delete once dev is gone
+// (see releaseBridgeLocked): its only port is dev and no other link is meant for it. It
+// reports false, having deleted nothing, when the bridge stays; the caller then deletes
+// dev alone.
+func (p *Plugin) deleteWithBridge(c *nsConn, loc *endLoc, key linkKey, dev netlink.Link) (bool, error) {
+	if loc.bridge == "" {
 		return false, nil
 	}
 	br, err := c.h.LinkByName(loc.bridge)
@@ -211,23 +207,8 @@ func (p *Plugin) deleteWithBridge(loc *endLoc, key linkKey, dev netlink.Link) (b
 	if port, err := c.portOf(br.Attrs().Index, dev.Attrs().Index); err != nil || port != "" {
 		return false, nil
 	}
-	// A group of the plugin's own for this one request: random, high bit set, so that no
-	// other device (group 0 by default) is in it.
-	var b [4]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return false, nil
-	}
-	g := binary.LittleEndian.Uint32(b[:]) | 1<<31
-	for _, l := range []netlink.Link{dev, br} {
-		if err := c.h.LinkSetGroup(l, int(g)); err != nil {
-			if l == br {
-				_ = c.h.LinkSetGroup(dev, 0)
-			}
-			return false, nil
-		}
-	}
-	if err := c.deleteGroup(g); err != nil && !isGone(err) {
-		return true, fmt.Errorf("delete %s and bridge %s in %s: %w", loc.dev, loc.bridge, nsLabel(loc.ns), err)
+	if err := c.deleteDevices(dev, br); err != nil {
+		return true, fmt.Errorf("in %s: %w", nsLabel(loc.ns), err)
 	}
 	p.mu.Lock()
 	delete(p.pending, bridgeNode{loc.ns, loc.bridge})
@@ -298,8 +279,8 @@ func (p *Plugin) releaseBridgeLocked(ns, name string, skip linkKey) error {
 		p.log.Debug("bridge kept", "bridge", name, "netns", ns, "because", "device "+port+" is a port of it")
 		return nil
 	}
-	if err := c.h.LinkDel(br); err != nil && !isGone(err) {
-		return fmt.Errorf("delete bridge %s in %s: %w", name, nsLabel(ns), err)
+	if err := c.deleteDevices(br); err != nil {
+		return fmt.Errorf("bridge in %s: %w", nsLabel(ns), err)
 	}
 	done()
 	p.log.Info("bridge removed with its last link", "bridge", name, "netns", ns)

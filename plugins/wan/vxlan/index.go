@@ -159,6 +159,8 @@ type nsConn struct {
 	// address dump costs as many devices as the namespace has, a lookup by index not.
 	mu    sync.Mutex
 	under map[string]int
+
+	del deleter // deletes the namespace's devices in batches (deleter.go)
 }
 
 // underlay returns the device of namespace ns holding address ip, or nil. A device found
@@ -239,7 +241,7 @@ func (p *Plugin) conn(name string) (*nsConn, error) {
 		}
 		return nil, fmt.Errorf("netlink in %s: %w", nsLabel(name), err)
 	}
-	c := &nsConn{h: h, raw: map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: {Socket: s}}}
+	c := &nsConn{h: h, raw: map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: {Socket: s}}, del: newDeleter()}
 	if name != "" {
 		c.ns = ns // the host's handle is the plugin's, closed by Close
 	}
@@ -376,16 +378,4 @@ func (c *nsConn) portOf(br, except int) (string, error) {
 		return "", nil
 	}
 	return "", err
-}
-
-// deleteGroup deletes every device of the namespace in group g in one request: the
-// kernel unregisters them together, waiting once for the grace period that each delete
-// alone waits for (20-50 ms here, under a lock every namespace shares).
-func (c *nsConn) deleteGroup(g uint32) error {
-	req := nl.NewNetlinkRequest(unix.RTM_DELLINK, unix.NLM_F_ACK)
-	req.Sockets = c.raw
-	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
-	req.AddData(nl.NewRtAttr(unix.IFLA_GROUP, nl.Uint32Attr(g)))
-	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
-	return err
 }
