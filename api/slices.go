@@ -14,7 +14,6 @@ import (
 
 	"github.com/gorilla/mux"
 	v1 "github.com/necos/necos/api/v1"
-	"github.com/necos/necos/core/spec"
 	"github.com/necos/necos/core/sro"
 	"github.com/necos/necos/core/store"
 )
@@ -67,7 +66,7 @@ func slicePath(id string) string { return "/v1/slices/" + id }
 // the engine sees it: a slice of hundreds of parts would cost thousands of offer calls
 // before being refused. A document that does not parse gets the error Submit would give.
 func (h *Handler) checkLimits(doc []byte) error {
-	s, err := spec.ParseSlice(doc)
+	s, err := sro.ParseSpec(string(doc))
 	if err != nil {
 		return err
 	}

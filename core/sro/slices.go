@@ -51,7 +51,8 @@ func (v *View) Cost() float64 {
 // engine then builds it. A bad spec returns a *spec.Error listing every problem and
 // stores nothing; a name the tenant already uses returns store.ErrExists.
 func (e *Engine) Submit(ctx context.Context, tenant string, doc []byte) (*store.Slice, error) {
-	s, err := spec.ParseSlice(doc)
+	text := string(doc)
+	s, err := ParseSpec(text)
 	if err != nil {
 		return nil, err
 	}
@@ -71,7 +72,7 @@ func (e *Engine) Submit(ctx context.Context, tenant string, doc []byte) (*store.
 			ID:     builder.SliceID(s.ID, idSuffix()),
 			Name:   s.ID,
 			Tenant: tenant,
-			Spec:   string(doc),
+			Spec:   text,
 			State:  store.SlicePending,
 		}
 		err := e.create(ctx, sl, ev)

@@ -3,6 +3,8 @@ package sro_test
 import (
 	"context"
 	"errors"
+	"os"
+	"strings"
 	"testing"
 
 	"github.com/necos/necos/core/sro"
@@ -56,5 +58,36 @@ func TestCorruptStoredSpecRecordedOnce(t *testing.T) {
 	}
 	if n != 1 {
 		t.Errorf("%d %s events, want 1: %+v", n, sro.EvSpecCorrupt, evs)
+	}
+}
+
+// ParseSpec parses a text once and hands the same spec to every later reader of it; a
+// refused document is refused again (not kept), and a document past the size it keeps
+// is parsed every time.
+func TestParseSpecReusesTheParse(t *testing.T) {
+	doc, err := os.ReadFile("../../examples/slices/touristic-cdn-xen.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := sro.ParseSpec(string(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := sro.ParseSpec(string(doc))
+	if err != nil || again != first {
+		t.Errorf("second parse of the same text: %p, %v; want the first's %p", again, err, first)
+	}
+	bad := strings.Replace(string(doc), "dc-slice-parts: 4", "dc-slice-parts: four", 1)
+	for range 2 {
+		if _, err := sro.ParseSpec(bad); err == nil {
+			t.Fatal("a document with a bad count parsed")
+		}
+	}
+	// Comments change the text, not the slice: past the kept size, each parse is new.
+	big := string(doc) + "\n#" + strings.Repeat("x", 20<<10) + "\n"
+	a, errA := sro.ParseSpec(big)
+	b, errB := sro.ParseSpec(big)
+	if errA != nil || errB != nil || a == b {
+		t.Errorf("a 27 KB document: %p (%v), %p (%v); want two parses", a, errA, b, errB)
 	}
 }
