@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
 	"strings"
 	"sync"
 	"syscall"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/necos/necos/sdk"
 	"github.com/necos/necos/sdk/plugintest"
+	"github.com/vishvananda/netlink"
 )
 
 const pluginPkg = "github.com/necos/necos/plugins/wan"
@@ -645,4 +647,44 @@ func BenchmarkConnectConcurrent(b *testing.B) {
 	links := float64(len(specs) * b.N)
 	b.ReportMetric(links/conn.Seconds(), "connects/s")
 	b.ReportMetric(links/disc.Seconds(), "disconnects/s")
+}
+
+// TestMadeDevicesTaggedUpNoIPv6: the devices Connect makes (each end's bridge and VXLAN
+// device) carry their name and tag, are up, and have no IPv6 address (they carry frames
+// only), however few requests made them.
+func TestMadeDevicesTaggedUpNoIPv6(t *testing.T) {
+	n := newTestNet(t, "core", "edge1")
+	wan := newPlugin(t)
+	ctx := call(t)
+	if err := wan.Configure(ctx, sdk.Config{Provider: n.provider(), JSON: n.config()}); err != nil {
+		t.Fatal(err)
+	}
+	spec := sdk.LinkSpec{Ref: sdk.LinkRef{SliceID: "made", LinkID: "l"},
+		End1: n.sites[0].end("c", "br-made"), End2: n.sites[1].end("e", "br-made"), BandwidthBps: 10_000_000}
+	l, err := wan.Connect(ctx, sdk.ConnectRequest{Link: spec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n.sites {
+		h := n.handle(n.sites[i].NS)
+		for _, name := range []string{"br-made", deviceName(l.VNI)} {
+			dev, err := h.LinkByName(name)
+			if err != nil {
+				t.Errorf("site %d: %s: %v", i, name, err)
+				continue
+			}
+			a := dev.Attrs()
+			if a.Alias == "" || a.Flags&net.FlagUp == 0 {
+				t.Errorf("site %d: %s has alias %q, flags %v; want its tag, up", i, name, a.Alias, a.Flags)
+			}
+			if addrs, err := h.AddrList(dev, netlink.FAMILY_V6); err != nil || len(addrs) > 0 {
+				t.Errorf("site %d: %s has IPv6 addresses %v (%v); want none", i, name, addrs, err)
+			}
+		}
+		h.Close()
+	}
+	if err := wan.Disconnect(ctx, sdk.DisconnectRequest{Ref: spec.Ref}); err != nil {
+		t.Fatal(err)
+	}
+	n.assertPristine()
 }
