@@ -56,8 +56,12 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# The bench catalogue with namespaces of this run's own (necos-* -> $TAG-*) and its InfluxDB.
+# The bench catalogue with namespaces of this run's own (necos-* -> $TAG-*), its InfluxDB,
+# and its parts' SSH keys in its own directory: in vim-xen's default one, the keys of the
+# slices a run keeps (-s) outlived the run, 130,000 files in one directory after a few
+# runs, which made every later part's key write slower.
 sed -e "s/necos-/$TAG-/g" -e "s#http://127.0.0.1:8086#http://$INFLUX#" \
+  -e "s#^\( *\)uri: \"test:///default\"#&\n\1key_dir: \"$DIR/keys\"#" \
   examples/catalogue-bench.yaml >"$DIR/catalogue.yaml"
 influx_pid=$(./scripts/influxdb.sh "$DIR/influxdb" "$INFLUX")
 
