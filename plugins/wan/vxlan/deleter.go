@@ -19,7 +19,8 @@ import (
 // the ends of the 48 links of 16 slices queue 2.5 s behind each other's waits with the
 // CPUs idle. Instead, each caller puts its devices in the namespace's delete group and
 // waits for the next delete of that whole group that starts after it did: one request,
-// and one grace period, for every device doomed meanwhile.
+// and one grace period, for every device doomed meanwhile. (A bridge still costs a wait
+// of its own: its delete runs an rcu_barrier() per bridge, batched or not.)
 type deleter struct {
 	// group is the plugin's own for this namespace: random, high bit set, so that no
 	// other device (group 0 by default) is in it.
