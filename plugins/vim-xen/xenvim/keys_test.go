@@ -35,3 +35,35 @@ func TestKeyDirectoryParentsStayTraversable(t *testing.T) {
 		t.Fatalf("read back %q, %v", got, err)
 	}
 }
+
+// A provider's key directory goes with its last part's key, and a key written after
+// that makes it again.
+func TestKeyDirectoryGoesWithItsLastKey(t *testing.T) {
+	s := &settings{keyDir: filepath.Join(t.TempDir(), "keys")}
+	s.provider.Name = "BR"
+	a, b := sdk.PartRef{SliceID: "s1", PartID: "core"}, sdk.PartRef{SliceID: "s2", PartID: "edge"}
+	dir := filepath.Dir(keyPath(s, a))
+	for _, ref := range []sdk.PartRef{a, b} {
+		if err := writePartKey(s, ref, "secret"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := deletePartKey(s, a); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dir); err != nil {
+		t.Fatalf("the directory went while it held a key: %v", err)
+	}
+	if err := deletePartKey(s, b); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("the directory stayed after its last key: %v", err)
+	}
+	if err := writePartKey(s, a, "again"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := readPartKey(s, a); err != nil || got != "again" {
+		t.Fatalf("read back %q, %v", got, err)
+	}
+}
