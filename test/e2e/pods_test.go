@@ -278,7 +278,14 @@ func iotCore(ctx context.Context, t *testing.T, cluster *kubetest.Cluster, clien
 		t.Errorf("the core's history of core-sensor-2: %s", h)
 	}
 
+	// A pod is Running once its container started, not once its server listens: the
+	// GUI's first answers may be resets while it starts (the store's loop above waited
+	// for the store alone).
 	page := get(ctx, t, gui+"/")
+	for !strings.Contains(page, cm.Data["DOJOT_SLICE"]) && ctx.Err() == nil && time.Now().Before(deadline) {
+		time.Sleep(time.Second)
+		page = get(ctx, t, gui+"/")
+	}
 	for _, want := range []string{cm.Data["DOJOT_SLICE"], "<td>core-sensor-1</td>", "<td>core-sensor-2</td>", "<td>core-sensor-3</td>",
 		"<td>dc-slice2</td>", ">20.50</td>", ">22.50</td>", "-22.90000, -47.06000", "fetch('devices'"} {
 		if !strings.Contains(page, want) {
