@@ -21,10 +21,7 @@ import (
 func TestCollect(t *testing.T) {
 	n := newTestNet(t, "core", "edge1")
 	ctx := call(t)
-	first := newPlugin(t)
-	if err := first.Configure(ctx, sdk.Config{Provider: n.provider(), JSON: n.config()}); err != nil {
-		t.Fatal(err)
-	}
+	first := n.plugin(t)
 	spec := sdk.LinkSpec{Ref: sdk.LinkRef{SliceID: "gc", LinkID: "l"}, End1: n.sites[0].end("core-dc", "br-gc"),
 		End2: n.sites[1].end("edge-dc", "br-gc"), BandwidthBps: 10_000_000}
 	l, err := first.Connect(ctx, sdk.ConnectRequest{Link: spec})
@@ -67,10 +64,7 @@ func TestCollect(t *testing.T) {
 	n.veth(h, "vm-port", used, n.ul, "vm-peer", 0)
 
 	// A new process collects at start-up.
-	second := newPlugin(t)
-	if err := second.Configure(ctx, sdk.Config{Provider: n.provider(), JSON: n.config()}); err != nil {
-		t.Fatal(err)
-	}
+	second := n.plugin(t)
 	want := []string{"br-other", "br-used", "br-vim", "eth0", foreignTemp, "lo", "vm-port"}
 	sort.Strings(want)
 	if got := names(n.devices(0)); !equal(got, want) {

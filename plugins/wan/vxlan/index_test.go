@@ -17,11 +17,8 @@ import (
 func TestConcurrentLinks(t *testing.T) {
 	const slices = 8
 	n := newTestNet(t, "core", "edge1", "edge2")
-	wan := newPlugin(t)
 	ctx := call(t)
-	if err := wan.Configure(ctx, sdk.Config{Provider: n.provider(), JSON: n.config()}); err != nil {
-		t.Fatal(err)
-	}
+	wan := n.plugin(t)
 	var specs []sdk.LinkSpec
 	for i := range slices {
 		br := fmt.Sprintf("br-cc%d", i)

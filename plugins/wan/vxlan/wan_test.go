@@ -32,6 +32,17 @@ func newPlugin(t testing.TB) *Plugin {
 	return p
 }
 
+// plugin returns a new plugin configured for n's sites, as a plugin process (re)started
+// on them is.
+func (n *testNet) plugin(t testing.TB) *Plugin {
+	t.Helper()
+	p := newPlugin(t)
+	if err := p.Configure(call(t), sdk.Config{Provider: n.provider(), JSON: n.config()}); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 // provider is unique per test net, so tests never see each other's links.
 func (n *testNet) provider() sdk.Provider {
 	return sdk.Provider{Name: "wt-" + n.id, Location: "EUROPE.TEST"}
@@ -83,11 +94,8 @@ func TestConformanceBinary(t *testing.T) {
 // slice B's by the "VIM" beforehand: Disconnect removes the former and keeps the latter.
 func TestTraffic(t *testing.T) {
 	n := newTestNet(t, "core", "edge1", "edge2")
-	wan := newPlugin(t)
 	ctx := call(t)
-	if err := wan.Configure(ctx, sdk.Config{Provider: n.provider(), JSON: n.config()}); err != nil {
-		t.Fatal(err)
-	}
+	wan := n.plugin(t)
 	type slice struct {
 		id, bridge string
 		addrs      [3]string
@@ -196,11 +204,8 @@ func TestTraffic(t *testing.T) {
 func TestRateLimit(t *testing.T) {
 	const rate = 30_000_000
 	n := newTestNet(t, "core", "edge1")
-	wan := newPlugin(t)
 	ctx := call(t)
-	if err := wan.Configure(ctx, sdk.Config{Provider: n.provider(), JSON: n.config()}); err != nil {
-		t.Fatal(err)
-	}
+	wan := n.plugin(t)
 	spec := sdk.LinkSpec{
 		Ref:          sdk.LinkRef{SliceID: "rate", LinkID: "core-edge1"},
 		End1:         n.sites[0].end("core-dc", "br-rate"),
@@ -293,11 +298,8 @@ func TestRestart(t *testing.T) {
 // there) and checks that the first end's devices it had made are gone again.
 func TestConnectRollback(t *testing.T) {
 	n := newTestNet(t, "core", "edge1")
-	wan := newPlugin(t)
 	ctx := call(t)
-	if err := wan.Configure(ctx, sdk.Config{Provider: n.provider(), JSON: n.config()}); err != nil {
-		t.Fatal(err)
-	}
+	wan := n.plugin(t)
 	bad := n.sites[1].end("edge-dc", "br-rb")
 	bad.Underlay = "10.99.0.250"
 	spec := sdk.LinkSpec{Ref: sdk.LinkRef{SliceID: "rb", LinkID: "l"}, End1: n.sites[0].end("core-dc", "br-rb"),
@@ -316,11 +318,8 @@ func TestConnectRollback(t *testing.T) {
 // the link failed, naming the end, and Connect makes it whole again.
 func TestRepair(t *testing.T) {
 	n := newTestNet(t, "core", "edge1")
-	wan := newPlugin(t)
 	ctx := call(t)
-	if err := wan.Configure(ctx, sdk.Config{Provider: n.provider(), JSON: n.config()}); err != nil {
-		t.Fatal(err)
-	}
+	wan := n.plugin(t)
 	spec := sdk.LinkSpec{Ref: sdk.LinkRef{SliceID: "rp", LinkID: "l"}, End1: n.sites[0].end("core-dc", "br-rp"),
 		End2: n.sites[1].end("edge-dc", "br-rp"), BandwidthBps: 10_000_000}
 	t.Cleanup(func() { _ = wan.Disconnect(context.Background(), sdk.DisconnectRequest{Ref: spec.Ref}) })
@@ -364,11 +363,8 @@ func TestRepair(t *testing.T) {
 // a broadcast loop, and is refused by Offer (with a reason) and Connect.
 func TestLoopRefused(t *testing.T) {
 	n := newTestNet(t, "core", "edge1", "edge2")
-	wan := newPlugin(t)
 	ctx := call(t)
-	if err := wan.Configure(ctx, sdk.Config{Provider: n.provider(), JSON: n.config()}); err != nil {
-		t.Fatal(err)
-	}
+	wan := n.plugin(t)
 	link := func(id string, a, b int) sdk.LinkSpec {
 		return sdk.LinkSpec{Ref: sdk.LinkRef{SliceID: "ring", LinkID: id},
 			End1: n.sites[a].end("p", "br-ring"), End2: n.sites[b].end("p", "br-ring")}
@@ -453,11 +449,8 @@ func TestCapacity(t *testing.T) {
 // namespaces (bridges made and removed each time).
 func BenchmarkConnectDisconnect(b *testing.B) {
 	n := newTestNet(b, "core", "edge1")
-	wan := newPlugin(b)
 	ctx := context.Background()
-	if err := wan.Configure(ctx, sdk.Config{Provider: n.provider(), JSON: n.config()}); err != nil {
-		b.Fatal(err)
-	}
+	wan := n.plugin(b)
 	spec := sdk.LinkSpec{Ref: sdk.LinkRef{SliceID: "bench", LinkID: "l"}, End1: n.sites[0].end("c", "br-bench"),
 		End2: n.sites[1].end("e", "br-bench"), BandwidthBps: 10_000_000}
 	var conn, disc time.Duration
@@ -483,11 +476,8 @@ func BenchmarkConnectDisconnect(b *testing.B) {
 func TestLocalLink(t *testing.T) {
 	const rate = 30_000_000
 	n := newTestNet(t, "site", "other")
-	wan := newPlugin(t)
 	ctx := call(t)
-	if err := wan.Configure(ctx, sdk.Config{Provider: n.provider(), JSON: n.config()}); err != nil {
-		t.Fatal(err)
-	}
+	wan := n.plugin(t)
 	spec := sdk.LinkSpec{Ref: sdk.LinkRef{SliceID: "local", LinkID: "a-b"}, Name: "a-to-b",
 		End1: n.sites[0].end("a-dc", "br-la"), End2: n.sites[0].end("b-dc", "br-lb"), BandwidthBps: rate}
 	o, err := wan.OfferLink(ctx, sdk.OfferLinkRequest{Link: spec})
@@ -525,10 +515,7 @@ func TestLocalLink(t *testing.T) {
 	}
 
 	// A new process finds it on the devices.
-	again := newPlugin(t)
-	if err := again.Configure(ctx, sdk.Config{Provider: n.provider(), JSON: n.config()}); err != nil {
-		t.Fatal(err)
-	}
+	again := n.plugin(t)
 	d, err := again.DescribeLink(ctx, sdk.DescribeLinkRequest{Ref: spec.Ref})
 	if err != nil || d.State != sdk.StateReady || d.VNI != l.VNI || d.BandwidthBps != rate || d.End2.Bridge != "br-lb" {
 		t.Fatalf("DescribeLink from another process: %+v, %v", d, err)
@@ -612,11 +599,8 @@ func BenchmarkConnectWithLinks(b *testing.B) {
 func BenchmarkConnectConcurrent(b *testing.B) {
 	const slices = 16
 	n := newTestNet(b, "core", "edge1", "edge2", "edge3")
-	wan := newPlugin(b)
 	ctx := context.Background()
-	if err := wan.Configure(ctx, sdk.Config{Provider: n.provider(), JSON: n.config()}); err != nil {
-		b.Fatal(err)
-	}
+	wan := n.plugin(b)
 	var specs []sdk.LinkSpec
 	for s := range slices {
 		for e := 1; e <= 3; e++ {
@@ -654,11 +638,8 @@ func BenchmarkConnectConcurrent(b *testing.B) {
 // only), however few requests made them.
 func TestMadeDevicesTaggedUpNoIPv6(t *testing.T) {
 	n := newTestNet(t, "core", "edge1")
-	wan := newPlugin(t)
 	ctx := call(t)
-	if err := wan.Configure(ctx, sdk.Config{Provider: n.provider(), JSON: n.config()}); err != nil {
-		t.Fatal(err)
-	}
+	wan := n.plugin(t)
 	spec := sdk.LinkSpec{Ref: sdk.LinkRef{SliceID: "made", LinkID: "l"},
 		End1: n.sites[0].end("c", "br-made"), End2: n.sites[1].end("e", "br-made"), BandwidthBps: 10_000_000}
 	l, err := wan.Connect(ctx, sdk.ConnectRequest{Link: spec})
