@@ -152,6 +152,20 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 		}
 	}()
 
+	// The addresses are taken before the embedded store looks for free ports of its
+	// own, so that it cannot be given the API's: a busy address fails the start early.
+	d.ln = cfg.Listener
+	if d.ln == nil && cfg.Listen != "" {
+		if d.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+			return nil, fmt.Errorf("listen: %w", err)
+		}
+	}
+	if cfg.DebugListen != "" {
+		if d.dbgLn, err = net.Listen("tcp", cfg.DebugListen); err != nil {
+			return nil, fmt.Errorf("debug listen: %w", err)
+		}
+	}
+
 	so := cfg.Store
 	so.Logger = named(so.Logger, log, "store")
 	if d.store, err = store.Open(base, so); err != nil {
@@ -240,18 +254,6 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	if !cfg.Off.UI {
 		// The dashboard (/ui/) beside the API: a static page that reads the API.
 		d.handler = ui.With(d.handler)
-	}
-
-	d.ln = cfg.Listener
-	if d.ln == nil && cfg.Listen != "" {
-		if d.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
-			return nil, fmt.Errorf("listen: %w", err)
-		}
-	}
-	if cfg.DebugListen != "" {
-		if d.dbgLn, err = net.Listen("tcp", cfg.DebugListen); err != nil {
-			return nil, fmt.Errorf("debug listen: %w", err)
-		}
 	}
 
 	// Stopped in the reverse order: the API first, then what answers it; the collector

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -103,9 +104,10 @@ func TestStartServeClose(t *testing.T) {
 	}
 }
 
-// A start that fails halfway closes what it opened: the embedded store, locked by its
-// etcd while open, opens again at once.
-func TestStartFailureClosesWhatItOpened(t *testing.T) {
+// The API's address is taken before the store is opened: a busy address fails the
+// start before anything else, and the embedded store, which looks for free ports of
+// its own, can never be given the API's.
+func TestListenBeforeStore(t *testing.T) {
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -120,7 +122,36 @@ func TestStartFailureClosesWhatItOpened(t *testing.T) {
 	} else if !strings.Contains(err.Error(), "listen") {
 		t.Errorf("error does not say what failed: %v", err)
 	}
-	cfg.Listen = "127.0.0.1:0"
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the store was opened before the API's address was taken: %v", err)
+	}
+}
+
+// A start that fails halfway closes what it opened: the API's address is free again
+// and the embedded store, locked by its etcd while open, opens again at once.
+func TestStartFailureClosesWhatItOpened(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	cfg := config(t, dir)
+	// A tenant's key larger than a store request may be fails after the store opened.
+	cfg.Tokens = map[string]string{strings.Repeat("t", 2<<20): "token"}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	cfg.Listener = ln
+	if d, err := daemon.Start(context.Background(), cfg); err == nil {
+		d.Close()
+		t.Fatal("started with a tenant the store cannot hold")
+	} else if !strings.Contains(err.Error(), "token of") {
+		t.Errorf("error does not say what failed: %v", err)
+	}
+	// An open listener's Accept times out at once; a closed one's says so.
+	_ = ln.(*net.TCPListener).SetDeadline(time.Now())
+	if _, err := ln.Accept(); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("the API's listener is still open after the failed start: %v", err)
+	}
+	cfg = config(t, dir)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	d, err := daemon.Start(ctx, cfg)
