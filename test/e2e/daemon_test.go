@@ -160,7 +160,12 @@ func (d *daemon) start() {
 		if d.live {
 			probe = "/healthz"
 		}
-		resp, err := d.client.Get(d.url(probe))
+		// necosd takes its address before it opens the store and serves after: a probe
+		// may wait for its answer, but not past the start-up's own deadline.
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, d.url(probe), nil)
+		resp, err := d.client.Do(req)
+		cancel()
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
