@@ -187,3 +187,20 @@ func TestSlowClientFlood(t *testing.T) {
 		t.Errorf("%d of %d unauthenticated bodies refused before they were sent", refused, flood/2)
 	}
 }
+
+// A busy address fails necosd's start with a clear error before it opens anything, and
+// the tests' harness then starts it on another: an address found free may be taken by
+// another process before necosd binds it.
+func TestStartOnAnAddressTakenMeanwhile(t *testing.T) {
+	d := newDaemon(t, xenCatalogue(t, nil, ""), true)
+	taken, err := net.Listen("tcp", d.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	d.start()
+	if d.addr == taken.Addr().String() || d.retries != 1 {
+		t.Fatalf("necosd serves on %s after %d retries; %s was taken", d.addr, d.retries, taken.Addr())
+	}
+	d.expect(d.do("demo", "GET", "/v1/slices", "", nil), 200, "list on the new address")
+}
