@@ -42,8 +42,9 @@ type daemon struct {
 	scheme string
 	client *http.Client
 	caFile string
-	// started counts the starts: an address found free for the first may be taken by
-	// another process before necosd binds it, and only then is another one chosen.
+	// started counts the starts that served, retries the addresses given up: one found
+	// free for the first start may be taken by another process before necosd binds it,
+	// and only then is another chosen.
 	started, retries int
 }
 
@@ -179,11 +180,12 @@ func (d *daemon) start() {
 		}
 		select {
 		case <-d.done:
-			if d.started == 0 && d.retries < 3 && strings.Contains(d.log.String(), "listen tcp "+d.addr+": bind: address already in use") {
+			at := slices.Index(d.args, "--listen") + 1
+			if d.started == 0 && d.retries < 3 && at > 0 && strings.Contains(d.log.String(), "listen tcp "+d.addr+": bind: address already in use") {
 				d.retries++
 				d.t.Logf("%s was taken before necosd bound it: starting on another address", d.addr)
 				d.addr = freeAddr(d.t)
-				d.args[slices.Index(d.args, "--listen")+1] = d.addr
+				d.args[at] = d.addr
 				d.log = &syncBuffer{}
 				d.start()
 				return
