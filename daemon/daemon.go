@@ -64,8 +64,9 @@ type Config struct {
 	// Off switches components off, for tests of one part of the platform.
 	Off Components
 
-	// Listen is the API's address; Listener, when set, is used instead. With neither,
-	// no server runs and Handler serves the API to whoever the owner chooses.
+	// Listen is the API's address; Listener, when set, is used instead, and is the
+	// daemon's to close from then on (a failed Start closes it too). With neither, no
+	// server runs and Handler serves the API to whoever the owner chooses.
 	Listen   string
 	Listener net.Listener
 	// API tunes the API (Limits, MaxBody...); Extra routes are added after the
