@@ -9,7 +9,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	v1 "github.com/necos/necos/api/v1"
@@ -34,7 +33,10 @@ func (e *exitError) Error() string {
 }
 
 func newSliceSSH(a *app) *cobra.Command {
-	var port int
+	var (
+		port int
+		wait time.Duration
+	)
 	cmd := &cobra.Command{
 		Use:   "ssh SLICE PART/NODE [-- COMMAND...]",
 		Short: "Open a shell, or run a command, on a node of a slice with the part's key",
@@ -47,7 +49,10 @@ guests: the part's "netns" attribute) is dialled at the node's address, port 22,
 inside that namespace — so this needs root on the provider's machine, like
 port-forward; a part with a provider SSH gateway (its vim_ref ssh endpoint) is reached
 there, as the original providers forwarded their gateway to the part's VMs; otherwise
-the node's address, port 22.`,
+the node's address, port 22.
+
+A slice is Ready once its guests are started, before they have booted: a node that does
+not answer yet is dialled again every half second for up to --wait (2m).`,
 		Args: cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			part, node, ok := strings.Cut(args[1], "/")
@@ -69,10 +74,14 @@ the node's address, port 22.`,
 			if err != nil {
 				return err
 			}
-			return runSSH(cmd.Context(), t, strings.Join(args[2:], " "), cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
+			if wait < 0 {
+				return fmt.Errorf("--wait: expected a duration of 0 or more, got %s", wait)
+			}
+			return runSSH(cmd.Context(), t, wait, strings.Join(args[2:], " "), cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	cmd.Flags().IntVar(&port, "port", 0, "SSH port (default: the part's gateway port, else 22)")
+	cmd.Flags().DurationVar(&wait, "wait", 2*time.Minute, "how long to wait for a node that does not answer yet (a guest still booting); 0 fails at once")
 	return cmd
 }
 
@@ -165,18 +174,44 @@ func sshTarget(s *v1.Slice, part, node string, port int) (sshTargetInfo, error) 
 	return t, nil
 }
 
-// runSSH logs in to t and runs command (a shell when empty) with the given streams.
-func runSSH(ctx context.Context, t sshTargetInfo, command string, stdin io.Reader, stdout, stderr io.Writer) error {
+// sshRetryEvery is how often a node that does not answer yet is dialled again.
+const sshRetryEvery = 500 * time.Millisecond
+
+// dialNode logs in to t. A node that does not answer yet as a booting guest does
+// (refused, no route yet, no greeting: see nsnet.NotUpYet) is dialled again until wait
+// has passed, saying once on stderr that it waits; any other failure (the host key, the
+// login) returns at once.
+func dialNode(ctx context.Context, t sshTargetInfo, wait time.Duration, stderr io.Writer) (*ssh.Client, error) {
+	deadline := time.Now().Add(wait)
+	for told := false; ; told = true {
+		c, err := dialNodeOnce(ctx, t)
+		if err == nil || !nsnet.NotUpYet(err) || ctx.Err() != nil {
+			return c, err
+		}
+		if !time.Now().Add(sshRetryEvery).Before(deadline) {
+			if wait <= 0 {
+				return nil, fmt.Errorf("%w (a guest still booting does not answer for its first seconds: give --wait to wait for it)", err)
+			}
+			return nil, fmt.Errorf("%w (no answer within --wait %s)", err, wait)
+		}
+		if !told {
+			fmt.Fprintf(stderr, "waiting for %s to answer SSH at %s (up to --wait %s: a guest may still be booting)\n", t.name, t.at, wait)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(sshRetryEvery):
+		}
+	}
+}
+
+// dialNodeOnce connects to t and completes the SSH handshake and login.
+func dialNodeOnce(ctx context.Context, t sshTargetInfo) (*ssh.Client, error) {
 	dctx, cancel := context.WithTimeout(ctx, sshDialTimeout)
 	defer cancel()
 	conn, err := nsnet.Dial(dctx, "tcp", t.at)
 	if err != nil {
-		if errors.Is(err, syscall.ECONNREFUSED) {
-			// The node answers but nothing listens on its SSH port: a guest refuses for
-			// the first seconds of its boot, before its SSH server starts.
-			return fmt.Errorf("ssh %s: connect to %s: %w (its SSH server is not listening yet: a guest still booting refuses for its first seconds; try again)", t.name, t.at, err)
-		}
-		return fmt.Errorf("ssh %s: connect to %s: %w", t.name, t.at, err)
+		return nil, fmt.Errorf("ssh %s: connect to %s: %w", t.name, t.at, err)
 	}
 	_ = conn.SetDeadline(time.Now().Add(sshDialTimeout))
 	cc, chans, reqs, err := ssh.NewClientConn(conn, t.at.Addr, &ssh.ClientConfig{
@@ -185,10 +220,19 @@ func runSSH(ctx context.Context, t sshTargetInfo, command string, stdin io.Reade
 	})
 	if err != nil {
 		conn.Close()
-		return fmt.Errorf("ssh %s at %s as %s: %w", t.name, t.at, t.user, err)
+		return nil, fmt.Errorf("ssh %s at %s as %s: %w", t.name, t.at, t.user, err)
 	}
 	_ = conn.SetDeadline(time.Time{})
-	client := ssh.NewClient(cc, chans, reqs)
+	return ssh.NewClient(cc, chans, reqs), nil
+}
+
+// runSSH logs in to t (waiting up to wait for a node still booting, see dialNode) and
+// runs command (a shell when empty) with the given streams.
+func runSSH(ctx context.Context, t sshTargetInfo, wait time.Duration, command string, stdin io.Reader, stdout, stderr io.Writer) error {
+	client, err := dialNode(ctx, t, wait, stderr)
+	if err != nil {
+		return err
+	}
 	defer client.Close()
 	// Interruption closes the connection: the remote side sees the session end.
 	stop := context.AfterFunc(ctx, func() { client.Close() })

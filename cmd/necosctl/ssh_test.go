@@ -5,13 +5,16 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/necos/necos/api/apitest"
 	v1 "github.com/necos/necos/api/v1"
+	"github.com/necos/necos/sdk/nsnet"
 	"github.com/necos/necos/sdk/plugintest/sshdtest"
 )
 
@@ -113,8 +116,75 @@ func TestSSHHostKeyMismatch(t *testing.T) {
 	if bad.at != tgt.at {
 		t.Fatalf("targets differ: %v %v", bad.at, tgt.at)
 	}
-	err = runSSH(context.Background(), bad, "true", strings.NewReader(""), new(strings.Builder), new(strings.Builder))
+	err = runSSH(context.Background(), bad, 0, "true", strings.NewReader(""), new(strings.Builder), new(strings.Builder))
 	if err == nil || !strings.Contains(err.Error(), "host key mismatch") {
 		t.Errorf("a host with another key: %v", err)
+	}
+}
+
+// signalWriter closes first at its first write.
+type signalWriter struct {
+	first chan struct{}
+	once  sync.Once
+	b     strings.Builder
+}
+
+func (w *signalWriter) Write(p []byte) (int, error) {
+	w.once.Do(func() { close(w.first) })
+	return w.b.Write(p)
+}
+
+// A node that does not answer yet (a guest booting) is dialled again until it does,
+// saying so once; with no wait the first refusal fails, naming --wait.
+func TestSSHWaitsForABootingNode(t *testing.T) {
+	e := startServiceEnv(t)
+	out, errOut := e.run(t, "slice", "create", "--wait", "-o", "json", "--show-credentials", "-f", writeFile(t, "slice.yaml", apitest.SmallSlice("boot")))
+	if errOut != "" {
+		t.Fatal(errOut)
+	}
+	var s v1.Slice
+	if err := json.Unmarshal([]byte(out), &s); err != nil {
+		t.Fatal(err)
+	}
+	p := s.Parts[0]
+	e.sshd.Authorize(t, p.Attributes["ssh-public-key"])
+	tgt, err := sshTarget(&s, p.Name, p.Nodes[0].Name, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := tgt.at
+	// Nothing listens at the node's address until the test lets it "boot".
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tgt.at = nsnet.Endpoint{Addr: l.Addr().String()}
+	l.Close()
+
+	ctx := context.Background()
+	err = runSSH(ctx, tgt, 0, "true", strings.NewReader(""), new(strings.Builder), new(strings.Builder))
+	if err == nil || !nsnet.NotUpYet(err) || !strings.Contains(err.Error(), "give --wait") {
+		t.Errorf("no wait, node not up: %v", err)
+	}
+
+	stderr := &signalWriter{first: make(chan struct{})}
+	booted := make(chan error, 1)
+	go func() {
+		<-stderr.first // the waiting is announced: the node comes up now
+		f, err := nsnet.Forward(ctx, tgt.at, node, nil)
+		if err == nil {
+			t.Cleanup(func() { f.Close() })
+		}
+		booted <- err
+	}()
+	var stdout strings.Builder
+	if err := runSSH(ctx, tgt, time.Minute, "echo up", strings.NewReader(""), &stdout, stderr); err != nil {
+		t.Fatalf("a node that answers after a moment: %v (stderr %q)", err, stderr.b.String())
+	}
+	if err := <-booted; err != nil {
+		t.Fatal(err)
+	}
+	if strings.TrimSpace(stdout.String()) != "up" || strings.Count(stderr.b.String(), "waiting for") != 1 {
+		t.Errorf("stdout %q, stderr %q: want up, and one line saying it waits", stdout.String(), stderr.b.String())
 	}
 }

@@ -47,6 +47,17 @@ func (e Endpoint) String() string {
 	return e.Netns + ":" + e.Addr
 }
 
+// NotUpYet reports whether a dial (or the first exchange after it) failed as it does
+// while the far end is still booting: refused (nothing listens yet), no route yet (its
+// address answers no ARP), timed out, or closed before the server's greeting. A caller
+// that waits for a node to come up dials again on these errors, and on no other.
+func NotUpYet(err error) bool {
+	var ne net.Error
+	return errors.Is(err, unix.ECONNREFUSED) || errors.Is(err, unix.EHOSTUNREACH) ||
+		errors.Is(err, unix.ENETUNREACH) || errors.Is(err, unix.ECONNRESET) || errors.Is(err, io.EOF) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
+}
+
 // Path returns the file that names a namespace: name itself when it is absolute, else
 // /var/run/netns/name.
 func Path(name string) string {

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/necos/necos/sdk/nsnet"
 	"github.com/necos/necos/sdk/plugintest"
+	"golang.org/x/sys/unix"
 )
 
 // freshName returns a namespace name no other test uses; the test is skipped (or fails,
@@ -226,5 +228,42 @@ func TestRemoveUnmountedName(t *testing.T) {
 	}
 	if _, err := os.Stat(nsnet.Path(name)); !os.IsNotExist(err) {
 		t.Errorf("file still there: %v", err)
+	}
+}
+
+// NotUpYet tells the errors of a node still booting, as real dials return them, from
+// the rest.
+func TestNotUpYet(t *testing.T) {
+	free, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := free.Addr().String()
+	free.Close()
+	_, refused := net.Dial("tcp", addr)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+	defer cancel()
+	<-ctx.Done()
+	_, expired := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+	for _, c := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"refused", refused, true},
+		{"no route yet", &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", unix.EHOSTUNREACH)}, true},
+		{"reset before the greeting", fmt.Errorf("ssh: handshake failed: %w", unix.ECONNRESET), true},
+		{"closed before the greeting", fmt.Errorf("ssh: handshake failed: %w", io.EOF), true},
+		{"timed out", expired, true},
+		{"authentication", errors.New("ssh: handshake failed: ssh: unable to authenticate"), false},
+		{"no such namespace", errors.New(`netns "x": no such file or directory`), false},
+		{"nil", nil, false},
+	} {
+		if c.err == nil && c.want {
+			t.Fatalf("%s: the dial did not fail", c.name)
+		}
+		if got := nsnet.NotUpYet(c.err); got != c.want {
+			t.Errorf("%s (%v): NotUpYet %v, want %v", c.name, c.err, got, c.want)
+		}
 	}
 }

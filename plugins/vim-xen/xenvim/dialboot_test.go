@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/necos/necos/sdk/nsnet"
 	"github.com/necos/necos/sdk/plugintest/sshdtest"
 	"golang.org/x/crypto/ssh"
 )
@@ -102,7 +103,7 @@ func TestDialBootedWaitsForANodeThatBoots(t *testing.T) {
 	}
 	start = time.Now()
 	_, err = (sshTarget{node: "n", addr: srv.Addr(), cfg: cfg(ws), bootWait: time.Minute}).dialBooted(ctx)
-	if err == nil || notUpYet(err) || time.Since(start) > 30*time.Second {
+	if err == nil || nsnet.NotUpYet(err) || time.Since(start) > 30*time.Second {
 		t.Errorf("a refused key: %v after %s", err, time.Since(start))
 	}
 }

@@ -8,12 +8,10 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/necos/necos/sdk"
@@ -251,8 +249,8 @@ func (t sshTarget) dialBooted(ctx context.Context) (*ssh.Client, error) {
 	deadline := time.Now().Add(t.bootWait)
 	for {
 		c, err := t.dial(ctx)
-		if err == nil || t.bootWait <= 0 || !notUpYet(err) || !time.Now().Before(deadline) {
-			if err != nil && t.bootWait > 0 && notUpYet(err) {
+		if err == nil || t.bootWait <= 0 || !nsnet.NotUpYet(err) || !time.Now().Before(deadline) {
+			if err != nil && t.bootWait > 0 && nsnet.NotUpYet(err) {
 				err = fmt.Errorf("%w (no answer for %s)", err, t.bootWait)
 			}
 			return c, err
@@ -263,15 +261,6 @@ func (t sshTarget) dialBooted(ctx context.Context) (*ssh.Client, error) {
 		case <-time.After(time.Second):
 		}
 	}
-}
-
-// notUpYet reports whether a dial failed as it does while the node boots: refused, no
-// route yet (its address answers no ARP), timed out, or closed before the SSH greeting.
-func notUpYet(err error) bool {
-	var ne net.Error
-	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH) ||
-		errors.Is(err, syscall.ENETUNREACH) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) ||
-		errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
 }
 
 // dial connects to the target, giving up when ctx ends or after dialTimeout.
