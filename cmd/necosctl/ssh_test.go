@@ -90,10 +90,11 @@ func TestSliceSSH(t *testing.T) {
 	}
 }
 
-// TestSSHHostKeyMismatch refuses a host whose key is not the pinned one.
-func TestSSHHostKeyMismatch(t *testing.T) {
-	e := startServiceEnv(t)
-	out, errOut := e.run(t, "slice", "create", "--wait", "-o", "json", "--show-credentials", "-f", writeFile(t, "slice.yaml", apitest.SmallSlice("mitm")))
+// createWithCredentials creates a one-part slice named name through necosctl and
+// returns it as necosctl prints it with --show-credentials.
+func (e *serviceEnv) createWithCredentials(t *testing.T, name string) v1.Slice {
+	t.Helper()
+	out, errOut := e.run(t, "slice", "create", "--wait", "-o", "json", "--show-credentials", "-f", writeFile(t, "slice.yaml", apitest.SmallSlice(name)))
 	if errOut != "" {
 		t.Fatal(errOut)
 	}
@@ -101,6 +102,13 @@ func TestSSHHostKeyMismatch(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &s); err != nil {
 		t.Fatal(err)
 	}
+	return s
+}
+
+// TestSSHHostKeyMismatch refuses a host whose key is not the pinned one.
+func TestSSHHostKeyMismatch(t *testing.T) {
+	e := startServiceEnv(t)
+	s := e.createWithCredentials(t, "mitm")
 	p := s.Parts[0]
 	tgt, err := sshTarget(&s, p.Name, p.Nodes[0].Name, 0)
 	if err != nil {
@@ -138,14 +146,7 @@ func (w *signalWriter) Write(p []byte) (int, error) {
 // saying so once; with no wait the first refusal fails, naming --wait.
 func TestSSHWaitsForABootingNode(t *testing.T) {
 	e := startServiceEnv(t)
-	out, errOut := e.run(t, "slice", "create", "--wait", "-o", "json", "--show-credentials", "-f", writeFile(t, "slice.yaml", apitest.SmallSlice("boot")))
-	if errOut != "" {
-		t.Fatal(errOut)
-	}
-	var s v1.Slice
-	if err := json.Unmarshal([]byte(out), &s); err != nil {
-		t.Fatal(err)
-	}
+	s := e.createWithCredentials(t, "boot")
 	p := s.Parts[0]
 	e.sshd.Authorize(t, p.Attributes["ssh-public-key"])
 	tgt, err := sshTarget(&s, p.Name, p.Nodes[0].Name, 0)
