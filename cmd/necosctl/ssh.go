@@ -182,26 +182,19 @@ const sshRetryEvery = 500 * time.Millisecond
 // has passed, saying once on stderr that it waits; any other failure (the host key, the
 // login) returns at once.
 func dialNode(ctx context.Context, t sshTargetInfo, wait time.Duration, stderr io.Writer) (*ssh.Client, error) {
-	deadline := time.Now().Add(wait)
-	for told := false; ; told = true {
-		c, err := dialNodeOnce(ctx, t)
-		if err == nil || !nsnet.NotUpYet(err) || ctx.Err() != nil {
-			return c, err
-		}
-		if !time.Now().Add(sshRetryEvery).Before(deadline) {
-			if wait <= 0 {
-				return nil, fmt.Errorf("%w (a guest still booting does not answer for its first seconds: give --wait to wait for it)", err)
-			}
-			return nil, fmt.Errorf("%w (no answer within --wait %s)", err, wait)
-		}
-		if !told {
-			fmt.Fprintf(stderr, "waiting for %s to answer SSH at %s (up to --wait %s: a guest may still be booting)\n", t.name, t.at, wait)
-		}
-		select {
-		case <-ctx.Done():
-			return nil, err
-		case <-time.After(sshRetryEvery):
-		}
+	waiting := func() {
+		fmt.Fprintf(stderr, "waiting for %s to answer SSH at %s (up to --wait %s: a guest may still be booting)\n", t.name, t.at, wait)
+	}
+	c, err := nsnet.UntilUp(ctx, wait, sshRetryEvery, waiting, func(ctx context.Context) (*ssh.Client, error) {
+		return dialNodeOnce(ctx, t)
+	})
+	switch {
+	case err == nil || !nsnet.NotUpYet(err):
+		return c, err
+	case wait <= 0:
+		return nil, fmt.Errorf("%w (a guest still booting does not answer for its first seconds: give --wait to wait for it)", err)
+	default:
+		return nil, fmt.Errorf("%w (no answer within --wait %s)", err, wait)
 	}
 }
 

@@ -58,6 +58,28 @@ func NotUpYet(err error) bool {
 		errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
 }
 
+// UntilUp calls dial until it succeeds, fails otherwise than [NotUpYet], or ctx ends;
+// a far end not up yet is dialled again every interval for as long as wait (none when
+// wait is 0). waiting, when not nil, is called once, before the first wait. It returns
+// dial's last result, its error as dial gave it.
+func UntilUp[T any](ctx context.Context, wait, every time.Duration, waiting func(), dial func(context.Context) (T, error)) (T, error) {
+	deadline := time.Now().Add(wait)
+	for first := true; ; first = false {
+		v, err := dial(ctx)
+		if err == nil || !NotUpYet(err) || !time.Now().Before(deadline) {
+			return v, err
+		}
+		if first && waiting != nil {
+			waiting()
+		}
+		select {
+		case <-ctx.Done():
+			return v, err
+		case <-time.After(every):
+		}
+	}
+}
+
 // Path returns the file that names a namespace: name itself when it is absolute, else
 // /var/run/netns/name.
 func Path(name string) string {

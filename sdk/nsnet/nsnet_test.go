@@ -267,3 +267,38 @@ func TestNotUpYet(t *testing.T) {
 		}
 	}
 }
+
+// UntilUp dials again while the far end is not up yet, and only then, announcing the
+// wait once; without a wait it dials once.
+func TestUntilUp(t *testing.T) {
+	notUp := os.NewSyscallError("connect", unix.ECONNREFUSED)
+	refusedLogin := errors.New("unable to authenticate")
+	for _, c := range []struct {
+		name      string
+		wait      time.Duration
+		errs      []error // dial's answers in turn; nil after the last
+		wantCalls int
+		wantErr   error
+		wantWaits int
+	}{
+		{"up after two refusals", time.Minute, []error{notUp, notUp}, 3, nil, 1},
+		{"another failure", time.Minute, []error{refusedLogin}, 1, refusedLogin, 0},
+		{"no wait", 0, []error{notUp}, 1, notUp, 0},
+	} {
+		calls, waits := 0, 0
+		_, err := nsnet.UntilUp(context.Background(), c.wait, time.Millisecond, func() { waits++ },
+			func(context.Context) (int, error) {
+				calls++
+				if calls <= len(c.errs) {
+					return 0, c.errs[calls-1]
+				}
+				return calls, nil
+			})
+		if calls != c.wantCalls || waits != c.wantWaits {
+			t.Errorf("%s: %d dials and %d announced waits, want %d and %d", c.name, calls, waits, c.wantCalls, c.wantWaits)
+		}
+		if err != c.wantErr {
+			t.Errorf("%s: %v, want %v", c.name, err, c.wantErr)
+		}
+	}
+}

@@ -42,10 +42,11 @@ type daemon struct {
 	scheme string
 	client *http.Client
 	caFile string
-	// started counts the starts that served, retries the addresses given up: one found
-	// free for the first start may be taken by another process before necosd binds it,
-	// and only then is another chosen.
-	started, retries int
+	// served tells whether necosd ever served; retries counts the addresses given up: one
+	// found free for the first start may be taken by another process before necosd binds
+	// it, and only then is another chosen.
+	served  bool
+	retries int
 }
 
 type syncBuffer struct {
@@ -181,7 +182,7 @@ func (d *daemon) start() {
 		select {
 		case <-d.done:
 			at := slices.Index(d.args, "--listen") + 1
-			if d.started == 0 && d.retries < 3 && at > 0 && strings.Contains(d.log.String(), "listen tcp "+d.addr+": bind: address already in use") {
+			if !d.served && d.retries < 3 && at > 0 && strings.Contains(d.log.String(), "listen tcp "+d.addr+": bind: address already in use") {
 				d.retries++
 				d.t.Logf("%s was taken before necosd bound it: starting on another address", d.addr)
 				d.addr = freeAddr(d.t)
@@ -198,7 +199,7 @@ func (d *daemon) start() {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	d.started++
+	d.served = true
 	d.tokens = map[string]string{}
 	for _, tenant := range []string{"demo", "other"} {
 		b, err := os.ReadFile(filepath.Join(d.dir, "data", tenant+"-token"))

@@ -246,21 +246,11 @@ type sshTarget struct {
 // answer (a guest still booting) is dialled again every second until t.bootWait passes
 // or ctx ends. Any other failure (host key, authentication) is returned at once.
 func (t sshTarget) dialBooted(ctx context.Context) (*ssh.Client, error) {
-	deadline := time.Now().Add(t.bootWait)
-	for {
-		c, err := t.dial(ctx)
-		if err == nil || t.bootWait <= 0 || !nsnet.NotUpYet(err) || !time.Now().Before(deadline) {
-			if err != nil && t.bootWait > 0 && nsnet.NotUpYet(err) {
-				err = fmt.Errorf("%w (no answer for %s)", err, t.bootWait)
-			}
-			return c, err
-		}
-		select {
-		case <-ctx.Done():
-			return nil, err
-		case <-time.After(time.Second):
-		}
+	c, err := nsnet.UntilUp(ctx, t.bootWait, time.Second, nil, t.dial)
+	if err != nil && t.bootWait > 0 && nsnet.NotUpYet(err) {
+		err = fmt.Errorf("%w (no answer for %s)", err, t.bootWait)
 	}
+	return c, err
 }
 
 // dial connects to the target, giving up when ctx ends or after dialTimeout.
